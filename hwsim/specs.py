@@ -142,7 +142,7 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def read_yaml(path: str | Path, what: str = "spec fields") -> dict:
-    """Read a YAML mapping, rejecting duplicate keys; errors are one-line :class:`PresetError`\s."""
+    r"""Read a YAML mapping, rejecting duplicate keys; errors are one-line :class:`PresetError`\s."""
     path = Path(path)
     try:
         with open(path) as f:

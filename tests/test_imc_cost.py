@@ -148,3 +148,67 @@ def test_layers_sharing_a_tile_contend_for_its_buffer():
             for name, r in (("same", same), ("apart", apart))}
     assert done["apart"] == pytest.approx(max(layer.latency_s for layer in conv), rel=0.01)  # in parallel
     assert done["same"] == pytest.approx(sum(layer.latency_s for layer in conv), rel=0.01)  # one buffer port
+
+
+# ----------------------------------------------------------------------------- activations vs buffers
+def _conv_relu(cin=16, cout=32, hw=32):
+    model = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 3, padding=1), torch.nn.ReLU()).eval()
+    return hwsim.as_graph(model, (1, cin, hw, hw))
+
+
+def _small_chip(**kw):
+    base = dict(rows=128, cols=128, cell_bits=2, weight_bits=8, input_bits=8, dac_bits=1, cols_per_adc=8,
+                read_time_s=10e-9, adc_rate_hz=1e9, sample_hold=True, tiles=4, crossbars_per_tile=16,
+                buffer_bytes_per_tile=65536)
+    return IMCSpec(**{**base, **kw})
+
+
+def test_feature_maps_that_fit_stay_on_chip():
+    r = hwsim.simulate(_conv_relu(), _small_chip(), mode="layer").report
+    conv, relu = r.layers
+    assert r.dram_activation_bytes == 0 and "dram" not in conv.energy_breakdown
+    assert conv.extra["activations"] == "onchip"
+    # the ReLU is applied on the conv's outputs on their way to the buffer: no activation traffic
+    assert relu.extra["activations"] == "fused" and relu.energy_breakdown["buffer"] == 0.0
+
+
+def test_feature_maps_beyond_the_buffers_go_through_dram_once():
+    # 16x32x32 input (16 KiB) + 32x32x32 output (32 KiB) at 8 bits on 4 x 8 KiB of buffers; the
+    # weights stay on chip, so the layer reads its input once and writes its output once
+    spec = _small_chip(buffer_bytes_per_tile=8192)
+    r = hwsim.simulate(_conv_relu(), spec, mode="layer").report
+    conv = r.layers[0]
+    assert conv.extra["activations"] == "dram" and conv.extra["weight_loads"] == 0
+    assert conv.extra["dram_activation_bytes"] == 16 * 32 * 32 + 32 * 32 * 32
+    assert r.dram_activation_bytes == conv.extra["dram_activation_bytes"] and r.dram_bytes == 0
+    assert conv.energy_breakdown["dram"] == pytest.approx(49152 * 8 * spec.dram_energy_pj_per_bit * 1e-12)
+    onchip = hwsim.simulate(_conv_relu(), _small_chip(), mode="layer").report.layers[0]
+    assert conv.latency_s == pytest.approx(onchip.latency_s + 49152 / spec.dram_bandwidth_bytes_s)
+    assert "through DRAM" in r.summary()
+
+
+def test_spilled_weights_with_spilled_feature_maps_are_bounded():
+    # 64 -> 256 channels, 3x3: K = 576 -> 5 row splits, 256 x 4 cells -> 8 column splits: 40
+    # crossbars on a 2-crossbar chip, so the layer runs in 20 passes: 8 column groups (8 input
+    # streams), 3 row passes each (partial sums written and read back twice)
+    g = _conv_relu(64, 256, 16)
+    spec = _small_chip(tiles=1, crossbars_per_tile=2, buffer_bytes_per_tile=4096)
+    conv = hwsim.simulate(g, spec, mode="layer").report.layers[0]
+    assert conv.extra["passes"] == 20 and conv.extra["col_splits"] == 8
+    e_bit = spec.dram_energy_pj_per_bit * 1e-12
+    w_bits = 64 * 9 * 256 * 8
+    in_bits, out_bits = 64 * 16 * 16 * 8, 256 * 16 * 16 * 8
+    psum_bits = 8 + 8 + math.ceil(math.log2(576))
+    stream_all = in_bits * 8 + out_bits + 2 * 2 * 256 * 256 * psum_bits  # hold nothing, weights loaded once
+    got = conv.energy_breakdown["dram"]
+    assert (w_bits + in_bits + out_bits) * e_bit <= got <= (w_bits + stream_all) * e_bit * (1 + 1e-12)
+    assert conv.extra["weight_loads"] == conv.extra["pixel_tiles"] >= 1
+
+
+def test_smaller_buffers_never_cost_less_energy():
+    g = hwsim.as_graph("resnet18")
+    spec = hwsim.load_preset("imc/edge-small")
+    energies = [hwsim.simulate(g, dataclasses.replace(spec, buffer_bytes_per_tile=b), mode="layer").report.energy_j
+                for b in (2**24, 2**20, 2**17, 2**14, 2**11)]
+    assert all(a <= b * (1 + 1e-9) for a, b in zip(energies, energies[1:]))
+    assert energies[-1] > energies[0]

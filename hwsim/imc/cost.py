@@ -17,9 +17,23 @@ on a layer with g groups of K x N, row splits rs, column splits cs, ``xb`` cross
 - weights that did not fit (spilled) are reloaded from DRAM at every execution:
   ``weights·weight_bits`` bits at the DRAM bandwidth and energy, programmed at
   ``write_time_s_per_row`` per row and ``write_energy_pj_per_cell``; they compute on the crossbars
-  left free by resident layers (in ``ceil(xb / free)`` passes), the whole chip when none are free.
+  left free by resident layers (in ``passes = ceil(xb / free)`` passes), the whole chip when none
+  are free. Passes over different column groups each stream the input again (``n_in = min(passes,
+  cs)`` input reads); when one column group needs more crossbars than are free, its
+  ``row_passes = ceil(passes / cs)`` passes leave partial sums (``psum_bits``) that are written and
+  read back once per extra pass: ``2·(row_passes-1)·P·g·N·psum_bits``.
+- activations: the chip holds ``tiles · buffer_bytes_per_tile`` bytes of them. A layer whose
+  working set (input + output feature maps + one column group's partial sums) fits keeps them in
+  the buffers. One that does not reads its input from DRAM and writes its output to DRAM once,
+  and holds in the buffers the input, the partial sums, both or neither, over as many pixel tiles
+  as needed for them to fit; what is not held streams through DRAM (the input ``n_in`` times, the
+  partial sums at every extra row pass) and spilled weights are reloaded once per pixel tile.
+  The choice costing the least DRAM energy is taken (:func:`_spill_activations`); DRAM time adds
+  to the layer's latency (no overlap). Halos of pixel tiles are not counted.
 - digital nodes (ReLU, add, pooling, ...): ``elementwise_ops`` at ``digital_ops_per_cycle`` per clock per
-  tile in use and ``digital_energy_pj_per_op``, plus buffer reads/writes of their activations.
+  tile in use and ``digital_energy_pj_per_op``, plus buffer reads/writes of their activations (DRAM
+  when they exceed the chip's buffers). An activation function whose only input is a conv/linear
+  output read by nothing else is fused: applied on the way to the buffer, it moves no data.
 - the rest of a tile (``tile_other_power_w``: registers, bus, sigmoid/pool units) burns while its
   layer runs.
 """
@@ -32,7 +46,7 @@ import numpy as np
 
 from hwsim.imc.spec import IMCSpec
 from mapping.analysis import elementwise_ops
-from mapping.graph import Graph, Node, Op
+from mapping.graph import ACTIVATIONS, Graph, Node, Op
 from mapping.imc import IMCMapping, LayerMapping
 
 __all__ = ["NodeCost", "Statics", "statics", "node_costs", "tile_power_w", "tile_area_mm2", "COMPONENTS"]
@@ -105,26 +119,63 @@ class Statics:
     ops: tuple[int, ...]  # elementwise ops (digital nodes)
     macs: tuple[int, ...]
     peak_live: int  # peak live activation elements
+    fused: tuple[bool, ...] = ()  # activation functions applied on their conv/linear producer's output
 
 
 def statics(graph: Graph) -> Statics:
     from mapping.analysis import node_macs, peak_live_elements
 
-    numel, ins, ops, macs = [], [], [], []
+    numel, ins, ops, macs, fused = [], [], [], [], []
+    by_name = {n.name: n for n in graph.nodes}
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
     for node in graph.nodes:
+        src = by_name.get(node.inputs[0]) if len(node.inputs) == 1 else None
+        fused.append(node.op in ACTIVATIONS and src is not None and src.op in (Op.CONV2D, Op.LINEAR)
+                     and len(consumers.get(src.name, ())) == 1 and src.name not in outputs)
         numel.append(node.numel)
         ins.append(sum(int(np.prod(graph.shape_of(i)[1:], dtype=np.int64)) for i in node.inputs))
         ops.append(0 if node.op in (Op.CONV2D, Op.LINEAR, Op.RESHAPE) else elementwise_ops(graph, node))
         macs.append(node_macs(node))
-    return Statics(tuple(numel), tuple(ins), tuple(ops), tuple(macs), peak_live_elements(graph))
+    return Statics(tuple(numel), tuple(ins), tuple(ops), tuple(macs), peak_live_elements(graph), tuple(fused))
 
 
 def _rows_of(shape: tuple[int, ...]) -> int:
     return int(shape[2]) if len(shape) == 4 else 1
 
 
+def _activation_capacity(spec: IMCSpec) -> int:
+    """Bytes of activations the chip holds: every tile's buffer (reachable over the NoC)."""
+    return spec.tiles * spec.buffer_bytes_per_tile
+
+
+def _spill_activations(spec: IMCSpec, lm: LayerMapping, wbits: int, in_bits: int, out_bits: int, psum_store: int,
+                       psum_xfer_bits: int, n_in: int, cap_bits: int) -> tuple[int, int, tuple[str, ...], int]:
+    """DRAM schedule of a layer whose feature maps do not fit the chip's buffers.
+
+    The input is read from DRAM and the output written to it at least once. The buffers hold the
+    input, the partial sums of a column group, both or neither, for ``S`` pixel tiles small
+    enough to fit (``S = ceil(held bits / capacity)``): what is not held streams through DRAM
+    (the input once per column group, ``n_in`` times; the partial sums at every extra row pass),
+    and spilled weights are reloaded once per pixel tile. The choice costing the least DRAM and
+    write energy is taken. Returns (weight loads, activation DRAM bits, held, S).
+    """
+    reload_pj = 0.0 if lm.onchip else wbits * spec.dram_energy_pj_per_bit + lm.used_cells * spec.write_energy_pj_per_cell
+    best = None
+    for hold_in in (False, True):
+        for hold_psum in ((False, True) if psum_store else (False,)):
+            held = (in_bits if hold_in else 0) + (psum_store if hold_psum else 0)
+            tiles = max(1, math.ceil(held / cap_bits))
+            bits = in_bits * (1 if hold_in else n_in) + out_bits + (0 if hold_psum else psum_xfer_bits)
+            cost = bits * spec.dram_energy_pj_per_bit + (tiles - 1) * reload_pj
+            names = tuple(n for n, h in (("input", hold_in), ("psums", hold_psum)) if h)
+            if best is None or cost < best[0]:
+                best = (cost, (0 if lm.onchip else tiles), bits, names, tiles)
+    return best[1:]
+
+
 def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_xbars: int, pixels: int,
-                 macs: int, numel: int) -> NodeCost:
+                 macs: int, numel: int, ins: int) -> NodeCost:
     g = lm.geometry
     P = pixels * batch
     J = spec.input_steps
@@ -134,6 +185,11 @@ def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_x
     dup = lm.duplicates if onchip else 1
     # a spilled layer computes on the free crossbars (or the whole chip) in passes
     passes = 1 if onchip else math.ceil(lm.crossbars / max(1, free_xbars))
+    cs = lm.col_splits
+    # passes over different column groups each stream the whole input again; passes within one
+    # column group (when it needs more crossbars than are free) leave partial sums to merge later
+    n_in = min(passes, cs)
+    row_passes = math.ceil(passes / cs) if passes > cs else 1
     t_comp = math.ceil(P / dup) * spec.mvm_time_s * passes
     conv = P * J * ntot * cpw * lm.row_splits
     e = {
@@ -144,20 +200,32 @@ def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_x
         "shift_add": conv * spec.shift_add_energy_pj,
     }
     tiles = max(1, len(lm.tiles)) if onchip else max(1, min(spec.tiles, math.ceil(lm.crossbars / spec.crossbars_per_tile)))
-    buf_bits = P * (ktot + ntot) * spec.input_bits
     psum_bits = spec.input_bits + spec.weight_bits + math.ceil(math.log2(max(2, g.k)))
+    psum_xfer_bits = 2 * (row_passes - 1) * P * ntot * psum_bits  # written, then read back by the next pass
+    wbits = g.weights * spec.weight_bits
+    # activation working set: input and output feature maps, plus one column group's partial sums
+    in_bits, out_bits = ins * batch * spec.input_bits, numel * batch * spec.input_bits
+    psum_store = P * math.ceil(ntot / cs) * psum_bits if row_passes > 1 else 0
+    cap_bits = _activation_capacity(spec) * 8
+    loads, act_bits, held, px_tiles = (0 if onchip else 1), 0, ("input", "output", "psums"), 1
+    if in_bits + out_bits + psum_store > cap_bits:
+        loads, act_bits, held, px_tiles = _spill_activations(spec, lm, wbits, in_bits, out_bits, psum_store,
+                                                             psum_xfer_bits, n_in, cap_bits)
+    psum_buf = psum_xfer_bits if "psums" in held else 0
+    buf_bits = P * (ktot * n_in + ntot) * spec.input_bits + psum_buf
     noc_bits = P * ntot * spec.input_bits + P * ntot * (min(lm.row_splits, tiles) - 1) * psum_bits
     e["buffer"] = buf_bits * spec.buffer_energy_pj_per_bit
     e["noc"] = noc_bits * spec.noc_energy_pj_per_bit
     e["digital"] = P * ntot * lm.row_splits * spec.digital_energy_pj_per_op
     t_buf = buf_bits / 8 / (spec.buffer_bandwidth_bytes_s * tiles)
     t_noc = noc_bits / 8 / (spec.noc_bandwidth_bytes_s * tiles)
-    wbits = g.weights * spec.weight_bits
     t_dram = 0.0
-    if not onchip:
-        t_dram = wbits / 8 / spec.dram_bandwidth_bytes_s + g.k * spec.write_time_s_per_row * passes
-        e["dram"] = wbits * spec.dram_energy_pj_per_bit
-        e["write"] = lm.used_cells * spec.write_energy_pj_per_cell
+    if loads:
+        t_dram = loads * (wbits / 8 / spec.dram_bandwidth_bytes_s + g.k * spec.write_time_s_per_row * passes)
+        e["write"] = loads * lm.used_cells * spec.write_energy_pj_per_cell
+    t_dram += act_bits / 8 / spec.dram_bandwidth_bytes_s
+    if loads or act_bits:
+        e["dram"] = (loads * wbits + act_bits) * spec.dram_energy_pj_per_bit
     times = {"compute": t_comp, "buffer": t_buf, "noc": t_noc}
     bound = max(times, key=times.get)
     lat = times[bound] + t_dram
@@ -166,24 +234,39 @@ def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_x
     e["other"] = spec.tile_other_power_w * tiles * lat * 1e12
     extra = {"crossbars": lm.crossbars, "duplicates": lm.duplicates, "row_splits": lm.row_splits,
              "col_splits": lm.col_splits, "adc_conversions": conv, "tiles": tiles, "passes": passes,
-             "compute_s": t_comp, "dram_s": t_dram}
+             "compute_s": t_comp, "dram_s": t_dram, "weight_loads": loads,
+             "activations": "onchip" if not act_bits else "dram", "held_on_chip": "+".join(held) or "none",
+             "pixel_tiles": px_tiles,
+             "dram_weight_bytes": loads * wbits // 8, "dram_activation_bytes": act_bits // 8}
     return NodeCost(node.name, node.op.value, node.module, macs, lat, t_comp, e, "onchip" if onchip else "dram",
                     bound, lm.key if onchip else "swap", _rows_of(node.shape), extra, wbits // 8,
                     numel * batch * spec.input_bits // 8, t_buf, lm.tiles if onchip else ())
 
 
-def _digital_node(node: Node, spec: IMCSpec, batch: int, tiles: int, ops: int, ins: int, numel: int) -> NodeCost:
+def _digital_node(node: Node, spec: IMCSpec, batch: int, tiles: int, ops: int, ins: int, numel: int,
+                  fused: bool) -> NodeCost:
+    """A node computed by the tiles' digital units; ``fused``: applied to its producer's outputs on their
+    way to the buffer (an activation function after a conv/linear), so it moves no activations."""
     if node.op == Op.RESHAPE:
         ops, bits = 0, 0
     else:
         ops = ops * batch
-        bits = (ins + numel) * batch * spec.input_bits
+        bits = 0 if fused else (ins + numel) * batch * spec.input_bits
+    # feature maps that do not fit the chip's buffers stream from and to DRAM
+    dram_bits = bits if bits > _activation_capacity(spec) * 8 else 0
     t = ops / (spec.digital_ops_per_cycle * spec.clock_hz * tiles)
-    t = max(t, bits / 8 / (spec.buffer_bandwidth_bytes_s * tiles))
-    e = {"digital": ops * spec.digital_energy_pj_per_op, "buffer": bits * spec.buffer_energy_pj_per_bit,
+    t = max(t, (bits - dram_bits) / 8 / (spec.buffer_bandwidth_bytes_s * tiles))
+    t += dram_bits / 8 / spec.dram_bandwidth_bytes_s
+    e = {"digital": ops * spec.digital_energy_pj_per_op, "buffer": (bits - dram_bits) * spec.buffer_energy_pj_per_bit,
          "other": spec.tile_other_power_w * t * 1e12}
-    return NodeCost(node.name, node.op.value, node.module, 0, t, 0.0, e, "digital", "digital", "",
-                    _rows_of(node.shape), {}, 0, numel * batch * spec.input_bits // 8)
+    extra = {}
+    if dram_bits:
+        e["dram"] = dram_bits * spec.dram_energy_pj_per_bit
+        extra = {"activations": "dram", "dram_activation_bytes": dram_bits // 8, "dram_s": dram_bits / 8 / spec.dram_bandwidth_bytes_s}
+    elif fused:
+        extra = {"activations": "fused"}
+    return NodeCost(node.name, node.op.value, node.module, 0, t, 0.0, e, "digital", "dram" if dram_bits else "digital",
+                    "", _rows_of(node.shape), extra, 0, numel * batch * spec.input_bits // 8)
 
 
 def node_costs(graph: Graph, mapping: IMCMapping, spec: IMCSpec, st: Statics | None = None) -> list[NodeCost]:
@@ -199,7 +282,8 @@ def node_costs(graph: Graph, mapping: IMCMapping, spec: IMCSpec, st: Statics | N
             lm = mapping.layer_of(node.name)
             idx = lm.geometry.nodes.index(node.name)
             out.append(_weight_node(node, lm, spec, batch, free, lm.geometry.pixels[idx], st.macs[i] * batch,
-                                    st.numel[i]))
+                                    st.numel[i], st.in_elements[i]))
         else:
-            out.append(_digital_node(node, spec, batch, tiles_dig, st.ops[i], st.in_elements[i], st.numel[i]))
+            out.append(_digital_node(node, spec, batch, tiles_dig, st.ops[i], st.in_elements[i], st.numel[i],
+                                     bool(st.fused and st.fused[i])))
     return out

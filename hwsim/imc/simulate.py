@@ -43,6 +43,7 @@ class IMCReport(Report):
     cell_utilization: float = 0.0  # cells holding weights / cells of programmed crossbars
     spilled_layers: tuple[str, ...] = ()
     dram_bytes: int = 0  # weight bytes reloaded from DRAM during the inference
+    dram_activation_bytes: int = 0  # activation bytes moved to and from DRAM (feature maps beyond the buffers)
     adc_conversions: int = 0
     tile_power_w: float = 0.0  # one tile with every crossbar busy
 
@@ -56,6 +57,8 @@ class IMCReport(Report):
                  f"their cells hold weights); {self.mode} schedule; area {self.area_mm2:.2f} mm^2")
         if self.dram_bytes:
             extra += f"; {self.dram_bytes / 1024:.0f} KiB of weights reloaded from DRAM"
+        if self.dram_activation_bytes:
+            extra += f"; {self.dram_activation_bytes / 1024:.0f} KiB of activations through DRAM"
         return Report.summary(self) + "\n" + extra
 
 
@@ -133,10 +136,15 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
     exits = tuple(ExitReport(name=o, latency_s=finish[o], energy_j=float(cum[order[o]])) for o in folded.outputs)
     fr = fit_from_mapping(mp, spec, graph.name)
     onchip_w = sum(lm.geometry.weights for lm in mp.layers if lm.onchip) * spec.weight_bits // 8
-    dram = sum(c.weight_bytes for c in costs if c.placement == "dram")
+    dram = sum(c.extra.get("dram_weight_bytes", 0) for c in costs)
+    dram_act = sum(c.extra.get("dram_activation_bytes", 0) for c in costs)
     notes = []
     if not mp.fits:
         notes.append(f"{len(mp.spilled)} weight matrices reloaded from DRAM at every execution ({dram} B per inference)")
+    if dram_act:
+        n = sum(1 for c in costs if c.extra.get("dram_activation_bytes"))
+        notes.append(f"{n} layers' feature maps exceed the {spec.tiles * spec.buffer_bytes_per_tile} B of buffers and "
+                     f"go through DRAM ({dram_act} B per inference)")
     rep = IMCReport(
         target="imc", network=graph.name, spec_name=spec.name, batch=folded.batch, layers=layers,
         latency_s=max(finish.values(), default=0.0), energy_j=float(cum[-1]) if len(cum) else 0.0,
@@ -145,7 +153,7 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
         exits=exits, area_mm2=spec.tiles * tile_area_mm2(spec), notes=tuple(notes), mode=mode,
         crossbars_needed=mp.crossbars_needed, crossbars_available=mp.crossbars_available,
         crossbars_used=mp.crossbars_used, tiles_used=mp.tiles_used, cell_utilization=mp.cell_utilization,
-        spilled_layers=mp.spilled, dram_bytes=dram,
+        spilled_layers=mp.spilled, dram_bytes=dram, dram_activation_bytes=dram_act,
         adc_conversions=int(sum(c.extra.get("adc_conversions", 0) for c in costs)),
         tile_power_w=sum(tile_power_w(spec).values()))
     return Result(outputs, rep)
