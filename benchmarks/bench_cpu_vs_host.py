@@ -2,7 +2,7 @@
 
 Every zoo net runs in torch on the host (batch norm fused into the convs with
 ``torch.fx.experimental.optimization.fuse``, as the model assumes a deployed runtime does; warm-up, then
-the median of repeats) with 1 thread and with all threads, and is compared with the prediction of the
+the median of repeats pooled over three passes through the list of nets) with 1 thread and with all threads, and is compared with the prediction of the
 ``cpu/host`` preset (measured by ``hwsim calibrate``) with ``threads=1`` and ``threads=all``.
 
 Writes ``benchmarks/results/cpu_model_vs_host.csv`` (one row per net × threads) and
@@ -43,11 +43,10 @@ SHIPPED_HOST = ROOT / "hwsim" / "presets" / "cpu" / "host.yaml"
 SKIP_TAGS = ("binary",)  # binary nets run on the XNOR engine; torch fp32 timing of them says nothing about it
 
 
-def measure(model: torch.nn.Module, x: torch.Tensor, threads: int, budget_s: float) -> dict[str, float]:
-    """Time ``model(x)`` at ``threads`` threads: 3 warm-up runs, then repeats for ~budget_s (5..50 runs).
-
-    Returns the median and best wall time, and (one thread only) the median CPU time of the calling
-    thread, which excludes time other processes took the core on a shared machine."""
+def measure(model: torch.nn.Module, x: torch.Tensor, threads: int, budget_s: float) -> dict[str, list[float]]:
+    """Time ``model(x)`` at ``threads`` threads: 3 warm-up runs, then repeats for ~budget_s (at least 3, at
+    most 50 runs). Returns the wall times and (one thread only) the CPU times of the calling thread, which
+    exclude time other processes took the core on a shared machine."""
     torch.set_num_threads(threads)
     with torch.inference_mode():
         for _ in range(3):
@@ -55,20 +54,23 @@ def measure(model: torch.nn.Module, x: torch.Tensor, threads: int, budget_s: flo
         wall: list[float] = []
         cpu: list[float] = []
         t_end = time.perf_counter() + budget_s
-        while len(wall) < 5 or (time.perf_counter() < t_end and len(wall) < 50):
+        while len(wall) < 3 or (time.perf_counter() < t_end and len(wall) < 50):
             t0, c0 = time.perf_counter(), time.thread_time()
             model(x)
             wall.append(time.perf_counter() - t0)
             cpu.append(time.thread_time() - c0)
-    return {"median": float(np.median(wall)), "best": float(np.min(wall)), "repeats": len(wall),
-            "cpu_median": float(np.median(cpu)) if threads == 1 else float("nan")}
+    return {"wall": wall, "cpu": cpu if threads == 1 else []}
 
 
-def run(names: list[str], preset: Path, budget_s: float) -> dict:
+def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3) -> dict:
+    """Measure every net in ``rounds`` passes over the whole list (each with ``budget_s / rounds`` per net and
+    thread count), so a slow spell of the shared machine hits one pass of many nets rather than all runs
+    of one net; each net's figure is the median of its runs pooled over the passes."""
     spec = hwsim.load_preset(preset)
     all_threads = spec.cores
-    rows, skipped = [], {}
+    skipped = {}
     load_before = os.getloadavg()
+    cases = []
     for name in names:
         info = nets.info(name)
         bad = [t for t in info.tags if t in SKIP_TAGS]
@@ -82,10 +84,22 @@ def run(names: list[str], preset: Path, budget_s: float) -> dict:
         except hwsim.HwsimError as e:
             skipped[name] = f"cannot trace: {e}"
             continue
-        x = torch.randn(*info.input_shape)
+        cases.append((name, info, graph, fused, torch.randn(*info.input_shape)))
+    samples: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for r in range(rounds):
+        for name, _, _, fused, x in cases:
+            for threads in sorted({1, all_threads}):
+                m = measure(fused, x, threads, budget_s / rounds)
+                acc = samples.setdefault((name, threads), {"wall": [], "cpu": []})
+                acc["wall"] += m["wall"]
+                acc["cpu"] += m["cpu"]
+        print(f"pass {r + 1}/{rounds} done", flush=True)
+    rows = []
+    for name, info, graph, _, _ in cases:
         for threads in sorted({1, all_threads}):
-            m = measure(fused, x, threads, budget_s)
-            t_meas, t_best, reps, t_cpu = m["median"], m["best"], m["repeats"], m["cpu_median"]
+            acc = samples[(name, threads)]
+            t_meas, t_best, reps = float(np.median(acc["wall"])), float(np.min(acc["wall"])), len(acc["wall"])
+            t_cpu = float(np.median(acc["cpu"])) if acc["cpu"] else float("nan")
             rep = cost_report(graph, spec, threads=threads, fold_bn=True)  # same folding as torch.fx fuse (BN after a conv it alone reads)
             df = rep.to_pandas()
             by_bound = df.groupby("bound")["latency_s"].sum().to_dict()
@@ -121,8 +135,9 @@ def run(names: list[str], preset: Path, budget_s: float) -> dict:
             if preset.is_relative_to(ROOT) else str(preset), "date_utc": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}",
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "niceness": os.nice(0),
             "torch": torch.__version__,
-            "method": "torch eager fp32 with BN fused (torch.fx fuse), 3 warm-up runs, median (and best) of >=5 timed "
-                      "runs; error = predicted / measured - 1 (error_vs_best: against the best run; error_vs_cpu, one "
+            "method": f"torch eager fp32 with BN fused (torch.fx fuse), {rounds} passes over all nets (3 warm-up runs "
+                      "and >=3 timed runs per net, thread count and pass), median (and best) of the runs pooled over "
+                      "the passes; error = predicted / measured - 1 (error_vs_best: against the best run; error_vs_cpu, one "
                       "thread: against the median CPU time of the calling thread, which excludes time other "
                       "processes held the core); "
                       "prediction: hwsim.cpu cost_report(graph, cpu/host, threads=t, fold_bn=True): the measured model has every conv -> BN pair fused by torch.fx (a BN after a conv read by nothing else), which is exactly what the fold_bn pass folds; other BNs (pre-activation) run unfused in both"}
@@ -133,10 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nets", default="", help="comma-separated zoo names (default: all)")
     ap.add_argument("--preset", default=str(SHIPPED_HOST), help="host preset YAML (default: the shipped cpu/host)")
     ap.add_argument("--budget-s", type=float, default=1.5, help="timing budget per net and thread count")
+    ap.add_argument("--rounds", type=int, default=3, help="passes over the nets (the budget is split among them)")
     ap.add_argument("--out", default=str(RESULTS / "cpu_model_vs_host"), help="output path without extension")
     args = ap.parse_args(argv)
     names = [n for n in args.nets.split(",") if n] or nets.names()
-    res = run(names, Path(args.preset).resolve(), args.budget_s)
+    res = run(names, Path(args.preset).resolve(), args.budget_s, args.rounds)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     import pandas as pd

@@ -121,9 +121,13 @@ def cpu_vs_host() -> str:
                        _f(100 * float(r["error"]), "+.0f")] if r else ["–"] * 3)
         t.append(cells)
     return ("The `cpu/host` preset (fitted by `hwsim calibrate` on synthetic layers only) predicting torch's "
-            "measured latency of every fp32 zoo net on this machine (median of repeats after warm-up; "
-            f"`benchmarks/results/cpu_model_vs_host.csv`){_load(d)}. Error = predicted/measured − 1. "
-            "The second core of this machine is shared with other tenants: the 2-thread figures are noisy.\n\n"
+            "measured latency of every fp32 zoo net on this machine (median of repeats after warm-up, pooled over "
+            f"three passes through the zoo; `benchmarks/results/cpu_model_vs_host.csv`){_load(d)}. Error = "
+            "predicted/measured − 1. This is a shared virtual machine: the same net measured minutes apart "
+            "differs by up to ~15 %, and the 2-thread figures are noisier still. What the model misses, from "
+            "per-layer profiles: depthwise convs on large maps and 1×1 convs on 7×7 maps run 1.5-4× slower "
+            "inside a network than alone, which the synthetic layers and chains it is fitted on do not show "
+            "(GhostNet, MobileNetV2, HarDNet-39DS are under-predicted).\n\n"
             + _table(["threads", "nets", "median abs error %", "max abs error %", "worst net", "within 10 %",
                       "over 25 %"], summ)
             + "\n<details><summary>Per-net table</summary>\n\n"

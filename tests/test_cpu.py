@@ -259,3 +259,45 @@ def test_energy_model_components(resnet20):
     assert math.isclose(br["static"], rep.latency_s * spec.idle_power_w, rel_tol=1e-9)
     assert math.isclose(br["cores"], rep.latency_s * 2 * spec.active_power_w_per_core, rel_tol=1e-9)
     assert br["memory"] >= 0 and math.isclose(sum(br.values()), rep.energy_j, rel_tol=1e-9)
+
+
+def test_runtime_dispatch_of_1x1_convs():
+    """With pointwise_gemm_max_threads = 1 (PyTorch's use_mkldnn rule), a 1x1 conv is a GEMM unless it is strided
+    or runs on more threads *and* is grouped or has a large input; then the generic conv kernel runs it."""
+    spec = CPUSpec(cores=2, gemm_conv_max_input_elements=20480, pointwise_gemm_max_threads=1)
+    small = trace(torch.nn.Conv2d(16, 32, 1), (1, 16, 8, 8)).nodes[0]  # 1024 input elements
+    big = trace(torch.nn.Conv2d(64, 32, 1), (1, 64, 28, 28)).nodes[0]  # 50176
+    strided = trace(torch.nn.Conv2d(64, 32, 1, stride=2), (1, 64, 28, 28)).nodes[0]
+    grouped = trace(torch.nn.Conv2d(16, 32, 1, groups=4), (1, 16, 8, 8)).nodes[0]
+    assert [kernel_kind(n, spec, 1) for n in (small, big, strided, grouped)] == \
+        ["pointwise", "pointwise", "conv", "pointwise"]
+    assert [kernel_kind(n, spec, 2) for n in (small, big, strided, grouped)] == \
+        ["pointwise", "conv", "conv", "grouped"]
+    # without the rule (embedded presets) every 1x1 conv is a GEMM
+    assert {kernel_kind(n, CPUSpec(cores=2), 2) for n in (small, big, strided, grouped)} == {"pointwise"}
+
+
+def test_overheads_per_kernel_path_and_per_group():
+    """A GEMM-run conv pays overhead_gemm_s (+ overhead_per_group_s per extra group of a 1x1 conv); the generic
+    conv kernel pays overhead_conv_s; the layer overhead comes on top of both."""
+    spec = CPUSpec(cores=1, layer_overhead_s=1e-6, overhead_conv_s=30e-6, overhead_gemm_s=4e-6,
+                   overhead_per_group_s=2e-6, gemm_conv_max_input_elements=20480, pointwise_gemm_max_threads=1)
+
+    def overhead(module, shape):
+        g = trace(module, shape)
+        return layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 1), 1).overhead_s
+
+    assert math.isclose(overhead(torch.nn.Conv2d(8, 16, 1), (1, 8, 6, 6)), 1e-6 + 4e-6)
+    assert math.isclose(overhead(torch.nn.Conv2d(32, 64, 1, groups=8), (1, 32, 6, 6)), 1e-6 + 4e-6 + 7 * 2e-6)
+    assert math.isclose(overhead(torch.nn.Conv2d(8, 8, 3, padding=1), (1, 8, 6, 6)), 1e-6 + 4e-6)  # im2col
+    assert math.isclose(overhead(torch.nn.Conv2d(8, 8, 5, padding=2), (1, 8, 6, 6)), 1e-6 + 30e-6)  # 5x5: conv
+
+
+def test_small_elementwise_ops_run_on_one_thread():
+    """Below parallel_grain_elements an elementwise op uses one core: no speed-up and no fork/join overhead."""
+    spec = CPUSpec(cores=2, parallel_overhead_s=5e-6, parallel_grain_elements=32768, layer_overhead_s=1e-6)
+    for shape, cores_used in (((1, 16, 8, 8), 1), ((1, 64, 32, 32), 2)):
+        g = trace(torch.nn.ReLU(), shape)
+        c = layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 2), 2)
+        assert c.cores == cores_used
+        assert math.isclose(c.overhead_s, 1e-6 + (5e-6 if cores_used == 2 else 0.0))

@@ -28,11 +28,13 @@ memory (s)
     L3 and DRAM are shared); main memory splits weights read from flash (``flash_bw``) and the rest
     (``dram_bw``). ``t_m = max over boundaries`` (levels prefetch in parallel).
 latency (s)
-    ``t = max(t_c, t_m) + layer_overhead_s (+ overhead_conv_s / overhead_depthwise_s for those kernels, a grouped
-    conv adding overhead_grouped_s;
+    ``t = max(t_c, t_m) + layer_overhead_s (+ overhead_conv_s for the conv kernel, a grouped conv adding
+    overhead_grouped_s; + overhead_gemm_s for a conv run as a GEMM (pointwise, im2col), a grouped 1×1 conv
+    adding overhead_per_group_s per extra group; + overhead_depthwise_s for a depthwise conv;
     a view (channel slice) pays ``overhead_view_s`` instead of ``layer_overhead_s`` when the spec sets it)
     (+ parallel_overhead_s when n > 1)``; ``bound`` says which
-    term won ("compute", "memory" or "overhead").
+    term won ("compute", "memory" or "overhead"). An elementwise, pooling or data-movement op with fewer
+    output elements than ``parallel_grain_elements`` runs with n = 1.
 energy (J)
     ``E = t · (idle_power_w + n · active_power_w_per_core) + main-memory bytes · mem_energy_j_per_byte``.
 """
@@ -65,10 +67,13 @@ VIEW_OPS = frozenset({Op.SLICE})  # a channel slice of an NCHW tensor is a view:
 FREE_OPS = frozenset({Op.RESHAPE})  # a view: no data moved, no kernel launched
 
 
-def kernel_kind(node: Node, spec: CPUSpec | None = None) -> str:
-    """Which kernel runs the node: conv | im2col | grouped | depthwise | pointwise | linear | pool | elementwise |
-    move | view (overhead only) | free (nothing).
+def kernel_kind(node: Node, spec: CPUSpec | None = None, cores: int = 1) -> str:
+    """Which kernel runs the node on ``cores`` threads: conv | im2col | grouped | depthwise | pointwise | linear |
+    pool | elementwise | move | view (overhead only) | free (nothing).
 
+    ``pointwise``: a 1×1 conv run as a GEMM (one per group). When ``spec.pointwise_gemm_max_threads`` is set, a
+    1×1 conv that is strided or runs on more threads than that, and is grouped or has an input above
+    ``spec.gemm_conv_max_input_elements``, runs the generic conv kernel instead (``conv``, or ``grouped``).
     ``grouped``: a k×k conv (not 1×1) with groups > 1 that is not depthwise.
     ``im2col``: a dense conv (groups = 1, kernel <= 3×3, not 1×1) whose input has at most
     ``spec.gemm_conv_max_input_elements`` elements per sample (the runtime unfolds it and calls a GEMM).
@@ -78,6 +83,10 @@ def kernel_kind(node: Node, spec: CPUSpec | None = None) -> str:
         if a.groups > 1 and a.groups == a.in_channels and a.out_channels % a.in_channels == 0:
             return "depthwise"
         if tuple(a.kernel) == (1, 1):
+            if (spec is not None and spec.pointwise_gemm_max_threads > 0
+                    and (max(a.stride) > 1 or cores > spec.pointwise_gemm_max_threads)
+                    and (a.groups > 1 or a.in_channels * _in_hw(node) > spec.gemm_conv_max_input_elements)):
+                return "grouped" if a.groups > 1 else "conv"
             return "pointwise"
         if a.groups > 1:
             return "grouped"
@@ -226,7 +235,9 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
 def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores: int) -> LayerCost:
     """Latency, bound and energy of one execution of ``node`` on ``cores`` cores (see module docstring)."""
     n = max(1, min(int(cores), spec.cores))
-    kind = kernel_kind(node, spec)
+    kind = kernel_kind(node, spec, n)
+    if kind in ("elementwise", "pool", "move", "view") and math.prod(node.shape) < spec.parallel_grain_elements:
+        n = 1  # below the runtime's grain size the op runs on the calling thread alone
     in_elems = sum(math.prod(graph.shape_of(i)) for i in node.inputs)
     in_b = int(in_elems) * BYTES_PER_ELEMENT
     out_b = int(math.prod(node.shape)) * BYTES_PER_ELEMENT
@@ -266,8 +277,12 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
             t_m, level = t, ("flash" if flash_bytes and serving == "dram" and flash_bytes >= main_bytes else serving)
     base = spec.overhead_view_s if (kind == "view" and spec.overhead_view_s > 0) else spec.layer_overhead_s
     overhead = base + (spec.parallel_overhead_s if n > 1 else 0.0)
-    if kind in ("conv", "im2col", "grouped", "pointwise"):
+    if kind in ("conv", "grouped"):
         overhead += spec.overhead_conv_s + (spec.overhead_grouped_s if kind == "grouped" else 0.0)
+    elif kind in ("im2col", "pointwise"):
+        overhead += spec.overhead_gemm_s
+        if kind == "pointwise":
+            overhead += (node.attrs.groups - 1) * spec.overhead_per_group_s
     elif kind == "depthwise":
         overhead += spec.overhead_depthwise_s
     body = max(t_c, t_m)

@@ -51,9 +51,21 @@ class CPUSpec:
             cores = 1 + (n - 1)·parallel_eff).
         layer_overhead_s: fixed time per executed layer in s (dispatch, kernel set-up, and for a layer
             inside a network the cold caches it meets).
-        overhead_conv_s / overhead_depthwise_s: extra fixed time in s per conv (dense, 1×1, im2col) /
-            per depthwise conv call (primitive creation, layout reorders of the runtime).
-        overhead_grouped_s: extra fixed time in s per grouped (non-depthwise) conv call, on top of
+        overhead_conv_s / overhead_depthwise_s: extra fixed time in s per call of the runtime's conv
+            kernel (a dense k×k conv that is not run as im2col + GEMM; a 1×1 conv above
+            ``pointwise_gemm_max_threads``) / per depthwise conv call (primitive creation, layout reorders).
+        overhead_gemm_s: extra fixed time in s per conv the runtime runs as a plain GEMM call (1×1
+            convs, im2col convs); 0 (default) = none.
+        overhead_per_group_s: extra fixed time in s per group beyond the first of a grouped 1×1 conv run
+            as GEMM calls, one per group; 0 (default) = none (one call covers all groups).
+        pointwise_gemm_max_threads: a 1×1 conv runs as a GEMM, except when it is strided or runs on more
+            threads than this *and* it is grouped or its input has more than
+            ``gemm_conv_max_input_elements`` elements: then the generic conv kernel runs it (PyTorch: 1,
+            ``use_mkldnn`` in aten/src/ATen/native/Convolution.cpp). 0 (default) = always a GEMM.
+        parallel_grain_elements: an elementwise, pooling or data-movement op with fewer output elements
+            than this runs on one thread (no speed-up, no fork/join cost); PyTorch: ``at::internal::GRAIN_SIZE``
+            = 32768 (aten/src/ATen/Parallel.h). 0 (default) = every op uses every core.
+        overhead_grouped_s: extra fixed time in s per grouped (non-depthwise) k×k conv call, on top of
             ``overhead_conv_s`` (the runtime's grouped kernel: primitive set-up, per-group loop); 0 (default) = none.
         overhead_view_s: fixed time in s of a view op (a channel slice of an NCHW tensor: dispatch only, no data
             moved, no cache touched), which then pays this instead of ``layer_overhead_s``; 0 (default) = a
@@ -111,6 +123,10 @@ class CPUSpec:
     overhead_depthwise_s: float = 0.0
     overhead_view_s: float = 0.0
     overhead_grouped_s: float = 0.0
+    overhead_gemm_s: float = 0.0
+    overhead_per_group_s: float = 0.0
+    pointwise_gemm_max_threads: int = 0
+    parallel_grain_elements: int = 0
     active_power_w_per_core: float = 1.0
     idle_power_w: float = 1.0
     mem_energy_j_per_byte: float = 0.0
@@ -121,10 +137,12 @@ class CPUSpec:
         check_positive(self, "clock_hz", "cores", "simd_bits", "fma_per_cycle", "dram_bw_bytes_s", "ram_bytes")
         check_positive(self, "l1d_bytes", "l2_bytes", "l3_bytes", "l2_bw_bytes_s", "l3_bw_bytes_s", "flash_bytes",
                        "flash_bw_bytes_s", "layer_overhead_s", "parallel_overhead_s", "overhead_conv_s",
-                       "overhead_depthwise_s", "overhead_view_s", "overhead_grouped_s", "gemm_conv_max_input_elements", "gemm_k_half", "active_power_w_per_core",
+                       "overhead_depthwise_s", "overhead_view_s", "overhead_grouped_s", "overhead_gemm_s", "overhead_per_group_s",
+                       "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
+                       "gemm_k_half", "active_power_w_per_core",
                        "idle_power_w", "mem_energy_j_per_byte", allow_zero=True)
         for f in ("cores", "simd_bits", "l1d_bytes", "l2_bytes", "l3_bytes", "ram_bytes", "flash_bytes",
-                  "gemm_conv_max_input_elements"):
+                  "gemm_conv_max_input_elements", "pointwise_gemm_max_threads", "parallel_grain_elements"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise SpecError(f"CPUSpec.{f} must be an integer, got {v!r}")
