@@ -51,24 +51,32 @@ def ref_crossbar(xq, qw, x_bits, x_signed, spec):
         ow = 0
         mats = [(np.maximum(qw, 0).astype(np.int64), 1), (np.maximum(-qw, 0).astype(np.int64), -1)]
     top = 2**spec.adc_bits - 1
+    cmax = 2**spec.cell_bits - 1
     acc = np.zeros((u.shape[0], qw.shape[1]), np.int64)
     for mat, sign in mats:
         for r0 in range(0, qw.shape[0], spec.rows):
             rows = min(spec.rows, qw.shape[0] - r0)
-            fs = rows * (2**spec.dac_bits - 1) * (2**spec.cell_bits - 1)
+            fs = rows * (2**spec.dac_bits - 1) * cmax
+            if spec.column_flip:  # ISAAC: a column never holds more than half the full scale
+                fs = rows * cmax // 2 * (2**spec.dac_bits - 1)
             e = 0
             while spec.adc_mode == AdcMode.SCALE and top * 2**e < fs:
                 e += 1
             for j in range(spec.input_steps):
                 xj = (u[:, r0:r0 + rows] >> (j * spec.dac_bits)) & (2**spec.dac_bits - 1)
                 for s in range(spec.slices):
-                    ws = (mat[r0:r0 + rows] >> (s * spec.cell_bits)) & (2**spec.cell_bits - 1)
-                    p = xj @ ws
+                    ws = (mat[r0:r0 + rows] >> (s * spec.cell_bits)) & cmax
+                    flip = np.zeros(ws.shape[1], bool)
+                    if spec.column_flip:
+                        flip = 2 * ws.sum(axis=0) > rows * cmax
+                    stored = np.where(flip[None, :], cmax - ws, ws)
+                    p = xj @ stored
                     if spec.adc_mode == AdcMode.CLIP:
                         code = np.minimum(p, top)
                     else:  # round half to even, like np.rint
                         code = np.minimum(np.rint(p / 2**e).astype(np.int64), top) * 2**e
-                    acc += sign * (code << (j * spec.dac_bits + s * spec.cell_bits))
+                    value = np.where(flip[None, :], cmax * xj.sum(axis=1, keepdims=True) - code, code)
+                    acc += sign * (value << (j * spec.dac_bits + s * spec.cell_bits))
     acc -= ow * u.sum(axis=1, keepdims=True)
     acc -= ox * qw.astype(np.int64).sum(axis=0, keepdims=True)
     return acc
@@ -79,11 +87,11 @@ def ref_crossbar(xq, qw, x_bits, x_signed, spec):
 @given(m=st.integers(1, 9), k=st.integers(1, 300), n=st.integers(1, 12), xb=st.integers(2, 8), wb=st.integers(2, 8),
        signed=st.booleans(), diff=st.booleans(), cell=st.sampled_from([1, 2, 3]), dac=st.sampled_from([1, 2]),
        rows=st.sampled_from([16, 64, 128]), adc=st.integers(1, 12), mode=st.sampled_from(list(AdcMode)),
-       seed=st.integers(0, 2**16))
-def test_crossbar_matches_explicit_model(m, k, n, xb, wb, signed, diff, cell, dac, rows, adc, mode, seed):
+       flip=st.booleans(), seed=st.integers(0, 2**16))
+def test_crossbar_matches_explicit_model(m, k, n, xb, wb, signed, diff, cell, dac, rows, adc, mode, flip, seed):
     cell, dac = min(cell, wb - 1 if diff else wb), min(dac, xb)
     spec = IMCSpec(rows=rows, cols=128, cell_bits=max(cell, 1), weight_bits=wb, input_bits=xb, dac_bits=dac,
-                   adc_bits=adc, adc_mode=mode,
+                   adc_bits=adc, adc_mode=mode, column_flip=flip,
                    signed_weights=SignedWeights.DIFFERENTIAL if diff else SignedWeights.OFFSET)
     rng = np.random.default_rng(seed)
     lo = -(2 ** (xb - 1) - 1) if signed else 0
@@ -96,6 +104,20 @@ def test_crossbar_matches_explicit_model(m, k, n, xb, wb, signed, diff, cell, da
     assert np.array_equal(got, want.astype(np.float64))
     if nm.adc_exact(spec, min(k, rows)):  # enough ADC bits: bit-exact integer GEMM
         assert np.array_equal(want, xq.astype(np.int64) @ qw.astype(np.int64))
+
+
+def test_column_flip_saves_one_adc_bit():
+    """ISAAC's setting: 128 rows of 2-bit cells, 1-bit inputs, offset weights. Full scale 384 needs 9 bits;
+    with column flips every partial sum is <= 192, so an 8-bit clipping ADC is exact (and without flips it
+    clips on columns of large offset-encoded weights)."""
+    rng = np.random.default_rng(3)
+    xq, qw = rng.integers(224, 256, size=(6, 300)), rng.integers(64, 128, size=(300, 5))  # large inputs and weights
+    plain = IMCSpec(rows=128, cell_bits=2, adc_bits=8, weight_bits=8, input_bits=8)
+    flip = dataclasses.replace(plain, column_flip=True)
+    exact = (xq @ qw).astype(np.float64)
+    assert not nm.adc_exact(plain, 128) and nm.adc_exact(flip, 128)
+    assert np.array_equal(nm.crossbar_matmul(xq, qw, False, flip), exact)
+    assert not np.array_equal(nm.crossbar_matmul(xq, qw, False, plain), exact)
 
 
 def test_clipping_adc_loses_information():
@@ -131,6 +153,24 @@ def test_conv_layer_bit_exact(cfg, bitlevel):
     assert np.array_equal(got, want)
     ref = conv(torch.from_numpy(x)).detach().numpy()
     assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()  # and close to float
+
+
+@pytest.mark.parametrize("cfg", CONVS[:4])
+def test_conv_layer_bit_exact_with_column_flip(cfg):
+    """20 rows of 2-bit cells, 1-bit inputs: full scale 60 needs 6 bits; with column flips 30 fits a 5-bit ADC.
+    The bit-level path (flipped cells stored, digital correction) equals the int64 reference."""
+    cin, cout, k, s, p, d, g, hw = cfg
+    conv = torch.nn.Conv2d(cin, cout, k, s, p, d, g, bias=False).eval()
+    graph = quantize(hwsim.as_graph(conv, (1, cin, hw, hw)), 8, 6)
+    node = graph.nodes[0]
+    x = np.random.default_rng(1).normal(size=(1, cin, hw, hw)).astype(np.float32)
+    spec = IMCSpec(rows=20, cols=64, cell_bits=2, adc_bits=5, weight_bits=8, input_bits=6, column_flip=True)
+    got = make_kernels(spec, force_bitlevel=True)[Op.CONV2D](graph, node, [x])
+    sx, signed = input_scale(x, 6)
+    qw, sw = quantize_weights(graph.param(node, "weight"), 8)
+    a = node.attrs
+    acc = ref_conv_int(quantize_input(x, 6, sx, signed), qw, a.stride, a.padding, a.dilation, a.groups)
+    assert np.array_equal(got, dequantize(acc, sx, sw, None, channel_axis=1))
 
 
 # ----------------------------------------------------------------------------- whole networks

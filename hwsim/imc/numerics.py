@@ -14,8 +14,13 @@ symmetric, from :mod:`mapping.passes.quantize`), the chip computes ``acc = Σ_k 
    (c = cell_bits, S slices). For every row split r (at most ``rows`` rows), step j, slice s and
    column n the array produces the analog partial sum ``p = Σ_{k∈r} X_j[k]·W_s[k, n]`` in
    ``[0, |r|·(2^d - 1)·(2^c - 1)]``.
+   With ``column_flip`` (ISAAC §5), a (slice, column) pair of a row split whose cells sum to more than
+   half of ``|r|·(2^c - 1)`` stores ``2^c - 1 - W_s`` instead: the array gives
+   ``p' = (2^c - 1)·Σ_{k∈r} X_j[k] - p``, at most half the full scale, and the periphery recovers
+   ``p`` from the exact digital sum of the inputs.
 3. ADC (``AdcMode``): CLIP: ``code = min(rint(p + noise), 2^B - 1)``, LSB 1; SCALE: LSB = 2^e, the
-   smallest power of two with ``(2^B - 1)·2^e >= |r|·(2^d-1)·(2^c-1)``,
+   smallest power of two with ``(2^B - 1)·2^e >=`` the largest partial sum (``|r|·(2^d-1)·(2^c-1)``,
+   halved with column flips),
    ``code = clip(rint((p + noise)/2^e), 0, 2^B - 1)``, value ``code·2^e``. Noise: Gaussian with
    std ``adc_noise_lsb`` LSB.
 4. Shift-and-add: ``Σ_{r,j,s} 2^(j·d + s·c)·value`` (float64, exact for integer values < 2^53).
@@ -71,8 +76,7 @@ def int_dtype(bits: int, signed: bool):
 
 def adc_exact(spec: IMCSpec, rows_used: int) -> bool:
     """True when no partial sum of a row split of ``rows_used`` rows can be clipped or rounded."""
-    full_scale = min(rows_used, spec.rows) * (2**spec.dac_bits - 1) * (2**spec.cell_bits - 1)
-    return full_scale <= 2**spec.adc_bits - 1
+    return spec.partial_sum_max(rows_used) <= 2**spec.adc_bits - 1
 
 
 def exact_matmul_needed(spec: IMCSpec, k: int) -> bool:
@@ -268,11 +272,28 @@ class Program:
     colsum: np.ndarray  # Σ_k q_w[k, n] (int64), for the input-offset correction
 
 
-def _cells(u: np.ndarray, spec: IMCSpec, rng: np.random.Generator | None) -> np.ndarray:
-    """[K, N] unsigned weights -> [S, K, N] stored cell values, with stuck-at faults and variation."""
-    c = spec.cell_bits
-    mask = (1 << c) - 1
-    cells = np.stack([((u >> (s * c)) & mask) for s in range(spec.slices)]).astype(np.float32)
+def _slices(u: np.ndarray, spec: IMCSpec) -> np.ndarray:
+    """[K, N] unsigned weights -> [S, K, N] nominal cell values (int64)."""
+    mask = (1 << spec.cell_bits) - 1
+    return np.stack([((u >> (s * spec.cell_bits)) & mask) for s in range(spec.slices)])
+
+
+def _flips(nominal: np.ndarray, spec: IMCSpec) -> np.ndarray:
+    """[S, K, N] nominal cells -> [S, K, N] bool: cells of the (slice, column) pairs the column-flip encoding
+    stores complemented, decided per row split (their cells sum to more than half the full scale)."""
+    flip = np.zeros(nominal.shape, dtype=bool)
+    if not spec.column_flip:
+        return flip
+    cmax = 2**spec.cell_bits - 1
+    for k0 in range(0, nominal.shape[1], spec.rows):
+        c = nominal[:, k0:k0 + spec.rows, :]
+        flip[:, k0:k0 + spec.rows, :] = (2 * c.sum(axis=1) > c.shape[1] * cmax)[:, None, :]
+    return flip
+
+
+def _cells(stored: np.ndarray, spec: IMCSpec, rng: np.random.Generator | None) -> np.ndarray:
+    """[S, K, N] stored cell values -> float32, with stuck-at faults and conductance variation."""
+    cells = stored.astype(np.float32)
     if rng is None:
         return cells
     if spec.stuck_at_rate > 0:
@@ -285,7 +306,11 @@ def _cells(u: np.ndarray, spec: IMCSpec, rng: np.random.Generator | None) -> np.
 
 
 def program(qw: np.ndarray, spec: IMCSpec, weight_rng: np.random.Generator | None = None) -> Program:
-    """Encode, slice and split ``qw`` [K, N] (signed ints) as the crossbars store it."""
+    """Encode, slice and split ``qw`` [K, N] (signed ints) as the crossbars store it.
+
+    A flipped (slice, column) pair reads ``Σ X·(cmax - W)``: its ADC path enters the shift-and-add with
+    the opposite sign and ``cmax·Σ_{k in split} u`` (exact digital sums) is folded into the exact GEMM.
+    """
     k, n = qw.shape
     q64 = qw.astype(np.int64)
     if spec.signed_weights == SignedWeights.OFFSET:
@@ -298,24 +323,32 @@ def program(qw: np.ndarray, spec: IMCSpec, weight_rng: np.random.Generator | Non
     clip_mode = spec.adc_mode == AdcMode.CLIP
     ideal = weight_rng is None and spec.adc_noise_lsb == 0
     dmax = 2**spec.dac_bits - 1
+    cmax = 2**spec.cell_bits - 1
     shift = np.array([2.0 ** (s * spec.cell_bits) for s in range(spec.slices)])
     parts = []
     exact = np.zeros((k, n), dtype=np.float64)
     for mat, sign in mats:
-        cells = _cells(mat, spec, weight_rng)  # [S, K, N]
+        nominal = _slices(mat, spec)
+        flipped = _flips(nominal, spec)
+        cells = _cells(np.where(flipped, cmax - nominal, nominal), spec, weight_rng)  # [S, K, N] as stored
         splits = []
         for k0 in range(0, k, spec.rows):
             rows = min(spec.rows, k - k0)
-            fs = rows * dmax * (2**spec.cell_bits - 1)
+            fs = spec.partial_sum_max(rows)
             lsb = 1.0 if clip_mode or fs <= top else float(2 ** int(np.ceil(np.log2(fs / top))))
             c = cells[:, k0:k0 + rows, :]  # [S, rows, N]
+            fl = flipped[:, k0, :]  # [S, N]
+            sgn = np.where(fl, -1.0, 1.0)  # the ADC path of a flipped pair is subtracted
+            if fl.any():  # + cmax·Σ_{k in split} u for every flipped pair
+                exact[k0:k0 + rows] += sign * cmax * np.einsum("s,sn->n", shift, fl.astype(np.float64))[None, :]
             if ideal and lsb == 1.0:  # pairs that never clip: every input step at its maximum stays <= top
                 safe = dmax * c.sum(axis=1) <= top  # [S, N]
             else:
                 safe = np.zeros((spec.slices, n), dtype=bool)
             if safe.any():
                 exact[k0:k0 + rows] += sign * np.einsum("s,skn->kn", shift,
-                                                        np.where(safe[:, None, :], c, 0).astype(np.float64))
+                                                        np.where(safe[:, None, :], sgn[:, None, :] * c, 0)
+                                                        .astype(np.float64))
             s_idx, n_idx = np.nonzero(~safe)
             cl = np.ascontiguousarray(c[s_idx, :, n_idx].T, dtype=np.float32) if len(s_idx) else \
                 np.zeros((rows, 0), np.float32)
@@ -324,7 +357,7 @@ def program(qw: np.ndarray, spec: IMCSpec, weight_rng: np.random.Generator | Non
                 ci = cl.astype(np.int64)  # [rows, Q] integer cell values
                 bits = np.stack([((ci >> b) & 1).T for b in range(spec.cell_bits)])  # [c, Q, rows]
                 packed = np.ascontiguousarray(_pack_rows(bits.astype(np.uint8)).transpose(0, 2, 1))
-            splits.append(SplitProgram(k0, rows, cl, shift[s_idx].astype(np.float64),
+            splits.append(SplitProgram(k0, rows, cl, (shift[s_idx] * sgn[s_idx, n_idx]).astype(np.float64),
                                        n_idx.astype(np.int64), lsb, packed))
         parts.append((sign, tuple(splits)))
     if not exact.any():

@@ -77,6 +77,10 @@ class IMCSpec:
     tiles: int = 168
     buffer_bytes_per_tile: int = 65536  # activation buffer (eDRAM/SRAM) per tile, bytes
     signed_weights: SignedWeights = SignedWeights.OFFSET
+    # ISAAC §5 encoding: in each row split, a (slice, column) pair whose cells sum to more than half of
+    # rows·(2^cell_bits - 1) stores their complement (2^cell_bits - 1 - cell) and the digital periphery
+    # adds back (2^cell_bits - 1)·Σ inputs: every partial sum stays within half the full scale (one ADC bit less)
+    column_flip: bool = False
     duplication: Duplication = Duplication.NONE
     # --- timing
     clock_hz: float = 1.0e9  # digital clock (buffers, shift-add, NoC), Hz
@@ -139,6 +143,8 @@ class IMCSpec:
             raise SpecError(f"IMCSpec.dac_bits ({self.dac_bits}) must be <= input_bits ({self.input_bits})")
         if self.cols_per_adc > self.cols:
             raise SpecError(f"IMCSpec.cols_per_adc ({self.cols_per_adc}) must be <= cols ({self.cols})")
+        if not isinstance(self.column_flip, bool):
+            raise SpecError(f"IMCSpec.column_flip must be true or false, got {self.column_flip!r}")
         check_choice(self, "signed_weights", list(SignedWeights))
         check_choice(self, "duplication", list(Duplication))
         check_choice(self, "adc_mode", list(AdcMode))
@@ -184,6 +190,14 @@ class IMCSpec:
     @property
     def _adc_delta(self) -> int:
         return 0 if self.adc_ref_bits == 0 else self.adc_bits - self.adc_ref_bits
+
+    def partial_sum_max(self, rows_used: int) -> int:
+        """Largest analog partial sum of a row split of ``rows_used`` rows (one input step, one cell column),
+        halved by the column-flip encoding."""
+        full = min(rows_used, self.rows) * (2**self.dac_bits - 1) * (2**self.cell_bits - 1)
+        if self.column_flip:
+            return min(rows_used, self.rows) * (2**self.cell_bits - 1) // 2 * (2**self.dac_bits - 1)
+        return full
 
     @property
     def adc_energy_eff_pj(self) -> float:
