@@ -76,3 +76,18 @@ def test_fold_bn_does_not_mutate_and_skips_bn_not_after_conv():
     assert [n.op for n in g] == before
     assert [n.op for n in g2] == before  # BN after ReLU cannot fold
     np.testing.assert_array_equal(g2.params["0.weight"], g.params["0.weight"])
+
+
+def test_fold_bn_cached_folds_each_graph_once():
+    import nets
+    from mapping.passes.fold_bn import fold_bn_cached
+
+    model = nets.get("resnet20").eval()
+    g1 = mapping.trace(model, (1, 3, 32, 32))
+    g2 = mapping.trace(model, (1, 3, 32, 32))
+    a = fold_bn_cached(g1)
+    assert fold_bn_cached(g1) is a  # the same graph object: folded once
+    b = fold_bn_cached(g2)
+    assert b is not a
+    assert [n.op for n in a.nodes] == [n.op for n in fold_bn(g1).nodes] == [n.op for n in b.nodes]
+    assert not any(n.op == Op.BATCHNORM for n in a.nodes)

@@ -20,7 +20,7 @@ from hwsim.errors import SpecError
 from hwsim.report import ExitReport, LayerReport, Report, Result
 from mapping.analysis import node_macs, peak_live_elements
 from mapping.graph import Graph
-from mapping.passes.fold_bn import fold_bn as fold_bn_pass
+from mapping.passes.fold_bn import fold_bn_cached as fold_bn_pass
 
 __all__ = ["simulate", "cost_report", "memory_verdict"]
 

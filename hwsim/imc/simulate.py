@@ -24,7 +24,7 @@ from hwsim.imc.spec import IMCSpec
 from hwsim.report import ExitReport, LayerReport, Report, Result
 from mapping.graph import Graph
 from mapping.imc import IMCMapping, layer_geometry, map_graph
-from mapping.passes.fold_bn import fold_bn
+from mapping.passes.fold_bn import fold_bn_cached
 
 __all__ = ["IMCReport", "simulate", "prepare"]
 
@@ -71,7 +71,7 @@ def prepare(graph: Graph) -> tuple[Graph, tuple, Statics]:
     if hit is not None and hit[0] is graph:
         _CACHE.move_to_end(id(graph))
         return hit[1:]
-    folded = fold_bn(graph)
+    folded = fold_bn_cached(graph)
     geo = layer_geometry(folded)
     _CACHE[id(graph)] = (graph, folded, geo, statics(folded))
     while len(_CACHE) > 16:
