@@ -28,7 +28,9 @@ memory (s)
     L3 and DRAM are shared); main memory splits weights read from flash (``flash_bw``) and the rest
     (``dram_bw``). ``t_m = max over boundaries`` (levels prefetch in parallel).
 latency (s)
-    ``t = max(t_c, t_m) + layer_overhead_s (+ overhead_conv_s for the conv kernel, a grouped conv adding
+    ``t = max(t_c, t_m)`` (``t_c + t_m`` for the streaming kinds, :data:`STREAMING`: depthwise, elementwise, pool,
+    move, which touch each activation once and have too little work per byte to hide their misses)
+    ``+ layer_overhead_s (+ overhead_conv_s for the conv kernel, a grouped conv adding
     overhead_grouped_s; + overhead_gemm_s for a conv run as a GEMM (pointwise, im2col), a grouped 1×1 conv
     adding overhead_per_group_s per extra group; + overhead_depthwise_s for a depthwise conv;
     a view (channel slice) pays ``overhead_view_s`` instead of ``layer_overhead_s`` when the spec sets it)
@@ -63,6 +65,7 @@ ELEMENTWISE_OPS = {
     Op.UPSAMPLE: 4, Op.SIGN: 1, Op.QUANTIZE: 4,
 }
 MOVE_OPS = frozenset({Op.CONCAT, Op.CHANNEL_SHUFFLE})  # data movement only
+STREAMING = frozenset({"depthwise", "elementwise", "pool", "move"})  # memory time not overlapped with compute
 VIEW_OPS = frozenset({Op.SLICE})  # a channel slice of an NCHW tensor is a view: dispatch overhead, no data moved
 FREE_OPS = frozenset({Op.RESHAPE})  # a view: no data moved, no kernel launched
 
@@ -285,7 +288,9 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
             overhead += (node.attrs.groups - 1) * spec.overhead_per_group_s
     elif kind == "depthwise":
         overhead += spec.overhead_depthwise_s
-    body = max(t_c, t_m)
+    # kernels that stream each activation once (depthwise, elementwise, pooling, copies) have too little
+    # work per byte to hide their misses: their memory time adds to their compute time
+    body = t_c + t_m if kind in STREAMING else max(t_c, t_m)
     latency = body + overhead
     bound = "overhead" if overhead > body else ("compute" if t_c >= t_m else "memory")
     e_static = latency * spec.idle_power_w
