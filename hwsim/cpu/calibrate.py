@@ -21,8 +21,8 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
 5. layers in a network: ``layer_overhead_s`` fitted on four synthetic layer chains
    run back to back (a layer in a network pays costs an isolated layer does not: cold caches, dispatch of
    the module graph); the isolated tiny-layer figure is kept in the header.
-6. two threads: ``parallel_eff`` from the large conv's speed-up,
-   ``parallel_overhead_s`` from the synthetic layers' residual at two threads.
+6. all threads: ``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the
+   synthetic conv layers timed again on all threads.
 
 Cache sizes are read from ``/sys/devices/system/cpu/cpu0/cache``. Power constants are not measurable
 here; they are cited in the written header.
@@ -382,16 +382,24 @@ def _predict(graph, spec: CPUSpec, cores: int = 1) -> float:
     return sum(layer_cost(graph, n, spec, place, cores).latency_s for n in graph.nodes)
 
 
-def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float]]) -> tuple[CPUSpec, float]:
-    """Fit ``fields`` (efficiencies in [1e-4, 1], overheads in s and gemm_k_half >= 0) minimising Σ log²(pred/meas).
+LINEAR_FIELDS = {"parallel_eff": (0.05, 1.0)}  # fitted on their own scale and clamped, not in log space
 
-    Nelder-Mead over log-parameters; returns the fitted spec and the rms log error."""
+
+def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float]],
+         cores: int = 1) -> tuple[CPUSpec, float]:
+    """Fit ``fields`` (efficiencies in [1e-4, 1], overheads in s, gemm_k_half and parallel_flops_half >= 0,
+    parallel_eff in [0.05, 1]) minimising Σ log²(pred/meas) of the layers run on ``cores`` threads.
+
+    Nelder-Mead over log-parameters (``parallel_eff``: linear); returns the fitted spec and the rms log error."""
     from scipy.optimize import minimize
 
     def make(u) -> CPUSpec:
         vals = {}
         for f, v in zip(fields, u):
-            if f.startswith("eff_"):
+            if f in LINEAR_FIELDS:
+                lo, hi = LINEAR_FIELDS[f]
+                vals[f] = min(hi, max(lo, float(v)))
+            elif f.startswith("eff_"):
                 vals[f] = min(1.0, max(1e-4, math.exp(v)))
             else:
                 vals[f] = math.exp(v)
@@ -399,14 +407,15 @@ def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float
 
     def loss(u) -> float:
         s = make(u)
-        return sum(math.log(_predict(g, s) / t) ** 2 for g, t in items)
+        return sum(math.log(_predict(g, s, cores) / t) ** 2 for g, t in items)
 
-    start = {"gemm_k_half": 8.0}
-    u0 = [math.log(0.3) if f.startswith("eff_") else math.log(start.get(f, 2e-6)) for f in fields]
-    res = minimize(loss, u0, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 400})
+    start = {"gemm_k_half": 8.0, "parallel_flops_half": 1e6, "parallel_eff": 0.9}
+    u0 = [start[f] if f in LINEAR_FIELDS else math.log(0.3) if f.startswith("eff_") else math.log(start.get(f, 2e-6))
+          for f in fields]
+    res = minimize(loss, u0, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 600})
     fitted = make(res.x)
-    rounded = {f: (round(getattr(fitted, f), 4) if f.startswith("eff_") else float(f"{getattr(fitted, f):.4g}"))
-               for f in fields}
+    rounded = {f: (round(getattr(fitted, f), 4) if f.startswith("eff_") or f in LINEAR_FIELDS
+                   else float(f"{getattr(fitted, f):.4g}")) for f in fields}
     return dataclasses.replace(spec, **rounded), float(math.sqrt(res.fun / len(items)))
 
 
@@ -504,23 +513,23 @@ def _calibrate_single(quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, 
 
 
 def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, list[str]]:
+    """``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the synthetic conv layers
+    timed again on all threads."""
     torch = _torch()
     n = _ncpus()
     t1 = _peak_flops(True, clock="wall")["conv_s"]
+    kinds = ("conv", "im2col", "pointwise", "depthwise", "grouped")
     torch.set_num_threads(n)
     try:
         t2 = _peak_flops(True, clock="wall")["conv_s"]
-        speedup = t1 / t2
-        par_eff = min(1.0, max(0.05, (speedup - 1) / (n - 1)))
-        spec = dataclasses.replace(spec, parallel_eff=round(par_eff, 4))
-        resid = [_time_layer(m.kind, m.args, m.shape, quick, clock="wall") - _predict(m.graph, spec, cores=n)
-                 for m in measured if m.kind in ("conv", "pointwise", "depthwise")]
+        items = [(m.graph, _time_layer(m.kind, m.args, m.shape, quick, clock="wall"))
+                 for m in measured if m.kind in kinds]
     finally:
         torch.set_num_threads(1)
-    over = max(0.0, float(np.median(resid))) if resid else 0.0
-    spec = dataclasses.replace(spec, parallel_overhead_s=over)
-    return spec, [f"{n} threads: 3x3 conv speed-up {speedup:.2f} -> parallel_eff {par_eff:.3f}; "
-                  f"median residual of synthetic layers -> parallel_overhead_s {over * 1e6:.1f} us"]
+    spec, rms = _fit(spec, ("parallel_eff", "parallel_flops_half", "parallel_overhead_s"), items, cores=n)
+    return spec, [f"{n} threads: large 3x3 conv speed-up {t1 / t2:.2f}; fitted on {len(items)} synthetic conv layers: "
+                  f"parallel_eff {spec.parallel_eff:.3f}, parallel_flops_half {spec.parallel_flops_half:.3g}, "
+                  f"parallel_overhead_s {spec.parallel_overhead_s * 1e6:.1f} us (rms log error {rms:.3f})"]
 
 
 def _ram_bytes() -> int:

@@ -5,7 +5,7 @@ For one execution of a node on ``n`` cores (formulas used below, in this order):
 compute (s)
     ``t_c = FLOPs / (peak_core · eff_kind · lane_util · speedup(n))`` with
     ``peak_core = clock_hz · lanes · fma_per_cycle · 2`` (an FMA is 2 FLOPs),
-    ``speedup(n) = 1 + (n − 1) · parallel_eff``,
+    ``speedup(n) = 1 + (n − 1) · parallel_eff · W / (W + parallel_flops_half)`` for a node of W FLOPs (ops),
     ``lane_util = C / (⌈C / lanes⌉ · lanes)`` for the vectorised channel dimension C (output channels per
     group of a conv, outputs of a linear, channels of a depthwise conv): a partly filled vector wastes lanes; a conv / linear with
     a short reduction K also pays its accumulator loads/stores: × K / (K + gemm_k_half). ``eff_kind`` is the
@@ -207,9 +207,16 @@ def _lane_util(c: int, lanes: int) -> float:
     return c / (math.ceil(c / lanes) * lanes)
 
 
+def _speedup(spec: CPUSpec, n: int, work: float) -> float:
+    """``1 + (n - 1) · parallel_eff · work / (work + parallel_flops_half)``: small layers gain little from more cores."""
+    if n <= 1:
+        return 1.0
+    ramp = work / (work + spec.parallel_flops_half) if spec.parallel_flops_half > 0 else 1.0
+    return 1.0 + (n - 1) * spec.parallel_eff * ramp
+
+
 def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tuple[float, float]:
     """(FLOPs, compute seconds) of one execution of ``node`` for the whole batch."""
-    speedup = 1.0 + (n - 1) * spec.parallel_eff
     batch = node.shape[0]
     if kind in ("conv", "im2col", "grouped", "depthwise", "pointwise", "linear"):
         flops = 2.0 * node_macs(node) * batch
@@ -226,11 +233,11 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
         if kind != "depthwise" and spec.gemm_k_half > 0:
             k = node.attrs.in_features if node.op == Op.LINEAR else node.attrs.rows
             util *= k / (k + spec.gemm_k_half)
-        return flops, flops / (spec.peak_flops_per_core * eff * util * speedup)
+        return flops, flops / (spec.peak_flops_per_core * eff * util * _speedup(spec, n, flops))
     if kind in ("elementwise", "pool"):
         ops = float(elementwise_ops(graph, node)) * batch * ELEMENTWISE_OPS.get(node.op, 1)
         eff = spec.eff_pool if kind == "pool" else spec.eff_elementwise
-        rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * speedup * eff
+        rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * _speedup(spec, n, ops) * eff
         return ops, ops / rate
     return 0.0, 0.0
 

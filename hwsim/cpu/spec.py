@@ -47,8 +47,10 @@ class CPUSpec:
             CondenseNet's learned group convs): runtimes run one small direct conv per group, far below a
             dense conv's efficiency when a group has few channels. 0 (default) = no separate kernel, use
             ``eff_conv`` (the embedded presets: no measurement of such a kernel on those cores).
-        parallel_eff: fraction (0, 1] of an extra core's throughput a layer gains (speed-up with n
-            cores = 1 + (n - 1)·parallel_eff).
+        parallel_eff: fraction (0, 1] of an extra core's throughput a large layer gains (speed-up with n
+            cores = 1 + (n - 1)·parallel_eff·W/(W + parallel_flops_half) for a layer of W FLOPs).
+        parallel_flops_half: FLOPs at which a layer gains half of ``parallel_eff`` (work split over threads
+            has fixed costs: small layers barely speed up); 0 (default) = every layer gains all of it.
         layer_overhead_s: fixed time per executed layer in s (dispatch, kernel set-up, and for a layer
             inside a network the cold caches it meets).
         overhead_conv_s / overhead_depthwise_s: extra fixed time in s per call of the runtime's conv
@@ -117,6 +119,7 @@ class CPUSpec:
     eff_grouped: float = 0.0
     gemm_k_half: float = 0.0
     parallel_eff: float = 0.9
+    parallel_flops_half: float = 0.0
     layer_overhead_s: float = 5e-6
     parallel_overhead_s: float = 0.0
     overhead_conv_s: float = 0.0
@@ -139,6 +142,7 @@ class CPUSpec:
                        "flash_bw_bytes_s", "layer_overhead_s", "parallel_overhead_s", "overhead_conv_s",
                        "overhead_depthwise_s", "overhead_view_s", "overhead_grouped_s", "overhead_gemm_s", "overhead_per_group_s",
                        "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
+                       "parallel_flops_half",
                        "gemm_k_half", "active_power_w_per_core",
                        "idle_power_w", "mem_energy_j_per_byte", allow_zero=True)
         for f in ("cores", "simd_bits", "l1d_bytes", "l2_bytes", "l3_bytes", "ram_bytes", "flash_bytes",
