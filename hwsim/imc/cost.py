@@ -119,7 +119,7 @@ class Statics:
     ops: tuple[int, ...]  # elementwise ops (digital nodes)
     macs: tuple[int, ...]
     peak_live: int  # peak live activation elements
-    fused: tuple[bool, ...] = ()  # activation functions applied on their conv/linear producer's output
+    fused: tuple[bool, ...]  # activation functions applied on their conv/linear producer's output
 
 
 def statics(graph: Graph) -> Statics:
@@ -285,5 +285,5 @@ def node_costs(graph: Graph, mapping: IMCMapping, spec: IMCSpec, st: Statics | N
                                     st.numel[i], st.in_elements[i]))
         else:
             out.append(_digital_node(node, spec, batch, tiles_dig, st.ops[i], st.in_elements[i], st.numel[i],
-                                     bool(st.fused and st.fused[i])))
+                                     st.fused[i]))
     return out
