@@ -90,9 +90,10 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3) -> dic
         for name, _, _, fused, x in cases:
             for threads in sorted({1, all_threads}):
                 m = measure(fused, x, threads, budget_s / rounds)
-                acc = samples.setdefault((name, threads), {"wall": [], "cpu": []})
+                acc = samples.setdefault((name, threads), {"wall": [], "cpu": [], "pass_medians": []})
                 acc["wall"] += m["wall"]
                 acc["cpu"] += m["cpu"]
+                acc["pass_medians"].append(float(np.median(m["wall"])))
         print(f"pass {r + 1}/{rounds} done", flush=True)
     rows = []
     for name, info, graph, _, _ in cases:
@@ -109,6 +110,8 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3) -> dic
                 "measured_best_s": t_best, "predicted_s": rep.latency_s, "error": rep.latency_s / t_meas - 1.0,
                 "error_vs_best": rep.latency_s / t_best - 1.0, "measured_cpu_s": t_cpu,
                 "error_vs_cpu": rep.latency_s / t_cpu - 1.0,
+                # how much the machine moved under this net: spread of its per-pass medians
+                "pass_spread": max(acc["pass_medians"]) / min(acc["pass_medians"]) - 1.0,
                 "pred_compute_s": by_bound.get("compute", 0.0), "pred_memory_s": by_bound.get("memory", 0.0),
                 "pred_overhead_s": by_bound.get("overhead", 0.0),
             })
@@ -129,6 +132,8 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3) -> dic
                 "within_10pct_vs_cpu": int((errs_cpu <= 0.10).sum()), "over_25pct_vs_cpu": int((errs_cpu > 0.25).sum())}
                if threads == 1 else {}),
             "within_10pct": int((errs <= 0.10).sum()), "over_25pct": int((errs > 0.25).sum()),
+            "median_pass_spread": float(np.median([r["pass_spread"] for r in rows if r["threads"] == threads])),
+            "max_pass_spread": float(np.max([r["pass_spread"] for r in rows if r["threads"] == threads])),
             "worst_net": max((r for r in rows if r["threads"] == threads), key=lambda r: abs(r["error"]))["net"],
         }
     return {"rows": rows, "summary": summary, "skipped": skipped, "preset": str(preset.relative_to(ROOT))

@@ -108,7 +108,8 @@ def cpu_vs_host() -> str:
     for k, v in d.get("summary", {}).items():
         summ.append([k.replace("threads_", ""), v["nets"], _f(100 * v["median_abs_error"], ".1f"),
                      _f(100 * v["max_abs_error"], ".0f"), v.get("worst_net", "–"), v.get("within_10pct", "–"),
-                     v.get("over_25pct", "–")])
+                     v.get("over_25pct", "–"), _f(100 * v.get("median_pass_spread", float("nan")), ".1f"),
+                     _f(100 * v.get("max_pass_spread", float("nan")), ".0f")])
     by_net: dict[str, dict] = {}
     for r in rows:
         by_net.setdefault(r["net"], {"input": r["input_shape"]})[r["threads"]] = r
@@ -123,13 +124,13 @@ def cpu_vs_host() -> str:
     return ("The `cpu/host` preset (fitted by `hwsim calibrate` on synthetic layers only) predicting torch's "
             "measured latency of every fp32 zoo net on this machine (median of repeats after warm-up, pooled over "
             f"three passes through the zoo; `benchmarks/results/cpu_model_vs_host.csv`){_load(d)}. Error = "
-            "predicted/measured − 1. This is a shared virtual machine: the same net measured minutes apart "
-            "differs by up to ~15 %, and the 2-thread figures are noisier still. What the model misses, from "
+            "predicted/measured − 1. This is a shared virtual machine: the spread columns give how much a net's "
+            "median moved between the three passes (minutes apart), and the 2-thread figures are noisier still. What the model misses, from "
             "per-layer profiles: depthwise convs on large maps and 1×1 convs on 7×7 maps run 1.5-4× slower "
             "inside a network than alone, which the synthetic layers and chains it is fitted on do not show "
             "(GhostNet, MobileNetV2, HarDNet-39DS are under-predicted).\n\n"
             + _table(["threads", "nets", "median abs error %", "max abs error %", "worst net", "within 10 %",
-                      "over 25 %"], summ)
+                      "over 25 %", "median pass-to-pass spread %", "max spread %"], summ)
             + "\n<details><summary>Per-net table</summary>\n\n"
             + _table(["net", "input", "1 thread: measured ms", "predicted ms", "error %", "2 threads: measured ms",
                       "predicted ms", "error %"], t) + "\n</details>\n")
