@@ -301,3 +301,20 @@ def test_small_elementwise_ops_run_on_one_thread():
         c = layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 2), 2)
         assert c.cores == cores_used
         assert math.isclose(c.overhead_s, 1e-6 + (5e-6 if cores_used == 2 else 0.0))
+
+
+def test_cold_weights_delay_a_gemm_kernel():
+    """Weights living beyond L2 arrive at their home's bandwidth before a conv computes on them:
+    t = max(t_c + w_bytes / bw_home, t_m) + overheads; weights held in L2 add nothing."""
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False)
+    g = trace(conv, (1, 256, 14, 14))
+    node = g.nodes[0]
+    spec = CPUSpec(clock_hz=2e9, simd_bits=256, fma_per_cycle=2.0, l1d_bytes=32768, l2_bytes=2**20, l3_bytes=0,
+                   dram_bw_bytes_s=10e9, layer_overhead_s=0.0)
+    w_bytes = 256 * 256 * 9 * 4  # 2.36 MB: beyond L2
+    cold = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
+    assert cold.weight_home == "dram"
+    assert math.isclose(cold.latency_s, max(cold.compute_s + w_bytes / 10e9, cold.memory_s), rel_tol=1e-12)
+    warm_spec = dataclasses.replace(spec, l2_bytes=2**23)
+    warm = layer_cost(g, node, warm_spec, placement(g, warm_spec, 0, 1), 1)
+    assert warm.weight_home == "L2" and math.isclose(warm.latency_s, max(warm.compute_s, warm.memory_s), rel_tol=1e-12)
