@@ -28,8 +28,8 @@ memory (s)
     L3 and DRAM are shared); main memory splits weights read from flash (``flash_bw``) and the rest
     (``dram_bw``). ``t_m = max over boundaries`` (levels prefetch in parallel).
 latency (s)
-    ``t = max(t_c + t_w, t_m)`` with ``t_w`` = the weight bytes over their home's bandwidth when they live in L3 or
-    DRAM (a GEMM-like kernel packs its weights before computing on them), 0 otherwise; ``t_c + t_m`` for the
+    ``t = max(t_c + t_w, t_m)`` with ``t_w`` = the weight bytes over their home's bandwidth when a conv's weights
+    live in L3 or DRAM (the kernel packs its weights before computing on them), 0 otherwise; ``t_c + t_m`` for the
     streaming kinds (:data:`STREAMING`: depthwise, elementwise, pool, move, which touch each activation once and
     have too little work per byte to hide their misses)
     ``+ layer_overhead_s (+ overhead_conv_s for the conv kernel, a grouped conv adding
@@ -298,11 +298,12 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     elif kind == "depthwise":
         overhead += spec.overhead_depthwise_s
     # kernels that stream each activation once (depthwise, elementwise, pooling, copies) have too little
-    # work per byte to hide their misses: their memory time adds to their compute time. A GEMM-like kernel
+    # work per byte to hide their misses: their memory time adds to their compute time. A conv kernel
     # first packs (reorders) its weights; weights living beyond L2 arrive at their home level's bandwidth
-    # before the compute on them can start (weights read in place from flash overlap instead).
+    # before the compute on them can start (a linear layer of one row streams its weights once, already
+    # in t_m; weights read in place from flash overlap instead).
     t_wcold = 0.0
-    if w_b and w_home in ("L3", "dram"):
+    if w_b and w_home in ("L3", "dram") and kind in ("conv", "im2col", "grouped", "pointwise"):
         t_wcold = w_b / (spec.l3_bw_bytes_s if w_home == "L3" and spec.l3_bw_bytes_s > 0 else spec.dram_bw_bytes_s)
     body = t_c + t_m if kind in STREAMING else max(t_c + t_wcold, t_m)
     latency = body + overhead
