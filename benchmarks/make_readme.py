@@ -126,9 +126,10 @@ def cpu_vs_host() -> str:
             f"three passes through the zoo; `benchmarks/results/cpu_model_vs_host.csv`){_load(d)}. Error = "
             "predicted/measured − 1. This is a shared virtual machine: the spread columns give how much a net's "
             "median moved between the three passes (minutes apart), and the 2-thread figures are noisier still. What the model misses, from "
-            "per-layer profiles: depthwise convs on large maps and 1×1 convs on 7×7 maps run 1.5-4× slower "
-            "inside a network than alone, which the synthetic layers and chains it is fitted on do not show "
-            "(GhostNet, MobileNetV2, HarDNet-39DS are under-predicted).\n\n"
+            "per-layer timings (forward hooks): inside GhostNet, its stride-2 depthwise conv on a 112×112 map and "
+            "its 1×1 convs on 7×7 maps run 1.3-1.6× slower than the same modules on the same inputs alone, an "
+            "effect the synthetic layers and chains the preset is fitted on do not show (GhostNet, MobileNetV2, "
+            "HarDNet-39DS are under-predicted).\n\n"
             + _table(["threads", "nets", "median abs error %", "max abs error %", "worst net", "within 10 %",
                       "over 25 %", "median pass-to-pass spread %", "max spread %"], summ)
             + "\n<details><summary>Per-net table</summary>\n\n"
