@@ -136,7 +136,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.json:
         from hwsim.report import jsonable
 
-        print(json.dumps(jsonable(fr), indent=2))
+        print(json.dumps(fr.to_dict() if hasattr(fr, "to_dict") else jsonable(fr), indent=2))
     else:
         print(fr.summary() if hasattr(fr, "summary") else fr)
     return 0

@@ -115,3 +115,23 @@ def test_duplication_of_a_layer_larger_than_the_chip_is_an_error():
     spec = dataclasses.replace(hwsim.load_preset("imc/edge-small"), tiles=1, duplication="balance")
     with pytest.raises(MappingError, match="more than the whole chip"):
         map_graph(mapping.passes.fold_bn(_itnet(2, True)), spec)  # a block conv needs 20 of 16 crossbars
+
+
+def test_fit_reports_the_largest_feature_maps_against_the_buffers(capsys):
+    """The fit report compares the largest conv/linear input + output feature maps (input_bits) with the
+    chip's buffers; the CLI JSON carries it with the derived utilization."""
+    import json
+
+    from hwsim.cli import main
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU()).eval()
+    spec = IMCSpec(rows=128, cols=128, cell_bits=2, weight_bits=8, input_bits=8, tiles=2, crossbars_per_tile=4,
+                   buffer_bytes_per_tile=16384)
+    fr = hwsim.fit(conv, spec, input_shape=(1, 16, 32, 32))
+    assert fr.largest_working_set_bytes == 16 * 32 * 32 + 32 * 32 * 32 and fr.activation_buffer_bytes == 32768
+    assert not fr.activations_fit and "stream through DRAM" in fr.reason
+    big = hwsim.fit(conv, dataclasses.replace(spec, buffer_bytes_per_tile=65536), input_shape=(1, 16, 32, 32))
+    assert big.activations_fit and big.fits == fr.fits
+    assert main(["fit", "--net", "itnet", "--hw", "imc/edge-small", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["activations_fit"] is True and d["utilization"] == d["crossbars_needed"] / d["crossbars_available"]

@@ -5,6 +5,10 @@ every distinct weight key is counted once however many times it executes (a bloc
 times with shared weights needs the crossbars of one block). ``min_crossbars_to_fit`` is the sum
 of the crossbars of all keys: first-fit placement is contiguous, so the net fits exactly when
 ``crossbars_needed <= crossbars_available``.
+
+The report also compares the largest conv/linear working set (input + output feature maps at
+``input_bits``) with the chip's activation buffers (``tiles · buffer_bytes_per_tile``): a layer
+beyond them streams its feature maps through DRAM (see :mod:`hwsim.imc.cost`).
 """
 from __future__ import annotations
 
@@ -16,9 +20,9 @@ from typing import Any
 
 from hwsim.imc.spec import Duplication, IMCSpec
 from hwsim.report import jsonable
-from mapping.graph import Graph
+from mapping.graph import Graph, Op
 from mapping.imc import IMCMapping, layer_geometry, map_graph
-from mapping.passes.fold_bn import fold_bn
+from mapping.passes.fold_bn import fold_bn_cached
 
 __all__ = ["FitReport", "fit", "fit_from_mapping"]
 
@@ -39,14 +43,22 @@ class FitReport:
     executions: int  # conv/linear executions (> weight_matrices when weights are shared)
     reason: str
     crossbars_by_layer: Mapping[str, int] = field(default_factory=dict)
+    largest_working_set_bytes: int = 0  # input + output feature maps of the largest conv/linear layer
+    activation_buffer_bytes: int = 0  # tiles x buffer_bytes_per_tile
 
     @property
     def utilization(self) -> float:
         return self.crossbars_needed / self.crossbars_available
 
+    @property
+    def activations_fit(self) -> bool:
+        """Every conv/linear layer's input and output feature maps fit the chip's buffers together."""
+        return self.largest_working_set_bytes <= self.activation_buffer_bytes
+
     def to_dict(self) -> dict[str, Any]:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["utilization"] = self.utilization
+        d["activations_fit"] = self.activations_fit
         return jsonable(d)
 
     def summary(self) -> str:
@@ -54,7 +66,18 @@ class FitReport:
         return f"{self.network} on {self.spec_name}: {verdict} — {self.reason}"
 
 
-def fit_from_mapping(mapping: IMCMapping, spec: IMCSpec, network: str = "graph") -> FitReport:
+def largest_working_set(graph: Graph, spec: IMCSpec) -> int:
+    """Bytes of input + output feature maps (at ``input_bits``, whole batch) of the largest conv/linear layer."""
+    best = 0
+    for node in graph.nodes:
+        if node.op in (Op.CONV2D, Op.LINEAR):
+            elems = sum(math.prod(graph.shape_of(i)) for i in node.inputs) + math.prod(node.shape)
+            best = max(best, elems)
+    return best * spec.input_bits // 8
+
+
+def fit_from_mapping(mapping: IMCMapping, spec: IMCSpec, network: str = "graph",
+                     working_set_bytes: int = 0) -> FitReport:
     need, avail = mapping.crossbars_needed, mapping.crossbars_available
     nkeys = len(mapping.layers)
     execs = sum(len(lm.geometry.nodes) for lm in mapping.layers)
@@ -71,17 +94,23 @@ def fit_from_mapping(mapping: IMCMapping, spec: IMCSpec, network: str = "graph")
         reason = (f"needs {need} crossbars, the chip has {avail} ({spec.tiles} tiles x {spec.crossbars_per_tile}); "
                   f"{len(mapping.spilled)} of {nkeys} weight matrices spill to DRAM ({names}); "
                   f"{tiles} tiles would hold them{share_txt}")
+    buffers = spec.tiles * spec.buffer_bytes_per_tile
+    if working_set_bytes:
+        reason += (f"; feature maps: the largest layer needs {working_set_bytes / 1024:.0f} KiB of the "
+                   f"{buffers / 1024:.0f} KiB of buffers"
+                   + ("" if working_set_bytes <= buffers else " (layers beyond them stream through DRAM)"))
     return FitReport(network=network, spec_name=spec.name, fits=mapping.fits, crossbars_needed=need,
                      crossbars_available=avail, spilled_layers=mapping.spilled, min_crossbars_to_fit=need,
                      min_tiles_to_fit=tiles, weight_matrices=nkeys, executions=execs, reason=reason,
-                     crossbars_by_layer=MappingProxyType({lm.key: lm.crossbars for lm in mapping.layers}))
+                     crossbars_by_layer=MappingProxyType({lm.key: lm.crossbars for lm in mapping.layers}),
+                     largest_working_set_bytes=working_set_bytes, activation_buffer_bytes=buffers)
 
 
 def fit(graph: Graph, spec: IMCSpec) -> FitReport:
     """Map ``graph`` (BN folded) on ``spec`` without duplication and report whether it fits."""
     import dataclasses
 
-    g = fold_bn(graph)
+    g = fold_bn_cached(graph)
     s = spec if str(getattr(spec.duplication, "value", spec.duplication)) == "none" else \
         dataclasses.replace(spec, duplication=Duplication.NONE)
-    return fit_from_mapping(map_graph(g, s, layer_geometry(g)), spec, graph.name)
+    return fit_from_mapping(map_graph(g, s, layer_geometry(g)), spec, graph.name, largest_working_set(g, spec))
