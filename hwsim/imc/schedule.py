@@ -9,7 +9,9 @@ its crossbars are free: each weight key's crossbars are one SimPy ``Resource``, 
 executions of a shared block queue on the same crossbars, and all spilled layers share one "swap"
 region. Tiles are resources too: a tile shared by several weight keys has one buffer port, which
 each chunk of those layers holds for its share of the activation traffic (its buffer time over its
-tiles) while its crossbars compute, so layers packed on the same tile contend for its buffer. A
+tiles) while its crossbars compute, so layers packed on the same tile contend for its buffer. The
+DRAM interface is one more resource: a chunk's share of its node's DRAM time (weight reloads,
+feature maps beyond the buffers) holds it, so off-chip transfers of overlapping layers queue. A
 digital node that is the only reader of its producer (ReLU after a conv) runs fused
 with it. Events are per (node chain, chunk), never per cycle. Finer chunks overlap layers more:
 ResNet-18 on imc/isaac gives 26.7 ms with 8 chunks, 23.8 ms with 16, 21.3 ms with 64 (vs 48.4 ms
@@ -85,9 +87,12 @@ def schedule(graph: Graph, costs: Sequence[NodeCost], mode: str = "pipelined",
         for t, r in reqs:
             tile_ports[t].release(r)
 
+    dram = simpy.Resource(env, capacity=1)  # the off-chip interface: one transfer at a time
+
     def process(node: Node, members: list[str], latency: float, resource: str, plan: list,
-                shared_tiles: list, buffer_s: float):
-        dt = latency / len(plan)
+                shared_tiles: list, buffer_s: float, dram_s: float):
+        dt = (latency - dram_s) / len(plan)
+        dt_dram = dram_s / len(plan)
         dt_buf = buffer_s / len(plan)
         res = None
         if resource:
@@ -106,6 +111,11 @@ def schedule(graph: Graph, costs: Sequence[NodeCost], mode: str = "pipelined",
                 for name in members:
                     start[name] = env.now
                 first = False
+            if dt_dram > 0:  # its DRAM traffic (weight reloads, feature maps) holds the off-chip interface
+                dreq = dram.request()
+                yield dreq
+                yield env.timeout(dt_dram)
+                dram.release(dreq)
             if shared_tiles and dt_buf > 0:  # its activation traffic contends for shared tile buffers
                 buf = env.process(buffer_phase(shared_tiles, dt_buf))
                 yield env.timeout(dt) & buf
@@ -156,6 +166,6 @@ def schedule(graph: Graph, costs: Sequence[NodeCost], mode: str = "pipelined",
         hc = cost_of[head.name]
         env.process(process(head, [n.name for n in grp], sum(cost_of[n.name].latency_s for n in grp),
                             hc.resource, chunk_plan(head), sorted(t for t in hc.tiles if t in tile_ports),
-                            hc.buffer_s))
+                            hc.buffer_s, sum(cost_of[n.name].extra.get("dram_s", 0.0) for n in grp)))
     env.run()
     return start, finish
