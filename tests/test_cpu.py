@@ -318,3 +318,20 @@ def test_cold_weights_delay_a_gemm_kernel():
     warm_spec = dataclasses.replace(spec, l2_bytes=2**23)
     warm = layer_cost(g, node, warm_spec, placement(g, warm_spec, 0, 1), 1)
     assert warm.weight_home == "L2" and math.isclose(warm.latency_s, max(warm.compute_s, warm.memory_s), rel_tol=1e-12)
+
+
+def test_outputs_are_written_from_dram_when_the_network_does_not_fit_the_caches():
+    """Back-to-back inferences: with the network's weights in DRAM, a layer's output buffer (last touched one
+    inference ago) is evicted, so its bytes cross from DRAM; with the network in L3 they stay on chip."""
+    from hwsim.cpu.cost import Placement
+
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1, bias=False)
+    g = trace(conv, (1, 16, 16, 16))
+    node = g.nodes[0]
+    spec = CPUSpec(l1d_bytes=32768, l2_bytes=2**20, l3_bytes=2**24, l2_bw_bytes_s=1e11, l3_bw_bytes_s=5e10,
+                   dram_bw_bytes_s=1e10)
+    w_b, out_b = 16 * 16 * 9 * 4, 16 * 16 * 16 * 4
+    in_dram = layer_cost(g, node, spec, Placement("dram", w_b, 0), 1)
+    in_l3 = layer_cost(g, node, spec, Placement("L3", w_b, 0), 1)
+    assert in_l3.main_memory_bytes == 0
+    assert in_dram.main_memory_bytes == w_b + out_b

@@ -18,7 +18,8 @@ memory (s)
     Each operand (input, weights, output) has a *home*: the smallest cache that holds it in the steady
     state of back-to-back inferences (activations: when this layer's input + output fit; weights: when
     all the network's weights plus its peak live activations fit), else main memory (weights: flash
-    when the spec has flash). For each cache level c, the bytes crossing the boundary below c are
+    when the spec has flash). When the weights live in DRAM, a layer's output is written into a buffer
+    last touched one inference ago, long evicted: its bytes cross every cache level from DRAM. For each cache level c, the bytes crossing the boundary below c are
     ``T_c = (compulsory bytes of the operands whose home is beyond c) + (re-reads forced by blocking
     against c)``. Re-reads use the classic blocking estimate for the conv as an implicit GEMM
     (M = N·OH·OW, N = Cout/g, K = Cin/g·kh·kw, per group): if the weights or the input fit in half the
@@ -270,9 +271,12 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     w_home = place.weight_home if w_b else act_home
     compulsory = act_b + w_b
     t_m, level, main_bytes, flash_bytes = 0.0, "", 0.0, 0.0
+    # in back-to-back inferences an output buffer was last touched one inference ago: when the network does
+    # not fit the caches (its weights live in DRAM), that buffer has been evicted and is written from DRAM
+    cold_out = out_b if (place.weight_home == "dram" and kind not in ("view", "free")) else 0
     for name, cap, serving, bw in caches:
         beyond_w = w_b if order[w_home] > order[name] else 0
-        beyond_a = act_b if order[act_home] > order[name] else 0
+        beyond_a = act_b if order[act_home] > order[name] else cold_out
         reread = 0.0
         if dims is not None:
             g, m, nn, k = dims
