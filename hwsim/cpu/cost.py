@@ -5,7 +5,8 @@ For one execution of a node on ``n`` cores (formulas used below, in this order):
 compute (s)
     ``t_c = FLOPs / (peak_core · eff_kind · lane_util · speedup(n))`` with
     ``peak_core = clock_hz · lanes · fma_per_cycle · 2`` (an FMA is 2 FLOPs),
-    ``speedup(n) = 1 + (n − 1) · parallel_eff · W / (W + parallel_flops_half)`` for a node of W FLOPs (ops),
+    ``speedup(n) = 1 + (n − 1) · parallel_eff · W / (W + parallel_flops_half)`` for a conv / linear node of W
+    FLOPs (elementwise and pooling ops above the grain size: ``1 + (n − 1) · parallel_eff``),
     ``lane_util = C / (⌈C / lanes⌉ · lanes)`` for the vectorised channel dimension C (output channels per
     group of a conv, outputs of a linear, channels of a depthwise conv): a partly filled vector wastes lanes; a conv / linear with
     a short reduction K also pays its accumulator loads/stores: × K / (K + gemm_k_half). ``eff_kind`` is the
@@ -211,7 +212,7 @@ def _lane_util(c: int, lanes: int) -> float:
 
 
 def _speedup(spec: CPUSpec, n: int, work: float) -> float:
-    """``1 + (n - 1) · parallel_eff · work / (work + parallel_flops_half)``: small layers gain little from more cores."""
+    """``1 + (n - 1) · parallel_eff · work / (work + parallel_flops_half)``: small convs gain little from more cores."""
     if n <= 1:
         return 1.0
     ramp = work / (work + spec.parallel_flops_half) if spec.parallel_flops_half > 0 else 1.0
@@ -240,7 +241,8 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
     if kind in ("elementwise", "pool"):
         ops = float(elementwise_ops(graph, node)) * batch * ELEMENTWISE_OPS.get(node.op, 1)
         eff = spec.eff_pool if kind == "pool" else spec.eff_elementwise
-        rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * _speedup(spec, n, ops) * eff
+        # above the grain size these split evenly over the cores (the work ramp is the conv kernels')
+        rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * (1.0 + (n - 1) * spec.parallel_eff) * eff
         return ops, ops / rate
     return 0.0, 0.0
 
