@@ -110,6 +110,8 @@ def cpu_vs_host() -> str:
                      _f(100 * v["max_abs_error"], ".0f"), v.get("worst_net", "–"), v.get("within_10pct", "–"),
                      v.get("over_25pct", "–"), _f(100 * v.get("median_pass_spread", float("nan")), ".1f"),
                      _f(100 * v.get("max_pass_spread", float("nan")), ".0f")])
+    one = sorted((r for r in rows if r["threads"] == "1"), key=lambda r: float(r["error"]))[:4]
+    under = ", ".join(f"{r['net']} ({100 * float(r['error']):+.0f} %)" for r in one)
     by_net: dict[str, dict] = {}
     for r in rows:
         by_net.setdefault(r["net"], {"input": r["input_shape"]})[r["threads"]] = r
@@ -128,8 +130,8 @@ def cpu_vs_host() -> str:
             "median moved between the three passes (minutes apart), and the 2-thread figures are noisier still. What the model misses, from "
             "per-layer timings (forward hooks): inside GhostNet, its stride-2 depthwise conv on a 112×112 map and "
             "its 1×1 convs on 7×7 maps run 1.3-1.6× slower than the same modules on the same inputs alone, an "
-            "effect the synthetic layers and chains the preset is fitted on do not show (GhostNet, MobileNetV2, "
-            "HarDNet-39DS are under-predicted).\n\n"
+            "effect the synthetic layers and chains the preset is fitted on do not show. Most under-predicted "
+            f"at one thread here: {under}.\n\n"
             + _table(["threads", "nets", "median abs error %", "max abs error %", "worst net", "within 10 %",
                       "over 25 %", "median pass-to-pass spread %", "max spread %"], summ)
             + "\n<details><summary>Per-net table</summary>\n\n"
