@@ -18,7 +18,7 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
    grouped) / linear / elementwise layers, large ones and tiny ones (shapes chosen not to be the zoo's:
    calibrate on synthetic layers, validate on the zoo); the fields of each group are the values that
    minimise the squared log error of the cost model (:mod:`hwsim.cpu.cost`) on its layers.
-5. layers in a network: ``layer_overhead_s`` fitted on four synthetic layer chains
+5. layers in a network: ``layer_overhead_s`` fitted on five synthetic layer chains
    run back to back (a layer in a network pays costs an isolated layer does not: cold caches, dispatch of
    the module graph); the isolated tiny-layer figure is kept in the header.
 6. all threads: ``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the
@@ -120,8 +120,8 @@ FIT_GROUPS = (  # (kinds measured, spec fields fitted jointly), fitted in this o
 
 
 def _chains():
-    """Four synthetic networks (layer sequences of the kinds above, shapes of no zoo net: dense, inverted
-    residual, small grouped) run back to back: layers in a network pay costs that isolated layers do not
+    """Five synthetic networks (layer sequences of the kinds above, shapes of no zoo net: dense, inverted
+    residual, small grouped, split/concat/shuffle) run back to back: layers in a network pay costs that isolated layers do not
     (cold caches between layers, dispatch)."""
     nn = _torch().nn
     small = nn.Sequential(
@@ -148,7 +148,37 @@ def _chains():
         nn.Conv2d(24, 48, 1, groups=4), nn.ReLU(), nn.Conv2d(48, 48, 3, stride=2, padding=1, groups=12), nn.ReLU(),
         nn.Conv2d(48, 24, 1, groups=2), nn.ReLU(), nn.Conv2d(24, 24, 3, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10))
-    return [(small, (1, 3, 36, 36)), (big, (1, 3, 144, 144)), (mid, (1, 3, 160, 160)), (grouped, (1, 12, 26, 26))]
+    return [(small, (1, 3, 36, 36)), (big, (1, 3, 144, 144)), (mid, (1, 3, 160, 160)), (grouped, (1, 12, 26, 26)),
+            (_Branchy(), (1, 24, 20, 20))]
+
+
+class _Branchy:
+    """A synthetic chain of many small layers that split, concatenate, shuffle and add (the layer mix of
+    efficient nets; channel counts of no zoo net): three units of split -> 1x1, 3x3 depthwise, 1x1 on one
+    half -> concat -> shuffle -> grouped 1x1, depthwise, 1x1 + residual."""
+
+    def __new__(cls):
+        nn = _torch().nn
+
+        class Branchy(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.units = nn.ModuleList(nn.ModuleDict({
+                    "a": nn.Sequential(nn.Conv2d(10, 10, 1), nn.ReLU(), nn.Conv2d(10, 10, 3, padding=1, groups=10),
+                                       nn.Conv2d(10, 14, 1), nn.ReLU()),
+                    "shuffle": nn.ChannelShuffle(2),
+                    "b": nn.Sequential(nn.Conv2d(24, 36, 1, groups=2), nn.ReLU(),
+                                       nn.Conv2d(36, 36, 3, padding=1, groups=36), nn.Conv2d(36, 24, 1))})
+                    for _ in range(3))
+                self.relu = nn.ReLU()
+
+            def forward(self, x):
+                for u in self.units:
+                    y = _torch().cat([x[:, :10], u["a"](x[:, 10:20])], 1)
+                    x = self.relu(u["b"](u["shuffle"](y)) + x)
+                return x
+
+        return Branchy()
 
 
 # ----------------------------------------------------------------------------- timing
