@@ -120,6 +120,11 @@ class Statics:
     macs: tuple[int, ...]
     peak_live: int  # peak live activation elements
     fused: tuple[bool, ...]  # activation functions applied on their conv/linear producer's output
+    max_working: int  # largest input + output elements of a conv/linear node
+
+    def working_set_bytes(self, batch: int, spec: IMCSpec) -> int:
+        """Bytes of input + output feature maps (at ``input_bits``, whole batch) of the largest conv/linear node."""
+        return self.max_working * batch * spec.input_bits // 8
 
 
 def statics(graph: Graph) -> Statics:
@@ -137,7 +142,9 @@ def statics(graph: Graph) -> Statics:
         ins.append(sum(int(np.prod(graph.shape_of(i)[1:], dtype=np.int64)) for i in node.inputs))
         ops.append(0 if node.op in (Op.CONV2D, Op.LINEAR, Op.RESHAPE) else elementwise_ops(graph, node))
         macs.append(node_macs(node))
-    return Statics(tuple(numel), tuple(ins), tuple(ops), tuple(macs), peak_live_elements(graph), tuple(fused))
+    working = max((i + o for n, i, o in zip(graph.nodes, ins, numel) if n.op in (Op.CONV2D, Op.LINEAR)), default=0)
+    return Statics(tuple(numel), tuple(ins), tuple(ops), tuple(macs), peak_live_elements(graph), tuple(fused),
+                   working)
 
 
 def _rows_of(shape: tuple[int, ...]) -> int:

@@ -20,9 +20,8 @@ from typing import Any
 
 from hwsim.imc.spec import Duplication, IMCSpec
 from hwsim.report import jsonable
-from mapping.graph import Graph, Op
-from mapping.imc import IMCMapping, layer_geometry, map_graph
-from mapping.passes.fold_bn import fold_bn_cached
+from mapping.graph import Graph
+from mapping.imc import IMCMapping, map_graph
 
 __all__ = ["FitReport", "fit", "fit_from_mapping"]
 
@@ -66,16 +65,6 @@ class FitReport:
         return f"{self.network} on {self.spec_name}: {verdict} — {self.reason}"
 
 
-def largest_working_set(graph: Graph, spec: IMCSpec) -> int:
-    """Bytes of input + output feature maps (at ``input_bits``, whole batch) of the largest conv/linear layer."""
-    best = 0
-    for node in graph.nodes:
-        if node.op in (Op.CONV2D, Op.LINEAR):
-            elems = sum(math.prod(graph.shape_of(i)) for i in node.inputs) + math.prod(node.shape)
-            best = max(best, elems)
-    return best * spec.input_bits // 8
-
-
 def fit_from_mapping(mapping: IMCMapping, spec: IMCSpec, network: str = "graph",
                      working_set_bytes: int = 0) -> FitReport:
     need, avail = mapping.crossbars_needed, mapping.crossbars_available
@@ -110,7 +99,9 @@ def fit(graph: Graph, spec: IMCSpec) -> FitReport:
     """Map ``graph`` (BN folded) on ``spec`` without duplication and report whether it fits."""
     import dataclasses
 
-    g = fold_bn_cached(graph)
+    from hwsim.imc.simulate import prepare  # folded graph, geometry and counts, cached per graph
+
+    g, geo, st = prepare(graph)
     s = spec if str(getattr(spec.duplication, "value", spec.duplication)) == "none" else \
         dataclasses.replace(spec, duplication=Duplication.NONE)
-    return fit_from_mapping(map_graph(g, s, layer_geometry(g)), spec, graph.name, largest_working_set(g, spec))
+    return fit_from_mapping(map_graph(g, s, geo), spec, graph.name, st.working_set_bytes(g.batch, spec))
