@@ -151,11 +151,6 @@ def _rows_of(shape: tuple[int, ...]) -> int:
     return int(shape[2]) if len(shape) == 4 else 1
 
 
-def _activation_capacity(spec: IMCSpec) -> int:
-    """Bytes of activations the chip holds: every tile's buffer (reachable over the NoC)."""
-    return spec.tiles * spec.buffer_bytes_per_tile
-
-
 def _spill_activations(spec: IMCSpec, lm: LayerMapping, wbits: int, in_bits: int, out_bits: int, psum_store: int,
                        psum_xfer_bits: int, n_in: int, cap_bits: int) -> tuple[int, int, tuple[str, ...], int]:
     """DRAM schedule of a layer whose feature maps do not fit the chip's buffers.
@@ -213,7 +208,7 @@ def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_x
     # activation working set: input and output feature maps, plus one column group's partial sums
     in_bits, out_bits = ins * batch * spec.input_bits, numel * batch * spec.input_bits
     psum_store = P * math.ceil(ntot / cs) * psum_bits if row_passes > 1 else 0
-    cap_bits = _activation_capacity(spec) * 8
+    cap_bits = spec.activation_buffer_bytes * 8
     loads, act_bits, held, px_tiles = (0 if onchip else 1), 0, ("input", "output", "psums"), 1
     if in_bits + out_bits + psum_store > cap_bits:
         loads, act_bits, held, px_tiles = _spill_activations(spec, lm, wbits, in_bits, out_bits, psum_store,
@@ -260,7 +255,7 @@ def _digital_node(node: Node, spec: IMCSpec, batch: int, tiles: int, ops: int, i
         ops = ops * batch
         bits = 0 if fused else (ins + numel) * batch * spec.input_bits
     # feature maps that do not fit the chip's buffers stream from and to DRAM
-    dram_bits = bits if bits > _activation_capacity(spec) * 8 else 0
+    dram_bits = bits if bits > spec.activation_buffer_bytes * 8 else 0
     t = ops / (spec.digital_ops_per_cycle * spec.clock_hz * tiles)
     t = max(t, (bits - dram_bits) / 8 / (spec.buffer_bandwidth_bytes_s * tiles))
     t += dram_bits / 8 / spec.dram_bandwidth_bytes_s

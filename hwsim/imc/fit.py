@@ -83,7 +83,7 @@ def fit_from_mapping(mapping: IMCMapping, spec: IMCSpec, network: str = "graph",
         reason = (f"needs {need} crossbars, the chip has {avail} ({spec.tiles} tiles x {spec.crossbars_per_tile}); "
                   f"{len(mapping.spilled)} of {nkeys} weight matrices spill to DRAM ({names}); "
                   f"{tiles} tiles would hold them{share_txt}")
-    buffers = spec.tiles * spec.buffer_bytes_per_tile
+    buffers = spec.activation_buffer_bytes
     if working_set_bytes:
         reason += (f"; feature maps: the largest layer needs {working_set_bytes / 1024:.0f} KiB of the "
                    f"{buffers / 1024:.0f} KiB of buffers"

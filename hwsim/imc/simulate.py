@@ -143,7 +143,7 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
         notes.append(f"{len(mp.spilled)} weight matrices reloaded from DRAM at every execution ({dram} B per inference)")
     if dram_act:
         n = sum(1 for c in costs if c.extra.get("dram_activation_bytes"))
-        notes.append(f"{n} layers' feature maps exceed the {spec.tiles * spec.buffer_bytes_per_tile} B of buffers and "
+        notes.append(f"{n} layers' feature maps exceed the {spec.activation_buffer_bytes} B of buffers and "
                      f"go through DRAM ({dram_act} B per inference)")
     rep = IMCReport(
         target="imc", network=graph.name, spec_name=spec.name, batch=folded.batch, layers=layers,

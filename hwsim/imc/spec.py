@@ -241,3 +241,8 @@ class IMCSpec:
     def capacity_bytes(self) -> int:
         """On-chip weight capacity in bytes of weight_bits weights."""
         return self.capacity_weights * self.weight_bits // 8
+
+    @property
+    def activation_buffer_bytes(self) -> int:
+        """Activations the chip holds: every tile's buffer (reachable over the NoC), bytes."""
+        return self.tiles * self.buffer_bytes_per_tile
