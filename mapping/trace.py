@@ -100,7 +100,9 @@ def _adaptive(m: nn.AdaptiveAvgPool2d, ins, out) -> ModuleConversion:
 
 
 def _simple(op: Op) -> ModuleConverter:
-    return lambda m, ins, out: ModuleConversion(op)
+    """An activation module; ``inplace=True`` is recorded as ``meta["inplace"]`` (the runtime overwrites its
+    input instead of writing a new buffer: cost models count the traffic of one buffer)."""
+    return lambda m, ins, out: ModuleConversion(op, meta=(("inplace", True),) if getattr(m, "inplace", False) else ())
 
 
 def _upsample_mod(m: nn.Upsample, ins, out) -> ModuleConversion:
@@ -350,7 +352,8 @@ class _Builder:
     def _function(self, n: fx.Node) -> None:
         f = n.target
         if f in _FUNC_ACT:
-            self._emit(n, _FUNC_ACT[f], [self._ref(n.args[0], n)])
+            self._emit(n, _FUNC_ACT[f], [self._ref(n.args[0], n)],
+                       meta={"inplace": True} if n.kwargs.get("inplace", False) else None)
         elif f in _ADD:
             self._binary(n, Op.ADD)
         elif f in _MUL:

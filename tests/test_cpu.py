@@ -33,6 +33,8 @@ def resnet18():
 @pytest.mark.parametrize("field, value", [
     ("clock_hz", 0.0), ("clock_hz", -1e9), ("cores", 0), ("simd_bits", 0), ("fma_per_cycle", 0.0),
     ("dram_bw_bytes_s", 0.0), ("ram_bytes", 0), ("l2_bytes", -1), ("layer_overhead_s", -1e-6),
+    ("unfold_row_s", -1e-9), ("unfold_element_s", -1e-9), ("gemm_n_half", -1.0), ("gemm_m_half", -1.0),
+    ("overhead_batchnorm_s", -1e-6),
     ("eff_conv", 0.0), ("eff_depthwise", 1.5), ("eff_grouped", 1.5), ("eff_grouped", -0.2), ("parallel_eff", -0.1), ("active_power_w_per_core", -1.0),
 ])
 def test_spec_rejects_out_of_range_and_names_the_field(field, value):
@@ -335,3 +337,80 @@ def test_outputs_are_written_from_dram_when_the_network_does_not_fit_the_caches(
     in_l3 = layer_cost(g, node, spec, Placement("L3", w_b, 0), 1)
     assert in_l3.main_memory_bytes == 0
     assert in_dram.main_memory_bytes == w_b + out_b
+
+
+def test_unfold_copies_a_row_per_call_at_stride_1_and_an_element_per_call_when_strided():
+    """An im2col conv (and a strided 1x1 conv run as a GEMM) first builds its unfolded matrix: K*OH copy calls at
+    stride 1, K*OH*OW when strided (PyTorch's unfolded2d_copy), each row/element call costing unfold_row_s and
+    each element unfold_element_s, split over the threads; a stride-1 1x1 conv unfolds nothing."""
+    base = CPUSpec(cores=2, gemm_conv_max_input_elements=20480, pointwise_gemm_max_threads=1, layer_overhead_s=0.0)
+    with_unfold = dataclasses.replace(base, unfold_row_s=5e-9, unfold_element_s=1e-9)
+
+    def extra(module, shape, cores=1):
+        g = trace(module, shape)
+        n = g.nodes[0]
+        t = [layer_cost(g, n, s, placement(g, s, 0, cores), cores).compute_s for s in (with_unfold, base)]
+        return kernel_kind(n, base, cores), t[0] - t[1]
+
+    kind, dt = extra(torch.nn.Conv2d(8, 16, 3, padding=1), (1, 8, 20, 20))  # K = 72, OH = OW = 20
+    assert kind == "im2col" and math.isclose(dt, 72 * 20 * 5e-9 + 72 * 400 * 1e-9, rel_tol=1e-9)
+    kind, dt = extra(torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), (1, 8, 20, 20))  # OH = OW = 10
+    assert kind == "im2col" and math.isclose(dt, 72 * 100 * (5e-9 + 1e-9), rel_tol=1e-9)
+    kind, dt2 = extra(torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), (1, 8, 20, 20), cores=2)
+    assert math.isclose(dt2, dt / 2, rel_tol=1e-9)  # planes split over the threads
+    kind, dt = extra(torch.nn.Conv2d(8, 16, 1, stride=2), (1, 8, 20, 20))
+    assert kind == "pointwise" and math.isclose(dt, 8 * 100 * (5e-9 + 1e-9), rel_tol=1e-9)
+    kind, dt = extra(torch.nn.Conv2d(8, 16, 1), (1, 8, 20, 20))
+    assert kind == "pointwise" and dt == 0.0
+    kind, dt = extra(torch.nn.Conv2d(8, 16, 5, padding=2), (1, 8, 20, 20))  # 5x5: the generic conv kernel
+    assert kind == "conv" and dt == 0.0
+
+
+def test_gemm_utilisation_ramps_with_outputs_and_pixels_instead_of_lanes():
+    """With gemm_n_half set, a GEMM-run conv's utilisation is N/(N + n_half) * M/(M + m_half) (packing amortised),
+    not the lane fill over Cout: 20 output channels lose no lanes to a 16-lane vector."""
+    spec = CPUSpec(simd_bits=512, layer_overhead_s=0.0, gemm_n_half=5.0, gemm_m_half=20.0)
+    g = trace(torch.nn.Conv2d(32, 20, 1, bias=False), (1, 32, 7, 7))
+    node = g.nodes[0]
+    c = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
+    flops = 2 * 32 * 20 * 49
+    util = 20 / 25 * 49 / 69
+    assert c.kind == "pointwise"
+    assert math.isclose(c.compute_s, flops / (spec.peak_flops_per_core * spec.eff_pointwise * util), rel_tol=1e-12)
+    lanes = dataclasses.replace(spec, gemm_n_half=0.0)  # the blocked kernels of the embedded presets
+    c = layer_cost(g, node, lanes, placement(g, lanes, 0, 1), 1)
+    assert math.isclose(c.compute_s, flops / (lanes.peak_flops_per_core * lanes.eff_pointwise * 20 / 32), rel_tol=1e-12)
+
+
+def test_inplace_activations_are_traced_and_move_one_buffer():
+    """ReLU(inplace=True) / F.relu(x, inplace=True) are marked meta["inplace"]; such an op reads and rewrites its
+    input (no fresh output buffer): half the traffic of the out-of-place op and no cold output write."""
+    import torch.nn.functional as F
+
+    class Functional(torch.nn.Module):
+        def forward(self, x):
+            return F.relu(x, inplace=True) + 1.0
+
+    shape = (1, 64, 56, 56)  # 0.8 MB per buffer: in + out beyond a 1 MB L2 share
+    inplace = trace(torch.nn.Sequential(torch.nn.ReLU(inplace=True)), shape)
+    outplace = trace(torch.nn.Sequential(torch.nn.ReLU()), shape)
+    assert inplace.nodes[0].meta.get("inplace") is True and "inplace" not in outplace.nodes[0].meta
+    assert trace(Functional(), shape).nodes[0].meta.get("inplace") is True
+    spec = CPUSpec(l1d_bytes=32768, l2_bytes=2**20, l3_bytes=2**24, l2_bw_bytes_s=2e11, l3_bw_bytes_s=5e10,
+                   dram_bw_bytes_s=1e10, layer_overhead_s=0.0)
+    from hwsim.cpu.cost import Placement
+
+    costs = [layer_cost(g, g.nodes[0], spec, Placement("dram", 0, 0), 1) for g in (inplace, outplace)]
+    buf = 64 * 56 * 56 * 4
+    assert math.isclose(costs[0].memory_s, buf / 2e11, rel_tol=1e-12)  # one buffer, held in L2
+    assert math.isclose(costs[1].memory_s, buf / 1e10, rel_tol=1e-12)  # in + out from L3, fresh output from DRAM
+    assert costs[0].main_memory_bytes == 0 and costs[1].main_memory_bytes == buf
+
+
+def test_an_unfused_batch_norm_pays_its_own_overhead():
+    """A batch norm left in the graph (pre-activation nets) pays overhead_batchnorm_s on top of the layer
+    overhead; a ReLU does not."""
+    spec = CPUSpec(layer_overhead_s=1e-6, overhead_batchnorm_s=6e-6)
+    for module, expected in ((torch.nn.BatchNorm2d(8), 7e-6), (torch.nn.ReLU(), 1e-6)):
+        g = trace(module.eval(), (1, 8, 6, 6))
+        assert math.isclose(layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 1), 1).overhead_s, expected)

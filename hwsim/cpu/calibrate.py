@@ -15,7 +15,8 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
 3. per-layer overhead: tiny torch layers (a conv on 4×4 pixels, a relu, an add) whose time is all overhead;
    the time of a channel slice ``x[:, a:b]`` (a view: dispatch only, no data touched) -> ``overhead_view_s``.
 4. per-kernel efficiencies and fixed overheads: a few *synthetic* conv / grouped / depthwise / 1×1 (dense and
-   grouped) / linear / elementwise layers, large ones and tiny ones (shapes chosen not to be the zoo's:
+   grouped) / linear / elementwise (out-of-place and in-place activations, adds, unfused batch norms) layers,
+   large ones and tiny ones (shapes chosen not to be the zoo's:
    calibrate on synthetic layers, validate on the zoo); the fields of each group are the values that
    minimise the squared log error of the cost model (:mod:`hwsim.cpu.cost`) on its layers.
 5. layers in a network: ``layer_overhead_s`` fitted on five synthetic layer chains
@@ -73,7 +74,8 @@ TORCH_GRAIN_SIZE = 32768
 # Synthetic layers: kind -> [(module args, input shape)]. Not shapes of any zoo net; small and large,
 # both sides of the im2col threshold ("conv" entries below 20480 input elements run as im2col), and for
 # every conv kind a few tiny layers whose time is mostly the kernel's fixed overhead. Pointwise entries
-# with a fifth argument are grouped 1x1 convs.
+# with a fifth argument are grouped 1x1 convs; the strided 1x1 convs among the "im2col" entries run the same
+# unfold + GEMM path (one copy call per element).
 SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
     "conv": [((48, 48, 3, 1), (1, 48, 40, 40)), ((96, 96, 3, 1), (1, 96, 20, 20)), ((80, 160, 3, 2), (1, 80, 24, 24)),
              ((24, 40, 3, 1), (1, 24, 48, 48)), ((320, 320, 3, 1), (1, 320, 9, 9)), ((160, 160, 3, 1), (1, 160, 12, 12)),
@@ -82,7 +84,9 @@ SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
     "im2col": [((24, 24, 3, 1), (1, 24, 24, 24)), ((40, 40, 3, 1), (1, 40, 12, 12)), ((56, 56, 3, 1), (1, 56, 18, 18)),
                ((12, 20, 3, 1), (1, 12, 36, 36)), ((192, 192, 3, 1), (1, 192, 10, 10)), ((3, 12, 3, 1), (1, 3, 40, 40)),
                ((24, 48, 3, 2), (1, 24, 26, 26)), ((48, 96, 3, 2), (1, 48, 14, 14)), ((80, 80, 3, 1), (1, 80, 6, 6)),
-               ((6, 10, 3, 1), (1, 6, 7, 7)), ((10, 6, 3, 2), (1, 10, 9, 9))],
+               ((6, 10, 3, 1), (1, 6, 7, 7)), ((10, 6, 3, 2), (1, 10, 9, 9)), ((12, 24, 3, 2), (1, 12, 40, 40)),
+               ((72, 144, 3, 2), (1, 72, 12, 12)), ((8, 16, 3, 1), (1, 8, 44, 44)),
+               ((36, 72, 1, 2), (1, 36, 20, 20)), ((20, 40, 1, 2), (1, 20, 28, 28))],
     "depthwise": [((72, 72, 3, 1), (1, 72, 40, 40)), ((144, 144, 3, 1), (1, 144, 20, 20)),
                   ((288, 288, 3, 1), (1, 288, 10, 10)), ((120, 120, 5, 2), (1, 120, 24, 24)),
                   ((40, 40, 3, 1), (1, 40, 9, 9)), ((600, 600, 3, 1), (1, 600, 6, 6)),
@@ -101,17 +105,20 @@ SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
                 ((80, 80, 3, 1, 5), (1, 80, 30, 30)), ((12, 12, 3, 1, 3), (1, 12, 5, 5))],
     "linear": [((768, 500), (1, 768)), ((2048, 256), (1, 2048)), ((300, 100), (1, 300)), ((1500, 1500), (1, 1500))],
     "elementwise": [(("relu",), (1, 64, 40, 40)), (("relu",), (1, 128, 20, 20)), (("add",), (1, 96, 30, 30)),
-                    (("relu6",), (1, 160, 28, 28)), (("relu",), (1, 24, 10, 10)), (("add",), (1, 48, 90, 90))],
+                    (("relu6",), (1, 160, 28, 28)), (("relu",), (1, 24, 10, 10)), (("add",), (1, 48, 90, 90)),
+                    (("relu_",), (1, 40, 100, 100)), (("relu6_",), (1, 72, 30, 30)), (("relu_",), (1, 36, 12, 12)),
+                    (("batchnorm", 40), (1, 40, 18, 18)), (("batchnorm", 96), (1, 96, 6, 6)),
+                    (("batchnorm", 20), (1, 20, 60, 60))],
     "pool": [(("maxpool",), (1, 48, 80, 80)), (("maxpool",), (1, 24, 30, 30)), (("maxpool2",), (1, 40, 36, 36)),
              (("maxpool",), (1, 32, 120, 120)), (("maxpool2",), (1, 96, 24, 24))],
 }
 FIT_GROUPS = (  # (kinds measured, spec fields fitted jointly), fitted in this order
-    (("elementwise",), ("eff_elementwise",)),
+    (("elementwise",), ("eff_elementwise", "overhead_batchnorm_s")),
     (("pool",), ("eff_pool",)),
     (("depthwise",), ("eff_depthwise", "overhead_depthwise_s")),
     (("conv", "pointwise"), ("eff_conv", "eff_pointwise", "overhead_conv_s", "overhead_gemm_s", "overhead_per_group_s",
-                             "gemm_k_half")),
-    (("im2col",), ("eff_im2col",)),
+                             "gemm_k_half", "gemm_n_half", "gemm_m_half")),
+    (("im2col",), ("eff_im2col", "unfold_row_s", "unfold_element_s")),
     (("grouped",), ("eff_grouped", "overhead_grouped_s")),
     (("linear",), ("eff_linear",)),
 )
@@ -373,7 +380,14 @@ def _module(kind: str, args: tuple):
     if kind == "linear":
         return torch.nn.Linear(*args)
     op = args[0]
-    return {"relu": torch.nn.ReLU(), "relu6": torch.nn.ReLU6(), "maxpool": torch.nn.MaxPool2d(3, 2, 1),
+    if op == "batchnorm":  # eval-mode batch norm with non-trivial statistics
+        bn = torch.nn.BatchNorm2d(args[1])
+        with torch.no_grad():
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+        return bn
+    return {"relu": torch.nn.ReLU(), "relu6": torch.nn.ReLU6(), "relu_": torch.nn.ReLU(inplace=True),
+            "relu6_": torch.nn.ReLU6(inplace=True), "maxpool": torch.nn.MaxPool2d(3, 2, 1),
             "maxpool2": torch.nn.MaxPool2d(2, 2), "add": _Add()}[op]
 
 
@@ -439,7 +453,7 @@ def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float
         s = make(u)
         return sum(math.log(_predict(g, s, cores) / t) ** 2 for g, t in items)
 
-    start = {"gemm_k_half": 8.0, "parallel_flops_half": 1e6, "parallel_eff": 0.9}
+    start = {"gemm_k_half": 8.0, "gemm_n_half": 4.0, "gemm_m_half": 16.0, "parallel_flops_half": 1e6, "parallel_eff": 0.9}
     u0 = [start[f] if f in LINEAR_FIELDS else math.log(0.3) if f.startswith("eff_") else math.log(start.get(f, 2e-6))
           for f in fields]
     res = minimize(loss, u0, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 600})

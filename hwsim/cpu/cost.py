@@ -8,16 +8,21 @@ compute (s)
     ``speedup(n) = 1 + (n − 1) · parallel_eff · W / (W + parallel_flops_half)`` for a conv / linear node of W
     FLOPs (elementwise and pooling ops above the grain size: ``1 + (n − 1) · parallel_eff``),
     ``lane_util = C / (⌈C / lanes⌉ · lanes)`` for the vectorised channel dimension C (output channels per
-    group of a conv, outputs of a linear, channels of a depthwise conv): a partly filled vector wastes lanes; a conv / linear with
+    group of a conv, outputs of a linear, channels of a depthwise conv): a partly filled vector wastes lanes (a conv
+    run as a GEMM call when the spec sets ``gemm_n_half``: ``lane_util = N / (N + gemm_n_half) · M / (M + gemm_m_half)``
+    with N = Cout/groups, M = batch·OH·OW, the per-call packing of its panels amortised); a conv / linear with
     a short reduction K also pays its accumulator loads/stores: × K / (K + gemm_k_half). ``eff_kind`` is the
     spec's efficiency of the kernel that runs the node (:func:`kernel_kind`: a small dense conv may run as
-    im2col + GEMM at ``eff_im2col``, its unfolded matrix adding 2·K·M·4 bytes of traffic; a grouped k×k conv
+    im2col + GEMM at ``eff_im2col``, its unfolded matrix adding 2·K·M·4 bytes of traffic and the copy calls
+    that build it to t_c: ``K·OH · unfold_row_s`` at stride 1, ``K·OH·OW · unfold_element_s`` when strided, a
+    strided 1×1 conv run as a GEMM included, over n threads (:func:`_unfold_s`); a grouped k×k conv
     that is not depthwise runs at ``eff_grouped``, or ``eff_conv`` when the spec sets 0).
     Elementwise ops count ``ops_per_element`` vector instructions per element (table ``ELEMENTWISE_OPS``)
     and run at ``clock · lanes · fma_per_cycle · speedup(n) · eff_elementwise`` elements/s.
 memory (s)
     Each operand (input, weights, output) has a *home*: the smallest cache that holds it in the steady
-    state of back-to-back inferences (activations: when this layer's input + output fit; weights: when
+    state of back-to-back inferences (activations: when this layer's input + output fit, the input alone for an
+    in-place activation (``meta["inplace"]``), which writes no new buffer; weights: when
     all the network's weights plus its peak live activations fit), else main memory (weights: flash
     when the spec has flash). When the weights live in DRAM, a layer's output is written into a buffer
     last touched one inference ago, long evicted: its bytes cross every cache level from DRAM. For each cache level c, the bytes crossing the boundary below c are
@@ -36,7 +41,8 @@ latency (s)
     have too little work per byte to hide their misses)
     ``+ layer_overhead_s (+ overhead_conv_s for the conv kernel, a grouped conv adding
     overhead_grouped_s; + overhead_gemm_s for a conv run as a GEMM (pointwise, im2col), a grouped 1×1 conv
-    adding overhead_per_group_s per extra group; + overhead_depthwise_s for a depthwise conv;
+    adding overhead_per_group_s per extra group; + overhead_depthwise_s for a depthwise conv; + overhead_batchnorm_s
+    for a batch norm left unfused (the runtime derives per-channel scale and shift from the statistics per call);
     a view (channel slice) pays ``overhead_view_s`` instead of ``layer_overhead_s`` when the spec sets it)
     (+ parallel_overhead_s when n > 1)``; ``bound`` says which
     term won ("compute", "memory" or "overhead"). An elementwise, pooling or data-movement op with fewer
@@ -233,7 +239,11 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
             chan = node.attrs.out_channels
         else:  # a grouped conv is one GEMM per group: its vectors span Cout / groups channels
             chan = node.attrs.out_channels // node.attrs.groups
-        util = _lane_util(chan, spec.lanes)
+        if kind in ("pointwise", "im2col") and spec.gemm_n_half > 0:  # a GEMM call: packing amortised over N, M
+            m = batch * node.shape[2] * node.shape[3]
+            util = chan / (chan + spec.gemm_n_half) * m / (m + spec.gemm_m_half)
+        else:
+            util = _lane_util(chan, spec.lanes)
         if kind != "depthwise" and spec.gemm_k_half > 0:
             k = node.attrs.in_features if node.op == Op.LINEAR else node.attrs.rows
             util *= k / (k + spec.gemm_k_half)
@@ -245,6 +255,23 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
         rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * (1.0 + (n - 1) * spec.parallel_eff) * eff
         return ops, ops / rate
     return 0.0, 0.0
+
+
+def _unfold_s(node: Node, kind: str, spec: CPUSpec, n: int) -> float:
+    """Time of the unfold (im2col copy) before the GEMM of an ``im2col`` conv or a strided ``pointwise`` conv:
+    one copy call per output row (stride 1: ``K·OH`` calls of ``unfold_row_s``) or per element (strided:
+    ``K·OH·OW`` calls of ``unfold_element_s``), K = Cin·kh·kw, split over the ``n`` threads by input plane."""
+    if kind not in ("im2col", "pointwise"):
+        return 0.0
+    a = node.attrs
+    strided = max(a.stride) > 1
+    if kind == "pointwise" and not strided:
+        return 0.0  # a 1x1 stride-1 conv multiplies its input in place
+    k = a.in_channels * a.kernel[0] * a.kernel[1]
+    oh, ow = node.shape[2], node.shape[3]
+    elements = node.shape[0] * k * oh * ow
+    calls = elements if strided else node.shape[0] * k * oh
+    return (calls * spec.unfold_row_s + elements * spec.unfold_element_s) / min(n, k)
 
 
 def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores: int) -> LayerCost:
@@ -261,6 +288,7 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
         return LayerCost(kind, 0.0, 0.0, 0.0, 0.0, 0.0, "overhead", "", 0.0, w_b, in_b, out_b, n,
                          place.weight_home if w_b else "", 0.0, {})
     flops, t_c = _compute_s(graph, node, kind, spec, n)
+    t_c += _unfold_s(node, kind, spec, n)
 
     caches = _caches(spec, n)
     names = [c[0] for c in caches] + ["dram", "flash"]
@@ -268,14 +296,16 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     dims = _gemm_dims(graph, node)
     # im2col: the unfolded K×M matrix is written once and read once by the GEMM
     unfold_b = 2 * dims[1] * dims[3] * BYTES_PER_ELEMENT if kind == "im2col" else 0
-    act_b = 0 if kind == "view" else in_b + out_b + unfold_b
+    # an in-place activation (meta["inplace"]) overwrites its input: one buffer's traffic, no fresh output buffer
+    inplace = kind == "elementwise" and bool(node.meta.get("inplace", False))
+    act_b = 0 if kind == "view" else (in_b if inplace else in_b + out_b + unfold_b)
     act_home = next((nm for nm, cap, _, _ in caches if nm != "reg" and act_b <= cap), "dram")
     w_home = place.weight_home if w_b else act_home
     compulsory = act_b + w_b
     t_m, level, main_bytes, flash_bytes = 0.0, "", 0.0, 0.0
     # in back-to-back inferences an output buffer was last touched one inference ago: when the network does
     # not fit the caches (its weights live in DRAM), that buffer has been evicted and is written from DRAM
-    cold_out = out_b if (place.weight_home == "dram" and kind not in ("view", "free")) else 0
+    cold_out = out_b if (place.weight_home == "dram" and kind not in ("view", "free") and not inplace) else 0
     for name, cap, serving, bw in caches:
         beyond_w = w_b if order[w_home] > order[name] else 0
         beyond_a = act_b if order[act_home] > order[name] else cold_out
@@ -303,6 +333,8 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
             overhead += (node.attrs.groups - 1) * spec.overhead_per_group_s
     elif kind == "depthwise":
         overhead += spec.overhead_depthwise_s
+    elif node.op == Op.BATCHNORM:
+        overhead += spec.overhead_batchnorm_s
     # kernels that stream each activation once (depthwise, elementwise, pooling, copies) have too little
     # work per byte to hide their misses: their memory time adds to their compute time. A conv kernel
     # first packs (reorders) its weights; weights living beyond L2 arrive at their home level's bandwidth

@@ -38,11 +38,22 @@ class CPUSpec:
         gemm_k_half: reduction length K (= Cin/groups·kh·kw, or in_features) at which a conv / linear
             kernel reaches half of its efficiency: the kernel's utilisation is K / (K + gemm_k_half)
             (accumulators loaded and stored once per output tile, amortised over K FMAs); 0 = no ramp.
+        gemm_n_half / gemm_m_half: a conv run as a plain GEMM call (``pointwise``, ``im2col`` kernels) packs its
+            input (K×M) and weight (N×K) panels on every call, and the packed input is reused by N = Cout/groups
+            outputs, the packed weights by M = batch·OH·OW pixels: the GEMM's utilisation is
+            N / (N + gemm_n_half) · M / (M + gemm_m_half) instead of the lane utilisation over Cout (the GEMM
+            vectorises the pixel dimension). 0 (default) = lane utilisation over Cout (the blocked conv
+            kernels of the embedded presets).
         gemm_conv_max_input_elements: the runtime's kernel choice: a conv with groups = 1 and a kernel
             of at most 3×3 whose input has at most this many elements per sample runs as im2col +
             GEMM (unfolded matrix written and read, GEMM at ``eff_im2col``). 0 = never (direct/blocked
             conv kernels for every shape).
         eff_im2col: fraction of peak of the GEMM of such an im2col conv.
+        unfold_row_s / unfold_element_s: time in s of the unfold (im2col copy) of a conv run as im2col + GEMM:
+            the runtime copies the unfolded matrix one output row per call when the stride is 1 (K·OH calls,
+            K = Cin·kh·kw) and one element per call when it is strided (K·OH·OW calls; a strided 1×1 conv run
+            as a GEMM is unfolded too). PyTorch: ``unfolded2d_copy`` in aten/src/ATen/native/cpu/Unfold2d.cpp
+            (a ``memcpy`` per row for ``dW == 1``, per element otherwise). 0 (default) = no such cost.
         eff_grouped: fraction of peak of a grouped k×k conv that is not depthwise (1 < groups < Cin, e.g.
             CondenseNet's learned group convs): runtimes run one small direct conv per group, far below a
             dense conv's efficiency when a group has few channels. 0 (default) = no separate kernel, use
@@ -56,6 +67,9 @@ class CPUSpec:
         overhead_conv_s / overhead_depthwise_s: extra fixed time in s per call of the runtime's conv
             kernel (a dense k×k conv that is not run as im2col + GEMM; a 1×1 conv above
             ``pointwise_gemm_max_threads``) / per depthwise conv call (primitive creation, layout reorders).
+        overhead_batchnorm_s: extra fixed time in s per batch norm that is not folded into a conv (PyTorch's
+            eval-mode ``batch_norm`` computes each channel's scale and shift from the running statistics, in
+            separate small kernels, before its elementwise pass); 0 (default) = none.
         overhead_gemm_s: extra fixed time in s per conv the runtime runs as a plain GEMM call (1×1
             convs, im2col convs); 0 (default) = none.
         overhead_per_group_s: extra fixed time in s per group beyond the first of a grouped 1×1 conv run
@@ -116,8 +130,12 @@ class CPUSpec:
     eff_pool: float = 0.25
     gemm_conv_max_input_elements: int = 0
     eff_im2col: float = 0.4
+    unfold_row_s: float = 0.0
+    unfold_element_s: float = 0.0
     eff_grouped: float = 0.0
     gemm_k_half: float = 0.0
+    gemm_n_half: float = 0.0
+    gemm_m_half: float = 0.0
     parallel_eff: float = 0.9
     parallel_flops_half: float = 0.0
     layer_overhead_s: float = 5e-6
@@ -127,6 +145,7 @@ class CPUSpec:
     overhead_view_s: float = 0.0
     overhead_grouped_s: float = 0.0
     overhead_gemm_s: float = 0.0
+    overhead_batchnorm_s: float = 0.0
     overhead_per_group_s: float = 0.0
     pointwise_gemm_max_threads: int = 0
     parallel_grain_elements: int = 0
@@ -141,9 +160,9 @@ class CPUSpec:
         check_positive(self, "l1d_bytes", "l2_bytes", "l3_bytes", "l2_bw_bytes_s", "l3_bw_bytes_s", "flash_bytes",
                        "flash_bw_bytes_s", "layer_overhead_s", "parallel_overhead_s", "overhead_conv_s",
                        "overhead_depthwise_s", "overhead_view_s", "overhead_grouped_s", "overhead_gemm_s", "overhead_per_group_s",
-                       "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
+                       "overhead_batchnorm_s", "unfold_row_s", "unfold_element_s", "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
                        "parallel_flops_half",
-                       "gemm_k_half", "active_power_w_per_core",
+                       "gemm_k_half", "gemm_n_half", "gemm_m_half", "active_power_w_per_core",
                        "idle_power_w", "mem_energy_j_per_byte", allow_zero=True)
         for f in ("cores", "simd_bits", "l1d_bytes", "l2_bytes", "l3_bytes", "ram_bytes", "flash_bytes",
                   "gemm_conv_max_input_elements", "pointwise_gemm_max_threads", "parallel_grain_elements"):
