@@ -23,7 +23,8 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
    run back to back (a layer in a network pays costs an isolated layer does not: cold caches, dispatch of
    the module graph); the isolated tiny-layer figure is kept in the header.
 6. all threads: ``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the
-   synthetic conv layers timed again on all threads.
+   synthetic conv layers timed again on all threads, in three interleaved rounds, each layer keeping the
+   median of its least disturbed round (a parallel region waits for its slowest core).
 
 Cache sizes are read from ``/sys/devices/system/cpu/cpu0/cache``. Power constants are not measurable
 here; they are cited in the written header.
@@ -59,6 +60,7 @@ FMA_PIPES_X86 = 2  # Zen 4/5 and Intel server cores: two vector FMA pipes per co
 # overheads predict the time a user will see, are the median of their calls, the statistic the host
 # validation (benchmarks/bench_cpu_vs_host.py) compares against.
 LAYER_STAT = "median"
+PARALLEL_ROUNDS = 3  # all-thread layer timings: rounds over the synthetic layers, the least disturbed one kept
 
 # PyTorch's CPU conv dispatch (aten/src/ATen/native/Convolution.cpp, ``use_mkldnn``): an fp32 conv with
 # groups = 1, kernel <= 3x3 and batch 1 whose input has at most 20480 elements runs the native
@@ -566,8 +568,13 @@ def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -
     torch.set_num_threads(n)
     try:
         t2 = _peak_flops(True, clock="wall")["conv_s"]
-        items = [(m.graph, _time_layer(m.kind, m.args, m.shape, quick, clock="wall"))
-                 for m in measured if m.kind in kinds]
+        layers = [m for m in measured if m.kind in kinds]
+        # all threads wait for the slowest: a slow spell of any core of a shared machine (seconds long) slows a
+        # whole window of repeats, so the layers are timed in PARALLEL_ROUNDS interleaved rounds and each keeps
+        # the median of its least disturbed round
+        rounds = [[_time_layer(m.kind, m.args, m.shape, quick, clock="wall") for m in layers]
+                  for _ in range(1 if quick else PARALLEL_ROUNDS)]
+        items = [(m.graph, min(r[i] for r in rounds)) for i, m in enumerate(layers)]
     finally:
         torch.set_num_threads(1)
     spec, rms = _fit(spec, ("parallel_eff", "parallel_flops_half", "parallel_overhead_s"), items, cores=n)
