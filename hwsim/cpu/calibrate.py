@@ -429,15 +429,18 @@ def _predict(graph, spec: CPUSpec, cores: int = 1) -> float:
 
 
 LINEAR_FIELDS = {"parallel_eff": (0.05, 1.0)}  # fitted on their own scale and clamped, not in log space
+LOG_FIELD_RANGE = (math.log(1e-12), math.log(1e12))  # overheads (s), *_half fields: bounds of their logarithm
 
 
 def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float]],
          cores: int = 1) -> tuple[CPUSpec, float]:
-    """Fit ``fields`` (efficiencies in [1e-4, 1], overheads in s, gemm_k_half and parallel_flops_half >= 0,
+    """Fit ``fields`` (efficiencies in [1e-4, 1], overheads in s, gemm_*_half and parallel_flops_half >= 0,
     parallel_eff in [0.05, 1]) minimising Σ log²(pred/meas) of the layers run on ``cores`` threads.
 
-    Nelder-Mead over log-parameters (``parallel_eff``: linear); returns the fitted spec and the rms log error."""
-    from scipy.optimize import minimize
+    Bounded nonlinear least squares (scipy's trust-region reflective ``least_squares``) over log-parameters
+    (``parallel_eff``: linear), started from generic values and from the spec's current ones, the better
+    kept; returns the fitted spec and the rms log error."""
+    from scipy.optimize import least_squares
 
     def make(u) -> CPUSpec:
         vals = {}
@@ -451,18 +454,34 @@ def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float
                 vals[f] = math.exp(v)
         return dataclasses.replace(spec, **vals)
 
-    def loss(u) -> float:
+    def residuals(u) -> np.ndarray:
         s = make(u)
-        return sum(math.log(_predict(g, s, cores) / t) ** 2 for g, t in items)
+        return np.array([math.log(_predict(g, s, cores) / t) for g, t in items])
+
+    lo = np.array([LINEAR_FIELDS[f][0] if f in LINEAR_FIELDS else math.log(1e-4) if f.startswith("eff_")
+                   else LOG_FIELD_RANGE[0] for f in fields])
+    hi = np.array([LINEAR_FIELDS[f][1] if f in LINEAR_FIELDS else 0.0 if f.startswith("eff_")
+                   else LOG_FIELD_RANGE[1] for f in fields])
+
+    def inside(u) -> np.ndarray:
+        return np.clip(np.asarray(u, dtype=float), lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
 
     start = {"gemm_k_half": 8.0, "gemm_n_half": 4.0, "gemm_m_half": 16.0, "parallel_flops_half": 1e6, "parallel_eff": 0.9}
-    u0 = [start[f] if f in LINEAR_FIELDS else math.log(0.3) if f.startswith("eff_") else math.log(start.get(f, 2e-6))
-          for f in fields]
-    res = minimize(loss, u0, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 600})
-    fitted = make(res.x)
+    generic = [start[f] if f in LINEAR_FIELDS else math.log(0.3) if f.startswith("eff_") else math.log(start.get(f, 2e-6))
+               for f in fields]
+    current = [getattr(spec, f) if f in LINEAR_FIELDS else math.log(max(getattr(spec, f), 1e-12)) for f in fields]
+    best = None
+    for u0 in (generic, current):
+        res = least_squares(residuals, inside(u0), bounds=(lo, hi), method="trf", x_scale=1.0, diff_step=1e-4,
+                            max_nfev=400 * len(fields))
+        if best is None or res.cost < best.cost:
+            best = res
+    fitted = make(best.x)
     rounded = {f: (round(getattr(fitted, f), 4) if f.startswith("eff_") or f in LINEAR_FIELDS
                    else float(f"{getattr(fitted, f):.4g}")) for f in fields}
-    return dataclasses.replace(spec, **rounded), float(math.sqrt(res.fun / len(items)))
+    out = dataclasses.replace(spec, **rounded)
+    rms = math.sqrt(sum(math.log(_predict(g, out, cores) / t) ** 2 for g, t in items) / len(items))
+    return out, float(rms)
 
 
 def calibrate(out_path: str | Path | None = None, quick: bool = False) -> CPUSpec:
