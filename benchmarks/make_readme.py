@@ -136,6 +136,22 @@ def cpu_vs_host() -> str:
                       "`benchmarks/results/cpu_model_vs_host_glibc_defaults.csv`), one thread: " + ", ".join(pairs)
                       + " against the figures below: nets whose feature maps are large pay the page faults of "
                         "buffers freed back to the OS and touched again on the next inference, which the model does not count.")
+    stab = _json("host_stability.json")
+    stab_note = ""
+    if stab is not None:
+        c = stab["cases"]
+        hi = max(stab["threads"])
+
+        def span(key: str, scale: float = 1e3, unit: str = "ms") -> str:
+            v = c[key]
+            return f"{v['min_s'] * scale:.3g}-{v['max_s'] * scale:.3g} {unit}"
+
+        stab_note = (f" How far the machine itself moves (`benchmarks/bench_host_stability.py`, "
+                     f"{stab['processes']} fresh processes {stab['gap_s']:g} s apart): ResNet-20 at one thread "
+                     f"{span('resnet20_t1')}, at {hi} threads {span(f'resnet20_t{hi}')}; a 12→20-channel im2col conv "
+                     f"on 36×36 at one thread {span('conv12x20_36x36_t1', 1e6, 'µs')}, at {hi} threads "
+                     f"{span(f'conv12x20_36x36_t{hi}', 1e6, 'µs')}: whole processes run their parallel regions "
+                     "fast or slow, so one run's all-thread figures are a sample of that, not a fixed machine.")
     return ("The `cpu/host` preset (fitted by `hwsim calibrate` on synthetic layers only) predicting torch's "
             "measured latency of every fp32 zoo net on this machine (`benchmarks/results/cpu_model_vs_host.csv`)"
             f"{_load(d)}. Each net runs in a fresh Python process holding it alone, as a deployed net does (timed "
@@ -147,7 +163,7 @@ def cpu_vs_host() -> str:
             f"which the benchmark sets).{glibc_note} Error = predicted/measured − 1. This is a shared virtual machine "
             "whose cores have slow spells seconds long: the spread columns give how much a net's median moved between "
             "the three passes, and the quietest-pass columns the error against the median of each net's least "
-            "disturbed pass; a parallel region waits for its slowest core, so the 2-thread figures move most. "
+            f"disturbed pass; a parallel region waits for its slowest core, so the 2-thread figures move most.{stab_note} "
             f"Most under-predicted at one thread here: {under}.\n\n"
             + _table(["threads", "nets", "median abs error %", "max abs error %", "worst net", "within 10 %",
                       "over 25 %", "quietest pass: median abs error %", "max %", "median pass-to-pass spread %",

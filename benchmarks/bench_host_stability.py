@@ -1,0 +1,93 @@
+"""How steady is this machine? Repeated fresh-process timings of one small net and one small conv.
+
+The host validation (``bench_cpu_vs_host.py``) compares the cost model with medians of real runs; on a shared
+virtual machine those medians move with what the host does meanwhile. This benchmark measures that directly:
+``--processes`` fresh Python processes, started ``--gap-s`` apart, each time ResNet-20 (CIFAR, batch 1) and a
+small im2col conv (12 -> 20 channels, 3x3, 36x36, the unfold + GEMM path) at one thread and at all threads
+(median of repeats after warm-up), with the allocator keeping freed memory as in the validation.
+
+Writes ``benchmarks/results/host_stability.json``: per process the medians; per case the lowest, highest and
+highest/lowest ratio over the processes.
+
+    python benchmarks/bench_host_stability.py [--processes 8] [--gap-s 5]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def child(threads: list[int]) -> dict[str, float]:
+    import numpy as np
+    import torch
+    from torch.fx.experimental.optimization import fuse
+
+    import nets
+
+    net = fuse(nets.get("resnet20").eval())
+    conv = torch.nn.Conv2d(12, 20, 3, padding=1).eval()
+    cases = {"resnet20": (net, torch.randn(1, 3, 32, 32)), "conv12x20_36x36": (conv, torch.randn(1, 12, 36, 36))}
+    out = {}
+    with torch.inference_mode():
+        for t in threads:
+            torch.set_num_threads(t)
+            for name, (m, x) in cases.items():
+                for _ in range(10):
+                    m(x)
+                samples = []
+                for _ in range(100):
+                    t0 = time.perf_counter()
+                    m(x)
+                    samples.append(time.perf_counter() - t0)
+                out[f"{name}_t{t}"] = float(np.median(samples))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--processes", type=int, default=8)
+    ap.add_argument("--gap-s", type=float, default=5.0)
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child([int(t) for t in args.child.split(",")])))
+        return 0
+    from bench_cpu_vs_host import KEEP_FREED_MEMORY
+
+    threads = sorted({1, len(os.sched_getaffinity(0))})
+    runs = []
+    for i in range(args.processes):
+        if i:
+            time.sleep(args.gap_s)
+        out = subprocess.run([sys.executable, __file__, "--child", ",".join(map(str, threads))], capture_output=True,
+                             text=True, check=True, env={**KEEP_FREED_MEMORY, **os.environ})
+        runs.append({"started_s": round(i * args.gap_s, 1), **json.loads(out.stdout.strip().splitlines()[-1])})
+        print(runs[-1], flush=True)
+    cases = {}
+    for key in runs[0]:
+        if key == "started_s":
+            continue
+        vals = [r[key] for r in runs]
+        cases[key] = {"min_s": min(vals), "max_s": max(vals), "max_over_min": max(vals) / min(vals)}
+    res = {"date_utc": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}", "niceness": os.nice(0),
+           "threads": threads, "processes": args.processes, "gap_s": args.gap_s, "cases": cases, "runs": runs,
+           "method": "fresh process per run; median of 100 runs after 10 warm-up runs per case and thread count"}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "host_stability.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps(cases, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
