@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import hwsim  # noqa: E402
 import nets  # noqa: E402
+from hwsim.cpu.calibrate import PROBE_LAYER, probe_time  # noqa: E402
 from hwsim.cpu.simulate import cost_report  # noqa: E402
 from mapping.trace import trace  # noqa: E402
 
@@ -71,7 +72,11 @@ def measure_net(name: str, thread_counts: list[int], budget_s: float) -> dict[in
     fused = fuse_bn(nets.get(name).eval())
     x = torch.randn(*info.input_shape)
     gc.collect()
-    return {t: measure(fused, x, t, budget_s) for t in thread_counts}
+    out = {}
+    for t in thread_counts:
+        out[t] = measure(fused, x, t, budget_s)
+        out[t]["probe_s"] = probe_time(t)  # the machine's state while this net ran (hwsim.cpu.calibrate)
+    return out
 
 
 # glibc malloc returns a freed buffer above its (dynamic) mmap threshold, and a heap top above its trim threshold,
@@ -120,6 +125,7 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
     # heap's layout differs).
     thread_counts = sorted({1, all_threads})
     samples: dict[tuple[str, int], dict[str, list[float]]] = {}
+    probes: dict[int, list[float]] = {}
     for r in range(rounds):
         for name, _, _ in cases:
             per_thread = measure_in_child(name, thread_counts, budget_s / rounds, glibc_defaults)
@@ -129,6 +135,7 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
                 acc["wall"] += m["wall"]
                 acc["cpu"] += m["cpu"]
                 acc["pass_medians"].append(float(np.median(m["wall"])))
+                probes.setdefault(threads, []).append(m["probe_s"])
         print(f"pass {r + 1}/{rounds} done", flush=True)
     rows = []
     for name, info, graph in cases:
@@ -182,6 +189,9 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
             if preset.is_relative_to(ROOT) else str(preset), "date_utc": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}",
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "niceness": os.nice(0),
             "torch": torch.__version__,
+            # the calibration's probe layer timed beside every net: compare with the preset header's probe line
+            "probe": {str(t): {"median_s": float(np.median(v)), "min_s": float(np.min(v)), "max_s": float(np.max(v)),
+                               "layer": list(map(list, PROBE_LAYER[1:]))} for t, v in sorted(probes.items())},
             "allocator": "glibc malloc defaults" if glibc_defaults else
                          "glibc malloc keeping freed memory (" + ", ".join(f"{k}={v}" for k, v in KEEP_FREED_MEMORY.items())
                          + "), as jemalloc / tcmalloc do: no page faults in the steady state",

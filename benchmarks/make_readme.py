@@ -152,6 +152,15 @@ def cpu_vs_host() -> str:
                      f"on 36×36 at one thread {span('conv12x20_36x36_t1', 1e6, 'µs')}, at {hi} threads "
                      f"{span(f'conv12x20_36x36_t{hi}', 1e6, 'µs')}: whole processes run their parallel regions "
                      "fast or slow, so one run's all-thread figures are a sample of that, not a fixed machine.")
+    probe_note = ""
+    if d.get("probe"):
+        header = [ln for ln in (ROOT / "hwsim/presets/cpu/host.yaml").read_text().splitlines()
+                  if ln.startswith("# machine-state probe")]
+        during = ", ".join(f"{t} thread{'s' if t != '1' else ''} {v['median_s'] * 1e6:.0f} µs "
+                           f"({v['min_s'] * 1e6:.0f}-{v['max_s'] * 1e6:.0f})" for t, v in d["probe"].items())
+        probe_note = (" The same probe layer timed beside every net during this validation (median, range over "
+                      f"the nets' processes): {during}; at calibration (preset header): "
+                      + (header[0].split(":", 1)[1].strip() if header else "not recorded") + ".")
     return ("The `cpu/host` preset (fitted by `hwsim calibrate` on synthetic layers only) predicting torch's "
             "measured latency of every fp32 zoo net on this machine (`benchmarks/results/cpu_model_vs_host.csv`)"
             f"{_load(d)}. Each net runs in a fresh Python process holding it alone, as a deployed net does (timed "
@@ -163,7 +172,8 @@ def cpu_vs_host() -> str:
             f"which the benchmark sets).{glibc_note} Error = predicted/measured − 1. This is a shared virtual machine "
             "whose cores have slow spells seconds long: the spread columns give how much a net's median moved between "
             "the three passes, and the quietest-pass columns the error against the median of each net's least "
-            f"disturbed pass; a parallel region waits for its slowest core, so the 2-thread figures move most.{stab_note} "
+            f"disturbed pass; a parallel region waits for its slowest core, so the 2-thread figures move most.{stab_note}"
+            f"{probe_note} "
             f"Most under-predicted at one thread here: {under}.\n\n"
             + _table(["threads", "nets", "median abs error %", "max abs error %", "worst net", "within 10 %",
                       "over 25 %", "quietest pass: median abs error %", "max %", "median pass-to-pass spread %",

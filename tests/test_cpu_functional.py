@@ -61,3 +61,14 @@ def test_quick_calibration_writes_a_loadable_host_preset(tmp_path):
     assert loaded == spec
     assert spec.dram_bw_bytes_s > 1e8 and spec.peak_flops_per_core > 1e8
     assert 0 < spec.layer_overhead_s < 1e-3
+
+
+def test_all_thread_layer_timings_come_from_fresh_processes():
+    """The full calibration times its all-thread layers in PARALLEL_PROCESSES child processes and keeps each
+    layer's median over them: one positive time per synthetic layer of the asked kinds."""
+    import importlib
+
+    cal = importlib.import_module("hwsim.cpu.calibrate")  # the module (hwsim.cpu re-exports the function)
+    times = cal._parallel_layer_times(("depthwise", "linear"), False, 2)
+    assert len(times) == len(cal.SYNTHETIC_LAYERS["depthwise"]) + len(cal.SYNTHETIC_LAYERS["linear"])
+    assert all(0 < t < 0.1 for t in times)

@@ -23,8 +23,8 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
    run back to back (a layer in a network pays costs an isolated layer does not: cold caches, dispatch of
    the module graph); the isolated tiny-layer figure is kept in the header.
 6. all threads: ``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the
-   synthetic conv layers timed again on all threads, in three interleaved rounds, each layer keeping the
-   median of its least disturbed round (a parallel region waits for its slowest core).
+   synthetic conv layers timed again on all threads in three fresh processes, each layer keeping its median
+   over them (on a shared machine whole processes run their parallel regions fast or slow).
 
 Cache sizes are read from ``/sys/devices/system/cpu/cpu0/cache``. Power constants are not measurable
 here; they are cited in the written header.
@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +63,11 @@ FMA_PIPES_X86 = 2  # Zen 4/5 and Intel server cores: two vector FMA pipes per co
 # overheads predict the time a user will see, are the median of their calls, the statistic the host
 # validation (benchmarks/bench_cpu_vs_host.py) compares against.
 LAYER_STAT = "median"
-PARALLEL_ROUNDS = 3  # all-thread layer timings: rounds over the synthetic layers, the least disturbed one kept
+# The machine-state probe: one synthetic im2col conv (the unfold + GEMM path, whose all-thread time moves most
+# between processes on a shared machine). Calibration writes its times into the preset's header and the host
+# validation times it beside every net, so a reader can see whether both saw the same machine.
+PROBE_LAYER = ("im2col", (12, 20, 3, 1), (1, 12, 36, 36))
+PARALLEL_PROCESSES = 3  # all-thread layer timings: fresh processes sampled, each layer's median over them kept
 
 # PyTorch's CPU conv dispatch (aten/src/ATen/native/Convolution.cpp, ``use_mkldnn``): an fp32 conv with
 # groups = 1, kernel <= 3x3 and batch 1 whose input has at most 20480 elements runs the native
@@ -579,7 +586,7 @@ def _calibrate_single(quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, 
 
 def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, list[str]]:
     """``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the synthetic conv layers
-    timed again on all threads."""
+    timed again on all threads (:func:`_parallel_layer_times`)."""
     torch = _torch()
     n = _ncpus()
     t1 = _peak_flops(True, clock="wall")["conv_s"]
@@ -587,19 +594,62 @@ def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -
     torch.set_num_threads(n)
     try:
         t2 = _peak_flops(True, clock="wall")["conv_s"]
-        layers = [m for m in measured if m.kind in kinds]
-        # all threads wait for the slowest: a slow spell of any core of a shared machine (seconds long) slows a
-        # whole window of repeats, so the layers are timed in PARALLEL_ROUNDS interleaved rounds and each keeps
-        # the median of its least disturbed round
-        rounds = [[_time_layer(m.kind, m.args, m.shape, quick, clock="wall") for m in layers]
-                  for _ in range(1 if quick else PARALLEL_ROUNDS)]
-        items = [(m.graph, min(r[i] for r in rounds)) for i, m in enumerate(layers)]
     finally:
         torch.set_num_threads(1)
+    layers = [m for m in measured if m.kind in kinds]
+    times = _parallel_layer_times(kinds, quick, n)
+    items = list(zip((m.graph for m in layers), times))
+    probe = [(m.seconds, t) for m, t in zip(layers, times) if (m.kind, m.args, m.shape) == PROBE_LAYER]
     spec, rms = _fit(spec, ("parallel_eff", "parallel_flops_half", "parallel_overhead_s"), items, cores=n)
-    return spec, [f"{n} threads: large 3x3 conv speed-up {t1 / t2:.2f}; fitted on {len(items)} synthetic conv layers: "
-                  f"parallel_eff {spec.parallel_eff:.3f}, parallel_flops_half {spec.parallel_flops_half:.3g}, "
-                  f"parallel_overhead_s {spec.parallel_overhead_s * 1e6:.1f} us (rms log error {rms:.3f})"]
+    notes = [f"{n} threads: large 3x3 conv speed-up {t1 / t2:.2f}; fitted on {len(items)} synthetic conv layers "
+             f"({'this process' if quick else f'median over {PARALLEL_PROCESSES} fresh processes'}): "
+             f"parallel_eff {spec.parallel_eff:.3f}, parallel_flops_half {spec.parallel_flops_half:.3g}, "
+             f"parallel_overhead_s {spec.parallel_overhead_s * 1e6:.1f} us (rms log error {rms:.3f})"]
+    notes += [f"machine-state probe (12->20 im2col conv, 36x36): 1 thread {probe[0][0] * 1e6:.1f} us, {n} threads "
+              f"{probe[0][1] * 1e6:.1f} us"] if probe else []
+    return spec, notes
+
+
+def probe_time(threads: int) -> float:
+    """Median time in s of :data:`PROBE_LAYER` on ``threads`` threads, in this process."""
+    torch = _torch()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _time_layer(*PROBE_LAYER, quick=False)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _time_parallel_layers(kinds: tuple[str, ...], quick: bool, n: int) -> list[float]:
+    """Median time of every synthetic layer of ``kinds`` on ``n`` threads, in this process (the order of
+    :func:`_measure_layers`)."""
+    torch = _torch()
+    torch.set_num_threads(n)
+    try:
+        return [_time_layer(kind, args, shape, quick) for kind, layers in SYNTHETIC_LAYERS.items() if kind in kinds
+                for args, shape in (layers[:2] if quick else layers)]
+    finally:
+        torch.set_num_threads(1)
+
+
+def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int) -> list[float]:
+    """All-thread layer times: the median over PARALLEL_PROCESSES fresh processes of each layer's median.
+
+    On a shared virtual machine a whole process runs its parallel regions fast or slow (measured here with
+    benchmarks/bench_host_stability.py: a small im2col conv on 2 threads 59-148 us across processes, 81-84 us
+    on one thread), so one process is one sample of the machine; the host validation pools its nets over fresh
+    processes too. ``quick``: this process only."""
+    if quick:
+        return _time_parallel_layers(kinds, quick, n)
+    runs = []
+    for _ in range(PARALLEL_PROCESSES):
+        out = subprocess.run([sys.executable, "-m", "hwsim.cpu.calibrate", "--parallel-child", str(n),
+                              ",".join(kinds)], capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise HwsimError(f"calibration child process failed: {out.stderr.strip().splitlines()[-1:]}")
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return [float(np.median(col)) for col in zip(*runs)]
 
 
 def _ram_bytes() -> int:
@@ -607,3 +657,10 @@ def _ram_bytes() -> int:
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
     return 2**33
+
+
+if __name__ == "__main__":  # the all-thread timing child of _parallel_layer_times
+    if len(sys.argv) == 4 and sys.argv[1] == "--parallel-child":
+        print(json.dumps(_time_parallel_layers(tuple(sys.argv[3].split(",")), False, int(sys.argv[2]))))
+    else:
+        raise SystemExit("usage: python -m hwsim.cpu.calibrate --parallel-child THREADS KIND[,KIND...]")
