@@ -13,9 +13,10 @@ compute (s)
     with N = Cout/groups, M = batch·OH·OW, the per-call packing of its panels amortised); a conv / linear with
     a short reduction K also pays its accumulator loads/stores: × K / (K + gemm_k_half). ``eff_kind`` is the
     spec's efficiency of the kernel that runs the node (:func:`kernel_kind`: a small dense conv may run as
-    im2col + GEMM at ``eff_im2col``, its unfolded matrix adding 2·K·M·4 bytes of traffic and the copy calls
-    that build it to t_c: ``K·OH · unfold_row_s`` at stride 1, ``K·OH·OW · unfold_element_s`` when strided, a
-    strided 1×1 conv run as a GEMM included, over n threads (:func:`_unfold_s`); a grouped k×k conv
+    im2col + GEMM at ``eff_im2col``, its unfolded matrix adding 2·K·M·4 bytes of traffic and the copies that
+    build it to t_c: ``calls · unfold_row_s + elements · unfold_element_s`` with K·OH·OW elements and one call per
+    output row (K·OH) at stride 1, per element when strided, a strided 1×1 conv run as a GEMM included, over n
+    threads (:func:`_unfold_s`); a grouped k×k conv
     that is not depthwise runs at ``eff_grouped``, or ``eff_conv`` when the spec sets 0).
     Elementwise ops count ``ops_per_element`` vector instructions per element (table ``ELEMENTWISE_OPS``)
     and run at ``clock · lanes · fma_per_cycle · speedup(n) · eff_elementwise`` elements/s.
@@ -259,8 +260,9 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
 
 def _unfold_s(node: Node, kind: str, spec: CPUSpec, n: int) -> float:
     """Time of the unfold (im2col copy) before the GEMM of an ``im2col`` conv or a strided ``pointwise`` conv:
-    one copy call per output row (stride 1: ``K·OH`` calls of ``unfold_row_s``) or per element (strided:
-    ``K·OH·OW`` calls of ``unfold_element_s``), K = Cin·kh·kw, split over the ``n`` threads by input plane."""
+    ``calls · unfold_row_s + elements · unfold_element_s`` for K·OH·OW copied elements (K = Cin·kh·kw) and one copy
+    call per output row (K·OH calls) at stride 1 or per element when strided, split over the ``n`` threads by
+    input plane."""
     if kind not in ("im2col", "pointwise"):
         return 0.0
     a = node.attrs

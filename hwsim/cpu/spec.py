@@ -49,11 +49,12 @@ class CPUSpec:
             GEMM (unfolded matrix written and read, GEMM at ``eff_im2col``). 0 = never (direct/blocked
             conv kernels for every shape).
         eff_im2col: fraction of peak of the GEMM of such an im2col conv.
-        unfold_row_s / unfold_element_s: time in s of the unfold (im2col copy) of a conv run as im2col + GEMM:
-            the runtime copies the unfolded matrix one output row per call when the stride is 1 (K·OH calls,
-            K = Cin·kh·kw) and one element per call when it is strided (K·OH·OW calls; a strided 1×1 conv run
-            as a GEMM is unfolded too). PyTorch: ``unfolded2d_copy`` in aten/src/ATen/native/cpu/Unfold2d.cpp
-            (a ``memcpy`` per row for ``dW == 1``, per element otherwise). 0 (default) = no such cost.
+        unfold_row_s / unfold_element_s: time in s per copy call / per copied element of the unfold (im2col
+            copy) of a conv run as im2col + GEMM: the runtime copies the unfolded matrix (K·OH·OW elements,
+            K = Cin·kh·kw) one output row per call when the stride is 1 (K·OH calls) and one element per call
+            when it is strided (K·OH·OW calls; a strided 1×1 conv run as a GEMM is unfolded too). PyTorch:
+            ``unfolded2d_copy`` in aten/src/ATen/native/cpu/Unfold2d.cpp (a ``memcpy`` per row for ``dW == 1``,
+            per element otherwise). 0 (default) = no such cost.
         eff_grouped: fraction of peak of a grouped k×k conv that is not depthwise (1 < groups < Cin, e.g.
             CondenseNet's learned group convs): runtimes run one small direct conv per group, far below a
             dense conv's efficiency when a group has few channels. 0 (default) = no separate kernel, use
