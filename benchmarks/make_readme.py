@@ -150,8 +150,9 @@ def cpu_vs_host() -> str:
                      f"{stab['processes']} fresh processes {stab['gap_s']:g} s apart): ResNet-20 at one thread "
                      f"{span('resnet20_t1')}, at {hi} threads {span(f'resnet20_t{hi}')}; a 12→20-channel im2col conv "
                      f"on 36×36 at one thread {span('conv12x20_36x36_t1', 1e6, 'µs')}, at {hi} threads "
-                     f"{span(f'conv12x20_36x36_t{hi}', 1e6, 'µs')}: whole processes run their parallel regions "
-                     "fast or slow, so one run's all-thread figures are a sample of that, not a fixed machine.")
+                     f"{span(f'conv12x20_36x36_t{hi}', 1e6, 'µs')}: the virtual CPUs slow down independently, for "
+                     "minutes at a time, and a parallel region waits for the slower one, so one run's all-thread "
+                     "figures are a sample of that, not a fixed machine.")
     probe_note = ""
     if d.get("probe"):
         header = [ln for ln in (ROOT / "hwsim/presets/cpu/host.yaml").read_text().splitlines()
