@@ -2,9 +2,10 @@
 
 The host validation (``bench_cpu_vs_host.py``) compares the cost model with medians of real runs; on a shared
 virtual machine those medians move with what the host does meanwhile. This benchmark measures that directly:
-``--processes`` fresh Python processes, started ``--gap-s`` apart, each time ResNet-20 (CIFAR, batch 1) and a
-small im2col conv (12 -> 20 channels, 3x3, 36x36, the unfold + GEMM path) at one thread and at all threads
-(median of repeats after warm-up), with the allocator keeping freed memory as in the validation.
+``--processes`` fresh Python processes, started ``--gap-s`` apart, each time ResNet-20 (CIFAR, batch 1; as the
+validation times a net) and the calibration's machine-state probe layer (a 12 -> 20 channel 3x3 im2col conv on
+36x36, ``hwsim.cpu.calibrate.probe_time``) at one thread and at all threads, with the allocator keeping freed
+memory as in the validation.
 
 Writes ``benchmarks/results/host_stability.json``: per process the medians; per case the lowest, highest and
 highest/lowest ratio over the processes.
@@ -34,23 +35,15 @@ def child(threads: list[int]) -> dict[str, float]:
     from torch.fx.experimental.optimization import fuse
 
     import nets
+    from bench_cpu_vs_host import measure
+    from hwsim.cpu.calibrate import probe_time
 
     net = fuse(nets.get("resnet20").eval())
-    conv = torch.nn.Conv2d(12, 20, 3, padding=1).eval()
-    cases = {"resnet20": (net, torch.randn(1, 3, 32, 32)), "conv12x20_36x36": (conv, torch.randn(1, 12, 36, 36))}
+    x = torch.randn(1, 3, 32, 32)
     out = {}
-    with torch.inference_mode():
-        for t in threads:
-            torch.set_num_threads(t)
-            for name, (m, x) in cases.items():
-                for _ in range(10):
-                    m(x)
-                samples = []
-                for _ in range(100):
-                    t0 = time.perf_counter()
-                    m(x)
-                    samples.append(time.perf_counter() - t0)
-                out[f"{name}_t{t}"] = float(np.median(samples))
+    for t in threads:
+        out[f"resnet20_t{t}"] = float(np.median(measure(net, x, t, budget_s=0.3)["wall"]))
+        out[f"conv12x20_36x36_t{t}"] = probe_time(t)  # the calibration's machine-state probe layer
     return out
 
 
@@ -82,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         cases[key] = {"min_s": min(vals), "max_s": max(vals), "max_over_min": max(vals) / min(vals)}
     res = {"date_utc": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}", "niceness": os.nice(0),
            "threads": threads, "processes": args.processes, "gap_s": args.gap_s, "cases": cases, "runs": runs,
-           "method": "fresh process per run; median of 100 runs after 10 warm-up runs per case and thread count"}
+           "method": "fresh process per run; ResNet-20: median of up to 50 runs after 3 warm-up runs (bench_cpu_vs_host.measure); probe layer: median of 41 runs after 3 warm-up runs (hwsim.cpu.calibrate.probe_time)"}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "host_stability.json").write_text(json.dumps(res, indent=2))
     print(json.dumps(cases, indent=2))
