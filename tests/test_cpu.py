@@ -35,7 +35,7 @@ def resnet18():
     ("dram_bw_bytes_s", 0.0), ("ram_bytes", 0), ("l2_bytes", -1), ("layer_overhead_s", -1e-6),
     ("unfold_row_s", -1e-9), ("unfold_element_s", -1e-9), ("gemm_n_half", -1.0), ("gemm_m_half", -1.0),
     ("overhead_batchnorm_s", -1e-6),
-    ("eff_conv", 0.0), ("eff_depthwise", 1.5), ("eff_grouped", 1.5), ("eff_grouped", -0.2), ("parallel_eff", -0.1), ("active_power_w_per_core", -1.0),
+    ("eff_conv", 0.0), ("eff_depthwise", 1.5), ("eff_grouped", 1.5), ("eff_grouped", -0.2), ("eff_resample", 2.0), ("parallel_eff", -0.1), ("active_power_w_per_core", -1.0),
 ])
 def test_spec_rejects_out_of_range_and_names_the_field(field, value):
     with pytest.raises(SpecError, match=field):
@@ -414,3 +414,26 @@ def test_an_unfused_batch_norm_pays_its_own_overhead():
     for module, expected in ((torch.nn.BatchNorm2d(8), 7e-6), (torch.nn.ReLU(), 1e-6)):
         g = trace(module.eval(), (1, 8, 6, 6))
         assert math.isclose(layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 1), 1).overhead_s, expected)
+
+
+def test_upsampling_runs_its_own_kernel_per_source_tap():
+    """Upsampling is the ``resample`` kind: one op per source tap (bilinear 4, nearest 1) at eff_resample, or at
+    eff_elementwise when the spec sets 0; its memory time adds to its compute time."""
+    from hwsim.cpu.cost import RESAMPLE_TAPS
+
+    spec = CPUSpec(layer_overhead_s=0.0, eff_elementwise=0.5, eff_resample=0.02)
+    compute = {}
+    for mode in ("bilinear", "nearest"):
+        g = trace(torch.nn.Upsample(size=(64, 64), mode=mode, align_corners=False if mode == "bilinear" else None),
+                  (1, 4, 16, 16))
+        node = g.nodes[0]
+        assert kernel_kind(node, spec) == "resample"
+        c = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
+        rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * 0.02
+        assert math.isclose(c.compute_s, 4 * 64 * 64 * RESAMPLE_TAPS[mode] / rate, rel_tol=1e-12)
+        assert math.isclose(c.latency_s, c.compute_s + c.memory_s, rel_tol=1e-12)
+        fallback = dataclasses.replace(spec, eff_resample=0.0)
+        assert math.isclose(layer_cost(g, node, fallback, placement(g, fallback, 0, 1), 1).compute_s,
+                            c.compute_s * 0.02 / 0.5, rel_tol=1e-12)
+        compute[mode] = c.compute_s
+    assert math.isclose(compute["bilinear"], 4 * compute["nearest"], rel_tol=1e-12)

@@ -15,7 +15,8 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
 3. per-layer overhead: tiny torch layers (a conv on 4×4 pixels, a relu, an add) whose time is all overhead;
    the time of a channel slice ``x[:, a:b]`` (a view: dispatch only, no data touched) -> ``overhead_view_s``.
 4. per-kernel efficiencies and fixed overheads: a few *synthetic* conv / grouped / depthwise / 1×1 (dense and
-   grouped) / linear / elementwise (out-of-place and in-place activations, adds, unfused batch norms) layers,
+   grouped) / linear / elementwise (out-of-place and in-place activations, adds, unfused batch norms) /
+   pooling / upsampling (nearest, bilinear) layers,
    large ones and tiny ones (shapes chosen not to be the zoo's:
    calibrate on synthetic layers, validate on the zoo); the fields of each group are the values that
    minimise the squared log error of the cost model (:mod:`hwsim.cpu.cost`) on its layers.
@@ -118,12 +119,16 @@ SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
                     (("relu_",), (1, 40, 100, 100)), (("relu6_",), (1, 72, 30, 30)), (("relu_",), (1, 36, 12, 12)),
                     (("batchnorm", 40), (1, 40, 18, 18)), (("batchnorm", 96), (1, 96, 6, 6)),
                     (("batchnorm", 20), (1, 20, 60, 60))],
+    "resample": [(("bilinear", 120, 160), (1, 8, 30, 40)), (("bilinear", 80, 80), (1, 16, 20, 20)),
+                 (("bilinear", 72, 72), (1, 20, 36, 36)), (("nearest", 200, 200), (1, 5, 50, 50)),
+                 (("nearest", 56, 56), (1, 24, 14, 14)), (("nearest", 96, 128), (1, 6, 24, 32))],
     "pool": [(("maxpool",), (1, 48, 80, 80)), (("maxpool",), (1, 24, 30, 30)), (("maxpool2",), (1, 40, 36, 36)),
              (("maxpool",), (1, 32, 120, 120)), (("maxpool2",), (1, 96, 24, 24))],
 }
 FIT_GROUPS = (  # (kinds measured, spec fields fitted jointly), fitted in this order
     (("elementwise",), ("eff_elementwise", "overhead_batchnorm_s")),
     (("pool",), ("eff_pool",)),
+    (("resample",), ("eff_resample",)),
     (("depthwise",), ("eff_depthwise", "overhead_depthwise_s")),
     (("conv", "pointwise"), ("eff_conv", "eff_pointwise", "overhead_conv_s", "overhead_gemm_s", "overhead_per_group_s",
                              "gemm_k_half", "gemm_n_half", "gemm_m_half")),
@@ -388,6 +393,9 @@ def _module(kind: str, args: tuple):
         return torch.nn.Conv2d(cin, cout, k, stride=s, padding=k // 2, groups=g)
     if kind == "linear":
         return torch.nn.Linear(*args)
+    if kind == "resample":
+        mode, h, w = args
+        return torch.nn.Upsample(size=(h, w), mode=mode, align_corners=False if mode == "bilinear" else None)
     op = args[0]
     if op == "batchnorm":  # eval-mode batch norm with non-trivial statistics
         bn = torch.nn.BatchNorm2d(args[1])

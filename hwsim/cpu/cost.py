@@ -19,7 +19,9 @@ compute (s)
     threads (:func:`_unfold_s`); a grouped k×k conv
     that is not depthwise runs at ``eff_grouped``, or ``eff_conv`` when the spec sets 0).
     Elementwise ops count ``ops_per_element`` vector instructions per element (table ``ELEMENTWISE_OPS``)
-    and run at ``clock · lanes · fma_per_cycle · speedup(n) · eff_elementwise`` elements/s.
+    and run at ``clock · lanes · fma_per_cycle · speedup(n) · eff_elementwise`` elements/s; pooling counts one
+    op per window tap at ``eff_pool``, upsampling one per source tap (``RESAMPLE_TAPS``: bilinear 4, nearest 1) at
+    ``eff_resample`` (``eff_elementwise`` when the spec sets 0).
 memory (s)
     Each operand (input, weights, output) has a *home*: the smallest cache that holds it in the steady
     state of back-to-back inferences (activations: when this layer's input + output fit, the input alone for an
@@ -73,17 +75,22 @@ REGISTER_FILE_BYTES = 128
 ELEMENTWISE_OPS = {
     Op.RELU: 1, Op.RELU6: 2, Op.HARDSWISH: 5, Op.HARDSIGMOID: 3, Op.SIGMOID: 12, Op.SILU: 13, Op.TANH: 12,
     Op.ADD: 1, Op.MUL: 1, Op.BATCHNORM: 1, Op.MAXPOOL: 1, Op.AVGPOOL: 1, Op.ADAPTIVE_AVGPOOL: 1,
-    Op.UPSAMPLE: 4, Op.SIGN: 1, Op.QUANTIZE: 4,
+    Op.SIGN: 1, Op.QUANTIZE: 4,
 }
+# Resampling (Op.UPSAMPLE) reads taps source pixels per output: bilinear 4 (2x2 neighbourhood), nearest 1. The
+# runtime's kernel computes source indices and weights per output and gathers (no straight vector stream): its
+# own efficiency, eff_resample.
+RESAMPLE_TAPS = {"bilinear": 4, "nearest": 1}
 MOVE_OPS = frozenset({Op.CONCAT, Op.CHANNEL_SHUFFLE})  # data movement only
-STREAMING = frozenset({"depthwise", "elementwise", "pool", "move"})  # memory time not overlapped with compute
+STREAMING = frozenset({"depthwise", "elementwise", "pool", "resample", "move"})  # memory time not overlapped with compute
+SMALL_OPS = frozenset({"elementwise", "pool", "resample", "move", "view"})  # on one thread below the grain size
 VIEW_OPS = frozenset({Op.SLICE})  # a channel slice of an NCHW tensor is a view: dispatch overhead, no data moved
 FREE_OPS = frozenset({Op.RESHAPE})  # a view: no data moved, no kernel launched
 
 
 def kernel_kind(node: Node, spec: CPUSpec | None = None, cores: int = 1) -> str:
     """Which kernel runs the node on ``cores`` threads: conv | im2col | grouped | depthwise | pointwise | linear |
-    pool | elementwise | move | view (overhead only) | free (nothing).
+    pool | resample (upsampling) | elementwise | move | view (overhead only) | free (nothing).
 
     ``pointwise``: a 1×1 conv run as a GEMM (one per group). When ``spec.pointwise_gemm_max_threads`` is set, a
     1×1 conv that is strided or runs on more threads than that, and is grouped or has an input above
@@ -110,6 +117,8 @@ def kernel_kind(node: Node, spec: CPUSpec | None = None, cores: int = 1) -> str:
         return "conv"
     if node.op in (Op.MAXPOOL, Op.AVGPOOL):
         return "pool"
+    if node.op == Op.UPSAMPLE:
+        return "resample"
     if node.op == Op.LINEAR:
         return "linear"
     if node.op in MOVE_OPS:
@@ -249,9 +258,10 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
             k = node.attrs.in_features if node.op == Op.LINEAR else node.attrs.rows
             util *= k / (k + spec.gemm_k_half)
         return flops, flops / (spec.peak_flops_per_core * eff * util * _speedup(spec, n, flops))
-    if kind in ("elementwise", "pool"):
-        ops = float(elementwise_ops(graph, node)) * batch * ELEMENTWISE_OPS.get(node.op, 1)
-        eff = spec.eff_pool if kind == "pool" else spec.eff_elementwise
+    if kind in ("elementwise", "pool", "resample"):
+        per = RESAMPLE_TAPS.get(node.attrs.mode, 4) if kind == "resample" else ELEMENTWISE_OPS.get(node.op, 1)
+        ops = float(elementwise_ops(graph, node)) * batch * per
+        eff = {"pool": spec.eff_pool, "resample": spec.eff_resample or spec.eff_elementwise}.get(kind, spec.eff_elementwise)
         # above the grain size these split evenly over the cores (the work ramp is the conv kernels')
         rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * (1.0 + (n - 1) * spec.parallel_eff) * eff
         return ops, ops / rate
@@ -280,7 +290,7 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     """Latency, bound and energy of one execution of ``node`` on ``cores`` cores (see module docstring)."""
     n = max(1, min(int(cores), spec.cores))
     kind = kernel_kind(node, spec, n)
-    if kind in ("elementwise", "pool", "move", "view") and math.prod(node.shape) < spec.parallel_grain_elements:
+    if kind in SMALL_OPS and math.prod(node.shape) < spec.parallel_grain_elements:
         n = 1  # below the runtime's grain size the op runs on the calling thread alone
     in_elems = sum(math.prod(graph.shape_of(i)) for i in node.inputs)
     in_b = int(in_elems) * BYTES_PER_ELEMENT

@@ -55,6 +55,9 @@ class CPUSpec:
             when it is strided (K·OH·OW calls; a strided 1×1 conv run as a GEMM is unfolded too). PyTorch:
             ``unfolded2d_copy`` in aten/src/ATen/native/cpu/Unfold2d.cpp (a ``memcpy`` per row for ``dW == 1``,
             per element otherwise). 0 (default) = no such cost.
+        eff_resample: fraction of the elementwise peak an upsampling kernel (nearest, bilinear) reaches per source
+            tap: it computes source indices and weights per output and gathers, no straight vector stream.
+            0 (default) = ``eff_elementwise`` (the embedded presets: no measurement of such a kernel there).
         eff_grouped: fraction of peak of a grouped k×k conv that is not depthwise (1 < groups < Cin, e.g.
             CondenseNet's learned group convs): runtimes run one small direct conv per group, far below a
             dense conv's efficiency when a group has few channels. 0 (default) = no separate kernel, use
@@ -134,6 +137,7 @@ class CPUSpec:
     unfold_row_s: float = 0.0
     unfold_element_s: float = 0.0
     eff_grouped: float = 0.0
+    eff_resample: float = 0.0
     gemm_k_half: float = 0.0
     gemm_n_half: float = 0.0
     gemm_m_half: float = 0.0
@@ -175,8 +179,9 @@ class CPUSpec:
         for f in ("eff_conv", "eff_depthwise", "eff_pointwise", "eff_linear", "eff_elementwise", "eff_pool", "eff_im2col",
                   "parallel_eff"):
             check_range(self, f, 1e-4, 1.0)
-        if self.eff_grouped != 0:
-            check_range(self, "eff_grouped", 1e-4, 1.0)
+        for f in ("eff_grouped", "eff_resample"):  # 0 = fall back to eff_conv / eff_elementwise
+            if getattr(self, f) != 0:
+                check_range(self, f, 1e-4, 1.0)
         if self.flash_bytes > 0 and self.flash_bw_bytes_s <= 0:
             raise SpecError("CPUSpec.flash_bw_bytes_s must be > 0 when flash_bytes > 0 (weights are read from flash)")
 
