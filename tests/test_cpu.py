@@ -106,7 +106,8 @@ def test_yaml_variant_with_base_and_bad_keys(tmp_path):
 
 # ----------------------------------------------------------------------------- cost model
 def test_compute_time_of_a_conv_follows_the_documented_formula():
-    """One big 3x3 conv, compute-bound: t_c = FLOPs / (clock·lanes·fma·2·eff·lane_util)."""
+    """One big 3x3 conv, compute-bound: t_c = FLOPs / (clock·lanes·fma·2·eff·lane_util), FLOPs over the taps inside
+    the image (the direct kernel skips the padding)."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
     g = trace(conv, (1, 64, 28, 28))
     spec = CPUSpec(clock_hz=1e9, cores=1, simd_bits=128, fma_per_cycle=1.0, eff_conv=0.5, layer_overhead_s=0.0,
@@ -114,8 +115,9 @@ def test_compute_time_of_a_conv_follows_the_documented_formula():
     node = g.nodes[0]
     place = placement(g, spec, 0, 1)
     c = layer_cost(g, node, spec, place, 1)
-    flops = 2 * 28 * 28 * 64 * 64 * 9
-    assert c.flops == flops
+    valid = 27 + 28 + 27  # per dimension: outputs whose top / middle / bottom tap is inside the 28 rows
+    flops = 2 * 64 * 64 * valid * valid
+    assert c.flops == pytest.approx(flops, rel=1e-12)
     assert math.isclose(c.compute_s, flops / (1e9 * 4 * 1.0 * 2 * 0.5), rel_tol=1e-12)
     assert c.bound == "compute" and math.isclose(c.latency_s, c.compute_s, rel_tol=1e-12)
 
@@ -132,11 +134,11 @@ def test_grouped_conv_kind_and_its_efficiency():
     assert kernel_kind(trace(torch.nn.Conv2d(32, 24, 1, groups=4), (1, 32, 7, 7)).nodes[0], base) == "pointwise"
     assert kernel_kind(trace(torch.nn.Conv2d(8, 8, 3, groups=8), (1, 8, 7, 7)).nodes[0], base) == "depthwise"
     place = placement(g, base, 0, 1)
-    flops = 2 * 14 * 14 * 24 * (32 // 4) * 9
+    flops = 2 * 24 * (32 // 4) * (13 + 14 + 13) ** 2  # the taps inside the 14x14 image (padding skipped)
     k = 8 * 9
     util = 6 / 8 * k / (k + 8.0)  # Cout/g = 6 of 4 lanes -> 2 vectors of 4: 6/8
     fallback = layer_cost(g, node, base, place, 1)
-    assert fallback.kind == "grouped" and fallback.flops == flops
+    assert fallback.kind == "grouped" and fallback.flops == pytest.approx(flops, rel=1e-12)
     assert math.isclose(fallback.compute_s, flops / (1e9 * 4 * 2 * 0.5 * util), rel_tol=1e-12)
     own = layer_cost(g, node, dataclasses.replace(base, eff_grouped=0.125), place, 1)
     assert math.isclose(own.compute_s, flops / (1e9 * 4 * 2 * 0.125 * util), rel_tol=1e-12)
@@ -437,3 +439,26 @@ def test_upsampling_runs_its_own_kernel_per_source_tap():
                             c.compute_s * 0.02 / 0.5, rel_tol=1e-12)
         compute[mode] = c.compute_s
     assert math.isclose(compute["bilinear"], 4 * compute["nearest"], rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("k, stride, pad, dil, size", [(3, 1, 1, 1, 7), (3, 2, 1, 1, 9), (5, 1, 2, 1, 6),
+                                                       (3, 1, 8, 8, 45), (7, 2, 3, 1, 20), (3, 3, 0, 2, 11)])
+def test_direct_conv_kernels_skip_the_padding_taps(k, stride, pad, dil, size):
+    """A conv run by a direct kernel (conv / grouped / depthwise) costs only the multiply-accumulates whose input
+    tap lies inside the image: compute time scales by the valid-tap fraction, counted here by brute force; the
+    reported MACs stay nominal and GEMM-run convs (im2col) keep multiplying the zeros."""
+    from hwsim.cpu.cost import _valid_tap_fraction
+
+    conv = torch.nn.Conv2d(16, 16, k, stride=stride, padding=pad, dilation=dil, bias=False)
+    g = trace(conv, (1, 16, size, size))
+    node = g.nodes[0]
+    out = node.shape[2]
+    valid = sum(1 for i in range(k) for o in range(out) if 0 <= o * stride - pad + i * dil < size)
+    assert math.isclose(_valid_tap_fraction(g, node), (valid / (k * out)) ** 2, rel_tol=1e-12)
+    spec = CPUSpec(layer_overhead_s=0.0)  # no im2col path: the direct kernel runs it
+    c = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
+    assert c.kind == "conv" and c.flops == pytest.approx(2 * 16 * 16 * k * k * out * out * (valid / (k * out)) ** 2)
+    gemm = CPUSpec(layer_overhead_s=0.0, gemm_conv_max_input_elements=10**9)
+    if k <= 3:
+        c = layer_cost(g, node, gemm, placement(g, gemm, 0, 1), 1)
+        assert c.kind == "im2col" and c.flops == 2 * 16 * 16 * k * k * out * out

@@ -3,7 +3,9 @@
 For one execution of a node on ``n`` cores (formulas used below, in this order):
 
 compute (s)
-    ``t_c = FLOPs / (peak_core · eff_kind · lane_util · speedup(n))`` with
+    ``t_c = FLOPs / (peak_core · eff_kind · lane_util · speedup(n))`` (a conv run by a direct kernel, kinds
+    conv / grouped / depthwise, counts only the FLOPs of taps inside the image, ``× valid-tap fraction``
+    (:func:`_valid_tap_fraction`): oneDNN's loops skip the zero padding, while a GEMM path multiplies it) with
     ``peak_core = clock_hz · lanes · fma_per_cycle · 2`` (an FMA is 2 FLOPs),
     ``speedup(n) = 1 + (n − 1) · parallel_eff · W / (W + parallel_flops_half)`` for a conv / linear node of W
     FLOPs (elementwise and pooling ops above the grain size: ``1 + (n − 1) · parallel_eff``),
@@ -83,6 +85,9 @@ ELEMENTWISE_OPS = {
 RESAMPLE_TAPS = {"bilinear": 4, "nearest": 1}
 MOVE_OPS = frozenset({Op.CONCAT, Op.CHANNEL_SHUFFLE})  # data movement only
 STREAMING = frozenset({"depthwise", "elementwise", "pool", "resample", "move"})  # memory time not overlapped with compute
+# runtime kernels that compute a conv directly (oneDNN's): their loops skip the kernel taps that fall in the zero
+# padding, so they do only the valid multiply-accumulates; the GEMM paths (pointwise, im2col) multiply the zeros
+DIRECT_CONV_KINDS = frozenset({"conv", "grouped", "depthwise"})
 SMALL_OPS = frozenset({"elementwise", "pool", "resample", "move", "view"})  # on one thread below the grain size
 VIEW_OPS = frozenset({Op.SLICE})  # a channel slice of an NCHW tensor is a view: dispatch overhead, no data moved
 FREE_OPS = frozenset({Op.RESHAPE})  # a view: no data moved, no kernel launched
@@ -240,6 +245,8 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
     batch = node.shape[0]
     if kind in ("conv", "im2col", "grouped", "depthwise", "pointwise", "linear"):
         flops = 2.0 * node_macs(node) * batch
+        if kind in DIRECT_CONV_KINDS:  # the direct kernels skip the taps that fall in the zero padding
+            flops *= _valid_tap_fraction(graph, node)
         eff = {"conv": spec.eff_conv, "depthwise": spec.eff_depthwise, "pointwise": spec.eff_pointwise,
                "im2col": spec.eff_im2col, "linear": spec.eff_linear,
                "grouped": spec.eff_grouped or spec.eff_conv}[kind]
@@ -266,6 +273,28 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
         rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * (1.0 + (n - 1) * spec.parallel_eff) * eff
         return ops, ops / rate
     return 0.0, 0.0
+
+
+def _valid_taps(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> int:
+    """Σ over the k kernel taps of one dimension of the outputs whose input index lies inside [0, size)."""
+    total = 0
+    for i in range(k):
+        off = i * dil - pad  # input index of output o: o * stride + off
+        lo = 0 if off >= 0 else (-off + stride - 1) // stride  # first o with o * stride + off >= 0
+        hi = min(out - 1, (size - 1 - off) // stride)  # last o with o * stride + off <= size - 1
+        total += max(0, hi - lo + 1)
+    return total
+
+
+def _valid_tap_fraction(graph: Graph, node: Node) -> float:
+    """Fraction of a conv's nominal multiply-accumulates whose input tap lies inside the image (the rest multiply
+    the zero padding): Π over the two dimensions of Σ_taps valid outputs / (k · out)."""
+    a = node.attrs
+    h, w = graph.shape_of(node.inputs[0])[2:4]
+    oh, ow = node.shape[2], node.shape[3]
+    fh = _valid_taps(h, oh, a.kernel[0], a.stride[0], a.padding[0], a.dilation[0]) / (a.kernel[0] * oh)
+    fw = _valid_taps(w, ow, a.kernel[1], a.stride[1], a.padding[1], a.dilation[1]) / (a.kernel[1] * ow)
+    return fh * fw
 
 
 def _unfold_s(node: Node, kind: str, spec: CPUSpec, n: int) -> float:
