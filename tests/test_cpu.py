@@ -438,6 +438,9 @@ def test_upsampling_runs_its_own_kernel_per_source_tap():
         assert math.isclose(layer_cost(g, node, fallback, placement(g, fallback, 0, 1), 1).compute_s,
                             c.compute_s * 0.02 / 0.5, rel_tol=1e-12)
         compute[mode] = c.compute_s
+        per_output = dataclasses.replace(spec, resample_output_ops=1.0)  # + index / weight work per output
+        assert math.isclose(layer_cost(g, node, per_output, placement(g, per_output, 0, 1), 1).compute_s,
+                            c.compute_s * (RESAMPLE_TAPS[mode] + 1) / RESAMPLE_TAPS[mode], rel_tol=1e-12)
     assert math.isclose(compute["bilinear"], 4 * compute["nearest"], rel_tol=1e-12)
 
 

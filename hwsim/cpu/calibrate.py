@@ -128,7 +128,7 @@ SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
 FIT_GROUPS = (  # (kinds measured, spec fields fitted jointly), fitted in this order
     (("elementwise",), ("eff_elementwise", "overhead_batchnorm_s")),
     (("pool",), ("eff_pool",)),
-    (("resample",), ("eff_resample",)),
+    (("resample",), ("eff_resample", "resample_output_ops")),
     (("depthwise",), ("eff_depthwise", "overhead_depthwise_s")),
     (("conv", "pointwise"), ("eff_conv", "eff_pointwise", "overhead_conv_s", "overhead_gemm_s", "overhead_per_group_s",
                              "gemm_k_half", "gemm_n_half", "gemm_m_half")),
@@ -481,7 +481,7 @@ def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float
     def inside(u) -> np.ndarray:
         return np.clip(np.asarray(u, dtype=float), lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
 
-    start = {"gemm_k_half": 8.0, "gemm_n_half": 4.0, "gemm_m_half": 16.0, "parallel_flops_half": 1e6, "parallel_eff": 0.9}
+    start = {"gemm_k_half": 8.0, "gemm_n_half": 4.0, "gemm_m_half": 16.0, "resample_output_ops": 1.0, "parallel_flops_half": 1e6, "parallel_eff": 0.9}
     generic = [start[f] if f in LINEAR_FIELDS else math.log(0.3) if f.startswith("eff_") else math.log(start.get(f, 2e-6))
                for f in fields]
     current = [getattr(spec, f) if f in LINEAR_FIELDS else math.log(max(getattr(spec, f), 1e-12)) for f in fields]

@@ -22,8 +22,9 @@ compute (s)
     that is not depthwise runs at ``eff_grouped``, or ``eff_conv`` when the spec sets 0).
     Elementwise ops count ``ops_per_element`` vector instructions per element (table ``ELEMENTWISE_OPS``)
     and run at ``clock · lanes · fma_per_cycle · speedup(n) · eff_elementwise`` elements/s; pooling counts one
-    op per window tap at ``eff_pool``, upsampling one per source tap (``RESAMPLE_TAPS``: bilinear 4, nearest 1) at
-    ``eff_resample`` (``eff_elementwise`` when the spec sets 0).
+    op per window tap at ``eff_pool``, upsampling one per source tap (``RESAMPLE_TAPS``: bilinear 4, nearest 1)
+    plus ``resample_output_ops`` per output (its source index and weights) at ``eff_resample`` (``eff_elementwise``
+    when the spec sets 0).
 memory (s)
     Each operand (input, weights, output) has a *home*: the smallest cache that holds it in the steady
     state of back-to-back inferences (activations: when this layer's input + output fit, the input alone for an
@@ -266,7 +267,8 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
             util *= k / (k + spec.gemm_k_half)
         return flops, flops / (spec.peak_flops_per_core * eff * util * _speedup(spec, n, flops))
     if kind in ("elementwise", "pool", "resample"):
-        per = RESAMPLE_TAPS.get(node.attrs.mode, 4) if kind == "resample" else ELEMENTWISE_OPS.get(node.op, 1)
+        per = (RESAMPLE_TAPS.get(node.attrs.mode, 4) + spec.resample_output_ops if kind == "resample"
+               else ELEMENTWISE_OPS.get(node.op, 1))
         ops = float(elementwise_ops(graph, node)) * batch * per
         eff = {"pool": spec.eff_pool, "resample": spec.eff_resample or spec.eff_elementwise}.get(kind, spec.eff_elementwise)
         # above the grain size these split evenly over the cores (the work ramp is the conv kernels')

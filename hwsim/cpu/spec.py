@@ -58,6 +58,8 @@ class CPUSpec:
         eff_resample: fraction of the elementwise peak an upsampling kernel (nearest, bilinear) reaches per source
             tap: it computes source indices and weights per output and gathers, no straight vector stream.
             0 (default) = ``eff_elementwise`` (the embedded presets: no measurement of such a kernel there).
+        resample_output_ops: ops per output of an upsampling kernel besides its source taps (computing the source
+            index and interpolation weights); 0 (default) = none.
         eff_grouped: fraction of peak of a grouped k×k conv that is not depthwise (1 < groups < Cin, e.g.
             CondenseNet's learned group convs): runtimes run one small direct conv per group, far below a
             dense conv's efficiency when a group has few channels. 0 (default) = no separate kernel, use
@@ -138,6 +140,7 @@ class CPUSpec:
     unfold_element_s: float = 0.0
     eff_grouped: float = 0.0
     eff_resample: float = 0.0
+    resample_output_ops: float = 0.0
     gemm_k_half: float = 0.0
     gemm_n_half: float = 0.0
     gemm_m_half: float = 0.0
@@ -165,7 +168,7 @@ class CPUSpec:
         check_positive(self, "l1d_bytes", "l2_bytes", "l3_bytes", "l2_bw_bytes_s", "l3_bw_bytes_s", "flash_bytes",
                        "flash_bw_bytes_s", "layer_overhead_s", "parallel_overhead_s", "overhead_conv_s",
                        "overhead_depthwise_s", "overhead_view_s", "overhead_grouped_s", "overhead_gemm_s", "overhead_per_group_s",
-                       "overhead_batchnorm_s", "unfold_row_s", "unfold_element_s", "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
+                       "overhead_batchnorm_s", "resample_output_ops", "unfold_row_s", "unfold_element_s", "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
                        "parallel_flops_half",
                        "gemm_k_half", "gemm_n_half", "gemm_m_half", "active_power_w_per_core",
                        "idle_power_w", "mem_energy_j_per_byte", allow_zero=True)
