@@ -32,6 +32,7 @@ here; they are cited in the written header.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -203,6 +204,25 @@ class _Branchy:
 
 
 # ----------------------------------------------------------------------------- timing
+@contextlib.contextmanager
+def _threads(n: int):
+    """Run the block with torch on ``n`` threads, restoring the previous count afterwards."""
+    torch = _torch()
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _synthetic(quick: bool, kinds: tuple[str, ...] | None = None):
+    """(kind, module args, input shape) of the synthetic layers (of ``kinds``), in one fixed order."""
+    for kind, layers in SYNTHETIC_LAYERS.items():
+        if kinds is None or kind in kinds:
+            yield from ((kind, args, shape) for args, shape in (layers[:2] if quick else layers))
+
+
 def time_call(fn: Callable[[], object], *, repeats: int = 20, warmup: int = 3, min_time_s: float = 0.0,
               stat: str = "min", clock: str = "wall") -> float:
     """Time of one ``fn()`` call in seconds after ``warmup`` calls: the best (``stat="min"``, default) or
@@ -429,12 +449,8 @@ def _measure_layers(quick: bool) -> list[_Measured]:
     """Every synthetic layer traced and timed at the current thread count."""
     from mapping.trace import trace
 
-    out = []
-    for kind, layers in SYNTHETIC_LAYERS.items():
-        for args, shape in (layers[:2] if quick else layers):
-            t = _time_layer(kind, args, shape, quick)
-            out.append(_Measured(kind, args, shape, trace(_module(kind, args).eval(), shape), t))
-    return out
+    return [_Measured(kind, args, shape, trace(_module(kind, args).eval(), shape), _time_layer(kind, args, shape, quick))
+            for kind, args, shape in _synthetic(quick)]
 
 
 def _predict(graph, spec: CPUSpec, cores: int = 1) -> float:
@@ -506,16 +522,12 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False) -> CPUSpe
     shipped ``cpu/host``). ``quick``: fewer/smaller measurements (a few seconds; for tests).
     """
     torch = _torch()
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _threads(1):
         measured = _measure_layers(quick)
         spec, notes = _calibrate_single(quick, measured)
         if _ncpus() > 1:
             spec, more = _calibrate_parallel(spec, quick, measured)
             notes += more
-    finally:
-        torch.set_num_threads(threads_before)
     path = Path(out_path) if out_path is not None else user_preset_dir() / "cpu" / "host.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "\n".join("# " + line for line in [
@@ -595,15 +607,11 @@ def _calibrate_single(quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, 
 def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, list[str]]:
     """``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the synthetic conv layers
     timed again on all threads (:func:`_parallel_layer_times`)."""
-    torch = _torch()
     n = _ncpus()
     t1 = _peak_flops(True, clock="wall")["conv_s"]
     kinds = ("conv", "im2col", "pointwise", "depthwise", "grouped")
-    torch.set_num_threads(n)
-    try:
+    with _threads(n):
         t2 = _peak_flops(True, clock="wall")["conv_s"]
-    finally:
-        torch.set_num_threads(1)
     layers = [m for m in measured if m.kind in kinds]
     times = _parallel_layer_times(kinds, quick, n)
     items = list(zip((m.graph for m in layers), times))
@@ -620,25 +628,15 @@ def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -
 
 def probe_time(threads: int) -> float:
     """Median time in s of :data:`PROBE_LAYER` on ``threads`` threads, in this process."""
-    torch = _torch()
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _threads(threads):
         return _time_layer(*PROBE_LAYER, quick=False)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _time_parallel_layers(kinds: tuple[str, ...], quick: bool, n: int) -> list[float]:
     """Median time of every synthetic layer of ``kinds`` on ``n`` threads, in this process (the order of
     :func:`_measure_layers`)."""
-    torch = _torch()
-    torch.set_num_threads(n)
-    try:
-        return [_time_layer(kind, args, shape, quick) for kind, layers in SYNTHETIC_LAYERS.items() if kind in kinds
-                for args, shape in (layers[:2] if quick else layers)]
-    finally:
-        torch.set_num_threads(1)
+    with _threads(n):
+        return [_time_layer(kind, args, shape, quick) for kind, args, shape in _synthetic(quick, kinds)]
 
 
 def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int) -> list[float]:
