@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import hwsim  # noqa: E402
 import nets  # noqa: E402
-from hwsim.cpu.calibrate import PROBE_LAYER, probe_time  # noqa: E402
+from hwsim.cpu.calibrate import KEEP_FREED_MEMORY, PROBE_LAYER, probe_time  # noqa: E402
 from hwsim.cpu.simulate import cost_report  # noqa: E402
 from mapping.trace import trace  # noqa: E402
 
@@ -79,17 +79,11 @@ def measure_net(name: str, thread_counts: list[int], budget_s: float) -> dict[in
     return out
 
 
-# glibc malloc returns a freed buffer above its (dynamic) mmap threshold, and a heap top above its trim threshold,
-# to the OS: the next inference page-faults those buffers in again (measured: itnet-seg at 360x480, 34 ms instead
-# of 23 ms per inference in a fresh process). The cost model assumes the steady state of a runtime whose allocator
-# keeps freed buffers (jemalloc / tcmalloc, which PyTorch's CPU performance guide recommends, or these glibc
-# settings); ``--glibc-defaults`` measures without them.
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
-
-
 def measure_in_child(name: str, thread_counts: list[int], budget_s: float,
                      glibc_defaults: bool = False) -> dict[int, dict[str, list[float]]]:
-    """:func:`measure_net` in a fresh Python process (the process a deployed net runs in: it holds this net only)."""
+    """:func:`measure_net` in a fresh Python process (the process a deployed net runs in: it holds this net only),
+    its allocator keeping freed memory (hwsim.cpu.calibrate.KEEP_FREED_MEMORY: the steady state the model and the
+    calibration describe) unless ``glibc_defaults``."""
     env = dict(os.environ) if glibc_defaults else {**KEEP_FREED_MEMORY, **os.environ}
     out = subprocess.run([sys.executable, __file__, "--child", name, "--threads", ",".join(map(str, thread_counts)),
                           "--budget-s", str(budget_s)], capture_output=True, text=True, check=False, env=env)

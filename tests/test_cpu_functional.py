@@ -72,3 +72,40 @@ def test_all_thread_layer_timings_come_from_fresh_processes():
     times = cal._parallel_layer_times(("depthwise", "linear"), False, 2)
     assert len(times) == len(cal.SYNTHETIC_LAYERS["depthwise"]) + len(cal.SYNTHETIC_LAYERS["linear"])
     assert all(0 < t < 0.1 for t in times)
+
+
+def _glibc() -> bool:
+    import os
+
+    try:
+        return "glibc" in os.confstr("CS_GNU_LIBC_VERSION").lower()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+@pytest.mark.skipif(not _glibc(), reason="glibc's mallopt and mallinfo2 only")
+def test_calibration_process_keeps_freed_memory():
+    """Calibration measures the allocator's steady state: after keep_freed_memory() an 8 MiB buffer comes from the
+    heap and stays there when freed (glibc's defaults map it with mmap and hand it back to the OS on free)."""
+    import subprocess
+    import sys
+
+    code = """
+import ctypes, sys
+from hwsim.cpu.calibrate import keep_freed_memory
+class MI(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                                                "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6"); libc.mallinfo2.restype = MI
+libc.malloc.restype = ctypes.c_void_p; libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+p = libc.malloc(8 << 20); mapped = libc.mallinfo2().hblkhd; libc.free(p)
+print(mapped >= 8 << 20, libc.mallinfo2().fordblks >= 8 << 20)
+"""
+    def run(mode):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
+        return out.stdout.split()
+
+    assert run("default")[0] == "True"  # mapped on its own (munmap returns it to the OS on free)
+    assert run("keep") == ["False", "True"]  # carved from the heap, which keeps it free after the call

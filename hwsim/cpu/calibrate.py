@@ -37,6 +37,7 @@ import dataclasses
 import datetime
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -52,7 +53,8 @@ from hwsim.errors import HwsimError
 from hwsim.specs import save_spec, user_preset_dir
 from mapping.analysis import peak_live_elements
 
-__all__ = ["calibrate", "time_call", "cache_sizes", "simd_bits_of_host", "SYNTHETIC_LAYERS"]
+__all__ = ["calibrate", "time_call", "cache_sizes", "simd_bits_of_host", "keep_freed_memory", "KEEP_FREED_MEMORY",
+           "SYNTHETIC_LAYERS"]
 
 # Host power constants (not measurable without a power meter): AMD EPYC 9555 (Zen 5, 64 cores, 360 W
 # TDP, AMD EPYC 9005 series product page) -> 5.6 W per core at full load; a VM's share of the socket's
@@ -70,6 +72,16 @@ LAYER_STAT = "median"
 # validation times it beside every net, so a reader can see whether both saw the same machine.
 PROBE_LAYER = ("im2col", (12, 20, 3, 1), (1, 12, 36, 36))
 PARALLEL_PROCESSES = 3  # all-thread layer timings: fresh processes sampled, each layer's median over them kept
+
+# glibc malloc hands a freed buffer above its (dynamic) mmap threshold, and a free heap top above its trim
+# threshold, back to the OS: the next call page-faults that memory in again (measured here: a 128-channel 3x3
+# conv on 112x112, 23.1 ms per call with glibc's defaults, 15.3 ms with these thresholds; itnet-seg at 360x480,
+# 34 ms instead of 23 ms per inference). The cost model describes the steady state of a runtime whose allocator
+# keeps freed buffers (jemalloc / tcmalloc, which PyTorch's CPU performance guide recommends, or glibc with these
+# thresholds), so calibration measures in that state and the host validation runs its nets in it. Environment
+# variables for child processes; :func:`keep_freed_memory` sets the same thresholds in a running process.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h> mallopt parameters
 
 # PyTorch's CPU conv dispatch (aten/src/ATen/native/Convolution.cpp, ``use_mkldnn``): an fp32 conv with
 # groups = 1, kernel <= 3x3 and batch 1 whose input has at most 20480 elements runs the native
@@ -204,6 +216,21 @@ class _Branchy:
 
 
 # ----------------------------------------------------------------------------- timing
+def keep_freed_memory() -> bool:
+    """Set :data:`KEEP_FREED_MEMORY`'s thresholds in this process with glibc's ``mallopt``; False where the C
+    library is not glibc (other allocators keep freed memory by default or are configured otherwise)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, int(KEEP_FREED_MEMORY["MALLOC_MMAP_THRESHOLD_"]))
+                and mallopt(_M_TRIM_THRESHOLD, int(KEEP_FREED_MEMORY["MALLOC_TRIM_THRESHOLD_"])))
+
+
 @contextlib.contextmanager
 def _threads(n: int):
     """Run the block with torch on ``n`` threads, restoring the previous count afterwards."""
@@ -522,6 +549,7 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False) -> CPUSpe
     shipped ``cpu/host``). ``quick``: fewer/smaller measurements (a few seconds; for tests).
     """
     torch = _torch()
+    keep_freed_memory()  # measure the allocator's steady state, as the model describes (see KEEP_FREED_MEMORY)
     with _threads(1):
         measured = _measure_layers(quick)
         spec, notes = _calibrate_single(quick, measured)
@@ -546,8 +574,6 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False) -> CPUSpe
 
 
 def _ncpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -651,7 +677,8 @@ def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int) -> list[f
     runs = []
     for _ in range(PARALLEL_PROCESSES):
         out = subprocess.run([sys.executable, "-m", "hwsim.cpu.calibrate", "--parallel-child", str(n),
-                              ",".join(kinds)], capture_output=True, text=True, check=False)
+                              ",".join(kinds)], capture_output=True, text=True, check=False,
+                             env={**os.environ, **KEEP_FREED_MEMORY})
         if out.returncode != 0:
             raise HwsimError(f"calibration child process failed: {out.stderr.strip().splitlines()[-1:]}")
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -667,6 +694,7 @@ def _ram_bytes() -> int:
 
 if __name__ == "__main__":  # the all-thread timing child of _parallel_layer_times
     if len(sys.argv) == 4 and sys.argv[1] == "--parallel-child":
+        keep_freed_memory()
         print(json.dumps(_time_parallel_layers(tuple(sys.argv[3].split(",")), False, int(sys.argv[2]))))
     else:
         raise SystemExit("usage: python -m hwsim.cpu.calibrate --parallel-child THREADS KIND[,KIND...]")
