@@ -465,3 +465,51 @@ def test_direct_conv_kernels_skip_the_padding_taps(k, stride, pad, dil, size):
     if k <= 3:
         c = layer_cost(g, node, gemm, placement(g, gemm, 0, 1), 1)
         assert c.kind == "im2col" and c.flops == 2 * 16 * 16 * k * k * out * out
+
+
+def test_pooling_pays_its_per_output_loop():
+    """A pool costs one op per window tap plus pool_output_ops per output at eff_pool; an adaptive average pool to
+    more than 1x1 runs the pooling kernel, to 1x1 it is a mean (an elementwise reduction)."""
+    spec = CPUSpec(layer_overhead_s=0.0, eff_pool=0.01)
+    for module, taps in ((torch.nn.MaxPool2d(3, 2, 1), 9), (torch.nn.AvgPool2d(2, 2), 4),
+                         (torch.nn.AdaptiveAvgPool2d(5), 4)):
+        g = trace(module.eval(), (1, 6, 10, 10))
+        node = g.nodes[0]
+        assert kernel_kind(node, spec) == "pool"
+        outputs = math.prod(node.shape)
+        rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * 0.01
+        base = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1).compute_s
+        assert math.isclose(base, outputs * taps / rate, rel_tol=1e-12)
+        per_output = dataclasses.replace(spec, pool_output_ops=2.5)
+        assert math.isclose(layer_cost(g, node, per_output, placement(g, per_output, 0, 1), 1).compute_s,
+                            outputs * (taps + 2.5) / rate, rel_tol=1e-12)
+    g = trace(torch.nn.AdaptiveAvgPool2d(1).eval(), (1, 6, 10, 10))
+    assert kernel_kind(g.nodes[0], spec) == "elementwise"
+
+
+def test_direct_convs_pay_the_runtimes_layout_copies():
+    """With reorder_activations a direct conv (conv, grouped, depthwise) also copies its input into the blocked
+    layout and its output back: 2 x bytes per tensor at the bandwidth of the level holding source and copy; a conv
+    with fewer input channels than lanes copies its output only; GEMM-run convs copy nothing."""
+    base = CPUSpec(layer_overhead_s=0.0, simd_bits=512, l2_bytes=2**20, l3_bytes=16 * 2**20, l2_bw_bytes_s=100e9,
+                   l3_bw_bytes_s=50e9, dram_bw_bytes_s=20e9)
+    spec = dataclasses.replace(base, reorder_activations=True)
+    cases = [(torch.nn.Conv2d(32, 32, 3, padding=1), (1, 32, 40, 40), 100e9, True),  # 200 KB: L2
+             (torch.nn.Conv2d(64, 64, 3, padding=1, groups=64), (1, 64, 64, 64), 50e9, True),  # 1 MiB: L3
+             (torch.nn.Conv2d(3, 64, 3, padding=1), (1, 3, 256, 256), None, False)]  # plain input, 16.8 MB out
+    for module, shape, bw, copies_input in cases:
+        g = trace(module.eval(), shape)
+        node = g.nodes[0]
+        assert kernel_kind(node, spec) in ("conv", "depthwise")
+        with_copies = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
+        without = layer_cost(g, node, base, placement(g, base, 0, 1), 1)
+        in_b, out_b = math.prod(shape) * 4, math.prod(node.shape) * 4
+        expected = (2 * in_b / bw if copies_input else 0.0) + 2 * out_b / (bw or 20e9)
+        assert math.isclose(with_copies.latency_s - without.latency_s, expected, rel_tol=1e-9)
+        assert with_copies.main_memory_bytes - without.main_memory_bytes == (0 if bw else 2 * out_b)
+    g = trace(torch.nn.Conv2d(32, 32, 1).eval(), (1, 32, 40, 40))  # pointwise: a GEMM on the NCHW tensor
+    assert kernel_kind(g.nodes[0], spec) == "pointwise"
+    assert (layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 1), 1).latency_s
+            == layer_cost(g, g.nodes[0], base, placement(g, base, 0, 1), 1).latency_s)
+    with pytest.raises(hwsim.HwsimError, match="reorder_activations"):
+        CPUSpec(reorder_activations=1)

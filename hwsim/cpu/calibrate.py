@@ -90,6 +90,11 @@ TORCH_GEMM_CONV_MAX_INPUT_ELEMENTS = 20480
 # Same function: a 1x1, stride-1, batch-1 conv runs the native GEMM path only on one thread (for more,
 # oneDNN), one GEMM per group.
 TORCH_POINTWISE_GEMM_MAX_THREADS = 1
+# PyTorch's eager fp32 convs on oneDNN copy the NCHW input into oneDNN's channel-blocked layout and the output back
+# on every call (ONEDNN_VERBOSE=1 lists a reorder primitive before and after each convolution; measured here at one
+# thread: a 128-channel 3x3 conv on 56x56 3.4 ms + two copies of 30-35 us, a 144-channel depthwise conv on 56x56
+# 62 us + two copies of 39-45 us, a 3->64 first-layer conv on 224x224 0.78 ms + one output copy of 0.73 ms).
+TORCH_ONEDNN_REORDERS = True
 # aten/src/ATen/Parallel.h: at::internal::GRAIN_SIZE = 32768; TensorIterator ops (elementwise, pooling,
 # copies) on fewer elements run on the calling thread only.
 TORCH_GRAIN_SIZE = 32768
@@ -136,11 +141,12 @@ SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
                  (("bilinear", 72, 72), (1, 20, 36, 36)), (("nearest", 200, 200), (1, 5, 50, 50)),
                  (("nearest", 56, 56), (1, 24, 14, 14)), (("nearest", 96, 128), (1, 6, 24, 32))],
     "pool": [(("maxpool",), (1, 48, 80, 80)), (("maxpool",), (1, 24, 30, 30)), (("maxpool2",), (1, 40, 36, 36)),
-             (("maxpool",), (1, 32, 120, 120)), (("maxpool2",), (1, 96, 24, 24))],
+             (("maxpool",), (1, 32, 120, 120)), (("maxpool2",), (1, 96, 24, 24)), (("maxpool3s1",), (1, 20, 44, 44)),
+             (("avgpool2",), (1, 36, 50, 50)), (("avgpool2",), (1, 72, 14, 14)), (("adaptive5",), (1, 60, 10, 10))],
 }
 FIT_GROUPS = (  # (kinds measured, spec fields fitted jointly), fitted in this order
     (("elementwise",), ("eff_elementwise", "overhead_batchnorm_s")),
-    (("pool",), ("eff_pool",)),
+    (("pool",), ("eff_pool", "pool_output_ops")),
     (("resample",), ("eff_resample", "resample_output_ops")),
     (("depthwise",), ("eff_depthwise", "overhead_depthwise_s")),
     (("conv", "pointwise"), ("eff_conv", "eff_pointwise", "overhead_conv_s", "overhead_gemm_s", "overhead_per_group_s",
@@ -452,7 +458,8 @@ def _module(kind: str, args: tuple):
         return bn
     return {"relu": torch.nn.ReLU(), "relu6": torch.nn.ReLU6(), "relu_": torch.nn.ReLU(inplace=True),
             "relu6_": torch.nn.ReLU6(inplace=True), "maxpool": torch.nn.MaxPool2d(3, 2, 1),
-            "maxpool2": torch.nn.MaxPool2d(2, 2), "add": _Add()}[op]
+            "maxpool2": torch.nn.MaxPool2d(2, 2), "maxpool3s1": torch.nn.MaxPool2d(3, 1, 1),
+            "avgpool2": torch.nn.AvgPool2d(2, 2), "adaptive5": torch.nn.AdaptiveAvgPool2d(5), "add": _Add()}[op]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -524,7 +531,8 @@ def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float
     def inside(u) -> np.ndarray:
         return np.clip(np.asarray(u, dtype=float), lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
 
-    start = {"gemm_k_half": 8.0, "gemm_n_half": 4.0, "gemm_m_half": 16.0, "resample_output_ops": 1.0, "parallel_flops_half": 1e6, "parallel_eff": 0.9}
+    start = {"gemm_k_half": 8.0, "gemm_n_half": 4.0, "gemm_m_half": 16.0, "resample_output_ops": 1.0, "pool_output_ops": 1.0,
+             "parallel_flops_half": 1e6, "parallel_eff": 0.9}
     generic = [start[f] if f in LINEAR_FIELDS else math.log(0.3) if f.startswith("eff_") else math.log(start.get(f, 2e-6))
                for f in fields]
     current = [getattr(spec, f) if f in LINEAR_FIELDS else math.log(max(getattr(spec, f), 1e-12)) for f in fields]
@@ -599,6 +607,7 @@ def _calibrate_single(quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, 
         layer_overhead_s=float(overhead), overhead_view_s=float(f"{view:.4g}"),
         gemm_conv_max_input_elements=TORCH_GEMM_CONV_MAX_INPUT_ELEMENTS,
         pointwise_gemm_max_threads=TORCH_POINTWISE_GEMM_MAX_THREADS, parallel_grain_elements=TORCH_GRAIN_SIZE,
+        reorder_activations=TORCH_ONEDNN_REORDERS,
         **HOST_POWER,
     )
     notes = [f"measured: torch.mm {peak['gemm_flops'] / 1e9:.1f} GFLOP/s, 3x3 conv 192ch 28x28 "

@@ -22,7 +22,9 @@ compute (s)
     that is not depthwise runs at ``eff_grouped``, or ``eff_conv`` when the spec sets 0).
     Elementwise ops count ``ops_per_element`` vector instructions per element (table ``ELEMENTWISE_OPS``)
     and run at ``clock · lanes · fma_per_cycle · speedup(n) · eff_elementwise`` elements/s; pooling counts one
-    op per window tap at ``eff_pool``, upsampling one per source tap (``RESAMPLE_TAPS``: bilinear 4, nearest 1)
+    op per window tap plus ``pool_output_ops`` per output (the kernel's per-output loop: window bounds, the stored
+    result and, for max pool, its index) at ``eff_pool`` (an adaptive average pool to more than 1×1 runs the same
+    kind of kernel; to 1×1 it is a mean, an elementwise reduction), upsampling one per source tap (``RESAMPLE_TAPS``: bilinear 4, nearest 1)
     plus ``resample_output_ops`` per output (its source index and weights) at ``eff_resample`` (``eff_elementwise``
     when the spec sets 0).
 memory (s)
@@ -45,6 +47,10 @@ latency (s)
     live in L3 or DRAM (the kernel packs its weights before computing on them), 0 otherwise; ``t_c + t_m`` for the
     streaming kinds (:data:`STREAMING`: depthwise, elementwise, pool, move, which touch each activation once and
     have too little work per byte to hide their misses)
+    ``+ t_reorder`` for a direct conv (kinds conv / grouped / depthwise) when the spec sets ``reorder_activations``:
+    the runtime copies the NCHW input into its channel-blocked layout and the output back on every call, each
+    copy one read and one write of the tensor at the bandwidth of the level that holds source and copy
+    (:func:`_reorder_s`; no input copy when Cin < lanes: oneDNN's first-layer kernels read the plain input)
     ``+ layer_overhead_s (+ overhead_conv_s for the conv kernel, a grouped conv adding
     overhead_grouped_s; + overhead_gemm_s for a conv run as a GEMM (pointwise, im2col), a grouped 1×1 conv
     adding overhead_per_group_s per extra group; + overhead_depthwise_s for a depthwise conv; + overhead_batchnorm_s
@@ -123,6 +129,8 @@ def kernel_kind(node: Node, spec: CPUSpec | None = None, cores: int = 1) -> str:
         return "conv"
     if node.op in (Op.MAXPOOL, Op.AVGPOOL):
         return "pool"
+    if node.op == Op.ADAPTIVE_AVGPOOL and tuple(node.shape[2:]) != (1, 1):
+        return "pool"  # ATen's adaptive average pool kernel; to 1x1 it computes input.mean((-2, -1)) instead
     if node.op == Op.UPSAMPLE:
         return "resample"
     if node.op == Op.LINEAR:
@@ -267,9 +275,13 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
             util *= k / (k + spec.gemm_k_half)
         return flops, flops / (spec.peak_flops_per_core * eff * util * _speedup(spec, n, flops))
     if kind in ("elementwise", "pool", "resample"):
-        per = (RESAMPLE_TAPS.get(node.attrs.mode, 4) + spec.resample_output_ops if kind == "resample"
-               else ELEMENTWISE_OPS.get(node.op, 1))
-        ops = float(elementwise_ops(graph, node)) * batch * per
+        if kind == "resample":
+            ops = float(elementwise_ops(graph, node)) * batch * (RESAMPLE_TAPS.get(node.attrs.mode, 4)
+                                                                 + spec.resample_output_ops)
+        elif kind == "pool":  # one op per window tap + the per-output loop's work
+            ops = float(elementwise_ops(graph, node) + spec.pool_output_ops * math.prod(node.shape[1:])) * batch
+        else:
+            ops = float(elementwise_ops(graph, node)) * batch * ELEMENTWISE_OPS.get(node.op, 1)
         eff = {"pool": spec.eff_pool, "resample": spec.eff_resample or spec.eff_elementwise}.get(kind, spec.eff_elementwise)
         # above the grain size these split evenly over the cores (the work ramp is the conv kernels')
         rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * (1.0 + (n - 1) * spec.parallel_eff) * eff
@@ -315,6 +327,19 @@ def _unfold_s(node: Node, kind: str, spec: CPUSpec, n: int) -> float:
     elements = node.shape[0] * k * oh * ow
     calls = elements if strided else node.shape[0] * k * oh
     return (calls * spec.unfold_row_s + elements * spec.unfold_element_s) / min(n, k)
+
+
+def _reorder_s(spec: CPUSpec, n: int, nbytes: int) -> tuple[float, float]:
+    """(seconds, main-memory bytes) of one layout copy of a tensor of ``nbytes``: it reads the tensor and writes
+    the copy (2·nbytes moved), at the L2 copy bandwidth when both fit the L2 (per core when private: the copy
+    splits over the ``n`` threads), else at the L3's bandwidth when they fit the L3, else at main memory's."""
+    moved = 2.0 * nbytes
+    share = n if spec.l2_per_core else 1
+    if spec.l2_bytes > 0 and spec.l2_bw_bytes_s > 0 and moved <= spec.l2_bytes * share:
+        return moved / (spec.l2_bw_bytes_s * share), 0.0
+    if spec.l3_bytes > 0 and spec.l3_bw_bytes_s > 0 and moved <= spec.l3_bytes:
+        return moved / spec.l3_bw_bytes_s, 0.0
+    return moved / spec.dram_bw_bytes_s, moved
 
 
 def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores: int) -> LayerCost:
@@ -387,6 +412,15 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     if w_b and w_home in ("L3", "dram") and kind in ("conv", "im2col", "grouped", "pointwise"):
         t_wcold = w_b / (spec.l3_bw_bytes_s if w_home == "L3" and spec.l3_bw_bytes_s > 0 else spec.dram_bw_bytes_s)
     body = t_c + t_m if kind in STREAMING else max(t_c + t_wcold, t_m)
+    t_reorder = 0.0
+    if spec.reorder_activations and kind in DIRECT_CONV_KINDS:
+        plain_input = node.attrs.groups == 1 and node.attrs.in_channels < spec.lanes  # first-layer kernel
+        for nbytes in ((out_b,) if plain_input else (in_b, out_b)):
+            t, dram = _reorder_s(spec, n, nbytes)
+            t_reorder += t
+            main_bytes += dram
+    body += t_reorder
+    t_m += t_reorder
     latency = body + overhead
     bound = "overhead" if overhead > body else ("compute" if t_c >= t_m else "memory")
     e_static = latency * spec.idle_power_w

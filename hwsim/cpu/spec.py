@@ -60,6 +60,17 @@ class CPUSpec:
             0 (default) = ``eff_elementwise`` (the embedded presets: no measurement of such a kernel there).
         resample_output_ops: ops per output of an upsampling kernel besides its source taps (computing the source
             index and interpolation weights); 0 (default) = none.
+        reorder_activations: the runtime's direct conv kernels (kinds conv, grouped, depthwise) compute in a
+            channel-blocked layout and, on every call, copy the NCHW input into it and the output back (PyTorch
+            eager fp32 on oneDNN: ONEDNN_VERBOSE shows a ``reorder`` primitive before and after every such conv);
+            each copy reads and writes the tensor once (:func:`hwsim.cpu.cost._reorder_s`). A conv whose input
+            has fewer channels than the SIMD lanes reads the plain input (oneDNN's first-layer kernels: only the
+            output is copied). False (default): the kernels work in the tensors' own layout.
+        pool_output_ops: ops per output of a pooling kernel besides its window taps, at ``eff_pool``: PyTorch's
+            fp32 CPU pools loop per output element, computing the window bounds and storing the result (max pool
+            also the int64 index of the maximum: ``cpu_max_pool`` in aten/src/ATen/native/cpu/MaxPoolKernel.cpp,
+            ``cpu_avg_pool`` and ``cpu_adaptive_avg_pool`` in AvgPoolKernel.cpp / AdaptiveAvgPoolKernel.cpp);
+            0 (default) = none.
         eff_grouped: fraction of peak of a grouped k×k conv that is not depthwise (1 < groups < Cin, e.g.
             CondenseNet's learned group convs): runtimes run one small direct conv per group, far below a
             dense conv's efficiency when a group has few channels. 0 (default) = no separate kernel, use
@@ -141,6 +152,8 @@ class CPUSpec:
     eff_grouped: float = 0.0
     eff_resample: float = 0.0
     resample_output_ops: float = 0.0
+    pool_output_ops: float = 0.0
+    reorder_activations: bool = False
     gemm_k_half: float = 0.0
     gemm_n_half: float = 0.0
     gemm_m_half: float = 0.0
@@ -168,7 +181,8 @@ class CPUSpec:
         check_positive(self, "l1d_bytes", "l2_bytes", "l3_bytes", "l2_bw_bytes_s", "l3_bw_bytes_s", "flash_bytes",
                        "flash_bw_bytes_s", "layer_overhead_s", "parallel_overhead_s", "overhead_conv_s",
                        "overhead_depthwise_s", "overhead_view_s", "overhead_grouped_s", "overhead_gemm_s", "overhead_per_group_s",
-                       "overhead_batchnorm_s", "resample_output_ops", "unfold_row_s", "unfold_element_s", "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
+                       "overhead_batchnorm_s", "resample_output_ops", "pool_output_ops",
+                       "unfold_row_s", "unfold_element_s", "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
                        "parallel_flops_half",
                        "gemm_k_half", "gemm_n_half", "gemm_m_half", "active_power_w_per_core",
                        "idle_power_w", "mem_energy_j_per_byte", allow_zero=True)
@@ -177,6 +191,9 @@ class CPUSpec:
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise SpecError(f"CPUSpec.{f} must be an integer, got {v!r}")
+        for f in ("l2_per_core", "reorder_activations"):
+            if not isinstance(getattr(self, f), bool):
+                raise SpecError(f"CPUSpec.{f} must be true or false, got {getattr(self, f)!r}")
         if self.simd_bits % 32:
             raise SpecError(f"CPUSpec.simd_bits must be a multiple of 32 (fp32 lanes), got {self.simd_bits}")
         for f in ("eff_conv", "eff_depthwise", "eff_pointwise", "eff_linear", "eff_elementwise", "eff_pool", "eff_im2col",
