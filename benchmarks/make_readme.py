@@ -170,7 +170,7 @@ def cpu_vs_host() -> str:
             "figure = median of the repeats after warm-up, pooled over three passes through the zoo. The model "
             "assumes the steady state of an allocator that keeps freed buffers (jemalloc / tcmalloc, as PyTorch's CPU "
             "performance guide recommends, or glibc with `MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_` raised, "
-            f"which the benchmark sets).{glibc_note} Error = predicted/measured − 1. This is a shared virtual machine "
+            f"which calibration and the benchmark set).{glibc_note} Error = predicted/measured − 1. This is a shared virtual machine "
             "whose cores have slow spells seconds long: the spread columns give how much a net's median moved between "
             "the three passes, and the quietest-pass columns the error against the median of each net's least "
             f"disturbed pass; a parallel region waits for its slowest core, so the 2-thread figures move most.{stab_note}"
