@@ -513,3 +513,19 @@ def test_direct_convs_pay_the_runtimes_layout_copies():
             == layer_cost(g, g.nodes[0], base, placement(g, base, 0, 1), 1).latency_s)
     with pytest.raises(hwsim.HwsimError, match="reorder_activations"):
         CPUSpec(reorder_activations=1)
+
+
+def test_direct_conv_utilisation_ramps_with_output_pixels():
+    """conv_m_half scales a direct dense or grouped conv's compute time by (M + conv_m_half) / M for M output
+    pixels; GEMM-run and depthwise convs keep theirs."""
+    spec = CPUSpec(layer_overhead_s=0.0)
+    for module, shape, ramps in ((torch.nn.Conv2d(16, 32, 3, padding=1), (1, 16, 12, 10), True),
+                                 (torch.nn.Conv2d(16, 32, 3, padding=1, groups=4), (1, 16, 12, 10), True),
+                                 (torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), (1, 16, 12, 10), False),
+                                 (torch.nn.Conv2d(16, 32, 1), (1, 16, 12, 10), False)):
+        g = trace(module.eval(), shape)
+        node = g.nodes[0]
+        ramped = dataclasses.replace(spec, conv_m_half=120.0)  # M = 120: half utilisation
+        t0 = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1).compute_s
+        t1 = layer_cost(g, node, ramped, placement(g, ramped, 0, 1), 1).compute_s
+        assert math.isclose(t1, 2 * t0 if ramps else t0, rel_tol=1e-12), kernel_kind(node, spec)

@@ -108,7 +108,9 @@ SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
     "conv": [((48, 48, 3, 1), (1, 48, 40, 40)), ((96, 96, 3, 1), (1, 96, 20, 20)), ((80, 160, 3, 2), (1, 80, 24, 24)),
              ((24, 40, 3, 1), (1, 24, 48, 48)), ((320, 320, 3, 1), (1, 320, 9, 9)), ((160, 160, 3, 1), (1, 160, 12, 12)),
              ((3, 24, 3, 2), (1, 3, 96, 96)), ((3, 40, 7, 2), (1, 3, 120, 120)),
-             ((6, 10, 5, 1), (1, 6, 8, 8)), ((5, 12, 7, 2), (1, 5, 14, 14))],
+             ((6, 10, 5, 1), (1, 6, 8, 8)), ((5, 12, 7, 2), (1, 5, 14, 14)),
+             ((112, 112, 3, 1), (1, 112, 44, 44)), ((40, 80, 3, 1), (1, 40, 88, 88)), ((200, 200, 3, 1), (1, 200, 15, 15)),
+             ((448, 448, 3, 1), (1, 448, 7, 7))],
     "im2col": [((24, 24, 3, 1), (1, 24, 24, 24)), ((40, 40, 3, 1), (1, 40, 12, 12)), ((56, 56, 3, 1), (1, 56, 18, 18)),
                ((12, 20, 3, 1), (1, 12, 36, 36)), ((192, 192, 3, 1), (1, 192, 10, 10)), ((3, 12, 3, 1), (1, 3, 40, 40)),
                ((24, 48, 3, 2), (1, 24, 26, 26)), ((48, 96, 3, 2), (1, 48, 14, 14)), ((80, 80, 3, 1), (1, 80, 6, 6)),
@@ -150,7 +152,7 @@ FIT_GROUPS = (  # (kinds measured, spec fields fitted jointly), fitted in this o
     (("resample",), ("eff_resample", "resample_output_ops")),
     (("depthwise",), ("eff_depthwise", "overhead_depthwise_s")),
     (("conv", "pointwise"), ("eff_conv", "eff_pointwise", "overhead_conv_s", "overhead_gemm_s", "overhead_per_group_s",
-                             "gemm_k_half", "gemm_n_half", "gemm_m_half")),
+                             "gemm_k_half", "gemm_n_half", "gemm_m_half", "conv_m_half")),
     (("im2col",), ("eff_im2col", "unfold_row_s", "unfold_element_s")),
     (("grouped",), ("eff_grouped", "overhead_grouped_s")),
     (("linear",), ("eff_linear",)),
@@ -531,7 +533,7 @@ def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float
     def inside(u) -> np.ndarray:
         return np.clip(np.asarray(u, dtype=float), lo + 1e-6 * (hi - lo), hi - 1e-6 * (hi - lo))
 
-    start = {"gemm_k_half": 8.0, "gemm_n_half": 4.0, "gemm_m_half": 16.0, "resample_output_ops": 1.0, "pool_output_ops": 1.0,
+    start = {"gemm_k_half": 8.0, "gemm_n_half": 4.0, "gemm_m_half": 16.0, "conv_m_half": 16.0, "resample_output_ops": 1.0, "pool_output_ops": 1.0,
              "parallel_flops_half": 1e6, "parallel_eff": 0.9}
     generic = [start[f] if f in LINEAR_FIELDS else math.log(0.3) if f.startswith("eff_") else math.log(start.get(f, 2e-6))
                for f in fields]

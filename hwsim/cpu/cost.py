@@ -12,7 +12,8 @@ compute (s)
     ``lane_util = C / (⌈C / lanes⌉ · lanes)`` for the vectorised channel dimension C (output channels per
     group of a conv, outputs of a linear, channels of a depthwise conv): a partly filled vector wastes lanes (a conv
     run as a GEMM call when the spec sets ``gemm_n_half``: ``lane_util = N / (N + gemm_n_half) · M / (M + gemm_m_half)``
-    with N = Cout/groups, M = batch·OH·OW, the per-call packing of its panels amortised); a conv / linear with
+    with N = Cout/groups, M = batch·OH·OW, the per-call packing of its panels amortised; a direct dense or grouped
+    conv: ``× M / (M + conv_m_half)``, its output blocks short on a small map); a conv / linear with
     a short reduction K also pays its accumulator loads/stores: × K / (K + gemm_k_half). ``eff_kind`` is the
     spec's efficiency of the kernel that runs the node (:func:`kernel_kind`: a small dense conv may run as
     im2col + GEMM at ``eff_im2col``, its unfolded matrix adding 2·K·M·4 bytes of traffic and the copies that
@@ -270,6 +271,9 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
             util = chan / (chan + spec.gemm_n_half) * m / (m + spec.gemm_m_half)
         else:
             util = _lane_util(chan, spec.lanes)
+        if kind in ("conv", "grouped") and spec.conv_m_half > 0:  # a direct kernel's short output blocks
+            m = batch * node.shape[2] * node.shape[3]
+            util *= m / (m + spec.conv_m_half)
         if kind != "depthwise" and spec.gemm_k_half > 0:
             k = node.attrs.in_features if node.op == Op.LINEAR else node.attrs.rows
             util *= k / (k + spec.gemm_k_half)

@@ -60,6 +60,10 @@ class CPUSpec:
             0 (default) = ``eff_elementwise`` (the embedded presets: no measurement of such a kernel there).
         resample_output_ops: ops per output of an upsampling kernel besides its source taps (computing the source
             index and interpolation weights); 0 (default) = none.
+        conv_m_half: output pixels (batch·OH·OW) at which a direct dense or grouped conv kernel reaches half its
+            efficiency: utilisation × M / (M + conv_m_half). The kernel blocks its output row by row in register
+            tiles; on a small map the blocks are short and their fixed work (loading and storing accumulators,
+            loop and address setup) weighs more. 0 (default) = no such ramp.
         reorder_activations: the runtime's direct conv kernels (kinds conv, grouped, depthwise) compute in a
             channel-blocked layout and, on every call, copy the NCHW input into it and the output back (PyTorch
             eager fp32 on oneDNN: ONEDNN_VERBOSE shows a ``reorder`` primitive before and after every such conv);
@@ -157,6 +161,7 @@ class CPUSpec:
     gemm_k_half: float = 0.0
     gemm_n_half: float = 0.0
     gemm_m_half: float = 0.0
+    conv_m_half: float = 0.0
     parallel_eff: float = 0.9
     parallel_flops_half: float = 0.0
     layer_overhead_s: float = 5e-6
@@ -184,7 +189,7 @@ class CPUSpec:
                        "overhead_batchnorm_s", "resample_output_ops", "pool_output_ops",
                        "unfold_row_s", "unfold_element_s", "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
                        "parallel_flops_half",
-                       "gemm_k_half", "gemm_n_half", "gemm_m_half", "active_power_w_per_core",
+                       "gemm_k_half", "gemm_n_half", "gemm_m_half", "conv_m_half", "active_power_w_per_core",
                        "idle_power_w", "mem_energy_j_per_byte", allow_zero=True)
         for f in ("cores", "simd_bits", "l1d_bytes", "l2_bytes", "l3_bytes", "ram_bytes", "flash_bytes",
                   "gemm_conv_max_input_elements", "pointwise_gemm_max_threads", "parallel_grain_elements"):
