@@ -556,7 +556,8 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False) -> CPUSpe
     """Measure this machine and write a ``cpu/host`` preset YAML; returns the spec.
 
     ``out_path``: where to write (default ``user_preset_dir() / "cpu/host.yaml"``, which then overrides the
-    shipped ``cpu/host``). ``quick``: fewer/smaller measurements (a few seconds; for tests).
+    shipped ``cpu/host``). ``quick``: fewer/smaller measurements (a few seconds; for tests). On glibc the calling
+    process keeps glibc's raised malloc thresholds afterwards (:func:`keep_freed_memory`).
     """
     torch = _torch()
     keep_freed_memory()  # measure the allocator's steady state, as the model describes (see KEEP_FREED_MEMORY)
