@@ -23,7 +23,7 @@ compute (s)
     that is not depthwise runs at ``eff_grouped``, or ``eff_conv`` when the spec sets 0).
     Elementwise ops count ``ops_per_element`` vector instructions per element (table ``ELEMENTWISE_OPS``)
     and run at ``clock · lanes · fma_per_cycle · speedup(n) · eff_elementwise`` elements/s; pooling counts one
-    op per window tap plus ``pool_output_ops`` per output (the kernel's per-output loop: window bounds, the stored
+    op per window tap (max pool 2: ``POOL_TAP_OPS``) plus ``pool_output_ops`` per output (the kernel's per-output loop: window bounds, the stored
     result and, for max pool, its index) at ``eff_pool`` (an adaptive average pool to more than 1×1 runs the same
     kind of kernel; to 1×1 it is a mean, an elementwise reduction), upsampling one per source tap (``RESAMPLE_TAPS``: bilinear 4, nearest 1)
     plus ``resample_output_ops`` per output (its source index and weights) at ``eff_resample`` (``eff_elementwise``
@@ -72,7 +72,7 @@ from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from mapping.analysis import elementwise_ops, node_macs
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["LayerCost", "Placement", "kernel_kind", "layer_cost", "placement", "ELEMENTWISE_OPS"]
+__all__ = ["LayerCost", "Placement", "kernel_kind", "layer_cost", "placement", "ELEMENTWISE_OPS", "POOL_TAP_OPS"]
 
 # Cortex-M4/M7 FPU: 32 single-precision registers S0-S31 = 128 bytes (ARM Cortex-M4 TRM r0p1, §7.1 "FPU
 # register file"). Without a data cache, the kernel blocks its operands in these registers.
@@ -80,13 +80,17 @@ REGISTER_FILE_BYTES = 128
 
 # Vector instructions per element of an elementwise op (instruction counts of a vectorised
 # implementation: relu = 1 max, relu6 = max + min, hardswish = add, min/max, mul, mul; exp-based ops use
-# a ~10-instruction polynomial exp as in XNNPACK's sigmoid/silu micro-kernels). Pools count one op per
-# window tap (mapping.analysis.elementwise_ops already multiplies by the taps).
+# a ~10-instruction polynomial exp as in XNNPACK's sigmoid/silu micro-kernels). A global average pool (a mean)
+# counts one op per input element (mapping.analysis.elementwise_ops counts the inputs).
 ELEMENTWISE_OPS = {
     Op.RELU: 1, Op.RELU6: 2, Op.HARDSWISH: 5, Op.HARDSIGMOID: 3, Op.SIGMOID: 12, Op.SILU: 13, Op.TANH: 12,
-    Op.ADD: 1, Op.MUL: 1, Op.BATCHNORM: 1, Op.MAXPOOL: 1, Op.AVGPOOL: 1, Op.ADAPTIVE_AVGPOOL: 1,
-    Op.SIGN: 1, Op.QUANTIZE: 4,
+    Op.ADD: 1, Op.MUL: 1, Op.BATCHNORM: 1, Op.ADAPTIVE_AVGPOOL: 1, Op.SIGN: 1, Op.QUANTIZE: 4,
 }
+# Ops per window tap of a pooling kernel (the "pool" kind; elementwise_ops counts the taps): an average pool loads
+# and adds (1), a max pool loads, compares and, when the tap wins, updates both the maximum and its index (2; ATen's
+# cpu_max_pool keeps the index of every output). Measured here, large maps at one thread: 3x3 max pool 2.4 ns per
+# tap, 2x2 max pool 2.5-3.7, 2x2 average pool 1.35.
+POOL_TAP_OPS = {Op.MAXPOOL: 2, Op.AVGPOOL: 1, Op.ADAPTIVE_AVGPOOL: 1}
 # Resampling (Op.UPSAMPLE) reads taps source pixels per output: bilinear 4 (2x2 neighbourhood), nearest 1. The
 # runtime's kernel computes source indices and weights per output and gathers (no straight vector stream): its
 # own efficiency, eff_resample.
@@ -283,7 +287,8 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
             ops = float(elementwise_ops(graph, node)) * batch * (RESAMPLE_TAPS.get(node.attrs.mode, 4)
                                                                  + spec.resample_output_ops)
         elif kind == "pool":  # one op per window tap + the per-output loop's work
-            ops = float(elementwise_ops(graph, node) + spec.pool_output_ops * math.prod(node.shape[1:])) * batch
+            ops = float(elementwise_ops(graph, node) * POOL_TAP_OPS[node.op]
+                        + spec.pool_output_ops * math.prod(node.shape[1:])) * batch
         else:
             ops = float(elementwise_ops(graph, node)) * batch * ELEMENTWISE_OPS.get(node.op, 1)
         eff = {"pool": spec.eff_pool, "resample": spec.eff_resample or spec.eff_elementwise}.get(kind, spec.eff_elementwise)
