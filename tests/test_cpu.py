@@ -29,6 +29,12 @@ def resnet18():
     return trace(nets.get("resnet18"), (1, 3, 224, 224), name="resnet18")
 
 
+def _isolated(g, node, spec, cores=1):
+    """Cost of ``node`` run alone on ``cores`` cores, with the graph's weights placed for that spec (no activations
+    counted beside them)."""
+    return layer_cost(g, node, spec, placement(g, spec, 0, cores), cores)
+
+
 # ----------------------------------------------------------------------------- spec validation
 @pytest.mark.parametrize("field, value", [
     ("clock_hz", 0.0), ("clock_hz", -1e9), ("cores", 0), ("simd_bits", 0), ("fma_per_cycle", 0.0),
@@ -172,7 +178,7 @@ def test_batch1_linear_with_big_weights_is_memory_bound_on_dram():
     g = trace(lin, (1, 4096))
     spec = CPUSpec(clock_hz=1e9, simd_bits=128, l1d_bytes=32768, l2_bytes=2**20, dram_bw_bytes_s=4e9,
                    layer_overhead_s=0.0)
-    c = layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 1), 1)
+    c = _isolated(g, g.nodes[0], spec)
     w_bytes = (4096 * 4096 + 4096) * 4
     assert c.bound == "memory" and c.weight_home == "dram"
     assert c.memory_s >= w_bytes / 4e9
@@ -289,7 +295,7 @@ def test_overheads_per_kernel_path_and_per_group():
 
     def overhead(module, shape):
         g = trace(module, shape)
-        return layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 1), 1).overhead_s
+        return _isolated(g, g.nodes[0], spec).overhead_s
 
     assert math.isclose(overhead(torch.nn.Conv2d(8, 16, 1), (1, 8, 6, 6)), 1e-6 + 4e-6)
     assert math.isclose(overhead(torch.nn.Conv2d(32, 64, 1, groups=8), (1, 32, 6, 6)), 1e-6 + 4e-6 + 7 * 2e-6)
@@ -302,7 +308,7 @@ def test_small_elementwise_ops_run_on_one_thread():
     spec = CPUSpec(cores=2, parallel_overhead_s=5e-6, parallel_grain_elements=32768, layer_overhead_s=1e-6)
     for shape, cores_used in (((1, 16, 8, 8), 1), ((1, 64, 32, 32), 2)):
         g = trace(torch.nn.ReLU(), shape)
-        c = layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 2), 2)
+        c = _isolated(g, g.nodes[0], spec, 2)
         assert c.cores == cores_used
         assert math.isclose(c.overhead_s, 1e-6 + (5e-6 if cores_used == 2 else 0.0))
 
@@ -316,11 +322,11 @@ def test_cold_weights_delay_a_gemm_kernel():
     spec = CPUSpec(clock_hz=2e9, simd_bits=256, fma_per_cycle=2.0, l1d_bytes=32768, l2_bytes=2**20, l3_bytes=0,
                    dram_bw_bytes_s=10e9, layer_overhead_s=0.0)
     w_bytes = 256 * 256 * 9 * 4  # 2.36 MB: beyond L2
-    cold = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
+    cold = _isolated(g, node, spec)
     assert cold.weight_home == "dram"
     assert math.isclose(cold.latency_s, max(cold.compute_s + w_bytes / 10e9, cold.memory_s), rel_tol=1e-12)
     warm_spec = dataclasses.replace(spec, l2_bytes=2**23)
-    warm = layer_cost(g, node, warm_spec, placement(g, warm_spec, 0, 1), 1)
+    warm = _isolated(g, node, warm_spec)
     assert warm.weight_home == "L2" and math.isclose(warm.latency_s, max(warm.compute_s, warm.memory_s), rel_tol=1e-12)
 
 
@@ -374,13 +380,13 @@ def test_gemm_utilisation_ramps_with_outputs_and_pixels_instead_of_lanes():
     spec = CPUSpec(simd_bits=512, layer_overhead_s=0.0, gemm_n_half=5.0, gemm_m_half=20.0)
     g = trace(torch.nn.Conv2d(32, 20, 1, bias=False), (1, 32, 7, 7))
     node = g.nodes[0]
-    c = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
+    c = _isolated(g, node, spec)
     flops = 2 * 32 * 20 * 49
     util = 20 / 25 * 49 / 69
     assert c.kind == "pointwise"
     assert math.isclose(c.compute_s, flops / (spec.peak_flops_per_core * spec.eff_pointwise * util), rel_tol=1e-12)
     lanes = dataclasses.replace(spec, gemm_n_half=0.0)  # the blocked kernels of the embedded presets
-    c = layer_cost(g, node, lanes, placement(g, lanes, 0, 1), 1)
+    c = _isolated(g, node, lanes)
     assert math.isclose(c.compute_s, flops / (lanes.peak_flops_per_core * lanes.eff_pointwise * 20 / 32), rel_tol=1e-12)
 
 
@@ -415,7 +421,7 @@ def test_an_unfused_batch_norm_pays_its_own_overhead():
     spec = CPUSpec(layer_overhead_s=1e-6, overhead_batchnorm_s=6e-6)
     for module, expected in ((torch.nn.BatchNorm2d(8), 7e-6), (torch.nn.ReLU(), 1e-6)):
         g = trace(module.eval(), (1, 8, 6, 6))
-        assert math.isclose(layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 1), 1).overhead_s, expected)
+        assert math.isclose(_isolated(g, g.nodes[0], spec).overhead_s, expected)
 
 
 def test_upsampling_runs_its_own_kernel_per_source_tap():
@@ -430,16 +436,16 @@ def test_upsampling_runs_its_own_kernel_per_source_tap():
                   (1, 4, 16, 16))
         node = g.nodes[0]
         assert kernel_kind(node, spec) == "resample"
-        c = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
+        c = _isolated(g, node, spec)
         rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * 0.02
         assert math.isclose(c.compute_s, 4 * 64 * 64 * RESAMPLE_TAPS[mode] / rate, rel_tol=1e-12)
         assert math.isclose(c.latency_s, c.compute_s + c.memory_s, rel_tol=1e-12)
         fallback = dataclasses.replace(spec, eff_resample=0.0)
-        assert math.isclose(layer_cost(g, node, fallback, placement(g, fallback, 0, 1), 1).compute_s,
+        assert math.isclose(_isolated(g, node, fallback).compute_s,
                             c.compute_s * 0.02 / 0.5, rel_tol=1e-12)
         compute[mode] = c.compute_s
         per_output = dataclasses.replace(spec, resample_output_ops=1.0)  # + index / weight work per output
-        assert math.isclose(layer_cost(g, node, per_output, placement(g, per_output, 0, 1), 1).compute_s,
+        assert math.isclose(_isolated(g, node, per_output).compute_s,
                             c.compute_s * (RESAMPLE_TAPS[mode] + 1) / RESAMPLE_TAPS[mode], rel_tol=1e-12)
     assert math.isclose(compute["bilinear"], 4 * compute["nearest"], rel_tol=1e-12)
 
@@ -459,11 +465,11 @@ def test_direct_conv_kernels_skip_the_padding_taps(k, stride, pad, dil, size):
     valid = sum(1 for i in range(k) for o in range(out) if 0 <= o * stride - pad + i * dil < size)
     assert math.isclose(_valid_tap_fraction(g, node), (valid / (k * out)) ** 2, rel_tol=1e-12)
     spec = CPUSpec(layer_overhead_s=0.0)  # no im2col path: the direct kernel runs it
-    c = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
+    c = _isolated(g, node, spec)
     assert c.kind == "conv" and c.flops == pytest.approx(2 * 16 * 16 * k * k * out * out * (valid / (k * out)) ** 2)
     gemm = CPUSpec(layer_overhead_s=0.0, gemm_conv_max_input_elements=10**9)
     if k <= 3:
-        c = layer_cost(g, node, gemm, placement(g, gemm, 0, 1), 1)
+        c = _isolated(g, node, gemm)
         assert c.kind == "im2col" and c.flops == 2 * 16 * 16 * k * k * out * out
 
 
@@ -479,10 +485,10 @@ def test_pooling_pays_its_per_output_loop():
         assert kernel_kind(node, spec) == "pool"
         outputs = math.prod(node.shape)
         rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * 0.01
-        base = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1).compute_s
+        base = _isolated(g, node, spec).compute_s
         assert math.isclose(base, outputs * taps / rate, rel_tol=1e-12)
         per_output = dataclasses.replace(spec, pool_output_ops=2.5)
-        assert math.isclose(layer_cost(g, node, per_output, placement(g, per_output, 0, 1), 1).compute_s,
+        assert math.isclose(_isolated(g, node, per_output).compute_s,
                             outputs * (taps + 2.5) / rate, rel_tol=1e-12)
     g = trace(torch.nn.AdaptiveAvgPool2d(1).eval(), (1, 6, 10, 10))
     assert kernel_kind(g.nodes[0], spec) == "elementwise"
@@ -502,16 +508,16 @@ def test_direct_convs_pay_the_runtimes_layout_copies():
         g = trace(module.eval(), shape)
         node = g.nodes[0]
         assert kernel_kind(node, spec) in ("conv", "depthwise")
-        with_copies = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1)
-        without = layer_cost(g, node, base, placement(g, base, 0, 1), 1)
+        with_copies = _isolated(g, node, spec)
+        without = _isolated(g, node, base)
         in_b, out_b = math.prod(shape) * 4, math.prod(node.shape) * 4
         expected = (2 * in_b / bw if copies_input else 0.0) + 2 * out_b / (bw or 20e9)
         assert math.isclose(with_copies.latency_s - without.latency_s, expected, rel_tol=1e-9)
         assert with_copies.main_memory_bytes - without.main_memory_bytes == (0 if bw else 2 * out_b)
     g = trace(torch.nn.Conv2d(32, 32, 1).eval(), (1, 32, 40, 40))  # pointwise: a GEMM on the NCHW tensor
     assert kernel_kind(g.nodes[0], spec) == "pointwise"
-    assert (layer_cost(g, g.nodes[0], spec, placement(g, spec, 0, 1), 1).latency_s
-            == layer_cost(g, g.nodes[0], base, placement(g, base, 0, 1), 1).latency_s)
+    assert (_isolated(g, g.nodes[0], spec).latency_s
+            == _isolated(g, g.nodes[0], base).latency_s)
     with pytest.raises(hwsim.HwsimError, match="reorder_activations"):
         CPUSpec(reorder_activations=1)
 
@@ -527,6 +533,6 @@ def test_direct_conv_utilisation_ramps_with_output_pixels():
         g = trace(module.eval(), shape)
         node = g.nodes[0]
         ramped = dataclasses.replace(spec, conv_m_half=120.0)  # M = 120: half utilisation
-        t0 = layer_cost(g, node, spec, placement(g, spec, 0, 1), 1).compute_s
-        t1 = layer_cost(g, node, ramped, placement(g, ramped, 0, 1), 1).compute_s
+        t0 = _isolated(g, node, spec).compute_s
+        t1 = _isolated(g, node, ramped).compute_s
         assert math.isclose(t1, 2 * t0 if ramps else t0, rel_tol=1e-12), kernel_kind(node, spec)

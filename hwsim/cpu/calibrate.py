@@ -661,7 +661,8 @@ def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -
              f"({'this process' if quick else f'median over {PARALLEL_PROCESSES} fresh processes'}): "
              f"parallel_eff {spec.parallel_eff:.3f}, parallel_flops_half {spec.parallel_flops_half:.3g}, "
              f"parallel_overhead_s {spec.parallel_overhead_s * 1e6:.1f} us (rms log error {rms:.3f})"]
-    notes += [f"machine-state probe (12->20 im2col conv, 36x36): 1 thread {probe[0][0] * 1e6:.1f} us, {n} threads "
+    (cin, cout, _, _), (_, _, h, w) = PROBE_LAYER[1:]
+    notes += [f"machine-state probe ({cin}->{cout} im2col conv, {h}x{w}): 1 thread {probe[0][0] * 1e6:.1f} us, {n} threads "
               f"{probe[0][1] * 1e6:.1f} us"] if probe else []
     return spec, notes
 
@@ -707,8 +708,7 @@ def _ram_bytes() -> int:
 
 
 if __name__ == "__main__":  # the all-thread timing child of _parallel_layer_times
-    if len(sys.argv) == 4 and sys.argv[1] == "--parallel-child":
-        keep_freed_memory()
+    if len(sys.argv) == 4 and sys.argv[1] == "--parallel-child":  # started with KEEP_FREED_MEMORY in its environment
         print(json.dumps(_time_parallel_layers(tuple(sys.argv[3].split(",")), False, int(sys.argv[2]))))
     else:
         raise SystemExit("usage: python -m hwsim.cpu.calibrate --parallel-child THREADS KIND[,KIND...]")

@@ -189,13 +189,20 @@ def _caches(spec: CPUSpec, n: int) -> list[tuple[str, float, str, float]]:
         levels.append(("L2", spec.l2_bytes * (n if spec.l2_per_core else 1)))
     if spec.l3_bytes > 0:
         levels.append(("L3", spec.l3_bytes))
-    bw = {"L2": spec.l2_bw_bytes_s * (n if spec.l2_per_core else 1), "L3": spec.l3_bw_bytes_s}
+    bw = _level_bw(spec, n)
     out = []
     for i, (name, cap) in enumerate(levels):
         nxt = levels[i + 1][0] if i + 1 < len(levels) else "dram"
-        b = bw.get(nxt, 0.0) if nxt != "dram" else spec.dram_bw_bytes_s
+        b = bw.get(nxt, 0.0)
         out.append((name, float(cap), nxt, b if b > 0 else math.inf))
     return out
+
+
+def _level_bw(spec: CPUSpec, n: int) -> dict[str, float]:
+    """Bandwidth in B/s of each level serving data on ``n`` cores (a private L2 scales with the cores; 0 = not
+    measured)."""
+    return {"L2": spec.l2_bw_bytes_s * (n if spec.l2_per_core else 1), "L3": spec.l3_bw_bytes_s,
+            "dram": spec.dram_bw_bytes_s}
 
 
 def placement(graph: Graph, spec: CPUSpec, peak_activation_bytes: int, cores: int) -> Placement:
@@ -270,13 +277,12 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
             chan = node.attrs.out_channels
         else:  # a grouped conv is one GEMM per group: its vectors span Cout / groups channels
             chan = node.attrs.out_channels // node.attrs.groups
+        m = batch * node.shape[2] * node.shape[3] if node.op == Op.CONV2D else batch  # output pixels
         if kind in ("pointwise", "im2col") and spec.gemm_n_half > 0:  # a GEMM call: packing amortised over N, M
-            m = batch * node.shape[2] * node.shape[3]
             util = chan / (chan + spec.gemm_n_half) * m / (m + spec.gemm_m_half)
         else:
             util = _lane_util(chan, spec.lanes)
         if kind in ("conv", "grouped") and spec.conv_m_half > 0:  # a direct kernel's short output blocks
-            m = batch * node.shape[2] * node.shape[3]
             util *= m / (m + spec.conv_m_half)
         if kind != "depthwise" and spec.gemm_k_half > 0:
             k = node.attrs.in_features if node.op == Op.LINEAR else node.attrs.rows
@@ -343,12 +349,11 @@ def _reorder_s(spec: CPUSpec, n: int, nbytes: int) -> tuple[float, float]:
     the copy (2·nbytes moved), at the L2 copy bandwidth when both fit the L2 (per core when private: the copy
     splits over the ``n`` threads), else at the L3's bandwidth when they fit the L3, else at main memory's."""
     moved = 2.0 * nbytes
-    share = n if spec.l2_per_core else 1
-    if spec.l2_bytes > 0 and spec.l2_bw_bytes_s > 0 and moved <= spec.l2_bytes * share:
-        return moved / (spec.l2_bw_bytes_s * share), 0.0
-    if spec.l3_bytes > 0 and spec.l3_bw_bytes_s > 0 and moved <= spec.l3_bytes:
-        return moved / spec.l3_bw_bytes_s, 0.0
-    return moved / spec.dram_bw_bytes_s, moved
+    bw = _level_bw(spec, n)
+    for name, cap, _, _ in _caches(spec, n):
+        if name in bw and bw[name] > 0 and moved <= cap:
+            return moved / bw[name], 0.0
+    return moved / bw["dram"], moved
 
 
 def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores: int) -> LayerCost:
