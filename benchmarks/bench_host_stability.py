@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child([int(t) for t in args.child.split(",")])))
         return 0
-    from bench_cpu_vs_host import KEEP_FREED_MEMORY
+    from hwsim.cpu.calibrate import KEEP_FREED_MEMORY
 
     threads = sorted({1, len(os.sched_getaffinity(0))})
     runs = []
