@@ -522,6 +522,33 @@ def test_direct_convs_pay_the_runtimes_layout_copies():
         CPUSpec(reorder_activations=1)
 
 
+def test_direct_convs_pay_the_runtimes_weight_copy():
+    """With weight_reorder_bw_bytes_s a direct conv (conv, grouped, depthwise) copies its weights into the kernel's
+    layout on every call: weight bytes / (rate · (1 + (n-1)·parallel_eff)) before its compute, in place of the read
+    of weights beyond L2 when that is longer; GEMM-run convs and a spec without the rate pay nothing extra."""
+    base = CPUSpec(layer_overhead_s=0.0, simd_bits=512, cores=2, parallel_eff=0.8, l2_bytes=2**20,
+                   l3_bytes=16 * 2**20, l2_bw_bytes_s=100e9, l3_bw_bytes_s=50e9, dram_bw_bytes_s=20e9)
+    spec = dataclasses.replace(base, weight_reorder_bw_bytes_s=10e9)
+    for module, shape in [(torch.nn.Conv2d(256, 256, 3, padding=1, bias=False), (1, 256, 14, 14)),  # 2.4 MB: L3
+                          (torch.nn.Conv2d(64, 64, 3, padding=1, groups=4, bias=False), (1, 64, 20, 20)),
+                          (torch.nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False), (1, 64, 30, 30))]:
+        g = trace(module.eval(), shape)
+        node = g.nodes[0]
+        w_b = module.weight.numel() * 4
+        for cores in (1, 2):
+            copied, plain = _isolated(g, node, spec, cores), _isolated(g, node, base, cores)
+            t_copy = w_b / (10e9 * (1 + (cores - 1) * 0.8))
+            t_read = w_b / 50e9 if plain.weight_home == "L3" else 0.0  # what the kernel already paid for its weights
+            assert copied.latency_s > plain.latency_s
+            if copied.bound == "compute" and plain.bound == "compute":
+                assert math.isclose(copied.latency_s - plain.latency_s, t_copy - t_read, rel_tol=1e-9)
+    g = trace(torch.nn.Conv2d(32, 32, 1).eval(), (1, 32, 40, 40))  # pointwise: a GEMM reads the weights in place
+    assert kernel_kind(g.nodes[0], spec) == "pointwise"
+    assert _isolated(g, g.nodes[0], spec).latency_s == _isolated(g, g.nodes[0], base).latency_s
+    with pytest.raises(hwsim.HwsimError, match="weight_reorder_bw_bytes_s"):
+        CPUSpec(weight_reorder_bw_bytes_s=-1.0)
+
+
 def test_direct_conv_utilisation_ramps_with_output_pixels():
     """conv_m_half scales a direct dense or grouped conv's compute time by (M + conv_m_half) / M for M output
     pixels; GEMM-run and depthwise convs keep theirs."""

@@ -95,6 +95,9 @@ TORCH_POINTWISE_GEMM_MAX_THREADS = 1
 # thread: a 128-channel 3x3 conv on 56x56 3.4 ms + two copies of 30-35 us, a 144-channel depthwise conv on 56x56
 # 62 us + two copies of 39-45 us, a 3->64 first-layer conv on 224x224 0.78 ms + one output copy of 0.73 ms).
 TORCH_ONEDNN_REORDERS = True
+# Same runtime: the weights, plain OIHW torch tensors, are copied into the conv primitive's blocked layout on every
+# call too (ONEDNN_VERBOSE: a weight reorder before each conv, 0.19 ms for 256x256x3x3 and 0.76-0.82 ms for
+# 512x512x3x3 inside ResNet-18 here, 12-15 GB/s of weights); calibration times that copy (:func:`_weight_reorder_bw`).
 # aten/src/ATen/Parallel.h: at::internal::GRAIN_SIZE = 32768; TensorIterator ops (elementwise, pooling,
 # copies) on fewer elements run on the calling thread only.
 TORCH_GRAIN_SIZE = 32768
@@ -382,6 +385,23 @@ def _read_bw(nbytes: int, quick: bool) -> float:
     return 4 * rows * 1024 * 4 / t
 
 
+def _weight_reorder_bw(quick: bool) -> float:
+    """Bytes of weights per second that the runtime's per-call copy of a conv's weights into the primitive's blocked
+    layout moves on one thread, for a 384x320x3x3 weight (4.4 MB): oneDNN's weight reorder, called through
+    ``torch._C._nn.mkldnn_reorder_conv2d_weight`` on the weight as a oneDNN tensor. 0 where this build of torch
+    lacks it (the model then leaves the copy out)."""
+    torch = _torch()
+    w = torch.randn(384, 320, 3, 3)
+    try:
+        wm = w.to_mkldnn()
+        reorder = torch._C._nn.mkldnn_reorder_conv2d_weight
+        t = time_call(lambda: reorder(wm, [1, 1], [1, 1], [1, 1], 1), repeats=7 if quick else 31, warmup=3,
+                      stat=LAYER_STAT)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return 0.0
+    return w.numel() * BYTES_PER_ELEMENT / t
+
+
 def _effective_llc(l2: int, l3: int, quick: bool) -> tuple[int, float, float]:
     """(effective last-level cache bytes, its read bandwidth, main-memory read bandwidth).
 
@@ -604,6 +624,7 @@ def _calibrate_single(quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, 
     l3, bw_l3, bw_dram = _effective_llc(l2, l3, quick)
     overhead = _overhead(quick)
     view = _view_overhead(quick)
+    w_reorder = _weight_reorder_bw(quick) if TORCH_ONEDNN_REORDERS else 0.0
     spec = CPUSpec(
         name="cpu/host", clock_hz=float(clock), cores=_ncpus(), simd_bits=lanes_bits,
         fma_per_cycle=float(FMA_PIPES_X86), l1d_bytes=int(l1), l2_bytes=int(l2), l3_bytes=int(l3),
@@ -612,14 +633,15 @@ def _calibrate_single(quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, 
         layer_overhead_s=float(overhead), overhead_view_s=float(f"{view:.4g}"),
         gemm_conv_max_input_elements=TORCH_GEMM_CONV_MAX_INPUT_ELEMENTS,
         pointwise_gemm_max_threads=TORCH_POINTWISE_GEMM_MAX_THREADS, parallel_grain_elements=TORCH_GRAIN_SIZE,
-        reorder_activations=TORCH_ONEDNN_REORDERS,
+        reorder_activations=TORCH_ONEDNN_REORDERS, weight_reorder_bw_bytes_s=float(f"{w_reorder:.4g}"),
         **HOST_POWER,
     )
     notes = [f"measured: torch.mm {peak['gemm_flops'] / 1e9:.1f} GFLOP/s, 3x3 conv 192ch 28x28 "
              f"{peak['conv_flops'] / 1e9:.1f} GFLOP/s (1 thread); copy bandwidth L2 {bw_l2 / 1e9:.1f} GB/s; "
              f"weight-stream (torch.mv) read bandwidth L3 {bw_l3 / 1e9:.1f}, DRAM {bw_dram / 1e9:.1f} GB/s; "
              f"effective L3 {l3 / 2**20:.0f} MiB of {l3_sysfs / 2**20:.0f} MiB (sysfs); "
-             f"tiny-layer overhead {overhead * 1e6:.1f} us; channel slice (view) {view * 1e6:.2f} us"]
+             f"tiny-layer overhead {overhead * 1e6:.1f} us; channel slice (view) {view * 1e6:.2f} us; "
+             f"conv weight reorder {w_reorder / 1e9:.1f} GB/s"]
     fits = []
     for kinds, fields in FIT_GROUPS:
         items = [(m.graph, m.seconds) for m in measured if m.kind in kinds]

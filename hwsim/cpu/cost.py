@@ -45,7 +45,10 @@ memory (s)
     (``dram_bw``). ``t_m = max over boundaries`` (levels prefetch in parallel).
 latency (s)
     ``t = max(t_c + t_w, t_m)`` with ``t_w`` = the weight bytes over their home's bandwidth when a conv's weights
-    live in L3 or DRAM (the kernel packs its weights before computing on them), 0 otherwise; ``t_c + t_m`` for the
+    live in L3 or DRAM (the kernel packs its weights before computing on them), 0 otherwise (a direct conv, kinds
+    conv / grouped / depthwise, when the spec sets ``weight_reorder_bw_bytes_s``: at least the runtime's per-call
+    copy of its weights into the kernel's layout, ``w_b / (weight_reorder_bw_bytes_s · (1 + (n − 1)·parallel_eff))``,
+    wherever the weights live); ``t_c + t_m (+ t_w)`` for the
     streaming kinds (:data:`STREAMING`: depthwise, elementwise, pool, move, which touch each activation once and
     have too little work per byte to hide their misses)
     ``+ t_reorder`` for a direct conv (kinds conv / grouped / depthwise) when the spec sets ``reorder_activations``:
@@ -425,7 +428,10 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     t_wcold = 0.0
     if w_b and w_home in ("L3", "dram") and kind in ("conv", "im2col", "grouped", "pointwise"):
         t_wcold = w_b / (spec.l3_bw_bytes_s if w_home == "L3" and spec.l3_bw_bytes_s > 0 else spec.dram_bw_bytes_s)
-    body = t_c + t_m if kind in STREAMING else max(t_c + t_wcold, t_m)
+    if w_b and kind in DIRECT_CONV_KINDS and spec.weight_reorder_bw_bytes_s > 0:
+        # the per-call copy of the weights into the kernel's blocked layout: shuffle-bound, split over the cores
+        t_wcold = max(t_wcold, w_b / (spec.weight_reorder_bw_bytes_s * (1.0 + (n - 1) * spec.parallel_eff)))
+    body = t_c + t_m + t_wcold if kind in STREAMING else max(t_c + t_wcold, t_m)
     t_reorder = 0.0
     if spec.reorder_activations and kind in DIRECT_CONV_KINDS:
         plain_input = node.attrs.groups == 1 and node.attrs.in_channels < spec.lanes  # first-layer kernel

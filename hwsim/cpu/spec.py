@@ -70,6 +70,11 @@ class CPUSpec:
             each copy reads and writes the tensor once (:func:`hwsim.cpu.cost._reorder_s`). A conv whose input
             has fewer channels than the SIMD lanes reads the plain input (oneDNN's first-layer kernels: only the
             output is copied). False (default): the kernels work in the tensors' own layout.
+        weight_reorder_bw_bytes_s: a direct conv (kinds conv, grouped, depthwise) also copies its weights into the
+            kernel's blocked layout on every call (PyTorch eager holds plain OIHW weights; ONEDNN_VERBOSE shows a
+            weight ``reorder`` before each such conv: 0.19 ms for 256x256x3x3, 0.76-0.82 ms for 512x512x3x3 inside
+            ResNet-18 here): weight bytes / (this rate · (1 + (n - 1)·parallel_eff)) on n cores, in place of the
+            read of weights beyond L2 when longer. 0 (default) = the kernels read their weights in place.
         pool_output_ops: ops per output of a pooling kernel besides its window taps, at ``eff_pool``: PyTorch's
             fp32 CPU pools loop per output element, computing the window bounds and storing the result (max pool
             also the int64 index of the maximum: ``cpu_max_pool`` in aten/src/ATen/native/cpu/MaxPoolKernel.cpp,
@@ -158,6 +163,7 @@ class CPUSpec:
     resample_output_ops: float = 0.0
     pool_output_ops: float = 0.0
     reorder_activations: bool = False
+    weight_reorder_bw_bytes_s: float = 0.0
     gemm_k_half: float = 0.0
     gemm_n_half: float = 0.0
     gemm_m_half: float = 0.0
@@ -190,6 +196,7 @@ class CPUSpec:
                        "unfold_row_s", "unfold_element_s", "pointwise_gemm_max_threads", "parallel_grain_elements", "gemm_conv_max_input_elements",
                        "parallel_flops_half",
                        "gemm_k_half", "gemm_n_half", "gemm_m_half", "conv_m_half", "active_power_w_per_core",
+                       "weight_reorder_bw_bytes_s",
                        "idle_power_w", "mem_energy_j_per_byte", allow_zero=True)
         for f in ("cores", "simd_bits", "l1d_bytes", "l2_bytes", "l3_bytes", "ram_bytes", "flash_bytes",
                   "gemm_conv_max_input_elements", "pointwise_gemm_max_threads", "parallel_grain_elements"):
