@@ -159,7 +159,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from hwsim.cpu.calibrate import calibrate
 
-    spec = calibrate(out_path=args.out, quick=args.quick)
+    spec = calibrate(out_path=args.out, quick=args.quick, rounds=args.rounds)
     print(spec)
     return 0
 
@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("calibrate", help="measure this machine and write a cpu/host preset")
     s.add_argument("--out", help="YAML path (default: the user preset directory)")
-    s.add_argument("--quick", action="store_true", help="fewer repeats (seconds instead of a minute)")
+    s.add_argument("--quick", action="store_true", help="fewer repeats, one round (seconds instead of a minute)")
+    s.add_argument("--rounds", type=int, default=None,
+                   help="single-thread measurement rounds, each figure's median kept (default 5; 1 with --quick)")
     s.set_defaults(fn=cmd_calibrate)
 
     s = sub.add_parser("demo", help="show the three headline uses on built-in presets")

@@ -63,6 +63,23 @@ def test_quick_calibration_writes_a_loadable_host_preset(tmp_path):
     assert 0 < spec.layer_overhead_s < 1e-3
 
 
+def test_calibration_keeps_each_figures_median_over_rounds():
+    """Rounds of single-thread measurements merge figure by figure: scalars and each layer's time take their
+    median, the effective L3 (one of the probed sizes) its lower median; bad round counts are refused."""
+    import importlib
+
+    cal = importlib.import_module("hwsim.cpu.calibrate")
+    rounds = [{"conv_flops": 2.0e11, "l3": 8 << 20, "layers": [1.0, 5.0]},
+              {"conv_flops": 2.6e11, "l3": 16 << 20, "layers": [3.0, 4.0]},
+              {"conv_flops": 2.4e11, "l3": 16 << 20, "layers": [2.0, 9.0]},
+              {"conv_flops": 2.5e11, "l3": 8 << 20, "layers": [2.5, 6.0]}]
+    merged = cal._median_rounds(rounds)
+    assert merged == {"conv_flops": 2.45e11, "l3": 8 << 20, "layers": [2.25, 5.5]}
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(hwsim.HwsimError, match="rounds"):
+            calibrate(out_path=None, rounds=bad)
+
+
 def test_all_thread_layer_timings_come_from_fresh_processes():
     """The full calibration times its all-thread layers in PARALLEL_PROCESSES child processes and keeps each
     layer's median over them: one positive time per synthetic layer of the asked kinds."""

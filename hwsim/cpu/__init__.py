@@ -2,7 +2,7 @@
 
 ``simulate(graph, spec, x=None, *, seed=0, threads=None, fold_bn=True) -> Result`` runs the fp32
 functional model and the per-layer roofline cost model (:mod:`hwsim.cpu.cost`);
-``calibrate(out_path=None, quick=False) -> CPUSpec`` measures this machine and writes a ``cpu/host``
+``calibrate(out_path=None, quick=False, rounds=None) -> CPUSpec`` measures this machine and writes a ``cpu/host``
 preset (:mod:`hwsim.cpu.calibrate`).
 """
 from hwsim.cpu.spec import CPUSpec
@@ -11,8 +11,8 @@ from hwsim.cpu.simulate import cost_report, memory_verdict, simulate
 __all__ = ["CPUSpec", "simulate", "cost_report", "memory_verdict", "calibrate"]
 
 
-def calibrate(out_path=None, quick: bool = False) -> CPUSpec:
+def calibrate(out_path=None, quick: bool = False, rounds: int | None = None) -> CPUSpec:
     """Measure this machine and write a host preset; see :func:`hwsim.cpu.calibrate.calibrate`."""
     from hwsim.cpu.calibrate import calibrate as _calibrate
 
-    return _calibrate(out_path=out_path, quick=quick)
+    return _calibrate(out_path=out_path, quick=quick, rounds=rounds)

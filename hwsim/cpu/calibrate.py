@@ -27,7 +27,9 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
    synthetic conv layers timed again on all threads in three fresh processes, each layer keeping its median
    over them (on a shared machine whole processes run their parallel regions fast or slow).
 
-Cache sizes are read from ``/sys/devices/system/cpu/cpu0/cache``. Power constants are not measurable
+Steps 1-5 run in :data:`CALIBRATION_ROUNDS` rounds back to back and every figure keeps its median over the
+rounds (a shared machine's state drifts over tens of seconds; one round takes seconds); the fits run once, on
+those medians. Cache sizes are read from ``/sys/devices/system/cpu/cpu0/cache``. Power constants are not measurable
 here; they are cited in the written header.
 """
 from __future__ import annotations
@@ -72,6 +74,11 @@ LAYER_STAT = "median"
 # validation times it beside every net, so a reader can see whether both saw the same machine.
 PROBE_LAYER = ("im2col", (12, 20, 3, 1), (1, 12, 36, 36))
 PARALLEL_PROCESSES = 3  # all-thread layer timings: fresh processes sampled, each layer's median over them kept
+# Single-thread measurements are repeated in this many rounds, back to back, and each quantity keeps its median over
+# them: one round takes seconds, while this shared machine's state drifts over tens of seconds (three calibrations in
+# a row here: effective clock 3.84-4.05 GHz, layer_overhead_s 2.2-4.1 us), and the validation that judges the preset
+# runs for minutes.
+CALIBRATION_ROUNDS = 5
 
 # glibc malloc hands a freed buffer above its (dynamic) mmap threshold, and a free heap top above its trim
 # threshold, back to the OS: the next call page-faults that memory in again (measured here: a 128-channel 3x3
@@ -503,12 +510,42 @@ def _time_layer(kind: str, args: tuple, shape: tuple, quick: bool, clock: str = 
         return time_call(lambda: m(x), repeats=7 if quick else 41, warmup=3, clock=clock, stat=LAYER_STAT)
 
 
-def _measure_layers(quick: bool) -> list[_Measured]:
-    """Every synthetic layer traced and timed at the current thread count."""
-    from mapping.trace import trace
+def _measure_round(quick: bool, chains: list[tuple[object, tuple]]) -> dict[str, object]:
+    """One round of every single-thread measurement, raw: peak throughputs, bandwidths, the effective L3, fixed
+    overheads, the weight-reorder rate, every synthetic layer's median time (order of :func:`_synthetic`) and
+    every synthetic chain's (order of ``chains``: (module in eval mode, input shape))."""
+    torch = _torch()
+    peak = _peak_flops(quick)
+    caches = cache_sizes()
+    l1 = caches.get("L1", (32768, True))[0]
+    l2 = caches.get("L2", (0, False))[0]
+    l3, bw_l3, bw_dram = _effective_llc(l2, caches.get("L3", (0, False))[0], quick)
+    chain_times = []
+    for model, shape in chains:
+        x = torch.randn(*shape)
+        with torch.inference_mode():
+            chain_times.append(time_call(lambda: model(x), repeats=9 if quick else 41, warmup=3, stat=LAYER_STAT))
+    return {"gemm_flops": peak["gemm_flops"], "conv_flops": peak["conv_flops"],
+            "bw_l2": _copy_bw(max(l1 * 2, l2 // 4), quick) if l2 else 0.0, "l3": l3, "bw_l3": bw_l3,
+            "bw_dram": bw_dram, "overhead": _overhead(quick), "view": _view_overhead(quick),
+            "w_reorder": _weight_reorder_bw(quick) if TORCH_ONEDNN_REORDERS else 0.0,
+            "layers": [_time_layer(kind, args, shape, quick) for kind, args, shape in _synthetic(quick)],
+            "chains": chain_times}
 
-    return [_Measured(kind, args, shape, trace(_module(kind, args).eval(), shape), _time_layer(kind, args, shape, quick))
-            for kind, args, shape in _synthetic(quick)]
+
+def _median_rounds(rounds: list[dict[str, object]]) -> dict[str, object]:
+    """Each quantity's median over the rounds (lists: element by element); the effective L3 capacity, a choice
+    among the probed sizes, takes the lower median so that it stays one of them."""
+    out: dict[str, object] = {}
+    for key in rounds[0]:
+        vals = [r[key] for r in rounds]
+        if isinstance(vals[0], list):
+            out[key] = [float(np.median(col)) for col in zip(*vals)]
+        elif key == "l3":
+            out[key] = sorted(vals)[(len(vals) - 1) // 2]
+        else:
+            out[key] = float(np.median(vals))
+    return out
 
 
 def _predict(graph, spec: CPUSpec, cores: int = 1) -> float:
@@ -574,18 +611,31 @@ def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float
     return out, float(rms)
 
 
-def calibrate(out_path: str | Path | None = None, quick: bool = False) -> CPUSpec:
+def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: int | None = None) -> CPUSpec:
     """Measure this machine and write a ``cpu/host`` preset YAML; returns the spec.
 
     ``out_path``: where to write (default ``user_preset_dir() / "cpu/host.yaml"``, which then overrides the
-    shipped ``cpu/host``). ``quick``: fewer/smaller measurements (a few seconds; for tests). On glibc the calling
-    process keeps glibc's raised malloc thresholds afterwards (:func:`keep_freed_memory`).
+    shipped ``cpu/host``). ``quick``: fewer/smaller measurements (a few seconds; for tests). ``rounds``: how many
+    times the single-thread measurements are repeated, each quantity keeping its median (default
+    :data:`CALIBRATION_ROUNDS`, 1 when ``quick``). On glibc the calling process keeps glibc's raised malloc
+    thresholds afterwards (:func:`keep_freed_memory`).
     """
+    from mapping.trace import trace
+
+    if rounds is None:
+        rounds = 1 if quick else CALIBRATION_ROUNDS
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise HwsimError(f"calibration rounds must be a positive integer, got {rounds!r}")
     torch = _torch()
     keep_freed_memory()  # measure the allocator's steady state, as the model describes (see KEEP_FREED_MEMORY)
+    chains = [(model.eval(), shape) for model, shape in _chains()]
     with _threads(1):
-        measured = _measure_layers(quick)
-        spec, notes = _calibrate_single(quick, measured)
+        raw = _median_rounds([_measure_round(quick, chains) for _ in range(rounds)])
+        measured = [_Measured(kind, args, shape, trace(_module(kind, args).eval(), shape), t)
+                    for (kind, args, shape), t in zip(_synthetic(quick), raw["layers"])]
+        spec, notes = _calibrate_single(raw, measured, [(trace(m, shape), t) for (m, shape), t in
+                                                          zip(chains, raw["chains"])])
+        notes[0] = f"single-thread figures: median of {rounds} measurement round{'s' if rounds > 1 else ''}; " + notes[0]
         if _ncpus() > 1:
             spec, more = _calibrate_parallel(spec, quick, measured)
             notes += more
@@ -610,21 +660,20 @@ def _ncpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _calibrate_single(quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, list[str]]:
+def _calibrate_single(raw: dict[str, object], measured: list[_Measured],
+                      chains: list[tuple[object, float]]) -> tuple[CPUSpec, list[str]]:
+    """The single-thread spec from one set of measurements (:func:`_median_rounds` of :func:`_measure_round`):
+    machine figures taken as measured, kernel groups fitted on the synthetic layers, then ``layer_overhead_s`` on
+    the synthetic chains (traced graph, seconds)."""
     lanes_bits = simd_bits_of_host()
-    peak = _peak_flops(quick)
-    best = max(peak["gemm_flops"], peak["conv_flops"])
+    best = max(raw["gemm_flops"], raw["conv_flops"])
     clock = best / (lanes_bits // 32 * FMA_PIPES_X86 * 2)
     caches = cache_sizes()
     l1 = caches.get("L1", (32768, True))[0]
     l2, l2_per_core = caches.get("L2", (0, False))
-    l3 = caches.get("L3", (0, False))[0]
-    bw_l2 = _copy_bw(max(l1 * 2, l2 // 4), quick) if l2 else 0.0
-    l3_sysfs = l3
-    l3, bw_l3, bw_dram = _effective_llc(l2, l3, quick)
-    overhead = _overhead(quick)
-    view = _view_overhead(quick)
-    w_reorder = _weight_reorder_bw(quick) if TORCH_ONEDNN_REORDERS else 0.0
+    l3_sysfs = caches.get("L3", (0, False))[0]
+    l3, bw_l2, bw_l3, bw_dram = raw["l3"], raw["bw_l2"], raw["bw_l3"], raw["bw_dram"]
+    overhead, view, w_reorder = raw["overhead"], raw["view"], raw["w_reorder"]
     spec = CPUSpec(
         name="cpu/host", clock_hz=float(clock), cores=_ncpus(), simd_bits=lanes_bits,
         fma_per_cycle=float(FMA_PIPES_X86), l1d_bytes=int(l1), l2_bytes=int(l2), l3_bytes=int(l3),
@@ -636,8 +685,8 @@ def _calibrate_single(quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, 
         reorder_activations=TORCH_ONEDNN_REORDERS, weight_reorder_bw_bytes_s=float(f"{w_reorder:.4g}"),
         **HOST_POWER,
     )
-    notes = [f"measured: torch.mm {peak['gemm_flops'] / 1e9:.1f} GFLOP/s, 3x3 conv 192ch 28x28 "
-             f"{peak['conv_flops'] / 1e9:.1f} GFLOP/s (1 thread); copy bandwidth L2 {bw_l2 / 1e9:.1f} GB/s; "
+    notes = [f"measured: torch.mm {raw['gemm_flops'] / 1e9:.1f} GFLOP/s, 3x3 conv 192ch 28x28 "
+             f"{raw['conv_flops'] / 1e9:.1f} GFLOP/s (1 thread); copy bandwidth L2 {bw_l2 / 1e9:.1f} GB/s; "
              f"weight-stream (torch.mv) read bandwidth L3 {bw_l3 / 1e9:.1f}, DRAM {bw_dram / 1e9:.1f} GB/s; "
              f"effective L3 {l3 / 2**20:.0f} MiB of {l3_sysfs / 2**20:.0f} MiB (sysfs); "
              f"tiny-layer overhead {overhead * 1e6:.1f} us; channel slice (view) {view * 1e6:.2f} us; "
@@ -649,16 +698,6 @@ def _calibrate_single(quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, 
         vals = ", ".join(f"{f} {getattr(spec, f):.4g}" for f in fields)
         fits.append(f"{vals} (rms log error {rms:.3f} on {len(items)} synthetic layers)")
     notes += ["fitted: " + f for f in fits]
-    from mapping.trace import trace
-
-    torch = _torch()
-    chains = []
-    for model, shape in _chains():
-        model = model.eval()
-        x = torch.randn(*shape)
-        with torch.inference_mode():
-            t = time_call(lambda: model(x), repeats=9 if quick else 41, warmup=3, stat=LAYER_STAT)
-        chains.append((trace(model, shape), t))
     isolated = spec.layer_overhead_s
     spec, rms = _fit(spec, ("layer_overhead_s",), chains)
     notes.append(f"fitted on {len(chains)} synthetic layer chains: layer_overhead_s {spec.layer_overhead_s * 1e6:.1f} us "
@@ -697,7 +736,7 @@ def probe_time(threads: int) -> float:
 
 def _time_parallel_layers(kinds: tuple[str, ...], quick: bool, n: int) -> list[float]:
     """Median time of every synthetic layer of ``kinds`` on ``n`` threads, in this process (the order of
-    :func:`_measure_layers`)."""
+    :func:`_synthetic`)."""
     with _threads(n):
         return [_time_layer(kind, args, shape, quick) for kind, args, shape in _synthetic(quick, kinds)]
 
