@@ -75,9 +75,9 @@ LAYER_STAT = "median"
 PROBE_LAYER = ("im2col", (12, 20, 3, 1), (1, 12, 36, 36))
 PARALLEL_PROCESSES = 3  # all-thread layer timings: fresh processes sampled, each layer's median over them kept
 # Single-thread measurements are repeated in this many rounds, back to back, and each quantity keeps its median over
-# them: one round takes seconds, while this shared machine's state drifts over tens of seconds (three calibrations in
-# a row here: effective clock 3.84-4.05 GHz, layer_overhead_s 2.2-4.1 us), and the validation that judges the preset
-# runs for minutes.
+# them: one round takes seconds, while this shared machine's state drifts over tens of seconds (five one-round
+# calibrations within ten minutes here: effective clock 3.84-4.05 GHz, layer_overhead_s 2.2-4.1 us; three five-round
+# ones: 3.82-3.97 GHz, 3.0-3.7 us), and the validation that judges the preset runs for minutes.
 CALIBRATION_ROUNDS = 5
 
 # glibc malloc hands a freed buffer above its (dynamic) mmap threshold, and a free heap top above its trim
