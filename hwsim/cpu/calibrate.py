@@ -510,13 +510,14 @@ def _time_layer(kind: str, args: tuple, shape: tuple, quick: bool, clock: str = 
         return time_call(lambda: m(x), repeats=7 if quick else 41, warmup=3, clock=clock, stat=LAYER_STAT)
 
 
-def _measure_round(quick: bool, chains: list[tuple[object, tuple]]) -> dict[str, object]:
-    """One round of every single-thread measurement, raw: peak throughputs, bandwidths, the effective L3, fixed
-    overheads, the weight-reorder rate, every synthetic layer's median time (order of :func:`_synthetic`) and
-    every synthetic chain's (order of ``chains``: (module in eval mode, input shape))."""
+def _measure_round(quick: bool, caches: dict[str, tuple[int, bool]],
+                   chains: list[tuple[object, tuple]]) -> dict[str, object]:
+    """One round of every single-thread measurement, raw: peak throughputs, bandwidths (sized by ``caches``, as
+    :func:`cache_sizes` returns them), the effective L3, fixed overheads, the weight-reorder rate, every synthetic
+    layer's median time (order of :func:`_synthetic`) and every synthetic chain's (order of ``chains``: (module in
+    eval mode, input shape))."""
     torch = _torch()
     peak = _peak_flops(quick)
-    caches = cache_sizes()
     l1 = caches.get("L1", (32768, True))[0]
     l2 = caches.get("L2", (0, False))[0]
     l3, bw_l3, bw_dram = _effective_llc(l2, caches.get("L3", (0, False))[0], quick)
@@ -629,12 +630,13 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: i
     torch = _torch()
     keep_freed_memory()  # measure the allocator's steady state, as the model describes (see KEEP_FREED_MEMORY)
     chains = [(model.eval(), shape) for model, shape in _chains()]
+    caches = cache_sizes()
     with _threads(1):
-        raw = _median_rounds([_measure_round(quick, chains) for _ in range(rounds)])
+        raw = _median_rounds([_measure_round(quick, caches, chains) for _ in range(rounds)])
         measured = [_Measured(kind, args, shape, trace(_module(kind, args).eval(), shape), t)
                     for (kind, args, shape), t in zip(_synthetic(quick), raw["layers"])]
-        spec, notes = _calibrate_single(raw, measured, [(trace(m, shape), t) for (m, shape), t in
-                                                          zip(chains, raw["chains"])])
+        spec, notes = _calibrate_single(raw, caches, measured, [(trace(m, shape), t) for (m, shape), t in
+                                                                  zip(chains, raw["chains"])])
         notes[0] = f"single-thread figures: median of {rounds} measurement round{'s' if rounds > 1 else ''}; " + notes[0]
         if _ncpus() > 1:
             spec, more = _calibrate_parallel(spec, quick, measured)
@@ -660,15 +662,14 @@ def _ncpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _calibrate_single(raw: dict[str, object], measured: list[_Measured],
+def _calibrate_single(raw: dict[str, object], caches: dict[str, tuple[int, bool]], measured: list[_Measured],
                       chains: list[tuple[object, float]]) -> tuple[CPUSpec, list[str]]:
-    """The single-thread spec from one set of measurements (:func:`_median_rounds` of :func:`_measure_round`):
-    machine figures taken as measured, kernel groups fitted on the synthetic layers, then ``layer_overhead_s`` on
-    the synthetic chains (traced graph, seconds)."""
+    """The single-thread spec from one set of measurements (:func:`_median_rounds` of :func:`_measure_round`) and
+    the cache sizes they were sized by: machine figures taken as measured, kernel groups fitted on the synthetic
+    layers, then ``layer_overhead_s`` on the synthetic chains (traced graph, seconds)."""
     lanes_bits = simd_bits_of_host()
     best = max(raw["gemm_flops"], raw["conv_flops"])
     clock = best / (lanes_bits // 32 * FMA_PIPES_X86 * 2)
-    caches = cache_sizes()
     l1 = caches.get("L1", (32768, True))[0]
     l2, l2_per_core = caches.get("L2", (0, False))
     l3_sysfs = caches.get("L3", (0, False))[0]

@@ -256,11 +256,12 @@ def _lane_util(c: int, lanes: int) -> float:
     return c / (math.ceil(c / lanes) * lanes)
 
 
-def _speedup(spec: CPUSpec, n: int, work: float) -> float:
-    """``1 + (n - 1) · parallel_eff · work / (work + parallel_flops_half)``: small convs gain little from more cores."""
+def _speedup(spec: CPUSpec, n: int, work: float | None = None) -> float:
+    """``1 + (n - 1) · parallel_eff · work / (work + parallel_flops_half)``: small convs gain little from more cores;
+    ``work=None``: work split evenly over the cores with no such ramp (``1 + (n - 1) · parallel_eff``)."""
     if n <= 1:
         return 1.0
-    ramp = work / (work + spec.parallel_flops_half) if spec.parallel_flops_half > 0 else 1.0
+    ramp = work / (work + spec.parallel_flops_half) if work is not None and spec.parallel_flops_half > 0 else 1.0
     return 1.0 + (n - 1) * spec.parallel_eff * ramp
 
 
@@ -302,7 +303,7 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
             ops = float(elementwise_ops(graph, node)) * batch * ELEMENTWISE_OPS.get(node.op, 1)
         eff = {"pool": spec.eff_pool, "resample": spec.eff_resample or spec.eff_elementwise}.get(kind, spec.eff_elementwise)
         # above the grain size these split evenly over the cores (the work ramp is the conv kernels')
-        rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * (1.0 + (n - 1) * spec.parallel_eff) * eff
+        rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * _speedup(spec, n) * eff
         return ops, ops / rate
     return 0.0, 0.0
 
@@ -430,7 +431,7 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
         t_wcold = w_b / (spec.l3_bw_bytes_s if w_home == "L3" and spec.l3_bw_bytes_s > 0 else spec.dram_bw_bytes_s)
     if w_b and kind in DIRECT_CONV_KINDS and spec.weight_reorder_bw_bytes_s > 0:
         # the per-call copy of the weights into the kernel's blocked layout: shuffle-bound, split over the cores
-        t_wcold = max(t_wcold, w_b / (spec.weight_reorder_bw_bytes_s * (1.0 + (n - 1) * spec.parallel_eff)))
+        t_wcold = max(t_wcold, w_b / (spec.weight_reorder_bw_bytes_s * _speedup(spec, n)))
     body = t_c + t_m + t_wcold if kind in STREAMING else max(t_c + t_wcold, t_m)
     t_reorder = 0.0
     if spec.reorder_activations and kind in DIRECT_CONV_KINDS:
