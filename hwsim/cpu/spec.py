@@ -63,7 +63,8 @@ class CPUSpec:
         conv_m_half: output pixels (batch·OH·OW) at which a direct dense or grouped conv kernel reaches half its
             efficiency: utilisation × M / (M + conv_m_half). The kernel blocks its output row by row in register
             tiles; on a small map the blocks are short and their fixed work (loading and storing accumulators,
-            loop and address setup) weighs more. 0 (default) = no such ramp.
+            loop and address setup) weighs more. 0 (default) = no such ramp. (On the calibrated host the per-call
+            weight copy, ``weight_reorder_bw_bytes_s``, accounts for what this ramp used to fit; the refit sets it to ~0.)
         reorder_activations: the runtime's direct conv kernels (kinds conv, grouped, depthwise) compute in a
             channel-blocked layout and, on every call, copy the NCHW input into it and the output back (PyTorch
             eager fp32 on oneDNN: ONEDNN_VERBOSE shows a ``reorder`` primitive before and after every such conv);
