@@ -146,11 +146,16 @@ def cpu_vs_host() -> str:
             v = c[key]
             return f"{v['min_s'] * scale:.3g}-{v['max_s'] * scale:.3g} {unit}"
 
+        runs = stab.get("runs", [])
+        slower = sum(r[f"resnet20_t{hi}"] > r["resnet20_t1"] for r in runs)
         stab_note = (f" How far the machine itself moves (`benchmarks/bench_host_stability.py`, "
                      f"{stab['processes']} fresh processes {stab['gap_s']:g} s apart): ResNet-20 at one thread "
                      f"{span('resnet20_t1')}, at {hi} threads {span(f'resnet20_t{hi}')}; a 12→20-channel im2col conv "
                      f"on 36×36 at one thread {span('conv12x20_36x36_t1', 1e6, 'µs')}, at {hi} threads "
-                     f"{span(f'conv12x20_36x36_t{hi}', 1e6, 'µs')}: the virtual CPUs slow down independently, for "
+                     f"{span(f'conv12x20_36x36_t{hi}', 1e6, 'µs')}"
+                     + (f" (ResNet-20 ran slower on {hi} threads than on one in {slower} of the {len(runs)} processes)"
+                        if slower else "")
+                     + ": the virtual CPUs slow down independently, for "
                      "minutes at a time, and a parallel region waits for the slower one, so one run's all-thread "
                      "figures are a sample of that, not a fixed machine.")
     probe_note = ""
