@@ -510,17 +510,29 @@ def _time_layer(kind: str, args: tuple, shape: tuple, quick: bool, clock: str = 
         return time_call(lambda: m(x), repeats=7 if quick else 41, warmup=3, clock=clock, stat=LAYER_STAT)
 
 
-def _measure_round(quick: bool, caches: dict[str, tuple[int, bool]],
-                   chains: list[tuple[object, tuple]]) -> dict[str, object]:
-    """One round of every single-thread measurement, raw: peak throughputs, bandwidths (sized by ``caches``, as
-    :func:`cache_sizes` returns them), the effective L3, fixed overheads, the weight-reorder rate, every synthetic
-    layer's median time (order of :func:`_synthetic`) and every synthetic chain's (order of ``chains``: (module in
-    eval mode, input shape))."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Caches:
+    """This machine's cache sizes in bytes (:func:`cache_sizes`; an unknown L1 taken as 32 KiB, others as none)."""
+    l1: int
+    l2: int
+    l2_per_core: bool
+    l3: int
+
+    @classmethod
+    def of_host(cls) -> _Caches:
+        c = cache_sizes()
+        l2, l2_per_core = c.get("L2", (0, False))
+        return cls(c.get("L1", (32768, True))[0], l2, l2_per_core, c.get("L3", (0, False))[0])
+
+
+def _measure_round(quick: bool, caches: _Caches, chains: list[tuple[object, tuple]]) -> dict[str, object]:
+    """One round of every single-thread measurement, raw: peak throughputs, bandwidths (sized by ``caches``), the
+    effective L3, fixed overheads, the weight-reorder rate, every synthetic layer's median time (order of
+    :func:`_synthetic`) and every synthetic chain's (order of ``chains``: (module in eval mode, input shape))."""
     torch = _torch()
     peak = _peak_flops(quick)
-    l1 = caches.get("L1", (32768, True))[0]
-    l2 = caches.get("L2", (0, False))[0]
-    l3, bw_l3, bw_dram = _effective_llc(l2, caches.get("L3", (0, False))[0], quick)
+    l1, l2 = caches.l1, caches.l2
+    l3, bw_l3, bw_dram = _effective_llc(l2, caches.l3, quick)
     chain_times = []
     for model, shape in chains:
         x = torch.randn(*shape)
@@ -630,7 +642,7 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: i
     torch = _torch()
     keep_freed_memory()  # measure the allocator's steady state, as the model describes (see KEEP_FREED_MEMORY)
     chains = [(model.eval(), shape) for model, shape in _chains()]
-    caches = cache_sizes()
+    caches = _Caches.of_host()
     with _threads(1):
         raw = _median_rounds([_measure_round(quick, caches, chains) for _ in range(rounds)])
         measured = [_Measured(kind, args, shape, trace(_module(kind, args).eval(), shape), t)
@@ -662,7 +674,7 @@ def _ncpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _calibrate_single(raw: dict[str, object], caches: dict[str, tuple[int, bool]], measured: list[_Measured],
+def _calibrate_single(raw: dict[str, object], caches: _Caches, measured: list[_Measured],
                       chains: list[tuple[object, float]]) -> tuple[CPUSpec, list[str]]:
     """The single-thread spec from one set of measurements (:func:`_median_rounds` of :func:`_measure_round`) and
     the cache sizes they were sized by: machine figures taken as measured, kernel groups fitted on the synthetic
@@ -670,9 +682,7 @@ def _calibrate_single(raw: dict[str, object], caches: dict[str, tuple[int, bool]
     lanes_bits = simd_bits_of_host()
     best = max(raw["gemm_flops"], raw["conv_flops"])
     clock = best / (lanes_bits // 32 * FMA_PIPES_X86 * 2)
-    l1 = caches.get("L1", (32768, True))[0]
-    l2, l2_per_core = caches.get("L2", (0, False))
-    l3_sysfs = caches.get("L3", (0, False))[0]
+    l1, l2, l2_per_core, l3_sysfs = caches.l1, caches.l2, caches.l2_per_core, caches.l3
     l3, bw_l2, bw_l3, bw_dram = raw["l3"], raw["bw_l2"], raw["bw_l3"], raw["bw_dram"]
     overhead, view, w_reorder = raw["overhead"], raw["view"], raw["w_reorder"]
     spec = CPUSpec(
