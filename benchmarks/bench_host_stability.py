@@ -5,7 +5,8 @@ virtual machine those medians move with what the host does meanwhile. This bench
 ``--processes`` fresh Python processes, started ``--gap-s`` apart, each time ResNet-20 (CIFAR, batch 1; as the
 validation times a net) and the calibration's machine-state probe layer (a 12 -> 20 channel 3x3 im2col conv on
 36x36, ``hwsim.cpu.calibrate.probe_time``) at one thread and at all threads, with the allocator keeping freed
-memory as in the validation.
+memory as in the validation, between two core-to-core round trips (``hwsim.cpu.cores.round_trip_s``: where the
+hypervisor had placed the threads).
 
 Writes ``benchmarks/results/host_stability.json``: per process the medians; per case the lowest, highest and
 highest/lowest ratio over the processes.
@@ -37,13 +38,15 @@ def child(threads: list[int]) -> dict[str, float]:
     import nets
     from bench_cpu_vs_host import measure
     from hwsim.cpu.calibrate import probe_time
+    from hwsim.cpu.cores import round_trip_s
 
     net = fuse(nets.get("resnet20").eval())
     x = torch.randn(1, 3, 32, 32)
-    out = {}
+    out = {"round_trip_before_s": round_trip_s()}  # where the hypervisor placed the two threads (hwsim.cpu.cores)
     for t in threads:
         out[f"resnet20_t{t}"] = float(np.median(measure(net, x, t, budget_s=0.3)["wall"]))
         out[f"conv12x20_36x36_t{t}"] = probe_time(t)  # the calibration's machine-state probe layer
+    out["round_trip_after_s"] = round_trip_s()
     return out
 
 
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child([int(t) for t in args.child.split(",")])))
         return 0
     from hwsim.cpu.calibrate import KEEP_FREED_MEMORY
+    from hwsim.cpu.cores import SPLIT_FACTOR
 
     threads = sorted({1, len(os.sched_getaffinity(0))})
     runs = []
@@ -69,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         print(runs[-1], flush=True)
     cases = {}
     for key in runs[0]:
-        if key == "started_s":
-            continue
         vals = [r[key] for r in runs]
+        if key == "started_s" or None in vals:
+            continue
         cases[key] = {"min_s": min(vals), "max_s": max(vals), "max_over_min": max(vals) / min(vals)}
     res = {"date_utc": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}", "niceness": os.nice(0),
-           "threads": threads, "processes": args.processes, "gap_s": args.gap_s, "cases": cases, "runs": runs,
+           "threads": threads, "processes": args.processes, "gap_s": args.gap_s, "split_factor": SPLIT_FACTOR,
+           "cases": cases, "runs": runs,
            "method": "fresh process per run; ResNet-20: median of up to 50 runs after 3 warm-up runs (bench_cpu_vs_host.measure); probe layer: median of 41 runs after 3 warm-up runs (hwsim.cpu.calibrate.probe_time)"}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "host_stability.json").write_text(json.dumps(res, indent=2))

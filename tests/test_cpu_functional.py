@@ -1,6 +1,8 @@
 """CPU target outputs (fp32 Numba kernels, BN folded) against torch, and the host calibration."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -86,9 +88,27 @@ def test_all_thread_layer_timings_come_from_fresh_processes():
     import importlib
 
     cal = importlib.import_module("hwsim.cpu.calibrate")  # the module (hwsim.cpu re-exports the function)
-    times = cal._parallel_layer_times(("depthwise", "linear"), False, 2)
+    times, seen = cal._parallel_layer_times(("depthwise", "linear"), False, 2)
     assert len(times) == len(cal.SYNTHETIC_LAYERS["depthwise"]) + len(cal.SYNTHETIC_LAYERS["linear"])
     assert all(0 < t < 0.1 for t in times)
+    assert seen["processes"] >= 1 and seen["processes"] + seen["set_aside"] >= cal.PARALLEL_PROCESSES
+    if len(os.sched_getaffinity(0)) > 1:  # two CPUs: every process measured its round trip before and after
+        assert len(seen["round_trips_s"]) == 2 * (seen["processes"] + seen["set_aside"])
+        assert all(0 < t < 1e-3 for t in seen["round_trips_s"])
+
+
+def test_processes_whose_threads_ran_apart_are_set_aside():
+    """A process whose round trip (before or after its layers) exceeds SPLIT_FACTOR x the shortest any process saw
+    ran with its threads split across the machine; unmeasured round trips keep every process."""
+    import importlib
+
+    cal = importlib.import_module("hwsim.cpu.calibrate")
+    near = {"times": [1.0], "round_trip_s": [90e-9, 110e-9]}
+    apart = {"times": [2.0], "round_trip_s": [95e-9, 400e-9]}
+    edge = {"times": [3.0], "round_trip_s": [180e-9, 170e-9]}  # exactly within 2 x 90 ns
+    assert cal._same_placement([near, apart, edge]) == [near, edge]
+    unmeasured = [{"times": [1.0], "round_trip_s": [None, None]}, {"times": [2.0], "round_trip_s": [None, None]}]
+    assert cal._same_placement(unmeasured) == unmeasured
 
 
 def _glibc() -> bool:

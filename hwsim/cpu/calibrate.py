@@ -25,7 +25,9 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
    the module graph); the isolated tiny-layer figure is kept in the header.
 6. all threads: ``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the
    synthetic conv layers timed again on all threads in three fresh processes, each layer keeping its median
-   over them (on a shared machine whole processes run their parallel regions fast or slow).
+   over them (on a shared machine whole processes run their parallel regions fast or slow). Each process
+   measures the core-to-core round trip (:mod:`hwsim.cpu.cores`) before and after; one whose threads ran
+   split apart (round trip above ``SPLIT_FACTOR`` x the shortest seen) is set aside and replaced.
 
 Steps 1-5 run in :data:`CALIBRATION_ROUNDS` rounds back to back and every figure keeps its median over the
 rounds (a shared machine's state drifts over tens of seconds; one round takes seconds); the fits run once, on
@@ -49,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwsim.cpu.cores import SPLIT_FACTOR, round_trip_s
 from hwsim.cpu.cost import layer_cost, placement
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from hwsim.errors import HwsimError
@@ -725,14 +728,19 @@ def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -
     with _threads(n):
         t2 = _peak_flops(True, clock="wall")["conv_s"]
     layers = [m for m in measured if m.kind in kinds]
-    times = _parallel_layer_times(kinds, quick, n)
+    times, seen = _parallel_layer_times(kinds, quick, n)
     items = list(zip((m.graph for m in layers), times))
     probe = [(m.seconds, t) for m, t in zip(layers, times) if (m.kind, m.args, m.shape) == PROBE_LAYER]
     spec, rms = _fit(spec, ("parallel_eff", "parallel_flops_half", "parallel_overhead_s"), items, cores=n)
+    where = "this process" if quick else f"median over {seen['processes']} fresh processes"
     notes = [f"{n} threads: large 3x3 conv speed-up {t1 / t2:.2f}; fitted on {len(items)} synthetic conv layers "
-             f"({'this process' if quick else f'median over {PARALLEL_PROCESSES} fresh processes'}): "
-             f"parallel_eff {spec.parallel_eff:.3f}, parallel_flops_half {spec.parallel_flops_half:.3g}, "
+             f"({where}): parallel_eff {spec.parallel_eff:.3f}, parallel_flops_half {spec.parallel_flops_half:.3g}, "
              f"parallel_overhead_s {spec.parallel_overhead_s * 1e6:.1f} us (rms log error {rms:.3f})"]
+    if seen["round_trips_s"]:
+        trips = seen["round_trips_s"]
+        notes.append(f"core-to-core round trip (hwsim.cpu.cores) {min(trips) * 1e9:.0f}-{max(trips) * 1e9:.0f} ns over "
+                     f"the all-thread processes; {seen['set_aside']} set aside for round trips above "
+                     f"{SPLIT_FACTOR:g}x the shortest (threads placed apart)")
     (cin, cout, _, _), (_, _, h, w) = PROBE_LAYER[1:]
     notes += [f"machine-state probe ({cin}->{cout} im2col conv, {h}x{w}): 1 thread {probe[0][0] * 1e6:.1f} us, {n} threads "
               f"{probe[0][1] * 1e6:.1f} us"] if probe else []
@@ -752,24 +760,50 @@ def _time_parallel_layers(kinds: tuple[str, ...], quick: bool, n: int) -> list[f
         return [_time_layer(kind, args, shape, quick) for kind, args, shape in _synthetic(quick, kinds)]
 
 
-def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int) -> list[float]:
-    """All-thread layer times: the median over PARALLEL_PROCESSES fresh processes of each layer's median.
+def _parallel_child(kinds: tuple[str, ...], n: int) -> dict[str, object]:
+    """One all-thread calibration process: the layer times and the core-to-core round trip (s) just before and
+    just after them (:func:`hwsim.cpu.cores.round_trip_s`; None where it cannot be measured)."""
+    before = round_trip_s()
+    times = _time_parallel_layers(kinds, False, n)
+    return {"times": times, "round_trip_s": [before, round_trip_s()]}
 
-    On a shared virtual machine a whole process runs its parallel regions fast or slow (measured here with
-    benchmarks/bench_host_stability.py: a small im2col conv on 2 threads 59-148 us across processes, 81-84 us
-    on one thread), so one process is one sample of the machine; the host validation pools its nets over fresh
-    processes too. ``quick``: this process only."""
+
+def _same_placement(runs: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The processes whose threads ran as close together as the machine allows: both round trips within
+    ``SPLIT_FACTOR`` x the shortest any process saw (all of them when the round trip could not be measured)."""
+    trips = [t for r in runs for t in r["round_trip_s"] if t is not None]
+    if not trips:
+        return list(runs)
+    bound = SPLIT_FACTOR * min(trips)
+    return [r for r in runs if all(t is not None and t <= bound for t in r["round_trip_s"])]
+
+
+def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int) -> tuple[list[float], dict[str, object]]:
+    """All-thread layer times (the median over PARALLEL_PROCESSES fresh processes of each layer's median) and
+    what the processes saw (``round_trips_s``, ``processes``, ``set_aside``).
+
+    On a shared virtual machine a whole process runs its parallel regions fast or slow: the hypervisor places the
+    virtual CPUs on cores that share the last-level cache or on different chiplets, for tens of seconds at a time
+    (:mod:`hwsim.cpu.cores`; measured here with benchmarks/bench_host_stability.py: a small im2col conv on 2 threads
+    59-148 us across processes, 81-90 us on one thread). Each process measures the core-to-core round trip before
+    and after its layers; processes that ran split apart (:func:`_same_placement`) are set aside and replaced, up
+    to PARALLEL_PROCESSES x 3 processes in all: the preset describes the machine with its cores together. The
+    host validation pools its nets over fresh processes too and reports both placements. ``quick``: this process
+    only."""
     if quick:
-        return _time_parallel_layers(kinds, quick, n)
-    runs = []
-    for _ in range(PARALLEL_PROCESSES):
+        return _time_parallel_layers(kinds, quick, n), {"round_trips_s": [], "processes": 1, "set_aside": 0}
+    runs: list[dict[str, object]] = []
+    while len(runs) < 3 * PARALLEL_PROCESSES and len(_same_placement(runs)) < PARALLEL_PROCESSES:
         out = subprocess.run([sys.executable, "-m", "hwsim.cpu.calibrate", "--parallel-child", str(n),
                               ",".join(kinds)], capture_output=True, text=True, check=False,
                              env={**os.environ, **KEEP_FREED_MEMORY})
         if out.returncode != 0:
             raise HwsimError(f"calibration child process failed: {out.stderr.strip().splitlines()[-1:]}")
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return [float(np.median(col)) for col in zip(*runs)]
+    kept = _same_placement(runs) or runs
+    info = {"round_trips_s": [t for r in runs for t in r["round_trip_s"] if t is not None],
+            "processes": len(kept), "set_aside": len(runs) - len(kept)}
+    return [float(np.median(col)) for col in zip(*(r["times"] for r in kept))], info
 
 
 def _ram_bytes() -> int:
@@ -781,6 +815,6 @@ def _ram_bytes() -> int:
 
 if __name__ == "__main__":  # the all-thread timing child of _parallel_layer_times
     if len(sys.argv) == 4 and sys.argv[1] == "--parallel-child":  # started with KEEP_FREED_MEMORY in its environment
-        print(json.dumps(_time_parallel_layers(tuple(sys.argv[3].split(",")), False, int(sys.argv[2]))))
+        print(json.dumps(_parallel_child(tuple(sys.argv[3].split(",")), int(sys.argv[2]))))
     else:
         raise SystemExit("usage: python -m hwsim.cpu.calibrate --parallel-child THREADS KIND[,KIND...]")

@@ -1,0 +1,32 @@
+"""The core-to-core round-trip probe (hwsim.cpu.cores)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import hwsim
+from hwsim.cpu.cores import round_trip_s
+
+TWO_CPUS = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="needs two CPUs to pass the token between")
+def test_round_trip_is_a_plausible_cache_line_transfer_and_restores_affinity():
+    """A round trip moves one cache line between two cores and back: between ~10 ns (sibling hyperthreads) and
+    ~100 us (a vCPU descheduled now and then); the calling thread may use all its CPUs again afterwards."""
+    before = os.sched_getaffinity(0)
+    t = round_trip_s(trips=20_000)
+    assert t is not None and 5e-9 < t < 1e-4
+    assert os.sched_getaffinity(0) == before
+
+
+def test_round_trip_refuses_bad_cpus_and_counts():
+    allowed = sorted(os.sched_getaffinity(0))
+    with pytest.raises(hwsim.HwsimError, match="two different CPUs"):
+        round_trip_s(allowed[0], allowed[0])
+    with pytest.raises(hwsim.HwsimError, match="two different CPUs"):
+        round_trip_s(allowed[0], max(allowed) + 1000)
+    if len(allowed) >= 2:
+        with pytest.raises(hwsim.HwsimError, match="positive integer"):
+            round_trip_s(allowed[0], allowed[1], trips=0)
