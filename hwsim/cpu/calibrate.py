@@ -129,7 +129,10 @@ SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
                ((24, 48, 3, 2), (1, 24, 26, 26)), ((48, 96, 3, 2), (1, 48, 14, 14)), ((80, 80, 3, 1), (1, 80, 6, 6)),
                ((6, 10, 3, 1), (1, 6, 7, 7)), ((10, 6, 3, 2), (1, 10, 9, 9)), ((12, 24, 3, 2), (1, 12, 40, 40)),
                ((72, 144, 3, 2), (1, 72, 12, 12)), ((8, 16, 3, 1), (1, 8, 44, 44)),
-               ((36, 72, 1, 2), (1, 36, 20, 20)), ((20, 40, 1, 2), (1, 20, 28, 28))],
+               ((36, 72, 1, 2), (1, 36, 20, 20)), ((20, 40, 1, 2), (1, 20, 28, 28)),
+               # few output channels on a large map: a skinny GEMM, whose split over threads is poor
+               ((10, 8, 3, 1), (1, 10, 44, 44)), ((6, 14, 3, 1), (1, 6, 56, 56)), ((18, 24, 3, 1), (1, 18, 30, 30)),
+               ((14, 32, 3, 1), (1, 14, 38, 38))],
     "depthwise": [((72, 72, 3, 1), (1, 72, 40, 40)), ((144, 144, 3, 1), (1, 144, 20, 20)),
                   ((288, 288, 3, 1), (1, 288, 10, 10)), ((120, 120, 5, 2), (1, 120, 24, 24)),
                   ((40, 40, 3, 1), (1, 40, 9, 9)), ((600, 600, 3, 1), (1, 600, 6, 6)),
@@ -161,6 +164,8 @@ SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
              (("maxpool",), (1, 32, 120, 120)), (("maxpool2",), (1, 96, 48, 48)), (("maxpool3s1",), (1, 20, 100, 100)),
              (("avgpool2",), (1, 36, 50, 50)), (("avgpool2",), (1, 72, 14, 14)), (("adaptive5",), (1, 60, 10, 10))],
 }
+# fitted jointly on the synthetic conv layers timed on all threads
+PARALLEL_FIELDS = ("parallel_eff", "parallel_flops_half", "parallel_overhead_s")
 FIT_GROUPS = (  # (kinds measured, spec fields fitted jointly), fitted in this order
     (("elementwise",), ("eff_elementwise", "overhead_batchnorm_s")),
     (("pool",), ("eff_pool", "pool_output_ops")),
@@ -720,8 +725,8 @@ def _calibrate_single(raw: dict[str, object], caches: _Caches, measured: list[_M
 
 
 def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, list[str]]:
-    """``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the synthetic conv layers
-    timed again on all threads (:func:`_parallel_layer_times`)."""
+    """:data:`PARALLEL_FIELDS` fitted on the synthetic conv layers timed again on all threads
+    (:func:`_parallel_layer_times`)."""
     n = _ncpus()
     t1 = _peak_flops(True, clock="wall")["conv_s"]
     kinds = ("conv", "im2col", "pointwise", "depthwise", "grouped")
@@ -731,7 +736,7 @@ def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -
     times, seen = _parallel_layer_times(kinds, quick, n)
     items = list(zip((m.graph for m in layers), times))
     probe = [(m.seconds, t) for m, t in zip(layers, times) if (m.kind, m.args, m.shape) == PROBE_LAYER]
-    spec, rms = _fit(spec, ("parallel_eff", "parallel_flops_half", "parallel_overhead_s"), items, cores=n)
+    spec, rms = _fit(spec, PARALLEL_FIELDS, items, cores=n)
     where = "this process" if quick else f"median over {seen['processes']} fresh processes"
     notes = [f"{n} threads: large 3x3 conv speed-up {t1 / t2:.2f}; fitted on {len(items)} synthetic conv layers "
              f"({where}): parallel_eff {spec.parallel_eff:.3f}, parallel_flops_half {spec.parallel_flops_half:.3g}, "
