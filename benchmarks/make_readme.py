@@ -209,7 +209,7 @@ def cpu_vs_host() -> str:
             f"which calibration and the benchmark set).{glibc_note} Error = predicted/measured − 1. This is a shared virtual machine "
             "whose cores have slow spells seconds long: the spread columns give how much a net's median moved between "
             "the three passes, and the quietest-pass columns the error against the median of each net's least "
-            f"disturbed pass; a parallel region waits for its slowest core, so the 2-thread figures move most.{stab_note}"
+            f"disturbed pass; the 2-thread figures move most, with where the hypervisor puts the two virtual CPUs.{stab_note}"
             f"{probe_note} "
             f"Most under-predicted at one thread here: {under}.\n\n"
             + _table(["threads", "nets", "median abs error %", "max abs error %", "worst net", "within 10 %",
