@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import hwsim  # noqa: E402
 import nets  # noqa: E402
 from hwsim.cpu.calibrate import KEEP_FREED_MEMORY, PROBE_LAYER, probe_time  # noqa: E402
-from hwsim.cpu.cores import SPLIT_FACTOR, round_trip_s  # noqa: E402
+from hwsim.cpu.cores import SPLIT_FACTOR, round_trip_s, threads_close  # noqa: E402
 from hwsim.cpu.simulate import cost_report  # noqa: E402
 from mapping.trace import trace  # noqa: E402
 
@@ -143,19 +143,18 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
                 probes.setdefault(threads, []).append(m["probe_s"])
         print(f"pass {r + 1}/{rounds} done", flush=True)
     # Where the threads ran: a pass whose round trip (before or after) exceeds SPLIT_FACTOR x the shortest of the
-    # whole run had its threads placed apart (another chiplet: hwsim.cpu.cores); the calibration sets such
-    # processes aside, so the model describes the other placement. Both are reported.
-    trips = [t for acc in samples.values() for p in acc["passes"] for t in p["round_trip_s"] if t is not None]
-    apart_bound = SPLIT_FACTOR * min(trips) if trips else float("inf")
-
-    def threads_close(p: dict) -> bool:
-        return all(t is not None and t <= apart_bound for t in p["round_trip_s"])
+    # whole run had its threads placed apart (another chiplet: hwsim.cpu.cores.threads_close); the calibration sets
+    # such processes aside, so the model describes the other placement. Both are reported.
+    passes = [p for acc in samples.values() for p in acc["passes"]]
+    for p, close in zip(passes, threads_close([p["round_trip_s"] for p in passes])):
+        p["close"] = close
+    trips = [t for p in passes for t in p["round_trip_s"] if t is not None]
 
     rows = []
     for name, info, graph in cases:
         for threads in sorted({1, all_threads}):
             acc = samples[(name, threads)]
-            close = [w for p in acc["passes"] if threads_close(p) for w in p["wall"]]
+            close = [w for p in acc["passes"] if p["close"] for w in p["wall"]]
             t_close = float(np.median(close)) if close else float("nan")
             t_meas, t_best, reps = float(np.median(acc["wall"])), float(np.min(acc["wall"])), len(acc["wall"])
             t_cpu = float(np.median(acc["cpu"])) if acc["cpu"] else float("nan")
@@ -174,7 +173,7 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
                 "measured_quietest_pass_s": min(acc["pass_medians"]),
                 "error_vs_quietest_pass": rep.latency_s / min(acc["pass_medians"]) - 1.0,
                 # all threads: the passes whose threads ran close together (the placement the preset describes)
-                "passes_threads_apart": sum(not threads_close(p) for p in acc["passes"]),
+                "passes_threads_apart": sum(not p["close"] for p in acc["passes"]),
                 "measured_threads_close_s": t_close, "error_threads_close": rep.latency_s / t_close - 1.0,
                 "pred_compute_s": by_bound.get("compute", 0.0), "pred_memory_s": by_bound.get("memory", 0.0),
                 "pred_overhead_s": by_bound.get("overhead", 0.0),
@@ -210,7 +209,8 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "niceness": os.nice(0),
             "torch": torch.__version__,
             "round_trip_ns": ({"min": min(trips) * 1e9, "median": float(np.median(trips)) * 1e9, "max": max(trips) * 1e9,
-                               "apart_above": apart_bound * 1e9, "split_factor": SPLIT_FACTOR} if trips else None),
+                               "apart_above": SPLIT_FACTOR * min(trips) * 1e9, "split_factor": SPLIT_FACTOR}
+                              if trips else None),
             # the calibration's probe layer timed beside every net: compare with the preset header's probe line
             "probe": {str(t): {"median_s": float(np.median(v)), "min_s": float(np.min(v)), "max_s": float(np.max(v)),
                                "layer": list(map(list, PROBE_LAYER[1:]))} for t, v in sorted(probes.items())},

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child([int(t) for t in args.child.split(",")])))
         return 0
     from hwsim.cpu.calibrate import KEEP_FREED_MEMORY
-    from hwsim.cpu.cores import SPLIT_FACTOR
+    from hwsim.cpu.cores import SPLIT_FACTOR, threads_close
 
     threads = sorted({1, len(os.sched_getaffinity(0))})
     runs = []
@@ -71,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                              text=True, check=True, env={**KEEP_FREED_MEMORY, **os.environ})
         runs.append({"started_s": round(i * args.gap_s, 1), **json.loads(out.stdout.strip().splitlines()[-1])})
         print(runs[-1], flush=True)
+    # whether each process's threads ran close together (hwsim.cpu.cores.threads_close on its two round trips)
+    for run, close in zip(runs, threads_close([[r["round_trip_before_s"], r["round_trip_after_s"]] for r in runs])):
+        run["threads_close"] = close
     cases = {}
     for key in runs[0]:
         vals = [r[key] for r in runs]
-        if key == "started_s" or None in vals:
+        if key in ("started_s", "threads_close") or None in vals:
             continue
         cases[key] = {"min_s": min(vals), "max_s": max(vals), "max_over_min": max(vals) / min(vals)}
     res = {"date_utc": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}", "niceness": os.nice(0),

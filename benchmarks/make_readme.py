@@ -100,26 +100,25 @@ def conv_speed() -> str:
 
 
 def _placement_note(runs: list[dict], hi: int, split_factor: float | None) -> str:
-    """What the core-to-core round trips of the stability processes say (hwsim.cpu.cores): a process ran with its
-    threads apart when a round trip exceeded ``split_factor`` x the shortest of the run."""
-    trips = [(r.get("round_trip_before_s"), r.get("round_trip_after_s")) for r in runs]
-    if not runs or split_factor is None or any(t is None for pair in trips for t in pair):
+    """What the core-to-core round trips of the stability processes say (each run's ``threads_close``, set by the
+    benchmark with hwsim.cpu.cores.threads_close: no round trip above ``split_factor`` x the shortest)."""
+    if not runs or split_factor is None or any("threads_close" not in r for r in runs):
         return ""
-    bound = split_factor * min(t for pair in trips for t in pair)
     groups = {True: [], False: []}
-    for r, pair in zip(runs, trips):
-        groups[max(pair) <= bound].append(r)
+    for r in runs:
+        groups[r["threads_close"]].append(r)
 
     def rng(rs: list[dict], key: str, scale: float, unit: str) -> str:
-        vals = [r[key] * scale for r in rs]
+        keys = ("round_trip_before_s", "round_trip_after_s") if key == "round_trip" else (key,)
+        vals = [r[k] * scale for r in rs for k in keys]
         return f"{min(vals):.3g}-{max(vals):.3g} {unit}"
 
     close, apart = groups[True], groups[False]
     note = (f" Where the hypervisor had put the two virtual CPUs, by a core-to-core cache-line round trip "
-            f"(`hwsim.cpu.cores`, timed before and after each process): {rng(close, 'round_trip_before_s', 1e9, 'ns')} "
+            f"(`hwsim.cpu.cores`, timed before and after each process): {rng(close, 'round_trip', 1e9, 'ns')} "
             f"in {len(close)} processes")
     if apart:
-        note += (f", {rng(apart, 'round_trip_before_s', 1e9, 'ns')} (threads on different chiplets) in {len(apart)}; "
+        note += (f", {rng(apart, 'round_trip', 1e9, 'ns')} (threads on different chiplets) in {len(apart)}; "
                  f"ResNet-20 at {hi} threads ran {rng(close, f'resnet20_t{hi}', 1e3, 'ms')} in the first, "
                  f"{rng(apart, f'resnet20_t{hi}', 1e3, 'ms')} in the second, and the probe conv "
                  f"{rng(close, f'conv12x20_36x36_t{hi}', 1e6, 'µs')} vs {rng(apart, f'conv12x20_36x36_t{hi}', 1e6, 'µs')}"

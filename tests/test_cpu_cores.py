@@ -6,7 +6,7 @@ import os
 import pytest
 
 import hwsim
-from hwsim.cpu.cores import round_trip_s
+from hwsim.cpu.cores import SPLIT_FACTOR, round_trip_s, threads_close
 
 TWO_CPUS = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
 
@@ -30,3 +30,12 @@ def test_round_trip_refuses_bad_cpus_and_counts():
     if len(allowed) >= 2:
         with pytest.raises(hwsim.HwsimError, match="positive integer"):
             round_trip_s(allowed[0], allowed[1], trips=0)
+
+
+def test_threads_close_compares_every_round_trip_with_the_shortest_of_all_runs():
+    """A run is close when all its round trips stay within SPLIT_FACTOR x the shortest of every run; a run without
+    round trips (one thread) is close; with nothing measured there is nothing to tell placements apart by."""
+    short = 80e-9
+    runs = [[short, 100e-9], [90e-9, SPLIT_FACTOR * short * 1.01], [], [None, 90e-9], [SPLIT_FACTOR * short] * 2]
+    assert threads_close(runs) == [True, False, True, False, True]
+    assert threads_close([[None, None], []]) == [True, True]

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwsim.cpu.cores import SPLIT_FACTOR, round_trip_s
+from hwsim.cpu.cores import SPLIT_FACTOR, round_trip_s, threads_close
 from hwsim.cpu.cost import layer_cost, placement
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from hwsim.errors import HwsimError
@@ -774,13 +774,9 @@ def _parallel_child(kinds: tuple[str, ...], n: int) -> dict[str, object]:
 
 
 def _same_placement(runs: list[dict[str, object]]) -> list[dict[str, object]]:
-    """The processes whose threads ran as close together as the machine allows: both round trips within
-    ``SPLIT_FACTOR`` x the shortest any process saw (all of them when the round trip could not be measured)."""
-    trips = [t for r in runs for t in r["round_trip_s"] if t is not None]
-    if not trips:
-        return list(runs)
-    bound = SPLIT_FACTOR * min(trips)
-    return [r for r in runs if all(t is not None and t <= bound for t in r["round_trip_s"])]
+    """The processes whose threads ran as close together as the machine allows (:func:`hwsim.cpu.cores.threads_close`
+    on their round trips before and after)."""
+    return [r for r, close in zip(runs, threads_close([r["round_trip_s"] for r in runs])) if close]
 
 
 def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int) -> tuple[list[float], dict[str, object]]:

@@ -8,10 +8,11 @@ exchange the line through it (tens of ns to ~150 ns on current x86 server parts)
 
 Why hwsim measures it: on a shared virtual machine the hypervisor may place the virtual CPUs on cores that share
 an LLC at one moment and on different chiplets the next. Measured on the 2-vCPU machine the host preset was
-calibrated on (benchmarks/bench_host_stability.py): round trips of 70-130 ns and 380-460 ns alternate over tens of
-seconds, and every all-thread layer time follows (the calibration's probe conv at 2 threads 60-90 us with the short
-round trip, 110-175 us, slower than on one thread, with the long one). ``hwsim calibrate`` and the host validation
-record it beside their all-thread timings (:data:`SPLIT_FACTOR`).
+calibrated on (benchmarks/bench_host_stability.py, benchmarks/results/host_stability.json): round trips of
+78-133 ns and 355-425 ns alternate over tens of seconds, and the all-thread layer times follow (the calibration's
+probe conv at 2 threads 59-66 us with the short round trip, 112-132 us, slower than on one thread, with the long
+one). ``hwsim calibrate`` and the host validation record it beside their all-thread timings and tell the two
+placements apart with :func:`threads_close`.
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ from numba.extending import intrinsic
 
 from hwsim.errors import HwsimError
 
-__all__ = ["round_trip_s", "SPLIT_FACTOR"]
+__all__ = ["round_trip_s", "threads_close", "SPLIT_FACTOR"]
 
 # A round trip more than this many times the shortest seen on the same machine in the same run means the two
-# threads ran farther apart than the machine's best placement (measured here: 70-130 ns vs 380-460 ns).
+# threads ran farther apart than the machine's best placement (measured here: 78-133 ns vs 355-425 ns,
+# benchmarks/results/host_stability.json).
 SPLIT_FACTOR = 2.0
 _SPIN_LIMIT = 200_000_000  # spins (~0.1-1 s) before a side gives up on the other thread: it never got a CPU
 
@@ -111,3 +113,14 @@ def round_trip_s(cpu_a: int | None = None, cpu_b: int | None = None, trips: int 
     if done.get("a") != trips or done.get("b") != trips:
         return None
     return dt / trips
+
+
+def threads_close(runs: list[list[float | None]]) -> list[bool]:
+    """For each run's round trips (s; None = not measured), whether its threads ran as close together as the machine
+    allows: every round trip within :data:`SPLIT_FACTOR` x the shortest of all the runs. All True when no round
+    trip was measured (nothing to tell placements apart by); a run without round trips (one thread) is close."""
+    trips = [t for run in runs for t in run if t is not None]
+    if not trips:
+        return [True] * len(runs)
+    bound = SPLIT_FACTOR * min(trips)
+    return [all(t is not None and t <= bound for t in run) for run in runs]
