@@ -173,7 +173,7 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
                 "measured_quietest_pass_s": min(acc["pass_medians"]),
                 "error_vs_quietest_pass": rep.latency_s / min(acc["pass_medians"]) - 1.0,
                 # all threads: the passes whose threads ran close together (the placement the preset describes)
-                "passes_threads_apart": sum(not p["close"] for p in acc["passes"]),
+                "passes": len(acc["passes"]), "passes_threads_apart": sum(not p["close"] for p in acc["passes"]),
                 "measured_threads_close_s": t_close, "error_threads_close": rep.latency_s / t_close - 1.0,
                 "pred_compute_s": by_bound.get("compute", 0.0), "pred_memory_s": by_bound.get("memory", 0.0),
                 "pred_overhead_s": by_bound.get("overhead", 0.0),
@@ -228,7 +228,8 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
 def _threads_close_summary(rows: list[dict]) -> dict:
     """All-thread errors against the passes whose threads ran close together (rows with none left out)."""
     errs = np.abs([r["error_threads_close"] for r in rows if np.isfinite(r["error_threads_close"])])
-    out = {"passes_threads_apart": int(sum(r["passes_threads_apart"] for r in rows)),
+    out = {"passes": int(sum(r["passes"] for r in rows)),
+           "passes_threads_apart": int(sum(r["passes_threads_apart"] for r in rows)),
            "nets_measured_threads_close": int(errs.size)}
     if errs.size:
         out |= {"median_abs_error_threads_close": float(np.median(errs)), "max_abs_error_threads_close": float(errs.max()),

@@ -188,6 +188,15 @@ def cpu_vs_host() -> str:
                      f"{span(f'conv12x20_36x36_t{hi}', 1e6, 'µs')}"
                      + (f" (ResNet-20 ran slower on {hi} threads than on one in {slower} of the {len(runs)} processes)"
                         if slower else "") + "." + _placement_note(runs, hi, stab.get("split_factor")))
+    apart_note = ""
+    many = {k: v for k, v in d.get("summary", {}).items() if "passes" in v and "passes_threads_apart" in v}
+    if many and d.get("round_trip_ns"):
+        rt = d["round_trip_ns"]
+        apart_note = (" In this validation " + "; ".join(
+            f"{v['passes_threads_apart']} of the {v['passes']} {k.replace('threads_', '')}-thread runs (net × pass)"
+            for k, v in many.items())
+            + f" ran with the threads apart (a round trip above {rt['apart_above']:.0f} ns, {rt['split_factor']:g}× the "
+            f"shortest; {rt['min']:.0f}-{rt['max']:.0f} ns over the run): the threads-close columns leave them out.")
     probe_note = ""
     if d.get("probe"):
         header = [ln for ln in (ROOT / "hwsim/presets/cpu/host.yaml").read_text().splitlines()
@@ -209,7 +218,7 @@ def cpu_vs_host() -> str:
             "whose cores have slow spells seconds long: the spread columns give how much a net's median moved between "
             "the three passes, and the quietest-pass columns the error against the median of each net's least "
             f"disturbed pass; the 2-thread figures move most, with where the hypervisor puts the two virtual CPUs.{stab_note}"
-            f"{probe_note} "
+            f"{apart_note}{probe_note} "
             f"Most under-predicted at one thread here: {under}.\n\n"
             + _table(["threads", "nets", "median abs error %", "max abs error %", "worst net", "within 10 %",
                       "over 25 %", "quietest pass: median abs error %", "max %", "median pass-to-pass spread %",
