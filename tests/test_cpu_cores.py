@@ -6,7 +6,7 @@ import os
 import pytest
 
 import hwsim
-from hwsim.cpu.cores import SPLIT_FACTOR, round_trip_s, threads_close
+from hwsim.cpu.cores import SHARED_LLC_MAX_S, SPLIT_FACTOR, round_trip_s, threads_close
 
 TWO_CPUS = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
 
@@ -39,3 +39,6 @@ def test_threads_close_compares_every_round_trip_with_the_shortest_of_all_runs()
     runs = [[short, 100e-9], [90e-9, SPLIT_FACTOR * short * 1.01], [], [None, 90e-9], [SPLIT_FACTOR * short] * 2]
     assert threads_close(runs) == [True, False, True, False, True]
     assert threads_close([[None, None], []]) == [True, True]
+    # every run's threads apart (the shortest round trip already beyond one shared last-level cache): none is close
+    far = 1.5 * SHARED_LLC_MAX_S
+    assert threads_close([[far, far * 1.2], [far * 1.1, far], []]) == [False, False, True]

@@ -83,14 +83,15 @@ def test_calibration_keeps_each_figures_median_over_rounds():
 
 
 def test_all_thread_layer_timings_come_from_fresh_processes():
-    """The full calibration times its all-thread layers in PARALLEL_PROCESSES child processes and keeps each
-    layer's median over them: one positive time per synthetic layer of the asked kinds."""
+    """The full calibration times its all-thread layers and chains in PARALLEL_PROCESSES child processes and keeps
+    each one's median over them: one positive time per synthetic layer of the asked kinds and per chain."""
     import importlib
 
     cal = importlib.import_module("hwsim.cpu.calibrate")  # the module (hwsim.cpu re-exports the function)
-    times, seen = cal._parallel_layer_times(("depthwise", "linear"), False, 2)
+    times, chain_times, seen = cal._parallel_layer_times(("depthwise", "linear"), False, 2)
     assert len(times) == len(cal.SYNTHETIC_LAYERS["depthwise"]) + len(cal.SYNTHETIC_LAYERS["linear"])
     assert all(0 < t < 0.1 for t in times)
+    assert len(chain_times) == len(cal._chains()) and all(0 < t < 0.1 for t in chain_times)
     assert seen["processes"] >= 1 and seen["processes"] + seen["set_aside"] >= cal.PARALLEL_PROCESSES
     if len(os.sched_getaffinity(0)) > 1:  # two CPUs: the processes measured round trips before and after
         assert 0 < len(seen["round_trips_s"]) <= 2 * (seen["processes"] + seen["set_aside"])

@@ -20,12 +20,16 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
    large ones and tiny ones (shapes chosen not to be the zoo's:
    calibrate on synthetic layers, validate on the zoo); the fields of each group are the values that
    minimise the squared log error of the cost model (:mod:`hwsim.cpu.cost`) on its layers.
-5. layers in a network: ``layer_overhead_s`` fitted on five synthetic layer chains
+5. layers in a network: ``layer_overhead_s`` fitted on eight synthetic layer chains
    run back to back (a layer in a network pays costs an isolated layer does not: cold caches, dispatch of
    the module graph); the isolated tiny-layer figure is kept in the header.
-6. all threads: ``parallel_eff``, ``parallel_flops_half`` and ``parallel_overhead_s`` fitted on the
-   synthetic conv layers timed again on all threads in three fresh processes, each layer keeping its median
-   over them (on a shared machine whole processes run their parallel regions fast or slow). Each process
+6. all threads: ``parallel_eff`` and ``parallel_flops_half`` fitted on the synthetic conv layers timed again on
+   all threads in three fresh processes, each layer keeping its median over them (on a shared machine whole
+   processes run their parallel regions fast or slow); then ``parallel_overhead_s`` on the synthetic chains timed
+   on all threads in the same processes (a layer timed over and over keeps the other threads spinning on its own
+   data; in a network each layer's fork/join meets a different one: measured here, the five first chains and three
+   of few channels at 2 threads came out 19-28 % slower than the isolated-layer fit predicted, on one thread
+   within -14..+6 %). Each process
    measures the core-to-core round trip (:mod:`hwsim.cpu.cores`) before and after; one whose threads ran
    split apart (round trip above ``SPLIT_FACTOR`` x the shortest seen) is set aside and replaced.
 
@@ -46,12 +50,13 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from hwsim.cpu.cores import SPLIT_FACTOR, round_trip_s, threads_close
+from hwsim.cpu.cores import SHARED_LLC_MAX_S, SPLIT_FACTOR, round_trip_s, threads_close
 from hwsim.cpu.cost import layer_cost, placement
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from hwsim.errors import HwsimError
@@ -164,8 +169,8 @@ SYNTHETIC_LAYERS: dict[str, list[tuple]] = {
              (("maxpool",), (1, 32, 120, 120)), (("maxpool2",), (1, 96, 48, 48)), (("maxpool3s1",), (1, 20, 100, 100)),
              (("avgpool2",), (1, 36, 50, 50)), (("avgpool2",), (1, 72, 14, 14)), (("adaptive5",), (1, 60, 10, 10))],
 }
-# fitted jointly on the synthetic conv layers timed on all threads
-PARALLEL_FIELDS = ("parallel_eff", "parallel_flops_half", "parallel_overhead_s")
+# fitted jointly on the synthetic conv layers timed on all threads (then parallel_overhead_s on the chains)
+PARALLEL_FIELDS = ("parallel_eff", "parallel_flops_half")
 FIT_GROUPS = (  # (kinds measured, spec fields fitted jointly), fitted in this order
     (("elementwise",), ("eff_elementwise", "overhead_batchnorm_s")),
     (("pool",), ("eff_pool", "pool_output_ops")),
@@ -182,9 +187,10 @@ FIT_GROUPS = (  # (kinds measured, spec fields fitted jointly), fitted in this o
 
 
 def _chains():
-    """Five synthetic networks (layer sequences of the kinds above, shapes of no zoo net: dense, inverted
-    residual, small grouped, split/concat/shuffle) run back to back: layers in a network pay costs that isolated layers do not
-    (cold caches between layers, dispatch)."""
+    """Eight synthetic networks (layer sequences of the kinds above, shapes of no zoo net: dense, inverted
+    residual, small grouped, split/concat/shuffle, and three of few channels on small maps: two plain 3x3 stacks and
+    a dense-growth block) run back to back: layers in a network pay costs that isolated layers do not (cold caches
+    between layers, dispatch; on several threads, a fork/join per layer that a layer timed over and over hides)."""
     nn = _torch().nn
     small = nn.Sequential(
         nn.Conv2d(3, 20, 3, padding=1), nn.ReLU(), nn.Conv2d(20, 20, 3, padding=1), nn.ReLU(),
@@ -210,8 +216,32 @@ def _chains():
         nn.Conv2d(24, 48, 1, groups=4), nn.ReLU(), nn.Conv2d(48, 48, 3, stride=2, padding=1, groups=12), nn.ReLU(),
         nn.Conv2d(48, 24, 1, groups=2), nn.ReLU(), nn.Conv2d(24, 24, 3, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10))
+    narrow = nn.Sequential(*[m for _ in range(8) for m in (nn.Conv2d(14, 14, 3, padding=1), nn.ReLU())])
+    narrow6 = nn.Sequential(*[m for _ in range(6) for m in (nn.Conv2d(20, 20, 3, padding=1), nn.ReLU6())])
     return [(small, (1, 3, 36, 36)), (big, (1, 3, 144, 144)), (mid, (1, 3, 160, 160)), (grouped, (1, 12, 26, 26)),
-            (_Branchy(), (1, 24, 20, 20))]
+            (_Branchy(), (1, 24, 20, 20)), (narrow, (1, 14, 28, 28)), (narrow6, (1, 20, 26, 26)),
+            (_DenseGrowth(), (1, 14, 24, 24))]
+
+
+class _DenseGrowth:
+    """A synthetic dense block: six units of 1x1 (to 40 channels) -> ReLU -> 3x3 (10 channels) -> ReLU, each unit's
+    output concatenated to its input (growth 10 from 14 channels; no zoo net's counts)."""
+
+    def __new__(cls):
+        nn = _torch().nn
+
+        class DenseGrowth(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.units = nn.ModuleList(nn.Sequential(nn.Conv2d(14 + 10 * i, 40, 1), nn.ReLU(),
+                                                         nn.Conv2d(40, 10, 3, padding=1), nn.ReLU()) for i in range(6))
+
+            def forward(self, x):
+                for u in self.units:
+                    x = _torch().cat([x, u(x)], 1)
+                return x
+
+        return DenseGrowth()
 
 
 class _Branchy:
@@ -533,19 +563,25 @@ class _Caches:
         return cls(c.get("L1", (32768, True))[0], l2, l2_per_core, c.get("L3", (0, False))[0])
 
 
+def _time_chains(chains: list[tuple[object, tuple]], quick: bool) -> list[float]:
+    """Median time of each synthetic chain ((module in eval mode, input shape)) on the current thread count."""
+    torch = _torch()
+    out = []
+    for model, shape in chains:
+        x = torch.randn(*shape)
+        with torch.inference_mode():
+            out.append(time_call(lambda: model(x), repeats=9 if quick else 41, warmup=3, stat=LAYER_STAT))
+    return out
+
+
 def _measure_round(quick: bool, caches: _Caches, chains: list[tuple[object, tuple]]) -> dict[str, object]:
     """One round of every single-thread measurement, raw: peak throughputs, bandwidths (sized by ``caches``), the
     effective L3, fixed overheads, the weight-reorder rate, every synthetic layer's median time (order of
     :func:`_synthetic`) and every synthetic chain's (order of ``chains``: (module in eval mode, input shape))."""
-    torch = _torch()
     peak = _peak_flops(quick)
     l1, l2 = caches.l1, caches.l2
     l3, bw_l3, bw_dram = _effective_llc(l2, caches.l3, quick)
-    chain_times = []
-    for model, shape in chains:
-        x = torch.randn(*shape)
-        with torch.inference_mode():
-            chain_times.append(time_call(lambda: model(x), repeats=9 if quick else 41, warmup=3, stat=LAYER_STAT))
+    chain_times = _time_chains(chains, quick)
     return {"gemm_flops": peak["gemm_flops"], "conv_flops": peak["conv_flops"],
             "bw_l2": _copy_bw(max(l1 * 2, l2 // 4), quick) if l2 else 0.0, "l3": l3, "bw_l3": bw_l3,
             "bw_dram": bw_dram, "overhead": _overhead(quick), "view": _view_overhead(quick),
@@ -628,8 +664,12 @@ def _fit(spec: CPUSpec, fields: tuple[str, ...], items: list[tuple[object, float
     rounded = {f: (round(getattr(fitted, f), 4) if f.startswith("eff_") or f in LINEAR_FIELDS
                    else float(f"{getattr(fitted, f):.4g}")) for f in fields}
     out = dataclasses.replace(spec, **rounded)
-    rms = math.sqrt(sum(math.log(_predict(g, out, cores) / t) ** 2 for g, t in items) / len(items))
-    return out, float(rms)
+    return out, _rms(out, items, cores)
+
+
+def _rms(spec: CPUSpec, items: list[tuple[object, float]], cores: int = 1) -> float:
+    """Root mean square of log(predicted / measured) over ``items`` ((graph, seconds)) on ``cores`` threads."""
+    return float(math.sqrt(sum(math.log(_predict(g, spec, cores) / t) ** 2 for g, t in items) / len(items)))
 
 
 def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: int | None = None) -> CPUSpec:
@@ -655,11 +695,11 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: i
         raw = _median_rounds([_measure_round(quick, caches, chains) for _ in range(rounds)])
         measured = [_Measured(kind, args, shape, trace(_module(kind, args).eval(), shape), t)
                     for (kind, args, shape), t in zip(_synthetic(quick), raw["layers"])]
-        spec, notes = _calibrate_single(raw, caches, measured, [(trace(m, shape), t) for (m, shape), t in
-                                                                  zip(chains, raw["chains"])])
+        chain_graphs = [trace(m, shape) for m, shape in chains]
+        spec, notes = _calibrate_single(raw, caches, measured, list(zip(chain_graphs, raw["chains"])))
         notes[0] = f"single-thread figures: median of {rounds} measurement round{'s' if rounds > 1 else ''}; " + notes[0]
         if _ncpus() > 1:
-            spec, more = _calibrate_parallel(spec, quick, measured)
+            spec, more = _calibrate_parallel(spec, quick, measured, chain_graphs)
             notes += more
     path = Path(out_path) if out_path is not None else user_preset_dir() / "cpu" / "host.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -724,28 +764,44 @@ def _calibrate_single(raw: dict[str, object], caches: _Caches, measured: list[_M
     return spec, notes
 
 
-def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured]) -> tuple[CPUSpec, list[str]]:
-    """:data:`PARALLEL_FIELDS` fitted on the synthetic conv layers timed again on all threads
-    (:func:`_parallel_layer_times`)."""
+def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured],
+                        chain_graphs: list[object]) -> tuple[CPUSpec, list[str]]:
+    """:data:`PARALLEL_FIELDS` fitted on the synthetic conv layers timed again on all threads, then
+    ``parallel_overhead_s`` on the synthetic chains (traced graphs, order of :func:`_chains`) timed on all threads
+    in the same processes (:func:`_parallel_layer_times`), as ``layer_overhead_s`` is on one thread."""
     n = _ncpus()
     t1 = _peak_flops(True, clock="wall")["conv_s"]
     kinds = ("conv", "im2col", "pointwise", "depthwise", "grouped")
     with _threads(n):
         t2 = _peak_flops(True, clock="wall")["conv_s"]
     layers = [m for m in measured if m.kind in kinds]
-    times, seen = _parallel_layer_times(kinds, quick, n)
+    times, chain_times, seen = _parallel_layer_times(kinds, quick, n)
     items = list(zip((m.graph for m in layers), times))
     probe = [(m.seconds, t) for m, t in zip(layers, times) if (m.kind, m.args, m.shape) == PROBE_LAYER]
     spec, rms = _fit(spec, PARALLEL_FIELDS, items, cores=n)
     where = "this process" if quick else f"median over {seen['processes']} fresh processes"
     notes = [f"{n} threads: large 3x3 conv speed-up {t1 / t2:.2f}; fitted on {len(items)} synthetic conv layers "
-             f"({where}): parallel_eff {spec.parallel_eff:.3f}, parallel_flops_half {spec.parallel_flops_half:.3g}, "
-             f"parallel_overhead_s {spec.parallel_overhead_s * 1e6:.1f} us (rms log error {rms:.3f})"]
+             f"({where}): parallel_eff {spec.parallel_eff:.3f}, parallel_flops_half {spec.parallel_flops_half:.3g} "
+             f"(rms log error {rms:.3f})"]
+    chains = list(zip(chain_graphs, chain_times))
+    spec = dataclasses.replace(spec, parallel_overhead_s=0.0)
+    rms0 = _rms(spec, chains, n)
+    spec, rms = _fit(spec, ("parallel_overhead_s",), chains, cores=n)
+    notes.append(f"fitted on {len(chains)} synthetic layer chains on {n} threads (same processes): "
+                 f"parallel_overhead_s {spec.parallel_overhead_s * 1e6:.2f} us per layer (rms log error {rms:.3f}; "
+                 f"{rms0:.3f} without it)")
+    if seen["none_close"]:
+        warnings.warn(f"calibration: no all-thread process ran with its threads sharing a last-level cache (core-to-core "
+                      f"round trips above {SHARED_LLC_MAX_S * 1e9:.0f} ns); the {n}-thread figures describe threads "
+                      "placed apart, calibrate again later", stacklevel=2)
     if seen["round_trips_s"]:
         trips = seen["round_trips_s"]
         notes.append(f"core-to-core round trip (hwsim.cpu.cores) {min(trips) * 1e9:.0f}-{max(trips) * 1e9:.0f} ns over "
                      f"the all-thread processes; {seen['set_aside']} set aside for round trips above "
-                     f"{SPLIT_FACTOR:g}x the shortest (threads placed apart)")
+                     f"{SPLIT_FACTOR:g}x the shortest (threads placed apart)"
+                     + ("; WARNING: no process ran with its threads sharing a last-level cache (every round trip "
+                        f"above {SHARED_LLC_MAX_S * 1e9:.0f} ns), so the all-thread figures describe threads placed "
+                        "apart: calibrate again later" if seen["none_close"] else ""))
     (cin, cout, _, _), (_, _, h, w) = PROBE_LAYER[1:]
     notes += [f"machine-state probe ({cin}->{cout} im2col conv, {h}x{w}): 1 thread {probe[0][0] * 1e6:.1f} us, {n} threads "
               f"{probe[0][1] * 1e6:.1f} us"] if probe else []
@@ -758,19 +814,21 @@ def probe_time(threads: int) -> float:
         return _time_layer(*PROBE_LAYER, quick=False)
 
 
-def _time_parallel_layers(kinds: tuple[str, ...], quick: bool, n: int) -> list[float]:
-    """Median time of every synthetic layer of ``kinds`` on ``n`` threads, in this process (the order of
-    :func:`_synthetic`)."""
+def _time_parallel(kinds: tuple[str, ...], quick: bool, n: int) -> dict[str, list[float]]:
+    """Median time of every synthetic layer of ``kinds`` (``times``, the order of :func:`_synthetic`) and of every
+    synthetic chain (``chains``, the order of :func:`_chains`) on ``n`` threads, in this process."""
+    chains = [(model.eval(), shape) for model, shape in _chains()]
     with _threads(n):
-        return [_time_layer(kind, args, shape, quick) for kind, args, shape in _synthetic(quick, kinds)]
+        return {"times": [_time_layer(kind, args, shape, quick) for kind, args, shape in _synthetic(quick, kinds)],
+                "chains": _time_chains(chains, quick)}
 
 
 def _parallel_child(kinds: tuple[str, ...], n: int) -> dict[str, object]:
-    """One all-thread calibration process: the layer times and the core-to-core round trip (s) just before and
-    just after them (:func:`hwsim.cpu.cores.round_trip_s`; None where it cannot be measured)."""
+    """One all-thread calibration process: the layer and chain times and the core-to-core round trip (s) just
+    before and just after them (:func:`hwsim.cpu.cores.round_trip_s`; None where it cannot be measured)."""
     before = round_trip_s()
-    times = _time_parallel_layers(kinds, False, n)
-    return {"times": times, "round_trip_s": [before, round_trip_s()]}
+    out = _time_parallel(kinds, False, n)
+    return {**out, "round_trip_s": [before, round_trip_s()]}
 
 
 def _same_placement(runs: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -779,9 +837,10 @@ def _same_placement(runs: list[dict[str, object]]) -> list[dict[str, object]]:
     return [r for r, close in zip(runs, threads_close([r["round_trip_s"] for r in runs])) if close]
 
 
-def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int) -> tuple[list[float], dict[str, object]]:
-    """All-thread layer times (the median over PARALLEL_PROCESSES fresh processes of each layer's median) and
-    what the processes saw (``round_trips_s``, ``processes``, ``set_aside``).
+def _parallel_layer_times(kinds: tuple[str, ...], quick: bool,
+                          n: int) -> tuple[list[float], list[float], dict[str, object]]:
+    """All-thread layer times and chain times (each the median over PARALLEL_PROCESSES fresh processes of its
+    median in a process) and what the processes saw (``round_trips_s``, ``processes``, ``set_aside``).
 
     On a shared virtual machine a whole process runs its parallel regions fast or slow: the hypervisor places the
     virtual CPUs on cores that share the last-level cache or on different chiplets, for tens of seconds at a time
@@ -792,7 +851,8 @@ def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int) -> tuple[
     host validation pools its nets over fresh processes too and reports both placements. ``quick``: this process
     only."""
     if quick:
-        return _time_parallel_layers(kinds, quick, n), {"round_trips_s": [], "processes": 1, "set_aside": 0}
+        out = _time_parallel(kinds, quick, n)
+        return out["times"], out["chains"], {"round_trips_s": [], "processes": 1, "set_aside": 0, "none_close": False}
     runs: list[dict[str, object]] = []
     while len(runs) < 3 * PARALLEL_PROCESSES and len(_same_placement(runs)) < PARALLEL_PROCESSES:
         out = subprocess.run([sys.executable, "-m", "hwsim.cpu.calibrate", "--parallel-child", str(n),
@@ -801,10 +861,12 @@ def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int) -> tuple[
         if out.returncode != 0:
             raise HwsimError(f"calibration child process failed: {out.stderr.strip().splitlines()[-1:]}")
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    kept = _same_placement(runs) or runs
+    close = _same_placement(runs)
+    kept = close or runs  # none ran with its threads close: keep them all, and say so in the preset header
     info = {"round_trips_s": [t for r in runs for t in r["round_trip_s"] if t is not None],
-            "processes": len(kept), "set_aside": len(runs) - len(kept)}
-    return [float(np.median(col)) for col in zip(*(r["times"] for r in kept))], info
+            "processes": len(kept), "set_aside": len(runs) - len(kept), "none_close": not close}
+    return ([float(np.median(col)) for col in zip(*(r["times"] for r in kept))],
+            [float(np.median(col)) for col in zip(*(r["chains"] for r in kept))], info)
 
 
 def _ram_bytes() -> int:
