@@ -113,7 +113,9 @@ class CPUSpec:
         overhead_view_s: fixed time in s of a view op (a channel slice of an NCHW tensor: dispatch only, no data
             moved, no cache touched), which then pays this instead of ``layer_overhead_s``; 0 (default) = a
             view pays ``layer_overhead_s`` like any layer.
-        parallel_overhead_s: extra time per layer in s when it runs on more than one core (fork/join).
+        parallel_overhead_s: extra time per layer in s when it runs on more than one core (fork/join; on the
+            host fitted on synthetic layer chains run on all threads, since a layer timed over and over alone
+            hides it).
 
     Memory hierarchy
         l1d_bytes: L1 data cache per core in bytes (0: no data cache, operands are blocked in registers).
