@@ -157,6 +157,7 @@ def cpu_vs_host() -> str:
             r = v.get(th)
             cells += ([_f(r["measured_s"], ".3g", 1e3), _f(r["predicted_s"], ".3g", 1e3),
                        _f(100 * float(r["error"]), "+.0f")] if r else ["–"] * 3)
+        cells.append(_f(v["2"].get("error_threads_close"), "+.0f", 100) if "2" in v else "–")
         t.append(cells)
     glibc = _json("cpu_model_vs_host_glibc_defaults.json")
     glibc_rows = _csv("cpu_model_vs_host_glibc_defaults.csv") or []
@@ -225,7 +226,7 @@ def cpu_vs_host() -> str:
                       "max spread %", "threads close: median abs error %", "max %", "over 25 %"], summ)
             + "\n<details><summary>Per-net table</summary>\n\n"
             + _table(["net", "input", "1 thread: measured ms", "predicted ms", "error %", "2 threads: measured ms",
-                      "predicted ms", "error %"], t) + "\n</details>\n")
+                      "predicted ms", "error %", "2 threads, threads close: error %"], t) + "\n</details>\n")
 
 
 def imc() -> str:
