@@ -147,3 +147,26 @@ print(mapped >= 8 << 20, libc.mallinfo2().fordblks >= 8 << 20)
 
     assert run("default")[0] == "True"  # mapped on its own (munmap returns it to the OS on free)
     assert run("keep") == ["False", "True"]  # carved from the heap, which keeps it free after the call
+
+
+def test_calibration_warns_when_no_process_had_its_threads_close(monkeypatch):
+    """When every all-thread process ran with its threads apart, the parallel fit still runs on them all, and the
+    calibration says so: a warning and a WARNING in the preset header's round-trip line."""
+    import importlib
+
+    from mapping.trace import trace
+
+    cal = importlib.import_module("hwsim.cpu.calibrate")
+    kinds = ("conv", "im2col", "pointwise", "depthwise", "grouped")
+    measured = [cal._Measured(k, a, s, trace(cal._module(k, a).eval(), s), 1e-4)
+                for k, a, s in cal._synthetic(True, kinds)]
+    chain_graphs = [trace(m.eval(), s) for m, s in cal._chains()]
+    seen = {"round_trips_s": [400e-9, 420e-9, 410e-9, 430e-9], "processes": 2, "set_aside": 0, "none_close": True}
+    monkeypatch.setattr(cal, "_parallel_layer_times",
+                        lambda kinds, quick, n: ([6e-5] * len(measured), [5e-4] * len(chain_graphs), seen))
+    monkeypatch.setattr(cal, "_ncpus", lambda: 2)
+    spec = CPUSpec(cores=2, layer_overhead_s=3e-6)
+    with pytest.warns(UserWarning, match="no all-thread process ran with its threads sharing a last-level cache"):
+        fitted, notes = cal._calibrate_parallel(spec, True, measured, chain_graphs)
+    assert any("round trip" in n and "WARNING" in n for n in notes)
+    assert fitted.parallel_overhead_s >= 0 and 0.05 <= fitted.parallel_eff <= 1.0

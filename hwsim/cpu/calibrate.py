@@ -26,10 +26,9 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
 6. all threads: ``parallel_eff`` and ``parallel_flops_half`` fitted on the synthetic conv layers timed again on
    all threads in three fresh processes, each layer keeping its median over them (on a shared machine whole
    processes run their parallel regions fast or slow); then ``parallel_overhead_s`` on the synthetic chains timed
-   on all threads in the same processes (a layer timed over and over keeps the other threads spinning on its own
-   data; in a network each layer's fork/join meets a different one: measured here, the five first chains and three
-   of few channels at 2 threads came out 19-28 % slower than the isolated-layer fit predicted, on one thread
-   within -14..+6 %). Each process
+   on all threads in the same processes (a per-layer cost on several threads that a layer timed over and over
+   alone does not show: measured here, chains at 2 threads came out 19-28 % slower than the isolated-layer fit
+   predicted, on one thread within -14..+6 %). Each process
    measures the core-to-core round trip (:mod:`hwsim.cpu.cores`) before and after; one whose threads ran
    split apart (round trip above ``SPLIT_FACTOR`` x the shortest seen) is set aside and replaced.
 
@@ -190,7 +189,7 @@ def _chains():
     """Eight synthetic networks (layer sequences of the kinds above, shapes of no zoo net: dense, inverted
     residual, small grouped, split/concat/shuffle, and three of few channels on small maps: two plain 3x3 stacks and
     a dense-growth block) run back to back: layers in a network pay costs that isolated layers do not (cold caches
-    between layers, dispatch; on several threads, a fork/join per layer that a layer timed over and over hides)."""
+    between layers, dispatch; on several threads, a per-layer cost that a layer timed over and over alone hides)."""
     nn = _torch().nn
     small = nn.Sequential(
         nn.Conv2d(3, 20, 3, padding=1), nn.ReLU(), nn.Conv2d(20, 20, 3, padding=1), nn.ReLU(),
@@ -790,18 +789,17 @@ def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured],
     notes.append(f"fitted on {len(chains)} synthetic layer chains on {n} threads (same processes): "
                  f"parallel_overhead_s {spec.parallel_overhead_s * 1e6:.2f} us per layer (rms log error {rms:.3f}; "
                  f"{rms0:.3f} without it)")
+    apart = (f"no all-thread process ran with its threads sharing a last-level cache (every core-to-core round trip "
+             f"above {SHARED_LLC_MAX_S * 1e9:.0f} ns): the {n}-thread figures describe threads placed apart; "
+             "calibrate again later")
     if seen["none_close"]:
-        warnings.warn(f"calibration: no all-thread process ran with its threads sharing a last-level cache (core-to-core "
-                      f"round trips above {SHARED_LLC_MAX_S * 1e9:.0f} ns); the {n}-thread figures describe threads "
-                      "placed apart, calibrate again later", stacklevel=2)
+        warnings.warn("calibration: " + apart, stacklevel=2)
     if seen["round_trips_s"]:
         trips = seen["round_trips_s"]
         notes.append(f"core-to-core round trip (hwsim.cpu.cores) {min(trips) * 1e9:.0f}-{max(trips) * 1e9:.0f} ns over "
                      f"the all-thread processes; {seen['set_aside']} set aside for round trips above "
                      f"{SPLIT_FACTOR:g}x the shortest (threads placed apart)"
-                     + ("; WARNING: no process ran with its threads sharing a last-level cache (every round trip "
-                        f"above {SHARED_LLC_MAX_S * 1e9:.0f} ns), so the all-thread figures describe threads placed "
-                        "apart: calibrate again later" if seen["none_close"] else ""))
+                     + ("; WARNING: " + apart if seen["none_close"] else ""))
     (cin, cout, _, _), (_, _, h, w) = PROBE_LAYER[1:]
     notes += [f"machine-state probe ({cin}->{cout} im2col conv, {h}x{w}): 1 thread {probe[0][0] * 1e6:.1f} us, {n} threads "
               f"{probe[0][1] * 1e6:.1f} us"] if probe else []
