@@ -27,8 +27,8 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
    all threads in three fresh processes, each layer keeping its median over them (on a shared machine whole
    processes run their parallel regions fast or slow); then ``parallel_overhead_s`` on the synthetic chains timed
    on all threads in the same processes (a per-layer cost on several threads that a layer timed over and over
-   alone does not show: measured here, chains at 2 threads came out 19-28 % slower than the isolated-layer fit
-   predicted, on one thread within -14..+6 %). Each process
+   alone does not show: measured here, five of the eight chains at 2 threads came out 19-24 % slower than the
+   isolated-layer fit predicted, the other three +3..+7 %; on one thread all within -14..+6 %). Each process
    measures the core-to-core round trip (:mod:`hwsim.cpu.cores`) before and after; one whose threads ran
    split apart (round trip above ``SPLIT_FACTOR`` x the shortest seen) is set aside and replaced.
 
