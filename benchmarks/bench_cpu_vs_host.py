@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import hwsim  # noqa: E402
 import nets  # noqa: E402
 from hwsim.cpu.calibrate import KEEP_FREED_MEMORY, PROBE_LAYER, probe_time  # noqa: E402
-from hwsim.cpu.cores import SPLIT_FACTOR, round_trip_s, threads_close  # noqa: E402
+from hwsim.cpu.cores import SPLIT_FACTOR, apart_above_s, round_trip_s, threads_close  # noqa: E402
 from hwsim.cpu.simulate import cost_report  # noqa: E402
 from mapping.trace import trace  # noqa: E402
 
@@ -209,7 +209,7 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "niceness": os.nice(0),
             "torch": torch.__version__,
             "round_trip_ns": ({"min": min(trips) * 1e9, "median": float(np.median(trips)) * 1e9, "max": max(trips) * 1e9,
-                               "apart_above": SPLIT_FACTOR * min(trips) * 1e9, "split_factor": SPLIT_FACTOR}
+                               "apart_above": apart_above_s(trips) * 1e9, "split_factor": SPLIT_FACTOR}
                               if trips else None),
             # the calibration's probe layer timed beside every net: compare with the preset header's probe line
             "probe": {str(t): {"median_s": float(np.median(v)), "min_s": float(np.min(v)), "max_s": float(np.max(v)),

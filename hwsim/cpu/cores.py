@@ -27,7 +27,7 @@ from numba.extending import intrinsic
 
 from hwsim.errors import HwsimError
 
-__all__ = ["round_trip_s", "threads_close", "SPLIT_FACTOR", "SHARED_LLC_MAX_S"]
+__all__ = ["round_trip_s", "threads_close", "apart_above_s", "SPLIT_FACTOR", "SHARED_LLC_MAX_S"]
 
 # A round trip more than this many times the shortest seen on the same machine in the same run means the two
 # threads ran farther apart than the machine's best placement (measured here: 78-133 ns vs 355-425 ns,
@@ -128,5 +128,13 @@ def threads_close(runs: list[list[float | None]]) -> list[bool]:
     trips = [t for run in runs for t in run if t is not None]
     if not trips:
         return [True] * len(runs)
-    bound = SPLIT_FACTOR * min(trips) if min(trips) <= SHARED_LLC_MAX_S else 0.0
+    bound = apart_above_s(trips)
     return [all(t is not None and t <= bound for t in run) for run in runs]
+
+
+def apart_above_s(trips: list[float]) -> float:
+    """The round trip (s) above which a run's threads count as placed apart, given every round trip measured in
+    the same series: :data:`SPLIT_FACTOR` x the shortest, or 0 when even the shortest exceeds
+    :data:`SHARED_LLC_MAX_S` (no run had its threads on cores sharing a last-level cache)."""
+    shortest = min(trips)
+    return SPLIT_FACTOR * shortest if shortest <= SHARED_LLC_MAX_S else 0.0
