@@ -143,7 +143,8 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
                 probes.setdefault(threads, []).append(m["probe_s"])
         print(f"pass {r + 1}/{rounds} done", flush=True)
     # Where the threads ran: a pass whose round trip (before or after) exceeds SPLIT_FACTOR x the shortest of the
-    # whole run had its threads placed apart (another chiplet: hwsim.cpu.cores.threads_close); the calibration sets
+    # whole run, or all of them when even that exceeds SHARED_LLC_MAX_S, had its threads placed apart (another
+    # chiplet: hwsim.cpu.cores.threads_close); the calibration sets
     # such processes aside, so the model describes the other placement. Both are reported.
     passes = [p for acc in samples.values() for p in acc["passes"]]
     for p, close in zip(passes, threads_close([p["round_trip_s"] for p in passes])):
@@ -219,7 +220,7 @@ def run(names: list[str], preset: Path, budget_s: float, rounds: int = 3, glibc_
                          + "), as jemalloc / tcmalloc do: no page faults in the steady state",
             "method": f"torch eager fp32 with BN fused (torch.fx fuse), each net timed in a fresh Python process holding it alone, {rounds} passes over all nets (3 warm-up runs "
                       "and >=3 timed runs per net, thread count and pass), median (and best) of the runs pooled over "
-                      "the passes; error = predicted / measured - 1 (error_vs_best: against the best run; error_vs_quietest_pass: against the median of the pass with the lowest median, the one other tenants disturbed least; error_threads_close, all threads: against the runs pooled over the passes whose core-to-core round trips, before and after, stayed within split_factor x the run's shortest; error_vs_cpu, one "
+                      "the passes; error = predicted / measured - 1 (error_vs_best: against the best run; error_vs_quietest_pass: against the median of the pass with the lowest median, the one other tenants disturbed least; error_threads_close, all threads: against the runs pooled over the passes whose core-to-core round trips, before and after, stayed within split_factor x the run's shortest (hwsim.cpu.cores.threads_close: none is close when even the shortest exceeds one shared last-level cache's 250 ns); error_vs_cpu, one "
                       "thread: against the median CPU time of the calling thread, which excludes time other "
                       "processes held the core); "
                       "prediction: hwsim.cpu cost_report(graph, cpu/host, threads=t, fold_bn=True): the measured model has every conv -> BN pair fused by torch.fx (a BN after a conv read by nothing else), which is exactly what the fold_bn pass folds; other BNs (pre-activation) run unfused in both"}

@@ -30,7 +30,8 @@ and layer chains as the median of their calls, see :data:`LAYER_STAT`):
    alone does not show: measured here, five of the eight chains at 2 threads came out 19-24 % slower than the
    isolated-layer fit predicted, the other three +3..+7 %; on one thread all within -14..+6 %). Each process
    measures the core-to-core round trip (:mod:`hwsim.cpu.cores`) before and after; one whose threads ran
-   split apart (round trip above ``SPLIT_FACTOR`` x the shortest seen) is set aside and replaced.
+   split apart (:func:`hwsim.cpu.cores.threads_close`: a round trip above ``SPLIT_FACTOR`` x the shortest seen, or
+   every one above ``SHARED_LLC_MAX_S``) is set aside and replaced.
 
 Steps 1-5 run in :data:`CALIBRATION_ROUNDS` rounds back to back and every figure keeps its median over the
 rounds (a shared machine's state drifts over tens of seconds; one round takes seconds); the fits run once, on
@@ -590,8 +591,8 @@ def _measure_round(quick: bool, caches: _Caches, chains: list[tuple[object, tupl
 
 
 def _median_rounds(rounds: list[dict[str, object]]) -> dict[str, object]:
-    """Each quantity's median over the rounds (lists: element by element); the effective L3 capacity, a choice
-    among the probed sizes, takes the lower median so that it stays one of them."""
+    """Each quantity's median over the rounds (or the all-thread processes; lists: element by element); the
+    effective L3 capacity, a choice among the probed sizes, takes the lower median so that it stays one of them."""
     out: dict[str, object] = {}
     for key in rounds[0]:
         vals = [r[key] for r in rounds]
@@ -863,8 +864,8 @@ def _parallel_layer_times(kinds: tuple[str, ...], quick: bool,
     kept = close or runs  # none ran with its threads close: keep them all, and say so in the preset header
     info = {"round_trips_s": [t for r in runs for t in r["round_trip_s"] if t is not None],
             "processes": len(kept), "set_aside": len(runs) - len(kept), "none_close": not close}
-    return ([float(np.median(col)) for col in zip(*(r["times"] for r in kept))],
-            [float(np.median(col)) for col in zip(*(r["chains"] for r in kept))], info)
+    med = _median_rounds([{"times": r["times"], "chains": r["chains"]} for r in kept])
+    return med["times"], med["chains"], info
 
 
 def _ram_bytes() -> int:
