@@ -10,7 +10,7 @@ memory per layer::
 """
 from hwsim.api import as_graph, fit, simulate
 from hwsim.errors import (
-    HwsimError, MappingError, PresetError, ShapeError, SpecError, UnknownNameError, UnsupportedOpError,
+    ConversionError, HwsimError, MappingError, PresetError, ShapeError, SpecError, UnknownNameError, UnsupportedOpError,
 )
 from hwsim.report import Report, Result
 from hwsim.specs import load_preset, preset_names, spec_from_dict, spec_to_dict
@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "simulate", "fit", "sweep", "as_graph", "load_preset", "preset_names", "spec_from_dict", "spec_to_dict",
     "Report", "Result", "HwsimError", "UnknownNameError", "SpecError", "PresetError", "UnsupportedOpError",
-    "ShapeError", "MappingError", "__version__",
+    "ShapeError", "MappingError", "ConversionError", "__version__",
 ]
 
 

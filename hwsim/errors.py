@@ -17,6 +17,7 @@ __all__ = [
     "UnsupportedOpError",
     "ShapeError",
     "MappingError",
+    "ConversionError",
 ]
 
 
@@ -57,3 +58,8 @@ class ShapeError(HwsimError, ValueError):
 
 class MappingError(HwsimError):
     """A network that cannot be mapped onto the given hardware (e.g. wrong folding length)."""
+
+
+class ConversionError(HwsimError):
+    """An imported model whose IR does not compute what the source computes: names the first node whose value
+    diverges from the source framework's (torch, onnxruntime, qonnx's executor), its op and module path."""

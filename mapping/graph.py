@@ -4,6 +4,13 @@ A :class:`Graph` is a tuple of :class:`Node` in topological order, named inputs,
 outputs, and one parameter table keyed by the owning module's qualified name. A block executed T
 times references the same parameter keys T times: memory is counted once (``Graph.param_bytes``),
 compute T times (one node per execution). Nothing here imports torch; parameters are numpy arrays.
+
+Every value's first dimension is the batch. Op semantics are PyTorch's (ONNX's where torch has none):
+unary activations and math ops map one input; ADD/SUB/MUL/DIV take two inputs broadcast as numpy does
+or one input and a :class:`Scalar`; CONSTANT has the graph input as its only input (for the batch size) and
+broadcasts ``params["value"]`` (shape ``(1, *shape[1:])``) over it; MATMUL and ATTENTION take two / three
+activations of rank >= 3; REDUCE_* reduce ``Reduce.dims`` (never 0); PRELU's ``weight``, GROUPNORM's and
+BATCHNORM's ``gamma``/``beta`` run along dim 1; LAYERNORM's along the last dims.
 """
 from __future__ import annotations
 
@@ -20,6 +27,8 @@ __all__ = [
     "Op", "Node", "Graph", "Input",
     "Conv2d", "Linear", "BatchNorm", "Pool", "AdaptivePool", "Concat", "ChannelShuffle",
     "Reshape", "Upsample", "Slice", "Scalar", "Quantize", "NoAttrs",
+    "Gelu", "LeakyRelu", "Softplus", "Clamp", "Elu", "LayerNorm", "GroupNorm", "Softmax", "Reduce", "Permute",
+    "Pad", "Attention", "Trunc", "MultiThreshold", "ACTIVATIONS", "UNARY_MATH", "ARITHMETIC",
 ]
 
 
@@ -48,13 +57,54 @@ class Op(str, enum.Enum):
     SLICE = "slice"  # channel split / narrow along one dimension
     SIGN = "sign"  # sign with sign(0) = +1 (binary networks)
     QUANTIZE = "quantize"  # uniform fake-quantization of activations
+    # activations with attributes or parameters
+    GELU = "gelu"
+    LEAKY_RELU = "leaky_relu"
+    PRELU = "prelu"  # params: weight (1 or C entries, along dim 1)
+    ELU = "elu"
+    MISH = "mish"
+    SOFTPLUS = "softplus"
+    CLAMP = "clamp"  # also hardtanh
+    # elementwise math (one input; POW's exponent is a Scalar)
+    EXP = "exp"
+    LOG = "log"
+    SQRT = "sqrt"
+    RSQRT = "rsqrt"
+    ERF = "erf"
+    ABS = "abs"
+    NEG = "neg"
+    POW = "pow"
+    # two-operand arithmetic beyond ADD/MUL (numpy broadcasting, or a Scalar operand)
+    SUB = "sub"
+    DIV = "div"
+    # normalisation and reductions
+    LAYERNORM = "layernorm"  # over the last len(normalized_shape) dims; params gamma, beta (optional)
+    GROUPNORM = "groupnorm"  # over groups of channels (dim 1) and all spatial dims; params gamma, beta
+    SOFTMAX = "softmax"  # softmax or log-softmax along one dim
+    REDUCE_MEAN = "reduce_mean"
+    REDUCE_SUM = "reduce_sum"
+    REDUCE_MAX = "reduce_max"
+    # data movement
+    PERMUTE = "permute"  # the batch dimension stays first
+    PAD = "pad"  # constant padding
+    CONSTANT = "constant"  # a parameter broadcast over the batch; inputs[0] only gives the batch size
+    # products of two activations
+    MATMUL = "matmul"  # torch.matmul over the last two dims, leading dims broadcast
+    ATTENTION = "attention"  # softmax(q k^T * scale [+ causal mask]) v over (N, ..., L, E)
+    # quantized networks as QONNX writes them
+    TRUNC = "trunc"  # QONNX Trunc: drop least significant bits of a quantized value
+    MULTITHRESHOLD = "multithreshold"  # FINN/QONNX MultiThreshold; params thresholds[C, T]
 
     def __str__(self) -> str:
         return self.value
 
 
 BUFFER_ROLES = frozenset({"mean", "var"})  # batch-norm running statistics
-ACTIVATIONS = frozenset({Op.RELU, Op.RELU6, Op.HARDSWISH, Op.SIGMOID, Op.HARDSIGMOID, Op.SILU, Op.TANH})
+ACTIVATIONS = frozenset({Op.RELU, Op.RELU6, Op.HARDSWISH, Op.SIGMOID, Op.HARDSIGMOID, Op.SILU, Op.TANH, Op.GELU,
+                         Op.LEAKY_RELU, Op.PRELU, Op.ELU, Op.MISH, Op.SOFTPLUS, Op.CLAMP})
+UNARY_MATH = frozenset({Op.EXP, Op.LOG, Op.SQRT, Op.RSQRT, Op.ERF, Op.ABS, Op.NEG, Op.POW})
+# elementwise ops of two operands: two inputs broadcast as numpy does, or one input and a Scalar attribute
+ARITHMETIC = frozenset({Op.ADD, Op.MUL, Op.SUB, Op.DIV})
 
 
 # ----------------------------------------------------------------------------- attributes
@@ -140,9 +190,12 @@ class Upsample:
 
 @dataclass(frozen=True, slots=True)
 class Slice:
+    """``x[..., start:stop:step, ...]`` along ``dim`` (start, stop resolved: 0 <= start, stop <= size)."""
+
     dim: int
     start: int
     stop: int
+    step: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,15 +208,122 @@ class Scalar:
 
 @dataclass(frozen=True, slots=True)
 class Quantize:
-    """Uniform quantization of activations to ``bits`` with step ``scale`` (symmetric when signed)."""
+    """Uniform quantization of activations to ``bits`` with step ``scale`` (symmetric when signed):
+    ``y = (clip(round(x / scale + zero_point), lo, hi) - zero_point) * scale`` with ``[lo, hi]`` the
+    signed or unsigned range of ``bits``, one level less at the negative end when ``narrow``; ``rounding``
+    is QONNX's rounding mode ("ROUND" = half to even, "CEIL", "FLOOR")."""
 
     bits: int
     scale: float
     signed: bool = False
+    zero_point: float = 0.0
+    narrow: bool = False
+    rounding: str = "ROUND"
+
+
+@dataclass(frozen=True, slots=True)
+class Gelu:
+    approximate: str = "none"  # "none" (erf) | "tanh"
+
+
+@dataclass(frozen=True, slots=True)
+class LeakyRelu:
+    negative_slope: float = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Elu:
+    alpha: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Softplus:
+    """``log(1 + exp(beta x)) / beta``, ``x`` itself where ``beta x > threshold`` (torch)."""
+
+    beta: float = 1.0
+    threshold: float = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Clamp:
+    """``min(max(x, lo), hi)``; None leaves that side open."""
+
+    lo: float | None = None
+    hi: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LayerNorm:
+    normalized_shape: tuple[int, ...]
+    eps: float = 1e-5
+
+
+@dataclass(frozen=True, slots=True)
+class GroupNorm:
+    groups: int
+    eps: float = 1e-5
+
+
+@dataclass(frozen=True, slots=True)
+class Softmax:
+    dim: int
+    log: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reduce:
+    """Reduction over ``dims`` (never the batch dimension 0)."""
+
+    dims: tuple[int, ...]
+    keepdim: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Permute:
+    perm: tuple[int, ...]  # perm[0] == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Pad:
+    """Constant padding: ``pads[d] = (before, after)`` for every dimension d of the input (0 for the batch)."""
+
+    pads: tuple[tuple[int, int], ...]
+    value: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Attention:
+    """Scaled-dot-product attention of inputs (q, k, v): ``softmax(q k^T * scale) v``; ``scale`` None means
+    ``1/sqrt(E)``; ``causal`` masks keys after the query position."""
+
+    scale: float | None = None
+    causal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Trunc:
+    """QONNX Trunc: ``y = (floor-or-round(q / 2**(in_bits - out_bits)) * 2**(in_bits - out_bits) - zp) * scale``
+    with ``q = x / scale + zero_point``."""
+
+    in_bits: int
+    out_bits: int
+    scale: float
+    zero_point: float = 0.0
+    rounding: str = "FLOOR"
+
+
+@dataclass(frozen=True, slots=True)
+class MultiThreshold:
+    """FINN's MultiThreshold: ``y = out_scale * (number of thresholds[c] <= x) + out_bias`` per element of channel c
+    (dim 1); params ``thresholds`` f32[C or 1, T], sorted ascending per row."""
+
+    out_scale: float = 1.0
+    out_bias: float = 0.0
 
 
 Attrs = (NoAttrs | Conv2d | Linear | BatchNorm | Pool | AdaptivePool | Concat | ChannelShuffle | Reshape
-         | Upsample | Slice | Scalar | Quantize)
+         | Upsample | Slice | Scalar | Quantize | Gelu | LeakyRelu | Elu | Softplus | Clamp | LayerNorm | GroupNorm
+         | Softmax | Reduce | Permute | Pad | Attention | Trunc | MultiThreshold)
 
 
 
