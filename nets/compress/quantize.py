@@ -98,7 +98,8 @@ class PTQResult:
 
     def graph(self) -> Graph:
         """The traced model annotated by :func:`mapping.passes.quantize.quantize` with this calibration."""
-        g = trace(self.model, self.input_shape)
+        # the model's input-quantizing hooks are what quantize_graph adds to the graph: trace without them
+        g = trace(self.model, self.input_shape, verify=False)
         return quantize_graph(g, self.weight_bits, self.act_bits, self.per_channel, dict(self.input_ranges))
 
 
@@ -130,7 +131,7 @@ def quantize_ptq(model: nn.Module, calib, input_shape: Sequence[int], weight_bit
     for h in hooks.values():
         h.calibrating = False
     ranges = {n: (h.lo, h.hi) for n, h in hooks.items() if h.lo <= h.hi}
-    graph = trace(out, shape)
+    graph = trace(out, shape, verify=False)  # for node names only (the hooks are not in the graph)
     node_ranges = {nd.name: tuple(ranges[nd.module]) for nd in graph.nodes
                    if nd.op in (Op.CONV2D, Op.LINEAR) and nd.module in ranges}
     return PTQResult(out, weight_bits, act_bits, per_channel, shape, node_ranges)

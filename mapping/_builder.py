@@ -1,0 +1,224 @@
+"""Builds a :class:`~mapping.graph.Graph` from a torch.fx graph whose every node's value is known.
+
+The fx graph comes from ``torch.fx`` symbolic tracing or from ``torch.export`` (ATen ops); the values from one
+run of it on the sample input (``mapping.trace``). Each fx node is one of three kinds:
+
+* **data**: a float32 tensor computed from the model's input — becomes IR nodes;
+* **const**: a tensor not computed from the input (parameters, buffers, anything computed from them alone,
+  ``torch.zeros(...)``) — folded: it is a parameter of the op that reads it, or a CONSTANT node;
+* **python**: sizes, dims, flags (``x.shape[0]``, ``x.size(1) // 2``) — static for this input shape.
+
+The batch dimension: every IR value's first dimension is the batch N. A torch value whose first dimension is
+not N (a model that moves or merges the batch, as attention code that permutes ``(B, L, 3, H, d)`` to
+``(3, B, H, L, d)`` does) is kept with a leading unit dimension when N = 1 (its IR dims are the torch dims + 1,
+the same memory layout), and the graph is then marked ``batch_fixed``: it computes one sample per call.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+
+from hwsim.errors import UnsupportedOpError
+from mapping.graph import Graph, Input, NoAttrs, Node, Op
+
+__all__ = ["Builder", "module_path"]
+
+_REQUIRED = object()
+
+
+def module_path(n: fx.Node) -> str:
+    """The qualified name of the innermost module an fx node was traced in ("" at the top level)."""
+    stack = n.meta.get("nn_module_stack")
+    if stack:
+        last = list(stack.values())[-1]
+        return last[0] if isinstance(last, tuple) else str(list(stack)[-1])
+    return str(n.target) if n.op == "call_module" else ""
+
+
+class Builder:
+    """Converts fx nodes one by one; handlers (``mapping._torch_ops``) call :meth:`emit`, :meth:`ref`, ..."""
+
+    def __init__(self, gm: fx.GraphModule, values: dict[str, Any], batch: int, name: str):
+        self.gm, self.values, self.batch, self.name = gm, values, batch, name
+        self.modules = dict(gm.named_modules())
+        self.nodes: list[Node] = []
+        self.params: dict[str, np.ndarray] = {}
+        self.ir: dict[str, str] = {}  # fx data node -> IR value name
+        self.shapes: dict[str, tuple[int, ...]] = {}  # IR value name -> IR shape
+        self.kinds: dict[str, str] = {}
+        self.parts: dict[str, Any] = {}  # tuple-valued data nodes: index -> handler of getitem
+        self.constants: dict[str, str] = {}  # const fx node -> its CONSTANT IR node
+        self.input_name = ""
+        self.batch_fixed = False
+
+    # ------------------------------------------------------------------ classification and values
+    def kind(self, a: Any) -> str:
+        if isinstance(a, fx.Node):
+            return self.kinds.get(a.name, "python")
+        if isinstance(a, (list, tuple)):
+            ks = {self.kind(x) for x in a}
+            return "data" if "data" in ks else ("const" if "const" in ks else "python")
+        return "const" if isinstance(a, torch.Tensor) else "python"
+
+    def val(self, a: Any) -> Any:
+        """The concrete value of an argument (recorded value of an fx node, recursively in lists)."""
+        if isinstance(a, fx.Node):
+            return self.values[a.name]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.val(x) for x in a)
+        return a
+
+    def _classify(self, n: fx.Node) -> str:
+        v = self.values.get(n.name)
+        if n.op == "placeholder":
+            return "data"
+        if n.op == "get_attr":
+            return "const"
+        tensors = isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and any(
+            isinstance(t, torch.Tensor) for t in v))
+        if not tensors:
+            return "python"
+        return "data" if any(self.kinds.get(i.name) == "data" for i in n.all_input_nodes) else "const"
+
+    # ------------------------------------------------------------------ shapes and dims
+    def tshape(self, a: fx.Node) -> tuple[int, ...]:
+        return tuple(self.values[a.name].shape)
+
+    def ishape(self, a: fx.Node) -> tuple[int, ...]:
+        return self.shapes[self.ref(a)]
+
+    def offset(self, a: fx.Node) -> int:
+        """IR dims minus torch dims of a data value (1 when it carries a leading unit batch dimension)."""
+        return len(self.ishape(a)) - len(self.tshape(a))
+
+    def dim(self, a: fx.Node, d: int, where: fx.Node, batch_ok: bool = False) -> int:
+        """The IR dimension of torch dimension ``d`` of data operand ``a``; refuses the batch dimension."""
+        rank = len(self.tshape(a))
+        if not -rank <= d < max(rank, 1):
+            raise UnsupportedOpError(f"{self.what(where)}: dimension {d} out of range for rank {rank}")
+        d = d % rank if rank else 0
+        ir = d + self.offset(a)
+        if ir == 0 and not batch_ok:
+            raise UnsupportedOpError(f"{self.what(where)} works along the batch dimension")
+        return ir
+
+    def out_shape(self, n: fx.Node, torch_shape: Sequence[int] | None = None) -> tuple[int, ...]:
+        """The IR shape of fx node ``n``'s tensor value (see the module docstring for the batch rule)."""
+        shape = tuple(int(s) for s in (torch_shape if torch_shape is not None else self.values[n.name].shape))
+        if shape and shape[0] == self.batch:
+            return shape
+        if self.batch != 1:
+            raise UnsupportedOpError(f"{self.what(n)} moves or merges the batch dimension (its value has shape "
+                                     f"{shape} for a batch of {self.batch}); trace such a model with batch 1")
+        self.batch_fixed = True
+        return (1,) + shape
+
+    def what(self, n: fx.Node) -> str:
+        target = getattr(n.target, "__name__", str(n.target))
+        path = module_path(n)
+        return f"{n.op} '{target}'" + (f" in module '{path}'" if path else "")
+
+    # ------------------------------------------------------------------ emitting
+    def ref(self, a: Any, where: fx.Node | None = None) -> str:
+        """The IR value name of a data operand; a const tensor operand becomes a CONSTANT node."""
+        if isinstance(a, fx.Node) and a.name in self.ir:
+            return self.ir[a.name]
+        if self.kind(a) == "const" and isinstance(a, fx.Node) and isinstance(self.values[a.name], torch.Tensor):
+            return self.constant(a)
+        what = self.what(where) if where is not None else "an op"
+        raise UnsupportedOpError(f"{what} with a non-tensor operand {a!r}")
+
+    def constant(self, a: fx.Node) -> str:
+        """A CONSTANT node holding const value ``a`` broadcast over the batch."""
+        if a.name in self.constants:
+            return self.constants[a.name]
+        v = self.values[a.name]
+        arr = v.detach().cpu().to(torch.float32).numpy()
+        if arr.ndim and arr.shape[0] == self.batch and self.batch > 1:
+            if not np.all(arr == arr[:1]):
+                raise UnsupportedOpError(f"constant '{a.name}' differs between the samples of the batch")
+            arr = arr[:1]
+        shape = (1,) + arr.shape if (arr.ndim == 0 or arr.shape[0] != 1) else arr.shape
+        key = self.add_param(str(a.target) if a.op == "get_attr" else f"{a.name}.value", arr.reshape(shape))
+        name = f"{a.name}_const"
+        self.nodes.append(Node(name, Op.CONSTANT, (self.input_name,), (self.batch,) + shape[1:], NoAttrs(),
+                               {"value": key}, module_path(a)))
+        self.shapes[name] = (self.batch,) + shape[1:]
+        self.constants[a.name] = name
+        return name
+
+    def param(self, a: Any, where: fx.Node, role: str) -> str:
+        """A parameter key for a const tensor operand (a weight, a bias, ...)."""
+        if self.kind(a) != "const":
+            raise UnsupportedOpError(f"{self.what(where)}: its {role} is computed from the input; only "
+                                     "weights that do not depend on the input are supported")
+        v = self.val(a)
+        key = str(a.target) if isinstance(a, fx.Node) and a.op == "get_attr" else f"{where.name}.{role}"
+        return self.add_param(key, v)
+
+    def add_param(self, key: str, t: Any) -> str:
+        if key not in self.params:
+            arr = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+            self.params[key] = arr.astype(np.float32, copy=True)
+        return key
+
+    def emit(self, n: fx.Node, op: Op, inputs: Sequence[str], attrs: Any = NoAttrs(),
+             params: dict[str, str] | None = None, meta: dict | None = None, *, name: str | None = None,
+             shape: tuple[int, ...] | None = None, module: str | None = None) -> str:
+        """Append one IR node for fx node ``n`` (named after it unless ``name``); returns its name."""
+        name = name or n.name
+        shape = shape if shape is not None else self.out_shape(n)
+        self.nodes.append(Node(name, op, tuple(inputs), shape, attrs, params or {},
+                               module if module is not None else module_path(n), meta or {}))
+        self.shapes[name] = shape
+        if name == n.name:
+            self.ir[n.name] = name
+        return name
+
+    def alias(self, n: fx.Node, a: Any) -> None:
+        """``n`` has the value of data operand ``a`` (dropout in eval, contiguous, ...)."""
+        src = self.ref(a, n)
+        self.ir[n.name] = src
+
+    # ------------------------------------------------------------------ the walk
+    def build(self, handle) -> Graph:
+        """Convert every node with ``handle(builder, fx_node)`` (for call_* nodes of kind data)."""
+        inputs: list[Input] = []
+        outputs: list[str] = []
+        for n in self.gm.graph.nodes:
+            self.kinds[n.name] = self._classify(n) if n.op != "output" else "output"
+            if n.op == "placeholder":
+                if inputs:
+                    raise UnsupportedOpError("models with more than one input are not supported")
+                shape = tuple(self.values[n.name].shape)
+                inputs.append(Input(n.name, shape))
+                self.ir[n.name] = self.input_name = n.name
+                self.shapes[n.name] = shape
+            elif n.op == "output":
+                outs = n.args[0]
+                flat = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+                for o in flat:
+                    if not isinstance(o, fx.Node) or self.kinds.get(o.name) != "data":
+                        raise UnsupportedOpError(f"model output {o!r} is not a tensor computed from the input")
+                    outputs.append(self.ref(o))
+            elif self.kinds[n.name] == "data":
+                v = self.values[n.name]
+                if isinstance(v, torch.Tensor) and v.dtype != torch.float32:
+                    raise UnsupportedOpError(f"{self.what(n)} produces a {v.dtype} tensor; hwsim computes float32")
+                handle(self, n)
+        return Graph(tuple(self.nodes), tuple(inputs), tuple(outputs), self.params, self.name,
+                     batch_fixed=self.batch_fixed)
+
+    def references(self) -> dict[str, np.ndarray]:
+        """The source's value of every IR value that an fx data node holds (for :func:`mapping.verify.verify`)."""
+        refs = {}
+        for fx_name, ir_name in self.ir.items():
+            v = self.values.get(fx_name)
+            if isinstance(v, torch.Tensor) and ir_name in self.shapes and ir_name != self.input_name:
+                if int(np.prod(self.shapes[ir_name])) == v.numel():
+                    refs.setdefault(ir_name, v.detach().numpy().reshape(self.shapes[ir_name]))
+        return refs

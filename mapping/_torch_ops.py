@@ -1,0 +1,642 @@
+"""torch functions, tensor methods and ATen ops -> IR nodes (the handlers of :class:`mapping._builder.Builder`).
+
+One handler per operation, shared by its functional form (``F.max_pool2d``), its method form (``x.mean``), its
+operator form (``x @ y``) and its ATen op (``aten.max_pool2d``, from ``torch.export``): their positional
+arguments come in the same order, so :func:`arg` reads them alike. Anything not listed here is refused with
+the op and its module path.
+"""
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+
+from hwsim.errors import UnsupportedOpError
+from mapping._builder import Builder
+from mapping.graph import (
+    AdaptivePool, Attention, BatchNorm, ChannelShuffle, Clamp, Concat, Conv2d, Elu, Gelu, GroupNorm, LayerNorm,
+    LeakyRelu, Linear, NoAttrs, Op, Pad, Permute, Pool, Reduce, Reshape, Scalar, Slice, Softmax, Softplus, Upsample,
+)
+
+__all__ = ["handle"]
+
+Handler = Callable[[Builder, fx.Node], None]
+_MISSING = object()
+
+
+def arg(n: fx.Node, i: int, name: str, default=_MISSING):
+    if len(n.args) > i:
+        return n.args[i]
+    if name in n.kwargs:
+        return n.kwargs[name]
+    if default is _MISSING:
+        raise UnsupportedOpError(f"'{n.target}' without its argument '{name}'")
+    return default
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (list, tuple)):
+        return (int(v[0]), int(v[-1])) if v else (0, 0)
+    return int(v), int(v)
+
+
+def _inplace(n: fx.Node) -> dict | None:
+    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+    return {"inplace": True} if (n.kwargs.get("inplace") or name.endswith("_") and not name.startswith("_")) else None
+
+
+def _x(b: Builder, n: fx.Node) -> str:
+    return b.ref(n.args[0], n)
+
+
+# ---------------------------------------------------------------------------------------------- elementwise
+def _unary(op: Op, attrs: Callable[[fx.Node], object] | None = None) -> Handler:
+    def h(b: Builder, n: fx.Node) -> None:
+        b.emit(n, op, [_x(b, n)], attrs(n) if attrs else NoAttrs(), meta=_inplace(n))
+    return h
+
+
+def _hardtanh(b: Builder, n: fx.Node) -> None:
+    lo, hi = float(arg(n, 1, "min_val", -1.0)), float(arg(n, 2, "max_val", 1.0))
+    if (lo, hi) == (0.0, 6.0):
+        b.emit(n, Op.RELU6, [_x(b, n)], meta=_inplace(n))
+    else:
+        b.emit(n, Op.CLAMP, [_x(b, n)], Clamp(lo, hi), meta=_inplace(n))
+
+
+def _clamp(lo_default, hi_default) -> Handler:
+    def h(b: Builder, n: fx.Node) -> None:
+        lo = arg(n, 1, "min", lo_default) if lo_default is not _MISSING else None
+        hi = arg(n, 2 if lo_default is not _MISSING else 1, "max", hi_default) if hi_default is not _MISSING else None
+        if any(isinstance(v, fx.Node) for v in (lo, hi)):
+            raise UnsupportedOpError(f"{b.what(n)} with tensor bounds")
+        b.emit(n, Op.CLAMP, [_x(b, n)], Clamp(None if lo is None else float(lo), None if hi is None else float(hi)),
+               meta=_inplace(n))
+    return h
+
+
+def _prelu(b: Builder, n: fx.Node) -> None:
+    b.emit(n, Op.PRELU, [_x(b, n)], params={"weight": b.param(arg(n, 1, "weight"), n, "weight")})
+
+
+def _elu(b: Builder, n: fx.Node) -> None:
+    if float(arg(n, 2, "scale", 1.0)) != 1.0 or float(arg(n, 3, "input_scale", 1.0)) != 1.0:
+        raise UnsupportedOpError(f"{b.what(n)} with a scale (SELU/CELU)")
+    b.emit(n, Op.ELU, [_x(b, n)], Elu(float(arg(n, 1, "alpha", 1.0))), meta=_inplace(n))
+
+
+def _scalar(v) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    return None
+
+
+def _arith(op: Op, reverse: bool = False) -> Handler:
+    """ADD/SUB/MUL/DIV of two tensors (numpy broadcasting) or of a tensor and a python scalar."""
+    def h(b: Builder, n: fx.Node) -> None:
+        a, c = n.args[0], (n.args[1] if len(n.args) > 1 else n.kwargs.get("other"))
+        if reverse:
+            a, c = c, a
+        alpha = n.kwargs.get("alpha", n.args[2] if len(n.args) > 2 and op in (Op.ADD, Op.SUB) else 1)
+        if n.kwargs.get("rounding_mode") is not None:
+            raise UnsupportedOpError(f"{b.what(n)} with rounding_mode={n.kwargs['rounding_mode']!r}")
+        if _scalar(alpha) != 1.0:
+            if b.kind(c) == "python":
+                c = float(c) * float(alpha)
+            else:
+                raise UnsupportedOpError(f"{b.what(n)} with alpha={alpha}")
+        sa, sc = _scalar(a) if b.kind(a) == "python" else None, _scalar(c) if b.kind(c) == "python" else None
+        if sa is None and sc is None:
+            ins = [b.ref(a, n), b.ref(c, n)]
+            _broadcast_emit(b, n, op, ins)
+        elif sc is not None and sa is None:
+            b.emit(n, op, [b.ref(a, n)], Scalar(sc), meta=_inplace(n))
+        elif sa is not None and sc is None:
+            b.emit(n, op, [b.ref(c, n)], Scalar(sa, reverse=True))
+        else:
+            raise UnsupportedOpError(f"{b.what(n)} on two constants")
+    return h
+
+
+def _broadcast_emit(b: Builder, n: fx.Node, op: Op, ins: list[str]) -> None:
+    out = b.out_shape(n)
+    got = tuple(np.broadcast_shapes(*(b.shapes[i] for i in ins)))
+    if got == out:
+        b.emit(n, op, ins, meta=_inplace(n))
+    else:  # operands with a leading unit batch dim broadcast to one more dim than the torch value has
+        mid = b.emit(n, op, ins, name=f"{n.name}_bc", shape=got)
+        b.emit(n, Op.RESHAPE, [mid], Reshape(out[1:]))
+
+
+def _pow(b: Builder, n: fx.Node) -> None:
+    x, e = n.args[0], n.args[1]
+    if b.kind(x) == "data" and b.kind(e) == "python":
+        b.emit(n, Op.POW, [b.ref(x, n)], Scalar(float(e)))
+    elif b.kind(x) == "python" and b.kind(e) == "data":
+        b.emit(n, Op.POW, [b.ref(e, n)], Scalar(float(x), reverse=True))
+    else:
+        raise UnsupportedOpError(f"{b.what(n)}: a tensor to a tensor power")
+
+
+def _square(b: Builder, n: fx.Node) -> None:
+    b.emit(n, Op.POW, [_x(b, n)], Scalar(2.0))
+
+
+# ---------------------------------------------------------------------------------------------- layers
+def _conv(b: Builder, n: fx.Node) -> None:
+    if n.target is torch.ops.aten.convolution.default and (arg(n, 6, "transposed") or False):
+        raise UnsupportedOpError(f"{b.what(n)}: transposed convolution is not supported")
+    w = b.val(arg(n, 1, "weight"))
+    if w.dim() != 4:
+        raise UnsupportedOpError(f"{b.what(n)}: only 2-d convolutions are supported (weight of rank {w.dim()})")
+    bias = arg(n, 2, "bias", None)
+    stride, padding, dilation = (arg(n, 3, "stride", 1), arg(n, 4, "padding", 0), arg(n, 5, "dilation", 1))
+    groups = arg(n, 8 if n.target is torch.ops.aten.convolution.default else 6, "groups", 1)
+    k = (int(w.shape[2]), int(w.shape[3]))
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        else:  # "same": torch pads the total (d(k-1)) with the extra pixel after; symmetric only
+            tot = [_pair(dilation)[i] * (k[i] - 1) for i in range(2)]
+            if any(t % 2 for t in tot):
+                raise UnsupportedOpError(f"{b.what(n)}: padding='same' with an even kernel (asymmetric)")
+            padding = (tot[0] // 2, tot[1] // 2)
+    cin = int(w.shape[1]) * int(groups)
+    attrs = Conv2d(cin, int(w.shape[0]), k, _pair(stride), _pair(padding), _pair(dilation), int(groups),
+                   bias is not None)
+    params = {"weight": b.param(arg(n, 1, "weight"), n, "weight")}
+    if bias is not None:
+        params["bias"] = b.param(bias, n, "bias")
+    b.emit(n, Op.CONV2D, [_x(b, n)], attrs, params)
+
+
+def _linear(b: Builder, n: fx.Node) -> None:
+    w = b.val(arg(n, 1, "weight"))
+    bias = arg(n, 2, "bias", None)
+    params = {"weight": b.param(arg(n, 1, "weight"), n, "weight")}
+    if bias is not None:
+        params["bias"] = b.param(bias, n, "bias")
+    b.emit(n, Op.LINEAR, [_x(b, n)], Linear(int(w.shape[1]), int(w.shape[0]), bias is not None), params)
+
+
+def _matmul(b: Builder, n: fx.Node) -> None:
+    a, c = n.args[0], n.args[1]
+    if b.kind(a) == "data" and b.kind(c) == "const" and b.val(c).dim() == 2:
+        w = b.val(c)  # x @ W == linear(x, W^T)
+        key = b.add_param(f"{n.name}.weight", w.detach().t().contiguous())
+        b.emit(n, Op.LINEAR, [b.ref(a, n)], Linear(int(w.shape[0]), int(w.shape[1]), False), {"weight": key})
+        return
+    ins = [b.ref(a, n), b.ref(c, n)]
+    if any(len(b.shapes[i]) < 3 for i in ins):
+        raise UnsupportedOpError(f"{b.what(n)}: a matrix product of operands with fewer than 2 dims per sample")
+    b.emit(n, Op.MATMUL, ins)
+
+
+def _batch_norm(order: str) -> Handler:
+    """order: positions of (mean, var, weight, bias, training, eps) in the call."""
+    pos = {"functional": (1, 2, 3, 4, 5, 7), "aten": (3, 4, 1, 2, 5, 7), "legit": (3, 4, 1, 2, None, 6)}[order]
+
+    def h(b: Builder, n: fx.Node) -> None:
+        names = ("running_mean", "running_var", "weight", "bias", "training", "eps")
+        vals = [arg(n, p, nm, None) if p is not None else False for p, nm in zip(pos, names)]
+        mean, var, w, bias, training, eps = vals
+        if training or mean is None:
+            raise UnsupportedOpError(f"{b.what(n)} uses the batch's statistics (no running statistics in eval)")
+        params = {"mean": b.param(mean, n, "mean"), "var": b.param(var, n, "var")}
+        if w is not None:
+            params["gamma"] = b.param(w, n, "gamma")
+        if bias is not None:
+            params["beta"] = b.param(bias, n, "beta")
+        if "gamma" in params and "beta" not in params or "beta" in params and "gamma" not in params:
+            raise UnsupportedOpError(f"{b.what(n)} with only one of weight and bias")
+        c = b.tshape(n.args[0])[1]
+        if order == "legit":
+            b.parts[n.name] = lambda i, g: _first_only(b, g, i, n)
+            b.emit(n, Op.BATCHNORM, [_x(b, n)], BatchNorm(c, float(eps if eps is not None else 1e-5)), params,
+                   shape=b.out_shape(n, b.values[n.name][0].shape))
+        else:
+            b.emit(n, Op.BATCHNORM, [_x(b, n)], BatchNorm(c, float(eps if eps is not None else 1e-5)), params)
+    return h
+
+
+def _first_only(b: Builder, g: fx.Node, i: int, n: fx.Node) -> None:
+    if i != 0:
+        raise UnsupportedOpError(f"{b.what(g)}: output {i} of {n.target} is not supported")
+    b.ir[g.name] = n.name
+
+
+def _norm_params(b: Builder, n: fx.Node, wi: int, bi: int) -> dict[str, str]:
+    params = {}
+    for pos, nm, role in ((wi, "weight", "gamma"), (bi, "bias", "beta")):
+        t = arg(n, pos, nm, None)
+        if t is not None:
+            params[role] = b.param(t, n, role)
+    return params
+
+
+def _layer_norm(b: Builder, n: fx.Node) -> None:
+    shape = tuple(int(s) for s in arg(n, 1, "normalized_shape"))
+    if len(shape) >= len(b.ishape(n.args[0])):
+        raise UnsupportedOpError(f"{b.what(n)} normalizes over the batch dimension")
+    b.emit(n, Op.LAYERNORM, [_x(b, n)], LayerNorm(shape, float(arg(n, 4, "eps", 1e-5))), _norm_params(b, n, 2, 3))
+
+
+def _group_norm(b: Builder, n: fx.Node) -> None:
+    if b.offset(n.args[0]) != 0:
+        raise UnsupportedOpError(f"{b.what(n)} on a tensor without a batch dimension")
+    b.emit(n, Op.GROUPNORM, [_x(b, n)], GroupNorm(int(arg(n, 1, "num_groups")), float(arg(n, 4, "eps", 1e-5))),
+           _norm_params(b, n, 2, 3))
+
+
+def _softmax(log: bool) -> Handler:
+    def h(b: Builder, n: fx.Node) -> None:
+        d = arg(n, 1, "dim", None)
+        if d is None:
+            raise UnsupportedOpError(f"{b.what(n)} without dim")
+        b.emit(n, Op.SOFTMAX, [_x(b, n)], Softmax(b.dim(n.args[0], int(d), n), log))
+    return h
+
+
+def _attention(b: Builder, n: fx.Node) -> None:
+    if arg(n, 3, "attn_mask", None) is not None or arg(n, 7, "enable_gqa", False):
+        raise UnsupportedOpError(f"{b.what(n)} with an attention mask or grouped-query attention")
+    if float(arg(n, 4, "dropout_p", 0.0)) != 0.0:
+        raise UnsupportedOpError(f"{b.what(n)} with dropout_p > 0")
+    scale = arg(n, 6, "scale", None)
+    ins = [b.ref(a, n) for a in n.args[:3]]
+    if any(len(b.shapes[i]) < 3 for i in ins):
+        raise UnsupportedOpError(f"{b.what(n)} on operands with fewer than 2 dims per sample")
+    b.emit(n, Op.ATTENTION, ins, Attention(None if scale is None else float(scale), bool(arg(n, 5, "is_causal", False))))
+
+
+# ---------------------------------------------------------------------------------------------- pooling
+def _maxpool(b: Builder, n: fx.Node) -> None:
+    if arg(n, 6, "return_indices", False):
+        raise UnsupportedOpError(f"{b.what(n)} with return_indices=True")
+    k = _pair(arg(n, 1, "kernel_size"))
+    s = arg(n, 2, "stride", None)
+    attrs = Pool(k, _pair(s) if s not in (None, [], ()) else k, _pair(arg(n, 3, "padding", 0)),
+                 _pair(arg(n, 4, "dilation", 1)), bool(arg(n, 5, "ceil_mode", False)))
+    if n.target is torch.ops.aten.max_pool2d_with_indices.default:
+        b.parts[n.name] = lambda i, g: _first_only(b, g, i, n)
+        b.emit(n, Op.MAXPOOL, [_x(b, n)], attrs, shape=b.out_shape(n, b.values[n.name][0].shape))
+    else:
+        b.emit(n, Op.MAXPOOL, [_x(b, n)], attrs)
+
+
+def _avgpool(b: Builder, n: fx.Node) -> None:
+    if arg(n, 6, "divisor_override", None) is not None:
+        raise UnsupportedOpError(f"{b.what(n)} with divisor_override")
+    k = _pair(arg(n, 1, "kernel_size"))
+    s = arg(n, 2, "stride", None)
+    b.emit(n, Op.AVGPOOL, [_x(b, n)], Pool(k, _pair(s) if s not in (None, [], ()) else k,
+                                           _pair(arg(n, 3, "padding", 0)), (1, 1), bool(arg(n, 4, "ceil_mode", False)),
+                                           bool(arg(n, 5, "count_include_pad", True))))
+
+
+def _adaptive_avg(b: Builder, n: fx.Node) -> None:
+    out = b.out_shape(n)
+    if len(out) != 4:
+        raise UnsupportedOpError(f"{b.what(n)} of a {len(out)}-d tensor")
+    b.emit(n, Op.ADAPTIVE_AVGPOOL, [_x(b, n)], AdaptivePool((out[2], out[3])))
+
+
+def _adaptive_max(b: Builder, n: fx.Node) -> None:
+    out = b.out_shape(n, b.values[n.name][0].shape if isinstance(b.values[n.name], tuple) else None)
+    if len(out) != 4 or out[2:] != (1, 1):
+        raise UnsupportedOpError(f"{b.what(n)}: only a global (1x1) adaptive max pool is supported")
+    if isinstance(b.values[n.name], tuple):
+        b.parts[n.name] = lambda i, g: _first_only(b, g, i, n)
+    b.emit(n, Op.REDUCE_MAX, [_x(b, n)], Reduce((2, 3), True), shape=out)
+
+
+# ---------------------------------------------------------------------------------------------- reductions
+def _reduce(op: Op) -> Handler:
+    def h(b: Builder, n: fx.Node) -> None:
+        dims = arg(n, 1, "dim", None)
+        if dims is None or dims == []:
+            raise UnsupportedOpError(f"{b.what(n)} over all dimensions (the batch included)")
+        if n.kwargs.get("dtype") is not None:
+            raise UnsupportedOpError(f"{b.what(n)} with dtype")
+        dims = (dims,) if isinstance(dims, int) else tuple(dims)
+        ir = tuple(sorted(b.dim(n.args[0], int(d), n) for d in dims))
+        keep = bool(arg(n, 2, "keepdim", False))
+        if isinstance(b.values[n.name], tuple):  # max(dim) -> (values, indices)
+            b.parts[n.name] = lambda i, g: _first_only(b, g, i, n)
+            shape = b.out_shape(n, b.values[n.name][0].shape)
+        else:
+            shape = None
+        b.emit(n, op, [_x(b, n)], Reduce(ir, keep), shape=shape)
+    return h
+
+
+# ---------------------------------------------------------------------------------------------- data movement
+def _reshape(b: Builder, n: fx.Node) -> None:
+    src = _x(b, n)
+    out = b.out_shape(n)
+    if out == b.shapes[src]:
+        b.ir[n.name] = src
+    else:
+        b.emit(n, Op.RESHAPE, [src], Reshape(out[1:]))
+
+
+def _alias(b: Builder, n: fx.Node) -> None:
+    b.alias(n, n.args[0])
+
+
+def _expand(b: Builder, n: fx.Node) -> None:
+    if b.values[n.name].numel() != b.values[n.args[0].name].numel():
+        raise UnsupportedOpError(f"{b.what(n)}: broadcasting an activation to a larger shape")
+    _reshape(b, n)
+
+
+def _permute_dims(n: fx.Node, rank: int) -> tuple[int, ...]:
+    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+    if "transpose" in name or "swapaxes" in name:
+        d0, d1 = int(n.args[1]) % rank, int(n.args[2]) % rank
+        perm = list(range(rank))
+        perm[d0], perm[d1] = perm[d1], perm[d0]
+        return tuple(perm)
+    if name in ("t", "t_") or name.startswith("t."):
+        return tuple(reversed(range(rank)))
+    dims = n.args[1:] if len(n.args) > 2 or isinstance(n.args[1], int) else n.args[1]
+    if not dims and "dims" in n.kwargs:
+        dims = n.kwargs["dims"]
+    return tuple(int(d) % rank for d in dims)
+
+
+def _permute(b: Builder, n: fx.Node) -> None:
+    x = n.args[0]
+    rank = len(b.tshape(x))
+    perm = _permute_dims(n, rank)
+    if perm == tuple(range(rank)):
+        b.alias(n, x)
+        return
+    src, off_in, out = b.ref(x, n), b.offset(x), b.out_shape(n)
+    if off_in == 0 and perm[0] == 0:
+        b.emit(n, Op.PERMUTE, [src], Permute(perm))
+        return
+    # batch 1, the batch moves: permute the torch dims behind one leading unit dim, then view as the IR shape
+    full = (1,) + b.tshape(x)
+    if off_in == 0:
+        src = b.emit(n, Op.RESHAPE, [src], Reshape(full[1:]), name=f"{n.name}_in", shape=full)
+    tout = (1,) + b.tshape(n)
+    p = b.emit(n, Op.PERMUTE, [src], Permute((0,) + tuple(d + 1 for d in perm)),
+               name=f"{n.name}_p" if out != tout else None, shape=tout)
+    if out != tout:
+        b.emit(n, Op.RESHAPE, [p], Reshape(out[1:]))
+
+
+def _cat(b: Builder, n: fx.Node) -> None:
+    tensors = arg(n, 0, "tensors")
+    d = int(arg(n, 1, "dim", 0))
+    ref = next((t for t in tensors if b.kind(t) == "data"), tensors[0])
+    ins = [b.ref(t, n) for t in tensors]
+    if not all(len(b.shapes[i]) == len(b.shapes[ins[0]]) for i in ins):
+        raise UnsupportedOpError(f"{b.what(n)} of operands of different ranks")
+    b.emit(n, Op.CONCAT, ins, Concat(b.dim(ref, d, n)))
+
+
+def _stack(b: Builder, n: fx.Node) -> None:
+    tensors = arg(n, 0, "tensors")
+    d = int(arg(n, 1, "dim", 0))
+    out = b.out_shape(n)
+    rank = len(b.tshape(n))
+    ir_dim = d % rank + (len(out) - rank)
+    if ir_dim == 0:
+        raise UnsupportedOpError(f"{b.what(n)} along the batch dimension")
+    ins = []
+    for i, t in enumerate(tensors):
+        shape = out[:ir_dim] + (1,) + out[ir_dim + 1:]
+        ins.append(b.emit(n, Op.RESHAPE, [b.ref(t, n)], Reshape(shape[1:]), name=f"{n.name}_in{i}", shape=shape))
+    b.emit(n, Op.CONCAT, ins, Concat(ir_dim))
+
+
+def _split(b: Builder, n: fx.Node) -> None:
+    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
+    parts = b.values[n.name]
+    x = n.args[0]
+    unbind = "unbind" in name
+    d = int(arg(n, 1 if unbind else 2, "dim", 0))
+    rank = len(b.tshape(x))
+    d = d % rank
+    ir_dim = b.dim(x, d, n, batch_ok=b.batch == 1)
+    bounds, start = [], 0
+    for p in parts:
+        size = 1 if unbind else p.shape[d]
+        bounds.append((start, start + size))
+        start += size
+
+    def take(i: int, g: fx.Node) -> None:
+        lo, hi = bounds[i]
+        src = b.ref(x, g)
+        if ir_dim == 0:  # batch 1: the whole tensor (unbind of the unit batch)
+            b.emit(g, Op.RESHAPE, [src], Reshape(b.out_shape(g)[1:]))
+            return
+        if unbind:
+            shp = list(b.shapes[src])
+            shp[ir_dim] = 1
+            s = b.emit(g, Op.SLICE, [src], Slice(ir_dim, lo, hi), name=f"{g.name}_s", shape=tuple(shp))
+            b.emit(g, Op.RESHAPE, [s], Reshape(b.out_shape(g)[1:]))
+        else:
+            b.emit(g, Op.SLICE, [src], Slice(ir_dim, lo, hi))
+
+    b.parts[n.name] = take
+
+
+def _getitem(b: Builder, n: fx.Node) -> None:
+    src, idx = n.args
+    if isinstance(src, fx.Node) and src.name in b.parts:
+        b.parts[src.name](int(idx), n)
+    elif isinstance(b.values.get(src.name), torch.Tensor):
+        _index(b, n, src, idx)
+    else:
+        raise UnsupportedOpError(f"{b.what(n)}: indexing a {type(b.values.get(src.name)).__name__}")
+
+
+def _index(b: Builder, n: fx.Node, src: fx.Node, idx) -> None:
+    """x[...]: ints, slices with a positive step, None and one Ellipsis -> SLICE nodes, then a RESHAPE."""
+    idx = idx if isinstance(idx, tuple) else (idx,)
+    shape = b.tshape(src)
+    if any(isinstance(i, (fx.Node, torch.Tensor, list)) for i in idx):
+        raise UnsupportedOpError(f"{b.what(n)}: indexing with a tensor or list (advanced indexing)")
+    n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
+    if Ellipsis in idx:
+        k = idx.index(Ellipsis)
+        idx = idx[:k] + (slice(None),) * (len(shape) - n_real) + idx[k + 1:]
+    cur, d = b.ref(src, n), 0
+    for i in idx:
+        if i is None:
+            continue
+        size = shape[d]
+        lo, hi, step = (i % size, i % size + 1, 1) if isinstance(i, int) else i.indices(size)
+        hi = max(hi, lo)
+        if (lo, hi, step) != (0, size, 1):
+            ir_dim = b.dim(src, d, n, batch_ok=b.batch == 1)
+            if ir_dim == 0 and (lo, hi) != (0, 1):
+                raise UnsupportedOpError(f"{b.what(n)} selects along the batch dimension")
+            if ir_dim != 0:
+                shp = list(b.shapes[cur])
+                shp[ir_dim] = len(range(lo, hi, step))
+                cur = b.emit(n, Op.SLICE, [cur], Slice(ir_dim, lo, hi, step), name=f"{n.name}_d{d}", shape=tuple(shp))
+        d += 1
+    out = b.out_shape(n)
+    if b.shapes[cur] == out and cur != b.ref(src, n):
+        b.nodes[-1] = b.nodes[-1].replace(name=n.name)  # the last slice is the result
+        b.shapes[n.name] = out
+        b.ir[n.name] = n.name
+    elif b.shapes[cur] == out:
+        b.ir[n.name] = cur
+    else:
+        b.emit(n, Op.RESHAPE, [cur], Reshape(out[1:]))
+
+
+def _pad(b: Builder, n: fx.Node) -> None:
+    pad = [int(p) for p in arg(n, 1, "pad")]
+    mode = arg(n, 2, "mode", "constant") if n.target is not torch.ops.aten.constant_pad_nd.default else "constant"
+    value = arg(n, 3 if n.target is not torch.ops.aten.constant_pad_nd.default else 2, "value", None)
+    if mode != "constant":
+        raise UnsupportedOpError(f"{b.what(n)}: padding mode {mode!r} (constant padding is supported)")
+    if any(p < 0 for p in pad):
+        raise UnsupportedOpError(f"{b.what(n)} with negative padding (cropping)")
+    x = n.args[0]
+    ir_rank = len(b.ishape(x))
+    pads = [(0, 0)] * ir_rank
+    for j in range(len(pad) // 2):  # F.pad lists (before, after) from the last dimension backwards
+        pads[ir_rank - 1 - j] = (pad[2 * j], pad[2 * j + 1])
+    if pads[0] != (0, 0):
+        raise UnsupportedOpError(f"{b.what(n)} pads the batch dimension")
+    b.emit(n, Op.PAD, [_x(b, n)], Pad(tuple(pads), float(value or 0.0)))
+
+
+def _interpolate(b: Builder, n: fx.Node) -> None:
+    from mapping.trace import upsample_attrs
+    name = getattr(n.target, "__name__", str(n.target))
+    if "nearest" in name:
+        mode, ac = "nearest", False
+    elif "bilinear" in name:
+        mode, ac = "bilinear", bool(arg(n, 2, "align_corners", False))
+    else:
+        mode, ac = arg(n, 3, "mode", "nearest"), arg(n, 4, "align_corners", None)
+    b.emit(n, Op.UPSAMPLE, [_x(b, n)], upsample_attrs(mode, ac, b.out_shape(n)))
+
+
+def _channel_shuffle(b: Builder, n: fx.Node) -> None:
+    b.emit(n, Op.CHANNEL_SHUFFLE, [_x(b, n)], ChannelShuffle(int(arg(n, 1, "groups"))))
+
+
+def _refuse(why: str) -> Handler:
+    def h(b: Builder, n: fx.Node) -> None:
+        raise UnsupportedOpError(f"{b.what(n)}: {why}")
+    return h
+
+
+def _gelu_attrs(n):
+    return Gelu(str(arg(n, 1, "approximate", "none")))
+
+
+_ACT = {  # op, attrs (None: NoAttrs); function, method and ATen names
+    "relu": (Op.RELU, None), "relu6": (Op.RELU6, None), "hardswish": (Op.HARDSWISH, None),
+    "hardsigmoid": (Op.HARDSIGMOID, None), "sigmoid": (Op.SIGMOID, None), "silu": (Op.SILU, None),
+    "tanh": (Op.TANH, None), "mish": (Op.MISH, None), "gelu": (Op.GELU, _gelu_attrs),
+    "leaky_relu": (Op.LEAKY_RELU, lambda n: LeakyRelu(float(arg(n, 1, "negative_slope", 0.01)))),
+    "softplus": (Op.SOFTPLUS, lambda n: Softplus(float(arg(n, 1, "beta", 1.0)), float(arg(n, 2, "threshold", 20.0)))),
+    "exp": (Op.EXP, None), "log": (Op.LOG, None), "sqrt": (Op.SQRT, None), "rsqrt": (Op.RSQRT, None),
+    "erf": (Op.ERF, None), "abs": (Op.ABS, None), "neg": (Op.NEG, None),
+}
+
+
+def _handlers() -> dict[str, Handler]:
+    h: dict[str, Handler] = {name: _unary(op, attrs) if attrs else _unary(op) for name, (op, attrs) in _ACT.items()}
+    h.update({
+        "hardtanh": _hardtanh, "clamp": _clamp(None, None), "clip": _clamp(None, None),
+        "clamp_min": _clamp(None, _MISSING), "clamp_max": _clamp(_MISSING, None), "prelu": _prelu, "elu": _elu,
+        "add": _arith(Op.ADD), "sub": _arith(Op.SUB), "mul": _arith(Op.MUL), "div": _arith(Op.DIV),
+        "true_divide": _arith(Op.DIV), "rsub": _arith(Op.SUB, reverse=True), "pow": _pow, "square": _square,
+        "conv2d": _conv, "convolution": _conv, "linear": _linear, "matmul": _matmul, "mm": _matmul, "bmm": _matmul,
+        "batch_norm": _batch_norm("functional"), "layer_norm": _layer_norm, "group_norm": _group_norm,
+        "softmax": _softmax(False), "_softmax": _softmax(False), "log_softmax": _softmax(True),
+        "_log_softmax": _softmax(True), "scaled_dot_product_attention": _attention,
+        "max_pool2d": _maxpool, "max_pool2d_with_indices": _maxpool, "avg_pool2d": _avgpool,
+        "adaptive_avg_pool2d": _adaptive_avg, "_adaptive_avg_pool2d": _adaptive_avg,
+        "adaptive_max_pool2d": _adaptive_max,
+        "mean": _reduce(Op.REDUCE_MEAN), "sum": _reduce(Op.REDUCE_SUM), "amax": _reduce(Op.REDUCE_MAX),
+        "max": _reduce(Op.REDUCE_MAX),
+        "view": _reshape, "reshape": _reshape, "_unsafe_view": _reshape, "flatten": _reshape, "unflatten": _reshape,
+        "squeeze": _reshape, "unsqueeze": _reshape, "view_as": _reshape, "reshape_as": _reshape, "expand": _expand,
+        "expand_as": _expand,
+        "permute": _permute, "transpose": _permute, "swapaxes": _permute, "t": _permute,
+        "contiguous": _alias, "clone": _alias, "detach": _alias, "to": _alias, "float": _alias, "type_as": _alias,
+        "alias": _alias, "_to_copy": _alias, "lift_fresh_copy": _alias, "dropout": _alias, "dropout1d": _alias,
+        "dropout2d": _alias, "dropout3d": _alias, "alpha_dropout": _alias, "feature_alpha_dropout": _alias,
+        "feature_dropout": _alias, "stochastic_depth": _alias, "drop_path": _alias,
+        "cat": _cat, "concat": _cat, "concatenate": _cat, "stack": _stack,
+        "split": _split, "split_with_sizes": _split, "chunk": _split, "unbind": _split, "tensor_split": _split,
+        "getitem": _getitem, "pad": _pad, "constant_pad_nd": _pad,
+        "interpolate": _interpolate, "upsample_nearest2d": _interpolate, "upsample_bilinear2d": _interpolate,
+        "channel_shuffle": _channel_shuffle, "native_channel_shuffle": _channel_shuffle,
+        "conv1d": _refuse("1-d convolution is not supported (only 2-d)"),
+        "conv_transpose2d": _refuse("transposed convolution is not supported"),
+        "floor_divide": _refuse("integer division is not supported"),
+    })
+    bn_aten = _batch_norm("aten")
+    h["_native_batch_norm_legit_no_training"] = _batch_norm("legit")
+    return h, bn_aten
+
+
+_BY_NAME, _BN_ATEN = _handlers()
+_OPERATORS = {operator.add: "add", operator.iadd: "add", operator.sub: "sub", operator.isub: "sub",
+              operator.mul: "mul", operator.imul: "mul", operator.truediv: "div", operator.itruediv: "div",
+              operator.matmul: "matmul", operator.pow: "pow", operator.neg: "neg", operator.getitem: "getitem",
+              operator.floordiv: "floor_divide"}
+
+
+def _name_of(n: fx.Node) -> str:
+    """The operation's name: method names, function names, ATen packet names (trailing '_' of in-place dropped)."""
+    t = n.target
+    if n.op == "call_method":
+        name = str(t)
+    elif t in _OPERATORS:
+        name = _OPERATORS[t]
+    elif isinstance(t, torch._ops.OpOverload):
+        name = t.overloadpacket.__name__
+        if name == "batch_norm":
+            return "aten.batch_norm"
+    else:
+        name = getattr(t, "__name__", str(t))
+    if name.endswith("_") and not name.endswith("__") and name.rstrip("_") in _BY_NAME:
+        name = name.rstrip("_")
+    return name
+
+
+def handle(b: Builder, n: fx.Node) -> None:
+    """Convert one call_function / call_method fx node of kind data."""
+    if n.op == "call_module":
+        from mapping.trace import convert_module
+        convert_module(b, n)
+        return
+    name = _name_of(n)
+    h = _BN_ATEN if name == "aten.batch_norm" else _BY_NAME.get(name)
+    if h is None or (n.op == "call_function" and not _known_function(n.target, name)):
+        raise UnsupportedOpError(f"unsupported {b.what(n)}")
+    h(b, n)
+
+
+_MODULES_OK = ("torch", "torch.nn.functional", "torch._C._nn", "torch._C._VariableFunctions", "_operator",
+               "torchvision.ops.stochastic_depth", "timm.layers.drop", "torch.functional", "torch._tensor")
+
+
+def _known_function(t, name: str) -> bool:
+    """Functions are matched by name only when they come from torch itself (or a known drop-path helper)."""
+    if isinstance(t, torch._ops.OpOverload) or t in _OPERATORS:
+        return True
+    mod = getattr(t, "__module__", None) or ""
+    return mod in _MODULES_OK or mod.startswith("torch") or t in (F.pad, torch.flatten) or name == "drop_path" and \
+        "timm" in mod
+
