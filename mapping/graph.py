@@ -375,6 +375,7 @@ class Graph:
     outputs: tuple[str, ...]
     params: Mapping[str, np.ndarray] = field(default_factory=dict)
     name: str = "graph"
+    batch_fixed: bool = False  # the model moves or merges the batch dimension: a graph of one sample (batch 1)
     _index: Mapping[str, Node] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -398,7 +399,7 @@ class Graph:
         object.__setattr__(self, "_index", MappingProxyType(index))
 
     def __reduce__(self):  # mapping proxies do not pickle; rebuild from plain dicts
-        return (Graph, (self.nodes, self.inputs, self.outputs, dict(self.params), self.name))
+        return (Graph, (self.nodes, self.inputs, self.outputs, dict(self.params), self.name, self.batch_fixed))
 
     # -- access
     def __iter__(self) -> Iterator[Node]:
