@@ -21,9 +21,13 @@ __all__ = ["Kernel", "FP32_KERNELS", "run", "check_input"]
 Kernel = Callable[[Graph, Node, Sequence[np.ndarray]], np.ndarray]
 
 
+def _optional(g: Graph, n: Node, role: str) -> np.ndarray | None:
+    return g.param(n, role) if role in n.params else None
+
+
 def _conv(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
     a = n.attrs
-    b = g.param(n, "bias") if "bias" in n.params else None
+    b = _optional(g, n, "bias")
     x, padding = xs[0], a.padding
     pad_value = float(n.meta.get("pad_value", 0.0))  # binary convs may pad with +1/-1 (nets.layers)
     if pad_value != 0.0 and any(padding):
@@ -34,7 +38,7 @@ def _conv(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _linear(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
-    b = g.param(n, "bias") if "bias" in n.params else None
+    b = _optional(g, n, "bias")
     x = xs[0]
     if x.ndim != 2:  # linear over the last dimension of a higher-rank tensor
         y = K.linear(np.ascontiguousarray(x.reshape(-1, x.shape[-1])), g.param(n, "weight"), b)
@@ -63,14 +67,22 @@ def _unary(fn: Callable[[np.ndarray], np.ndarray]) -> Kernel:
     return lambda g, n, xs: fn(xs[0])
 
 
-def _arith(fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Kernel:
+def _math(name: str) -> Kernel:
+    return lambda g, n, xs: K.unary(xs[0], name)
+
+
+def _arith(op: str) -> Kernel:
     def run_arith(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
-        if len(xs) == 1:  # constant operand
-            s = np.float32(n.attrs.value)
-            return fn(s, xs[0]) if n.attrs.reverse else fn(xs[0], s)
-        return fn(xs[0], xs[1])
+        if len(xs) == 1:  # constant operand: x op value, or value op x when reversed
+            s = n.attrs.value
+            return K.binary(s, xs[0], op) if n.attrs.reverse else K.binary(xs[0], s, op)
+        return K.binary(xs[0], xs[1], op)
 
     return run_arith
+
+
+def _reduce(op: str) -> Kernel:
+    return lambda g, n, xs: K.reduce(xs[0], n.attrs.dims, op, n.attrs.keepdim)
 
 
 def _upsample(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
@@ -82,8 +94,10 @@ def _upsample(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
 
 def _slice(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
     a = n.attrs
+    if a.step < 1:
+        raise ValueError(f"slice step must be >= 1, got {a.step} (node {n.name!r})")
     idx = [slice(None)] * xs[0].ndim
-    idx[a.dim] = slice(a.start, a.stop)
+    idx[a.dim] = slice(a.start, a.stop, a.step)
     return np.ascontiguousarray(xs[0][tuple(idx)])
 
 
@@ -97,8 +111,28 @@ def _sign(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
 
 def _quantize(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
     a = n.attrs
-    lo, hi = (-(2 ** (a.bits - 1)), 2 ** (a.bits - 1) - 1) if a.signed else (0, 2**a.bits - 1)
-    return (np.clip(np.round(xs[0] / a.scale), lo, hi) * a.scale).astype(np.float32)
+    return K.quantize(xs[0], a.bits, a.scale, a.signed, a.zero_point, a.narrow, a.rounding)
+
+
+def _trunc(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
+    a = n.attrs
+    return K.trunc(xs[0], a.in_bits, a.out_bits, a.scale, a.zero_point, a.rounding)
+
+
+def _norm(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
+    a, gamma, beta = n.attrs, _optional(g, n, "gamma"), _optional(g, n, "beta")
+    if n.op == Op.LAYERNORM:
+        return K.layer_norm(xs[0], a.normalized_shape, gamma, beta, a.eps)
+    return K.group_norm(xs[0], a.groups, gamma, beta, a.eps)
+
+
+def _constant(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
+    """``params["value"]`` of shape (1, *shape[1:]) repeated over the run's batch (that of inputs[0])."""
+    value = np.asarray(g.param(n, "value"), dtype=np.float32)
+    shape = (xs[0].shape[0],) + tuple(n.shape[1:])
+    if value.shape != (1,) + shape[1:]:
+        raise ShapeError(f"constant {n.name!r}: value has shape {value.shape}, expected {(1,) + shape[1:]}")
+    return np.ascontiguousarray(np.broadcast_to(value, shape))
 
 
 FP32_KERNELS: Mapping[Op, Kernel] = {
@@ -115,8 +149,8 @@ FP32_KERNELS: Mapping[Op, Kernel] = {
     Op.MAXPOOL: _pool(K.max_pool2d),
     Op.AVGPOOL: _pool(K.avg_pool2d),
     Op.ADAPTIVE_AVGPOOL: lambda g, n, xs: K.adaptive_avg_pool2d(xs[0], n.attrs.output_size),
-    Op.ADD: _arith(np.add),
-    Op.MUL: _arith(np.multiply),
+    Op.ADD: _arith("add"),
+    Op.MUL: _arith("mul"),
     Op.CONCAT: lambda g, n, xs: np.concatenate(xs, axis=n.attrs.dim),
     Op.CHANNEL_SHUFFLE: lambda g, n, xs: K.channel_shuffle(xs[0], n.attrs.groups),
     Op.RESHAPE: _reshape,
@@ -124,6 +158,37 @@ FP32_KERNELS: Mapping[Op, Kernel] = {
     Op.SLICE: _slice,
     Op.SIGN: _sign,
     Op.QUANTIZE: _quantize,
+    Op.GELU: lambda g, n, xs: K.gelu(xs[0], n.attrs.approximate),
+    Op.LEAKY_RELU: lambda g, n, xs: K.leaky_relu(xs[0], n.attrs.negative_slope),
+    Op.PRELU: lambda g, n, xs: K.prelu(xs[0], g.param(n, "weight")),
+    Op.ELU: lambda g, n, xs: K.elu(xs[0], n.attrs.alpha),
+    Op.MISH: _unary(K.mish),
+    Op.SOFTPLUS: lambda g, n, xs: K.softplus(xs[0], n.attrs.beta, n.attrs.threshold),
+    Op.CLAMP: lambda g, n, xs: K.clamp(xs[0], n.attrs.lo, n.attrs.hi),
+    Op.EXP: _math("exp"),
+    Op.LOG: _math("log"),
+    Op.SQRT: _math("sqrt"),
+    Op.RSQRT: _math("rsqrt"),
+    Op.ERF: _math("erf"),
+    Op.ABS: _math("abs"),
+    Op.NEG: _math("neg"),
+    Op.POW: lambda g, n, xs: K.power(xs[0], n.attrs.value, n.attrs.reverse),
+    Op.SUB: _arith("sub"),
+    Op.DIV: _arith("div"),
+    Op.LAYERNORM: _norm,
+    Op.GROUPNORM: _norm,
+    Op.SOFTMAX: lambda g, n, xs: K.softmax(xs[0], n.attrs.dim, n.attrs.log),
+    Op.REDUCE_MEAN: _reduce("mean"),
+    Op.REDUCE_SUM: _reduce("sum"),
+    Op.REDUCE_MAX: _reduce("max"),
+    Op.PERMUTE: lambda g, n, xs: K.permute(xs[0], n.attrs.perm),
+    Op.PAD: lambda g, n, xs: K.pad(xs[0], n.attrs.pads, n.attrs.value),
+    Op.CONSTANT: _constant,
+    Op.MATMUL: lambda g, n, xs: K.matmul(xs[0], xs[1]),
+    Op.ATTENTION: lambda g, n, xs: K.attention(xs[0], xs[1], xs[2], n.attrs.scale, n.attrs.causal),
+    Op.TRUNC: _trunc,
+    Op.MULTITHRESHOLD: lambda g, n, xs: K.multithreshold(xs[0], g.param(n, "thresholds"), n.attrs.out_scale,
+                                                         n.attrs.out_bias),
 }
 
 

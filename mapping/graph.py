@@ -208,10 +208,11 @@ class Scalar:
 
 @dataclass(frozen=True, slots=True)
 class Quantize:
-    """Uniform quantization of activations to ``bits`` with step ``scale`` (symmetric when signed):
-    ``y = (clip(round(x / scale + zero_point), lo, hi) - zero_point) * scale`` with ``[lo, hi]`` the
-    signed or unsigned range of ``bits``, one level less at the negative end when ``narrow``; ``rounding``
-    is QONNX's rounding mode ("ROUND" = half to even, "CEIL", "FLOOR")."""
+    """Uniform quantization of activations to ``bits`` with step ``scale``, as QONNX's Quant computes it
+    (qonnx ``quant.py``): ``y = (rnd(clip(x / scale + zero_point, lo, hi)) - zero_point) * scale`` with
+    ``[lo, hi]`` = ``[-2**(bits-1), 2**(bits-1) - 1]`` signed or ``[0, 2**bits - 1]`` unsigned; ``narrow`` drops one
+    level (``lo + 1`` signed, ``hi - 1`` unsigned); a 1-bit signed quantizer gives +-1. ``rnd`` is ``rounding``
+    ("ROUND" = half to even, "CEIL", "FLOOR")."""
 
     bits: int
     scale: float
@@ -302,8 +303,12 @@ class Attention:
 
 @dataclass(frozen=True, slots=True)
 class Trunc:
-    """QONNX Trunc: ``y = (floor-or-round(q / 2**(in_bits - out_bits)) * 2**(in_bits - out_bits) - zp) * scale``
-    with ``q = x / scale + zero_point``."""
+    """QONNX Trunc as qonnx ``trunc.py`` ``trunc_v1`` computes it (the op of models importing the QONNX domain
+    at opset 1): ``y = (rnd(round(x / scale + zero_point) / 2**(in_bits - out_bits)) - zero_point) * scale`` with
+    ``round`` half to even and ``rnd`` the ``rounding`` mode (QONNX's names: "FLOOR", "ROUND"/"HALF_EVEN",
+    "CEIL", "UP", "DOWN", "HALF_UP", "HALF_DOWN"). The truncated integer is not scaled back by
+    ``2**(in_bits - out_bits)`` and the whole ``zero_point`` is subtracted. Opset >= 2 selects ``Trunc_v2``
+    (output scale, clamp to ``out_bits``, signed/narrow), which these fields cannot express."""
 
     in_bits: int
     out_bits: int
@@ -314,8 +319,10 @@ class Trunc:
 
 @dataclass(frozen=True, slots=True)
 class MultiThreshold:
-    """FINN's MultiThreshold: ``y = out_scale * (number of thresholds[c] <= x) + out_bias`` per element of channel c
-    (dim 1); params ``thresholds`` f32[C or 1, T], sorted ascending per row."""
+    """FINN/QONNX MultiThreshold (qonnx ``multithreshold.py``): ``y = out_scale * #{t in thresholds[c] : x >= t}
+    + out_bias`` per element of channel c (dim 1), in float32; NaN counts 0. params ``thresholds`` f32[C or 1, T]
+    (a count: the order within a row does not matter). QONNX's node reads its channel axis from ``data_layout``
+    and, without one, takes rank-3 inputs as NWC (channels last): an importer must permute those first."""
 
     out_scale: float = 1.0
     out_bias: float = 0.0

@@ -3,6 +3,8 @@
 Convolution is a register-blocked implicit GEMM in Numba (``_conv.py``, ``_microkernel.py``);
 pooling and resampling are Numba loops (``_pool_fp32.py``); activations, batch norm and nearest
 upsampling are single-pass Numba loops (``_elementwise.py``); ``linear`` is one BLAS sgemm.
+The transformer-era and QONNX ops (GELU ... attention, quantize/trunc/multithreshold) are defined in
+``_ops_fp32.py`` over the Numba loops of ``_nn_fp32.py`` and re-exported here.
 
 Every function validates its arguments and raises ``ValueError`` naming the offending argument.
 Inputs of other real dtypes are converted to float32; outputs are new float32 arrays.
@@ -15,11 +17,17 @@ from hwsim.kernels import _checks as chk
 from hwsim.kernels import _elementwise as ew
 from hwsim.kernels import _pool_fp32 as pool
 from hwsim.kernels._conv import conv2d_gemm
+from hwsim.kernels._ops_fp32 import (attention, binary, clamp, elu, gelu, group_norm, layer_norm, leaky_relu,
+                                     matmul, mish, multithreshold, pad, permute, power, prelu, quantize, reduce,
+                                     softmax, softplus, trunc, unary)
 
 __all__ = [
     "conv2d", "linear", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
     "relu", "relu6", "hardswish", "hardsigmoid", "sigmoid", "silu",
     "upsample_nearest", "upsample_bilinear", "channel_shuffle",
+    "gelu", "leaky_relu", "prelu", "elu", "mish", "softplus", "clamp", "unary", "power", "binary",
+    "layer_norm", "group_norm", "softmax", "reduce", "permute", "pad", "matmul", "attention",
+    "quantize", "trunc", "multithreshold",
 ]
 
 
