@@ -74,8 +74,8 @@ class Builder:
 
     def _classify(self, n: fx.Node) -> str:
         v = self.values.get(n.name)
-        if n.op == "placeholder":
-            return "data"
+        if n.op == "placeholder":  # optional extra arguments of forward left at their (non-tensor) defaults
+            return "data" if isinstance(v, torch.Tensor) else "python"
         if n.op == "get_attr":
             return "const"
         tensors = isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and any(
@@ -191,7 +191,7 @@ class Builder:
         outputs: list[str] = []
         for n in self.gm.graph.nodes:
             self.kinds[n.name] = self._classify(n) if n.op != "output" else "output"
-            if n.op == "placeholder":
+            if n.op == "placeholder" and self.kinds[n.name] == "data":
                 if inputs:
                     raise UnsupportedOpError("models with more than one input are not supported")
                 shape = tuple(self.values[n.name].shape)

@@ -150,6 +150,7 @@ def _square(b: Builder, n: fx.Node) -> None:
 
 # ---------------------------------------------------------------------------------------------- layers
 def _conv(b: Builder, n: fx.Node) -> None:
+    from mapping.trace import conv_padding
     if n.target is torch.ops.aten.convolution.default and (arg(n, 6, "transposed") or False):
         raise UnsupportedOpError(f"{b.what(n)}: transposed convolution is not supported")
     w = b.val(arg(n, 1, "weight"))
@@ -159,16 +160,12 @@ def _conv(b: Builder, n: fx.Node) -> None:
     stride, padding, dilation = (arg(n, 3, "stride", 1), arg(n, 4, "padding", 0), arg(n, 5, "dilation", 1))
     groups = arg(n, 8 if n.target is torch.ops.aten.convolution.default else 6, "groups", 1)
     k = (int(w.shape[2]), int(w.shape[3]))
-    if isinstance(padding, str):
-        if padding == "valid":
-            padding = 0
-        else:  # "same": torch pads the total (d(k-1)) with the extra pixel after; symmetric only
-            tot = [_pair(dilation)[i] * (k[i] - 1) for i in range(2)]
-            if any(t % 2 for t in tot):
-                raise UnsupportedOpError(f"{b.what(n)}: padding='same' with an even kernel (asymmetric)")
-            padding = (tot[0] // 2, tot[1] // 2)
+    try:
+        padding = conv_padding(padding, k, _pair(dilation))
+    except UnsupportedOpError as e:
+        raise UnsupportedOpError(f"{b.what(n)}: {e}") from None
     cin = int(w.shape[1]) * int(groups)
-    attrs = Conv2d(cin, int(w.shape[0]), k, _pair(stride), _pair(padding), _pair(dilation), int(groups),
+    attrs = Conv2d(cin, int(w.shape[0]), k, _pair(stride), padding, _pair(dilation), int(groups),
                    bias is not None)
     params = {"weight": b.param(arg(n, 1, "weight"), n, "weight")}
     if bias is not None:
@@ -216,6 +213,13 @@ def _batch_norm(order: str) -> Handler:
         if "gamma" in params and "beta" not in params or "beta" in params and "gamma" not in params:
             raise UnsupportedOpError(f"{b.what(n)} with only one of weight and bias")
         c = b.tshape(n.args[0])[1]
+        if b.offset(n.args[0]) == 1:
+            from mapping.trace import channel_last
+            if order == "legit":
+                b.parts[n.name] = lambda i, g: _first_only(b, g, i, n)
+            channel_last(b, n, Op.BATCHNORM, _x(b, n), BatchNorm(c, float(eps if eps is not None else 1e-5)), params,
+                         {}, "")
+            return
         if order == "legit":
             b.parts[n.name] = lambda i, g: _first_only(b, g, i, n)
             b.emit(n, Op.BATCHNORM, [_x(b, n)], BatchNorm(c, float(eps if eps is not None else 1e-5)), params,
@@ -264,13 +268,17 @@ def _softmax(log: bool) -> Handler:
 
 
 def _attention(b: Builder, n: fx.Node) -> None:
-    if arg(n, 3, "attn_mask", None) is not None or arg(n, 7, "enable_gqa", False):
-        raise UnsupportedOpError(f"{b.what(n)} with an attention mask or grouped-query attention")
+    mask = arg(n, 3, "attn_mask", None)
+    mask = None if b.val(mask) is None else mask
+    if arg(n, 7, "enable_gqa", False):
+        raise UnsupportedOpError(f"{b.what(n)} with grouped-query attention")
+    if mask is not None and b.val(mask).dtype != torch.float32:
+        raise UnsupportedOpError(f"{b.what(n)} with a {b.val(mask).dtype} attention mask (float masks are supported)")
     if float(arg(n, 4, "dropout_p", 0.0)) != 0.0:
         raise UnsupportedOpError(f"{b.what(n)} with dropout_p > 0")
     scale = arg(n, 6, "scale", None)
-    ins = [b.ref(a, n) for a in n.args[:3]]
-    if any(len(b.shapes[i]) < 3 for i in ins):
+    ins = [b.ref(a, n) for a in n.args[:3]] + ([b.ref(mask, n)] if mask is not None else [])
+    if any(len(b.shapes[i]) < 3 for i in ins[:3]):
         raise UnsupportedOpError(f"{b.what(n)} on operands with fewer than 2 dims per sample")
     b.emit(n, Op.ATTENTION, ins, Attention(None if scale is None else float(scale), bool(arg(n, 5, "is_causal", False))))
 
@@ -351,9 +359,16 @@ def _alias(b: Builder, n: fx.Node) -> None:
 
 
 def _expand(b: Builder, n: fx.Node) -> None:
-    if b.values[n.name].numel() != b.values[n.args[0].name].numel():
-        raise UnsupportedOpError(f"{b.what(n)}: broadcasting an activation to a larger shape")
-    _reshape(b, n)
+    if b.values[n.name].numel() == b.values[n.args[0].name].numel():
+        _reshape(b, n)
+        return
+    src = b.ref(n.args[0], n)
+    readers = list(n.users)
+    if readers and all(u.op in ("call_function", "call_method") and _name_of(u) in ("add", "sub", "mul", "div")
+                       for u in readers) and len(b.shapes[src]) == len(b.out_shape(n)):
+        b.ir[n.name] = src  # its readers broadcast it themselves (numpy semantics)
+        return
+    raise UnsupportedOpError(f"{b.what(n)}: broadcasting an activation to a larger shape")
 
 
 def _permute_dims(n: fx.Node, rank: int) -> tuple[int, ...]:
@@ -463,6 +478,8 @@ def _getitem(b: Builder, n: fx.Node) -> None:
 def _index(b: Builder, n: fx.Node, src: fx.Node, idx) -> None:
     """x[...]: ints, slices with a positive step, None and one Ellipsis -> SLICE nodes, then a RESHAPE."""
     idx = idx if isinstance(idx, tuple) else (idx,)
+    idx = tuple(slice(b.val(i.start), b.val(i.stop), b.val(i.step)) if isinstance(i, slice) else
+                (b.val(i) if isinstance(i, fx.Node) and b.kind(i) == "python" else i) for i in idx)
     shape = b.tshape(src)
     if any(isinstance(i, (fx.Node, torch.Tensor, list)) for i in idx):
         raise UnsupportedOpError(f"{b.what(n)}: indexing with a tensor or list (advanced indexing)")
@@ -531,6 +548,45 @@ def _channel_shuffle(b: Builder, n: fx.Node) -> None:
     b.emit(n, Op.CHANNEL_SHUFFLE, [_x(b, n)], ChannelShuffle(int(arg(n, 1, "groups"))))
 
 
+def _normalize(b: Builder, n: fx.Node) -> None:
+    """F.normalize(x, p=2, dim, eps) = x / max(||x||_2 along dim, eps): square, sum, sqrt, clamp, divide."""
+    if float(arg(n, 1, "p", 2.0)) != 2.0:
+        raise UnsupportedOpError(f"{b.what(n)} with p != 2")
+    x = n.args[0]
+    d = b.dim(x, int(arg(n, 2, "dim", 1)), n)
+    src, shape = b.ref(x, n), b.ishape(x)
+    red = shape[:d] + (1,) + shape[d + 1:]
+    sq = b.emit(n, Op.POW, [src], Scalar(2.0), name=f"{n.name}_sq", shape=shape)
+    ss = b.emit(n, Op.REDUCE_SUM, [sq], Reduce((d,), True), name=f"{n.name}_ss", shape=red)
+    nrm = b.emit(n, Op.SQRT, [ss], name=f"{n.name}_norm", shape=red)
+    cl = b.emit(n, Op.CLAMP, [nrm], Clamp(float(arg(n, 3, "eps", 1e-12)), None), name=f"{n.name}_clamp", shape=red)
+    b.emit(n, Op.DIV, [src, cl])
+
+
+def _roll(b: Builder, n: fx.Node) -> None:
+    """torch.roll along given dims: two slices and a concat per dim."""
+    shifts, dims = arg(n, 1, "shifts"), arg(n, 2, "dims", None)
+    if dims is None or dims == []:
+        raise UnsupportedOpError(f"{b.what(n)} of the flattened tensor")
+    shifts = [shifts] if isinstance(shifts, int) else list(shifts)
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    cur, x = b.ref(n.args[0], n), n.args[0]
+    for j, (sh, d) in enumerate(zip(shifts, dims)):
+        ir = b.dim(x, int(d), n)
+        shape = b.shapes[cur]
+        k = int(sh) % shape[ir]
+        if k == 0:
+            continue
+        parts = []
+        for tag, (lo, hi) in (("a", (shape[ir] - k, shape[ir])), ("b", (0, shape[ir] - k))):
+            shp = shape[:ir] + (hi - lo,) + shape[ir + 1:]
+            parts.append(b.emit(n, Op.SLICE, [cur], Slice(ir, lo, hi), name=f"{n.name}_{j}{tag}", shape=shp))
+        last = j == len(dims) - 1
+        cur = b.emit(n, Op.CONCAT, parts, Concat(ir), name=None if last else f"{n.name}_{j}", shape=shape)
+    if cur != n.name:
+        b.ir[n.name] = cur
+
+
 def _refuse(why: str) -> Handler:
     def h(b: Builder, n: fx.Node) -> None:
         raise UnsupportedOpError(f"{b.what(n)}: {why}")
@@ -580,7 +636,7 @@ def _handlers() -> dict[str, Handler]:
         "split": _split, "split_with_sizes": _split, "chunk": _split, "unbind": _split, "tensor_split": _split,
         "getitem": _getitem, "pad": _pad, "constant_pad_nd": _pad,
         "interpolate": _interpolate, "upsample_nearest2d": _interpolate, "upsample_bilinear2d": _interpolate,
-        "channel_shuffle": _channel_shuffle, "native_channel_shuffle": _channel_shuffle,
+        "normalize": _normalize, "roll": _roll, "channel_shuffle": _channel_shuffle, "native_channel_shuffle": _channel_shuffle,
         "conv1d": _refuse("1-d convolution is not supported (only 2-d)"),
         "conv_transpose2d": _refuse("transposed convolution is not supported"),
         "floor_divide": _refuse("integer division is not supported"),
@@ -615,12 +671,25 @@ def _name_of(n: fx.Node) -> str:
     return name
 
 
+def _python_values(b: Builder, a):
+    if isinstance(a, fx.Node):
+        return b.values[a.name] if b.kind(a) == "python" else a
+    if isinstance(a, (list, tuple)) and not hasattr(a, "_fields"):
+        return type(a)(_python_values(b, x) for x in a)
+    if isinstance(a, dict):
+        return {k: _python_values(b, v) for k, v in a.items()}
+    if isinstance(a, slice):
+        return slice(_python_values(b, a.start), _python_values(b, a.stop), _python_values(b, a.step))
+    return a
+
+
 def handle(b: Builder, n: fx.Node) -> None:
     """Convert one call_function / call_method fx node of kind data."""
     if n.op == "call_module":
         from mapping.trace import convert_module
         convert_module(b, n)
         return
+    n.args, n.kwargs = _python_values(b, n.args), _python_values(b, n.kwargs)  # sizes, flags: their values
     name = _name_of(n)
     h = _BN_ATEN if name == "aten.batch_norm" else _BY_NAME.get(name)
     if h is None or (n.op == "call_function" and not _known_function(n.target, name)):

@@ -294,8 +294,9 @@ class Pad:
 
 @dataclass(frozen=True, slots=True)
 class Attention:
-    """Scaled-dot-product attention of inputs (q, k, v): ``softmax(q k^T * scale) v``; ``scale`` None means
-    ``1/sqrt(E)``; ``causal`` masks keys after the query position."""
+    """Scaled-dot-product attention of inputs (q, k, v[, mask]): ``softmax(q k^T * scale + mask) v``; ``scale``
+    None means ``1/sqrt(E)``; ``causal`` masks keys after the query position; the optional fourth input is an
+    additive float mask (a relative-position bias) broadcast to (..., L, S)."""
 
     scale: float | None = None
     causal: bool = False

@@ -58,13 +58,25 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    """Integer padding of a conv; "valid" is 0 and "same" the symmetric d(k-1)/2 (torch puts an odd total's extra
+    pixel after: refused)."""
+    if padding == "valid":
+        return (0, 0)
+    if padding == "same":
+        total = [dilation[i] * (kernel[i] - 1) for i in range(2)]
+        if any(t % 2 for t in total):
+            raise UnsupportedOpError("padding='same' with an even kernel (asymmetric padding)")
+        return (total[0] // 2, total[1] // 2)
+    return _pair(padding)
+
+
 def _conv(m: nn.Conv2d, ins, out) -> ModuleConversion:
     if m.padding_mode != "zeros":
         raise UnsupportedOpError(f"padding_mode={m.padding_mode!r}")
-    if isinstance(m.padding, str):
-        raise UnsupportedOpError(f"string padding {m.padding!r} (use integers)")
-    attrs = Conv2d(m.in_channels, m.out_channels, _pair(m.kernel_size), _pair(m.stride), _pair(m.padding),
-                   _pair(m.dilation), m.groups, m.bias is not None)
+    k, d = _pair(m.kernel_size), _pair(m.dilation)
+    attrs = Conv2d(m.in_channels, m.out_channels, k, _pair(m.stride), conv_padding(m.padding, k, d), d, m.groups,
+                   m.bias is not None)
     params = (("weight", "weight"),) + ((("bias", "bias"),) if m.bias is not None else ())
     return ModuleConversion(Op.CONV2D, attrs, params)
 
@@ -259,7 +271,22 @@ def convert_module(b: Builder, n: fx.Node) -> None:
     except UnsupportedOpError as e:
         raise UnsupportedOpError(f"{type(m).__name__} at '{n.target}': {e}") from None
     params = {role: b.add_param(f"{n.target}.{attr}", getattr(m, attr)) for role, attr in c.params}
+    if c.op in (Op.BATCHNORM, Op.PRELU) and b.offset(x) == 1:
+        channel_last(b, n, c.op, b.ref(x, n), c.attrs, params, dict(c.meta), str(n.target))
+        return
     b.emit(n, c.op, [b.ref(x, n)], c.attrs, params, dict(c.meta), module=str(n.target))
+
+
+def channel_last(b: Builder, n: fx.Node, op: Op, src: str, attrs: Any, params: dict, meta: dict, path: str) -> None:
+    """A per-channel op (channels on torch dim 1) on a (M, C) value kept as (1, M, C): permute C to dim 1 and back."""
+    shape = b.shapes[src]
+    if len(shape) != 3:
+        raise UnsupportedOpError(f"{b.what(n)}: a per-channel op on a value of shape {b.tshape(n.args[0])} "
+                                 "whose first dimension is not the batch")
+    t = b.emit(n, Op.PERMUTE, [src], Permute((0, 2, 1)), name=f"{n.name}_cf", shape=(1, shape[2], shape[1]),
+               module=path)
+    y = b.emit(n, op, [t], attrs, params, meta, name=f"{n.name}_c", shape=(1, shape[2], shape[1]), module=path)
+    b.emit(n, Op.PERMUTE, [y], Permute((0, 2, 1)), module=path)
 
 
 def _mha(b: Builder, n: fx.Node, m: nn.MultiheadAttention) -> None:
@@ -396,18 +423,16 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
     model.eval()
     try:
         with torch.no_grad():
-            gm, _ = _graph_module(model, x)
-            _check_modules(gm)
-            rec = _Recorder(gm)
+            gm, how = _graph_module(model, x)
             try:
-                rec.run(x)
-            except Exception as e:
-                raise ShapeError(f"{type(model).__name__} cannot take an input of shape {shape}: {_first_line(e)}") from e
-        b = Builder(gm, rec.values, shape[0], name or type(model).__name__)
-        from mapping._torch_ops import handle
-        from mapping.passes.canonical import canonical
-
-        graph = canonical(b.build(handle))
+                graph, b = _build(model, gm, x, name)
+            except UnsupportedOpError as e_fx:  # an op fx leaves opaque may decompose into supported ATen ops
+                if how != "torch.fx":
+                    raise
+                try:
+                    graph, b = _build(model, _export_module(model, x), x, name)
+                except Exception:
+                    raise e_fx from None
         if verify:
             from mapping.verify import verify as check
 
@@ -422,6 +447,22 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
         return graph
     finally:
         model.train(was_training)
+
+
+def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | None) -> tuple[Graph, Builder]:
+    """Record every value of ``gm`` on ``x`` and convert it (see the module docstring, steps 2-3)."""
+    from mapping._torch_ops import handle
+    from mapping.passes.canonical import canonical
+
+    _check_modules(gm)
+    rec = _Recorder(gm)
+    try:
+        rec.run(x)
+    except Exception as e:
+        raise ShapeError(f"{type(model).__name__} cannot take an input of shape {tuple(x.shape)}: "
+                         f"{_first_line(e)}") from e
+    b = Builder(gm, rec.values, int(x.shape[0]), name or type(model).__name__)
+    return canonical(b.build(handle)), b
 
 
 def _check_modules(gm: fx.GraphModule) -> None:

@@ -30,6 +30,9 @@ Semantics, stated once:
   0). k-bit inputs pad with code 0, which is exact without a mask (see ``hwsim.kernels.binary``).
 * **Max-pool on bits is an OR** (max of ±1); on codes it is the max of the codes. Pooling is only
   supported after the activation (where FINN's streamlining puts it).
+* Anything else is refused with :class:`~hwsim.errors.UnsupportedOpError` naming the node, its op and
+  module; products of two activations (MATMUL, ATTENTION) too: the engine's MVAUs multiply by stored
+  weights only.
 * A first layer fed the raw input computes ``sum w * x`` exactly in integers when the input is
   integer-valued (an 8-bit image), otherwise in float64.
 
@@ -201,7 +204,12 @@ def map_xnor(graph: Graph) -> XnorProgram:
     prev = graph.inputs[0].name
     shape = graph.input_shape[1:]
     pending: _Pending | None = None
+    producers = {m.name: m for m in graph.nodes}
     for n in graph.nodes:
+        if n.op in (Op.MATMUL, Op.ATTENTION):
+            raise _product_refused(n, producers)
+        if n.op not in _XNOR_OPS and len(n.inputs) == 1:  # a layer the engine lacks (several inputs: a chain error)
+            raise _no_layer(n)
         if n.inputs != (prev,):
             raise UnsupportedOpError(f"node {n.name!r} ({n.op.value}, module {n.module!r}) reads {list(n.inputs)}: "
                                      "the XNOR engine maps feed-forward chains (no residual adds or concats)")
@@ -249,15 +257,32 @@ def map_xnor(graph: Graph) -> XnorProgram:
                 raise UnsupportedOpError(f"reshape {n.name!r} between an MVAU and its activation")
             layers.append(ReshapeLayer(n.name, n.shape[1:]))
         else:
-            raise UnsupportedOpError(f"op {n.op.value!r} (node {n.name!r}, module {n.module!r}) has no XNOR "
-                                     "engine layer (supported: binary/quantized conv and linear, batchnorm, "
-                                     "sign, quantize, maxpool, flatten)")
+            raise _no_layer(n)
         shape = n.shape[1:]
     if pending is not None:
         layers.append(_finish(pending, None))
     if not any(isinstance(x, MVAULayer) for x in layers):
         raise UnsupportedOpError(f"{graph.name} has no binary/quantized layer to map onto the XNOR engine")
     return XnorProgram(graph.name, graph.input_shape[1:], tuple(layers), graph.outputs[0])
+
+
+_XNOR_OPS = frozenset({Op.CONV2D, Op.LINEAR, Op.BATCHNORM, Op.RELU, Op.SIGN, Op.QUANTIZE, Op.MAXPOOL, Op.RESHAPE})
+
+
+def _no_layer(n: Node) -> UnsupportedOpError:
+    return UnsupportedOpError(f"op {n.op.value!r} (node {n.name!r}, module {n.module!r}) has no XNOR engine layer "
+                              "(supported: binary/quantized conv and linear, batchnorm, sign, quantize, maxpool, "
+                              "flatten)")
+
+
+def _product_refused(n: Node, producers: dict) -> UnsupportedOpError:
+    """The refusal of a MATMUL / ATTENTION: the engine's MVAUs multiply activations by stored weights only."""
+    what = "attention" if n.op == Op.ATTENTION else "matmul of two activations"
+    binary = all(src in producers and producers[src].op == Op.SIGN for src in n.inputs)
+    kind = "binary" if binary else "non-binary"
+    return UnsupportedOpError(f"the XNOR engine computes binary/k-bit weight layers; {kind} {what} (node {n.name!r}, "
+                              f"op {n.op.value}, module {n.module!r}) is not supported"
+                              + (" (it has no activation x activation unit)" if binary else ""))
 
 
 def _start_mvau(graph: Graph, n: Node, enc: Encoding, shape: tuple[int, ...]) -> _Pending:

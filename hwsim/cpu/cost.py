@@ -28,6 +28,9 @@ compute (s)
     kind of kernel; to 1×1 it is a mean, an elementwise reduction), upsampling one per source tap (``RESAMPLE_TAPS``: bilinear 4, nearest 1)
     plus ``resample_output_ops`` per output (its source index and weights) at ``eff_resample`` (``eff_elementwise``
     when the spec sets 0).
+    Products of activations (MATMUL, ATTENTION: kinds matmul / attention) are GEMM calls at ``eff_im2col``,
+    attention adding its softmax over the L·S scores at the elementwise rate; their formulas, and the instruction
+    counts of the transformer / imported-model elementwise ops, are in :mod:`hwsim.cpu.cost_ops`.
 memory (s)
     Each operand (input, weights, output) has a *home*: the smallest cache that holds it in the steady
     state of back-to-back inferences (activations: when this layer's input + output fit, the input alone for an
@@ -37,7 +40,9 @@ memory (s)
     last touched one inference ago, long evicted: its bytes cross every cache level from DRAM. For each cache level c, the bytes crossing the boundary below c are
     ``T_c = (compulsory bytes of the operands whose home is beyond c) + (re-reads forced by blocking
     against c)``. Re-reads use the classic blocking estimate for the conv as an implicit GEMM
-    (M = N·OH·OW, N = Cout/g, K = Cin/g·kh·kw, per group): if the weights or the input fit in half the
+    (M = N·OH·OW, N = Cout/g, K = Cin/g·kh·kw, per group; a MATMUL / ATTENTION: each of its GEMMs, attention's
+    score matrix, 4 passes of L·S, adding to its activation bytes as an im2col's unfolded matrix does): if the
+    weights or the input fit in half the
     cache they are read once, else with square tiles b = √(S/3) words the input is streamed ⌈N/b⌉ times
     and the weights ⌈M/b⌉ times (Hong & Kung, STOC'81; Lam, Rothberg & Wolf, ASPLOS'91). The time of a
     boundary is ``T_c / bandwidth of the level that serves it`` (per-core L2 bandwidth scales with n;
@@ -57,7 +62,9 @@ latency (s)
     (:func:`_reorder_s`; no input copy when Cin < lanes: oneDNN's first-layer kernels read the plain input)
     ``+ layer_overhead_s (+ overhead_conv_s for the conv kernel, a grouped conv adding
     overhead_grouped_s; + overhead_gemm_s for a conv run as a GEMM (pointwise, im2col), a grouped 1×1 conv
-    adding overhead_per_group_s per extra group; + overhead_depthwise_s for a depthwise conv; + overhead_batchnorm_s
+    adding overhead_per_group_s per extra group (a MATMUL / ATTENTION: per GEMM call and leading element, attention
+    also two more kernel dispatches: :func:`hwsim.cpu.cost_ops.product_overhead_s`); + overhead_depthwise_s for a
+    depthwise conv; + overhead_batchnorm_s
     for a batch norm left unfused (the runtime derives per-channel scale and shift from the statistics per call);
     a view (channel slice) pays ``overhead_view_s`` instead of ``layer_overhead_s`` when the spec sets it)
     (+ parallel_overhead_s when n > 1)``; ``bound`` says which
@@ -71,6 +78,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hwsim.cpu.cost_ops import (
+    NEW_ELEMENTWISE_OPS,
+    Gemm,
+    ops_per_element,
+    product_compute_s,
+    product_gemms,
+    product_overhead_s,
+    score_bytes,
+)
+from hwsim.cpu.cost_ops import lane_util as _lane_util
+from hwsim.cpu.cost_ops import speedup as _speedup
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from mapping.analysis import elementwise_ops, node_macs
 from mapping.graph import Graph, Node, Op
@@ -85,9 +103,11 @@ REGISTER_FILE_BYTES = 128
 # implementation: relu = 1 max, relu6 = max + min, hardswish = add, min/max, mul, mul; exp-based ops use
 # a ~10-instruction polynomial exp as in XNNPACK's sigmoid/silu micro-kernels). A global average pool (a mean)
 # counts one op per input element (mapping.analysis.elementwise_ops counts the inputs).
+# The transformer / imported-model ops' counts are documented in hwsim.cpu.cost_ops.NEW_ELEMENTWISE_OPS.
 ELEMENTWISE_OPS = {
     Op.RELU: 1, Op.RELU6: 2, Op.HARDSWISH: 5, Op.HARDSIGMOID: 3, Op.SIGMOID: 12, Op.SILU: 13, Op.TANH: 12,
     Op.ADD: 1, Op.MUL: 1, Op.BATCHNORM: 1, Op.ADAPTIVE_AVGPOOL: 1, Op.SIGN: 1, Op.QUANTIZE: 4,
+    **NEW_ELEMENTWISE_OPS,
 }
 # Ops per window tap of a pooling kernel (the "pool" kind; elementwise_ops counts the taps): an average pool loads
 # and adds (1), a max pool loads, compares and, when the tap wins, updates both the maximum and its index (2; ATen's
@@ -98,19 +118,24 @@ POOL_TAP_OPS = {Op.MAXPOOL: 2, Op.AVGPOOL: 1, Op.ADAPTIVE_AVGPOOL: 1}
 # runtime's kernel computes source indices and weights per output and gathers (no straight vector stream): its
 # own efficiency, eff_resample.
 RESAMPLE_TAPS = {"bilinear": 4, "nearest": 1}
-MOVE_OPS = frozenset({Op.CONCAT, Op.CHANNEL_SHUFFLE})  # data movement only
+MOVE_OPS = frozenset({Op.CONCAT, Op.CHANNEL_SHUFFLE, Op.PERMUTE, Op.PAD})  # data movement only
 STREAMING = frozenset({"depthwise", "elementwise", "pool", "resample", "move"})  # memory time not overlapped with compute
 # runtime kernels that compute a conv directly (oneDNN's): their loops skip the kernel taps that fall in the zero
 # padding, so they do only the valid multiply-accumulates; the GEMM paths (pointwise, im2col) multiply the zeros
 DIRECT_CONV_KINDS = frozenset({"conv", "grouped", "depthwise"})
 SMALL_OPS = frozenset({"elementwise", "pool", "resample", "move", "view"})  # on one thread below the grain size
-VIEW_OPS = frozenset({Op.SLICE})  # a channel slice of an NCHW tensor is a view: dispatch overhead, no data moved
+# a channel slice of an NCHW tensor is a view: dispatch overhead, no data moved; a CONSTANT is a broadcast view of its
+# parameter (torch's expand): dispatch plus the read of its parameter bytes (counted as weights, from their home)
+VIEW_OPS = frozenset({Op.SLICE, Op.CONSTANT})
+PRODUCT_KINDS = {Op.MATMUL: "matmul", Op.ATTENTION: "attention"}  # activation x activation GEMMs (cost_ops)
 FREE_OPS = frozenset({Op.RESHAPE})  # a view: no data moved, no kernel launched
 
 
 def kernel_kind(node: Node, spec: CPUSpec | None = None, cores: int = 1) -> str:
     """Which kernel runs the node on ``cores`` threads: conv | im2col | grouped | depthwise | pointwise | linear |
-    pool | resample (upsampling) | elementwise | move | view (overhead only) | free (nothing).
+    matmul | attention (GEMMs of activations, :mod:`hwsim.cpu.cost_ops`) | pool | resample (upsampling) | elementwise
+    (activations, math, arithmetic, normalisations, softmax, reductions, quantizers) | move (concat, shuffle, permute,
+    pad) | view (overhead only; a constant also reads its parameter) | free (nothing).
 
     ``pointwise``: a 1×1 conv run as a GEMM (one per group). When ``spec.pointwise_gemm_max_threads`` is set, a
     1×1 conv that is strided or runs on more threads than that, and is grouped or has an input above
@@ -143,6 +168,8 @@ def kernel_kind(node: Node, spec: CPUSpec | None = None, cores: int = 1) -> str:
         return "resample"
     if node.op == Op.LINEAR:
         return "linear"
+    if node.op in PRODUCT_KINDS:
+        return PRODUCT_KINDS[node.op]
     if node.op in MOVE_OPS:
         return "move"
     if node.op in FREE_OPS:
@@ -230,17 +257,20 @@ def _in_hw(node: Node) -> int:
     return ih * iw
 
 
-def _gemm_dims(graph: Graph, node: Node) -> tuple[int, int, int, int] | None:
-    """(groups, M, N, K) of a conv / linear seen as an implicit GEMM for the whole batch."""
+def _gemms(graph: Graph, node: Node, in_words: int) -> list[Gemm]:
+    """The GEMMs of a node for the whole batch: a conv / linear as one implicit GEMM (groups, M, N, K, its input of
+    ``in_words``), a MATMUL / ATTENTION as its GEMMs of activations (:func:`hwsim.cpu.cost_ops.product_gemms`)."""
     if node.op == Op.CONV2D:
         a = node.attrs
         m = node.shape[0] * node.shape[2] * node.shape[3]
-        return a.groups, m, a.out_channels // a.groups, a.rows
+        return [Gemm(a.groups, m, a.out_channels // a.groups, a.rows, in_words)]
     if node.op == Op.LINEAR:
         a = node.attrs
         m = int(math.prod(node.shape[:-1]))
-        return 1, m, a.out_features, a.in_features
-    return None
+        return [Gemm(1, m, a.out_features, a.in_features, in_words)]
+    if node.op in PRODUCT_KINDS:
+        return product_gemms(graph, node)
+    return []
 
 
 def _blocked_words(groups: int, m: int, n: int, k: int, in_words: int, s_words: float) -> float:
@@ -252,22 +282,11 @@ def _blocked_words(groups: int, m: int, n: int, k: int, in_words: int, s_words: 
     return groups * (in_g * math.ceil(n / min(n, b)) + w_g * math.ceil(m / min(m, b)) + out_g)
 
 
-def _lane_util(c: int, lanes: int) -> float:
-    return c / (math.ceil(c / lanes) * lanes)
-
-
-def _speedup(spec: CPUSpec, n: int, work: float | None = None) -> float:
-    """``1 + (n - 1) · parallel_eff · work / (work + parallel_flops_half)``: small convs gain little from more cores;
-    ``work=None``: work split evenly over the cores with no such ramp (``1 + (n - 1) · parallel_eff``)."""
-    if n <= 1:
-        return 1.0
-    ramp = work / (work + spec.parallel_flops_half) if work is not None and spec.parallel_flops_half > 0 else 1.0
-    return 1.0 + (n - 1) * spec.parallel_eff * ramp
-
-
 def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tuple[float, float]:
     """(FLOPs, compute seconds) of one execution of ``node`` for the whole batch."""
     batch = node.shape[0]
+    if kind in ("matmul", "attention"):
+        return product_compute_s(graph, node, spec, n, ELEMENTWISE_OPS)
     if kind in ("conv", "im2col", "grouped", "depthwise", "pointwise", "linear"):
         flops = 2.0 * node_macs(node) * batch
         if kind in DIRECT_CONV_KINDS:  # the direct kernels skip the taps that fall in the zero padding
@@ -300,7 +319,7 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
             ops = float(elementwise_ops(graph, node) * POOL_TAP_OPS[node.op]
                         + spec.pool_output_ops * math.prod(node.shape[1:])) * batch
         else:
-            ops = float(elementwise_ops(graph, node)) * batch * ELEMENTWISE_OPS.get(node.op, 1)
+            ops = float(elementwise_ops(graph, node)) * batch * ops_per_element(node, ELEMENTWISE_OPS)
         eff = {"pool": spec.eff_pool, "resample": spec.eff_resample or spec.eff_elementwise}.get(kind, spec.eff_elementwise)
         # above the grain size these split evenly over the cores (the work ramp is the conv kernels')
         rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * _speedup(spec, n) * eff
@@ -366,7 +385,8 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     kind = kernel_kind(node, spec, n)
     if kind in SMALL_OPS and math.prod(node.shape) < spec.parallel_grain_elements:
         n = 1  # below the runtime's grain size the op runs on the calling thread alone
-    in_elems = sum(math.prod(graph.shape_of(i)) for i in node.inputs)
+    # a CONSTANT's input only gives the batch size: it reads its parameter (w_b), not the input
+    in_elems = 0 if node.op == Op.CONSTANT else sum(math.prod(graph.shape_of(i)) for i in node.inputs)
     in_b = int(in_elems) * BYTES_PER_ELEMENT
     out_b = int(math.prod(node.shape)) * BYTES_PER_ELEMENT
     w_b = int(sum(graph.params[k].size for k in node.params.values())) * BYTES_PER_ELEMENT
@@ -379,9 +399,10 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     caches = _caches(spec, n)
     names = [c[0] for c in caches] + ["dram", "flash"]
     order = {nm: i for i, nm in enumerate(names)}
-    dims = _gemm_dims(graph, node)
-    # im2col: the unfolded K×M matrix is written once and read once by the GEMM
-    unfold_b = 2 * dims[1] * dims[3] * BYTES_PER_ELEMENT if kind == "im2col" else 0
+    gemms = _gemms(graph, node, in_b // BYTES_PER_ELEMENT)
+    # im2col: the unfolded K×M matrix is written once and read once by the GEMM; attention: its score matrix
+    unfold_b = 2 * gemms[0].m * gemms[0].k * BYTES_PER_ELEMENT if kind == "im2col" else 0
+    unfold_b += score_bytes(graph, node, BYTES_PER_ELEMENT)
     # an in-place activation (meta["inplace"]) overwrites its input: one buffer's traffic, no fresh output buffer
     inplace = kind == "elementwise" and bool(node.meta.get("inplace", False))
     act_b = 0 if kind == "view" else (in_b if inplace else in_b + out_b + unfold_b)
@@ -396,9 +417,8 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
         beyond_w = w_b if order[w_home] > order[name] else 0
         beyond_a = act_b if order[act_home] > order[name] else cold_out
         reread = 0.0
-        if dims is not None:
-            g, m, nn, k = dims
-            words = _blocked_words(g, m, nn, k, in_b // BYTES_PER_ELEMENT, cap / BYTES_PER_ELEMENT)
+        if gemms:
+            words = sum(_blocked_words(g.groups, g.m, g.n, g.k, g.a_words, cap / BYTES_PER_ELEMENT) for g in gemms)
             reread = max(0.0, words * BYTES_PER_ELEMENT - compulsory)
         crossing = beyond_w + beyond_a + reread
         if serving == "dram":  # main memory: weights may come from flash, the rest from RAM
@@ -419,6 +439,8 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
             overhead += (node.attrs.groups - 1) * spec.overhead_per_group_s
     elif kind == "depthwise":
         overhead += spec.overhead_depthwise_s
+    elif kind in ("matmul", "attention"):
+        overhead += product_overhead_s(node, spec, n)
     elif node.op == Op.BATCHNORM:
         overhead += spec.overhead_batchnorm_s
     # kernels that stream each activation once (depthwise, elementwise, pooling, copies) have too little

@@ -50,7 +50,7 @@ def memory_verdict(spec: CPUSpec, weight_bytes: int, activation_bytes: int) -> t
 
 def _layer_report(graph: Graph, node, c: LayerCost, spec: CPUSpec) -> LayerReport:
     return LayerReport(
-        name=node.name, op=node.op.value, module=node.module, macs=int(node_macs(node) * node.shape[0]),
+        name=node.name, op=node.op.value, module=node.module, macs=int(node_macs(node, graph) * node.shape[0]),
         cycles=c.latency_s * spec.clock_hz, latency_s=c.latency_s, energy_j=c.energy_j,
         energy_breakdown=c.energy_breakdown, weight_bytes=c.weight_bytes, activation_bytes=c.out_bytes,
         placement=c.weight_home, bound=c.bound,

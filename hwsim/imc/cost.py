@@ -30,10 +30,23 @@ on a layer with g groups of K x N, row splits rs, column splits cs, ``xb`` cross
   partial sums at every extra row pass) and spilled weights are reloaded once per pixel tile.
   The choice costing the least DRAM energy is taken (:func:`_spill_activations`); DRAM time adds
   to the layer's latency (no overlap). Halos of pixel tiles are not counted.
-- digital nodes (ReLU, add, pooling, ...): ``elementwise_ops`` at ``digital_ops_per_cycle`` per clock per
-  tile in use and ``digital_energy_pj_per_op``, plus buffer reads/writes of their activations (DRAM
-  when they exceed the chip's buffers). An activation function whose only input is a conv/linear
-  output read by nothing else is fused: applied on the way to the buffer, it moves no data.
+- digital nodes (everything but conv/linear: ReLU, add, pooling, softmax, norms, GELU, the products of two
+  activations MATMUL and ATTENTION, ...) run on the tiles' digital units, ``digital_ops_per_cycle`` ops per
+  clock per tile in use, each op of one of three classes (:func:`digital_work`):
+  ``alu`` ops (add, max, compare, select: ``elementwise_ops``) at ``digital_energy_pj_per_op``;
+  ``mac`` multiply-accumulates at the activation precision (MATMUL / ATTENTION: ``node_macs``; the slope
+  multiply of LeakyReLU / PReLU) at ``digital_mac_energy_pj``; ``fp`` fp32 multiply-adds of the ops evaluated
+  as functions (``elementwise_ops · mapping.analysis.function_ops``: softmax, layer / group norm, GELU, exp,
+  division, ..., and attention's softmax) at ``digital_fp_energy_pj`` (both Horowitz ISSCC'14 45 nm energies
+  scaled to ``tech_node_nm``: :class:`~hwsim.imc.spec.IMCSpec`). Their activations are read from and
+  written to the buffers (DRAM when the node's input + output (+ attention's scores) exceed the chip's
+  buffers; then each crosses DRAM once and the re-reads stay in the buffers); a product of activations
+  reads its operands through an output-stationary block of r x r accumulators, r = √digital_ops_per_cycle:
+  ``2·MACs / r`` operand reads (at least its inputs once), and attention's ``L·S`` score matrix is written
+  by q k^T, read and written by the softmax (its read by the second product is among the operand reads).
+  An activation function whose only input is a conv/linear output read by nothing else is fused: applied
+  on the way to the buffer, it moves no data. A CONSTANT reads its parameter (stored in the tile buffers,
+  not the crossbars) and writes its output; its input only gives the batch size.
 - the rest of a tile (``tile_other_power_w``: registers, bus, sigmoid/pool units) burns while its
   layer runs.
 """
@@ -45,11 +58,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.imc.spec import IMCSpec
-from mapping.analysis import elementwise_ops
+from mapping.analysis import PRODUCT_OPS, elementwise_ops, function_ops, node_macs, peak_live_elements
 from mapping.graph import ACTIVATIONS, Graph, Node, Op
 from mapping.imc import IMCMapping, LayerMapping
 
-__all__ = ["NodeCost", "Statics", "statics", "node_costs", "tile_power_w", "tile_area_mm2", "COMPONENTS"]
+__all__ = ["NodeCost", "Statics", "statics", "digital_work", "node_costs", "tile_power_w", "tile_area_mm2",
+           "COMPONENTS"]
+
+SLOPE_OPS = frozenset({Op.LEAKY_RELU, Op.PRELU})  # one multiply by the slope per element
 
 COMPONENTS = ("adc", "dac", "crossbar", "sample_hold", "shift_add", "buffer", "noc", "dram", "write", "digital",
               "other")
@@ -121,6 +137,9 @@ class Statics:
     peak_live: int  # peak live activation elements
     fused: tuple[bool, ...]  # activation functions applied on their conv/linear producer's output
     max_working: int  # largest input + output elements of a conv/linear node
+    mac_ops: tuple[int, ...] = ()  # digital multiply-accumulates (products of activations, slope multiplies)
+    fp_ops: tuple[int, ...] = ()  # digital fp32 multiply-adds (function-evaluated ops)
+    scores: tuple[int, ...] = ()  # attention's L·S score elements (all heads), else 0
 
     def working_set_bytes(self, batch: int, spec: IMCSpec) -> int:
         """Bytes of input + output feature maps (at ``input_bits``, whole batch) of the largest conv/linear node."""
@@ -128,9 +147,7 @@ class Statics:
 
 
 def statics(graph: Graph) -> Statics:
-    from mapping.analysis import node_macs, peak_live_elements
-
-    numel, ins, ops, macs, fused = [], [], [], [], []
+    numel, ins, ops, macs, fused, mac_ops, fp_ops, scores = [], [], [], [], [], [], [], []
     by_name = {n.name: n for n in graph.nodes}
     consumers = graph.consumers()
     outputs = set(graph.outputs)
@@ -139,12 +156,35 @@ def statics(graph: Graph) -> Statics:
         fused.append(node.op in ACTIVATIONS and src is not None and src.op in (Op.CONV2D, Op.LINEAR)
                      and len(consumers.get(src.name, ())) == 1 and src.name not in outputs)
         numel.append(node.numel)
-        ins.append(sum(int(np.prod(graph.shape_of(i)[1:], dtype=np.int64)) for i in node.inputs))
-        ops.append(0 if node.op in (Op.CONV2D, Op.LINEAR, Op.RESHAPE) else elementwise_ops(graph, node))
-        macs.append(node_macs(node))
+        # a CONSTANT reads its parameter, one value per output element; its input only gives the batch size
+        ins.append(node.numel if node.op == Op.CONSTANT else
+                   sum(int(np.prod(graph.shape_of(i)[1:], dtype=np.int64)) for i in node.inputs))
+        macs.append(node_macs(node, graph))
+        if node.op in (Op.CONV2D, Op.LINEAR, Op.RESHAPE):
+            work = (0, 0, 0, 0)
+        else:
+            work = digital_work(graph, node)
+        ops.append(work[0])
+        mac_ops.append(work[1])
+        fp_ops.append(work[2])
+        scores.append(work[3])
     working = max((i + o for n, i, o in zip(graph.nodes, ins, numel) if n.op in (Op.CONV2D, Op.LINEAR)), default=0)
     return Statics(tuple(numel), tuple(ins), tuple(ops), tuple(macs), peak_live_elements(graph), tuple(fused),
-                   working)
+                   working, tuple(mac_ops), tuple(fp_ops), tuple(scores))
+
+
+def digital_work(graph: Graph, node: Node) -> tuple[int, int, int, int]:
+    """(alu ops, multiply-accumulates, fp32 multiply-adds, attention score elements) of a digital node per sample
+    (see the module docstring)."""
+    ew = elementwise_ops(graph, node)
+    fn = function_ops(node)
+    macs = node_macs(node, graph) if node.op in PRODUCT_OPS else 0  # products of activations
+    scores = ew if node.op == Op.ATTENTION else 0  # elementwise_ops of attention counts its L·S scores
+    if fn:
+        return 0, macs, ew * fn, scores
+    if node.op in SLOPE_OPS:
+        return 0, ew, 0, 0
+    return ew, macs, 0, 0
 
 
 def _rows_of(shape: tuple[int, ...]) -> int:
@@ -245,30 +285,41 @@ def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_x
                     numel * batch * spec.input_bits // 8, t_buf, lm.tiles if onchip else ())
 
 
-def _digital_node(node: Node, spec: IMCSpec, batch: int, tiles: int, ops: int, ins: int, numel: int,
-                  fused: bool) -> NodeCost:
-    """A node computed by the tiles' digital units; ``fused``: applied to its producer's outputs on their
-    way to the buffer (an activation function after a conv/linear), so it moves no activations."""
+def _digital_node(node: Node, spec: IMCSpec, batch: int, tiles: int, st: Statics, i: int) -> NodeCost:
+    """A node computed by the tiles' digital units (module docstring); ``st.fused[i]``: applied to its producer's
+    outputs on their way to the buffer (an activation function after a conv/linear), so it moves no activations."""
+    ins, numel, fused = st.in_elements[i], st.numel[i], st.fused[i]
+    alu, mac, fp = st.ops[i] * batch, st.mac_ops[i] * batch, st.fp_ops[i] * batch
     if node.op == Op.RESHAPE:
-        ops, bits = 0, 0
+        alu = mac = fp = bits = traffic = 0
+    elif fused:
+        bits = traffic = 0
     else:
-        ops = ops * batch
-        bits = 0 if fused else (ins + numel) * batch * spec.input_bits
-    # feature maps that do not fit the chip's buffers stream from and to DRAM
+        # operand reads: a product of activations through an r x r block of accumulators, 2·MACs / r (>= inputs)
+        reads = max(ins, 2 * st.macs[i] / math.sqrt(spec.digital_ops_per_cycle)) if node.op in PRODUCT_OPS else ins
+        bits = (ins + numel + st.scores[i]) * batch * spec.input_bits  # its working set
+        traffic = (reads + numel + 3 * st.scores[i]) * batch * spec.input_bits  # scores: written, read, written
+    # feature maps that do not fit the chip's buffers stream from and to DRAM (each value once)
     dram_bits = bits if bits > spec.activation_buffer_bytes * 8 else 0
-    t = ops / (spec.digital_ops_per_cycle * spec.clock_hz * tiles)
-    t = max(t, (bits - dram_bits) / 8 / (spec.buffer_bandwidth_bytes_s * tiles))
+    buf_bits = traffic - dram_bits
+    t = (alu + mac + fp) / (spec.digital_ops_per_cycle * spec.clock_hz * tiles)
+    t = max(t, buf_bits / 8 / (spec.buffer_bandwidth_bytes_s * tiles))
     t += dram_bits / 8 / spec.dram_bandwidth_bytes_s
-    e = {"digital": ops * spec.digital_energy_pj_per_op, "buffer": (bits - dram_bits) * spec.buffer_energy_pj_per_bit,
-         "other": spec.tile_other_power_w * t * 1e12}
+    e = {"digital": alu * spec.digital_energy_pj_per_op + mac * spec.digital_mac_energy_pj
+         + fp * spec.digital_fp_energy_pj,
+         "buffer": buf_bits * spec.buffer_energy_pj_per_bit, "other": spec.tile_other_power_w * t * 1e12}
     extra = {}
     if dram_bits:
         e["dram"] = dram_bits * spec.dram_energy_pj_per_bit
-        extra = {"activations": "dram", "dram_activation_bytes": dram_bits // 8, "dram_s": dram_bits / 8 / spec.dram_bandwidth_bytes_s}
+        extra = {"activations": "dram", "dram_activation_bytes": int(dram_bits // 8),
+                 "dram_s": dram_bits / 8 / spec.dram_bandwidth_bytes_s}
     elif fused:
         extra = {"activations": "fused"}
-    return NodeCost(node.name, node.op.value, node.module, 0, t, 0.0, e, "digital", "dram" if dram_bits else "digital",
-                    "", _rows_of(node.shape), extra, 0, numel * batch * spec.input_bits // 8)
+    if mac or fp:  # the digital unit's op classes, for the nodes that use more than its ALU
+        extra.update(alu_ops=alu, mac_ops=mac, fp32_ops=fp)
+    return NodeCost(node.name, node.op.value, node.module, st.macs[i] * batch, t, 0.0, e, "digital",
+                    "dram" if dram_bits else "digital", "", _rows_of(node.shape), extra, 0,
+                    numel * batch * spec.input_bits // 8)
 
 
 def node_costs(graph: Graph, mapping: IMCMapping, spec: IMCSpec, st: Statics | None = None) -> list[NodeCost]:
@@ -286,6 +337,5 @@ def node_costs(graph: Graph, mapping: IMCMapping, spec: IMCSpec, st: Statics | N
             out.append(_weight_node(node, lm, spec, batch, free, lm.geometry.pixels[idx], st.macs[i] * batch,
                                     st.numel[i], st.in_elements[i]))
         else:
-            out.append(_digital_node(node, spec, batch, tiles_dig, st.ops[i], st.in_elements[i], st.numel[i],
-                                     st.fused[i]))
+            out.append(_digital_node(node, spec, batch, tiles_dig, st, i))
     return out

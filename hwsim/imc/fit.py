@@ -9,6 +9,11 @@ of the crossbars of all keys: first-fit placement is contiguous, so the net fits
 The report also compares the largest conv/linear working set (input + output feature maps at
 ``input_bits``) with the chip's activation buffers (``tiles · buffer_bytes_per_tile``): a layer
 beyond them streams its feature maps through DRAM (see :mod:`hwsim.imc.cost`).
+
+Only conv/linear weight matrices occupy crossbars. The parameters of the other ops (a ViT's class token
+and positional embedding, CONSTANT; PReLU slopes; layer / group norm scales; MultiThreshold thresholds;
+batch norms left unfolded) are small vectors the digital units read: they are stored in the tile
+buffers, not the crossbars, and are reported apart (``buffer_param_bytes``, at ``input_bits``).
 """
 from __future__ import annotations
 
@@ -20,10 +25,10 @@ from typing import Any
 
 from hwsim.imc.spec import Duplication, IMCSpec
 from hwsim.report import jsonable
-from mapping.graph import Graph
+from mapping.graph import Graph, Op
 from mapping.imc import IMCMapping, map_graph
 
-__all__ = ["FitReport", "fit", "fit_from_mapping"]
+__all__ = ["FitReport", "fit", "fit_from_mapping", "buffer_param_bytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,7 @@ class FitReport:
     crossbars_by_layer: Mapping[str, int] = field(default_factory=dict)
     largest_working_set_bytes: int = 0  # input + output feature maps of the largest conv/linear layer
     activation_buffer_bytes: int = 0  # tiles x buffer_bytes_per_tile
+    buffer_param_bytes: int = 0  # parameters of non-crossbar ops (constants, norms, ...), stored in the buffers
 
     @property
     def utilization(self) -> float:
@@ -66,7 +72,7 @@ class FitReport:
 
 
 def fit_from_mapping(mapping: IMCMapping, spec: IMCSpec, network: str = "graph",
-                     working_set_bytes: int = 0) -> FitReport:
+                     working_set_bytes: int = 0, buffer_param_bytes: int = 0) -> FitReport:
     need, avail = mapping.crossbars_needed, mapping.crossbars_available
     nkeys = len(mapping.layers)
     execs = sum(len(lm.geometry.nodes) for lm in mapping.layers)
@@ -88,11 +94,15 @@ def fit_from_mapping(mapping: IMCMapping, spec: IMCSpec, network: str = "graph",
         reason += (f"; feature maps: the largest layer needs {working_set_bytes / 1024:.0f} KiB of the "
                    f"{buffers / 1024:.0f} KiB of buffers"
                    + ("" if working_set_bytes <= buffers else " (layers beyond them stream through DRAM)"))
+    if buffer_param_bytes:
+        reason += (f"; {buffer_param_bytes / 1024:.1f} KiB of other parameters (constants, norm scales, ...) are "
+                   "stored in the tile buffers, not the crossbars")
     return FitReport(network=network, spec_name=spec.name, fits=mapping.fits, crossbars_needed=need,
                      crossbars_available=avail, spilled_layers=mapping.spilled, min_crossbars_to_fit=need,
                      min_tiles_to_fit=tiles, weight_matrices=nkeys, executions=execs, reason=reason,
                      crossbars_by_layer=MappingProxyType({lm.key: lm.crossbars for lm in mapping.layers}),
-                     largest_working_set_bytes=working_set_bytes, activation_buffer_bytes=buffers)
+                     largest_working_set_bytes=working_set_bytes, activation_buffer_bytes=buffers,
+                     buffer_param_bytes=buffer_param_bytes)
 
 
 def fit(graph: Graph, spec: IMCSpec) -> FitReport:
@@ -104,4 +114,11 @@ def fit(graph: Graph, spec: IMCSpec) -> FitReport:
     g, geo, st = prepare(graph)
     s = spec if str(getattr(spec.duplication, "value", spec.duplication)) == "none" else \
         dataclasses.replace(spec, duplication=Duplication.NONE)
-    return fit_from_mapping(map_graph(g, s, geo), spec, graph.name, st.working_set_bytes(g.batch, spec))
+    return fit_from_mapping(map_graph(g, s, geo), spec, graph.name, st.working_set_bytes(g.batch, spec),
+                            buffer_param_bytes(g, spec))
+
+
+def buffer_param_bytes(graph: Graph, spec: IMCSpec) -> int:
+    """Bytes (at ``input_bits``) of the distinct parameters of the non-conv/linear nodes: kept in the tile buffers."""
+    keys = {k for n in graph.nodes if n.op not in (Op.CONV2D, Op.LINEAR) for k in n.params.values()}
+    return int(sum(graph.params[k].size for k in keys)) * spec.input_bits // 8

@@ -4,7 +4,9 @@ Layer-by-layer: nodes run one after the other in graph order; a node starts when
 ends. Layer-pipelined (ISAAC's inter-layer pipeline): every node is a SimPy process that computes
 its output in row chunks (at most ``max_chunks`` per node). Chunk i of a node starts when each of
 its inputs has produced the rows that chunk needs (for a conv or pool the receptive field
-``r·stride - pad + dilation·(k-1) + 1``; for a linear layer or global pooling the whole input) and
+``r·stride - pad + dilation·(k-1) + 1``; for a linear layer or global pooling the whole input, and
+so for every node whose output rows each depend on all rows of an input: attention's keys and values,
+a permute moving the rows, a softmax or reduction over them, a group norm, :func:`_mixes_rows`) and
 its crossbars are free: each weight key's crossbars are one SimPy ``Resource``, so the T
 executions of a shared block queue on the same crossbars, and all spilled layers share one "swap"
 region. Tiles are resources too: a tile shared by several weight keys has one buffer port, which
@@ -34,12 +36,32 @@ def _rows(shape: Sequence[int]) -> int:
     return int(shape[2]) if len(shape) == 4 else 1
 
 
-def _needed(node: Node, out_rows_done: int, in_shape: Sequence[int]) -> int:
-    """Input rows needed to produce the first ``out_rows_done`` output rows of ``node``."""
+def _mixes_rows(node: Node, index: int) -> bool:
+    """Does every output row of a 4-d ``node`` depend on all rows (dim 2) of its input number ``index``? A permute
+    moving dim 2, a softmax / reduction over dim 2, a layer norm over the last two dims, a group norm, and the
+    second operand of a MATMUL (its rows are the reduced dim K) or the keys and values of an ATTENTION."""
+    a = node.attrs
+    if node.op in (Op.MATMUL, Op.ATTENTION):
+        return index > 0
+    if node.op == Op.PERMUTE:
+        return a.perm[2] != 2
+    if node.op == Op.SOFTMAX:
+        return a.dim % 4 == 2
+    if node.op in (Op.REDUCE_MEAN, Op.REDUCE_SUM, Op.REDUCE_MAX):
+        return any(d % 4 == 2 for d in a.dims)
+    if node.op == Op.LAYERNORM:
+        return len(a.normalized_shape) >= 2
+    return node.op == Op.GROUPNORM
+
+
+def _needed(node: Node, out_rows_done: int, in_shape: Sequence[int], index: int = 0) -> int:
+    """Input rows needed to produce the first ``out_rows_done`` output rows of ``node`` from its input ``index``."""
     hin, hout = _rows(in_shape), _rows(node.shape)
-    if hin == 1 or hout == 1 or len(node.shape) != 4:
+    if hin == 1 or hout == 1 or len(node.shape) != 4 or _mixes_rows(node, index):
         return hin
     a = node.attrs
+    if node.op == Op.SLICE and a.dim % 4 == 2:  # rows start, start + step, ...
+        return min(hin, a.start + (out_rows_done - 1) * a.step + 1)
     if node.op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
         r = out_rows_done - 1
         return max(1, min(hin, r * a.stride[0] - a.padding[0] + a.dilation[0] * (a.kernel[0] - 1) + 1))
@@ -135,7 +157,7 @@ def schedule(graph: Graph, costs: Sequence[NodeCost], mode: str = "pipelined",
         plan = []
         for i in range(chunks):
             done = math.ceil((i + 1) * rows / chunks)
-            plan.append((done, [(src, _needed(node, done, shp)) for src, shp in shapes]))
+            plan.append((done, [(src, _needed(node, done, shp, j)) for j, (src, shp) in enumerate(shapes)]))
         return plan
 
     # fuse each digital node into its producer when it is that producer's only reader and has the

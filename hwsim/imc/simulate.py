@@ -19,7 +19,7 @@ import numpy as np
 
 from hwsim.errors import SpecError
 from hwsim.imc.cost import Statics, node_costs, statics, tile_area_mm2, tile_power_w
-from hwsim.imc.fit import fit_from_mapping
+from hwsim.imc.fit import buffer_param_bytes, fit_from_mapping
 from hwsim.imc.spec import IMCSpec
 from hwsim.report import ExitReport, LayerReport, Report, Result
 from mapping.graph import Graph
@@ -134,7 +134,8 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
     order = {n.name: i for i, n in enumerate(folded.nodes)}
     cum = np.cumsum([c.energy_j for c in costs])
     exits = tuple(ExitReport(name=o, latency_s=finish[o], energy_j=float(cum[order[o]])) for o in folded.outputs)
-    fr = fit_from_mapping(mp, spec, graph.name, st.working_set_bytes(folded.batch, spec))
+    fr = fit_from_mapping(mp, spec, graph.name, st.working_set_bytes(folded.batch, spec),
+                          buffer_param_bytes=buffer_param_bytes(folded, spec))
     onchip_w = sum(lm.geometry.weights for lm in mp.layers if lm.onchip) * spec.weight_bits // 8
     dram = sum(c.extra.get("dram_weight_bytes", 0) for c in costs)
     dram_act = sum(c.extra.get("dram_activation_bytes", 0) for c in costs)

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from hwsim.errors import SpecError
 from hwsim.specs import check_choice, check_positive, check_range, spec_class
 
-__all__ = ["IMCSpec", "SignedWeights", "Duplication", "AdcMode"]
+__all__ = ["IMCSpec", "SignedWeights", "Duplication", "AdcMode", "HOROWITZ_45NM_PJ"]
+
+# Energy per operation at 45 nm, 0.9 V (Horowitz, "Computing's energy problem (and what we can do about it)",
+# ISSCC 2014, Fig. 1.1.9): the digital unit's multipliers and fp32 arithmetic, scaled to a chip's tech_node_nm.
+HOROWITZ_45NM_PJ = {
+    "int8_mult": 0.2,  # 8-bit integer multiply
+    "int32_add": 0.1,  # 32-bit integer add (the accumulator of a multiply-accumulate)
+    "fp32_mult": 3.7,  # 32-bit floating-point multiply
+    "fp32_add": 0.9,  # 32-bit floating-point add
+}
+HOROWITZ_NODE_NM = 45.0
 
 
 class SignedWeights(str, enum.Enum):
@@ -87,7 +97,9 @@ class IMCSpec:
     read_time_s: float = 100e-9  # one crossbar read (one input step, analog settle + sample), s
     adc_rate_hz: float = 1.28e9  # conversions per second of one ADC
     sample_hold: bool = True  # S&H lets the ADCs convert step i while the array reads step i+1
-    digital_ops_per_cycle: int = 64  # elementwise digital ops (relu, add, pool) per clock per tile
+    # ops per clock per tile of the tiles' digital units (lanes x one op per cycle): elementwise ops (relu, add, pool),
+    # multiply-accumulates of two activations (matmul, attention) and fp32 multiply-adds (softmax, norms, GELU) alike
+    digital_ops_per_cycle: int = 64
     buffer_bandwidth_bytes_s: float = 32e9  # activation buffer bandwidth per tile, bytes/s
     noc_bandwidth_bytes_s: float = 32e9  # bytes/s one tile can send over the network-on-chip
     dram_bandwidth_bytes_s: float = 25.6e9  # off-chip bandwidth, bytes/s
@@ -101,7 +113,12 @@ class IMCSpec:
     buffer_energy_pj_per_bit: float = 20.45 / 256  # activation buffer access
     noc_energy_pj_per_bit: float = 20.74 / 256  # router traversal
     dram_energy_pj_per_bit: float = 8.0  # off-chip access
-    digital_energy_pj_per_op: float = 0.03  # one elementwise op (add, max, compare)
+    # one elementwise op (add, max, compare) at the activation precision, as given (the presets' 0.03 pJ is
+    # Horowitz's 45 nm 8-bit add, not scaled by tech_node_nm: the costs of the ops it prices predate that field)
+    digital_energy_pj_per_op: float = 0.03
+    # process node of the digital logic, nm: the digital unit's multiply-accumulates and fp32 multiply-adds take
+    # Horowitz's 45 nm energies (HOROWITZ_45NM_PJ) x (tech_node_nm / 45)^2: digital_mac_energy_pj, digital_fp_energy_pj
+    tech_node_nm: float = 32.0
     write_energy_pj_per_cell: float = 0.0  # programming one cell (weight reload)
     tile_other_power_w: float = 0.0  # rest of a tile while busy (registers, bus, sigmoid/pool units), W
     # --- area
@@ -119,7 +136,8 @@ class IMCSpec:
     def __post_init__(self) -> None:
         check_positive(self, "rows", "cols", "cell_bits", "weight_bits", "input_bits", "dac_bits", "cols_per_adc",
                        "crossbars_per_tile", "tiles", "buffer_bytes_per_tile", "clock_hz", "read_time_s",
-                       "adc_rate_hz", "digital_ops_per_cycle", "buffer_bandwidth_bytes_s", "noc_bandwidth_bytes_s", "dram_bandwidth_bytes_s")
+                       "adc_rate_hz", "digital_ops_per_cycle", "tech_node_nm", "buffer_bandwidth_bytes_s",
+                       "noc_bandwidth_bytes_s", "dram_bandwidth_bytes_s")
         for n in ("rows", "cols", "cell_bits", "weight_bits", "input_bits", "dac_bits", "adc_bits", "adc_ref_bits",
                   "cols_per_adc",
                   "crossbars_per_tile", "tiles", "buffer_bytes_per_tile", "digital_ops_per_cycle"):
@@ -172,6 +190,29 @@ class IMCSpec:
     def input_steps(self) -> int:
         """Input steps per MVM: ceil(input_bits / dac_bits)."""
         return math.ceil(self.input_bits / self.dac_bits)
+
+    # -- the digital unit (activation x activation products, nonlinear functions, normalisations)
+    @property
+    def digital_energy_scale(self) -> float:
+        """Dynamic energy at tech_node_nm relative to 45 nm: (tech_node_nm / 45)^2 (stated rule of thumb: switched
+        capacitance and the square of the supply voltage both shrink with the node; not a measured figure)."""
+        return (self.tech_node_nm / HOROWITZ_NODE_NM) ** 2
+
+    @property
+    def digital_mac_energy_pj(self) -> float:
+        """One multiply-accumulate of two ``input_bits`` activations on the digital unit, pJ: an integer multiply
+        (Horowitz 8-bit 0.2 pJ x (input_bits / 8)^2: an array multiplier's area grows with the square of the
+        width, as his own 32-bit figure, 3.1 pJ ~ 16 x 0.2, shows) plus a 32-bit accumulator add (0.1 pJ), x the
+        node scale."""
+        h = HOROWITZ_45NM_PJ
+        return (h["int8_mult"] * (self.input_bits / 8) ** 2 + h["int32_add"]) * self.digital_energy_scale
+
+    @property
+    def digital_fp_energy_pj(self) -> float:
+        """One fp32 multiply-add of the digital unit (exp / erf polynomials, normalisation, softmax), pJ: Horowitz
+        fp32 multiply 3.7 pJ + add 0.9 pJ at 45 nm, x the node scale."""
+        h = HOROWITZ_45NM_PJ
+        return (h["fp32_mult"] + h["fp32_add"]) * self.digital_energy_scale
 
     @property
     def crossbars(self) -> int:

@@ -294,10 +294,11 @@ def matmul(a, b) -> np.ndarray:
     return np.matmul(a, b)
 
 
-def attention(q, k, v, scale: float | None = None, causal: bool = False) -> np.ndarray:
+def attention(q, k, v, scale: float | None = None, causal: bool = False, mask=None) -> np.ndarray:
     """``F.scaled_dot_product_attention`` of q[..., L, E], k[..., S, E], v[..., S, Ev] (leading dims
-    broadcast): ``softmax(q k^T * scale) v``, ``scale`` None meaning ``1/sqrt(E)``; ``causal`` masks
-    keys after the query's index (torch's top-left-aligned ``is_causal``)."""
+    broadcast): ``softmax(q k^T * scale + mask) v``, ``scale`` None meaning ``1/sqrt(E)``; ``causal`` masks
+    keys after the query's index (torch's top-left-aligned ``is_causal``); ``mask`` an additive float mask
+    broadcast to [..., L, S] (torch's float ``attn_mask``)."""
     q, k, v = _rank("q", q, 2), _rank("k", k, 2), _rank("v", v, 2)
     if k.shape[-1] != q.shape[-1]:
         raise ValueError(f"k has {k.shape[-1]} features per key, q has {q.shape[-1]}")
@@ -307,6 +308,8 @@ def attention(q, k, v, scale: float | None = None, causal: bool = False) -> np.n
     sc = 1.0 / math.sqrt(q.shape[-1]) if scale is None else _real("scale", scale)
     s = np.matmul(q, np.ascontiguousarray(np.swapaxes(k, -1, -2)))  # numpy's matmul skips BLAS on a transposed view
     s *= np.float32(sc)
+    if mask is not None:
+        s = np.ascontiguousarray(s + chk.f32("mask", mask), dtype=np.float32)
     nn.attention_softmax(s.reshape(-1, s.shape[-2], s.shape[-1]), bool(causal))
     return np.matmul(s, v)
 

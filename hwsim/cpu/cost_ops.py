@@ -1,0 +1,142 @@
+"""CPU costs of the transformer and imported-model ops (the part of :mod:`hwsim.cpu.cost` written for them).
+
+Elementwise ops (activations, elementwise math, SUB/DIV, normalisations, softmax, reductions, the QONNX quantizers)
+count :func:`ops_per_element` vector instructions per element of ``mapping.analysis.elementwise_ops`` (table
+:data:`NEW_ELEMENTWISE_OPS`, merged into ``hwsim.cpu.cost.ELEMENTWISE_OPS``; the function-evaluated ops' counts come
+from ``mapping.analysis.FUNCTION_OPS``) and run as the existing elementwise ops do. Products of activations run as
+GEMM calls (:func:`product_gemms`, :func:`product_compute_s`):
+
+MATMUL ``(…, M, K) @ (…, K, P)``
+    one GEMM of M×K by K×P per leading element (the batch included): ``2·M·K·P`` FLOPs each at
+    ``peak_core · eff_im2col · util · speedup(n, FLOPs)``, with the GEMM-call utilisation of the spec (a conv run as
+    a GEMM: ``util = P / (P + gemm_n_half) · M / (M + gemm_m_half)`` when ``gemm_n_half`` is set, else the lane
+    utilisation over P; ``× K / (K + gemm_k_half)``). ``eff_im2col`` is the spec's efficiency of a plain GEMM call on
+    activations (``eff_linear`` describes batch-1 fully connected layers, GEMVs bound by their weights).
+ATTENTION of q ``(…, L, E)``, k ``(…, S, E)``, v ``(…, S, Ev)``
+    PyTorch's unfused ("math") scaled-dot-product attention: the GEMM ``q k^T`` (L×E by E×S), a softmax over the
+    ``L·S`` scores (``ops_per_element(ATTENTION)`` per score at the elementwise rate) and the GEMM of the weights by v
+    (L×S by S×Ev). Memory: besides q, k, v and the output, the score matrix is written by the first GEMM, read and
+    written by the softmax and read by the second GEMM: :func:`score_bytes` = ``4 · L·S · 4`` bytes per head.
+Overheads (:func:`product_overhead_s`)
+    each GEMM call adds ``overhead_gemm_s`` and ``overhead_per_group_s`` per leading element beyond the first (a
+    batched matmul is a loop of GEMM calls); attention runs three kernels, so it pays ``layer_overhead_s`` (and
+    ``parallel_overhead_s`` on several cores) twice more than one layer.
+
+Data movement: PERMUTE and PAD copy their input into a new buffer (kind ``move``); CONSTANT is a broadcast view of its
+parameter (kind ``view``: torch's ``expand``, a runtime's constant tensor): its dispatch plus the read of its parameter
+bytes from their home.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from mapping.analysis import FUNCTION_OPS, elementwise_ops, function_ops
+from mapping.graph import Graph, Node, Op
+
+__all__ = ["NEW_ELEMENTWISE_OPS", "ops_per_element", "Gemm", "product_gemms", "product_compute_s", "score_bytes",
+           "product_overhead_s", "speedup", "lane_util"]
+
+# Vector instructions per element (per op counted by mapping.analysis.elementwise_ops) of the new ops: the ops
+# evaluated as functions (exp, log, erf, division, square roots, normalisations, softmax) take their arithmetic ops
+# from mapping.analysis.FUNCTION_OPS (one vector instruction per op; sources and reasoning there); the rest:
+NEW_ELEMENTWISE_OPS = {
+    **FUNCTION_OPS,
+    Op.LEAKY_RELU: 2,  # multiply by the slope + select on the sign (XNNPACK f32-vlrelu: mul + blend)
+    Op.PRELU: 2,  # the same with a per-channel slope
+    Op.CLAMP: 2,  # max + min (as RELU6)
+    Op.ABS: 1,  # clear the sign bit
+    Op.NEG: 1,  # flip the sign bit
+    Op.SUB: 1,
+    # a streaming reduction, one op per input element (elementwise_ops counts the inputs): add or max
+    Op.REDUCE_MEAN: 1, Op.REDUCE_SUM: 1, Op.REDUCE_MAX: 1,
+    # QONNX Trunc: q = x/scale + zp (FMA), shift (mul), floor/round, back (mul), (q - zp)·scale (FMA) = 5 (QUANTIZE: 4)
+    Op.TRUNC: 5,
+    # MultiThreshold: per (element, threshold) a compare and the add of its mask into the count (elementwise_ops
+    # counts numel · T)
+    Op.MULTITHRESHOLD: 2,
+}
+
+
+def ops_per_element(node: Node, table: dict) -> float:
+    """Vector instructions per counted op of ``node``: ``table[node.op]`` (1 if absent; POW by its exponent,
+    :func:`mapping.analysis.function_ops`)."""
+    if node.op == Op.POW:
+        return function_ops(node)
+    return table.get(node.op, 1)
+
+
+def speedup(spec, n: int, work: float | None = None) -> float:
+    """``1 + (n - 1) · parallel_eff · work / (work + parallel_flops_half)``: small convs gain little from more cores;
+    ``work=None``: work split evenly over the cores with no such ramp (``1 + (n - 1) · parallel_eff``)."""
+    if n <= 1:
+        return 1.0
+    ramp = work / (work + spec.parallel_flops_half) if work is not None and spec.parallel_flops_half > 0 else 1.0
+    return 1.0 + (n - 1) * spec.parallel_eff * ramp
+
+
+def lane_util(c: int, lanes: int) -> float:
+    """Fraction of the vector lanes a dimension of ``c`` elements fills: ``c / (⌈c / lanes⌉ · lanes)``."""
+    return c / (math.ceil(c / lanes) * lanes)
+
+
+class Gemm(NamedTuple):
+    """``groups`` independent GEMMs of an M×K matrix A by a K×N matrix B, A of ``a_words`` elements in all."""
+
+    groups: int
+    m: int
+    n: int
+    k: int
+    a_words: int
+
+
+def product_gemms(graph: Graph, node: Node) -> list[Gemm]:
+    """The GEMMs of a MATMUL (one) or an ATTENTION (q k^T, then scores × v), the whole batch."""
+    groups = int(math.prod(node.shape[:-2]))  # batch × leading (broadcast) dims
+    a = graph.shape_of(node.inputs[0])
+    if node.op == Op.MATMUL:
+        return [Gemm(groups, node.shape[-2], node.shape[-1], a[-1], int(math.prod(a)))]
+    L, ev, s, e = node.shape[-2], node.shape[-1], graph.shape_of(node.inputs[1])[-2], a[-1]
+    return [Gemm(groups, L, s, e, int(math.prod(a))), Gemm(groups, L, ev, s, groups * L * s)]
+
+
+def _gemm_s(spec, g: Gemm, n: int) -> tuple[float, float]:
+    """(FLOPs, seconds) of ``g`` as GEMM calls at ``eff_im2col`` with the spec's GEMM-call utilisation."""
+    flops = 2.0 * g.groups * g.m * g.n * g.k
+    if spec.gemm_n_half > 0:  # a GEMM call packs its panels: utilisation ramps with N and M
+        util = g.n / (g.n + spec.gemm_n_half) * g.m / (g.m + spec.gemm_m_half)
+    else:
+        util = lane_util(g.n, spec.lanes)
+    if spec.gemm_k_half > 0:
+        util *= g.k / (g.k + spec.gemm_k_half)
+    return flops, flops / (spec.peak_flops_per_core * spec.eff_im2col * util * speedup(spec, n, flops))
+
+
+def product_compute_s(graph: Graph, node: Node, spec, n: int, table: dict) -> tuple[float, float]:
+    """(FLOPs + softmax ops, compute seconds) of a MATMUL / ATTENTION for the whole batch on ``n`` cores."""
+    flops, t = 0.0, 0.0
+    for g in product_gemms(graph, node):
+        f, s = _gemm_s(spec, g, n)
+        flops, t = flops + f, t + s
+    if node.op == Op.ATTENTION:  # the softmax over the scores, at the elementwise rate
+        ops = float(elementwise_ops(graph, node)) * node.shape[0] * ops_per_element(node, table)
+        flops += ops
+        t += ops / (spec.clock_hz * spec.lanes * spec.fma_per_cycle * speedup(spec, n) * spec.eff_elementwise)
+    return flops, t
+
+
+def score_bytes(graph: Graph, node: Node, bytes_per_element: int) -> int:
+    """Bytes of attention's score traffic: the (…, L, S) scores written, read and written, read (4 passes)."""
+    if node.op != Op.ATTENTION:
+        return 0
+    return 4 * int(math.prod(node.shape[:-1])) * graph.shape_of(node.inputs[1])[-2] * bytes_per_element
+
+
+def product_overhead_s(node: Node, spec, n: int) -> float:
+    """Fixed time of a MATMUL / ATTENTION beyond ``layer_overhead_s`` (see the module docstring)."""
+    calls = 2 if node.op == Op.ATTENTION else 1
+    groups = int(math.prod(node.shape[:-2]))
+    t = calls * (spec.overhead_gemm_s + (groups - 1) * spec.overhead_per_group_s)
+    if node.op == Op.ATTENTION:  # the softmax and the second GEMM are kernels of their own
+        t += 2 * (spec.layer_overhead_s + (spec.parallel_overhead_s if n > 1 else 0.0))
+    return t
