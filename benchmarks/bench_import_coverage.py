@@ -1,0 +1,179 @@
+"""Import coverage: every torchvision classification builder and a broad set of timm families, through hwsim.
+
+For each model (random weights, seed 0, eval mode, its default input size, batch 1):
+
+1. **torch**: ``mapping.trace`` with verification (fx, or torch.export when fx cannot trace or leaves an op opaque);
+   records which front end produced the graph, or the refusal (its exception type and one-line reason).
+2. **simulate**: ``hwsim.simulate(graph, "cpu/cortex-a72", x=x)`` on a fresh input (seed 1, not the trace's
+   sample): relative error ``||y - y_torch|| / ||y_torch||`` of the outputs; ``hwsim.simulate(graph, "imc/isaac")``
+   cost-only latency (must be finite and positive).
+3. **ONNX**: ``torch.onnx.export(..., dynamo=False)`` to a temporary file, ``mapping.from_onnx`` with verification,
+   the same relative error (``--no-onnx`` skips it).
+
+A row is *wrong* when a model imports but its outputs differ from torch's by more than 1e-4 relative: the target
+is zero such rows. Results: ``benchmarks/results/import_coverage.json`` (every row, the machine) and
+``import_coverage.md`` (the table the docs quote). Usage::
+
+    python benchmarks/bench_import_coverage.py [--only NAME ...] [--no-onnx] [--out benchmarks/results]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import hwsim
+import mapping  # noqa: F401 - loads mapping.trace
+from nets.external import TIMM_MODELS, build_timm, build_torchvision, torchvision_classifiers
+
+REL_TOL = 1e-4
+tr = sys.modules["mapping.trace"]  # the module (mapping.trace the attribute is the function)
+_FRONTEND: list[str] = []
+
+
+def _counting_export(orig):
+    def export(model, x):
+        _FRONTEND.append("torch.export")
+        return orig(model, x)
+    return export
+
+
+def _rel(y, ref) -> float:
+    ys = y if isinstance(y, list) else [y]
+    refs = ref if isinstance(ref, (list, tuple)) else [ref]
+    num = sum(float(np.sum((np.asarray(a, np.float64) - b.detach().numpy().astype(np.float64)) ** 2))
+              for a, b in zip(ys, refs))
+    den = sum(float(np.sum(b.detach().numpy().astype(np.float64) ** 2)) for b in refs)
+    return float(np.sqrt(num / max(den, 1e-300)))
+
+
+def _reason(e: BaseException) -> str:
+    s = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {s[:240]}"
+
+
+def _onnx_row(model, x: torch.Tensor, ref) -> dict:
+    from mapping import from_onnx
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.onnx"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17)
+        except Exception as e:
+            return {"onnx": "export failed", "onnx_reason": _reason(e)}
+        try:
+            g = from_onnx(str(path))
+        except hwsim.HwsimError as e:
+            return {"onnx": "refused", "onnx_reason": _reason(e)}
+        y = hwsim.simulate(g, "cpu/cortex-a72", x=x.numpy()).outputs
+        return {"onnx": "imports", "onnx_rel_error": _rel(y, ref)}
+
+
+def run_one(source: str, name: str, onnx: bool) -> dict:
+    row = {"source": source, "model": name}
+    t0 = time.perf_counter()
+    try:
+        model, shape = (build_torchvision if source == "torchvision" else build_timm)(name)
+    except Exception as e:
+        return {**row, "torch": "build failed", "reason": _reason(e)}
+    row["input_shape"] = list(shape)
+    _FRONTEND.clear()
+    try:
+        graph = tr.trace(model, shape)
+    except hwsim.HwsimError as e:
+        row.update(torch="refused", reason=_reason(e), frontend="")
+    else:
+        row.update(torch="imports", frontend=_FRONTEND[-1] if _FRONTEND else "torch.fx", nodes=len(graph.nodes),
+                   batch_fixed=graph.batch_fixed)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal(shape).astype(np.float32))
+    with torch.no_grad():
+        ref = model(x)
+    if row["torch"] == "imports":
+        y = hwsim.simulate(graph, "cpu/cortex-a72", x=x.numpy())
+        row["rel_error"] = _rel(y.outputs, ref)
+        row["cpu_latency_s"] = y.report.latency_s
+        row["imc_latency_s"] = hwsim.simulate(graph, "imc/isaac").report.latency_s
+    if onnx:
+        row.update(_onnx_row(model, x, ref))
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    del model
+    gc.collect()
+    return row
+
+
+def wrong(row: dict) -> bool:
+    return any(row.get(k, 0.0) > REL_TOL or row.get(k) != row.get(k) for k in ("rel_error", "onnx_rel_error"))
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| source | model | torch import | rel. error | ONNX import | rel. error | refusal reason |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        tor = r["torch"] + (f" ({r['frontend']})" if r.get("frontend") else "")
+        err = f"{r['rel_error']:.1e}" if "rel_error" in r else ""
+        oerr = f"{r['onnx_rel_error']:.1e}" if "onnx_rel_error" in r else ""
+        why = (r.get("reason") or r.get("onnx_reason") or "").replace("|", "/")
+        lines.append(f"| {r['source']} | {r['model']} | {tor} | {err} | {r.get('onnx', '')} | {oerr} | {why} |")
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> dict:
+    n = len(rows)
+    ok = sum(r["torch"] == "imports" and not wrong(r) for r in rows)
+    out = {"models": n, "torch_imports_exactly": ok, "torch_import_fraction": ok / n if n else 0.0,
+           "wrong_answers": sum(wrong(r) for r in rows)}
+    if any("onnx" in r for r in rows):
+        out["onnx_imports_exactly"] = sum(r.get("onnx") == "imports" and not wrong(r) for r in rows)
+    for src in ("torchvision", "timm"):
+        sub = [r for r in rows if r["source"] == src]
+        out[f"{src}_imports_exactly"] = f"{sum(r['torch'] == 'imports' and not wrong(r) for r in sub)}/{len(sub)}"
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="*", default=None, help="model names (substrings) to run")
+    ap.add_argument("--no-onnx", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    tr._export_module = _counting_export(tr._export_module)
+    todo = [("torchvision", m) for m in torchvision_classifiers()] + [("timm", m) for m in TIMM_MODELS]
+    if a.only:
+        todo = [(s, m) for s, m in todo if any(o in m for o in a.only)]
+    rows = []
+    for i, (src, name) in enumerate(todo, 1):
+        row = run_one(src, name, not a.no_onnx)
+        rows.append(row)
+        print(f"[{i}/{len(todo)}] {src}/{name}: {row['torch']} {row.get('rel_error', '')} "
+              f"{row.get('onnx', '')} {row.get('onnx_rel_error', '')} {row.get('reason', row.get('onnx_reason', ''))}"
+              f" ({row.get('seconds', '')} s)", flush=True)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import timm
+    import torchvision
+    meta = {"cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
+            "rel_tolerance": REL_TOL}
+    res = {"meta": meta, "summary": summary(rows), "rows": rows}
+    (out / "import_coverage.json").write_text(json.dumps(res, indent=1))
+    (out / "import_coverage.md").write_text(
+        f"Import coverage ({meta['torch']}, torchvision {meta['torchvision']}, timm {meta['timm']}): "
+        f"{json.dumps(res['summary'])}\n\n" + table(rows) + "\n")
+    print(json.dumps(res["summary"], indent=1))
+    print(f"wrote {out / 'import_coverage.json'} and {out / 'import_coverage.md'}")
+
+
+if __name__ == "__main__":
+    main()
