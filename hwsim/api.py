@@ -7,6 +7,8 @@ provides ``simulate(graph, spec, x, *, seed, **options) -> Result``.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +19,7 @@ from hwsim.report import Result
 from hwsim.specs import load_preset, spec_target
 from mapping.graph import Graph, Input
 
-__all__ = ["as_graph", "as_spec", "simulate", "fit"]
+__all__ = ["as_graph", "as_spec", "simulate", "fit", "is_onnx"]
 
 
 def as_spec(spec: Any) -> Any:
@@ -28,11 +30,25 @@ def as_spec(spec: Any) -> Any:
     return spec
 
 
-def as_graph(model: Any, input_shape: Sequence[int] | None = None) -> Graph:
-    """A Graph from a Graph, a torch module, or a zoo name (``"resnet18"``).
+def is_onnx(model: Any) -> bool:
+    """A path to an ``.onnx`` file (str ending in .onnx, or any os.PathLike) or an ``onnx.ModelProto``."""
+    if isinstance(model, str):
+        return model.lower().endswith(".onnx")
+    if isinstance(model, os.PathLike):
+        return True
+    onnx = sys.modules.get("onnx")  # a ModelProto exists only once onnx is imported
+    return onnx is not None and isinstance(model, onnx.ModelProto)
+
+
+def as_graph(model: Any, input_shape: Sequence[int] | None = None, *, verify: bool = True) -> Graph:
+    """A Graph from a Graph, a torch module, a zoo name (``"resnet18"``), or an ONNX / QONNX model (a path to an
+    ``.onnx`` file or an ``onnx.ModelProto``).
 
     For a module, ``input_shape`` is required unless the module came from ``nets.get`` (the zoo's
-    default input shape is then used). For a Graph, ``input_shape`` may only change the batch.
+    default input shape is then used). For an ONNX model it is required when the model's input has
+    dynamic dims, and otherwise may only change the batch. For a Graph, ``input_shape`` may only change the batch.
+    ``verify``: check every imported node against the source (torch, onnxruntime, qonnx's executor);
+    a divergence raises :class:`~hwsim.errors.ConversionError` naming the node.
     """
     if isinstance(model, Graph):
         if input_shape is not None and tuple(input_shape)[1:] != model.input_shape[1:]:
@@ -41,6 +57,10 @@ def as_graph(model: Any, input_shape: Sequence[int] | None = None) -> Graph:
         if input_shape is not None and tuple(input_shape)[0] != model.batch:
             model = _rebatch(model, int(input_shape[0]))
         return model
+    if is_onnx(model):
+        from mapping.onnx import from_onnx
+
+        return from_onnx(model, input_shape, verify=verify)
     import nets
     from mapping.trace import trace
 
@@ -54,7 +74,7 @@ def as_graph(model: Any, input_shape: Sequence[int] | None = None) -> Graph:
             input_shape = nets.info(name).input_shape
         if input_shape is None:
             raise ShapeError("input_shape is required for a torch module that does not come from the zoo")
-    return trace(model, input_shape, name=name or getattr(model, "hwsim_name", None))
+    return trace(model, input_shape, name=name or getattr(model, "hwsim_name", None), verify=verify)
 
 
 def _rebatch(graph: Graph, batch: int) -> Graph:
@@ -69,12 +89,14 @@ def _target_module(spec: Any):
 
 
 def simulate(model_or_graph: Any, spec: Any, x: np.ndarray | None = None, input_shape: Sequence[int] | None = None,
-             seed: int = 0, **target_options: Any) -> Result:
+             seed: int = 0, *, verify: bool = True, **target_options: Any) -> Result:
     """Map a network onto ``spec``'s hardware and simulate it.
 
     ``x`` (numpy, N×C×H×W or N×F): when given, the outputs the hardware computes are returned in
     ``Result.outputs`` (an array, or a list for a multi-output net); when None, only the cost model
     runs and ``outputs`` is None. ``seed`` drives every random choice (non-idealities).
+    ``model_or_graph``: anything :func:`as_graph` takes (a torch module, a zoo name, a Graph, an ``.onnx`` path
+    or ``onnx.ModelProto``); ``verify`` checks the import against its source (see :func:`as_graph`).
     ``target_options`` are passed to the target (e.g. ``folding=`` for the XNOR engine).
     """
     spec = as_spec(spec)
@@ -83,7 +105,7 @@ def simulate(model_or_graph: Any, spec: Any, x: np.ndarray | None = None, input_
         if input_shape is not None and tuple(input_shape) != tuple(x.shape):
             raise ShapeError(f"x has shape {tuple(x.shape)} but input_shape={tuple(input_shape)}")
         input_shape = tuple(x.shape)
-    graph = as_graph(model_or_graph, input_shape)
+    graph = as_graph(model_or_graph, input_shape, verify=verify)
     try:
         return _target_module(spec).simulate(graph, spec, x, seed=seed, **target_options)
     except TypeError as e:
@@ -92,11 +114,12 @@ def simulate(model_or_graph: Any, spec: Any, x: np.ndarray | None = None, input_
         raise
 
 
-def fit(model_or_graph: Any, spec: Any, input_shape: Sequence[int] | None = None) -> Any:
-    """Does the network's weights fit the on-chip memory of ``spec``? (IMC: crossbars.)"""
+def fit(model_or_graph: Any, spec: Any, input_shape: Sequence[int] | None = None, *, verify: bool = True) -> Any:
+    """Does the network's weights fit the on-chip memory of ``spec``? (IMC: crossbars.) ``model_or_graph`` and
+    ``verify`` as for :func:`simulate`."""
     spec = as_spec(spec)
     mod = _target_module(spec)
     if not hasattr(mod, "fit"):
         raise HwsimError(f"fit() is defined for IMC specs; got a {spec_target(spec)} spec "
                          "(use simulate(...).report.fits_on_chip)")
-    return mod.fit(as_graph(model_or_graph, input_shape), spec)
+    return mod.fit(as_graph(model_or_graph, input_shape, verify=verify), spec)

@@ -82,6 +82,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _net_and_shape(args: argparse.Namespace):
+    """(model, input shape): a zoo net (``--net``, its own shape unless ``--input-shape``) or an imported ONNX /
+    QONNX file (``--model``, as a Graph: its shape is the file's, ``--input-shape`` for dynamic dims)."""
+    if args.model:
+        import hwsim
+
+        graph = hwsim.as_graph(args.model, _shape(args.input_shape) if args.input_shape else None)
+        return graph, graph.input_shape
     import nets
 
     model = nets.get(args.net)
@@ -100,7 +107,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = dict(_option(o) for o in args.option or [])
     res = hwsim.simulate(model, spec, x=x, input_shape=shape, seed=args.seed, **options)
     if args.functional:
-        _compare_with_torch(model, x, res.outputs)
+        if args.model:
+            from mapping.onnx import reference_outputs
+
+            _compare(reference_outputs(args.model, x), res.outputs, "the ONNX model's own executor")
+        else:
+            _compare_with_torch(model, x, res.outputs)
     if args.json:
         print(json.dumps(res.report.to_dict(), indent=2))
     else:
@@ -116,16 +128,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _compare_with_torch(model, x, outputs) -> None:
-    import numpy as np
     import torch
 
     with torch.no_grad():
         ref = model(torch.from_numpy(x))
     refs = list(ref) if isinstance(ref, (tuple, list)) else [ref]
+    _compare([r.numpy() for r in refs], outputs, "torch fp32")
+
+
+def _compare(refs, outputs, source: str) -> None:
+    import numpy as np
+
     outs = outputs if isinstance(outputs, list) else [outputs]
-    errs = [float(np.max(np.abs(o - r.numpy())) / max(float(np.max(np.abs(r.numpy()))), 1e-30))
-            for o, r in zip(outs, refs)]
-    print(f"functional check vs torch fp32: max relative error {max(errs):.2e}", file=sys.stderr)
+    errs = [float(np.max(np.abs(o - r)) / max(float(np.max(np.abs(r))), 1e-30)) for o, r in zip(outs, refs)]
+    print(f"functional check vs {source}: max relative error {max(errs):.2e}", file=sys.stderr)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -185,17 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_presets)
 
-    for name, fn, help_ in (("run", cmd_run, "simulate a zoo net on a preset"),
-                            ("fit", cmd_fit, "does a zoo net fit an IMC chip's crossbars?")):
+    for name, fn, help_ in (("run", cmd_run, "simulate a zoo net or an ONNX model on a preset"),
+                            ("fit", cmd_fit, "does a zoo net or an ONNX model fit an IMC chip's crossbars?")):
         s = sub.add_parser(name, help=help_)
-        s.add_argument("--net", required=True, help="zoo name (see `hwsim zoo`)")
+        which = s.add_mutually_exclusive_group(required=True)
+        which.add_argument("--net", help="zoo name (see `hwsim zoo`)")
+        which.add_argument("--model", metavar="PATH.onnx",
+                           help="an ONNX or QONNX file (imported and checked against onnxruntime / qonnx)")
         s.add_argument("--hw", required=True, help="preset name (see `hwsim presets`) or YAML path")
-        s.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the net's own)")
+        s.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the net's or the ONNX model's own; "
+                                             "required for an ONNX model with dynamic dims)")
         s.add_argument("--json", action="store_true", help="print the report as JSON")
         s.set_defaults(fn=fn)
         if name == "run":
             s.add_argument("--functional", action="store_true",
-                           help="also run inference on a random input and check it against torch")
+                           help="also run inference on a random input and check it against torch (or the ONNX "
+                                "model's executor)")
             s.add_argument("--layers", action="store_true", help="print the per-layer table")
             s.add_argument("--seed", type=int, default=0)
             s.add_argument("--option", action="append", metavar="KEY=VALUE",

@@ -4,7 +4,8 @@ A *net reference* says how a worker obtains the traced :class:`~mapping.graph.Gr
 
 * :class:`ZooNet` — a zoo name plus builder keywords; each worker traces it itself, once, and caches
   the graph (nothing large crosses process or machine boundaries);
-* :class:`GraphNet` — an already traced graph (from a torch module or a Graph the user passed); it
+* :class:`GraphNet` — an already traced graph (from a torch module, a Graph the user passed, or an ONNX /
+  QONNX model: a path ending in ``.onnx`` or an ``onnx.ModelProto``, imported and verified here, once); it
   travels with the tasks (one copy per chunk of points) and is cached by its content digest.
 
 A *grid* ``(base, {field: [values, ...]})`` expands into the Cartesian product of the values with
@@ -124,6 +125,8 @@ def _net_ref(net: Any, input_shape: Sequence[int] | None) -> NetRef:
 
     if isinstance(net, (ZooNet, GraphNet)):
         return net
+    if _is_onnx(net) or (isinstance(net, Mapping) and _is_onnx(net.get("name"))):
+        return _onnx_ref(net, input_shape)
     if isinstance(net, str):
         _check_zoo(net, {})
         return ZooNet(net, (), None if input_shape is None else tuple(input_shape))
@@ -152,7 +155,32 @@ def _net_ref(net: Any, input_shape: Sequence[int] | None) -> NetRef:
         label = getattr(net, "hwsim_name", None) or g.name or type(net).__name__
         return GraphNet(label, graph_digest(g), g)
     raise HwsimError(f"cannot sweep over a net given as {type(net).__name__}: pass a zoo name, "
-                     "(name, {kwargs}), {'name': ..., **kwargs}, a torch module or a traced Graph")
+                     "(name, {kwargs}), {'name': ..., **kwargs}, a torch module, a traced Graph or an .onnx path")
+
+
+def _is_onnx(net: Any) -> bool:
+    from hwsim.api import is_onnx
+
+    return net is not None and is_onnx(net)
+
+
+def _onnx_ref(net: Any, input_shape: Sequence[int] | None) -> GraphNet:
+    """An ONNX model (a path, an ``onnx.ModelProto``, or ``{"name": path, "input_shape": [...]}``) imported once."""
+    import os
+    from pathlib import Path
+
+    from hwsim.api import as_graph
+
+    if isinstance(net, Mapping):
+        d = dict(net)
+        extra = sorted(set(d) - {"name", "input_shape"})
+        if extra:
+            raise HwsimError(f"an ONNX net takes only 'name' (its path) and 'input_shape', got keys {extra}")
+        net, input_shape = d["name"], d.get("input_shape", input_shape)
+    g = as_graph(net, input_shape)
+    label = Path(os.fspath(net)).stem if isinstance(net, (str, os.PathLike)) else g.name
+    g = g.replace(name=label)
+    return GraphNet(label, graph_digest(g), g)
 
 
 def _check_zoo(name: str, kwargs: Mapping[str, Any]) -> None:

@@ -280,7 +280,8 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
     """Evaluate every net on every hardware point; one row per (net, spec), as a pandas DataFrame.
 
     nets: a zoo name, ``(name, {builder kwargs})``, ``{"name": ..., **kwargs}``, a torch module, a
-        traced Graph, or a list of those.
+        traced Graph, an ONNX / QONNX model (a path ending in ``.onnx`` or an ``onnx.ModelProto``, imported and
+        verified once), or a list of those.
     specs_or_grid: a spec, a preset name, a list of those, or a grid ``(base, {field: [values]})``
         (Cartesian product through ``dataclasses.replace``; ``base`` a spec or a preset name).
     metrics: None for all report totals; a list of report attribute names; or a mapping
@@ -441,11 +442,21 @@ def _load_yaml(path: Path) -> dict:
     return data
 
 
+def _onnx_relative(net: Any, path: Path) -> Any:
+    """An ``.onnx`` net entry of a sweep file, its path resolved relative to the file."""
+    name = net.get("name") if isinstance(net, dict) else net
+    if not (isinstance(name, str) and name.lower().endswith(".onnx")) or Path(name).is_absolute():
+        return net
+    resolved = str(path.parent / name)
+    return {**net, "name": resolved} if isinstance(net, dict) else resolved
+
+
 def sweep_from_yaml(path: str | os.PathLike, *, plot: str | os.PathLike | None = None,
                     executor: Executor | None = None, progress: bool | None = None):
     """Run the sweep a YAML file describes; returns the DataFrame (and writes the plot if asked).
 
-    Keys: ``nets`` (list of zoo names or ``{name: ..., <builder kwargs>}``), ``base`` (preset name,
+    Keys: ``nets`` (list of zoo names, ``{name: ..., <builder kwargs>}``, or ``.onnx`` paths relative to
+    the YAML file, optionally ``{name: model.onnx, input_shape: [...]}``), ``base`` (preset name,
     preset YAML path, or an inline spec mapping with ``target:``/``base:``), ``grid``
     (``{field: [values]}``) or ``specs`` (a list of preset names), and optionally ``out``
     (results file, relative to the YAML file), ``plot`` (PNG path: latency vs energy with the
@@ -475,8 +486,10 @@ def sweep_from_yaml(path: str | os.PathLike, *, plot: str | os.PathLike | None =
     own = None
     if executor is None and cfg.get("dask"):
         executor = own = dask_executor(str(cfg["dask"]), float(cfg.get("dask_timeout_s", 10.0)))
+    nets = [_onnx_relative(n, path) for n in cfg["nets"]] if isinstance(cfg["nets"], list) \
+        else _onnx_relative(cfg["nets"], path)
     try:
-        df = sweep(cfg["nets"], specs_or_grid, metrics=cfg.get("metrics"),
+        df = sweep(nets, specs_or_grid, metrics=cfg.get("metrics"),
                    functional=bool(cfg.get("functional", False)), executor=executor, out=rel(cfg.get("out")),
                    progress=progress, workers=cfg.get("workers"), input_shape=cfg.get("input_shape"),
                    seed=int(cfg.get("seed", 0)), target_options=cfg.get("options"))
