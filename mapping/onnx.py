@@ -125,7 +125,7 @@ def _require(package: str) -> None:
 
     if importlib.util.find_spec(package) is None:
         raise HwsimError(f"importing ONNX models needs the {package} package: pip install {package} "
-                         "(or the hwsim[dev] extra)")
+                         "(or the hwsim[onnx] extra)")
 
 
 def _first_line(e: BaseException) -> str:
