@@ -202,6 +202,9 @@ def check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
                          f"(N, {', '.join(map(str, want[1:]))})")
     if not np.issubdtype(x.dtype, np.number):
         raise ShapeError(f"input must be numeric, got dtype {x.dtype}")
+    if graph.batch_fixed and x.shape[0] != 1:
+        raise ShapeError(f"{graph.name} moves or merges the batch dimension, so its graph computes one sample: "
+                         f"run it with batch 1 (got a batch of {x.shape[0]})")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
