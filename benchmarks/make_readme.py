@@ -84,6 +84,34 @@ def zoo() -> str:
                + "\n\n</details>\n" if notes else ""))
 
 
+def import_coverage() -> str:
+    d = _json("import_coverage.json")
+    if d is None:
+        return _missing("import_coverage.json", "bench_import_coverage.py")
+    m, sm, rows = d["meta"], d["summary"], d["rows"]
+    text = (f"Every classification builder of torchvision {m['torchvision']} and {sum(r['source'] == 'timm' for r in rows)} "
+            f"timm {m['timm']} models (efficient CNNs and small ViTs), random weights, default input size, batch 1 "
+            f"(`benchmarks/results/import_coverage.json`, `python benchmarks/bench_import_coverage.py`): "
+            f"**{sm['torch_imports_exactly']} of {sm['models']}** import from torch with outputs on `cpu/cortex-a72` "
+            f"within {m['rel_tolerance']:g} relative of torch's (torchvision {sm['torchvision_imports_exactly']}, "
+            f"timm {sm['timm_imports_exactly']})")
+    if "onnx_imports_exactly" in sm:
+        text += f", {sm['onnx_imports_exactly']} of {sm['models']} through ONNX (`torch.onnx.export`, dynamo=False)"
+    worst = max((r.get("rel_error", 0.0) for r in rows), default=0.0)
+    text += f"; **{sm['wrong_answers']} ran with a wrong answer**; largest relative error of an import {worst:.1e}."
+    refused = [[r["source"], r["model"], r.get("reason", "")[:160].replace("|", "/")] for r in rows
+               if r["torch"] != "imports"]
+    onnx_refused = [[r["source"], r["model"], r.get("onnx_reason", "")[:160].replace("|", "/")] for r in rows
+                    if r.get("onnx") not in (None, "imports")]
+    out = text + ((" The others are refused with the op and module that hwsim cannot map:\n\n"
+                   + _table(["source", "model", "torch import refused because"], refused)) if refused else "\n")
+    if onnx_refused:
+        out += ("\n<details><summary>ONNX imports refused</summary>\n\n"
+                + _table(["source", "model", "ONNX import refused because"], onnx_refused) + "\n</details>\n")
+    return out + "\nThe full table, with each model's front end (torch.fx or torch.export) and error: " \
+        "`benchmarks/results/import_coverage.md`.\n"
+
+
 def conv_speed() -> str:
     d = _json("conv_vs_torch.json")
     if d is None:
@@ -373,6 +401,7 @@ def compress() -> str:
 
 
 SECTIONS = [
+    ("Import coverage: torchvision and timm models", import_coverage),
     ("Zoo: counts against the publications", zoo),
     ("Numba kernels: speed against torch", conv_speed),
     ("Embedded-CPU model against measurements on this machine", cpu_vs_host),
