@@ -21,11 +21,14 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import multiprocessing
 import platform
 import sys
 import tempfile
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +67,10 @@ def _reason(e: BaseException) -> str:
 def _onnx_row(model, x: torch.Tensor, ref) -> dict:
     from mapping import from_onnx
 
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    if weight_bytes > 2**31 - 2**26:  # a single ONNX protobuf holds at most 2 GB
+        return {"onnx": "not exported", "onnx_reason": f"{weight_bytes / 2**30:.1f} GiB of weights exceed ONNX's "
+                                                       "2 GB protobuf limit"}
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.onnx"
         try:
@@ -141,20 +148,34 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+    tr._export_module = _counting_export(tr._export_module)
+    warnings.simplefilter("ignore")
+
+
+def _pool() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="*", default=None, help="model names (substrings) to run")
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    tr._export_module = _counting_export(tr._export_module)
     todo = [("torchvision", m) for m in torchvision_classifiers()] + [("timm", m) for m in TIMM_MODELS]
     if a.only:
         todo = [(s, m) for s, m in todo if any(o in m for o in a.only)]
     rows = []
+    pool = _pool()
     for i, (src, name) in enumerate(todo, 1):
-        row = run_one(src, name, not a.no_onnx)
+        try:  # one model at a time in a worker process: a model that exhausts the memory loses only its row
+            row = pool.submit(run_one, src, name, not a.no_onnx).result()
+        except BrokenProcessPool:
+            row = {"source": src, "model": name, "torch": "crashed",
+                   "reason": "the worker process died (out of memory?)"}
+            pool = _pool()
         rows.append(row)
         print(f"[{i}/{len(todo)}] {src}/{name}: {row['torch']} {row.get('rel_error', '')} "
               f"{row.get('onnx', '')} {row.get('onnx_rel_error', '')} {row.get('reason', row.get('onnx_reason', ''))}"
