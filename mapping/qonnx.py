@@ -125,6 +125,8 @@ def multithreshold(imp, n) -> None:
     params thresholds sorted per row (the count of thresholds <= x does not depend on their order)."""
     shape = imp.shape(n.input[0])
     t = imp.const_input(n, 1, "thresholds", required=True)
+    if t.ndim == 2 and t.shape[0] != 1:
+        imp.batched(n, n.input[0])
     if t.ndim != 2 or t.shape[0] not in (1, shape[1] if len(shape) > 1 else -1):
         imp.refuse(n, f"thresholds of shape {t.shape} for an input of shape {shape}")
     layout = str(imp.attr(n, "data_layout", "") or "")

@@ -1,6 +1,7 @@
 """ONNX import: torch models exported by both of torch's exporters import, verify against onnxruntime and compute
-torch's outputs; a wrong conversion is caught at its node; bad files and unsupported ops are one-line typed errors;
-the API, the CLI and sweeps take .onnx paths."""
+torch's outputs; models that move or merge the batch (ViT attention, MultiheadAttention, timm's DeiT) import with
+batch 1; a wrong conversion is caught at its node; bad files and unsupported ops are one-line typed errors; the
+API, the CLI and sweeps take .onnx paths."""
 import json
 import subprocess
 import sys
@@ -22,9 +23,14 @@ from mapping.graph import Op
 
 def export(model, x, path, dynamo, **kw):
     model.eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.from_numpy(x),), str(path), dynamo=dynamo, **kw)
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # MultiheadAttention's fused kernel has no ONNX export
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (torch.from_numpy(x),), str(path), dynamo=dynamo, **kw)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
     return path
 
 
@@ -326,6 +332,150 @@ def test_batch_merging_reshape_two_inputs_and_old_opsets_are_refused(tmp_path):
 def test_import_does_not_load_onnx():
     code = "import sys, hwsim, mapping; assert not {'onnx', 'onnxruntime', 'qonnx'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------- models that move the batch (batch 1)
+class TimmAttention(nn.Module):
+    """timm's ViT attention: qkv -> reshape(B, N, 3, H, d) -> permute(2, 0, 3, 1, 4) -> unbind(0) -> SDPA."""
+
+    def __init__(self, dim=16, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c))
+
+
+class Mha(nn.Module):
+    """nn.MultiheadAttention on a batch-first input; sequence-first (batch_first=False) returns its (L, N, E)."""
+
+    def __init__(self, batch_first):
+        super().__init__()
+        self.batch_first, self.mha = batch_first, nn.MultiheadAttention(16, 2, batch_first=batch_first)
+
+    def forward(self, x):
+        x = x if self.batch_first else x.transpose(0, 1)
+        return self.mha(x, x, x, need_weights=False)[0]
+
+
+MOVERS = {
+    "timm-attention": (TimmAttention, (1, 7, 16)),
+    "mha-batch-first": (lambda: Mha(True), (1, 7, 16)),
+    "mha-seq-first": (lambda: Mha(False), (1, 7, 16)),
+    "encoder-layer": (lambda: nn.Sequential(nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)), (1, 7, 16)),
+}
+
+
+def assert_same_values(outs, refs, rel=1e-4):
+    """As assert_close, the IR's outputs viewed as the source's shapes (a leading unit batch dim)."""
+    outs = outs if isinstance(outs, list) else [outs]
+    assert [o.size for o in outs] == [r.size for r in refs]
+    assert_close([o.reshape(r.shape) for o, r in zip(outs, refs)], refs, rel)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("case", list(MOVERS))
+def test_models_that_move_the_batch_import_with_batch_1(tmp_path, case, dynamo):
+    make, shape = MOVERS[case]
+    torch.manual_seed(0)
+    model, x = make(), sample(shape)
+    g = mapping.from_onnx(export(model, x, tmp_path / f"{case}.onnx", dynamo))  # verified node by node
+    assert g.batch_fixed and g.input_shape == shape
+    assert all(n.shape[0] == 1 for n in g.nodes)
+    assert_same_values(run(g, x), torch_out(model, x))
+    assert sum(n.op == Op.MATMUL for n in g.nodes) == 2 and any(n.op == Op.SOFTMAX for n in g.nodes)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_timm_deit_tiny_imports_with_batch_1(tmp_path, dynamo):
+    from nets.external import build_timm
+
+    model, shape = build_timm("deit_tiny_patch16_224")
+    x = sample(shape)
+    g = mapping.from_onnx(export(model, x, tmp_path / "deit.onnx", dynamo))
+    assert g.batch_fixed and g[g.outputs[0]].shape == (1, 1000)
+    ops = [n.op for n in g.nodes]
+    assert ops.count(Op.MATMUL) == 24 and ops.count(Op.SOFTMAX) == 12 and ops.count(Op.LINEAR) == 49
+    if not dynamo:  # (the dynamo exporter shares equal initializers: the ones and zeros of fresh norms, biases)
+        assert g.param_count == sum(p.numel() for p in model.parameters())
+    assert_close(run(g, x), torch_out(model, x))
+
+
+class NormExpand(nn.Module):
+    """LeViT's batch norm of ``x.flatten(0, 1)``, F.normalize (ReduceL2, Clip, Expand, Div) and ``expand_as``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.bn = nn.Linear(16, 16), nn.BatchNorm1d(16)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        z = F.normalize(self.bn(self.fc(x).flatten(0, 1)).reshape(b, n, c), dim=-1)
+        return F.relu(z) * z.sum(dim=1, keepdim=True).expand_as(z)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_batch_norm_of_a_merged_batch_normalize_and_expand(tmp_path, dynamo):
+    torch.manual_seed(0)
+    model, x = randomize_bn(NormExpand()), sample((1, 7, 16))
+    g = mapping.from_onnx(export(model, x, tmp_path / "ne.onnx", dynamo))
+    assert g.batch_fixed and Op.BATCHNORM in {n.op for n in g.nodes}
+    assert_close(run(g, x), torch_out(model, x))
+
+
+def test_axis_0_ops_of_a_merged_batch_translate_by_the_unit_dim():
+    """Hand-built: with batch 1 a Reshape drops the batch, and Softmax, reductions, Slice, Concat, Gather, Split,
+    Transpose, MatMul and Add work along ONNX axis 0 of values that no longer have it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mapping.onnx import reference_outputs
+
+    i64 = lambda name, v: numpy_helper.from_array(np.asarray(v, dtype=np.int64), name)  # noqa: E731
+    inits = [i64("flat", [4, 6]), i64("ax0", [0]), i64("lo", [1]), i64("hi", [3]), i64("five", 5),
+             i64("one", [1]), numpy_helper.from_array(sample((6,), seed=3), "c")]
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat"], ["m"]),  # (1, 4, 6) -> (4, 6): the batch merged
+        helper.make_node("Softmax", ["m"], ["sm"], axis=0),
+        helper.make_node("ReduceMean", ["sm", "ax0"], ["red"], keepdims=0),  # (6,)
+        helper.make_node("Slice", ["m", "lo", "hi", "ax0"], ["sl"]),  # (2, 6)
+        helper.make_node("Concat", ["m", "sl"], ["cat"], axis=0),  # (6, 6)
+        helper.make_node("Gather", ["cat", "five"], ["row"], axis=0),  # (6,)
+        helper.make_node("Add", ["row", "red"], ["sum"]),
+        helper.make_node("Mul", ["sum", "c"], ["scaled"]),
+        helper.make_node("Transpose", ["cat"], ["t"], perm=[1, 0]),
+        helper.make_node("MatMul", ["cat", "t"], ["gram"]),  # (6, 6) @ (6, 6)
+        helper.make_node("Split", ["x", "one"], ["whole"], axis=0),  # the unit batch itself
+        helper.make_node("Unsqueeze", ["scaled", "ax0"], ["back"]),  # (1, 6): batch-first again
+        helper.make_node("Relu", ["whole"], ["r"]),
+        helper.make_node("ReduceMin", ["m", "one"], ["mn"]),  # (4, 1)
+        helper.make_node("ReduceL1", ["m", "ax0"], ["l1"], keepdims=0),  # (6,)
+        helper.make_node("ReduceSumSquare", ["m", "one"], ["ss"], keepdims=0),  # (4,)
+    ]
+    graph = helper.make_graph(nodes, "axis0", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                               for o in ("back", "gram", "r", "mn", "l1", "ss")], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    g = mapping.from_onnx(m)
+    assert g.batch_fixed and [g[o].shape for o in g.outputs] == [(1, 6), (1, 6, 6), (1, 4, 6), (1, 4, 1), (1, 6),
+                                                                 (1, 4)]
+    x = sample((1, 4, 6))
+    assert_same_values(run(g, x), reference_outputs(m, x))
+
+
+def test_batch_moves_are_refused_above_batch_1(tmp_path):
+    x = sample((2, 7, 16))
+    path = export(TimmAttention(), x, tmp_path / "attn2.onnx", False)
+    with pytest.raises(UnsupportedOpError, match=r"perm \(2, 0, 3, 1, 4\) moves the batch dimension; export and "
+                                                 "import with batch 1"):
+        mapping.from_onnx(path)
+    path = export(TimmAttention(), x[:1], tmp_path / "attn.onnx", False, input_names=["x"],
+                  dynamic_axes={"x": {0: "batch"}})
+    with pytest.raises(UnsupportedOpError, match="export and import with batch 1"):
+        mapping.from_onnx(path, (3, 7, 16))
+    assert mapping.from_onnx(path, (1, 7, 16)).batch_fixed
 
 
 # ----------------------------------------------------------------------------- CLI and sweeps
