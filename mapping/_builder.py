@@ -23,11 +23,64 @@ import torch
 import torch.fx as fx
 
 from hwsim.errors import UnsupportedOpError
-from mapping.graph import Graph, Input, NoAttrs, Node, Op
+from mapping.graph import Concat, Graph, Input, NoAttrs, Node, Op, Reshape, Slice
 
-__all__ = ["Builder", "module_path"]
+__all__ = ["Builder", "module_path", "untuple"]
 
-_REQUIRED = object()
+# ops of (N, C, H, W) values, applied window by window to windows merged into the batch (at most _MAX_WINDOWS)
+_IMAGE_OPS = frozenset({Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.UPSAMPLE, Op.GROUPNORM})
+_MAX_WINDOWS = 64
+# ops whose value depends on their input's shape only: constants for a traced input shape
+_SHAPE_ONLY = frozenset({"zeros_like", "ones_like", "full_like", "new_zeros", "new_ones", "new_full", "new_tensor"})
+
+
+def _target_name(n: fx.Node) -> str:
+    t = n.target
+    if isinstance(t, str):
+        return t
+    if isinstance(t, torch._ops.OpOverload):
+        return t.overloadpacket.__name__
+    return getattr(t, "__name__", "")
+
+
+def _flat(a: Any) -> list:
+    return [y for x in a for y in _flat(x)] if isinstance(a, (tuple, list)) else [a]
+
+
+def untuple(gm: fx.GraphModule, values: dict[str, Any]) -> None:
+    """Make every tensor of a tuple value read through ``getitem(t, int)``: a tuple passed whole to an op
+    (``torch.cat(x.chunk(2))``, ``return x.split(3)``) gets one getitem node per element in its place, and
+    ``t.values`` / ``t.indices`` of a named tuple (``x.max(1).values``) becomes ``getitem``. Rewrites ``gm``'s
+    graph in place and records the new nodes' values."""
+    import operator
+
+    graph = gm.graph
+    for n in list(graph.nodes):
+        if n.op == "call_function" and n.target is getattr and isinstance(n.args[0], fx.Node):
+            v = values.get(n.args[0].name)
+            if isinstance(v, tuple) and isinstance(getattr(v, str(n.args[1]), None), torch.Tensor):
+                k = next(i for i, t in enumerate(v) if t is getattr(v, n.args[1]))  # torch.return_types.*
+                n.target, n.args = operator.getitem, (n.args[0], k)
+        if n.op == "call_function" and n.target in (operator.getitem, getattr):
+            continue
+
+        def spread(a: Any, n: fx.Node = n) -> Any:
+            if isinstance(a, (list, tuple)):
+                return type(a)(spread(x) for x in a) if not hasattr(a, "_fields") else a
+            v = values.get(a.name) if isinstance(a, fx.Node) else None
+            if not isinstance(v, (tuple, list)) or not any(isinstance(t, torch.Tensor) for t in v):
+                return a
+            items = []
+            with graph.inserting_before(n):
+                for k in range(len(v)):
+                    g = graph.call_function(operator.getitem, (a, k))
+                    g.meta.update(a.meta)
+                    values[g.name] = v[k]
+                    items.append(g)
+            return items
+
+        n.args = tuple(spread(a) for a in n.args)
+        n.kwargs = {k: spread(a) for k, a in n.kwargs.items()}
 
 
 def module_path(n: fx.Node) -> str:
@@ -51,7 +104,7 @@ class Builder:
         self.shapes: dict[str, tuple[int, ...]] = {}  # IR value name -> IR shape
         self.kinds: dict[str, str] = {}
         self.parts: dict[str, Any] = {}  # tuple-valued data nodes: index -> handler of getitem
-        self.constants: dict[str, str] = {}  # const fx node -> its CONSTANT IR node
+        self.constants: dict[tuple[str, int], str] = {}  # (const fx node, rank) -> its CONSTANT IR node
         self.input_name = ""
         self.batch_fixed = False
 
@@ -82,6 +135,8 @@ class Builder:
             isinstance(t, torch.Tensor) for t in v))
         if not tensors:
             return "python"
+        if _target_name(n) in _SHAPE_ONLY:  # torch.zeros_like(x): its value does not depend on x's values
+            return "const"
         return "data" if any(self.kinds.get(i.name) == "data" for i in n.all_input_nodes) else "const"
 
     # ------------------------------------------------------------------ shapes and dims
@@ -123,32 +178,41 @@ class Builder:
         return f"{n.op} '{target}'" + (f" in module '{path}'" if path else "")
 
     # ------------------------------------------------------------------ emitting
-    def ref(self, a: Any, where: fx.Node | None = None) -> str:
-        """The IR value name of a data operand; a const tensor operand becomes a CONSTANT node."""
+    def ref(self, a: Any, where: fx.Node | None = None, rank: int | None = None) -> str:
+        """The IR value name of a data operand; a const tensor operand becomes a CONSTANT node (of at least
+        ``rank`` torch dims, leading unit dims added as torch's broadcasting adds them)."""
         if isinstance(a, fx.Node) and a.name in self.ir:
             return self.ir[a.name]
         if self.kind(a) == "const" and isinstance(a, fx.Node) and isinstance(self.values[a.name], torch.Tensor):
-            return self.constant(a)
+            return self.constant(a, rank)
         what = self.what(where) if where is not None else "an op"
         raise UnsupportedOpError(f"{what} with a non-tensor operand {a!r}")
 
-    def constant(self, a: fx.Node) -> str:
-        """A CONSTANT node holding const value ``a`` broadcast over the batch."""
-        if a.name in self.constants:
-            return self.constants[a.name]
-        v = self.values[a.name]
-        arr = v.detach().cpu().to(torch.float32).numpy()
+    def constant(self, a: fx.Node, rank: int | None = None, value: np.ndarray | None = None, tag: str = "") -> str:
+        """A CONSTANT node holding const value ``a`` (or ``value``, a function of it named by ``tag``) broadcast
+        over the batch; a value of fewer than ``rank`` dims gets leading unit dims first (it broadcasts against a
+        rank-``rank`` torch value)."""
+        arr = np.asarray(value if value is not None else self.values[a.name].detach().cpu().to(torch.float32).numpy(),
+                         np.float32)
+        if rank is not None and arr.ndim < rank:
+            arr = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
+        if (a.name + tag, arr.ndim) in self.constants:
+            return self.constants[(a.name + tag, arr.ndim)]
         if arr.ndim and arr.shape[0] == self.batch and self.batch > 1:
             if not np.all(arr == arr[:1]):
                 raise UnsupportedOpError(f"constant '{a.name}' differs between the samples of the batch")
             arr = arr[:1]
         shape = (1,) + arr.shape if (arr.ndim == 0 or arr.shape[0] != 1) else arr.shape
-        key = self.add_param(str(a.target) if a.op == "get_attr" else f"{a.name}.value", arr.reshape(shape))
-        name = f"{a.name}_const"
+        key = (str(a.target) if a.op == "get_attr" else f"{a.name}.value") + (f".{tag}" if tag else "")
+        if key in self.params and self.params[key].shape != shape:  # the same tensor at another rank
+            key = f"{key}.rank{len(shape)}"
+        key = self.add_param(key, arr.reshape(shape))
+        name = f"{a.name}_{tag or 'const'}"
+        name = name if not any(k[0] == a.name + tag for k in self.constants) else f"{name}{arr.ndim}"
         self.nodes.append(Node(name, Op.CONSTANT, (self.input_name,), (self.batch,) + shape[1:], NoAttrs(),
                                {"value": key}, module_path(a)))
         self.shapes[name] = (self.batch,) + shape[1:]
-        self.constants[a.name] = name
+        self.constants[(a.name + tag, arr.ndim)] = name
         return name
 
     def param(self, a: Any, where: fx.Node, role: str) -> str:
@@ -169,15 +233,36 @@ class Builder:
     def emit(self, n: fx.Node, op: Op, inputs: Sequence[str], attrs: Any = NoAttrs(),
              params: dict[str, str] | None = None, meta: dict | None = None, *, name: str | None = None,
              shape: tuple[int, ...] | None = None, module: str | None = None) -> str:
-        """Append one IR node for fx node ``n`` (named after it unless ``name``); returns its name."""
+        """Append one IR node for fx node ``n`` (named after it unless ``name``); returns its name. An image op
+        on windows merged into the batch (IR shape (1, W, C, H, W)) is applied to each window in turn."""
         name = name or n.name
         shape = shape if shape is not None else self.out_shape(n)
+        if op in _IMAGE_OPS and len(shape) == 5 and inputs and len(self.shapes[inputs[0]]) == 5:
+            return self._per_window(n, op, inputs[0], attrs, params, meta, name, shape, module)
         self.nodes.append(Node(name, op, tuple(inputs), shape, attrs, params or {},
                                module if module is not None else module_path(n), meta or {}))
         self.shapes[name] = shape
         if name == n.name:
             self.ir[n.name] = name
         return name
+
+    def _per_window(self, n: fx.Node, op: Op, src: str, attrs: Any, params, meta, name: str, shape, module) -> str:
+        """``op`` on each window of ``src`` (1, W, C, H, W): slice, apply (one node per window referencing the same
+        parameters: computed W times, stored once), concatenate."""
+        windows = self.shapes[src][1]
+        if windows > _MAX_WINDOWS:
+            raise UnsupportedOpError(f"{self.what(n)} on {windows} windows merged into the batch dimension (at most "
+                                     f"{_MAX_WINDOWS} are unrolled)")
+        parts = []
+        for i in range(windows):
+            one = (1, 1) + self.shapes[src][2:]
+            s = self.emit(n, Op.SLICE, [src], Slice(1, i, i + 1), name=f"{name}_w{i}", shape=one, module=module)
+            s = self.emit(n, Op.RESHAPE, [s], Reshape(one[2:]), name=f"{name}_w{i}_in", shape=one[1:], module=module)
+            y = self.emit(n, op, [s], attrs, params, meta, name=f"{name}_w{i}_op", shape=(1,) + shape[2:],
+                          module=module)
+            parts.append(self.emit(n, Op.RESHAPE, [y], Reshape((1,) + shape[2:]), name=f"{name}_w{i}_out",
+                                   shape=(1, 1) + shape[2:], module=module))
+        return self.emit(n, Op.CONCAT, parts, Concat(1), name=name, shape=shape, module=module)
 
     def alias(self, n: fx.Node, a: Any) -> None:
         """``n`` has the value of data operand ``a`` (dropout in eval, contiguous, ...)."""
@@ -189,6 +274,7 @@ class Builder:
         """Convert every node with ``handle(builder, fx_node)`` (for call_* nodes of kind data)."""
         inputs: list[Input] = []
         outputs: list[str] = []
+        untuple(self.gm, self.values)
         for n in self.gm.graph.nodes:
             self.kinds[n.name] = self._classify(n) if n.op != "output" else "output"
             if n.op == "placeholder" and self.kinds[n.name] == "data":
@@ -199,13 +285,13 @@ class Builder:
                 self.ir[n.name] = self.input_name = n.name
                 self.shapes[n.name] = shape
             elif n.op == "output":
-                outs = n.args[0]
-                flat = list(outs) if isinstance(outs, (tuple, list)) else [outs]
-                for o in flat:
+                for o in _flat(n.args[0]):
                     if not isinstance(o, fx.Node) or self.kinds.get(o.name) != "data":
                         raise UnsupportedOpError(f"model output {o!r} is not a tensor computed from the input")
                     outputs.append(self.ref(o))
             elif self.kinds[n.name] == "data":
+                if not n.users and not _target_name(n).endswith("_"):  # dead (an unused output of a tuple)
+                    continue
                 v = self.values[n.name]
                 if isinstance(v, torch.Tensor) and v.dtype != torch.float32:
                     raise UnsupportedOpError(f"{self.what(n)} produces a {v.dtype} tensor; hwsim computes float32")

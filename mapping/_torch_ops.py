@@ -3,7 +3,8 @@
 One handler per operation, shared by its functional form (``F.max_pool2d``), its method form (``x.mean``), its
 operator form (``x @ y``) and its ATen op (``aten.max_pool2d``, from ``torch.export``): their positional
 arguments come in the same order, so :func:`arg` reads them alike. Anything not listed here is refused with
-the op and its module path.
+the op and its module path. Data movement lives in :mod:`mapping._torch_moves`, ``torch.einsum`` in
+:mod:`mapping._torch_einsum`.
 """
 from __future__ import annotations
 
@@ -17,41 +18,15 @@ import torch.nn.functional as F
 
 from hwsim.errors import UnsupportedOpError
 from mapping._builder import Builder
+from mapping._torch_einsum import einsum
+from mapping._torch_moves import MISSING as _MISSING
+from mapping._torch_moves import Handler, _first_only, _inplace, _pair, _x, arg, moves
 from mapping.graph import (
-    AdaptivePool, Attention, BatchNorm, ChannelShuffle, Clamp, Concat, Conv2d, Elu, Gelu, GroupNorm, LayerNorm,
-    LeakyRelu, Linear, NoAttrs, Op, Pad, Permute, Pool, Reduce, Reshape, Scalar, Slice, Softmax, Softplus, Upsample,
+    AdaptivePool, Attention, BatchNorm, Clamp, Conv2d, Elu, Gelu, GroupNorm, LayerNorm,
+    LeakyRelu, Linear, NoAttrs, Op, Pool, Reduce, Reshape, Scalar, Softmax, Softplus,
 )
 
 __all__ = ["handle"]
-
-Handler = Callable[[Builder, fx.Node], None]
-_MISSING = object()
-
-
-def arg(n: fx.Node, i: int, name: str, default=_MISSING):
-    if len(n.args) > i:
-        return n.args[i]
-    if name in n.kwargs:
-        return n.kwargs[name]
-    if default is _MISSING:
-        raise UnsupportedOpError(f"'{n.target}' without its argument '{name}'")
-    return default
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (list, tuple)):
-        return (int(v[0]), int(v[-1])) if v else (0, 0)
-    return int(v), int(v)
-
-
-def _inplace(n: fx.Node) -> dict | None:
-    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-    return {"inplace": True} if (n.kwargs.get("inplace") or name.endswith("_") and not name.startswith("_")) else None
-
-
-def _x(b: Builder, n: fx.Node) -> str:
-    return b.ref(n.args[0], n)
-
 
 # ---------------------------------------------------------------------------------------------- elementwise
 def _unary(op: Op, attrs: Callable[[fx.Node], object] | None = None) -> Handler:
@@ -80,7 +55,12 @@ def _clamp(lo_default, hi_default) -> Handler:
 
 
 def _prelu(b: Builder, n: fx.Node) -> None:
-    b.emit(n, Op.PRELU, [_x(b, n)], params={"weight": b.param(arg(n, 1, "weight"), n, "weight")})
+    params = {"weight": b.param(arg(n, 1, "weight"), n, "weight")}
+    if b.offset(n.args[0]) == 1 and b.val(arg(n, 1, "weight")).numel() > 1:  # channels behind a merged batch
+        from mapping.trace import channel_last
+        channel_last(b, n, Op.PRELU, _x(b, n), NoAttrs(), params, {}, "")
+        return
+    b.emit(n, Op.PRELU, [_x(b, n)], params=params)
 
 
 def _elu(b: Builder, n: fx.Node) -> None:
@@ -113,7 +93,8 @@ def _arith(op: Op, reverse: bool = False) -> Handler:
                 raise UnsupportedOpError(f"{b.what(n)} with alpha={alpha}")
         sa, sc = _scalar(a) if b.kind(a) == "python" else None, _scalar(c) if b.kind(c) == "python" else None
         if sa is None and sc is None:
-            ins = [b.ref(a, n), b.ref(c, n)]
+            rank = len(b.tshape(n))
+            ins = [b.ref(a, n, rank), b.ref(c, n, rank)]
             _broadcast_emit(b, n, op, ins)
         elif sc is not None and sa is None:
             b.emit(n, op, [b.ref(a, n)], Scalar(sc), meta=_inplace(n))
@@ -189,7 +170,7 @@ def _matmul(b: Builder, n: fx.Node) -> None:
         key = b.add_param(f"{n.name}.weight", w.detach().t().contiguous())
         b.emit(n, Op.LINEAR, [b.ref(a, n)], Linear(int(w.shape[0]), int(w.shape[1]), False), {"weight": key})
         return
-    ins = [b.ref(a, n), b.ref(c, n)]
+    ins = [b.ref(a, n, len(b.tshape(n))), b.ref(c, n, len(b.tshape(n)))]
     if any(len(b.shapes[i]) < 3 for i in ins):
         raise UnsupportedOpError(f"{b.what(n)}: a matrix product of operands with fewer than 2 dims per sample")
     b.emit(n, Op.MATMUL, ins)
@@ -229,12 +210,6 @@ def _batch_norm(order: str) -> Handler:
     return h
 
 
-def _first_only(b: Builder, g: fx.Node, i: int, n: fx.Node) -> None:
-    if i != 0:
-        raise UnsupportedOpError(f"{b.what(g)}: output {i} of {n.target} is not supported")
-    b.ir[g.name] = n.name
-
-
 def _norm_params(b: Builder, n: fx.Node, wi: int, bi: int) -> dict[str, str]:
     params = {}
     for pos, nm, role in ((wi, "weight", "gamma"), (bi, "bias", "beta")):
@@ -272,12 +247,16 @@ def _attention(b: Builder, n: fx.Node) -> None:
     mask = None if b.val(mask) is None else mask
     if arg(n, 7, "enable_gqa", False):
         raise UnsupportedOpError(f"{b.what(n)} with grouped-query attention")
-    if mask is not None and b.val(mask).dtype != torch.float32:
+    if mask is not None and b.val(mask).dtype == torch.bool and b.kind(mask) == "const":  # keep where True
+        ins_mask = b.constant(mask, len(b.tshape(n)), np.where(b.val(mask).numpy(), 0.0, -np.inf), "additive")
+    elif mask is not None and b.val(mask).dtype != torch.float32:
         raise UnsupportedOpError(f"{b.what(n)} with a {b.val(mask).dtype} attention mask (float masks are supported)")
     if float(arg(n, 4, "dropout_p", 0.0)) != 0.0:
         raise UnsupportedOpError(f"{b.what(n)} with dropout_p > 0")
     scale = arg(n, 6, "scale", None)
-    ins = [b.ref(a, n) for a in n.args[:3]] + ([b.ref(mask, n)] if mask is not None else [])
+    ins = [b.ref(arg(n, i, nm), n) for i, nm in enumerate(("query", "key", "value"))]
+    if mask is not None:
+        ins.append(ins_mask if b.val(mask).dtype == torch.bool else b.ref(mask, n, len(b.tshape(n))))
     if any(len(b.shapes[i]) < 3 for i in ins[:3]):
         raise UnsupportedOpError(f"{b.what(n)} on operands with fewer than 2 dims per sample")
     b.emit(n, Op.ATTENTION, ins, Attention(None if scale is None else float(scale), bool(arg(n, 5, "is_causal", False))))
@@ -332,6 +311,8 @@ def _reduce(op: Op) -> Handler:
             raise UnsupportedOpError(f"{b.what(n)} over all dimensions (the batch included)")
         if n.kwargs.get("dtype") is not None:
             raise UnsupportedOpError(f"{b.what(n)} with dtype")
+        if isinstance(dims, fx.Node):  # torch.max(x, y)
+            raise UnsupportedOpError(f"{b.what(n)}: the elementwise maximum of two tensors is not supported")
         dims = (dims,) if isinstance(dims, int) else tuple(dims)
         ir = tuple(sorted(b.dim(n.args[0], int(d), n) for d in dims))
         keep = bool(arg(n, 2, "keepdim", False))
@@ -342,210 +323,6 @@ def _reduce(op: Op) -> Handler:
             shape = None
         b.emit(n, op, [_x(b, n)], Reduce(ir, keep), shape=shape)
     return h
-
-
-# ---------------------------------------------------------------------------------------------- data movement
-def _reshape(b: Builder, n: fx.Node) -> None:
-    src = _x(b, n)
-    out = b.out_shape(n)
-    if out == b.shapes[src]:
-        b.ir[n.name] = src
-    else:
-        b.emit(n, Op.RESHAPE, [src], Reshape(out[1:]))
-
-
-def _alias(b: Builder, n: fx.Node) -> None:
-    b.alias(n, n.args[0])
-
-
-def _expand(b: Builder, n: fx.Node) -> None:
-    if b.values[n.name].numel() == b.values[n.args[0].name].numel():
-        _reshape(b, n)
-        return
-    src = b.ref(n.args[0], n)
-    readers = list(n.users)
-    if readers and all(u.op in ("call_function", "call_method") and _name_of(u) in ("add", "sub", "mul", "div")
-                       for u in readers) and len(b.shapes[src]) == len(b.out_shape(n)):
-        b.ir[n.name] = src  # its readers broadcast it themselves (numpy semantics)
-        return
-    raise UnsupportedOpError(f"{b.what(n)}: broadcasting an activation to a larger shape")
-
-
-def _permute_dims(n: fx.Node, rank: int) -> tuple[int, ...]:
-    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-    if "transpose" in name or "swapaxes" in name:
-        d0, d1 = int(n.args[1]) % rank, int(n.args[2]) % rank
-        perm = list(range(rank))
-        perm[d0], perm[d1] = perm[d1], perm[d0]
-        return tuple(perm)
-    if name in ("t", "t_") or name.startswith("t."):
-        return tuple(reversed(range(rank)))
-    dims = n.args[1:] if len(n.args) > 2 or isinstance(n.args[1], int) else n.args[1]
-    if not dims and "dims" in n.kwargs:
-        dims = n.kwargs["dims"]
-    return tuple(int(d) % rank for d in dims)
-
-
-def _permute(b: Builder, n: fx.Node) -> None:
-    x = n.args[0]
-    rank = len(b.tshape(x))
-    perm = _permute_dims(n, rank)
-    if perm == tuple(range(rank)):
-        b.alias(n, x)
-        return
-    src, off_in, out = b.ref(x, n), b.offset(x), b.out_shape(n)
-    if off_in == 0 and perm[0] == 0:
-        b.emit(n, Op.PERMUTE, [src], Permute(perm))
-        return
-    # batch 1, the batch moves: permute the torch dims behind one leading unit dim, then view as the IR shape
-    full = (1,) + b.tshape(x)
-    if off_in == 0:
-        src = b.emit(n, Op.RESHAPE, [src], Reshape(full[1:]), name=f"{n.name}_in", shape=full)
-    tout = (1,) + b.tshape(n)
-    p = b.emit(n, Op.PERMUTE, [src], Permute((0,) + tuple(d + 1 for d in perm)),
-               name=f"{n.name}_p" if out != tout else None, shape=tout)
-    if out != tout:
-        b.emit(n, Op.RESHAPE, [p], Reshape(out[1:]))
-
-
-def _cat(b: Builder, n: fx.Node) -> None:
-    tensors = arg(n, 0, "tensors")
-    d = int(arg(n, 1, "dim", 0))
-    ref = next((t for t in tensors if b.kind(t) == "data"), tensors[0])
-    ins = [b.ref(t, n) for t in tensors]
-    if not all(len(b.shapes[i]) == len(b.shapes[ins[0]]) for i in ins):
-        raise UnsupportedOpError(f"{b.what(n)} of operands of different ranks")
-    b.emit(n, Op.CONCAT, ins, Concat(b.dim(ref, d, n)))
-
-
-def _stack(b: Builder, n: fx.Node) -> None:
-    tensors = arg(n, 0, "tensors")
-    d = int(arg(n, 1, "dim", 0))
-    out = b.out_shape(n)
-    rank = len(b.tshape(n))
-    ir_dim = d % rank + (len(out) - rank)
-    if ir_dim == 0:
-        raise UnsupportedOpError(f"{b.what(n)} along the batch dimension")
-    ins = []
-    for i, t in enumerate(tensors):
-        shape = out[:ir_dim] + (1,) + out[ir_dim + 1:]
-        ins.append(b.emit(n, Op.RESHAPE, [b.ref(t, n)], Reshape(shape[1:]), name=f"{n.name}_in{i}", shape=shape))
-    b.emit(n, Op.CONCAT, ins, Concat(ir_dim))
-
-
-def _split(b: Builder, n: fx.Node) -> None:
-    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", "")
-    parts = b.values[n.name]
-    x = n.args[0]
-    unbind = "unbind" in name
-    d = int(arg(n, 1 if unbind else 2, "dim", 0))
-    rank = len(b.tshape(x))
-    d = d % rank
-    ir_dim = b.dim(x, d, n, batch_ok=b.batch == 1)
-    bounds, start = [], 0
-    for p in parts:
-        size = 1 if unbind else p.shape[d]
-        bounds.append((start, start + size))
-        start += size
-
-    def take(i: int, g: fx.Node) -> None:
-        lo, hi = bounds[i]
-        src = b.ref(x, g)
-        if ir_dim == 0:  # batch 1: the whole tensor (unbind of the unit batch)
-            b.emit(g, Op.RESHAPE, [src], Reshape(b.out_shape(g)[1:]))
-            return
-        if unbind:
-            shp = list(b.shapes[src])
-            shp[ir_dim] = 1
-            s = b.emit(g, Op.SLICE, [src], Slice(ir_dim, lo, hi), name=f"{g.name}_s", shape=tuple(shp))
-            b.emit(g, Op.RESHAPE, [s], Reshape(b.out_shape(g)[1:]))
-        else:
-            b.emit(g, Op.SLICE, [src], Slice(ir_dim, lo, hi))
-
-    b.parts[n.name] = take
-
-
-def _getitem(b: Builder, n: fx.Node) -> None:
-    src, idx = n.args
-    if isinstance(src, fx.Node) and src.name in b.parts:
-        b.parts[src.name](int(idx), n)
-    elif isinstance(b.values.get(src.name), torch.Tensor):
-        _index(b, n, src, idx)
-    else:
-        raise UnsupportedOpError(f"{b.what(n)}: indexing a {type(b.values.get(src.name)).__name__}")
-
-
-def _index(b: Builder, n: fx.Node, src: fx.Node, idx) -> None:
-    """x[...]: ints, slices with a positive step, None and one Ellipsis -> SLICE nodes, then a RESHAPE."""
-    idx = idx if isinstance(idx, tuple) else (idx,)
-    idx = tuple(slice(b.val(i.start), b.val(i.stop), b.val(i.step)) if isinstance(i, slice) else
-                (b.val(i) if isinstance(i, fx.Node) and b.kind(i) == "python" else i) for i in idx)
-    shape = b.tshape(src)
-    if any(isinstance(i, (fx.Node, torch.Tensor, list)) for i in idx):
-        raise UnsupportedOpError(f"{b.what(n)}: indexing with a tensor or list (advanced indexing)")
-    n_real = sum(1 for i in idx if i is not None and i is not Ellipsis)
-    if Ellipsis in idx:
-        k = idx.index(Ellipsis)
-        idx = idx[:k] + (slice(None),) * (len(shape) - n_real) + idx[k + 1:]
-    cur, d = b.ref(src, n), 0
-    for i in idx:
-        if i is None:
-            continue
-        size = shape[d]
-        lo, hi, step = (i % size, i % size + 1, 1) if isinstance(i, int) else i.indices(size)
-        hi = max(hi, lo)
-        if (lo, hi, step) != (0, size, 1):
-            ir_dim = b.dim(src, d, n, batch_ok=b.batch == 1)
-            if ir_dim == 0 and (lo, hi) != (0, 1):
-                raise UnsupportedOpError(f"{b.what(n)} selects along the batch dimension")
-            if ir_dim != 0:
-                shp = list(b.shapes[cur])
-                shp[ir_dim] = len(range(lo, hi, step))
-                cur = b.emit(n, Op.SLICE, [cur], Slice(ir_dim, lo, hi, step), name=f"{n.name}_d{d}", shape=tuple(shp))
-        d += 1
-    out = b.out_shape(n)
-    if b.shapes[cur] == out and cur != b.ref(src, n):
-        b.nodes[-1] = b.nodes[-1].replace(name=n.name)  # the last slice is the result
-        b.shapes[n.name] = out
-        b.ir[n.name] = n.name
-    elif b.shapes[cur] == out:
-        b.ir[n.name] = cur
-    else:
-        b.emit(n, Op.RESHAPE, [cur], Reshape(out[1:]))
-
-
-def _pad(b: Builder, n: fx.Node) -> None:
-    pad = [int(p) for p in arg(n, 1, "pad")]
-    mode = arg(n, 2, "mode", "constant") if n.target is not torch.ops.aten.constant_pad_nd.default else "constant"
-    value = arg(n, 3 if n.target is not torch.ops.aten.constant_pad_nd.default else 2, "value", None)
-    if mode != "constant":
-        raise UnsupportedOpError(f"{b.what(n)}: padding mode {mode!r} (constant padding is supported)")
-    if any(p < 0 for p in pad):
-        raise UnsupportedOpError(f"{b.what(n)} with negative padding (cropping)")
-    x = n.args[0]
-    ir_rank = len(b.ishape(x))
-    pads = [(0, 0)] * ir_rank
-    for j in range(len(pad) // 2):  # F.pad lists (before, after) from the last dimension backwards
-        pads[ir_rank - 1 - j] = (pad[2 * j], pad[2 * j + 1])
-    if pads[0] != (0, 0):
-        raise UnsupportedOpError(f"{b.what(n)} pads the batch dimension")
-    b.emit(n, Op.PAD, [_x(b, n)], Pad(tuple(pads), float(value or 0.0)))
-
-
-def _interpolate(b: Builder, n: fx.Node) -> None:
-    from mapping.trace import upsample_attrs
-    name = getattr(n.target, "__name__", str(n.target))
-    if "nearest" in name:
-        mode, ac = "nearest", False
-    elif "bilinear" in name:
-        mode, ac = "bilinear", bool(arg(n, 2, "align_corners", False))
-    else:
-        mode, ac = arg(n, 3, "mode", "nearest"), arg(n, 4, "align_corners", None)
-    b.emit(n, Op.UPSAMPLE, [_x(b, n)], upsample_attrs(mode, ac, b.out_shape(n)))
-
-
-def _channel_shuffle(b: Builder, n: fx.Node) -> None:
-    b.emit(n, Op.CHANNEL_SHUFFLE, [_x(b, n)], ChannelShuffle(int(arg(n, 1, "groups"))))
 
 
 def _normalize(b: Builder, n: fx.Node) -> None:
@@ -563,28 +340,24 @@ def _normalize(b: Builder, n: fx.Node) -> None:
     b.emit(n, Op.DIV, [src, cl])
 
 
-def _roll(b: Builder, n: fx.Node) -> None:
-    """torch.roll along given dims: two slices and a concat per dim."""
-    shifts, dims = arg(n, 1, "shifts"), arg(n, 2, "dims", None)
-    if dims is None or dims == []:
-        raise UnsupportedOpError(f"{b.what(n)} of the flattened tensor")
-    shifts = [shifts] if isinstance(shifts, int) else list(shifts)
-    dims = [dims] if isinstance(dims, int) else list(dims)
-    cur, x = b.ref(n.args[0], n), n.args[0]
-    for j, (sh, d) in enumerate(zip(shifts, dims)):
-        ir = b.dim(x, int(d), n)
-        shape = b.shapes[cur]
-        k = int(sh) % shape[ir]
-        if k == 0:
-            continue
-        parts = []
-        for tag, (lo, hi) in (("a", (shape[ir] - k, shape[ir])), ("b", (0, shape[ir] - k))):
-            shp = shape[:ir] + (hi - lo,) + shape[ir + 1:]
-            parts.append(b.emit(n, Op.SLICE, [cur], Slice(ir, lo, hi), name=f"{n.name}_{j}{tag}", shape=shp))
-        last = j == len(dims) - 1
-        cur = b.emit(n, Op.CONCAT, parts, Concat(ir), name=None if last else f"{n.name}_{j}", shape=shape)
-    if cur != n.name:
-        b.ir[n.name] = cur
+def _vector_norm(b: Builder, n: fx.Node) -> None:
+    """The 2-norm along given dims (``torch.linalg.vector_norm``, ``x.norm(dim=...)``): square, sum, sqrt."""
+    p = n.kwargs.get("ord", n.kwargs.get("p", n.args[1] if len(n.args) > 1 else 2))
+    dims = arg(n, 2, "dim", None)
+    if p not in (2, 2.0, "fro", None) or dims is None or n.kwargs.get("dtype") is not None:
+        raise UnsupportedOpError(f"{b.what(n)}: only the 2-norm along given dims is supported")
+    x = n.args[0]
+    dims = tuple(sorted(b.dim(x, int(d), n) for d in ((dims,) if isinstance(dims, int) else dims)))
+    keep = bool(arg(n, 3, "keepdim", False))
+    src, shape = b.ref(x, n), b.ishape(x)
+    red = tuple(1 if i in dims else s for i, s in enumerate(shape)) if keep else b.out_shape(n)
+    sq = b.emit(n, Op.POW, [src], Scalar(2.0), name=f"{n.name}_sq", shape=shape)
+    ss = b.emit(n, Op.REDUCE_SUM, [sq], Reduce(dims, keep), name=f"{n.name}_ss", shape=red)
+    b.emit(n, Op.SQRT, [ss])
+
+
+def _reciprocal(b: Builder, n: fx.Node) -> None:
+    b.emit(n, Op.DIV, [_x(b, n)], Scalar(1.0, reverse=True))
 
 
 def _refuse(why: str) -> Handler:
@@ -624,23 +397,14 @@ def _handlers() -> dict[str, Handler]:
         "adaptive_max_pool2d": _adaptive_max,
         "mean": _reduce(Op.REDUCE_MEAN), "sum": _reduce(Op.REDUCE_SUM), "amax": _reduce(Op.REDUCE_MAX),
         "max": _reduce(Op.REDUCE_MAX),
-        "view": _reshape, "reshape": _reshape, "_unsafe_view": _reshape, "flatten": _reshape, "unflatten": _reshape,
-        "squeeze": _reshape, "unsqueeze": _reshape, "view_as": _reshape, "reshape_as": _reshape, "expand": _expand,
-        "expand_as": _expand,
-        "permute": _permute, "transpose": _permute, "swapaxes": _permute, "t": _permute,
-        "contiguous": _alias, "clone": _alias, "detach": _alias, "to": _alias, "float": _alias, "type_as": _alias,
-        "alias": _alias, "_to_copy": _alias, "lift_fresh_copy": _alias, "dropout": _alias, "dropout1d": _alias,
-        "dropout2d": _alias, "dropout3d": _alias, "alpha_dropout": _alias, "feature_alpha_dropout": _alias,
-        "feature_dropout": _alias, "stochastic_depth": _alias, "drop_path": _alias,
-        "cat": _cat, "concat": _cat, "concatenate": _cat, "stack": _stack,
-        "split": _split, "split_with_sizes": _split, "chunk": _split, "unbind": _split, "tensor_split": _split,
-        "getitem": _getitem, "pad": _pad, "constant_pad_nd": _pad,
-        "interpolate": _interpolate, "upsample_nearest2d": _interpolate, "upsample_bilinear2d": _interpolate,
-        "normalize": _normalize, "roll": _roll, "channel_shuffle": _channel_shuffle, "native_channel_shuffle": _channel_shuffle,
+        "normalize": _normalize, "linalg_vector_norm": _vector_norm, "vector_norm": _vector_norm,
+        "norm": _vector_norm, "reciprocal": _reciprocal,
         "conv1d": _refuse("1-d convolution is not supported (only 2-d)"),
         "conv_transpose2d": _refuse("transposed convolution is not supported"),
         "floor_divide": _refuse("integer division is not supported"),
     })
+    h.update(moves())
+    h["einsum"] = einsum
     bn_aten = _batch_norm("aten")
     h["_native_batch_norm_legit_no_training"] = _batch_norm("legit")
     return h, bn_aten

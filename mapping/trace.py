@@ -22,10 +22,9 @@ import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn as nn
-import torch.nn.functional as F
 
 from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError
-from mapping._builder import Builder
+from mapping._builder import Builder, module_path
 from mapping.graph import (
     AdaptivePool, Attention, BatchNorm, ChannelShuffle, Clamp, Conv2d, Elu, Gelu, Graph, GroupNorm, LayerNorm,
     LeakyRelu, Linear, NoAttrs, Op, Permute, Pool, Reshape, Softmax, Softplus, Upsample,
@@ -153,14 +152,23 @@ def _softmax(log: bool) -> ModuleConverter:
 
 
 def _upsample_mod(m: nn.Upsample, ins, out) -> ModuleConversion:
-    return ModuleConversion(Op.UPSAMPLE, upsample_attrs(m.mode, m.align_corners, out))
+    scale = None if m.recompute_scale_factor else m.scale_factor
+    return ModuleConversion(Op.UPSAMPLE, upsample_attrs(m.mode, m.align_corners, out, ins[0], scale))
 
 
-def upsample_attrs(mode: str, align_corners: bool | None, out) -> Upsample:
+def upsample_attrs(mode: str, align_corners: bool | None, out, ins=None, scale=None) -> Upsample:
+    """The IR's resampling maps output pixels to input pixels by the size ratio; torch maps them by
+    ``1/scale_factor`` when one is given (without ``recompute_scale_factor``): refused when the two differ."""
     if mode not in ("nearest", "bilinear"):
         raise UnsupportedOpError(f"interpolate mode {mode!r} (nearest and bilinear are supported)")
     if len(out) != 4:
         raise UnsupportedOpError(f"interpolate of a {len(out)}-d tensor")
+    if scale is not None and ins is not None and not (mode == "bilinear" and align_corners):
+        s = [float(v) for v in (scale if isinstance(scale, (tuple, list)) else (scale, scale))]
+        if any(abs(ins[-2 + i] * s[i] - out[-2 + i]) > 1e-9 * out[-2 + i] for i in range(2)):
+            raise UnsupportedOpError(f"interpolate by scale_factor {scale} from {tuple(ins[-2:])} to {tuple(out[-2:])}: "
+                                     "torch maps pixels by 1/scale_factor, not by the size ratio (pass size= or "
+                                     "recompute_scale_factor=True)")
     return Upsample((out[2], out[3]), mode, bool(align_corners))
 
 
@@ -237,12 +245,25 @@ def _leaf_kind(m: nn.Module) -> str | None:
     return None
 
 
+class _CpuProxy(fx.Proxy):
+    """A traced value whose ``device`` is the CPU, where the traced module is recorded (code such as timm's
+    ``if x.device.type != 'meta':`` then traces instead of stopping at a proxy used as a condition)."""
+
+    def __getattr__(self, k: str):
+        if k == "device":
+            return torch.device("cpu")
+        return super().__getattr__(k)
+
+
 class Tracer(fx.Tracer):
     """torch.fx tracer whose leaf modules are exactly the ones the IR converts (use it to get the
     same fx node names as :func:`trace`)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return _leaf_kind(m) is not None
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _CpuProxy(node, self)
 
 
 def convert_module(b: Builder, n: fx.Node) -> None:
@@ -278,15 +299,17 @@ def convert_module(b: Builder, n: fx.Node) -> None:
 
 
 def channel_last(b: Builder, n: fx.Node, op: Op, src: str, attrs: Any, params: dict, meta: dict, path: str) -> None:
-    """A per-channel op (channels on torch dim 1) on a (M, C) value kept as (1, M, C): permute C to dim 1 and back."""
-    shape = b.shapes[src]
-    if len(shape) != 3:
+    """A per-channel op (channels on torch dim 1) on a value kept behind a leading unit batch dim (IR shape
+    (1, M, C, ...), a model that merged the batch): swap C to IR dim 1, apply, swap back."""
+    shape, path = b.shapes[src], path or module_path(n)
+    if len(shape) < 3:
         raise UnsupportedOpError(f"{b.what(n)}: a per-channel op on a value of shape {b.tshape(n.args[0])} "
                                  "whose first dimension is not the batch")
-    t = b.emit(n, Op.PERMUTE, [src], Permute((0, 2, 1)), name=f"{n.name}_cf", shape=(1, shape[2], shape[1]),
-               module=path)
-    y = b.emit(n, op, [t], attrs, params, meta, name=f"{n.name}_c", shape=(1, shape[2], shape[1]), module=path)
-    b.emit(n, Op.PERMUTE, [y], Permute((0, 2, 1)), module=path)
+    perm = (0, 2, 1) + tuple(range(3, len(shape)))
+    swapped = tuple(shape[i] for i in perm)
+    t = b.emit(n, Op.PERMUTE, [src], Permute(perm), name=f"{n.name}_cf", shape=swapped, module=path)
+    y = b.emit(n, op, [t], attrs, params, meta, name=f"{n.name}_c", shape=swapped, module=path)
+    b.emit(n, Op.PERMUTE, [y], Permute(perm), shape=shape, module=path)
 
 
 def _mha(b: Builder, n: fx.Node, m: nn.MultiheadAttention) -> None:
