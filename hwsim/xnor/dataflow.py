@@ -24,7 +24,9 @@ TRETS 2018):
   depths 16K, 8K, 4K, 2K, 1K, 512). Thresholds live in LUTRAM.
 * LUTs (FINN-R as implemented in FINN's MVAU ``lut_estimation``): 300 + 1.1·PE·(mult + adder +
   acc + thr + comp) + LUTRAM, mult = SIMD·(2·ceil((W+A)/6) - 1)·(W+A), adder = (W+A)·(2·SIMD - 1),
-  acc = accumulator bits, thr = (2^B - 1)·acc·ceil(TMEM/64), comp = (2^B - 1)·acc.
+  acc = accumulator bits, thr = (2^B - 1)·acc·ceil(TMEM/64), comp = (2^B - 1)·acc. A decomposed layer with
+  Brevitas integer weights (``weight_levels="int"``) adds its window-sum unit (:func:`window_sum_luts`).
+  Signed activation codes cost nothing: their offset is a per-channel constant folded into the thresholds.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from hwsim.xnor.spec import BRAM18_BITS, XnorSpec
 from mapping.xnor import Enc, InputLayer, MVAULayer, PoolLayer, XnorProgram, acc_bits
 
 __all__ = ["HwLayer", "Design", "padding_notes", "mvau_cycles", "bram18_for", "mvau_luts", "build_design", "auto_folding",
-           "pipeline_latency_cycles", "pipeline_frame_cycles", "check_folding"]
+           "pipeline_latency_cycles", "pipeline_frame_cycles", "check_folding", "window_sum_luts"]
 
 LUT_C0 = 300  # FINN-R / FINN MVAU lut_estimation: constant LUTs per MVAU
 LUT_C1 = 1.1  # FINN-R / FINN MVAU lut_estimation: scale of the per-PE datapath
@@ -161,7 +163,19 @@ def mvau_luts(layer: MVAULayer, pe: int, simd: int, decomposed: bool = True) -> 
         thr = levels * acc * _cdiv(_cdiv(layer.mh, pe), 64)
         comp = levels * acc
     _, lutram = mvau_memory(layer, pe, simd, decomposed)
-    return int(LUT_C0 + LUT_C1 * pe * (mult + adder + acc + thr + comp) + lutram)
+    base = int(LUT_C0 + LUT_C1 * pe * (mult + adder + acc + thr + comp) + lutram)
+    return base + window_sum_luts(layer, pe, simd, decomposed)
+
+
+def window_sum_luts(layer: MVAULayer, pe: int, simd: int, decomposed: bool = True) -> int:
+    """LUTs of the window-sum unit of a decomposed MVAU with ``weight_levels="int"`` weights (``sum w x =
+    (sum (2w+1) x - sum x) / 2``, see :mod:`mapping.xnor`): one popcount adder tree over the SIMD 1-bit input
+    lanes and its accumulator, shared by the PEs, plus one subtractor per PE (FINN-R's adder and accumulator
+    terms). It works while the first weight plane streams: no extra cycles. 0 for other layers."""
+    if layer.weight_levels != "int" or branches(layer, decomposed) == 1:
+        return 0
+    acc = acc_bits(layer)
+    return int(LUT_C1 * ((2 * simd - 1) + acc + pe * acc))
 
 
 def _swg(layer: MVAULayer, simd: int) -> tuple[int, int, int, int]:
@@ -244,7 +258,8 @@ def build_design(program: XnorProgram, folding: Sequence[tuple[int, int]], decom
                      "weight_bits": layer.weight_bits, "input": str(layer.in_enc),
                      "output": str(layer.out_enc) if layer.out_enc else "float",
                      "branches": branches(layer, decomposed), "acc_bits": acc_bits(layer),
-                     "wmem_depth": _cdiv(layer.mw, simd) * _cdiv(layer.mh, pe)}
+                     "wmem_depth": _cdiv(layer.mw, simd) * _cdiv(layer.mh, pe),
+                     "window_sum_luts": window_sum_luts(layer, pe, simd, decomposed)}  # 0 but for int weights
             stage_cycles = cyc
             if layer.conv is not None:
                 pad_c, swg_c, swg_bram, swg_luts = _swg(layer, simd)

@@ -1,11 +1,11 @@
 """Functional execution of an :class:`~mapping.xnor.XnorProgram`: what the FPGA computes, bit for bit.
 
-Values travel as bits (uint8 0/1, bit 1 = +1), unsigned codes (uint8/uint16) or, for the network
-input, float32. Each MVAU computes its integer accumulator with the kernels of
+Values travel as bits (uint8 0/1, bit 1 = +scale), unsigned codes (uint8/uint16; value ``(q - offset) * scale``)
+or, for the network input, float32. Each MVAU computes its integer accumulator with the kernels of
 :mod:`hwsim.kernels.binary` (xnor-popcount for binary operands; for k-bit operands either the
 decomposed multi-branch xnor-popcount or the native integer product), then thresholds it.
 An MVAU without activation (the classifier) returns ``z`` in float32, computed from the exact
-integer accumulator with the graph's BatchNorm (``(y - mean) / sqrt(var + eps) * gamma + beta``).
+integer accumulator by its float ops in graph order (scale, bias, BatchNorm, scale/bias constants).
 """
 from __future__ import annotations
 
@@ -13,17 +13,22 @@ import numpy as np
 
 from hwsim.errors import ShapeError
 from hwsim.kernels import binary as B
+from hwsim.kernels import fp32 as K
 from mapping.xnor import Enc, InputLayer, MVAULayer, PoolLayer, ReshapeLayer, XnorProgram
 
 __all__ = ["run_program", "mvau_accumulator"]
 
 
 def _input_layer(layer: InputLayer, x: np.ndarray) -> np.ndarray:
-    if layer.out.kind == Enc.BINARY:
+    """Bits or unsigned codes of the network input, as the host driver sends them."""
+    out, a = layer.out, layer.quant
+    if a is None:  # SIGN
         return (x >= 0).astype(np.uint8)  # sign(0) = +1
-    hi = 2**layer.out.bits - 1
-    q = np.clip(np.rint(x / np.float32(layer.out.scale)), 0, hi)  # float32 division, half-to-even: as torch
-    return q.astype(np.uint8 if hi < 256 else np.uint16)
+    y = K.quantize(x, a.bits, a.scale, a.signed, a.zero_point, a.narrow, a.rounding)  # float32, as qonnx / torch
+    if out.kind == Enc.BINARY:
+        return (y > 0).astype(np.uint8)
+    q = np.rint(y / np.float32(a.scale)) + out.offset  # y = integer * scale: the division gives the integer back
+    return q.astype(np.uint8 if out.n_levels <= 256 else np.uint16)
 
 
 def _raw_integers(layer: MVAULayer, x: np.ndarray) -> np.ndarray:
@@ -38,48 +43,77 @@ def _raw_integers(layer: MVAULayer, x: np.ndarray) -> np.ndarray:
 
 def _conv_args(layer: MVAULayer):
     c = layer.conv
-    return c.stride, c.padding, c.dilation, c.groups
+    return (c.stride, c.padding, c.dilation, c.groups) if c is not None else None
+
+
+def _channels(v: np.ndarray, ndim: int) -> np.ndarray:
+    """A per-output-channel vector shaped to broadcast over an (N, C, ...) accumulator."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
 def mvau_accumulator(layer: MVAULayer, x: np.ndarray, decomposed: bool = True) -> np.ndarray:
-    """The integer accumulator (N, Cout[, OH, OW]) of one MVAU on its encoded input ``x``."""
-    enc = layer.in_enc.kind
+    """The integer accumulator (N, Cout[, OH, OW]) of one MVAU on its encoded input ``x``: ``sum w * v`` with ``v``
+    the input's integers (±1 for bits, ``q - offset`` for codes). See :mod:`mapping.xnor` for the decomposition of
+    ``weight_levels="int"`` weights and the offset correction."""
+    enc = layer.in_enc
+    args = _conv_args(layer)
+    if enc.kind == Enc.CODES and enc.offset and args is not None and any(args[1]):
+        (ph, pw) = args[1]  # pad with the code of value 0 (FMPadding's pad value), then convolve without padding
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=enc.offset)
+        args = (args[0], (0, 0), args[2], args[3])
     w = layer.weight
-    conv = layer.conv is not None
-    if enc == Enc.BINARY and layer.weight_bits == 1:
+    if layer.weight_levels == "int" and decomposed and enc.kind != Enc.RAW:
+        e = np.where(layer.flip, -1, 1).astype(np.int64)
+        odd = 2 * w + e.reshape((-1,) + (1,) * (w.ndim - 1))  # odd levels on weight_bits planes
+        window_sum = _product(layer, x, np.ones_like(w), args, False)  # shared by the PEs
+        twice = _product(layer, x, odd, args, True) - _channels(e, window_sum.ndim) * window_sum
+        if np.any(twice & 1):  # pragma: no cover - algebraic identity
+            raise AssertionError("int-weight recombination is not even")
+        acc = twice // 2
+    else:
+        acc = _product(layer, x, w, args, decomposed)
+    if enc.kind == Enc.CODES and enc.offset:  # codes q = v + offset: a per-channel constant (in the thresholds)
+        acc = acc - enc.offset * _channels(w.reshape(w.shape[0], -1).sum(axis=1), acc.ndim)
+    return acc
+
+
+def _product(layer: MVAULayer, x: np.ndarray, w: np.ndarray, args, decomposed: bool) -> np.ndarray:
+    """``sum w * x`` on the encoded input (bits: ±1; codes: the unsigned codes; raw: integers)."""
+    enc = layer.in_enc.kind
+    conv = args is not None
+    if enc == Enc.BINARY and np.all(np.abs(w) == 1):
         if conv:
-            return B.binary_conv2d(x, w, *_conv_args(layer), pad_value=layer.pad_value).astype(np.int64)
+            return B.binary_conv2d(x, w, *args, pad_value=layer.pad_value).astype(np.int64)
         return B.binary_linear(x, w).astype(np.int64)
-    if enc == Enc.BINARY:  # ±1 input, k-bit weights: sum_k 2^k (±1 x ±1 plane k)
+    if enc == Enc.BINARY:  # ±1 input, odd k-bit weights: sum_k 2^k (±1 x ±1 plane k)
         if not decomposed:
-            xv = 2 * x.astype(np.int64) - 1
-            return _native(layer, xv, pad=layer.pad_value)
+            return _native(2 * x.astype(np.int64) - 1, w, args, pad=layer.pad_value)
         acc = None
         for kk, plane in enumerate(B.weight_planes(w, layer.weight_bits)):
             wp = 2 * plane.astype(np.int64) - 1
-            part = (B.binary_conv2d(x, wp, *_conv_args(layer), pad_value=layer.pad_value) if conv
+            part = (B.binary_conv2d(x, wp, *args, pad_value=layer.pad_value) if conv
                     else B.binary_linear(x, wp)).astype(np.int64)
             acc = part * 2**kk if acc is None else acc + part * 2**kk
         return acc
     if enc == Enc.CODES:
         xb = layer.in_enc.bits
         if conv:
-            return B.kbit_conv2d(x, xb, w, layer.weight_bits, *_conv_args(layer), decomposed=decomposed)
+            return B.kbit_conv2d(x, xb, w, layer.weight_bits, *args, decomposed=decomposed)
         if decomposed:
             return B.kbit_matmul_decomposed(x.astype(np.int64), xb, w, layer.weight_bits)
         return B.kbit_matmul_native(x, w)
-    return _native(layer, _raw_integers(layer, x), pad=layer.pad_value)  # raw integer image
+    return _native(_raw_integers(layer, x), w, args, pad=layer.pad_value)  # raw integer image
 
 
-def _native(layer: MVAULayer, xv: np.ndarray, pad: float) -> np.ndarray:
-    if layer.conv is None:
-        return B.kbit_matmul_native(xv, layer.weight)
-    stride, padding, dilation, groups = _conv_args(layer)
+def _native(xv: np.ndarray, w: np.ndarray, args, pad: float) -> np.ndarray:
+    if args is None:
+        return B.kbit_matmul_native(xv, w)
+    stride, padding, dilation, groups = args
     n = xv.shape[0]
-    cout = layer.weight.shape[0]
-    cols, oh, ow = B.im2col(xv, layer.weight.shape[2:], stride, padding, dilation, groups, int(pad))
+    cout = w.shape[0]
+    cols, oh, ow = B.im2col(xv, w.shape[2:], stride, padding, dilation, groups, int(pad))
     og = cout // groups
-    wm = layer.weight.reshape(groups, og, -1)
+    wm = w.reshape(groups, og, -1)
     out = np.empty((n * oh * ow, cout), dtype=np.int64)
     for g in range(groups):
         out[:, g * og:(g + 1) * og] = B.kbit_matmul_native(cols[g], wm[g])
@@ -87,28 +121,38 @@ def _native(layer: MVAULayer, xv: np.ndarray, pad: float) -> np.ndarray:
 
 
 def _float_output(layer: MVAULayer, acc: np.ndarray) -> np.ndarray:
-    scale, bias, bn = layer.float_out
+    """The float32 ops of a layer without activation (``float_out``), replayed in graph order on the exact
+    accumulator."""
     shape = (1, -1) + (1,) * (acc.ndim - 2)
-    y = acc.astype(np.float32) * np.float32(scale)
-    if bias is not None:
-        y = y + bias.reshape(shape)
-    if bn is not None:
-        mean, var, gamma, beta, eps = bn
-        y = (y - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + np.float32(eps))
-        if gamma is not None:
-            y = y * gamma.reshape(shape)
-        if beta is not None:
-            y = y + beta.reshape(shape)
-    return y.astype(np.float32)
+    y = acc.astype(np.float32)
+    for op, arg in layer.float_out:
+        if op == "scale":  # one weight scale, or one per output channel
+            y = y * (np.float32(arg) if np.ndim(arg) == 0 else np.asarray(arg, np.float32).reshape(shape))
+        elif op == "bias":
+            y = y + arg.reshape(shape)
+        elif op == "bn":
+            mean, var, gamma, beta, eps = arg
+            y = (y - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + np.float32(eps))
+            if gamma is not None:
+                y = y * gamma.reshape(shape)
+            if beta is not None:
+                y = y + beta.reshape(shape)
+        elif op == "relu":
+            y = np.maximum(y, np.float32(0))
+        elif op == "rsub":
+            y = K.binary(arg, y, "sub")
+        else:  # mul, div, add, sub by a Scalar value or a constant, as the functional executor computes them
+            y = K.binary(y, arg, op)
+    return np.asarray(y, dtype=np.float32)
 
 
 def _decode(enc, v: np.ndarray) -> np.ndarray:
     if enc is None:
         return v
     if enc.kind == Enc.BINARY:
-        return (2.0 * v.astype(np.float32) - 1.0).astype(np.float32)
+        return ((2.0 * v.astype(np.float32) - 1.0) * np.float32(enc.scale)).astype(np.float32)
     if enc.kind == Enc.CODES:
-        return (v.astype(np.float32) * np.float32(enc.scale)).astype(np.float32)
+        return ((v.astype(np.float32) - np.float32(enc.offset)) * np.float32(enc.scale)).astype(np.float32)
     return v
 
 

@@ -1,0 +1,146 @@
+"""The target data of the XNOR engine: value encodings and the layers of an :class:`XnorProgram`.
+
+Plain frozen dataclasses of numpy arrays (``mapping.xnor`` builds them; ``hwsim.xnor.engine`` runs them and
+``hwsim.xnor.dataflow`` costs them). The semantics are stated in :mod:`mapping.xnor`.
+"""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mapping.graph import Conv2d, Pool, Quantize
+
+__all__ = ["Enc", "Encoding", "MVAULayer", "InputLayer", "PoolLayer", "ReshapeLayer", "XnorProgram", "acc_bits"]
+
+
+class Enc(str, enum.Enum):
+    BINARY = "binary"  # bits, 1 = +scale, 0 = -scale
+    CODES = "codes"  # unsigned k-bit codes, value = (q - offset) * scale
+    RAW = "raw"  # the network input as given (float32)
+
+
+@dataclass(frozen=True, slots=True)
+class Encoding:
+    """How a value travels on a stream.
+
+    kind / bits: binary (1 bit), k-bit codes, or raw (the network input; bits assumed 8).
+    scale: value of one code step (codes) or of a bit (binary: ±scale).
+    offset: codes only: ``value = (q - offset) * scale``; a signed quantizer's integers ``q - offset`` are sent as
+        the unsigned codes ``q`` (offset binary), so the hardware handles unsigned codes only.
+    levels: codes only: how many codes occur (``0``: all ``2**bits``; a narrow-range quantizer has one fewer).
+    rounding: the rounding of the quantizer that produced the codes (its thresholds' tie rule).
+    """
+
+    kind: Enc
+    bits: int = 1
+    scale: float = 1.0
+    offset: int = 0
+    levels: int = 0
+    rounding: str = "ROUND"
+
+    @property
+    def n_levels(self) -> int:
+        """Number of distinct codes (2 for binary)."""
+        return 2 if self.kind == Enc.BINARY else (self.levels or 2**self.bits)
+
+    def __str__(self) -> str:
+        if self.kind == Enc.CODES:
+            return f"{'int' if self.offset else 'uint'}{self.bits}"
+        return {"binary": "bipolar", "raw": "raw"}[self.kind.value]
+
+
+@dataclass(frozen=True, slots=True)
+class InputLayer:
+    """Thresholding of the raw input (a SIGN or QUANTIZE node applied to the network input), done by the host
+    driver. ``quant``: the quantizer's attributes (None for SIGN)."""
+
+    name: str
+    shape: tuple[int, ...]  # per sample
+    out: Encoding
+    quant: Quantize | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MVAULayer:
+    """One matrix-vector-activation unit (conv: sliding window + MVAU; linear: MVAU).
+
+    ``weight`` holds integers, rows of flipped channels negated: odd levels (``weight_levels="odd"``: sums of
+    ``weight_bits`` {-1,+1} branches) or the integers of a signed ``weight_bits``-bit quantizer
+    (``weight_levels="int"``, Brevitas's weights). ``float_out`` lists the float32 operations that turn the exact
+    accumulator into the output of a layer without activation, in graph order: ``("scale", s)``,
+    ``("bias", b)``, ``("bn", (mean, var, gamma, beta, eps))``, ``("mul" | "add" | "sub" | "rsub" | "div", c)``.
+    """
+
+    name: str
+    module: str
+    nodes: tuple[str, ...]  # IR nodes fused into it
+    conv: Conv2d | None  # None for a fully connected layer
+    in_shape: tuple[int, ...]  # per sample: (C, H, W) or (F,)
+    out_shape: tuple[int, ...]
+    weight: np.ndarray  # int64; (Cout, Cin/g, kh, kw) or (Cout, K)
+    flip: np.ndarray  # bool (Cout,): channel negated (g < 0)
+    weight_bits: int
+    in_enc: Encoding
+    pad_value: float
+    gain: np.ndarray  # float64 (Cout,), >= 0: z = gain * acc + offset (acc on the flipped weights)
+    offset: np.ndarray  # float64 (Cout,)
+    thresholds: np.ndarray | None  # int64 (Cout, T); None: no activation (float output)
+    out_enc: Encoding | None  # encoding of the thresholded output; None: float output
+    float_out: tuple[Any, ...] = ()
+    weight_levels: str = "odd"
+
+    @property
+    def mw(self) -> int:
+        """Matrix width: (Cin/groups)·kh·kw, or in_features."""
+        return int(np.prod(self.weight.shape[1:]))
+
+    @property
+    def mh(self) -> int:
+        """Matrix height: output channels / features."""
+        return int(self.weight.shape[0])
+
+    @property
+    def ofm_pixels(self) -> int:
+        return int(self.out_shape[1] * self.out_shape[2]) if self.conv is not None else 1
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLayer:
+    name: str
+    attrs: Pool
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    enc: Encoding
+
+
+@dataclass(frozen=True, slots=True)
+class ReshapeLayer:
+    name: str
+    out_shape: tuple[int, ...]
+
+
+Layer = InputLayer | MVAULayer | PoolLayer | ReshapeLayer
+
+
+@dataclass(frozen=True)
+class XnorProgram:
+    name: str
+    input_shape: tuple[int, ...]  # per sample
+    layers: tuple[Layer, ...]
+    output: str  # IR name of the value the program returns
+
+    @property
+    def mvaus(self) -> tuple[MVAULayer, ...]:
+        return tuple(x for x in self.layers if isinstance(x, MVAULayer))
+
+
+def acc_bits(layer: MVAULayer) -> int:
+    """Accumulator width in bits (signed) that holds every possible ``acc`` of the layer (on the unsigned codes
+    the hardware receives)."""
+    x_max = {Enc.BINARY: 1, Enc.CODES: 2**layer.in_enc.bits - 1, Enc.RAW: 2**layer.in_enc.bits - 1}[layer.in_enc.kind]
+    bound = layer.mw * (2**layer.weight_bits - 1) * x_max
+    return int(math.ceil(math.log2(bound + 1))) + 1
