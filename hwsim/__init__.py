@@ -15,7 +15,7 @@ from hwsim.errors import (
 from hwsim.report import Report, Result
 from hwsim.specs import load_preset, preset_names, spec_from_dict, spec_to_dict
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # part of every sweep row's key: a resumed sweep never reuses rows of an older cost model
 
 __all__ = [
     "simulate", "fit", "sweep", "as_graph", "load_preset", "preset_names", "spec_from_dict", "spec_to_dict",

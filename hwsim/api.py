@@ -91,6 +91,17 @@ def _target_module(spec: Any):
     return importlib.import_module(f"hwsim.{spec_target(spec)}")
 
 
+def _shape_arg(shape: Any) -> tuple[int, ...] | None:
+    """``input_shape`` as a tuple of positive ints, or a one-line :class:`ShapeError` naming it."""
+    if shape is None:
+        return None
+    ok = not isinstance(shape, (str, bytes)) and isinstance(shape, Sequence | np.ndarray)
+    items = list(shape) if ok else []
+    if not items or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0 for s in items):
+        raise ShapeError(f"input_shape must be a sequence of positive integers like (1, 3, 32, 32), got {shape!r}")
+    return tuple(int(s) for s in items)
+
+
 def simulate(model_or_graph: Any, spec: Any, x: np.ndarray | None = None, input_shape: Sequence[int] | None = None,
              seed: int = 0, *, verify: bool = True, **target_options: Any) -> Result:
     """Map a network onto ``spec``'s hardware and simulate it.
@@ -101,10 +112,22 @@ def simulate(model_or_graph: Any, spec: Any, x: np.ndarray | None = None, input_
     ``model_or_graph``: anything :func:`as_graph` takes (a torch module, a zoo name, a Graph, an ``.onnx`` path
     or ``onnx.ModelProto``); ``verify`` checks the import against its source (see :func:`as_graph`).
     ``target_options`` are passed to the target (e.g. ``folding=`` for the XNOR engine).
+
+    Inputs are checked before any work: ``x`` with NaN or ±inf values is refused on every target with a
+    one-line :class:`~hwsim.errors.ShapeError` naming the first offending index ("x contains NaN/inf at index
+    (0, 1, 4, 7)") — hwsim never returns outputs computed from non-finite inputs; complex, boolean and non-numeric
+    dtypes are refused likewise (integer inputs are converted to float32).
     """
     spec = as_spec(spec)
+    input_shape = _shape_arg(input_shape)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise HwsimError(f"seed must be an integer, got {seed!r}")
     if x is not None:
-        x = np.asarray(x)
+        from hwsim.functional import check_values
+
+        x = check_values(x)
+        if x.ndim < 2:
+            raise ShapeError(f"x must have a batch dimension first (N x C x H x W or N x F), got shape {x.shape}")
         if input_shape is not None and tuple(input_shape) != tuple(x.shape):
             raise ShapeError(f"x has shape {tuple(x.shape)} but input_shape={tuple(input_shape)}")
         input_shape = tuple(x.shape)
@@ -121,6 +144,7 @@ def fit(model_or_graph: Any, spec: Any, input_shape: Sequence[int] | None = None
     """Does the network's weights fit the on-chip memory of ``spec``? (IMC: crossbars.) ``model_or_graph`` and
     ``verify`` as for :func:`simulate`."""
     spec = as_spec(spec)
+    input_shape = _shape_arg(input_shape)
     mod = _target_module(spec)
     if not hasattr(mod, "fit"):
         raise HwsimError(f"fit() is defined for IMC specs; got a {spec_target(spec)} spec "

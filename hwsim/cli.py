@@ -1,7 +1,8 @@
 """The ``hwsim`` command line: zoo | presets | run | fit | sweep | calibrate | demo.
 
-Every error hwsim raises on purpose (:class:`~hwsim.errors.HwsimError`) is printed as one line on
-stderr and exits with status 2; no traceback.
+Every error hwsim raises on purpose (:class:`~hwsim.errors.HwsimError`), and every malformed command line, is
+printed as one line on stderr and exits with status 2; no traceback. Output paths are checked before any work;
+every file written is named on stderr.
 """
 from __future__ import annotations
 
@@ -28,13 +29,51 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _option(text: str) -> tuple[str, object]:
-    if "=" not in text:
+    if "=" not in text or not text.split("=", 1)[0].strip():
         raise HwsimError(f"--option must look like key=value, got {text!r}")
     k, v = text.split("=", 1)
     try:
-        return k, json.loads(v)
+        return k.strip(), json.loads(v)
     except json.JSONDecodeError:
-        return k, v
+        return k.strip(), v
+
+
+def _scalar(v: str) -> object:
+    """A ``--net-option`` value: int, float, bool (true/false), none, or the string itself."""
+    low = v.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(v)
+        except ValueError:
+            pass
+    return v
+
+
+def _net_options(args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for text in getattr(args, "net_option", None) or []:
+        k, sep, v = text.partition("=")
+        if not sep or not k.strip():
+            raise HwsimError(f"--net-option must look like key=value (e.g. iterations=4), got {text!r}")
+        if k.strip() in out:
+            raise HwsimError(f"--net-option {k.strip()!r} given twice")
+        out[k.strip()] = _scalar(v)
+    if out and getattr(args, "model", None):
+        raise HwsimError("--net-option sets a zoo net's builder options (--net); an ONNX model (--model) has none")
+    return out
+
+
+def _dict(pairs: list[tuple[str, object]], flag: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in pairs:
+        if k in out:
+            raise HwsimError(f"{flag} {k!r} given twice")
+        out[k] = v
+    return out
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -72,7 +111,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     import hwsim
 
-    names = hwsim.preset_names(args.target)
+    names = hwsim.preset_names(args.target)  # an unknown target is an UnknownNameError (exit 2)
     if args.json:
         print(json.dumps(names))
     else:
@@ -87,12 +126,22 @@ def _net_and_shape(args: argparse.Namespace):
     if args.model:
         import hwsim
 
-        graph = hwsim.as_graph(args.model, _shape(args.input_shape) if args.input_shape else None)
+        _net_options(args)  # --net-option with --model: refused
+        model = Path(args.model)  # a path, whatever its suffix: never mistaken for a zoo name
+        if model.exists() and not model.is_file():  # (a missing file: the importer's "no such ONNX file")
+            raise HwsimError(f"--model {args.model} is not a file")
+        graph = hwsim.as_graph(model, _shape(args.input_shape) if args.input_shape else None)
         return graph, graph.input_shape
     import nets
 
-    model = nets.get(args.net)
     shape = _shape(args.input_shape) if args.input_shape else nets.info(args.net).input_shape
+    options = _net_options(args)
+    try:
+        model = nets.get(args.net, **options)
+    except HwsimError:
+        raise
+    except TypeError as e:  # a builder given a value of the wrong type (e.g. iterations=abc)
+        raise HwsimError(f"net {args.net!r} cannot be built with --net-option {options}: {e}") from None
     return model, shape
 
 
@@ -101,16 +150,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import hwsim
 
+    spec = hwsim.load_preset(args.hw)  # a bad preset before the net is built or traced
+    options = _dict([_option(o) for o in args.option or []], "--option")
     model, shape = _net_and_shape(args)
-    spec = hwsim.load_preset(args.hw)
     x = np.random.default_rng(args.seed).standard_normal(shape).astype(np.float32) if args.functional else None
-    options = dict(_option(o) for o in args.option or [])
     res = hwsim.simulate(model, spec, x=x, input_shape=shape, seed=args.seed, **options)
     if args.functional:
         if args.model:
             from mapping.onnx import reference_outputs
 
-            _compare(reference_outputs(args.model, x), res.outputs, "the ONNX model's own executor")
+            _compare(reference_outputs(Path(args.model), x), res.outputs, "the ONNX model's own executor")
         else:
             _compare_with_torch(model, x, res.outputs)
     if args.json:
@@ -146,9 +195,14 @@ def _compare(refs, outputs, source: str) -> None:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     import hwsim
+    from hwsim.specs import spec_target
 
+    spec = hwsim.load_preset(args.hw)
+    if spec_target(spec) != "imc":
+        raise HwsimError(f"fit answers whether a net fits an IMC chip's crossbars; {args.hw!r} is a "
+                         f"{spec_target(spec)} preset (use `hwsim run` and its fits_on_chip)")
     model, shape = _net_and_shape(args)
-    fr = hwsim.fit(model, args.hw, input_shape=shape)
+    fr = hwsim.fit(model, spec, input_shape=shape)
     if args.json:
         from hwsim.report import jsonable
 
@@ -159,9 +213,24 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from hwsim.codesign.sweep import sweep_from_yaml
+    from hwsim.codesign.sweep import PLOT_SUFFIXES, sweep_from_yaml
+    from hwsim.specs import check_output_path
 
+    if args.plot is not None:  # before the YAML is even read (sweep_from_yaml checks the rest before working)
+        check_output_path(args.plot, "plot", PLOT_SUFFIXES)
+    if args.max_rows < 1:
+        raise HwsimError(f"--max-rows must be a positive integer, got {args.max_rows}")
     df = sweep_from_yaml(args.file, plot=args.plot)
+    attrs = dict(df.attrs)
+    if attrs.get("results_file"):
+        reused, computed, ignored = attrs.get("reused", 0), attrs.get("computed", 0), attrs.get("ignored", 0)
+        how = (f"{reused} row(s) reused from a previous run (delete the file to recompute them), "
+               f"{computed} computed now" if reused else f"{computed} row(s) computed now, none reused")
+        if ignored:
+            how += f"; {ignored} older row(s) in the file (other settings or hwsim version) not used"
+        print(f"results: {attrs['results_file']} ({how})", file=sys.stderr)
+    if attrs.get("plot"):
+        print(f"plot: {attrs['plot']}", file=sys.stderr)
     if not args.all_columns:  # the net, the spec fields that vary, and the headline figures
         cols = list(df.columns)
         spec_cols = cols[cols.index("target") + 1:cols.index("spec_name")] if "spec_name" in cols else []
@@ -173,23 +242,67 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from hwsim.specs import check_output_path, user_preset_dir
+
+    path = args.out if args.out is not None else user_preset_dir() / "cpu" / "host.yaml"
+    path = check_output_path(path, "calibrated preset (--out)", (".yaml", ".yml"))  # before the measurements
+    if args.rounds is not None and args.rounds < 1:
+        raise HwsimError(f"--rounds must be a positive integer, got {args.rounds}")
     from hwsim.cpu.calibrate import calibrate
 
-    spec = calibrate(out_path=args.out, quick=args.quick, rounds=args.rounds)
-    print(spec)
+    spec = calibrate(out_path=path, quick=args.quick, rounds=args.rounds)
+    print(f"{spec.name}: effective clock {spec.clock_hz / 1e9:.2f} GHz, {spec.cores} cores, "
+          f"{spec.simd_bits}-bit SIMD, layer overhead {spec.layer_overhead_s * 1e6:.1f} us")
+    use = "it now overrides the shipped cpu/host" if args.out is None else f"use it as --hw {path}"
+    print(f"preset written to {path.resolve()} ({use})", file=sys.stderr)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from hwsim.demo import run_demo
+    from hwsim.specs import check_output_path
 
-    run_demo(Path(args.out), quick=args.quick)
+    run_demo(check_output_path(args.out, "demo folder (--out)", folder=True), quick=args.quick)
     return 0
 
 
+TARGET_OPTIONS = """\
+target options (--option KEY=VALUE, repeatable; VALUE is JSON, else a string):
+  cpu/*   threads=N            cores to use (default: all of the preset's)
+          fold_bn=true|false   fold batch norm into conv/linear first (default true)
+  imc/*   mode=pipelined|layer layers overlap in row chunks (default) or run one at a time
+          max_chunks=N         row chunks per layer in pipelined mode (default 8)
+  fpga/*  folding=auto|[[PE,SIMD],...]  per MVAU (default auto: cheapest meeting target_fps)
+          target_fps=F         throughput the auto folding must reach
+          kbit=decomposed|native  k-bit layers as binary branches (default) or native MVAUs
+          fifo_depth=N         elements per inter-layer FIFO (default: never stalls)
+--functional: x is a seeded standard-normal array (hwsim refuses NaN/inf inputs on every target).
+"""
+NET_OPTIONS = """\
+net options (--net-option KEY=VALUE, repeatable; VALUE parsed as int, float, true/false, else a string):
+  a zoo net's builder options, e.g. --net itnet --net-option iterations=4 --net-option shared=false
+  (an unknown option is refused with the net's valid ones)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors ("hwsim run: error: ... (see hwsim run --help)"), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hwsim", description="Hardware/network co-design simulators for efficient DNNs")
-    sub = p.add_subparsers(dest="command", required=True)
+    import hwsim
+    from hwsim.codesign.sweep import YAML_HELP
+
+    raw = argparse.RawDescriptionHelpFormatter
+    p = _Parser(prog="hwsim", description="Hardware/network co-design simulators for efficient DNNs",
+                epilog="Errors are one line on stderr with exit status 2. Output files are checked before any "
+                       "work and named on stderr when written.")
+    p.add_argument("--version", action="version", version=f"hwsim {hwsim.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           title="commands (hwsim COMMAND --help for each)")
 
     s = sub.add_parser("zoo", help="list the networks of the zoo")
     s.add_argument("--counts", action="store_true", help="trace every net and count its parameters and MACs")
@@ -197,13 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_zoo)
 
     s = sub.add_parser("presets", help="list the hardware presets")
-    s.add_argument("target", nargs="?", help="only this target (cpu, imc, fpga)")
+    s.add_argument("target", nargs="?", help="only this target: cpu, imc or fpga (= xnor)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_presets)
 
     for name, fn, help_ in (("run", cmd_run, "simulate a zoo net or an ONNX model on a preset"),
                             ("fit", cmd_fit, "does a zoo net or an ONNX model fit an IMC chip's crossbars?")):
-        s = sub.add_parser(name, help=help_)
+        s = sub.add_parser(name, help=help_, description=help_, formatter_class=raw,
+                           epilog=(TARGET_OPTIONS if name == "run" else "") + NET_OPTIONS)
         which = s.add_mutually_exclusive_group(required=True)
         which.add_argument("--net", help="zoo name (see `hwsim zoo`)")
         which.add_argument("--model", metavar="PATH.onnx",
@@ -211,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--hw", required=True, help="preset name (see `hwsim presets`) or YAML path")
         s.add_argument("--input-shape", help="e.g. 1,3,224,224 (default: the net's or the ONNX model's own; "
                                              "required for an ONNX model with dynamic dims)")
+        s.add_argument("--net-option", action="append", metavar="KEY=VALUE",
+                       help="builder option of a zoo net, e.g. --net-option iterations=4 (repeatable)")
         s.add_argument("--json", action="store_true", help="print the report as JSON")
         s.set_defaults(fn=fn)
         if name == "run":
@@ -220,24 +336,31 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--layers", action="store_true", help="print the per-layer table")
             s.add_argument("--seed", type=int, default=0)
             s.add_argument("--option", action="append", metavar="KEY=VALUE",
-                           help="target option, e.g. --option mode=layer (JSON values)")
+                           help="target option, e.g. --option mode=layer (JSON values; see below)")
 
-    s = sub.add_parser("sweep", help="run a hardware sweep described by a YAML file")
-    s.add_argument("file")
-    s.add_argument("--plot", help="write a plot of the results to this PNG")
+    s = sub.add_parser("sweep", help="run a hardware sweep described by a YAML file", formatter_class=raw,
+                       description="Run a hardware sweep described by a YAML file.\n"
+                                   "Output paths (out:, plot:, --plot) are relative to the current directory and\n"
+                                   "checked before the sweep starts; where each file went, and how many rows were\n"
+                                   "reused from a previous run, is printed on stderr.",
+                       epilog=YAML_HELP)
+    s.add_argument("file", help="the sweep YAML file (keys below)")
+    s.add_argument("--plot", metavar="PATH",
+                   help="write latency vs energy with the Pareto front here (.png, .svg, .pdf; overrides plot:)")
     s.add_argument("--max-rows", type=int, default=40)
     s.add_argument("--all-columns", action="store_true", help="print every spec field and report figure")
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("calibrate", help="measure this machine and write a cpu/host preset")
-    s.add_argument("--out", help="YAML path (default: the user preset directory)")
+    s.add_argument("--out", help="YAML path (default: the user preset directory; a missing folder is created)")
     s.add_argument("--quick", action="store_true", help="fewer repeats, one round (seconds instead of a minute)")
     s.add_argument("--rounds", type=int, default=None,
                    help="single-thread measurement rounds, each figure's median kept (default 5; 1 with --quick)")
     s.set_defaults(fn=cmd_calibrate)
 
     s = sub.add_parser("demo", help="show the three headline uses on built-in presets")
-    s.add_argument("--out", default="hwsim-demo", help="directory for the demo's plots and files")
+    s.add_argument("--out", default="hwsim-demo",
+                   help="folder for the demo's plots and files (created if missing; default hwsim-demo)")
     s.add_argument("--quick", action="store_true")
     s.set_defaults(fn=cmd_demo)
     return p

@@ -38,12 +38,16 @@ def sweep_demo(out_dir: Path, quick: bool = False) -> str:
     return "\n".join(lines)
 
 
-def run_demo(out_dir: Path, quick: bool = False) -> None:
+def run_demo(out_dir: str | Path, quick: bool = False) -> None:
+    """Run the four parts, writing their files into ``out_dir`` (created if missing; a path that cannot be a
+    writable folder is refused with one line before any part runs)."""
+    from hwsim.specs import check_output_path
+
+    out_dir = check_output_path(out_dir, "demo folder", folder=True)
     from hwsim.cpu.demo import demo as cpu_demo
     from hwsim.imc.demo import demo as imc_demo
     from hwsim.xnor.demo import demo as xnor_demo
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     parts = [
         ("1. Does an iterative net fit on chip? (IMC crossbars)", imc_demo),
         ("2. Bit-exact binary inference (FPGA XNOR/popcount engine)", xnor_demo),

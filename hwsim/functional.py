@@ -16,7 +16,7 @@ from hwsim.errors import ShapeError, UnsupportedOpError
 from hwsim.kernels import fp32 as K
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["Kernel", "FP32_KERNELS", "run", "check_input"]
+__all__ = ["Kernel", "FP32_KERNELS", "run", "check_input", "check_values"]
 
 Kernel = Callable[[Graph, Node, Sequence[np.ndarray]], np.ndarray]
 
@@ -193,19 +193,52 @@ FP32_KERNELS: Mapping[Op, Kernel] = {
 }
 
 
+def check_values(x, what: str = "x") -> np.ndarray:
+    """``x`` as a float32 C-order array, or a one-line :class:`~hwsim.errors.ShapeError`: hwsim refuses inputs it
+    cannot compute faithfully — complex, boolean or non-numeric dtypes, and NaN or ±inf values (also values that
+    overflow float32), naming the first offending index. (The hardware targets quantize or binarize their inputs,
+    where a NaN has no meaning: refusing it is the one rule on every target.)"""
+    try:
+        a = np.asarray(x)
+    except Exception as e:  # ragged nested lists and the like
+        raise ShapeError(f"{what} is not an array of numbers: {e}") from None
+    if a.dtype.kind == "c":
+        raise ShapeError(f"{what} has complex dtype {a.dtype}: hwsim computes with real numbers only "
+                         "(pass x.real or abs(x) explicitly)")
+    if a.dtype.kind not in "iuf":
+        raise ShapeError(f"{what} must be an array of real numbers (float or int), got dtype {a.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = np.ascontiguousarray(a, dtype=np.float32)
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(f)
+        if bad.any():
+            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), f.shape))
+            v = float(a[idx])
+            n = int(bad.sum())
+            more = f" ({n} values in all)" if n > 1 else ""
+            if np.isfinite(v):
+                raise ShapeError(f"{what} has a value too large for float32 at index {idx}: {v:g}{more}; hwsim "
+                                 "computes in float32 and refuses inputs that would become inf")
+            kind = "NaN" if np.isnan(v) else "inf"
+            raise ShapeError(f"{what} contains NaN/inf at index {idx}: {kind}{more}; hwsim refuses non-finite "
+                             "inputs on every target")
+    return f
+
+
 def check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """Validate an input array against the graph's input (any batch size) and make it float32 C-order."""
+    """Validate an input array against the graph's input (any batch size) and make it float32 C-order.
+
+    Refused with a one-line :class:`~hwsim.errors.ShapeError`: a shape that does not match, complex, boolean or
+    non-numeric dtypes, and NaN/inf values (:func:`check_values`)."""
     x = np.asarray(x)
     want = graph.input_shape
     if x.ndim != len(want) or tuple(x.shape[1:]) != tuple(want[1:]):
         raise ShapeError(f"input of shape {tuple(x.shape)} does not match the network's input "
                          f"(N, {', '.join(map(str, want[1:]))})")
-    if not np.issubdtype(x.dtype, np.number):
-        raise ShapeError(f"input must be numeric, got dtype {x.dtype}")
     if graph.batch_fixed and x.shape[0] != 1:
         raise ShapeError(f"{graph.name} moves or merges the batch dimension, so its graph computes one sample: "
                          f"run it with batch 1 (got a batch of {x.shape[0]})")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return check_values(x)
 
 
 def run(graph: Graph, x: np.ndarray, kernels: Mapping[Op, Kernel] | None = None,

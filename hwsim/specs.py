@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import os
 import types
 import typing
@@ -29,8 +30,8 @@ from hwsim.errors import PresetError, SpecError, UnknownNameError
 
 __all__ = [
     "spec_class", "spec_target", "load_preset", "preset_names", "user_preset_dir", "read_yaml", "spec_from_dict",
-    "spec_to_dict", "save_spec", "plain_value",
-    "check_positive", "check_range", "check_choice", "PRESET_DIR",
+    "spec_to_dict", "save_spec", "plain_value", "check_output_path",
+    "check_positive", "check_range", "check_choice", "check_finite", "PRESET_DIR", "TARGET_NAMES",
 ]
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -39,18 +40,32 @@ T = TypeVar("T")
 
 
 # ----------------------------------------------------------------------------- validation helpers
+def _nonfinite(v: Any) -> bool:
+    return isinstance(v, (float, np.floating)) and not math.isfinite(float(v))
+
+
+def check_finite(spec: Any) -> None:
+    """Raise :class:`SpecError` naming the first field whose value is a NaN or infinite float (every spec class
+    registered with :func:`spec_class` runs this before its own checks)."""
+    for f in dataclasses.fields(spec):
+        v = getattr(spec, f.name)
+        if _nonfinite(v):
+            raise SpecError(f"{type(spec).__name__}.{f.name} must be a finite number, got {float(v)!r}")
+
+
 def check_positive(spec: Any, *names: str, allow_zero: bool = False) -> None:
-    """Raise :class:`SpecError` unless every named field is > 0 (or >= 0 with ``allow_zero``)."""
+    """Raise :class:`SpecError` unless every named field is a finite number > 0 (or >= 0 with ``allow_zero``)."""
     for n in names:
         v = getattr(spec, n)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (v == 0 and not allow_zero):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or _nonfinite(v) or v < 0 \
+                or (v == 0 and not allow_zero):
             rel = ">= 0" if allow_zero else "> 0"
             raise SpecError(f"{type(spec).__name__}.{n} must be {rel}, got {v!r}")
 
 
 def check_range(spec: Any, name: str, lo: float, hi: float) -> None:
     v = getattr(spec, name)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or _nonfinite(v) or not (lo <= v <= hi):
         raise SpecError(f"{type(spec).__name__}.{name} must be in [{lo}, {hi}], got {v!r}")
 
 
@@ -67,6 +82,14 @@ def spec_class(target: str) -> Callable[[type[T]], type[T]]:
 
     def deco(cls: type[T]) -> type[T]:
         cls.target = target  # type: ignore[attr-defined]
+        own = getattr(cls, "__post_init__", None)
+
+        def __post_init__(self) -> None:  # NaN/inf in any float field, named, before the class's own checks
+            check_finite(self)
+            if own is not None:
+                own(self)
+
+        cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
         _SPECS[target] = cls
         return cls
 
@@ -110,16 +133,22 @@ def _preset_path(name: str) -> Path | None:
 
 # preset folders whose name is not their spec's target name
 FOLDER_TARGET = {"fpga": "xnor"}
+# what ``preset_names(target)`` and ``hwsim presets TARGET`` take: preset folders and spec target names
+TARGET_NAMES = ("cpu", "fpga", "imc", "xnor")
 
 
 def preset_names(target: str | None = None) -> list[str]:
     """Names of the shipped (and user-calibrated) presets, e.g. ``["cpu/cortex-a53", ..., "imc/isaac"]``.
 
-    ``target`` filters by folder ("fpga") or by spec target ("xnor"), which name the same presets."""
+    ``target`` filters by folder ("fpga") or by spec target ("xnor"), which name the same presets; any other
+    target is an :class:`~hwsim.errors.UnknownNameError`."""
     names = sorted({f"{p.parent.name}/{p.stem}" for d in (PRESET_DIR, user_preset_dir()) for p in d.glob("*/*.yaml")})
     if target is None:
         return names
     folder = lambda n: n.split("/")[0]  # noqa: E731
+    known = set(TARGET_NAMES) | {folder(n) for n in names}
+    if target not in known:
+        raise UnknownNameError("target", str(target), known)
     return [n for n in names if target in (folder(n), FOLDER_TARGET.get(folder(n)))]
 
 
@@ -190,8 +219,12 @@ def _convert(cls: type, name: str, tp: Any, value: Any) -> Any:
     return value
 
 
-def spec_from_dict(data: dict, target: str | None = None, source: str = "<dict>") -> Any:
-    """Build a spec from plain data; ``target`` comes from the data's ``target`` key if not given."""
+def spec_from_dict(data: dict, target: str | None = None, source: str = "<dict>",
+                   default_name: str | None = None) -> Any:
+    """Build a spec from plain data; ``target`` comes from the data's ``target`` key if not given.
+
+    ``default_name``: the spec's ``name`` when the data has no ``name:`` key (a spec read from ``my_chip.yaml``
+    is named ``my_chip``, not after its ``base:``); None keeps the base's name or the class default."""
     _ensure_targets()
     data = dict(data)
     tgt = data.pop("target", target)
@@ -202,11 +235,18 @@ def spec_from_dict(data: dict, target: str | None = None, source: str = "<dict>"
         base_spec = load_preset(base)
         if tgt is not None and spec_target(base_spec) != tgt:
             raise PresetError(f"{source}: base {base!r} is not a {tgt} preset")
+        _default_name(type(base_spec), data, default_name)
         return _replace_checked(base_spec, data, source)
     if tgt not in _SPECS:
         raise UnknownNameError("target", str(tgt), _SPECS)
     cls = _SPECS[tgt]
+    _default_name(cls, data, default_name)
     return _build(cls, data, source)
+
+
+def _default_name(cls: type, data: dict, name: str | None) -> None:
+    if name and "name" not in data and any(f.name == "name" for f in dataclasses.fields(cls)):
+        data["name"] = name
 
 
 def _build(cls: type, data: dict, source: str) -> Any:
@@ -215,7 +255,10 @@ def _build(cls: type, data: dict, source: str) -> Any:
     if unknown:
         raise PresetError(f"{source}: unknown {cls.__name__} field(s) {unknown}; valid: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
-    kwargs = {k: _convert(cls, k, hints[k], v) for k, v in data.items()}
+    try:
+        kwargs = {k: _convert(cls, k, hints[k], v) for k, v in data.items()}
+    except SpecError as e:
+        raise SpecError(f"{source}: {e}") from None
     missing = [k for k, f in fields.items() if k not in kwargs and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -263,14 +306,64 @@ def save_spec(spec: Any, path: str | Path, header: str = "") -> Path:
 
 
 def load_preset(name_or_path: str | Path) -> Any:
-    """Load a spec from a shipped preset name (``"imc/isaac"``) or a YAML file path."""
+    """Load a spec from a shipped preset name (``"imc/isaac"``) or a YAML file path.
+
+    A spec read from a file is named by the file's ``name:`` key, else after the file (``my_chip.yaml`` with
+    ``base: imc/isaac`` is ``my_chip``, so its reports do not pass it off as ``imc/isaac``)."""
     p = Path(name_or_path)
     if isinstance(name_or_path, Path) or str(name_or_path).endswith((".yaml", ".yml")) or p.is_file():
         if not p.is_file():
             raise PresetError(f"no such preset file: {p}")
-        return spec_from_dict(read_yaml(p), source=str(p))
+        return spec_from_dict(read_yaml(p), source=str(p), default_name=p.stem)
     name = str(name_or_path)
     path = _preset_path(name) if "/" in name else None
     if path is None:
         raise UnknownNameError("preset", name, preset_names())
     return spec_from_dict(read_yaml(path), target=name.split("/")[0], source=str(path))
+
+
+# ----------------------------------------------------------------------------- output paths
+def check_output_path(path: str | os.PathLike, what: str, suffixes: Iterable[str] | None = None, *,
+                      folder: bool = False) -> Path:
+    """Check a path hwsim will write to, *before* any work, and return it (relative to the current directory).
+
+    ``what`` names it in messages ("plot", "results file", "demo folder"); ``suffixes`` are the file name
+    endings allowed (case-insensitive); ``folder``: the path is a folder to write files into. Missing parent
+    folders (or the folder itself) are created; a path that cannot be written — under a file, a folder where a
+    file is wanted, a wrong suffix, no write permission — is a one-line :class:`~hwsim.errors.HwsimError`.
+    """
+    from hwsim.errors import HwsimError
+
+    try:
+        p = Path(os.fspath(path)).expanduser()
+    except TypeError:
+        raise HwsimError(f"{what}: expected a file path, got {type(path).__name__} {path!r}") from None
+    if not str(p) or str(p) == ".":
+        raise HwsimError(f"{what}: empty path")
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise HwsimError(f"{what} {p} is a file, not a folder")
+        d = p
+    else:
+        if p.is_dir():
+            raise HwsimError(f"{what} {p} is a folder; give a file name")
+        if suffixes is not None:
+            allowed = [s.lower() for s in suffixes]
+            if p.suffix.lower() not in allowed:
+                raise HwsimError(f"{what} {p}: unsupported file type {p.suffix or '(none)'!r}; "
+                                 f"use a name ending in {', '.join(allowed)}")
+        d = p.parent
+    anc = d
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise HwsimError(f"{what} {p}: {anc} is a file, not a folder")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HwsimError(f"{what} {p}: cannot create folder {d}: {e.strerror or e}") from None
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise HwsimError(f"{what} {p}: no permission to write in folder {d}")
+    if not folder and p.exists() and not os.access(p, os.W_OK):
+        raise HwsimError(f"{what} {p}: the file exists and is not writable")
+    return p

@@ -88,3 +88,24 @@ def test_fit_verdict_flips_between_shared_and_unshared_itnet(capsys):
     rc, out, _ = run(["fit", "--net", "itnet", "--hw", "imc/edge-small", "--json"], capsys)
     assert rc == 0 and json.loads(out)["fits"] is True
     assert hwsim.fit(nets.get("itnet", shared=False), "imc/edge-small").fits is False
+
+
+def test_sweep_says_where_its_files_went_and_what_it_reused(tmp_path, monkeypatch, capsys):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "s.yaml").write_text("nets: [tfc-w1a1]\nbase: cpu/cortex-m7\ngrid: {cores: [1, 2]}\n"
+                                              "out: res/r.csv\n")
+    monkeypatch.chdir(tmp_path)  # outputs go under the current directory, not beside the YAML file
+    rc, out, err = run(["sweep", "conf/s.yaml", "--plot", "plots/p.png"], capsys)
+    assert rc == 0 and "tfc-w1a1" in out
+    assert f"results: {tmp_path / 'res' / 'r.csv'} (2 row(s) computed now, none reused)" in err
+    assert f"plot: {tmp_path / 'plots' / 'p.png'}" in err and (tmp_path / "plots" / "p.png").is_file()
+    rc, _, err = run(["sweep", "conf/s.yaml"], capsys)
+    assert rc == 0 and "2 row(s) reused from a previous run" in err and "plot:" not in err
+    assert not (tmp_path / "conf" / "res").exists()
+
+
+def test_version_flag():
+    r = subprocess.run([sys.executable, "-m", "hwsim.cli", "--version"], capture_output=True, text=True)
+    import hwsim
+
+    assert r.returncode == 0 and r.stdout.strip() == f"hwsim {hwsim.__version__}" == "hwsim 0.2.0"

@@ -491,7 +491,8 @@ def test_cli_runs_and_fits_an_onnx_file(tmp_path, capsys):
     assert "FITS" in capsys.readouterr().out
     assert main(["run", "--model", str(tmp_path / "none.onnx"), "--hw", "cpu/cortex-a72"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("hwsim: error: no such ONNX file") and len(err.strip().splitlines()) == 1
+    assert err.startswith("hwsim: error:") and "none.onnx" in err and "no such" in err
+    assert len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as e:  # --net and --model exclude each other
         main(["run", "--net", "resnet20", "--model", str(path), "--hw", "cpu/cortex-a72"])
     assert e.value.code == 2

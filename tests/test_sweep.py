@@ -253,8 +253,12 @@ def test_torn_last_line_is_dropped_and_repaired(tmp_path):
 def test_bad_results_file_names_are_errors(tmp_path):
     with pytest.raises(HwsimError, match=".csv or .parquet"):
         hwsim.sweep(tiny_net(), FakeSpec(), input_shape=TINY_SHAPE, out=tmp_path / "r.txt")
-    with pytest.raises(HwsimError, match="does not exist"):
-        hwsim.sweep(tiny_net(), FakeSpec(), input_shape=TINY_SHAPE, out=tmp_path / "nodir" / "r.csv")
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(HwsimError, match="afile is a file, not a folder"):  # checked before any point runs
+        hwsim.sweep(tiny_net(), FakeSpec(), input_shape=TINY_SHAPE, out=tmp_path / "afile" / "r.csv")
+    # a missing folder is created (the same rule as every other output path)
+    df = hwsim.sweep(tiny_net(), FakeSpec(), input_shape=TINY_SHAPE, out=tmp_path / "nodir" / "r.csv")
+    assert (tmp_path / "nodir" / "r.csv").is_file() and df.attrs["computed"] == 1
 
 
 _KILL_SCRIPT = """

@@ -32,7 +32,7 @@ from hwsim.errors import HwsimError, SpecError
 from hwsim.specs import plain_value, spec_to_dict
 
 __all__ = ["ZooNet", "GraphNet", "SpecPoint", "as_net_refs", "expand_specs", "point_key", "graph_digest",
-           "torch_threads"]
+           "torch_threads", "check_shape"]
 
 
 class torch_threads:
@@ -129,7 +129,7 @@ def _net_ref(net: Any, input_shape: Sequence[int] | None) -> NetRef:
         return _onnx_ref(net, input_shape)
     if isinstance(net, str):
         _check_zoo(net, {})
-        return ZooNet(net, (), None if input_shape is None else tuple(input_shape))
+        return ZooNet(net, (), check_shape(input_shape))
     if isinstance(net, Mapping):  # {"name": "resnet20", "base_width": 8, "input_shape": [...]}
         d = dict(net)
         if "name" not in d:
@@ -137,10 +137,10 @@ def _net_ref(net: Any, input_shape: Sequence[int] | None) -> NetRef:
         name = d.pop("name")
         shape = d.pop("input_shape", input_shape)
         _check_zoo(name, d)
-        return ZooNet(name, tuple(sorted(d.items())), None if shape is None else tuple(int(s) for s in shape))
+        return ZooNet(name, tuple(sorted(d.items())), check_shape(shape, f"input_shape of net {name!r}"))
     if isinstance(net, tuple) and len(net) == 2 and isinstance(net[0], str) and isinstance(net[1], Mapping):
         _check_zoo(net[0], net[1])
-        return ZooNet(net[0], tuple(sorted(net[1].items())), None if input_shape is None else tuple(input_shape))
+        return ZooNet(net[0], tuple(sorted(net[1].items())), check_shape(input_shape))
     if isinstance(net, Graph):
         return GraphNet(net.name, graph_digest(net), net)
     try:
@@ -156,6 +156,19 @@ def _net_ref(net: Any, input_shape: Sequence[int] | None) -> NetRef:
         return GraphNet(label, graph_digest(g), g)
     raise HwsimError(f"cannot sweep over a net given as {type(net).__name__}: pass a zoo name, "
                      "(name, {kwargs}), {'name': ..., **kwargs}, a torch module, a traced Graph or an .onnx path")
+
+
+def check_shape(shape: Any, what: str = "input_shape") -> tuple[int, ...] | None:
+    """A sweep's ``input_shape`` as a tuple of positive ints (None stays None), or a one-line
+    :class:`~hwsim.errors.ShapeError` before the sweep starts (not an error row per point)."""
+    from hwsim.errors import ShapeError
+
+    if shape is None:
+        return None
+    items = list(shape) if isinstance(shape, (list, tuple, np.ndarray)) else []
+    if not items or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0 for v in items):
+        raise ShapeError(f"{what} must be a list of positive integers like [1, 3, 32, 32], got {shape!r}")
+    return tuple(int(v) for v in items)
 
 
 def _is_onnx(net: Any) -> bool:
@@ -177,7 +190,7 @@ def _onnx_ref(net: Any, input_shape: Sequence[int] | None) -> GraphNet:
         if extra:
             raise HwsimError(f"an ONNX net takes only 'name' (its path) and 'input_shape', got keys {extra}")
         net, input_shape = d["name"], d.get("input_shape", input_shape)
-    g = as_graph(net, input_shape)
+    g = as_graph(net, check_shape(input_shape, f"input_shape of {net}"))
     label = Path(os.fspath(net)).stem if isinstance(net, (str, os.PathLike)) else g.name
     g = g.replace(name=label)
     return GraphNet(label, graph_digest(g), g)
@@ -196,6 +209,7 @@ def as_net_refs(nets_arg: Any, input_shape: Sequence[int] | None = None) -> list
     """Normalise the ``nets`` argument of a sweep (one net or a list of nets) into net references."""
     from mapping.graph import Graph
 
+    input_shape = check_shape(input_shape)
     single = isinstance(nets_arg, (str, Mapping, Graph)) or _is_pair(nets_arg) or _is_module(nets_arg)
     if single or not isinstance(nets_arg, Iterable):
         nets_arg = [nets_arg]
@@ -241,10 +255,14 @@ class SpecPoint:
 
 
 def _as_spec(s: Any) -> tuple[Any, str]:
+    """(spec, the name its rows carry): a preset's name; a YAML file's spec name (the file's ``name:`` or its stem);
+    "" for a spec object."""
     from hwsim.api import as_spec
 
-    name = str(s) if isinstance(s, str) else ""
-    return as_spec(s), name
+    spec = as_spec(s)
+    if isinstance(s, str) or hasattr(s, "__fspath__"):
+        return spec, str(getattr(spec, "name", "") or s)
+    return spec, ""
 
 
 @functools.lru_cache(maxsize=64)
@@ -275,6 +293,25 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
     return value
 
 
+def _check_grid_value(cls: type, name: str, value: Any) -> None:
+    """Refuse, before the sweep starts, a grid value no point could use: NaN/inf, or a value that is not of the
+    field's type ("abc" for an int field, an unknown enum value). Values out of a field's range, or inconsistent
+    with other fields, stay error rows (another combination of the grid may make them valid)."""
+    from hwsim.specs import _convert
+
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        raise SpecError(f"grid field {name!r}: {value!r} is not a finite number")
+    tp = _hints(cls).get(name)
+    if tp is None:
+        return
+    try:
+        v = _convert(cls, name, tp, plain_value(value))
+    except SpecError as e:
+        raise SpecError(f"grid field {name!r}: {e}") from None
+    if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+        raise SpecError(f"grid field {name!r}: {value!r} is not a finite number")
+
+
 def expand_grid(base: Any, grid: Mapping[str, Sequence[Any]]) -> list[SpecPoint]:
     """The Cartesian product of ``grid`` over ``base`` (a spec or preset name), in row-major order
     (the last field varies fastest). Raises :class:`SpecError` for an empty grid, an empty value
@@ -294,6 +331,8 @@ def expand_grid(base: Any, grid: Mapping[str, Sequence[Any]]) -> list[SpecPoint]
         vs = list(vs)
         if not vs:
             raise SpecError(f"empty grid: field {k!r} has no values")
+        for v in vs:
+            _check_grid_value(cls, k, v)
         names.append(k)
         values.append(vs)
     base_data = spec_to_dict(spec)

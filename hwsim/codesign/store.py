@@ -14,6 +14,8 @@ merges the journal into the Parquet file atomically and removes it. A sweep kill
 leaves the journal, which the next load reads.
 
 Loading de-duplicates on the ``key`` column (first row wins), so a row can never appear twice.
+A row's key (:func:`hwsim.codesign.points.point_key`) hashes the net, the spec, the evaluation settings and
+``hwsim.__version__``: rows written by another hwsim version are kept in the file but never reused.
 """
 from __future__ import annotations
 
@@ -156,8 +158,9 @@ class ResultsStore:
         suffix = self.path.suffix.lower()
         if suffix not in (".csv", ".parquet", ".pq"):
             raise HwsimError(f"results file {self.path}: use a .csv or .parquet file name")
-        if not self.path.parent.exists():
-            raise HwsimError(f"results file {self.path}: directory {self.path.parent} does not exist")
+        from hwsim.specs import check_output_path
+
+        check_output_path(self.path, "results file")  # a missing folder is created; under a file: one line
         self.parquet = suffix != ".csv"
         log_path = self.path.with_name(self.path.name + ".journal.csv") if self.parquet else self.path
         self._log = _CsvLog(log_path)

@@ -298,7 +298,18 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
     (``eval_s`` in seconds; ``error`` empty for a successful point). A report figure named like a
     spec field gets a ``report_`` prefix: for the XNOR target ``luts``/``bram18`` are the device's
     resources and ``report_luts``/``report_bram18`` what the design uses.
+    ``DataFrame.attrs`` says what happened to the results file: ``results_file`` (absolute path, or None),
+    ``reused`` (rows taken from a previous run), ``computed`` (points evaluated now) and ``ignored`` (rows in the
+    file from other settings or an older hwsim version, which are never reused: a row's key includes the version).
+
+    Every argument is checked before any point runs (a bad ``out`` path, ``input_shape``, ``workers``, a grid
+    value of the wrong type or NaN/inf is a one-line :class:`~hwsim.errors.HwsimError`); a missing folder of
+    ``out`` is created.
     """
+    _check_args(functional=functional, workers=workers, seed=seed, target_options=target_options,
+                chunksize=chunksize, metrics=metrics, progress=progress, executor=executor)
+    if out is not None:
+        out = _results_path(out)
     refs = as_net_refs(nets, input_shape)
     points = expand_specs(specs_or_grid)
     if isinstance(metrics, Mapping):
@@ -328,7 +339,52 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
         bar.close()
         if store is not None:
             store.finalize()
-    return _frame(jobs, rows, store)
+    df = _frame(jobs, rows, store)
+    keys = {j.key for j in jobs}
+    df.attrs.update(results_file=None if store is None else str(store.path.resolve()),
+                    reused=len(jobs) - len(pending), computed=len(pending),
+                    ignored=len(done - keys))
+    return df
+
+
+RESULTS_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def _results_path(out: str | os.PathLike) -> Path:
+    from hwsim.specs import check_output_path
+
+    if isinstance(out, (str, os.PathLike)) and Path(out).suffix.lower() not in RESULTS_SUFFIXES:
+        raise HwsimError(f"results file {out}: use a .csv or .parquet file name")
+    return check_output_path(out, "results file")
+# what matplotlib's Agg canvas writes (FigureCanvasBase.get_supported_filetypes, less the raw/latex ones)
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".svgz")
+
+
+def _check_args(*, functional, workers, seed, target_options, chunksize, metrics, progress, executor) -> None:
+    """One-line errors, before any work, for arguments of :func:`sweep` of the wrong type."""
+    def integer(v: Any) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+
+    if not isinstance(functional, (bool, np.bool_)):
+        raise HwsimError(f"sweep: functional must be true or false, got {functional!r}")
+    if workers is not None and (not integer(workers) or workers < 1):
+        raise HwsimError(f"sweep: workers must be a positive integer, got {workers!r}")
+    if chunksize is not None and (not integer(chunksize) or chunksize < 1):
+        raise HwsimError(f"sweep: chunksize must be a positive integer, got {chunksize!r}")
+    if not integer(seed):
+        raise HwsimError(f"sweep: seed must be an integer, got {seed!r}")
+    if target_options is not None and (not isinstance(target_options, Mapping)
+                                       or not all(isinstance(k, str) for k in target_options)):
+        raise HwsimError(f"sweep: options (target options) must be a mapping of option names to values, "
+                         f"got {target_options!r}")
+    if metrics is not None and not isinstance(metrics, Mapping) and (
+            isinstance(metrics, (str, bytes)) or not isinstance(metrics, Sequence)
+            or not all(isinstance(m, str) for m in metrics)):
+        raise HwsimError(f"sweep: metrics must be a list of report figure names (or a mapping), got {metrics!r}")
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise HwsimError(f"sweep: progress must be true, false or None, got {progress!r}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise HwsimError(f"sweep: executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
 
 
 def _record(new_rows: list[dict], store: ResultsStore | None, rows: dict, bar) -> None:
@@ -451,19 +507,100 @@ def _onnx_relative(net: Any, path: Path) -> Any:
     return {**net, "name": resolved} if isinstance(net, dict) else resolved
 
 
+YAML_HELP = """\
+sweep file keys (YAML):
+  nets:         [required] zoo names, {name: NET, BUILDER_OPTION: VALUE, input_shape: [...]} mappings,
+                or .onnx paths (relative to the YAML file)
+  base:         with grid: a preset name, a preset YAML path (relative to the YAML file), or an inline
+                mapping {base: PRESET, FIELD: VALUE, ...}
+  grid:         {FIELD: [VALUE, ...], ...}: every combination over base (a value of the wrong type or
+                NaN/inf is refused before the sweep; an out-of-range one becomes an error row)
+  specs:        instead of base/grid: a list of preset names or YAML paths (relative to the YAML file)
+  out:          results file (.csv or .parquet), relative to the current directory: finished points
+                are appended; a rerun reuses rows computed by the same hwsim version and settings
+  plot:         latency-vs-energy plot with the Pareto front (.png, .svg, .pdf, ...), relative to the
+                current directory; --plot overrides it
+  metrics:      report figures to keep, e.g. [latency_s, energy_j] (default: all)
+  functional:   true: also run inference on a seeded random input (slower)
+  workers:      local worker processes (default: all cores, when a pool pays off)
+  dask:         a Dask scheduler address, e.g. tcp://host:8786
+  dask_timeout_s: seconds to wait for the scheduler (default 10)
+  seed:         integer seed of the random input and of non-idealities (default 0)
+  input_shape:  e.g. [1, 3, 32, 32] for every net (default: each net's own)
+  options:      target options, e.g. {mode: layer} (imc), {threads: 1} (cpu); see `hwsim run --help`
+example:
+  nets: [resnet20, {name: itnet, iterations: 4}]
+  base: imc/isaac
+  grid: {adc_bits: [4, 6, 8], rows: [64, 128, 256]}
+  out: sweep-results.csv
+  plot: sweep.png
+"""
+
+
+def _check_yaml(path: Path, cfg: dict) -> None:
+    """Types of a sweep file's keys, checked before the sweep starts: one line naming the key."""
+    def bad(key: str, want: str) -> HwsimError:
+        return HwsimError(f"{path}: '{key}:' must be {want}, got {cfg[key]!r}")
+
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    nets = cfg["nets"]
+    if not (isinstance(nets, (str, dict)) or (isinstance(nets, list) and nets
+                                               and all(isinstance(n, (str, dict)) for n in nets))):
+        raise bad("nets", "a non-empty list of zoo names, {name: ..., <options>} mappings or .onnx paths")
+    if "grid" in cfg and cfg["grid"] is not None and not isinstance(cfg["grid"], dict):
+        raise bad("grid", "a mapping {field: [values, ...]}")
+    if "specs" in cfg and not (isinstance(cfg["specs"], list) and all(isinstance(x, str) for x in cfg["specs"])):
+        raise bad("specs", "a list of preset names or YAML paths")
+    if "base" in cfg and not isinstance(cfg["base"], (str, dict)):
+        raise bad("base", "a preset name, a YAML path or a mapping of spec fields")
+    for key in ("out", "plot", "dask"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise bad(key, "a string")
+    if "metrics" in cfg and cfg["metrics"] is not None and not (
+            isinstance(cfg["metrics"], list) and all(isinstance(m, str) for m in cfg["metrics"])):
+        raise bad("metrics", "a list of report figure names")
+    if "functional" in cfg and not isinstance(cfg["functional"], bool):
+        raise bad("functional", "true or false")
+    if cfg.get("workers") is not None and not (integer(cfg["workers"]) and cfg["workers"] >= 1):
+        raise bad("workers", "a positive integer")
+    if "seed" in cfg and not integer(cfg["seed"]):
+        raise bad("seed", "an integer")
+    if "dask_timeout_s" in cfg and (isinstance(cfg["dask_timeout_s"], bool)
+                                    or not isinstance(cfg["dask_timeout_s"], (int, float))
+                                    or not math.isfinite(cfg["dask_timeout_s"]) or cfg["dask_timeout_s"] <= 0):
+        raise bad("dask_timeout_s", "a positive number of seconds")
+    if cfg.get("options") is not None and not isinstance(cfg["options"], dict):
+        raise bad("options", "a mapping of target options, e.g. {mode: layer}")
+    if cfg.get("input_shape") is not None:
+        from hwsim.codesign.points import check_shape
+
+        try:
+            check_shape(cfg["input_shape"])
+        except HwsimError:
+            raise bad("input_shape", "a list of positive integers like [1, 3, 32, 32]") from None
+
+
 def sweep_from_yaml(path: str | os.PathLike, *, plot: str | os.PathLike | None = None,
                     executor: Executor | None = None, progress: bool | None = None):
     """Run the sweep a YAML file describes; returns the DataFrame (and writes the plot if asked).
 
     Keys: ``nets`` (list of zoo names, ``{name: ..., <builder kwargs>}``, or ``.onnx`` paths relative to
     the YAML file, optionally ``{name: model.onnx, input_shape: [...]}``), ``base`` (preset name,
-    preset YAML path, or an inline spec mapping with ``target:``/``base:``), ``grid``
+    preset YAML path relative to the YAML file, or an inline spec mapping with ``target:``/``base:``), ``grid``
     (``{field: [values]}``) or ``specs`` (a list of preset names), and optionally ``out``
-    (results file, relative to the YAML file), ``plot`` (PNG path: latency vs energy with the
-    Pareto front), ``metrics``, ``functional``, ``workers``, ``dask`` (scheduler address) and
-    ``dask_timeout_s``, ``seed``, ``input_shape``, ``options`` (target options). ``plot=`` overrides the file's.
+    (results file), ``plot`` (latency vs energy with the Pareto front; ``.png``, ``.svg``, ``.pdf``, ...),
+    ``metrics``, ``functional``, ``workers``, ``dask`` (scheduler address) and ``dask_timeout_s``, ``seed``,
+    ``input_shape``, ``options`` (target options). ``plot=`` overrides the file's. (See :data:`YAML_HELP`.)
+
+    Outputs (``out``, ``plot``, ``plot=``) are relative to the current directory, like any command's output
+    files (absolute paths are used as given); inputs named in the file (``.onnx`` nets, a ``base`` YAML) are
+    relative to the file. Every key and output path is checked before the sweep starts. The DataFrame's
+    ``attrs`` carry ``results_file``, ``reused``, ``computed``, ``ignored`` (see :func:`sweep`) and ``plot``
+    (absolute path of the plot written, or None).
     """
-    from hwsim.specs import spec_from_dict
+    from hwsim.specs import check_output_path, spec_from_dict
 
     path = Path(path)
     cfg = _load_yaml(path)
@@ -471,18 +608,25 @@ def sweep_from_yaml(path: str | os.PathLike, *, plot: str | os.PathLike | None =
         raise HwsimError(f"{path}: missing 'nets:' (a list of zoo names)")
     if ("grid" in cfg) == ("specs" in cfg):
         raise HwsimError(f"{path}: give either 'base:' with 'grid:' or a 'specs:' list")
+    _check_yaml(path, cfg)
+    plot_src = plot if plot is not None else cfg.get("plot")
+    plot_path = None if plot_src is None else check_output_path(plot_src, "plot", PLOT_SUFFIXES)
+    out_path = None if cfg.get("out") is None else _results_path(cfg["out"])
+    metrics = cfg.get("metrics")
+    if plot_path is not None and metrics is not None and not {"latency_s", "energy_j"} <= set(metrics):
+        raise HwsimError(f"{path}: a plot needs the metrics latency_s and energy_j, got metrics {metrics}")
     if "grid" in cfg:
         if "base" not in cfg:
             raise HwsimError(f"{path}: 'grid:' needs a 'base:' preset")
         base = cfg["base"]
         if isinstance(base, dict):
-            base = spec_from_dict(base, source=str(path))
+            base = spec_from_dict(base, source=str(path), default_name=path.stem)
         elif isinstance(base, str) and base.endswith((".yaml", ".yml")):
             base = str((path.parent / base).resolve())
         specs_or_grid: Any = (base, cfg["grid"] or {})
     else:
-        specs_or_grid = list(cfg["specs"] or [])
-    rel = lambda p: None if p is None else (Path(p) if Path(p).is_absolute() else path.parent / p)  # noqa: E731
+        specs_or_grid = [str((path.parent / s).resolve()) if s.endswith((".yaml", ".yml")) else s
+                         for s in cfg["specs"] or []]
     own = None
     if executor is None and cfg.get("dask"):
         executor = own = dask_executor(str(cfg["dask"]), float(cfg.get("dask_timeout_s", 10.0)))
@@ -490,19 +634,20 @@ def sweep_from_yaml(path: str | os.PathLike, *, plot: str | os.PathLike | None =
         else _onnx_relative(cfg["nets"], path)
     try:
         df = sweep(nets, specs_or_grid, metrics=cfg.get("metrics"),
-                   functional=bool(cfg.get("functional", False)), executor=executor, out=rel(cfg.get("out")),
+                   functional=bool(cfg.get("functional", False)), executor=executor, out=out_path,
                    progress=progress, workers=cfg.get("workers"), input_shape=cfg.get("input_shape"),
                    seed=int(cfg.get("seed", 0)), target_options=cfg.get("options"))
     finally:
         if own is not None:
             own._client.close()
-    plot_path = rel(plot) if plot is not None else rel(cfg.get("plot"))
+    df.attrs["plot"] = None
     if plot_path is not None:
         from hwsim.plot import pareto
 
         ok = df[df["error"] == ""] if "error" in df.columns else df
         if {"latency_s", "energy_j"} <= set(ok.columns) and len(ok):
             pareto(ok, "latency_s", "energy_j", hue="net", save=plot_path)
+            df.attrs["plot"] = str(plot_path.resolve())
         else:
             raise HwsimError(f"nothing to plot: no successful point with latency_s and energy_j "
                              f"({int((df['error'] != '').sum()) if 'error' in df else 0} errors)")

@@ -60,7 +60,7 @@ from hwsim.cpu.cores import SHARED_LLC_MAX_S, SPLIT_FACTOR, round_trip_s, thread
 from hwsim.cpu.cost import layer_cost, placement
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from hwsim.errors import HwsimError
-from hwsim.specs import save_spec, user_preset_dir
+from hwsim.specs import check_output_path, save_spec, user_preset_dir
 from mapping.analysis import peak_live_elements
 
 __all__ = ["calibrate", "time_call", "cache_sizes", "simd_bits_of_host", "keep_freed_memory", "KEEP_FREED_MEMORY",
@@ -687,6 +687,9 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: i
         rounds = 1 if quick else CALIBRATION_ROUNDS
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise HwsimError(f"calibration rounds must be a positive integer, got {rounds!r}")
+    # the output path is checked (its folder created) before a minute of measuring, not after
+    path = check_output_path(out_path if out_path is not None else user_preset_dir() / "cpu" / "host.yaml",
+                             "calibrated preset", (".yaml", ".yml"))
     torch = _torch()
     keep_freed_memory()  # measure the allocator's steady state, as the model describes (see KEEP_FREED_MEMORY)
     chains = [(model.eval(), shape) for model, shape in _chains()]
@@ -701,8 +704,6 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: i
         if _ncpus() > 1:
             spec, more = _calibrate_parallel(spec, quick, measured, chain_graphs)
             notes += more
-    path = Path(out_path) if out_path is not None else user_preset_dir() / "cpu" / "host.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = "\n".join("# " + line for line in [
         f"cpu/host: measured by `hwsim calibrate{' --quick' if quick else ''}` on "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",

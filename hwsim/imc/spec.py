@@ -161,8 +161,11 @@ class IMCSpec:
             raise SpecError(f"IMCSpec.dac_bits ({self.dac_bits}) must be <= input_bits ({self.input_bits})")
         if self.cols_per_adc > self.cols:
             raise SpecError(f"IMCSpec.cols_per_adc ({self.cols_per_adc}) must be <= cols ({self.cols})")
-        if not isinstance(self.column_flip, bool):
-            raise SpecError(f"IMCSpec.column_flip must be true or false, got {self.column_flip!r}")
+        for f in ("column_flip", "sample_hold"):
+            if not isinstance(getattr(self, f), bool):
+                raise SpecError(f"IMCSpec.{f} must be true or false, got {getattr(self, f)!r}")
+        if not isinstance(self.name, str) or not self.name:
+            raise SpecError(f"IMCSpec.name must be a non-empty string, got {self.name!r}")
         check_choice(self, "signed_weights", list(SignedWeights))
         check_choice(self, "duplication", list(Duplication))
         check_choice(self, "adc_mode", list(AdcMode))

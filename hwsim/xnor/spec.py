@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hwsim.errors import SpecError
 from hwsim.specs import check_positive, spec_class
 
 __all__ = ["XnorSpec", "BRAM18_BITS"]
@@ -48,6 +49,13 @@ class XnorSpec:
     bram18_energy_pj: float = 10.0
 
     def __post_init__(self) -> None:
+        for f in ("name", "device"):
+            if not isinstance(getattr(self, f), str):
+                raise SpecError(f"XnorSpec.{f} must be a string, got {getattr(self, f)!r}")
+        for f in ("luts", "bram18", "dsps"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise SpecError(f"XnorSpec.{f} must be an integer, got {v!r}")
         check_positive(self, "clock_hz", "luts", "bram18")
         check_positive(self, "dsps", "static_power_w", "lut_energy_pj", "bram18_energy_pj", allow_zero=True)
 
