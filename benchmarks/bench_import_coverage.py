@@ -15,7 +15,9 @@ A row is *wrong* when a model imports but its outputs differ from torch's by mor
 is zero such rows. Results: ``benchmarks/results/import_coverage.json`` (every row, the machine) and
 ``import_coverage.md`` (the table the docs quote). Usage::
 
-    python benchmarks/bench_import_coverage.py [--only NAME ...] [--no-onnx] [--out benchmarks/results]
+    python benchmarks/bench_import_coverage.py [--only NAME ...] [--update] [--no-onnx] [--out benchmarks/results]
+
+``--update`` reruns only the ``--only`` models and replaces their rows in the existing results file.
 """
 from __future__ import annotations
 
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", default=None, help="model names (substrings) to run")
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--update", action="store_true", help="replace only the rows run now in the existing results file")
     a = ap.parse_args(argv)
     todo = [("torchvision", m) for m in torchvision_classifiers()] + [("timm", m) for m in TIMM_MODELS]
     if a.only:
@@ -200,6 +203,10 @@ def main(argv: list[str] | None = None) -> None:
               f" ({row.get('seconds', '')} s)", flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.update and (out / "import_coverage.json").is_file():
+        new = {(r["source"], r["model"]): r for r in rows}
+        old = json.loads((out / "import_coverage.json").read_text())["rows"]
+        rows = [new.pop((r["source"], r["model"]), r) for r in old] + list(new.values())
     import timm
     import torchvision
     meta = {"cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0],
