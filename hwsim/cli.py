@@ -2,7 +2,9 @@
 
 Every error hwsim raises on purpose (:class:`~hwsim.errors.HwsimError`), and every malformed command line, is
 printed as one line on stderr and exits with status 2; no traceback. Output paths are checked before any work;
-every file written is named on stderr.
+every file written is named on stderr. Commands that can take seconds (zoo --counts, run, fit, sweep, calibrate,
+demo) draw progress bars on stderr when it is a terminal (:func:`hwsim.functional.show_progress`); ``--quiet``
+turns them off.
 """
 from __future__ import annotations
 
@@ -67,6 +69,28 @@ def _net_options(args: argparse.Namespace) -> dict[str, object]:
     return out
 
 
+class _Stages:
+    """A bar over the stages of one command (tracing, simulating, checking), the stage running after it; drawn on a
+    terminal only (:func:`hwsim.functional.show_progress`) and cleared when the command is done. A functional run's
+    own bar over the layers appears under it."""
+
+    def __init__(self, names: Sequence[str], desc: str):
+        from hwsim.functional import progress_bar
+
+        self.bar = progress_bar(len(names), desc, unit="stage")
+        self.started = False
+
+    def __call__(self, name: str) -> None:
+        self.bar.set_postfix_str(name, refresh=False)
+        if self.started:
+            self.bar.update()
+        self.started = True
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def _dict(pairs: list[tuple[str, object]], flag: str) -> dict[str, object]:
     out: dict[str, object] = {}
     for k, v in pairs:
@@ -86,12 +110,16 @@ def cmd_zoo(args: argparse.Namespace) -> int:
                      "published_params": info.published_params, "published_macs": info.published_macs,
                      "tags": list(info.tags), "source": info.source, "counts_source": info.counts_source})
     if args.counts:
+        from hwsim.functional import progress_bar
         from mapping import trace
         from mapping.analysis import totals
 
-        for r in rows:
-            t = totals(trace(nets.get(r["name"]), tuple(r["input_shape"])))
-            r["params"], r["macs"] = t.params, t.macs
+        with progress_bar(len(rows), "tracing the zoo", unit="net") as bar:
+            for r in rows:
+                bar.set_postfix_str(r["name"])
+                t = totals(trace(nets.get(r["name"]), tuple(r["input_shape"])))
+                r["params"], r["macs"] = t.params, t.macs
+                bar.update()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -152,16 +180,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = hwsim.load_preset(args.hw)  # a bad preset before the net is built or traced
     options = _dict([_option(o) for o in args.option or []], "--option")
-    model, shape = _net_and_shape(args)
-    x = np.random.default_rng(args.seed).standard_normal(shape).astype(np.float32) if args.functional else None
-    res = hwsim.simulate(model, spec, x=x, input_shape=shape, seed=args.seed, **options)
-    if args.functional:
-        if args.model:
-            from mapping.onnx import reference_outputs
+    what = args.net or Path(args.model).name
+    stages = _Stages(["import", "trace", "simulate"] + (["check"] if args.functional else []), f"hwsim run {what}")
+    try:
+        stages(f"importing and verifying {what}" if args.model else f"building {what}")
+        model, shape = _net_and_shape(args)
+        x = np.random.default_rng(args.seed).standard_normal(shape).astype(np.float32) if args.functional else None
+        stages(f"tracing and verifying {what}")
+        graph = hwsim.as_graph(model, shape)
+        stages(f"{'running' if args.functional else 'costing'} {what} on {spec.name}")
+        res = hwsim.simulate(graph, spec, x=x, input_shape=shape, seed=args.seed, **options)
+        check = None
+        if args.functional:
+            if args.model:
+                from mapping.onnx import reference_outputs
 
-            _compare(reference_outputs(Path(args.model), x), res.outputs, "the ONNX model's own executor")
-        else:
-            _compare_with_torch(model, x, res.outputs)
+                stages("the ONNX model's own executor on the same input")
+                check = _compare(reference_outputs(Path(args.model), x), res.outputs, "the ONNX model's own executor")
+            else:
+                stages("torch on the same input")
+                check = _compare_with_torch(model, x, res.outputs)
+    finally:
+        stages.close()  # (before anything is printed: a line printed under a bar would be cleared with it)
+    if check is not None:
+        print(check, file=sys.stderr)
     if args.json:
         print(json.dumps(res.report.to_dict(), indent=2))
     else:
@@ -176,21 +218,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_with_torch(model, x, outputs) -> None:
+def _compare_with_torch(model, x, outputs) -> str:
     import torch
 
     with torch.no_grad():
         ref = model(torch.from_numpy(x))
     refs = list(ref) if isinstance(ref, (tuple, list)) else [ref]
-    _compare([r.numpy() for r in refs], outputs, "torch fp32")
+    return _compare([r.numpy() for r in refs], outputs, "torch fp32")
 
 
-def _compare(refs, outputs, source: str) -> None:
+def _compare(refs, outputs, source: str) -> str:
+    """The line that says how far the outputs are from the reference's."""
     import numpy as np
 
     outs = outputs if isinstance(outputs, list) else [outputs]
     errs = [float(np.max(np.abs(o - r)) / max(float(np.max(np.abs(r))), 1e-30)) for o, r in zip(outs, refs)]
-    print(f"functional check vs {source}: max relative error {max(errs):.2e}", file=sys.stderr)
+    return f"functional check vs {source}: max relative error {max(errs):.2e}"
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -201,8 +244,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if spec_target(spec) != "imc":
         raise HwsimError(f"fit answers whether a net fits an IMC chip's crossbars; {args.hw!r} is a "
                          f"{spec_target(spec)} preset (use `hwsim run` and its fits_on_chip)")
-    model, shape = _net_and_shape(args)
-    fr = hwsim.fit(model, spec, input_shape=shape)
+    what = args.net or Path(args.model).name
+    stages = _Stages(["import", "trace", "fit"], f"hwsim fit {what}")
+    try:
+        stages(f"importing and verifying {what}" if args.model else f"building {what}")
+        model, shape = _net_and_shape(args)
+        stages(f"tracing and verifying {what}")
+        graph = hwsim.as_graph(model, shape)
+        stages(f"mapping {what} onto {spec.name}")
+        fr = hwsim.fit(graph, spec, input_shape=shape)
+    finally:
+        stages.close()
     if args.json:
         from hwsim.report import jsonable
 
@@ -250,7 +302,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise HwsimError(f"--rounds must be a positive integer, got {args.rounds}")
     from hwsim.cpu.calibrate import calibrate
 
-    spec = calibrate(out_path=path, quick=args.quick, rounds=args.rounds)
+    spec = calibrate(out_path=path, quick=args.quick, rounds=args.rounds)  # progress: auto (off with --quiet)
     print(f"{spec.name}: effective clock {spec.clock_hz / 1e9:.2f} GHz, {spec.cores} cores, "
           f"{spec.simd_bits}-bit SIMD, layer overhead {spec.layer_overhead_s * 1e6:.1f} us")
     use = "it now overrides the shipped cpu/host" if args.out is None else f"use it as --hw {path}"
@@ -285,6 +337,9 @@ net options (--net-option KEY=VALUE, repeatable; VALUE parsed as int, float, tru
 """
 
 
+QUIET_HELP = "no progress bars (they are drawn on stderr only when it is a terminal)"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors ("hwsim run: error: ... (see hwsim run --help)"), exit status 2."""
 
@@ -307,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("zoo", help="list the networks of the zoo")
     s.add_argument("--counts", action="store_true", help="trace every net and count its parameters and MACs")
     s.add_argument("--json", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     s.set_defaults(fn=cmd_zoo)
 
     s = sub.add_parser("presets", help="list the hardware presets")
@@ -328,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--net-option", action="append", metavar="KEY=VALUE",
                        help="builder option of a zoo net, e.g. --net-option iterations=4 (repeatable)")
         s.add_argument("--json", action="store_true", help="print the report as JSON")
+        s.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
         s.set_defaults(fn=fn)
         if name == "run":
             s.add_argument("--functional", action="store_true",
@@ -349,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write latency vs energy with the Pareto front here (.png, .svg, .pdf; overrides plot:)")
     s.add_argument("--max-rows", type=int, default=40)
     s.add_argument("--all-columns", action="store_true", help="print every spec field and report figure")
+    s.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     s.set_defaults(fn=cmd_sweep)
 
     s = sub.add_parser("calibrate", help="measure this machine and write a cpu/host preset")
@@ -356,12 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="fewer repeats, one round (seconds instead of a minute)")
     s.add_argument("--rounds", type=int, default=None,
                    help="single-thread measurement rounds, each figure's median kept (default 5; 1 with --quick)")
+    s.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     s.set_defaults(fn=cmd_calibrate)
 
     s = sub.add_parser("demo", help="show the three headline uses on built-in presets")
     s.add_argument("--out", default="hwsim-demo",
                    help="folder for the demo's plots and files (created if missing; default hwsim-demo)")
     s.add_argument("--quick", action="store_true")
+    s.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     s.set_defaults(fn=cmd_demo)
     return p
 
@@ -370,7 +430,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
     try:
-        rc = args.fn(args)
+        if getattr(args, "quiet", False):
+            from hwsim.functional import progress_default
+
+            with progress_default(False):  # every bar, down to a functional run's inside hwsim.simulate
+                rc = args.fn(args)
+        else:
+            rc = args.fn(args)
     except HwsimError as e:
         print(f"hwsim: error: {e}", file=sys.stderr)
         return 2

@@ -5,10 +5,19 @@
 differently (the IMC target its crossbar conv/linear, the XNOR engine its binary layers) by passing
 ``kernels={Op.CONV2D: its_conv, ...}``. A kernel is ``fn(graph, node, inputs) -> array``.
 Buffers are dropped after their last reader, so peak memory follows the graph's liveness.
+
+Progress: :func:`run` draws a bar over the graph's nodes on stderr when the run lasts more than a second and
+:func:`show_progress` says yes (stderr is a terminal, no :func:`progress_default` ``False`` in effect — the CLI's
+``--quiet`` — and ``TQDM_DISABLE`` unset). Other long jobs (sweeps, calibration, the CLI's stages) ask the same
+function.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import contextvars
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -16,7 +25,8 @@ from hwsim.errors import ShapeError, UnsupportedOpError
 from hwsim.kernels import fp32 as K
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["Kernel", "FP32_KERNELS", "run", "check_input", "check_values"]
+__all__ = ["Kernel", "FP32_KERNELS", "run", "check_input", "check_values", "show_progress", "progress_default",
+           "progress_bar"]
 
 Kernel = Callable[[Graph, Node, Sequence[np.ndarray]], np.ndarray]
 
@@ -241,9 +251,66 @@ def check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     return check_values(x)
 
 
+# ----------------------------------------------------------------------------- progress
+_PROGRESS: contextvars.ContextVar[bool | None] = contextvars.ContextVar("hwsim_progress", default=None)
+
+
+def show_progress(progress: bool | None = None, stream=None) -> bool:
+    """Whether a long job draws a progress bar: ``progress`` itself when it is True or False; for None (auto) the
+    value of the innermost :func:`progress_default` when one is in effect, else False when ``TQDM_DISABLE`` is set
+    in the environment, else whether ``stream`` (default ``sys.stderr``) is a terminal. So bars are drawn for a
+    person at a terminal and never in a pipe, a log file, a test run or CI."""
+    if progress is not None:
+        return bool(progress)
+    forced = _PROGRESS.get()
+    if forced is not None:
+        return forced
+    if os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no"):
+        return False
+    stream = sys.stderr if stream is None else stream
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
+@contextlib.contextmanager
+def progress_default(value: bool | None) -> Iterator[None]:
+    """Within the block, ``progress=None`` (auto) means ``value``: ``False`` turns off every bar hwsim would draw
+    (the CLI's ``--quiet``; a sweep's points run inside ``progress_default(False)`` so that a functional run does
+    not draw a bar inside the sweep's), ``True`` draws them even off a terminal, ``None`` changes nothing."""
+    if value is None:
+        yield
+        return
+    token = _PROGRESS.set(bool(value))
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def progress_bar(total: int | None, desc: str, progress: bool | None = None, *, unit: str = "it",
+                 delay: float = 0.0, leave: bool = False):
+    """A tqdm bar on stderr, or a disabled one (no output, no cost beyond the object) when
+    :func:`show_progress` says no. ``delay``: seconds before it first appears (a job that ends sooner shows none)."""
+    from tqdm import tqdm
+
+    on = show_progress(progress)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not on, delay=delay, leave=leave, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+RUN_PROGRESS_DELAY_S = 1.0  # auto progress of run(): the bar appears once a run has lasted this long
+
+
 def run(graph: Graph, x: np.ndarray, kernels: Mapping[Op, Kernel] | None = None,
-        keep: bool = False) -> list[np.ndarray] | tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """Execute ``graph`` on ``x``; returns the list of outputs (and every value when ``keep``)."""
+        keep: bool = False, progress: bool | None = None
+        ) -> list[np.ndarray] | tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """Execute ``graph`` on ``x``; returns the list of outputs (and every value when ``keep``).
+
+    ``progress``: a bar over the nodes on stderr (True), none (False), or None (auto: drawn when
+    :func:`show_progress` says yes and the run has lasted :data:`RUN_PROGRESS_DELAY_S`, e.g. VGG-16 on the IMC
+    crossbars)."""
     table = dict(FP32_KERNELS)
     if kernels:
         table.update(kernels)
@@ -255,16 +322,28 @@ def run(graph: Graph, x: np.ndarray, kernels: Mapping[Op, Kernel] | None = None,
     values: dict[str, np.ndarray] = {graph.inputs[0].name: x}
     kept: dict[str, np.ndarray] = {}
     outputs = set(graph.outputs)
-    for i, n in enumerate(graph.nodes):
-        fn = table.get(n.op)
-        if fn is None:
-            raise UnsupportedOpError(f"no kernel for op {n.op.value!r} (node {n.name!r}, module {n.module!r})")
-        y = fn(graph, n, [values[s] for s in n.inputs])
-        values[n.name] = y
-        if keep:
-            kept[n.name] = y
-        for s in n.inputs:
-            if last_use.get(s) == i and s not in outputs:
-                values.pop(s, None)
+    bar = None
+    if show_progress(progress):
+        bar = progress_bar(len(graph.nodes), f"{graph.name or 'graph'} (batch {x.shape[0]})", True, unit="layer",
+                           delay=RUN_PROGRESS_DELAY_S if progress is None else 0.0)
+    try:
+        for i, n in enumerate(graph.nodes):
+            fn = table.get(n.op)
+            if fn is None:
+                raise UnsupportedOpError(f"no kernel for op {n.op.value!r} (node {n.name!r}, module {n.module!r})")
+            if bar is not None:
+                bar.set_postfix_str(n.name, refresh=False)
+            y = fn(graph, n, [values[s] for s in n.inputs])
+            values[n.name] = y
+            if keep:
+                kept[n.name] = y
+            for s in n.inputs:
+                if last_use.get(s) == i and s not in outputs:
+                    values.pop(s, None)
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
     outs = [values[o] for o in graph.outputs]
     return (outs, kept) if keep else outs

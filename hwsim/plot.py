@@ -1,26 +1,39 @@
-"""Plots of sweeps and reports: Pareto fronts, per-layer stacked bars, roofline, heat maps.
+"""Plots of sweeps and reports: Pareto fronts, per-layer stacked bars, roofline, heat maps, per-exit costs.
 
 Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot state, no GUI
 backend needed; ``savefig`` renders with Agg), returns it, and writes it to ``save=`` (PNG, SVG,
-PDF by suffix) when given. Units are in the axis labels.
+PDF by suffix) when given.
+
+Figures are meant to be read by a person: every axis of a physical quantity is named with its unit, in the
+SI prefix that suits the data (``latency [µs]``, ``energy [mJ]``, ``chip area [mm²]``; :func:`quantity`), the
+data stay in the table's units (seconds, joules) and only the tick labels are scaled; log axes are labelled at
+1-2-5 steps (or fewer) as plain numbers, so that labels do not overlap; every legend has a title; a Pareto plot
+draws one front per net and names the design parameters of each front point when there are few.
 """
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from hwsim.errors import HwsimError
 
-__all__ = ["pareto", "layer_bars", "roofline", "heatmap"]
+__all__ = ["pareto", "layer_bars", "roofline", "heatmap", "exits", "quantity"]
+
+FRONT_LABELS_MAX = 30  # a Pareto panel names the design parameters of its front points up to this many points
+MAX_TICKS = 6  # labelled ticks per axis at most
 
 
 def _figure(figsize=(6.4, 4.8), nrows: int = 1, ncols: int = 1, **kw):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, layout="constrained")
-    axes = fig.subplots(nrows, ncols, **kw)
+    FigureCanvasAgg(fig)  # an Agg canvas (no GUI): fig.canvas.draw() and text extents work before saving
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw) if (nrows, ncols) != (1, 1) else fig.subplots(**kw)
     return fig, axes
 
 
@@ -30,51 +43,401 @@ def _save(fig, save: str | os.PathLike | None):
     return fig
 
 
-def _label(col: str) -> str:
-    units = {"_s": "s", "_j": "J", "_js": "J·s", "_mm2": "mm²", "_bytes": "B", "_hz": "Hz"}
-    for suf, u in units.items():
-        if col.endswith(suf):
-            return f"{col} [{u}]"
-    return col
-
-
 def _need(df, cols: Sequence[str]) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise HwsimError(f"column(s) {missing} not in the table; columns: {list(df.columns)}")
 
 
+def _ok_rows(df):
+    return df[df["error"].fillna("").astype(str) == ""] if "error" in df.columns else df
+
+
+# ----------------------------------------------------------------------------- names and units
+_NAMES = {  # column -> what a reader calls it
+    "latency_s": "latency", "energy_j": "energy", "edp_js": "energy-delay product", "area_mm2": "chip area",
+    "fps": "throughput", "throughput_inf_s": "throughput", "energy_per_frame_j": "energy per frame",
+    "latency_sum_s": "latency (sum of layers)", "eval_s": "evaluation time", "gops_per_w": "efficiency",
+    "tile_power_w": "tile power", "macs": "MACs", "adc_bits": "ADC resolution", "dac_bits": "DAC resolution",
+    "cell_bits": "cell resolution", "weight_bits": "weight precision", "input_bits": "input precision", "rows": "crossbar rows",
+    "cols": "crossbar columns", "cols_per_adc": "columns per ADC", "tiles": "tiles", "luts": "LUTs",
+    "bram18": "BRAM18", "report_luts": "LUTs used", "report_bram18": "BRAM18 used", "dsps": "DSPs",
+    "crossbars_needed": "crossbars needed", "crossbars_used": "crossbars used", "cell_utilization": "cell utilization",
+    "crossbar_utilization": "crossbar utilization", "adc_conversions": "ADC conversions", "clock_hz": "clock",
+    "onchip_weight_bytes": "on-chip weights", "peak_activation_bytes": "peak activations", "dram_bytes": "DRAM traffic",
+    "cores": "cores", "threads": "threads", "duplication": "weight duplication", "mode": "schedule",
+}
+# suffix -> (unit, prefixes allowed: "si" below 1 only, "si+" both ways, "bin" 1024s, "" fixed)
+_SUFFIXES = (("_js", "J·s", "si"), ("_mm2", "mm²", ""), ("_um2", "µm²", ""), ("_bytes_s", "B/s", "si+"),
+             ("_bytes", "B", "bin"), ("_hz", "Hz", "si+"), ("_pj", "pJ", ""), ("_w", "W", "si"),
+             ("_j", "J", "si"), ("_s", "s", "si"), ("_bits", "bit", ""))
+_SPECIAL = {"fps": ("frames/s", "si+"), "throughput_inf_s": ("inferences/s", "si+"), "gops_per_w": ("GOPS/W", ""),
+            "macs": ("MACs", "count")}
+_SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"),
+       (1e-12, "p"))
+_BIN = ((2.0**40, "Ti"), (2.0**30, "Gi"), (2.0**20, "Mi"), (2.0**10, "Ki"), (1.0, ""))
+_COUNT = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
+
+
+def quantity(col: str, values: Any = None) -> tuple[str, float]:
+    """``(axis label, factor)`` of a table column: the label names the quantity and its unit in the prefix that
+    suits ``values`` (their largest magnitude between 1 and 1000 of it), and a value is shown as
+    ``value / factor``. ``quantity("latency_s", [2e-5, 8e-5])`` is ``("latency [µs]", 1e-6)``;
+    ``quantity("area_mm2")`` is ``("chip area [mm²]", 1.0)``; a column without a unit keeps its name (with
+    underscores as spaces) and factor 1."""
+    name = _NAMES.get(col)
+    unit, kind = _SPECIAL.get(col, (None, ""))
+    if unit is None:
+        for suf, u, k in _SUFFIXES:
+            if col.endswith(suf):
+                unit, kind = u, k
+                name = name or col[: -len(suf)].replace("_", " ")
+                break
+    name = name or col.replace("_", " ")
+    if unit is None:
+        return name, 1.0
+    factor, prefix = _prefix(values, kind)
+    if kind == "count":
+        return (f"{name} [{prefix}]" if prefix else name), factor
+    if kind == "si+" and prefix and "/" in unit and not unit[0].isupper():  # "kframes/s" reads badly
+        return f"{name} [{prefix} {unit}]", factor
+    return f"{name} [{prefix}{unit}]", factor
+
+
+def _prefix(values: Any, kind: str) -> tuple[float, str]:
+    """(factor, prefix) that brings the largest magnitude of ``values`` to [1, 1000) (``kind``: "si" prefixes up to
+    none, "si+" all SI prefixes, "bin" KiB..., "count" k/M/G, "" none)."""
+    if values is None or not kind:
+        return 1.0, ""
+    try:
+        v = np.abs(np.asarray(values, dtype=float)).ravel()
+    except (TypeError, ValueError):
+        return 1.0, ""
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return 1.0, ""
+    mag = float(v.max())
+    table = {"si": [p for p in _SI if p[0] <= 1.0], "si+": list(_SI), "bin": list(_BIN), "count": list(_COUNT)}[kind]
+    for f, p in table:
+        if mag >= f * 0.9995:
+            return f, p
+    return table[-1]
+
+
+def _num(v: float, digits: int = 4) -> str:
+    """A tick label: a plain number, ``digits`` significant digits at most, no trailing zeros."""
+    if v == 0 or not math.isfinite(v):
+        return "0" if v == 0 else str(v)
+    a = abs(v)
+    if 1e-3 <= a < 1e5:
+        text = f"{v:.{digits}g}"
+        return text if "e" not in text else f"{v:.0f}"
+    return f"{v:.{min(digits, 3)}g}"
+
+
+def _formatter(factor: float):
+    """Tick labels ``value / factor`` as plain numbers, with as many digits as it takes to tell the ticks apart."""
+    from matplotlib.ticker import Formatter
+
+    class _Plain(Formatter):
+        digits = 4
+
+        def set_locs(self, locs):
+            super().set_locs(locs)
+            vals = [v / factor for v in locs]
+            for d in range(4, 13):
+                if len({_num(v, d) for v in vals}) == len(set(vals)):
+                    break
+            self.digits = d
+
+        def __call__(self, v, pos=None):
+            return _num(v / factor, self.digits)
+
+    return _Plain()
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Labelled ticks of a log axis over [lo, hi] (display units, lo > 0): 1-2-5 steps, or fewer or denser ones,
+    at most :data:`MAX_TICKS`; [] when no such set gives two ticks (the caller falls back to linear steps)."""
+    d0, d1 = math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1
+    eps = 1e-9 * (hi - lo)
+
+    def ticks(mants, every=1):
+        out = []
+        for d in range(d0, d1 + 1):
+            if (d - d0) % every:
+                continue
+            for m in mants:
+                t = float(f"{m * 10.0**d:.12g}")
+                if lo - eps <= t <= hi + eps:
+                    out.append(t)
+        return out
+
+    sets = [(1,), (1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)]
+    best: list[float] = []
+    for mants in sets:
+        t = ticks(mants)
+        if len(t) > MAX_TICKS:
+            break
+        best = t
+        if len(t) >= 3:
+            break
+    if not best:  # even whole decades are too many: every k-th decade
+        every = 2
+        while len(ticks((1,), every)) > MAX_TICKS:
+            every += 1
+        best = ticks((1,), every)
+    return best if len(best) >= 2 else []
+
+
+def _locator(factor: float, log: bool):
+    """Major ticks at round numbers *of the displayed unit* (``value / factor``)."""
+    from matplotlib.ticker import Locator, MaxNLocator
+
+    class _Ticks(Locator):
+        def __call__(self):
+            vmin, vmax = self.axis.get_view_interval()
+            return self.tick_values(vmin, vmax)
+
+        def tick_values(self, vmin, vmax):
+            lo, hi = sorted((vmin / factor, vmax / factor))
+            ticks: list[float] = _log_ticks(lo, hi) if log and lo > 0 else []
+            if len(ticks) < 3 and (not log or lo <= 0 or hi / lo < 10):  # a short range: even steps read better
+                ticks = [t for t in MaxNLocator(nbins=MAX_TICKS, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+                         if lo - 1e-9 * (hi - lo) <= t <= hi + 1e-9 * (hi - lo)]
+            return np.asarray(ticks, dtype=float) * factor
+
+    return _Ticks()
+
+
+def _unit_axis(axis, label: str, factor: float, log: bool) -> None:
+    """Name ``axis``; its ticks at round numbers of the displayed unit (``value / factor``), labelled as plain
+    numbers; minor ticks unlabelled."""
+    from matplotlib.ticker import NullFormatter
+
+    axis.set_label_text(label)
+    axis.set_major_locator(_locator(factor, log))
+    axis.set_major_formatter(_formatter(factor))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _quantity_axis(axis, col: str, values, log: bool) -> None:
+    """An axis showing column ``col``: named with its unit (:func:`quantity`), ticks as :func:`_unit_axis`."""
+    label, factor = quantity(col, values)
+    _unit_axis(axis, label, factor, log)
+
+
+def _log_ok(values) -> bool:
+    v = np.asarray(values, dtype=float)
+    return bool(len(v)) and bool(np.all(v > 0)) and bool(np.all(np.isfinite(v)))
+
+
+def _value_text(v: Any) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v)).lower()
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.3g}"
+    return str(v)
+
+
+def _design_columns(df, exclude: Sequence[str]) -> list[str]:
+    """The design parameters of a sweep table that vary: the spec fields between ``target`` and ``spec_name`` (the
+    layout of :func:`hwsim.sweep`); none for another table (name them with ``labels=[...]``)."""
+    cols = list(df.columns)
+    if not ("target" in cols and "spec_name" in cols and cols.index("target") < cols.index("spec_name")):
+        return []
+    cand = cols[cols.index("target") + 1:cols.index("spec_name")]
+    out = []
+    for c in cand:
+        if c in exclude:
+            continue
+        try:
+            if df[c].astype(str).nunique() > 1:
+                out.append(c)
+        except TypeError:
+            continue
+    return out
+
+
+def _colors(values: Sequence[Any]) -> dict[Any, Any]:
+    """One colour per hue value: a sequential map for ordered numbers, qualitative colours otherwise."""
+    from matplotlib import colormaps
+
+    numeric = len(values) > 2 and all(isinstance(v, (int, float, np.integer, np.floating))
+                                      and not isinstance(v, (bool, np.bool_)) for v in values)
+    if numeric:
+        cmap = colormaps["viridis"]
+        return {v: cmap(0.05 + 0.8 * i / max(1, len(values) - 1)) for i, v in enumerate(values)}
+    cmap = colormaps["tab10"]
+    return {v: cmap(i % 10) for i, v in enumerate(values)}
+
+
 # ----------------------------------------------------------------------------- Pareto
 def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[str, str] = ("min", "min"),
-           hue: str | None = None, log: bool = True, title: str | None = None, save=None):
-    """Scatter of every row (coloured by ``hue``) with the Pareto front of (x, y) drawn as a step line."""
+           hue: str | None = None, by: str | None = "net", labels: str | Sequence[str] | None = "auto",
+           log: bool = True, title: str | None = None, save=None):
+    """Scatter of every successful row with one Pareto front of (x, y) per value of ``by`` (per net), each drawn as
+    a step line over its front points.
+
+    hue: the column that colours the points (legend titled with its name). With ``hue`` the net (or None) the
+        nets share one panel, each in its colour with its own front; with another ``hue`` and several nets, each
+        net gets its own panel (same axes), so that fronts and their labels stay apart.
+    by: the column whose values each get a front (default ``net``; absent or None: one front over all rows).
+    labels: "auto" names, beside each front point, the design parameters that vary on that front (the spec fields
+        of a :func:`hwsim.sweep` table; those constant on it go into its legend entry) when a panel's fronts have at
+        most :data:`FRONT_LABELS_MAX` points (another table: no labels); a list of columns names those (the ones
+        that vary on a front); None draws no labels.
+    log: log axes where every value is positive (labelled at round numbers of the unit, see :func:`quantity`).
+    """
+    from matplotlib.lines import Line2D
+
     from hwsim.codesign.pareto import pareto_front
 
     _need(df, [x, y] + ([hue] if hue else []))
-    ok = df[df["error"].fillna("").astype(str) == ""] if "error" in df.columns else df
-    fig, ax = _figure()
-    groups = ok.groupby(hue, sort=True) if hue else [(None, ok)]
-    for name, g in groups:
-        ax.scatter(g[x], g[y], s=14, alpha=0.6, label=None if name is None else str(name))
-    front = pareto_front(ok, {x: directions[0], y: directions[1]}).sort_values(x)
-    if len(front):
-        ax.step(front[x], front[y], where="post", color="k", lw=1.2, label=f"Pareto front ({len(front)})")
-        ax.scatter(front[x], front[y], s=36, facecolors="none", edgecolors="k")
-    if log:
-        for setter, col in ((ax.set_xscale, x), (ax.set_yscale, y)):
-            if len(ok) and (ok[col].astype(float) > 0).all():
-                setter("log")
-    ax.set_xlabel(_label(x))
-    ax.set_ylabel(_label(y))
-    ax.legend(fontsize=8)
-    ax.set_title(title or f"{len(ok)} points, {len(front)} on the front")
+    if by is not None and by not in df.columns:
+        by = None
+    for d in directions:
+        if d not in ("min", "max"):
+            raise HwsimError(f"directions must be 'min' or 'max', got {directions!r}")
+    ok = _ok_rows(df)
+    if len(ok) == 0:
+        raise HwsimError("no successful rows to plot")
+    nets = list(dict.fromkeys(ok[by].tolist())) if by else [None]
+    if hue is None and by is not None and len(nets) > 1:
+        hue = by
+    panels = nets if (hue is not None and hue != by and len(nets) > 1) else [None]
+    if isinstance(labels, str) and labels != "auto":
+        labels = [labels]
+    design = ([] if labels is None else _design_columns(ok, [x, y, by or ""]) if labels == "auto"
+              else [c for c in labels if c in ok.columns])
+    hue_values = sorted(set(ok[hue].tolist()), key=_sort_key) if hue else [None]
+    colors = _colors(hue_values) if hue else {None: "tab:blue"}
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = _figure((5.0 * ncols + 2.6, 4.6 * nrows if len(panels) > 1 else 4.8), nrows, ncols,
+                        sharex=True, sharey=True)
+    axes_list = list(np.ravel(axes)) if len(panels) > 1 else [axes]
+    for extra in axes_list[len(panels):]:
+        extra.set_visible(False)
+    step = "post" if directions[0] == "min" else "pre"
+    point_handles: dict[Any, Any] = {}
+    front_handles: list[tuple[Any, str]] = []
+    for ax, panel in zip(axes_list, panels):
+        rows = ok if panel is None else ok[ok[by] == panel]
+        for hv in hue_values:  # every point, by hue (all scatters first, then the fronts)
+            g = rows if hv is None else rows[rows[hue] == hv]
+            if len(g):
+                h = ax.scatter(g[x], g[y], s=16, alpha=0.55, color=colors[hv], edgecolors="none",
+                               label=None if hv is None else _value_text(hv))
+                point_handles.setdefault(hv, h)
+        fronts = []
+        for net in [panel] if panel is not None else nets:  # one front per net (a panel holds one net, or all)
+            g = rows if net is None else rows[rows[by] == net]
+            if len(g):
+                fronts.append((net, pareto_front(g, {x: directions[0], y: directions[1]}).sort_values(x)))
+        n_front = sum(len(f) for _, f in fronts)
+        for net, front in fronts:
+            color = colors[net] if (hue == by and net in colors) else "k"
+            const = [c for c in design if front[c].astype(str).nunique() == 1 and len(front) > 1]
+            vary = [c for c in design if c not in const]
+            tag = "" if net is None else f"{net}: "
+            legend = f"{tag}{len(front)} point{'s' if len(front) != 1 else ''}"
+            if const:
+                legend += " (" + ", ".join(f"{c}={_value_text(front[c].iloc[0])}" for c in const) + ")"
+            ax.step(front[x], front[y], where=step, color=color, lw=1.3, label=f"Pareto front: {legend}")
+            ax.scatter(front[x], front[y], s=46, facecolors="none", edgecolors=color, linewidths=1.2)
+            front_handles.append((Line2D([], [], color=color, lw=1.3, marker="o", markerfacecolor="none"), legend))
+            if vary and n_front <= FRONT_LABELS_MAX:
+                _label_points(ax, front, x, y, vary, color)
+        if panel is not None:
+            ax.set_title(str(panel), fontsize=10)
+    for ax in axes_list[:len(panels)]:
+        xlog = log and _log_ok(ok[x])
+        ylog = log and _log_ok(ok[y])
+        if xlog:
+            ax.set_xscale("log")
+        if ylog:
+            ax.set_yscale("log")
+        _quantity_axis(ax.xaxis, x, ok[x], xlog)
+        _quantity_axis(ax.yaxis, y, ok[y], ylog)
+        ax.grid(True, which="major", alpha=0.25, lw=0.6)
+    for ax in axes_list[:len(panels)]:  # shared axes: only the outer ones named
+        ss = ax.get_subplotspec()
+        if not ss.is_last_row():
+            ax.set_xlabel("")
+        if not ss.is_first_col():
+            ax.set_ylabel("")
+    ref = axes_list[0]
+    if hue is not None and hue != by:
+        hue_title, _ = quantity(hue)
+        fig.legend([point_handles[v] for v in hue_values if v in point_handles],
+                   [_value_text(v) for v in hue_values if v in point_handles], title=hue_title,
+                   loc="outside right upper", fontsize=8, title_fontsize=9, frameon=False)
+    fig.legend([h for h, _ in front_handles], [t for _, t in front_handles],
+               title="Pareto front" + (f" ({'per ' + by})" if by and len(nets) > 1 else ""),
+               loc="outside right upper" if hue is None or hue == by else "outside right lower",
+               fontsize=8, title_fontsize=9, frameon=False)
+    head = title or f"{len(ok)} points, {len(front_handles)} Pareto front{'s' if len(front_handles) > 1 else ''}"
+    if len(panels) > 1:
+        fig.suptitle(head)
+    else:
+        ref.set_title(head)
+    _declutter_labels(fig)
     return _save(fig, save)
+
+
+def _sort_key(v: Any):
+    return (0, float(v), "") if isinstance(v, (int, float, np.integer, np.floating)) else (1, 0.0, str(v))
+
+
+def _label_points(ax, front, x: str, y: str, cols: Sequence[str], color) -> None:
+    """Each front point named by its design parameters, beside it; :func:`_declutter_labels` moves them apart."""
+    for _, r in front.iterrows():
+        text = ", ".join(f"{c}={_value_text(r[c])}" for c in cols)
+        ax.annotate(text, (r[x], r[y]), xytext=(6, 4), textcoords="offset points", fontsize=6.5, color=color,
+                    ha="left", va="bottom", gid="hwsim-front-label",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
+
+
+_OFFSETS = ((6, 4, "left", "bottom"), (6, -4, "left", "top"), (-6, 4, "right", "bottom"), (-6, -4, "right", "top"),
+            (6, 14, "left", "bottom"), (-6, -14, "right", "top"), (6, -14, "left", "top"), (-6, 14, "right", "bottom"),
+            (14, 0, "left", "center"), (-14, 0, "right", "center"))
+
+
+def _declutter_labels(fig) -> None:
+    """Place the front labels so that none overlaps another or leaves its axes: for each, the first of a few
+    positions around its point that is free; a label with no free position is dropped (its point keeps its
+    marker, the front its legend entry)."""
+    labels = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "hwsim-front-label"]
+    if not labels:
+        return
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    placed: dict[Any, list] = {}
+    for t in labels:
+        ax = t.axes
+        box_ax = ax.get_window_extent(renderer)
+        taken = placed.setdefault(ax, [])
+        for dx, dy, ha, va in _OFFSETS:
+            t.set_position((dx, dy))
+            t.set_ha(ha)
+            t.set_va(va)
+            bb = t.get_window_extent(renderer).padded(1)
+            inside = (bb.x0 >= box_ax.x0 and bb.x1 <= box_ax.x1 and bb.y0 >= box_ax.y0 and bb.y1 <= box_ax.y1)
+            if inside and not any(bb.overlaps(o) for o in taken):
+                taken.append(bb)
+                break
+        else:
+            t.set_visible(False)
 
 
 # ----------------------------------------------------------------------------- per-layer bars
 def layer_bars(report, *, max_layers: int = 80, title: str | None = None, save=None):
     """Two stacked bar charts over the layers of a Report: latency (coloured by what bounds the
-    layer) and energy (stacked by energy component). Layers beyond ``max_layers`` (largest kept)
+    layer) and energy (stacked by energy component), in the units that suit the report's totals (ms and mJ
+    for a CPU running ResNet-20; µs and µJ for an FPGA engine). Layers beyond ``max_layers`` (largest kept)
     are summed into one ``other`` bar."""
     df = report.to_pandas()
     if len(df) == 0:
@@ -90,27 +453,34 @@ def layer_bars(report, *, max_layers: int = 80, title: str | None = None, save=N
 
         df = pd.concat([df.loc[keep], pd.DataFrame([other])], ignore_index=True)
     xs = np.arange(len(df))
-    fig, (a1, a2) = _figure((max(6.4, 0.16 * len(df)), 6.4), 2, 1, sharex=True)
+    fig, axes = _figure((max(6.4, 0.16 * len(df)), 6.4), 2, 1, sharex=True)
+    a1, a2 = axes[0, 0], axes[1, 0]
+    t_label, t_f = quantity("latency_s", [report.latency_s])
+    e_label, e_f = quantity("energy_j", [report.energy_j])
     bounds = df["bound"].fillna("").astype(str).replace("", "-") if "bound" in df else ["-"] * len(df)
     for b in sorted(set(bounds)):
         m = np.asarray([v == b for v in bounds])
-        a1.bar(xs[m], df["latency_s"].to_numpy()[m] * 1e3, label=b)
-    a1.set_ylabel("latency [ms]")
-    a1.legend(title="bound", fontsize=7)
+        a1.bar(xs[m], df["latency_s"].to_numpy()[m] / t_f, label=b)
+    a1.legend(title="bound by", fontsize=7, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     bottom = np.zeros(len(df))
     if comp_cols:
         for c in comp_cols:
-            v = df[c].fillna(0).to_numpy() * 1e3
-            a2.bar(xs, v, bottom=bottom, label=c[len("energy_"):-2])
+            v = df[c].fillna(0).to_numpy() / e_f
+            a2.bar(xs, v, bottom=bottom, label=c[len("energy_"):-2].replace("_", " "))
             bottom += v
-        a2.legend(title="component", fontsize=7)
+        a2.legend(title="energy component", fontsize=7, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     else:
-        a2.bar(xs, df["energy_j"].to_numpy() * 1e3)
-    a2.set_ylabel("energy [mJ]")
+        a2.bar(xs, df["energy_j"].to_numpy() / e_f)
+    for a, label in ((a1, t_label), (a2, e_label)):
+        _unit_axis(a.yaxis, label, 1.0, False)  # (the bars are drawn in the unit of the label)
+        a.set_ylim(bottom=0)
+        a.grid(True, axis="y", alpha=0.25, lw=0.6)
     a2.set_xticks(xs)
     a2.set_xticklabels(df["name"], rotation=90, fontsize=6)
+    a2.set_xlabel("layer")
     a1.set_title(title or f"{report.network} on {report.spec_name or report.target}: "
-                          f"{report.latency_s * 1e3:.3g} ms, {report.energy_j * 1e3:.3g} mJ")
+                          f"{report.latency_s / t_f:.3g} {t_label.split('[')[1][:-1]}, "
+                          f"{report.energy_j / e_f:.3g} {e_label.split('[')[1][:-1]}")
     return _save(fig, save)
 
 
@@ -119,9 +489,9 @@ def roofline(report, spec, *, title: str | None = None, save=None):
     """Layers of a CPU report on the spec's roofline.
 
     x: arithmetic intensity = FLOPs / main-memory bytes of the layer [FLOP/B]; y: achieved
-    FLOP/s = FLOPs / latency. Roofs: ``spec.peak_flops`` (compute) and ``dram_bw_bytes_s`` × x
-    (memory). FLOPs and bytes come from the layer's ``flops`` / ``main_memory_bytes`` columns when
-    the target reports them, else 2·MACs and weight + activation bytes."""
+    FLOP/s = FLOPs / latency (labelled in GFLOP/s or the prefix that suits). Roofs: ``spec.peak_flops``
+    (compute) and ``dram_bw_bytes_s`` × x (memory). FLOPs and bytes come from the layer's ``flops`` /
+    ``main_memory_bytes`` columns when the target reports them, else 2·MACs and weight + activation bytes."""
     df = report.to_pandas()
     peak = getattr(spec, "peak_flops", None)
     bw = getattr(spec, "dram_bw_bytes_s", None)
@@ -138,7 +508,7 @@ def roofline(report, spec, *, title: str | None = None, save=None):
         raise HwsimError("no layer with FLOPs, memory traffic and latency to place on the roofline")
     ai = (flops / nbytes)[m].to_numpy()
     perf = (flops / df["latency_s"])[m].to_numpy()
-    fig, ax = _figure()
+    fig, ax = _figure((7.6, 4.8))
     xs = np.logspace(np.log10(ai.min() / 4), np.log10(max(ai.max() * 4, 4 * peak / bw)), 200)
     ax.plot(xs, np.minimum(peak, bw * xs), "k-", lw=1.5, label=f"roof: {peak / 1e9:.3g} GFLOP/s, {bw / 1e9:.3g} GB/s")
     ops = df["op"][m].astype(str).to_numpy()
@@ -147,9 +517,11 @@ def roofline(report, spec, *, title: str | None = None, save=None):
         ax.scatter(ai[k], perf[k], s=18, label=op)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity [FLOP/B of main memory]")
-    ax.set_ylabel("achieved [FLOP/s]")
-    ax.legend(fontsize=7)
+    _unit_axis(ax.xaxis, "arithmetic intensity [FLOP/B of main memory]", 1.0, True)
+    y_f, y_p = _prefix(np.append(perf, peak), "si+")
+    _unit_axis(ax.yaxis, f"achieved [{y_p}FLOP/s]", y_f, True)
+    ax.grid(True, which="major", alpha=0.25, lw=0.6)
+    fig.legend(title="layer type", fontsize=7, title_fontsize=8, loc="outside right upper", frameon=False)
     ax.set_title(title or f"{report.network} on {report.spec_name or report.target}")
     return _save(fig, save)
 
@@ -158,23 +530,67 @@ def roofline(report, spec, *, title: str | None = None, save=None):
 def heatmap(df, x: str, y: str, value: str, *, agg: str = "mean", fmt: str = ".3g", cmap: str = "viridis",
             title: str | None = None, save=None):
     """Heat map of ``value`` over two columns of a table (e.g. crossbar utilization over rows × cols
-    of a sweep), aggregated with ``agg`` where several rows share a cell; values annotated."""
+    of a sweep), aggregated with ``agg`` where several rows share a cell; values annotated (in the unit of the
+    colour bar's label)."""
     _need(df, [x, y, value])
-    ok = df[df["error"].fillna("").astype(str) == ""] if "error" in df.columns else df
+    ok = _ok_rows(df)
     if len(ok) == 0:
         raise HwsimError("no successful rows to plot")
     table = ok.pivot_table(index=y, columns=x, values=value, aggfunc=agg)
+    grid = table.to_numpy(dtype=float)
+    v_label, v_f = quantity(value, grid)
     fig, ax = _figure()
-    im = ax.imshow(table.to_numpy(dtype=float), cmap=cmap, aspect="auto", origin="lower")
+    im = ax.imshow(grid, cmap=cmap, aspect="auto", origin="lower")
     ax.set_xticks(range(table.shape[1]))
-    ax.set_xticklabels([str(v) for v in table.columns])
+    ax.set_xticklabels([_value_text(v) for v in table.columns])
     ax.set_yticks(range(table.shape[0]))
-    ax.set_yticklabels([str(v) for v in table.index])
-    for (i, j), v in np.ndenumerate(table.to_numpy(dtype=float)):
+    ax.set_yticklabels([_value_text(v) for v in table.index])
+    finite = grid[np.isfinite(grid)]
+    mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+    for (i, j), v in np.ndenumerate(grid):
         if np.isfinite(v):
-            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7, color="w")
-    ax.set_xlabel(_label(x))
-    ax.set_ylabel(_label(y))
-    fig.colorbar(im, ax=ax, label=_label(value))
-    ax.set_title(title or f"{value} ({agg})")
+            ax.text(j, i, format(v / v_f, fmt), ha="center", va="center", fontsize=7,
+                    color="k" if v > mid else "w")
+    ax.set_xlabel(quantity(x)[0])
+    ax.set_ylabel(quantity(y)[0])
+    cb = fig.colorbar(im, ax=ax, label=v_label)
+    cb.ax.yaxis.set_major_formatter(_formatter(v_f))
+    ax.set_title(title or f"{v_label.split(' [')[0]} ({agg})")
+    return _save(fig, save)
+
+
+# ----------------------------------------------------------------------------- per exit
+def exits(reports: Mapping[str, Any], *, legend_title: str = "network", title: str | None = None, save=None):
+    """Latency and energy to each exit of multi-exit (anytime) networks: one line per report, exits on x.
+
+    ``reports``: ``{name: Report}``; a report without ``exits`` counts as one exit (its totals)."""
+    if not reports:
+        raise HwsimError("exits() needs at least one report")
+    series = {}
+    for name, rep in reports.items():
+        ex = list(getattr(rep, "exits", ()) or [])
+        lat = [e.latency_s for e in ex] if ex else [rep.latency_s]
+        en = [e.energy_j for e in ex] if ex else [rep.energy_j]
+        series[str(name)] = (np.asarray(lat, float), np.asarray(en, float))
+    all_lat = np.concatenate([s[0] for s in series.values()])
+    all_en = np.concatenate([s[1] for s in series.values()])
+    fig, axes = _figure((8.4, 3.4), 1, 2)
+    a1, a2 = axes[0, 0], axes[0, 1]
+    for name, (lat, en) in series.items():
+        idx = np.arange(1, len(lat) + 1)
+        a1.plot(idx, lat, "o-", label=name)
+        a2.plot(idx, en, "o-", label=name)
+    n_max = max(len(s[0]) for s in series.values())
+    for a, col, vals in ((a1, "latency_s", all_lat), (a2, "energy_j", all_en)):
+        _quantity_axis(a.yaxis, col, vals, False)
+        a.set_xticks(np.arange(1, n_max + 1))
+        a.set_xlabel("exit (after iteration)")
+        a.set_ylim(bottom=0)
+        a.grid(True, alpha=0.25, lw=0.6)
+    a1.set_title("latency to each exit", fontsize=10)
+    a2.set_title("energy to each exit", fontsize=10)
+    fig.legend(*a1.get_legend_handles_labels(), title=legend_title, loc="outside right upper", fontsize=8,
+               title_fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title)
     return _save(fig, save)

@@ -16,16 +16,20 @@ def cpu_report():
     return hwsim.simulate("resnet20", "cpu/cortex-a72").report
 
 
-def test_pareto_plot_draws_the_front(tmp_path):
+def test_pareto_plot_draws_one_front_per_net(tmp_path):
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"latency_s": rng.uniform(1e-3, 1e-2, 40), "energy_j": rng.uniform(1e-3, 1e-2, 40),
                        "net": ["a", "b"] * 20, "error": [""] * 39 + ["boom"]})
     fig = plot.pareto(df, hue="net", save=tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
     ax = fig.axes[0]
-    front = pareto_front(df, ["latency_s", "energy_j"]).sort_values("latency_s")
-    step = [ln for ln in ax.get_lines() if ln.get_label().startswith("Pareto front")][0]
-    np.testing.assert_allclose(step.get_xdata(), front["latency_s"])
+    steps = [ln for ln in ax.get_lines() if ln.get_label().startswith("Pareto front")]
+    assert len(steps) == 2  # one front per net, never one across both
+    for net in ("a", "b"):
+        rows = df[(df["net"] == net) & (df["error"] == "")]
+        front = pareto_front(rows, ["latency_s", "energy_j"]).sort_values("latency_s")
+        step = next(ln for ln in steps if ln.get_label().startswith(f"Pareto front: {net}:"))
+        np.testing.assert_allclose(step.get_xdata(), front["latency_s"])  # data in s, ticks labelled in ms
     assert sum(len(c.get_offsets()) for c in ax.collections[:2]) == 39  # error row not drawn
     with pytest.raises(HwsimError, match="edp"):
         plot.pareto(df, "latency_s", "edp")

@@ -21,8 +21,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, FIRST_COMPLETED, wait
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,13 @@ def evaluate_chunk(net: ZooNet | GraphNet, items: Sequence[tuple[str, Any]], set
     """Run ``hwsim.simulate`` for each ``(key, spec)`` of one net; one row dict per item.
 
     A point that raises becomes a row whose ``error`` says why; the others are unaffected."""
+    from hwsim.functional import progress_default
+
+    with progress_default(False):  # no bar of a functional run inside the sweep's (nor in a worker's stderr)
+        return _evaluate_chunk(net, items, settings)
+
+
+def _evaluate_chunk(net: ZooNet | GraphNet, items: Sequence[tuple[str, Any]], settings: EvalSettings) -> list[dict]:
     from hwsim.api import simulate
 
     try:
@@ -264,13 +271,11 @@ def _default_executor(n_jobs: int, workers: int | None) -> Executor | None:
 
 
 def _progress_bar(total: int, progress: bool | None):
-    from tqdm import tqdm
+    """The sweep's bar, from its first point: on a terminal (None: :func:`hwsim.functional.show_progress`, off in
+    tests, pipes, CI and under the CLI's ``--quiet``), or when ``progress`` is True."""
+    from hwsim.functional import progress_bar
 
-    if progress is None:  # shown on long sweeps when stderr is a terminal
-        disable = None if total >= 50 else True
-    else:
-        disable = not progress
-    return tqdm(total=total, disable=disable, desc="hwsim sweep", unit="pt")
+    return progress_bar(total, "hwsim sweep", progress, unit="pt", leave=True)
 
 
 def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str, Any] | None = None,
@@ -293,7 +298,8 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
         when timing the first two points shows that a pool would not save time (see POOL_START_S).
     out: results file (``.csv`` or ``.parquet``); finished points are appended as they complete,
         points already in it are not evaluated again.
-    progress: tqdm bar (None: shown for 50 points or more).
+    progress: a tqdm bar on stderr from the first point (None: when stderr is a terminal and no
+        ``hwsim.functional.progress_default(False)`` — the CLI's ``--quiet`` — is in effect).
     Returns columns ``net, target, <spec fields>, spec_name, <metrics>, eval_s, error, key``
     (``eval_s`` in seconds; ``error`` empty for a successful point). A report figure named like a
     spec field gets a ``report_`` prefix: for the XNOR target ``luts``/``bram18`` are the device's

@@ -574,20 +574,68 @@ def _time_chains(chains: list[tuple[object, tuple]], quick: bool) -> list[float]
     return out
 
 
-def _measure_round(quick: bool, caches: _Caches, chains: list[tuple[object, tuple]]) -> dict[str, object]:
+class _Phases:
+    """The calibration's progress bar (:func:`hwsim.functional.progress_bar`): one step per measurement phase, the
+    phase running shown after the bar. Calling it starts a phase (and ends the previous one)."""
+
+    def __init__(self, total: int, progress: bool | None):
+        from hwsim.functional import progress_bar
+
+        self.bar = progress_bar(total, "hwsim calibrate", progress, unit="step", leave=True)
+        self.running = False
+
+    def __call__(self, name: str) -> None:
+        self.bar.set_postfix_str(name, refresh=False)
+        if self.running:
+            self.bar.update()
+        self.running = True
+        self.bar.refresh()
+
+    def more(self, steps: int) -> None:
+        """``steps`` phases more than planned (all-thread processes set aside and replaced)."""
+        self.bar.total += steps
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.running:
+            self.bar.set_postfix_str("done", refresh=False)
+            self.bar.update()
+        self.bar.close()
+
+
+def _no_phase(name: str) -> None:
+    pass
+
+
+def _round_phases(quick: bool) -> int:
+    """Phases of one :func:`_measure_round`."""
+    return 4 + sum(1 for _ in _synthetic(quick))
+
+
+def _measure_round(quick: bool, caches: _Caches, chains: list[tuple[object, tuple]],
+                   phase: Callable[[str], None] = _no_phase, label: str = "") -> dict[str, object]:
     """One round of every single-thread measurement, raw: peak throughputs, bandwidths (sized by ``caches``), the
     effective L3, fixed overheads, the weight-reorder rate, every synthetic layer's median time (order of
-    :func:`_synthetic`) and every synthetic chain's (order of ``chains``: (module in eval mode, input shape))."""
+    :func:`_synthetic`) and every synthetic chain's (order of ``chains``: (module in eval mode, input shape)).
+    ``phase(name)`` is called as each of its :func:`_round_phases` phases starts (``label`` before the name)."""
+    phase(f"{label}peak FLOP/s")
     peak = _peak_flops(quick)
     l1, l2 = caches.l1, caches.l2
+    phase(f"{label}cache and memory bandwidth")
     l3, bw_l3, bw_dram = _effective_llc(l2, caches.l3, quick)
+    phase(f"{label}layer chains")
     chain_times = _time_chains(chains, quick)
-    return {"gemm_flops": peak["gemm_flops"], "conv_flops": peak["conv_flops"],
-            "bw_l2": _copy_bw(max(l1 * 2, l2 // 4), quick) if l2 else 0.0, "l3": l3, "bw_l3": bw_l3,
-            "bw_dram": bw_dram, "overhead": _overhead(quick), "view": _view_overhead(quick),
-            "w_reorder": _weight_reorder_bw(quick) if TORCH_ONEDNN_REORDERS else 0.0,
-            "layers": [_time_layer(kind, args, shape, quick) for kind, args, shape in _synthetic(quick)],
-            "chains": chain_times}
+    phase(f"{label}overheads")
+    out = {"gemm_flops": peak["gemm_flops"], "conv_flops": peak["conv_flops"],
+           "bw_l2": _copy_bw(max(l1 * 2, l2 // 4), quick) if l2 else 0.0, "l3": l3, "bw_l3": bw_l3,
+           "bw_dram": bw_dram, "overhead": _overhead(quick), "view": _view_overhead(quick),
+           "w_reorder": _weight_reorder_bw(quick) if TORCH_ONEDNN_REORDERS else 0.0}
+    layers = list(_synthetic(quick))
+    times = []
+    for i, (kind, args, shape) in enumerate(layers):
+        phase(f"{label}synthetic layer {i + 1}/{len(layers)} ({kind})")
+        times.append(_time_layer(kind, args, shape, quick))
+    return {**out, "layers": times, "chains": chain_times}
 
 
 def _median_rounds(rounds: list[dict[str, object]]) -> dict[str, object]:
@@ -672,14 +720,16 @@ def _rms(spec: CPUSpec, items: list[tuple[object, float]], cores: int = 1) -> fl
     return float(math.sqrt(sum(math.log(_predict(g, spec, cores) / t) ** 2 for g, t in items) / len(items)))
 
 
-def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: int | None = None) -> CPUSpec:
+def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: int | None = None,
+              progress: bool | None = None) -> CPUSpec:
     """Measure this machine and write a ``cpu/host`` preset YAML; returns the spec.
 
     ``out_path``: where to write (default ``user_preset_dir() / "cpu/host.yaml"``, which then overrides the
     shipped ``cpu/host``). ``quick``: fewer/smaller measurements (a few seconds; for tests). ``rounds``: how many
     times the single-thread measurements are repeated, each quantity keeping its median (default
     :data:`CALIBRATION_ROUNDS`, 1 when ``quick``). On glibc the calling process keeps glibc's raised malloc
-    thresholds afterwards (:func:`keep_freed_memory`).
+    thresholds afterwards (:func:`keep_freed_memory`). ``progress``: a bar over the measurement phases on stderr
+    (None: when stderr is a terminal, see :func:`hwsim.functional.show_progress`).
     """
     from mapping.trace import trace
 
@@ -694,28 +744,38 @@ def calibrate(out_path: str | Path | None = None, quick: bool = False, rounds: i
     keep_freed_memory()  # measure the allocator's steady state, as the model describes (see KEEP_FREED_MEMORY)
     chains = [(model.eval(), shape) for model, shape in _chains()]
     caches = _Caches.of_host()
-    with _threads(1):
-        raw = _median_rounds([_measure_round(quick, caches, chains) for _ in range(rounds)])
-        measured = [_Measured(kind, args, shape, trace(_module(kind, args).eval(), shape), t)
-                    for (kind, args, shape), t in zip(_synthetic(quick), raw["layers"])]
-        chain_graphs = [trace(m, shape) for m, shape in chains]
-        spec, notes = _calibrate_single(raw, caches, measured, list(zip(chain_graphs, raw["chains"])))
-        notes[0] = f"single-thread figures: median of {rounds} measurement round{'s' if rounds > 1 else ''}; " + notes[0]
-        if _ncpus() > 1:
-            spec, more = _calibrate_parallel(spec, quick, measured, chain_graphs)
-            notes += more
-    header = "\n".join("# " + line for line in [
-        f"cpu/host: measured by `hwsim calibrate{' --quick' if quick else ''}` on "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"machine: {_cpu_model()}, {_ncpus()} CPUs, nominal {_cpu_mhz()} MHz (/proc/cpuinfo), "
-        f"torch {torch.__version__}, numpy {np.__version__}",
-        "method: hwsim/cpu/calibrate.py (torch fp32 / numpy micro-benchmarks, best of many short repeats);",
-        "caches from /sys/devices/system/cpu/cpu0/cache; clock_hz is the effective clock implied by the",
-        "measured peak with fma_per_cycle = 2. Power (not measurable here): AMD EPYC 9555 (Zen 5) 360 W TDP / 64",
-        "cores per core; DRAM 20 pJ/bit (Horowitz, ISSCC 2014); idle power of a VM's share unknown (0).",
-        *notes,
-    ])
-    save_spec(spec, path, header=header)
+    parallel = _ncpus() > 1
+    phase = _Phases(rounds * _round_phases(quick) + 2 + len(FIT_GROUPS)
+                    + (_parallel_phases(quick) if parallel else 0) + 1, progress)
+    try:
+        with _threads(1):
+            raw = _median_rounds([_measure_round(quick, caches, chains, phase, f"round {r + 1}/{rounds}: ")
+                                  for r in range(rounds)])
+            phase("tracing the synthetic layers")
+            measured = [_Measured(kind, args, shape, trace(_module(kind, args).eval(), shape), t)
+                        for (kind, args, shape), t in zip(_synthetic(quick), raw["layers"])]
+            chain_graphs = [trace(m, shape) for m, shape in chains]
+            spec, notes = _calibrate_single(raw, caches, measured, list(zip(chain_graphs, raw["chains"])), phase)
+            notes[0] = (f"single-thread figures: median of {rounds} measurement round{'s' if rounds > 1 else ''}; "
+                        + notes[0])
+            if parallel:
+                spec, more = _calibrate_parallel(spec, quick, measured, chain_graphs, phase)
+                notes += more
+        phase("writing the preset")
+        header = "\n".join("# " + line for line in [
+            f"cpu/host: measured by `hwsim calibrate{' --quick' if quick else ''}` on "
+            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"machine: {_cpu_model()}, {_ncpus()} CPUs, nominal {_cpu_mhz()} MHz (/proc/cpuinfo), "
+            f"torch {torch.__version__}, numpy {np.__version__}",
+            "method: hwsim/cpu/calibrate.py (torch fp32 / numpy micro-benchmarks, best of many short repeats);",
+            "caches from /sys/devices/system/cpu/cpu0/cache; clock_hz is the effective clock implied by the",
+            "measured peak with fma_per_cycle = 2. Power (not measurable here): AMD EPYC 9555 (Zen 5) 360 W TDP / 64",
+            "cores per core; DRAM 20 pJ/bit (Horowitz, ISSCC 2014); idle power of a VM's share unknown (0).",
+            *notes,
+        ])
+        save_spec(spec, path, header=header)
+    finally:
+        phase.close()
     return spec
 
 
@@ -724,7 +784,8 @@ def _ncpus() -> int:
 
 
 def _calibrate_single(raw: dict[str, object], caches: _Caches, measured: list[_Measured],
-                      chains: list[tuple[object, float]]) -> tuple[CPUSpec, list[str]]:
+                      chains: list[tuple[object, float]],
+                      phase: Callable[[str], None] = _no_phase) -> tuple[CPUSpec, list[str]]:
     """The single-thread spec from one set of measurements (:func:`_median_rounds` of :func:`_measure_round`) and
     the cache sizes they were sized by: machine figures taken as measured, kernel groups fitted on the synthetic
     layers, then ``layer_overhead_s`` on the synthetic chains (traced graph, seconds)."""
@@ -753,32 +814,42 @@ def _calibrate_single(raw: dict[str, object], caches: _Caches, measured: list[_M
              f"conv weight reorder {w_reorder / 1e9:.1f} GB/s"]
     fits = []
     for kinds, fields in FIT_GROUPS:
+        phase(f"fitting {', '.join(fields)}")
         items = [(m.graph, m.seconds) for m in measured if m.kind in kinds]
         spec, rms = _fit(spec, fields, items)
         vals = ", ".join(f"{f} {getattr(spec, f):.4g}" for f in fields)
         fits.append(f"{vals} (rms log error {rms:.3f} on {len(items)} synthetic layers)")
     notes += ["fitted: " + f for f in fits]
     isolated = spec.layer_overhead_s
+    phase("fitting layer_overhead_s")
     spec, rms = _fit(spec, ("layer_overhead_s",), chains)
     notes.append(f"fitted on {len(chains)} synthetic layer chains: layer_overhead_s {spec.layer_overhead_s * 1e6:.1f} us "
                  f"(isolated tiny layer {isolated * 1e6:.1f} us; rms log error {rms:.3f})")
     return spec, notes
 
 
+def _parallel_phases(quick: bool) -> int:
+    """Phases of :func:`_calibrate_parallel` (when no all-thread process is set aside)."""
+    return 3 + (1 if quick else PARALLEL_PROCESSES)
+
+
 def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured],
-                        chain_graphs: list[object]) -> tuple[CPUSpec, list[str]]:
+                        chain_graphs: list[object], phase=_no_phase) -> tuple[CPUSpec, list[str]]:
     """:data:`PARALLEL_FIELDS` fitted on the synthetic conv layers timed again on all threads, then
     ``parallel_overhead_s`` on the synthetic chains (traced graphs, order of :func:`_chains`) timed on all threads
     in the same processes (:func:`_parallel_layer_times`), as ``layer_overhead_s`` is on one thread."""
     n = _ncpus()
+    phase(f"{n} threads: large conv")
     t1 = _peak_flops(True, clock="wall")["conv_s"]
     kinds = ("conv", "im2col", "pointwise", "depthwise", "grouped")
     with _threads(n):
         t2 = _peak_flops(True, clock="wall")["conv_s"]
     layers = [m for m in measured if m.kind in kinds]
-    times, chain_times, seen = _parallel_layer_times(kinds, quick, n)
+    kw = {} if phase is _no_phase else {"phase": phase}  # (the three-argument form when no bar is drawn)
+    times, chain_times, seen = _parallel_layer_times(kinds, quick, n, **kw)
     items = list(zip((m.graph for m in layers), times))
     probe = [(m.seconds, t) for m, t in zip(layers, times) if (m.kind, m.args, m.shape) == PROBE_LAYER]
+    phase(f"fitting {', '.join(PARALLEL_FIELDS)}")
     spec, rms = _fit(spec, PARALLEL_FIELDS, items, cores=n)
     where = "this process" if quick else f"median over {seen['processes']} fresh processes"
     notes = [f"{n} threads: large 3x3 conv speed-up {t1 / t2:.2f}; fitted on {len(items)} synthetic conv layers "
@@ -786,6 +857,7 @@ def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured],
              f"(rms log error {rms:.3f})"]
     chains = list(zip(chain_graphs, chain_times))
     spec = dataclasses.replace(spec, parallel_overhead_s=0.0)
+    phase("fitting parallel_overhead_s")
     rms0 = _rms(spec, chains, n)
     spec, rms = _fit(spec, ("parallel_overhead_s",), chains, cores=n)
     notes.append(f"fitted on {len(chains)} synthetic layer chains on {n} threads (same processes): "
@@ -837,8 +909,8 @@ def _same_placement(runs: list[dict[str, object]]) -> list[dict[str, object]]:
     return [r for r, close in zip(runs, threads_close([r["round_trip_s"] for r in runs])) if close]
 
 
-def _parallel_layer_times(kinds: tuple[str, ...], quick: bool,
-                          n: int) -> tuple[list[float], list[float], dict[str, object]]:
+def _parallel_layer_times(kinds: tuple[str, ...], quick: bool, n: int,
+                          phase=_no_phase) -> tuple[list[float], list[float], dict[str, object]]:
     """All-thread layer times and chain times (each the median over PARALLEL_PROCESSES fresh processes of its
     median in a process) and what the processes saw (``round_trips_s``, ``processes``, ``set_aside``).
 
@@ -851,10 +923,14 @@ def _parallel_layer_times(kinds: tuple[str, ...], quick: bool,
     host validation pools its nets over fresh processes too and reports both placements. ``quick``: this process
     only."""
     if quick:
+        phase(f"{n} threads: synthetic layers and chains")
         out = _time_parallel(kinds, quick, n)
         return out["times"], out["chains"], {"round_trips_s": [], "processes": 1, "set_aside": 0, "none_close": False}
     runs: list[dict[str, object]] = []
     while len(runs) < 3 * PARALLEL_PROCESSES and len(_same_placement(runs)) < PARALLEL_PROCESSES:
+        if len(runs) >= PARALLEL_PROCESSES and isinstance(phase, _Phases):  # a process set aside: one more
+            phase.more(1)
+        phase(f"{n} threads: process {len(runs) + 1} (synthetic layers and chains)")
         out = subprocess.run([sys.executable, "-m", "hwsim.cpu.calibrate", "--parallel-child", str(n),
                               ",".join(kinds)], capture_output=True, text=True, check=False,
                              env={**os.environ, **KEEP_FREED_MEMORY})

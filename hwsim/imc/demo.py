@@ -24,13 +24,14 @@ def demo(out_dir: str | Path) -> str:
     lines = [f"ItNet (4 iterations, 64 channels) on {spec.name}: {spec.tiles} tiles x {spec.crossbars_per_tile} "
              f"crossbars of {spec.rows}x{spec.cols}, {spec.weight_bits}-bit weights on {spec.cell_bits}-bit cells, "
              f"{spec.adc_bits}-bit ADCs"]
-    reports = {}
+    reports, verdicts = {}, {}
     for shared in (True, False):
         model = nets.get("itnet", iterations=4, shared=shared)
         graph = hwsim.as_graph(model, shape)
         fr = hwsim.fit(graph, spec)
         rep = hwsim.simulate(graph, spec).report
         reports["shared" if shared else "unshared"] = rep
+        verdicts["shared" if shared else "unshared"] = fr.fits
         lines.append(f"- {'shared  ' if shared else 'unshared'} weights: {'FITS' if fr.fits else 'does NOT fit'} "
                      f"({fr.crossbars_needed} crossbars needed of {fr.crossbars_available})")
         lines.append("    exits: " + ", ".join(f"#{i + 1} {e.latency_s * 1e3:.2f} ms / {e.energy_j * 1e6:.1f} µJ"
@@ -50,25 +51,9 @@ def demo(out_dir: str | Path) -> str:
     lines.append(f"crossbar outputs vs torch fp32 (8-bit weights/inputs, {spec.adc_bits}-bit ADC): "
                  f"max relative error {err:.3f}")
     png = out_dir / "imc_itnet_exits.png"
-    try:
-        import matplotlib
+    from hwsim.plot import exits
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-        for name, rep in reports.items():
-            idx = np.arange(1, len(rep.exits) + 1)
-            axes[0].plot(idx, [e.latency_s * 1e3 for e in rep.exits], "o-", label=name)
-            axes[1].plot(idx, [e.energy_j * 1e6 for e in rep.exits], "o-", label=name)
-        axes[0].set(xlabel="exit", ylabel="latency (ms)")
-        axes[1].set(xlabel="exit", ylabel="energy (µJ)")
-        axes[0].legend()
-        fig.suptitle(f"ItNet on {spec.name}")
-        fig.tight_layout()
-        fig.savefig(png, dpi=100)
-        plt.close(fig)
-        lines.append(f"plot: {png}")
-    except ImportError:  # pragma: no cover - matplotlib is a dependency
-        pass
+    exits({f"{name} ({'fits' if verdicts[name] else 'does not fit'})": rep for name, rep in reports.items()},
+          legend_title="ItNet weights", title=f"ItNet (4 iterations) on {spec.name}: cost to each exit", save=png)
+    lines.append(f"plot: {png}")
     return "\n".join(lines)

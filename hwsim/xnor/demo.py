@@ -14,13 +14,15 @@ import numpy as np
 __all__ = ["train_digits_bnn", "demo"]
 
 
-def train_digits_bnn(seed: int = 0, epochs: int = 20):
+def train_digits_bnn(seed: int = 0, epochs: int = 20, progress: bool | None = None):
     """A binarized CNN trained on sklearn digits. Returns ``(model, (x_train, y_train, x_test, y_test))``
-    with images as float32 integers 0..16 (the engine's first layer computes on them exactly)."""
+    with images as float32 integers 0..16 (the engine's first layer computes on them exactly). ``progress``: a bar
+    over the epochs on stderr (None: when stderr is a terminal and training lasts over a second)."""
     import torch
     import torch.nn as nn
     from sklearn.datasets import load_digits
 
+    from hwsim.functional import progress_bar
     from nets.layers import BinaryConv2d, BinaryLinear, BinarySign
 
     digits = load_digits()
@@ -42,6 +44,8 @@ def train_digits_bnn(seed: int = 0, epochs: int = 20):
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
         xt, yt = torch.from_numpy(x[tr]), torch.from_numpy(y[tr])
+        bar = progress_bar(epochs, "training a binary CNN on digits", progress, unit="epoch",
+                           delay=1.0 if progress is None else 0.0)
         for _ in range(epochs):
             model.train()
             perm = torch.randperm(len(xt), generator=g)
@@ -56,6 +60,8 @@ def train_digits_bnn(seed: int = 0, epochs: int = 20):
                         if isinstance(m, (BinaryConv2d, BinaryLinear)):
                             m.weight.clamp_(-1, 1)
             sched.step()
+            bar.update()
+        bar.close()
     torch.set_num_threads(threads)
     model.eval()
     return model, (x[tr], y[tr], x[te], y[te])
