@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def child(threads: list[int]) -> dict[str, float]:
     import numpy as np
     import torch
+    from bench_cpu_vs_host import measure
     from torch.fx.experimental.optimization import fuse
 
     import nets
-    from bench_cpu_vs_host import measure
     from hwsim.cpu.calibrate import probe_time
     from hwsim.cpu.cores import round_trip_s
 

@@ -52,11 +52,11 @@ def run() -> list[dict]:
         r = hwsim.simulate(c["net"], c["preset"], folding=c["folding"]).report
         rows.append({
             "design": c["name"], "net": c["net"], "preset": c["preset"], "folding_pe_simd": c["folding"],
-            "layer_cycles": [int(l.cycles) for l in r.layers], "bottleneck_cycles": r.ii_cycles, "fps": r.fps,
+            "layer_cycles": [int(lr.cycles) for lr in r.layers], "bottleneck_cycles": r.ii_cycles, "fps": r.fps,
             "latency_finn_sum_s": r.latency_sum_s, "latency_simpy_s": r.latency_s, "luts": r.luts,
             "bram18": r.bram18, "fits_on_chip": r.fits_on_chip, "published": c["published"],
-            "wmem_depth": [l.extra.get("wmem_depth") for l in r.layers if l.op == "mvau"],
-            "mvau_cycles": [int(l.cycles) for l in r.layers if l.op == "mvau"],
+            "wmem_depth": [lr.extra.get("wmem_depth") for lr in r.layers if lr.op == "mvau"],
+            "mvau_cycles": [int(lr.cycles) for lr in r.layers if lr.op == "mvau"],
             "published_mvau_cycles": c.get("published_mvau_cycles"),
             "published_wmem": c.get("published_wmem"),
             "published_resources": c.get("published_resources"),

@@ -16,8 +16,8 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import numba
+import numpy as np
 import torch
 
 from hwsim.kernels import binary as B
@@ -52,11 +52,11 @@ def run() -> list[dict]:
         assert np.array_equal(B.xnor_gemm(pa, pw, k), (2 * a_bits - 1) @ (2 * w_bits - 1).T)
         af = torch.from_numpy((2 * a_bits - 1).astype(np.float32))
         wf = torch.from_numpy((2 * w_bits - 1).astype(np.float32).T.copy())
-        fns = [lambda: B.xnor_gemm(pa, pw, k), lambda: torch.mm(af, wf)]
+        fns = [lambda pa=pa, pw=pw, k=k: B.xnor_gemm(pa, pw, k), lambda af=af, wf=wf: torch.mm(af, wf)]
         has_int8 = m > 16 and k % 8 == 0 and n % 8 == 0
         if has_int8:
             ai, wi = af.to(torch.int8), wf.to(torch.int8)
-            fns.append(lambda: torch._int_mm(ai, wi))
+            fns.append(lambda ai=ai, wi=wi: torch._int_mm(ai, wi))
         times = best_times(fns)
         t_xnor, t_fp32 = times[0], times[1]
         row = {"M": m, "N": n, "K": k, "ops": 2 * m * n * k, "xnor_s": t_xnor, "torch_fp32_s": t_fp32,

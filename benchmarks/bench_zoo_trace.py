@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-import nets
 import hwsim
+import nets
 from mapping import trace
 from mapping.analysis import totals
 

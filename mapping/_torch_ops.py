@@ -22,8 +22,25 @@ from mapping._torch_einsum import einsum
 from mapping._torch_moves import MISSING as _MISSING
 from mapping._torch_moves import Handler, _first_only, _inplace, _pair, _x, arg, moves
 from mapping.graph import (
-    AdaptivePool, Attention, BatchNorm, Clamp, Conv2d, Elu, Gelu, GroupNorm, LayerNorm,
-    LeakyRelu, Linear, NoAttrs, Op, Pool, Reduce, Reshape, Scalar, Softmax, Softplus,
+    AdaptivePool,
+    Attention,
+    BatchNorm,
+    Clamp,
+    Conv2d,
+    Elu,
+    Gelu,
+    GroupNorm,
+    LayerNorm,
+    LeakyRelu,
+    Linear,
+    NoAttrs,
+    Op,
+    Pool,
+    Reduce,
+    Reshape,
+    Scalar,
+    Softmax,
+    Softplus,
 )
 
 __all__ = ["handle"]

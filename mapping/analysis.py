@@ -212,7 +212,7 @@ def peak_live_elements(graph: Graph) -> int:
     live: dict[str, int] = {i.name: size[i.name] for i in graph.inputs if i.name in last_use}
     root = lambda v: alias.get(v, v)  # noqa: E731
     # extend an aliased buffer's life to its alias's last use
-    for i, n in enumerate(graph.nodes):
+    for n in graph.nodes:
         if reshape_free(n.op):
             alias[n.name] = root(n.inputs[0])
             r = root(n.inputs[0])

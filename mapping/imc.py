@@ -23,7 +23,6 @@ crossbars_per_tile, duplication``), so this module does not import the simulator
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType

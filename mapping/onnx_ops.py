@@ -16,7 +16,20 @@ from __future__ import annotations
 import numpy as np
 
 from mapping.graph import (
-    BatchNorm, Clamp, Conv2d, Elu, Gelu, GroupNorm, LayerNorm, LeakyRelu, Linear, Op, Pad, Permute, Scalar, Softmax,
+    BatchNorm,
+    Clamp,
+    Conv2d,
+    Elu,
+    Gelu,
+    GroupNorm,
+    LayerNorm,
+    LeakyRelu,
+    Linear,
+    Op,
+    Pad,
+    Permute,
+    Scalar,
+    Softmax,
     Softplus,
 )
 from mapping.onnx_importer import registrar

@@ -26,8 +26,27 @@ import torch.nn as nn
 from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError
 from mapping._builder import Builder, module_path
 from mapping.graph import (
-    AdaptivePool, Attention, BatchNorm, ChannelShuffle, Clamp, Conv2d, Elu, Gelu, Graph, GroupNorm, LayerNorm,
-    LeakyRelu, Linear, NoAttrs, Op, Permute, Pool, Reshape, Softmax, Softplus, Upsample,
+    AdaptivePool,
+    Attention,
+    BatchNorm,
+    ChannelShuffle,
+    Clamp,
+    Conv2d,
+    Elu,
+    Gelu,
+    Graph,
+    GroupNorm,
+    LayerNorm,
+    LeakyRelu,
+    Linear,
+    NoAttrs,
+    Op,
+    Permute,
+    Pool,
+    Reshape,
+    Softmax,
+    Softplus,
+    Upsample,
 )
 
 __all__ = ["trace", "register_module", "ModuleConversion", "Tracer"]

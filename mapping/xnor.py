@@ -77,8 +77,17 @@ import numpy as np
 
 from hwsim.errors import MappingError, UnsupportedOpError
 from mapping.graph import Graph, Node, Op, Scalar
-from mapping.xnor_program import (Enc, Encoding, InputLayer, Layer, MVAULayer, PoolLayer, ReshapeLayer, XnorProgram,
-                                  acc_bits)
+from mapping.xnor_program import (
+    Enc,
+    Encoding,
+    InputLayer,
+    Layer,
+    MVAULayer,
+    PoolLayer,
+    ReshapeLayer,
+    XnorProgram,
+    acc_bits,
+)
 from mapping.xnor_streamline import Affine, act_encoding, integer_thresholds, layer_weights
 
 __all__ = ["Enc", "Encoding", "MVAULayer", "InputLayer", "PoolLayer", "ReshapeLayer", "XnorProgram", "map_xnor",

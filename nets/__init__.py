@@ -8,8 +8,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from nets.registry import NetArgumentError, NetInfo, UnknownNetError, get, info, keywords, names, register
-
 # Architecture modules register their nets on import (order irrelevant: names are global).
 from nets import (  # noqa: E402,F401
     condensenet,
@@ -23,6 +21,7 @@ from nets import (  # noqa: E402,F401
     shufflenet,
     vgg,
 )
+from nets.registry import NetArgumentError, NetInfo, UnknownNetError, get, info, keywords, names, register
 
 # FINN's binary/quantized nets (nets/finn.py) register through the same registry when present.
 if importlib.util.find_spec("nets.finn") is not None:

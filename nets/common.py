@@ -6,7 +6,6 @@ can recognise them as single ops instead of their view/transpose/slice pieces.
 """
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

@@ -82,7 +82,7 @@ class CondenseNet(nn.Module):
 
 def _checks(num_classes, stages, growth, groups) -> None:
     check(isinstance(num_classes, int) and num_classes > 0, f"num_classes must be a positive int, got {num_classes!r}")
-    check(len(stages) == len(growth) and len(stages) >= 1, f"stages and growth must have the same length >= 1")
+    check(len(stages) == len(growth) and len(stages) >= 1, "stages and growth must have the same length >= 1")
     check(all(isinstance(v, int) and v >= 1 for v in (*stages, *growth)), "stages and growth must be positive ints")
     check(isinstance(groups, int) and groups >= 1, f"groups must be a positive int, got {groups!r}")
 

@@ -147,6 +147,7 @@ def test_cli_bad_input_is_one_line_exit_2(place, capsys, argv, words):
     assert not (place / "r.txt").exists() and not (place / "s.xyz").exists() and not (place / "h.txt").exists()
 
 
+@pytest.mark.subprocess
 def test_console_script_bad_inputs_print_no_traceback(place):
     """What a user sees from the installed command: one line, exit 2 (one process, several commands)."""
     code = ("import sys\nfrom hwsim.cli import main\n"

@@ -56,6 +56,7 @@ def test_malformed_yaml_and_unknown_key(tmp_path, capsys):
     assert rc == 2 and "duplicate key 'cores'" in err
 
 
+@pytest.mark.subprocess
 def test_console_script_exit_code():
     r = subprocess.run([sys.executable, "-m", "hwsim.cli", "run", "--net", "nonet", "--hw", "cpu/cortex-a72"],
                        capture_output=True, text=True)
@@ -82,8 +83,8 @@ def test_unknown_target_option_is_a_clear_error(capsys):
 
 
 def test_fit_verdict_flips_between_shared_and_unshared_itnet(capsys):
-    import nets
     import hwsim
+    import nets
 
     rc, out, _ = run(["fit", "--net", "itnet", "--hw", "imc/edge-small", "--json"], capsys)
     assert rc == 0 and json.loads(out)["fits"] is True
@@ -104,6 +105,7 @@ def test_sweep_says_where_its_files_went_and_what_it_reused(tmp_path, monkeypatc
     assert not (tmp_path / "conf" / "res").exists()
 
 
+@pytest.mark.subprocess
 def test_version_flag():
     r = subprocess.run([sys.executable, "-m", "hwsim.cli", "--version"], capture_output=True, text=True)
     import hwsim

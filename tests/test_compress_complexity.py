@@ -6,9 +6,21 @@ import pytest
 import torch
 from torch import nn
 
-from nets.compress import (CalibrationError, CompressError, analyze, class_costs, greedy_order, group_shares,
-                           mask_channels, prune_complexity, prune_similar, remove_channels, select_channels,
-                           select_layers, similarity_scores)
+from nets.compress import (
+    CalibrationError,
+    CompressError,
+    analyze,
+    class_costs,
+    greedy_order,
+    group_shares,
+    mask_channels,
+    prune_complexity,
+    prune_similar,
+    remove_channels,
+    select_channels,
+    select_layers,
+    similarity_scores,
+)
 from nets.compress.testing import one_torch_thread, small_net  # noqa: F401 (autouse fixture)
 
 
@@ -97,7 +109,8 @@ def test_duplicate_filters_are_found_and_removed():
     assert len(remove) == 1
 
 
-@pytest.mark.parametrize("key", ["resnet20", "mobilenetv2", "ghostnet", "densenet-bc"])
+@pytest.mark.parametrize("key", ["resnet20", pytest.param("mobilenetv2", marks=pytest.mark.slow),
+                                 pytest.param("ghostnet", marks=pytest.mark.slow), "densenet-bc"])
 def test_similarity_and_complexity_run_on_the_zoo(key):
     model, shape = small_net(key)
     deps = analyze(model, shape)

@@ -5,8 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from nets.compress import (CompressError, SparseConnectivity, analyze, mask_channels, remove_dead_filters,
-                           weight_sparsity)
+from nets.compress import (
+    CompressError,
+    SparseConnectivity,
+    analyze,
+    mask_channels,
+    remove_dead_filters,
+    weight_sparsity,
+)
 from nets.compress.testing import one_torch_thread, small_net  # noqa: F401 (autouse fixture)
 
 

@@ -7,8 +7,20 @@ import torch
 from torch import nn
 
 import hwsim
-from nets.compress import (SPARSITY_SUPPORT, RatioError, analyze, filter_scores, make_permanent, mask_channels, predicted_counts,
-                           prune_filters, prune_unstructured, remove_channels, select_channels, weight_sparsity)
+from nets.compress import (
+    SPARSITY_SUPPORT,
+    RatioError,
+    analyze,
+    filter_scores,
+    make_permanent,
+    mask_channels,
+    predicted_counts,
+    prune_filters,
+    prune_unstructured,
+    remove_channels,
+    select_channels,
+    weight_sparsity,
+)
 from nets.compress.testing import one_torch_thread, small_net  # noqa: F401 (autouse fixture)
 
 

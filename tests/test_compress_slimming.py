@@ -9,9 +9,20 @@ import torch
 from torch import nn
 
 from mapping.graph import Op
-from nets.compress import (CompressError, analyze, bn_l1_penalty, bn_stat_scores, expected_activation,
-                           gamma_scores, mask_channels, prune_bn_stats, remove_channels, select_channels, slim,
-                           slimming_hook)
+from nets.compress import (
+    CompressError,
+    analyze,
+    bn_l1_penalty,
+    bn_stat_scores,
+    expected_activation,
+    gamma_scores,
+    mask_channels,
+    prune_bn_stats,
+    remove_channels,
+    select_channels,
+    slim,
+    slimming_hook,
+)
 from nets.compress.testing import one_torch_thread, small_net  # noqa: F401 (autouse fixture)
 
 

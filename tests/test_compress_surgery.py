@@ -9,8 +9,7 @@ from torch import nn
 from hwsim.errors import HwsimError
 from mapping import trace
 from mapping.analysis import totals
-from nets.compress import (UnprunableError, analyze, mask_channels, predicted_counts, remove_channels,
-                           select_channels)
+from nets.compress import UnprunableError, analyze, mask_channels, predicted_counts, remove_channels, select_channels
 from nets.compress.testing import SMALL_NETS, one_torch_thread, small_net  # noqa: F401 (autouse fixture)
 
 

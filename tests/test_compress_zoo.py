@@ -8,8 +8,17 @@ import torch
 import hwsim
 from mapping import trace
 from mapping.analysis import totals
-from nets.compress import (SparseConnectivity, binarize, prune_bn_stats, prune_complexity, prune_filters,
-                           prune_similar, quantize_ptq, remove_dead_filters, slim)
+from nets.compress import (
+    SparseConnectivity,
+    binarize,
+    prune_bn_stats,
+    prune_complexity,
+    prune_filters,
+    prune_similar,
+    quantize_ptq,
+    remove_dead_filters,
+    slim,
+)
 from nets.compress.testing import one_torch_thread, small_net  # noqa: F401 (autouse fixture)
 
 _CACHE: dict = {}

@@ -51,6 +51,8 @@ def test_cost_only_when_no_input():
     assert res.outputs is None and res.report.latency_s > 0
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_quick_calibration_writes_a_loadable_host_preset(tmp_path):
     threads = torch.get_num_threads()
     out = tmp_path / "host.yaml"
@@ -61,8 +63,8 @@ def test_quick_calibration_writes_a_loadable_host_preset(tmp_path):
     assert text.startswith("# cpu/host: measured by `hwsim calibrate --quick`")
     loaded = hwsim.load_preset(out)
     assert loaded == spec
-    assert spec.dram_bw_bytes_s > 1e8 and spec.peak_flops_per_core > 1e8
-    assert 0 < spec.layer_overhead_s < 1e-3
+    # measured figures: positive (their size depends on the machine and its load, so no bounds here)
+    assert spec.dram_bw_bytes_s > 0 and spec.peak_flops_per_core > 0 and spec.layer_overhead_s > 0
 
 
 def test_calibration_keeps_each_figures_median_over_rounds():
@@ -82,6 +84,8 @@ def test_calibration_keeps_each_figures_median_over_rounds():
             calibrate(out_path=None, rounds=bad)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_all_thread_layer_timings_come_from_fresh_processes():
     """The full calibration times its all-thread layers and chains in PARALLEL_PROCESSES child processes and keeps
     each one's median over them: one positive time per synthetic layer of the asked kinds and per chain."""
@@ -90,12 +94,12 @@ def test_all_thread_layer_timings_come_from_fresh_processes():
     cal = importlib.import_module("hwsim.cpu.calibrate")  # the module (hwsim.cpu re-exports the function)
     times, chain_times, seen = cal._parallel_layer_times(("depthwise", "linear"), False, 2)
     assert len(times) == len(cal.SYNTHETIC_LAYERS["depthwise"]) + len(cal.SYNTHETIC_LAYERS["linear"])
-    assert all(0 < t < 0.1 for t in times)
-    assert len(chain_times) == len(cal._chains()) and all(0 < t < 0.1 for t in chain_times)
+    assert all(t > 0 for t in times)  # measured: positive, not bounded (the machine may be loaded)
+    assert len(chain_times) == len(cal._chains()) and all(t > 0 for t in chain_times)
     assert seen["processes"] >= 1 and seen["processes"] + seen["set_aside"] >= cal.PARALLEL_PROCESSES
     if len(os.sched_getaffinity(0)) > 1:  # two CPUs: the processes measured round trips before and after
         assert 0 < len(seen["round_trips_s"]) <= 2 * (seen["processes"] + seen["set_aside"])
-        assert all(0 < t < 1e-3 for t in seen["round_trips_s"])
+        assert all(t > 0 for t in seen["round_trips_s"])
 
 
 def test_processes_whose_threads_ran_apart_are_set_aside():
@@ -121,6 +125,7 @@ def _glibc() -> bool:
         return False
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(not _glibc(), reason="glibc's mallopt and mallinfo2 only")
 def test_calibration_process_keeps_freed_memory():
     """Calibration measures the allocator's steady state: after keep_freed_memory() an 8 MiB buffer comes from the

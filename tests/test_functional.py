@@ -47,7 +47,11 @@ def check(outs, ref):
         assert err <= 1e-4 * np.max(np.abs(r)), f"max|err| {err:.3g} vs max|ref| {np.max(np.abs(r)):.3g}"
 
 
-@pytest.mark.parametrize("name", float_nets())
+# the quick run (-m "not slow") keeps a cheap member of most families; the README's command runs the whole zoo
+QUICK = {"resnet20", "resnet18", "itnet", "itnet-seg", "mobilenetv1", "mobilenetv2", "ghostnet", "hardnet39ds", "mgic"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in QUICK else pytest.mark.slow) for n in float_nets()])
 def test_zoo_net_matches_torch(name):
     model = randomize_bn(nets.get(name))
     shape = small_shape(name)

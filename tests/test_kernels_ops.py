@@ -14,9 +14,30 @@ import torch.nn.functional as F
 
 from hwsim.functional import FP32_KERNELS, run
 from hwsim.kernels import fp32
-from mapping.graph import (Attention, Clamp, Elu, Gelu, Graph, GroupNorm, Input, LayerNorm, LeakyRelu,
-                           MultiThreshold, NoAttrs, Node, Op, Pad, Permute, Quantize, Reduce, Scalar, Slice,
-                           Softmax, Softplus, Trunc)
+from mapping.graph import (
+    Attention,
+    Clamp,
+    Elu,
+    Gelu,
+    Graph,
+    GroupNorm,
+    Input,
+    LayerNorm,
+    LeakyRelu,
+    MultiThreshold,
+    NoAttrs,
+    Node,
+    Op,
+    Pad,
+    Permute,
+    Quantize,
+    Reduce,
+    Scalar,
+    Slice,
+    Softmax,
+    Softplus,
+    Trunc,
+)
 
 RTOL = 1e-5
 EDGES = np.array([-100, -20, -2.5, -1e-8, 0, 1e-8, 2.5, 20, 20.0001, 100], np.float32)

@@ -7,8 +7,16 @@ import torch.nn.functional as F
 import mapping
 import nets
 from mapping.graph import Op
-from nets.layers import (BinaryConv2d, BinaryLinear, BinarySign, QuantAct, QuantConv2d, QuantLinear, binary_sign,
-                         quantize_weight_odd)
+from nets.layers import (
+    BinaryConv2d,
+    BinaryLinear,
+    BinarySign,
+    QuantAct,
+    QuantConv2d,
+    QuantLinear,
+    binary_sign,
+    quantize_weight_odd,
+)
 
 
 def test_sign_of_zero_is_plus_one_and_ste_gradient():

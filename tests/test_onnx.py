@@ -329,6 +329,7 @@ def test_batch_merging_reshape_two_inputs_and_old_opsets_are_refused(tmp_path):
         mapping.from_onnx(export(nn.ReLU(), x, tmp_path / "old.onnx", False, opset_version=11))
 
 
+@pytest.mark.subprocess
 def test_import_does_not_load_onnx():
     code = "import sys, hwsim, mapping; assert not {'onnx', 'onnxruntime', 'qonnx'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -389,6 +390,7 @@ def test_models_that_move_the_batch_import_with_batch_1(tmp_path, case, dynamo):
     assert sum(n.op == Op.MATMUL for n in g.nodes) == 2 and any(n.op == Op.SOFTMAX for n in g.nodes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 def test_timm_deit_tiny_imports_with_batch_1(tmp_path, dynamo):
     from nets.external import build_timm

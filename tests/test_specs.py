@@ -7,7 +7,13 @@ import pytest
 import hwsim
 from hwsim.errors import HwsimError, PresetError, SpecError, UnknownNameError
 from hwsim.specs import (
-    check_choice, check_positive, check_range, load_preset, spec_class, spec_from_dict, spec_to_dict,
+    check_choice,
+    check_positive,
+    check_range,
+    load_preset,
+    spec_class,
+    spec_from_dict,
+    spec_to_dict,
 )
 
 

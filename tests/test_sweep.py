@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
 import os
 import signal
 import subprocess
@@ -25,14 +26,13 @@ import torch
 from torch import nn
 
 import hwsim
-import importlib
-sweep_mod = importlib.import_module("hwsim.codesign.sweep")
 from hwsim.codesign.store import ResultsStore
 from hwsim.errors import HwsimError, SpecError
 from hwsim.report import LayerReport, Report, Result
 from hwsim.specs import check_positive, spec_class
 from mapping.analysis import node_macs
 
+sweep_mod = importlib.import_module("hwsim.codesign.sweep")  # the module: hwsim.codesign.sweep is the function
 HERE = Path(__file__).parent
 
 
@@ -191,6 +191,7 @@ def _cmp(a: pd.DataFrame, b: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True))
 
 
+@pytest.mark.subprocess
 def test_thread_and_process_executors_give_the_serial_frame():
     serial = hwsim.sweep(tiny_net(), GRID, input_shape=TINY_SHAPE, workers=1)
     with ThreadPoolExecutor(2) as ex:
@@ -271,6 +272,7 @@ if __name__ == "__main__":  # worker processes import the main module
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("suffix, workers", [(".csv", 1), (".parquet", 2)])
 def test_sigkill_mid_sweep_then_rerun_has_every_point_exactly_once(tmp_path, suffix, workers):
     out = tmp_path / f"killed{suffix}"

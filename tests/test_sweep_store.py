@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwsim.codesign.store import ResultsStore
 

@@ -675,7 +675,8 @@ REAL = [
 ]
 
 
-@pytest.mark.parametrize("source,name,shape", REAL, ids=[r[1] for r in REAL])
+@pytest.mark.parametrize("source,name,shape", [
+    pytest.param(*r, id=r[1], marks=() if r[1] == "squeezenet1_1" else pytest.mark.slow) for r in REAL])
 def test_real_models(source, name, shape):
     from nets.external import build_timm, build_torchvision
 

@@ -14,7 +14,7 @@ from hwsim.errors import HwsimError, MappingError, ShapeError, UnsupportedOpErro
 from hwsim.xnor import XnorReport
 from hwsim.xnor.dataflow import bram18_for
 from hwsim.xnor.engine import run_program
-from mapping.xnor import Enc, Encoding, map_xnor, integer_thresholds
+from mapping.xnor import Enc, Encoding, integer_thresholds, map_xnor
 from nets.layers import BinaryConv2d, BinaryLinear, BinarySign, QuantAct, QuantConv2d, QuantLinear
 
 PRESETS = ["fpga/pynq-z1", "fpga/ultra96", "fpga/zc706"]
@@ -131,8 +131,10 @@ def test_negative_gamma_flips_weights():
 
 
 @pytest.mark.parametrize("name,preset", [("tfc-w1a1", "fpga/pynq-z1"), ("sfc-w1a1", "fpga/ultra96"),
-                                         ("lfc-w1a1", "fpga/zc706"), ("cnv-w1a1", "fpga/pynq-z1"),
-                                         ("cnv-w2a2", "fpga/ultra96"), ("vgg-small-w1a1", "fpga/zc706")])
+                                         pytest.param("lfc-w1a1", "fpga/zc706", marks=pytest.mark.slow),
+                                         ("cnv-w1a1", "fpga/pynq-z1"),
+                                         pytest.param("cnv-w2a2", "fpga/ultra96", marks=pytest.mark.slow),
+                                         pytest.param("vgg-small-w1a1", "fpga/zc706", marks=pytest.mark.slow)])
 def test_zoo_nets_bit_exact(name, preset):
     model = _random_bn(nets.get(name), 7)
     shape = nets.info(name).input_shape
@@ -158,7 +160,7 @@ def test_outputs_do_not_depend_on_the_preset():
 def test_lfc_bnn_pynq_folding_bottleneck_512():
     # BNN-PYNQ lfcW1A1 config.h (SIMD, PE) = (64,32), (32,64), (64,32), (8,16)
     r = hwsim.simulate("lfc-w1a1", "fpga/pynq-z1", folding=[(32, 64), (64, 32), (32, 64), (16, 8)]).report
-    assert [l.cycles for l in r.layers] == [416, 512, 512, 128]
+    assert [lr.cycles for lr in r.layers] == [416, 512, 512, 128]
     assert r.ii_cycles == 512 and r.fps == pytest.approx(100e6 / 512)
 
 
@@ -258,6 +260,7 @@ def test_bn_folded_into_weights_is_refused():
         map_xnor(fold_bn(mapping.trace(model, (1, 8))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", [3, 4])
 def test_cnv_at_3_and_4_bits_decomposed_equals_native(bits):
     from nets.finn import finn_cnv
@@ -290,7 +293,7 @@ def test_cnv_bnn_pynq_layer_cycles():
     # outputs (8192 cycles), hwsim pads only to PE (1536)
     fold = [(16, 3), (32, 32), (16, 32), (16, 32), (4, 32), (1, 32), (1, 4), (1, 8), (4, 1)]
     r = hwsim.simulate("cnv-w1a1", "fpga/pynq-z1", folding=fold).report
-    mvau = [int(l.cycles) for l in r.layers if l.op == "mvau"]
+    mvau = [int(lr.cycles) for lr in r.layers if lr.op == "mvau"]
     assert mvau == [32400, 28224, 20736, 28800, 20736, 18432, 32768, 32768, 1536]
     assert r.ii_cycles == 32768
 

@@ -14,6 +14,7 @@ from nets.variants import VARIANTS, rounding_tolerance
 TOL = 0.02  # relative tolerance against published counts
 
 NAMES = nets.names()
+BIG = {"vgg16", "resnet50", "densenet121", "hardnet68", "hardnet85", "ghostnet"}  # slow: left out of the quick run
 FOUNDATION = ["resnet18", "resnet20", "vgg8", "vgg-small", "mobilenetv2", "itnet"]
 # Forward passes and traces of the ImageNet-size nets run at 64x64 (all their pools are adaptive; 64 px
 # survives five stride-2 stages) and the CamVid net at 96x128, to keep the suite fast on 2 cores. Their
@@ -106,7 +107,7 @@ def test_info_fields(name):
 
 
 # ---------------------------------------------------------------- forward passes
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in BIG else ()) for n in NAMES])
 def test_forward_and_ir_counts(name):
     """Forward pass (finite outputs of the right shape, eval mode), and the IR's independent counts.
 

@@ -15,7 +15,12 @@ def graph(name):
     return mapping.trace(nets.get(name), nets.info(name).input_shape)
 
 
-@pytest.mark.parametrize("name", nets.names())
+# the quick run (-m "not slow") keeps a cheap member of most families; the README's command runs the whole zoo
+QUICK = {"resnet20", "itnet", "itnet-seg", "mobilenetv1", "shufflenetv2", "effcnet", "augshufflenet", "tfc-w1a1",
+         "sfc-w1a1"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in QUICK else pytest.mark.slow) for n in nets.names()])
 @pytest.mark.parametrize("hw", ["cpu/cortex-a72", "imc/isaac"])
 def test_zoo_net_simulates(name, hw):
     g = graph(name)

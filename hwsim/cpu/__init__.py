@@ -5,8 +5,8 @@ functional model and the per-layer roofline cost model (:mod:`hwsim.cpu.cost`);
 ``calibrate(out_path=None, quick=False, rounds=None) -> CPUSpec`` measures this machine and writes a ``cpu/host``
 preset (:mod:`hwsim.cpu.calibrate`).
 """
-from hwsim.cpu.spec import CPUSpec
 from hwsim.cpu.simulate import cost_report, memory_verdict, simulate
+from hwsim.cpu.spec import CPUSpec
 
 __all__ = ["CPUSpec", "simulate", "cost_report", "memory_verdict", "calibrate"]
 

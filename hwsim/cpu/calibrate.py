@@ -570,7 +570,7 @@ def _time_chains(chains: list[tuple[object, tuple]], quick: bool) -> list[float]
     for model, shape in chains:
         x = torch.randn(*shape)
         with torch.inference_mode():
-            out.append(time_call(lambda: model(x), repeats=9 if quick else 41, warmup=3, stat=LAYER_STAT))
+            out.append(time_call(lambda model=model, x=x: model(x), repeats=9 if quick else 41, warmup=3, stat=LAYER_STAT))
     return out
 
 

@@ -17,18 +17,40 @@ buffers, not the crossbars, and are reported apart (``buffer_param_bytes``, at `
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from hwsim.imc.cost import Statics, statics
 from hwsim.imc.spec import Duplication, IMCSpec
 from hwsim.report import jsonable
 from mapping.graph import Graph, Op
-from mapping.imc import IMCMapping, map_graph
+from mapping.imc import IMCMapping, layer_geometry, map_graph
+from mapping.passes.fold_bn import fold_bn_cached
 
-__all__ = ["FitReport", "fit", "fit_from_mapping", "buffer_param_bytes"]
+__all__ = ["FitReport", "fit", "fit_from_mapping", "buffer_param_bytes", "prepare"]
+
+# The BN-folded graph, geometry and counts are shared by fit and simulate (which imports this module): cached
+# here, at the lower layer, so the two modules never import each other.
+_CACHE: OrderedDict[int, tuple] = OrderedDict()
+
+
+def prepare(graph: Graph) -> tuple[Graph, tuple, Statics]:
+    """BN-folded graph, its weight geometry and per-node counts, cached per graph object (last 16)."""
+    hit = _CACHE.get(id(graph))
+    if hit is not None and hit[0] is graph:
+        _CACHE.move_to_end(id(graph))
+        return hit[1:]
+    folded = fold_bn_cached(graph)
+    geo = layer_geometry(folded)
+    _CACHE[id(graph)] = (graph, folded, geo, statics(folded))
+    while len(_CACHE) > 16:
+        _CACHE.popitem(last=False)
+    return _CACHE[id(graph)][1:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +129,6 @@ def fit_from_mapping(mapping: IMCMapping, spec: IMCSpec, network: str = "graph",
 
 def fit(graph: Graph, spec: IMCSpec) -> FitReport:
     """Map ``graph`` (BN folded) on ``spec`` without duplication and report whether it fits."""
-    import dataclasses
-
-    from hwsim.imc.simulate import prepare  # folded graph, geometry and counts, cached per graph
-
     g, geo, st = prepare(graph)
     s = spec if str(getattr(spec.duplication, "value", spec.duplication)) == "none" else \
         dataclasses.replace(spec, duplication=Duplication.NONE)

@@ -7,8 +7,8 @@
 5. when an input is given, quantize (``mapping.passes.quantize``) and run the graph with the
    crossbar kernels (``hwsim.imc.kernels``);
 6. assemble the :class:`IMCReport`.
-Stages 1 and the geometry of 2 are cached per graph object, so a sweep over specs re-runs only
-the cheap vectorised arithmetic.
+Stages 1 and the geometry of 2 are cached per graph object (:func:`hwsim.imc.fit.prepare`), so a
+sweep over specs re-runs only the cheap vectorised arithmetic.
 """
 from __future__ import annotations
 
@@ -18,15 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.errors import SpecError
-from hwsim.imc.cost import Statics, node_costs, statics, tile_area_mm2, tile_power_w
-from hwsim.imc.fit import buffer_param_bytes, fit_from_mapping
+from hwsim.imc.cost import node_costs, tile_area_mm2, tile_power_w
+from hwsim.imc.fit import buffer_param_bytes, fit_from_mapping, prepare
 from hwsim.imc.spec import IMCSpec
 from hwsim.report import ExitReport, LayerReport, Report, Result
 from mapping.graph import Graph
-from mapping.imc import IMCMapping, layer_geometry, map_graph
-from mapping.passes.fold_bn import fold_bn_cached
+from mapping.imc import IMCMapping, map_graph
 
-__all__ = ["IMCReport", "simulate", "prepare"]
+__all__ = ["IMCReport", "simulate", "prepare"]  # prepare lives in hwsim.imc.fit (fit needs it too)
 
 MODES = ("pipelined", "layer")
 
@@ -60,23 +59,6 @@ class IMCReport(Report):
         if self.dram_activation_bytes:
             extra += f"; {self.dram_activation_bytes / 1024:.0f} KiB of activations through DRAM"
         return Report.summary(self) + "\n" + extra
-
-
-_CACHE: OrderedDict[int, tuple] = OrderedDict()
-
-
-def prepare(graph: Graph) -> tuple[Graph, tuple, Statics]:
-    """BN-folded graph, its weight geometry and per-node counts, cached per graph object (last 16)."""
-    hit = _CACHE.get(id(graph))
-    if hit is not None and hit[0] is graph:
-        _CACHE.move_to_end(id(graph))
-        return hit[1:]
-    folded = fold_bn_cached(graph)
-    geo = layer_geometry(folded)
-    _CACHE[id(graph)] = (graph, folded, geo, statics(folded))
-    while len(_CACHE) > 16:
-        _CACHE.popitem(last=False)
-    return _CACHE[id(graph)][1:]
 
 
 _QCACHE: OrderedDict[tuple, tuple[Graph, Graph]] = OrderedDict()

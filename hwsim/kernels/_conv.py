@@ -37,8 +37,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from hwsim.kernels._microkernel import (FAMILIES, MK3_1, MK3_2, MK3_4, MK3_8, MK4_1, MK4_2,
-                                       MK4_4, MK4_6, MK8_1, lanes)
+from hwsim.kernels._microkernel import FAMILIES, MK3_1, MK3_2, MK3_4, MK3_8, MK4_1, MK4_2, MK4_4, MK4_6, MK8_1, lanes
 
 
 def plan(h: int, w: int, kh: int, kw: int, stride, padding, dilation):

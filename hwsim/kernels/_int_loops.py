@@ -14,8 +14,8 @@ which the caller has chosen so that no partial sum can overflow.
 """
 from __future__ import annotations
 
-from numba import njit, prange
 import numpy as np
+from numba import njit, prange
 
 QB = 512  # flat positions per accumulator block (2 KiB of int32: stays in L1)
 

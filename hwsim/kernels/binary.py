@@ -149,7 +149,6 @@ def _row_single(a, w, i, nw, k, tail, out):
 @njit(cache=True)
 def _xnor_gemm_serial(a, w, k, out):
     m, nw = a.shape
-    n = w.shape[0]
     tail = nw * 64 - k
     m2 = m - m % 2
     for i in range(0, m2, 2):

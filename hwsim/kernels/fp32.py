@@ -17,9 +17,29 @@ from hwsim.kernels import _checks as chk
 from hwsim.kernels import _elementwise as ew
 from hwsim.kernels import _pool_fp32 as pool
 from hwsim.kernels._conv import conv2d_gemm
-from hwsim.kernels._ops_fp32 import (attention, binary, clamp, elu, gelu, group_norm, layer_norm, leaky_relu,
-                                     matmul, mish, multithreshold, pad, permute, power, prelu, quantize, reduce,
-                                     softmax, softplus, trunc, unary)
+from hwsim.kernels._ops_fp32 import (
+    attention,
+    binary,
+    clamp,
+    elu,
+    gelu,
+    group_norm,
+    layer_norm,
+    leaky_relu,
+    matmul,
+    mish,
+    multithreshold,
+    pad,
+    permute,
+    power,
+    prelu,
+    quantize,
+    reduce,
+    softmax,
+    softplus,
+    trunc,
+    unary,
+)
 
 __all__ = [
     "conv2d", "linear", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",

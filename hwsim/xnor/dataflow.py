@@ -234,14 +234,12 @@ def build_design(program: XnorProgram, folding: Sequence[tuple[int, int]], decom
     rows: list[HwLayer] = []
     stages = []
     fold = iter(folding)
-    mvaus = program.mvaus
     next_simd = {}
     for i, layer in enumerate(program.layers):  # SIMD of the MVAU that consumes each layer's output
         for later in program.layers[i + 1:]:
             if isinstance(later, MVAULayer):
                 next_simd[layer.name] = later
                 break
-    fmap = dict(zip((m.name for m in mvaus), folding))
     for layer in program.layers:
         if isinstance(layer, InputLayer):
             # binarizing / quantizing the raw input is done by the host driver, which packs the

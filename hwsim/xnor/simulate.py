@@ -15,8 +15,14 @@ import numpy as np
 from hwsim.errors import MappingError, SpecError
 from hwsim.functional import check_input
 from hwsim.report import LayerReport, Report, Result
-from hwsim.xnor.dataflow import (auto_folding, build_design, check_folding, padding_notes, pipeline_frame_cycles,
-                                 pipeline_latency_cycles)
+from hwsim.xnor.dataflow import (
+    auto_folding,
+    build_design,
+    check_folding,
+    padding_notes,
+    pipeline_frame_cycles,
+    pipeline_latency_cycles,
+)
 from hwsim.xnor.engine import run_program
 from hwsim.xnor.spec import XnorSpec
 from mapping.graph import Graph
