@@ -21,6 +21,13 @@ __all__ = [
 ]
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), at most 300 characters: for one-line
+    errors that quote a library's reason."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
 class HwsimError(Exception):
     """Base class of every error hwsim raises on purpose."""
 

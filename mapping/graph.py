@@ -28,7 +28,7 @@ __all__ = [
     "Conv2d", "Linear", "BatchNorm", "Pool", "AdaptivePool", "Concat", "ChannelShuffle",
     "Reshape", "Upsample", "Slice", "Scalar", "Quantize", "NoAttrs",
     "Gelu", "LeakyRelu", "Softplus", "Clamp", "Elu", "LayerNorm", "GroupNorm", "Softmax", "Reduce", "Permute",
-    "Pad", "Attention", "Trunc", "MultiThreshold", "ACTIVATIONS", "UNARY_MATH", "ARITHMETIC",
+    "Pad", "Attention", "Trunc", "MultiThreshold", "quant_levels", "ACTIVATIONS", "UNARY_MATH", "ARITHMETIC",
 ]
 
 
@@ -220,6 +220,13 @@ class Quantize:
     zero_point: float = 0.0
     narrow: bool = False
     rounding: str = "ROUND"
+
+
+def quant_levels(bits: int, signed: bool, narrow: bool) -> tuple[int, int]:
+    """The integer range ``(lo, hi)`` of a :class:`Quantize` (QONNX's ``min_int`` / ``max_int``)."""
+    if signed:
+        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1 - int(narrow)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.errors import HwsimError, UnsupportedOpError
+from hwsim.errors import HwsimError, UnsupportedOpError, first_line
 from mapping.graph import Graph
 
 __all__ = ["BATCH_ONE", "DEFAULT_DOMAINS", "QONNX_DOMAINS", "Importer", "first_line", "registrar"]
@@ -28,11 +28,6 @@ _ANONYMOUS = re.compile(r"onnx::.*|val_\d+|\d+")  # the names torch's exporters 
 _RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli",
                      "Multinomial"})
 BATCH_ONE = "export and import with batch 1"
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
 def registrar(table: dict):

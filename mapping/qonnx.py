@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from mapping.graph import Clamp, MultiThreshold, Op, Quantize, Scalar, Trunc
+from mapping.graph import Clamp, MultiThreshold, Op, Quantize, Scalar, Trunc, quant_levels
+from mapping.onnx_importer import registrar
 
 __all__ = ["CONVERTERS", "weight_meta", "input_levels"]
 
@@ -26,13 +27,7 @@ _ROUNDING = {"ROUND": "ROUND", "HALF_EVEN": "ROUND", "CEIL": "CEIL", "FLOOR": "F
 _THROUGH = ("Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten")  # weight layout changes
 
 
-def converts(*ops: str):
-    def register(fn):
-        for op in ops:
-            CONVERTERS[op] = fn
-        return fn
-
-    return register
+converts = registrar(CONVERTERS)
 
 
 def _scalar(imp, n, index: int, what: str) -> float:
@@ -54,13 +49,6 @@ def _rounding(imp, n, default: str) -> str:
     if mode not in _ROUNDING:
         imp.refuse(n, f"rounding_mode {mode!r}")
     return _ROUNDING[mode]
-
-
-def _int_range(signed: bool, narrow: bool, bits: int) -> tuple[int, int]:
-    """qonnx's min_int / max_int."""
-    if signed:
-        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
-    return 0, 2**bits - 1 - int(narrow)
 
 
 @converts("Quant")
@@ -114,7 +102,7 @@ def trunc(imp, n) -> None:
                  shape=shape)
     if k:
         y = imp.emit(n, Op.MUL, [y], Scalar(2.0**k), name=imp.fresh(n, "shift"), shape=shape)
-    lo, hi = _int_range(bool(imp.attr(n, "signed", 1)), bool(imp.attr(n, "narrow", 0)), out_bits)
+    lo, hi = quant_levels(out_bits, bool(imp.attr(n, "signed", 1)), bool(imp.attr(n, "narrow", 0)))
     imp.emit(n, Op.CLAMP, [y], Clamp(float(np.float32(lo) * np.float32(out_scale)),
                                      float(np.float32(hi) * np.float32(out_scale))))
 
@@ -184,5 +172,5 @@ def input_levels(proto, input_name: str) -> tuple[int, int, float, float] | None
     if bits != int(bits) or not 1 < bits <= 16 or not scale > 0:
         return None
     attrs = {a.name: a.i for a in q.attribute if a.name in ("signed", "narrow")}
-    lo, hi = _int_range(bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0)), int(bits))
+    lo, hi = quant_levels(int(bits), bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0)))
     return lo, hi, scale, zp

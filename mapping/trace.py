@@ -23,7 +23,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError
+from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError, first_line
 from mapping._builder import Builder, module_path
 from mapping.graph import (
     AdaptivePool,
@@ -400,11 +400,6 @@ def _copy(v: Any) -> Any:
     return v
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:300] if s else type(e).__name__
-
-
 def _fx_module(model: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(model, Tracer().trace(model))
 
@@ -440,8 +435,8 @@ def _graph_module(model: nn.Module, x: torch.Tensor) -> tuple[fx.GraphModule, st
         try:
             return _export_module(model, x), "torch.export"
         except Exception as e_ex:
-            raise UnsupportedOpError(f"cannot trace {type(model).__name__}: torch.fx: {_first_line(e_fx)}; "
-                                     f"torch.export: {_first_line(e_ex)}") from e_ex
+            raise UnsupportedOpError(f"cannot trace {type(model).__name__}: torch.fx: {first_line(e_fx)}; "
+                                     f"torch.export: {first_line(e_ex)}") from e_ex
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None, *, verify: bool = True,
@@ -502,7 +497,7 @@ def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | No
         rec.run(x)
     except Exception as e:
         raise ShapeError(f"{type(model).__name__} cannot take an input of shape {tuple(x.shape)}: "
-                         f"{_first_line(e)}") from e
+                         f"{first_line(e)}") from e
     b = Builder(gm, rec.values, int(x.shape[0]), name or type(model).__name__)
     return canonical(b.build(handle)), b
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwsim.errors import MappingError, UnsupportedOpError
-from mapping.graph import Graph, Node, Op
+from mapping.graph import Graph, Node, Op, quant_levels
 from mapping.xnor_program import Enc, Encoding
 
 __all__ = ["integer_thresholds", "decision_levels", "act_encoding", "layer_weights", "Affine", "BIG"]
@@ -46,8 +46,7 @@ def act_encoding(n: Node) -> Encoding:
         raise UnsupportedOpError(f"quantizer {n.name!r} ({n.module}): rounding {a.rounding!r} has no threshold rule")
     if a.bits == 1 and a.signed:
         return Encoding(Enc.BINARY, 1, float(a.scale))
-    lo = -(2 ** (a.bits - 1)) + int(a.narrow) if a.signed else 0
-    hi = 2 ** (a.bits - 1) - 1 if a.signed else 2**a.bits - 1 - int(a.narrow)
+    lo, hi = quant_levels(a.bits, a.signed, a.narrow)
     if hi <= lo:
         raise UnsupportedOpError(f"quantizer {n.name!r} ({n.module}) has a single level")
     levels = hi - lo + 1

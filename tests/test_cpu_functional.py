@@ -168,7 +168,7 @@ def test_calibration_warns_when_no_process_had_its_threads_close(monkeypatch):
     chain_graphs = [trace(m.eval(), s) for m, s in cal._chains()]
     seen = {"round_trips_s": [400e-9, 420e-9, 410e-9, 430e-9], "processes": 2, "set_aside": 0, "none_close": True}
     monkeypatch.setattr(cal, "_parallel_layer_times",
-                        lambda kinds, quick, n: ([6e-5] * len(measured), [5e-4] * len(chain_graphs), seen))
+                        lambda kinds, quick, n, **kw: ([6e-5] * len(measured), [5e-4] * len(chain_graphs), seen))
     monkeypatch.setattr(cal, "_ncpus", lambda: 2)
     spec = CPUSpec(cores=2, layer_overhead_s=3e-6)
     with pytest.warns(UserWarning, match="no all-thread process ran with its threads sharing a last-level cache"):

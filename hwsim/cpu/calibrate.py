@@ -845,8 +845,7 @@ def _calibrate_parallel(spec: CPUSpec, quick: bool, measured: list[_Measured],
     with _threads(n):
         t2 = _peak_flops(True, clock="wall")["conv_s"]
     layers = [m for m in measured if m.kind in kinds]
-    kw = {} if phase is _no_phase else {"phase": phase}  # (the three-argument form when no bar is drawn)
-    times, chain_times, seen = _parallel_layer_times(kinds, quick, n, **kw)
+    times, chain_times, seen = _parallel_layer_times(kinds, quick, n, phase=phase)
     items = list(zip((m.graph for m in layers), times))
     probe = [(m.seconds, t) for m, t in zip(layers, times) if (m.kind, m.args, m.shape) == PROBE_LAYER]
     phase(f"fitting {', '.join(PARALLEL_FIELDS)}")
