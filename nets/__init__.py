@@ -23,9 +23,11 @@ from nets import (  # noqa: E402,F401
 )
 from nets.registry import NetArgumentError, NetInfo, UnknownNetError, get, info, keywords, names, register
 
-# FINN's binary/quantized nets (nets/finn.py) register through the same registry when present.
-if importlib.util.find_spec("nets.finn") is not None:
-    importlib.import_module("nets.finn")
+# FINN's binary/quantized nets (nets/finn.py) and Larq's binary nets (nets/larq.py) register through the
+# same registry when present.
+for _optional in ("nets.finn", "nets.larq"):
+    if importlib.util.find_spec(_optional) is not None:
+        importlib.import_module(_optional)
 
 __all__ = ["get", "names", "info", "keywords", "register", "NetInfo", "UnknownNetError", "NetArgumentError"]
 from nets.layers import BinaryConv2d, BinaryLinear, BinarySign, QuantAct, QuantConv2d, QuantLinear  # noqa: E402,F401
