@@ -198,8 +198,8 @@ def _top(name: str) -> str:
 
 
 def _leaf(name: str) -> bool:
-    """The modules every layer may import: the error classes and the Numba kernels (neither imports torch)."""
-    return name == "hwsim.errors" or name == "hwsim.kernels" or name.startswith(("hwsim.errors.", "hwsim.kernels."))
+    """The modules every layer may import: the error classes, the cache helper and the Numba kernels (none imports torch)."""
+    return name in ("hwsim.errors", "hwsim.kernels", "hwsim.cache") or name.startswith(("hwsim.errors.", "hwsim.kernels."))
 
 
 def test_errors_is_a_leaf():
@@ -234,8 +234,8 @@ def test_the_zoo_never_imports_the_simulators():
 
 
 # the front ends of each target (they train or measure torch models) and the co-design loops (they build nets)
-_FRONT_ENDS = ("hwsim.cli", "hwsim.api", "hwsim.demo", "hwsim.plot", "hwsim.codesign", "hwsim.cpu.calibrate",
-               "hwsim.cpu.demo", "hwsim.imc.demo", "hwsim.xnor.demo")
+_FRONT_ENDS = ("hwsim.cli", "hwsim.api", "hwsim.evaluate", "hwsim.demo", "hwsim.plot", "hwsim.codesign",
+               "hwsim.cpu.calibrate", "hwsim.cpu.calibration", "hwsim.cpu.demo", "hwsim.imc.demo", "hwsim.xnor.demo")
 
 
 def _simulator(m: str) -> bool:

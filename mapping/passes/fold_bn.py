@@ -10,29 +10,20 @@ copy per BN, which is what the hardware would have to store.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 
+from hwsim.cache import identity_cache
 from mapping.graph import Graph, Node, Op
 
 __all__ = ["fold_bn", "fold_bn_cached"]
 
-_FOLDED: OrderedDict[int, tuple[Graph, Graph]] = OrderedDict()
 
-
+@identity_cache(maxsize=16)
 def fold_bn_cached(graph: Graph) -> Graph:
-    """:func:`fold_bn` of ``graph``, remembered per graph object (the last 16): a sweep that costs one graph
-    on many specs folds it once. Graphs are not modified after tracing; the result must not be either."""
-    hit = _FOLDED.get(id(graph))
-    if hit is not None and hit[0] is graph:
-        _FOLDED.move_to_end(id(graph))
-        return hit[1]
-    out = fold_bn(graph)
-    _FOLDED[id(graph)] = (graph, out)
-    while len(_FOLDED) > 16:
-        _FOLDED.popitem(last=False)
-    return out
+    """:func:`fold_bn` of ``graph``, remembered per graph object (the last 16; :func:`hwsim.cache.clear_caches`
+    empties it): a sweep that costs one graph on many specs folds it once. Graphs are not modified after tracing;
+    the result must not be either."""
+    return fold_bn(graph)
 
 
 def fold_bn(graph: Graph) -> Graph:
