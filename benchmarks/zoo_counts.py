@@ -12,7 +12,10 @@ and bias operations) report ``macs_compared`` under that convention; other rows 
 
 Usage::
 
-    python benchmarks/zoo_counts.py [--out benchmarks/results/zoo_counts.csv]
+    python benchmarks/zoo_counts.py [--out benchmarks/results/zoo_counts.csv] [--nets name1,name2]
+
+``--nets`` recomputes only the default-configuration rows of the named nets and merges them into the
+existing CSV (other rows kept as they are), so adding a net does not retrace the whole zoo.
 """
 from __future__ import annotations
 
@@ -74,11 +77,37 @@ def collect() -> list[dict]:
     return rows
 
 
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """Default-configuration rows of ``old`` with those of ``new``'s nets replaced or added (sorted by name),
+    then ``old``'s variant rows unchanged.
+
+    ``collect`` writes one default row per registered net, then the variants (which only use registered
+    names), so the default block of ``old`` is its first (number of distinct names) rows.
+    """
+    k = len({r["name"] for r in old})
+    fresh = {r["name"]: r for r in new}
+    defaults = {r["name"]: r for r in old[:k]} | fresh
+    return [defaults[n] for n in sorted(defaults)] + old[k:]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "zoo_counts.csv")
+    ap.add_argument("--nets", default="", help="comma-separated net names: recompute only these rows, merge into --out")
     args = ap.parse_args()
-    rows = collect()
+    only = [n for n in args.nets.split(",") if n]
+    for n in only:
+        nets.info(n)  # unknown name: UnknownNetError before any work
+    if only:
+        if not args.out.exists():
+            raise SystemExit(f"--nets merges into an existing CSV; {args.out} does not exist")
+        with args.out.open(newline="") as f:
+            old = list(csv.DictReader(f))
+        new = [row(n, {}, nets.info(n).published_params, nets.info(n).published_macs, nets.info(n).counts_source,
+                   nets.info(n).notes) for n in only]
+        rows = merge(old, [{k: str(v) for k, v in r.items()} for r in new])
+    else:
+        rows = collect()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
@@ -87,7 +116,8 @@ def main() -> None:
     diffs = [(abs(float(r[k])), r["name"], r["config"], k) for r in rows for k in ("params_diff_pct", "macs_diff_pct")
              if r[k] != ""]
     worst = max(diffs)
-    print(f"{len(rows)} rows -> {args.out}; IR agrees on {sum(r['ir_agrees'] for r in rows)}/{len(rows)}; "
+    agree = sum(str(r["ir_agrees"]) == "True" for r in rows)
+    print(f"{len(rows)} rows -> {args.out}; IR agrees on {agree}/{len(rows)}; "
           f"max |diff| {worst[0]:.2f} % ({worst[1]} {worst[2]} {worst[3]})")
 
 

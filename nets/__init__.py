@@ -10,15 +10,23 @@ import importlib.util
 
 # Architecture modules register their nets on import (order irrelevant: names are global).
 from nets import (  # noqa: E402,F401
+    alexnet,
     condensenet,
     densenet,
+    efficientnet,
     ghostnet,
+    googlenet,
     hardnet,
     itnet,
     mgic,
+    mnasnet,
     mobilenet,
+    mobilenetv3,
+    regnet,
     resnet,
     shufflenet,
+    squeezenet,
+    tiny,
     vgg,
 )
 from nets.registry import NetArgumentError, NetInfo, UnknownNetError, get, info, keywords, names, register

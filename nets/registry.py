@@ -30,7 +30,7 @@ __all__ = [
     "info",
 ]
 
-TASKS = ("classification", "segmentation")
+TASKS = ("classification", "segmentation", "anomaly-detection")
 
 
 class UnknownNetError(UnknownNameError):

@@ -14,19 +14,19 @@ from nets.variants import VARIANTS, rounding_tolerance
 TOL = 0.02  # relative tolerance against published counts
 
 NAMES = nets.names()
-BIG = {"vgg16", "resnet50", "densenet121", "hardnet68", "hardnet85", "ghostnet"}  # slow: left out of the quick run
+BIG = {"vgg16", "resnet50", "densenet121", "hardnet68", "hardnet85", "ghostnet", "alexnet"}  # slow: left out of the quick run
 FOUNDATION = ["resnet18", "resnet20", "vgg8", "vgg-small", "mobilenetv2", "itnet"]
 # Forward passes and traces of the ImageNet-size nets run at 64x64 (all their pools are adaptive; 64 px
 # survives five stride-2 stages) and the CamVid net at 96x128, to keep the suite fast on 2 cores. Their
 # counts at the default shape are checked on the meta device (test_counts_match_published).
-REDUCED = {"itnet-seg": (1, 3, 96, 128)}
+REDUCED = {"itnet-seg": (1, 3, 96, 128), "alexnet": (1, 3, 227, 227)}  # AlexNet's FC layers need 227x227
 
 
 def _run_shape(name: str) -> tuple[int, ...]:
     shape = nets.info(name).input_shape
     if name in REDUCED:
         return REDUCED[name]
-    return (1, 3, 64, 64) if shape[-1] >= 224 else shape
+    return (1, 3, 64, 64) if len(shape) == 4 and shape[-1] >= 224 else shape
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -98,8 +98,8 @@ def test_register_twice_rejected():
 def test_info_fields(name):
     i = nets.info(name)
     assert i.name == name
-    assert i.input_shape[0] == 1 and len(i.input_shape) == 4
-    assert i.task in ("classification", "segmentation")
+    assert i.input_shape[0] == 1 and len(i.input_shape) == (2 if "autoencoder" in i.tags else 4)
+    assert i.task in ("classification", "segmentation", "anomaly-detection")
     assert i.source
     if i.published_params is not None or i.published_macs is not None:
         assert i.counts_source
@@ -133,7 +133,7 @@ def test_forward_and_ir_counts(name):
     assert t.macs == count_macs(m, shape)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [n for n in NAMES if "num_classes" in nets.keywords(n)])
 def test_num_classes_kwarg(name):
     shape = nets.info(name).input_shape
     try:
@@ -338,6 +338,10 @@ def test_builder_value_error_becomes_hwsim_error():
     assert "divisible" in str(e.value)
     with pytest.raises(NetArgumentError):
         nets.get("resnet18", seed="0")
+
+
+def test_only_the_autoencoder_lacks_num_classes():
+    assert [n for n in NAMES if "num_classes" not in nets.keywords(n)] == ["tiny-autoencoder"]
 
 
 def test_register_validates():
