@@ -70,6 +70,8 @@ class Report:
     fits_on_chip: bool = True
     fit_reason: str = ""
     peak_activation_bytes: int = 0
+    arena_bytes: int = 0  # int8 CPU target: the activation arena as TFLite Micro plans it (0: not planned)
+    flash_bytes: int = 0  # int8 CPU target: int8 weights + int32 biases in flash (0: not computed)
     exits: tuple[ExitReport, ...] = ()
     area_mm2: float = 0.0
     notes: tuple[str, ...] = ()
@@ -130,6 +132,8 @@ class Report:
             f"weights on chip {_si(self.onchip_weight_bytes, 'B')} of {_si(self.onchip_capacity_bytes, 'B')}: {fit}",
             f"peak activations {_si(self.peak_activation_bytes, 'B')}",
         ]
+        if self.arena_bytes or self.flash_bytes:
+            lines.append(f"int8 arena {_si(self.arena_bytes, 'B')}, weights in flash {_si(self.flash_bytes, 'B')}")
         if len(self.exits) > 1:
             lines.append("exits: " + ", ".join(f"{e.name} {_si(e.latency_s, 's')}/{_si(e.energy_j, 'J')}"
                                                for e in self.exits))

@@ -7,14 +7,23 @@ The pipeline, in order:
 3. one :func:`hwsim.cpu.cost.layer_cost` per node, nodes run one after another;
 4. the memory verdict: weights against flash (or RAM), activations (+ weights) against RAM;
 5. when ``x`` is given, the functional model (``hwsim.functional.run``, fp32 kernels) computes the outputs.
+
+With ``spec.precision == "int8"`` the network runs as TFLite's post-training-quantized integer program
+(:mod:`hwsim.cpu.int8`, bit-exact TFLite arithmetic) when ``x`` is given — an op it cannot run is then refused before
+any work (the cost model alone runs on any graph); the activations are one arena planned as TFLite Micro's greedy
+planner does and the weights are int8 + int32 biases (:mod:`hwsim.cpu.arena`); the report's ``arena_bytes`` / ``flash_bytes`` carry them and the memory verdict compares
+the arena with RAM and the weights with flash. ``calib`` (default: ``x`` itself) calibrates the activations.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
+from hwsim.cpu.arena import flash_bytes, plan_int8_arena
 from hwsim.cpu.cost import LayerCost, layer_cost, placement
+from hwsim.cpu.int8 import check_int8
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from hwsim.errors import SpecError
 from hwsim.report import ExitReport, LayerReport, Report, Result
@@ -22,28 +31,35 @@ from mapping.analysis import node_macs, peak_live_elements
 from mapping.graph import Graph
 from mapping.passes.fold_bn import fold_bn_cached as fold_bn_pass
 
-__all__ = ["simulate", "cost_report", "memory_verdict"]
+__all__ = ["simulate", "cost_report", "memory_verdict", "precision"]
 
 
 def _mib(b: float) -> str:
     return f"{b / 2**20:.2f} MiB" if b >= 2**20 else f"{b / 2**10:.1f} KiB"
 
 
-def memory_verdict(spec: CPUSpec, weight_bytes: int, activation_bytes: int) -> tuple[bool, str, int]:
-    """(fits, reason, capacity for the weights in bytes): weights in flash (or RAM) and peak activations in RAM."""
+def precision(spec: CPUSpec) -> str:
+    """The spec's arithmetic: "fp32" or "int8" (specs without a ``precision`` field are fp32)."""
+    return getattr(spec, "precision", "fp32")
+
+
+def memory_verdict(spec: CPUSpec, weight_bytes: int, activation_bytes: int,
+                   activation_label: str = "peak activations") -> tuple[bool, str, int]:
+    """(fits, reason, capacity for the weights in bytes): weights in flash (or RAM) and peak activations (the int8
+    arena: ``activation_label="arena"``) in RAM."""
     if spec.weights_in_flash:
         problems = []
         if weight_bytes > spec.flash_bytes:
             problems.append(f"weights {_mib(weight_bytes)} > flash {_mib(spec.flash_bytes)}")
         if activation_bytes > spec.ram_bytes:
-            problems.append(f"peak activations {_mib(activation_bytes)} > RAM {_mib(spec.ram_bytes)}")
+            problems.append(f"{activation_label} {_mib(activation_bytes)} > RAM {_mib(spec.ram_bytes)}")
         reason = ("does not fit: " + "; ".join(problems)) if problems else (
-            f"fits: weights {_mib(weight_bytes)} in flash {_mib(spec.flash_bytes)}, peak activations "
+            f"fits: weights {_mib(weight_bytes)} in flash {_mib(spec.flash_bytes)}, {activation_label} "
             f"{_mib(activation_bytes)} in RAM {_mib(spec.ram_bytes)}")
         return not problems, reason, spec.flash_bytes
     need = weight_bytes + activation_bytes
     ok = need <= spec.ram_bytes
-    reason = (f"{'fits' if ok else 'does not fit'}: weights {_mib(weight_bytes)} + peak activations "
+    reason = (f"{'fits' if ok else 'does not fit'}: weights {_mib(weight_bytes)} + {activation_label} "
               f"{_mib(activation_bytes)} {'<=' if ok else '>'} RAM {_mib(spec.ram_bytes)}")
     return ok, reason, spec.ram_bytes
 
@@ -77,7 +93,10 @@ def _cores_used(spec: CPUSpec, threads: int | None) -> int:
 
 def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Report:
     """The cost report of the graph ``g`` as it will run (batch norm already folded when ``folded``)."""
-    act_bytes = peak_live_elements(g) * g.batch * BYTES_PER_ELEMENT
+    int8 = precision(spec) == "int8"
+    arena = plan_int8_arena(g).arena_bytes if int8 else 0
+    flash = flash_bytes(g) if int8 else 0
+    act_bytes = arena if int8 else peak_live_elements(g) * g.batch * BYTES_PER_ELEMENT
     place = placement(g, spec, act_bytes, n)
     layers, cum_t, cum_e, at = [], 0.0, 0.0, {}
     for node in g.nodes:
@@ -87,34 +106,65 @@ def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Repo
         cum_e += c.energy_j
         at[node.name] = (cum_t, cum_e)
     exits = tuple(ExitReport(name=o, latency_s=at[o][0], energy_j=at[o][1]) for o in g.outputs)
-    fits, reason, capacity = memory_verdict(spec, place.total_weight_bytes, act_bytes)
-    notes = [f"{n} of {spec.cores} cores; fp32 weights in {place.weight_home}"
+    weight_bytes = flash if int8 else place.total_weight_bytes
+    fits, reason, capacity = memory_verdict(spec, weight_bytes, act_bytes, "arena" if int8 else "peak activations")
+    notes = [f"{n} of {spec.cores} cores; {precision(spec)} weights in {place.weight_home}"
              + ("; batch norm folded" if folded else "")]
+    if int8:
+        notes.append("int8 as TFLite's post-training quantization computes it; activation arena planned as TFLite "
+                     "Micro's GreedyMemoryPlanner")
     return Report(
         target="cpu", network=network, spec_name=spec.name, batch=g.batch, layers=tuple(layers),
-        latency_s=cum_t, energy_j=cum_e, onchip_weight_bytes=place.total_weight_bytes,
+        latency_s=cum_t, energy_j=cum_e, onchip_weight_bytes=weight_bytes, arena_bytes=arena, flash_bytes=flash,
         onchip_capacity_bytes=capacity, fits_on_chip=fits, fit_reason=reason, peak_activation_bytes=act_bytes,
         exits=exits, notes=tuple(notes),
     )
 
 
 def simulate(graph: Graph, spec: CPUSpec, x: np.ndarray | None = None, *, seed: int = 0,
-             threads: int | None = None, fold_bn: bool = True) -> Result:
+             threads: int | None = None, fold_bn: bool = True, calib: np.ndarray | None = None) -> Result:
     """Run ``graph`` on the CPU ``spec``.
 
     ``x``: input batch (N×C×H×W numpy) or None for the cost model only. ``threads``: cores to use
     (default: all of ``spec.cores``). ``fold_bn``: fold batch norm into conv/linear first (what a deployed
     runtime does; outputs equal the unfolded net up to fp32 rounding). ``seed`` is accepted for the
-    common signature; the CPU model has no random parts. Returns ``Result(outputs, report)``: outputs is
-    an array (a list for a multi-output net) or None.
+    common signature; the CPU model has no random parts. ``calib``: int8 specs only, the batch (N x input dims)
+    that calibrates the activation ranges (default: ``x``; calibrating on the evaluated batch is the optimistic
+    case; unused without ``x``). Returns ``Result(outputs, report)``: outputs is an array (a list for a multi-output net) or None.
     """
     del seed  # deterministic target
+    int8 = precision(spec) == "int8"
+    if calib is not None and not int8:
+        raise SpecError("calib= calibrates int8 activations; this spec's precision is fp32")
     g = fold_bn_pass(graph) if fold_bn else graph  # folded once, for the cost and the outputs
+    if int8 and x is not None:
+        check_int8(g)  # an op the int8 functional path cannot run is refused before any work
+    if x is not None:
+        from hwsim.functional import check_input
+
+        x = check_input(g, x)
+        if int8 and calib is not None:
+            calib = check_input(g, calib)
     report = _report(graph.name, g, spec, _cores_used(spec, threads), fold_bn)
     outputs: Sequence[np.ndarray] | np.ndarray | None = None
     if x is not None:
-        from hwsim.functional import run
-
-        outs = run(g, x)
+        outs = _run_int8(g, x, calib) if int8 else _run_fp32(g, x)
         outputs = outs[0] if len(outs) == 1 else list(outs)
+        if int8:
+            on = (f"a calibration batch of {len(calib)}" if calib is not None
+                  else "the evaluated batch itself (optimistic: pass calib= to calibrate apart)")
+            report = dataclasses.replace(report, notes=report.notes + (f"int8 activation ranges calibrated on {on}",))
     return Result(outputs=outputs, report=report)
+
+
+def _run_fp32(g: Graph, x: np.ndarray) -> list[np.ndarray]:
+    from hwsim.functional import run
+
+    return run(g, x)
+
+
+def _run_int8(g: Graph, x: np.ndarray, calib: np.ndarray | None) -> list[np.ndarray]:
+    from hwsim.cpu.int8 import quantize_int8
+    from hwsim.cpu.int8_run import run_int8
+
+    return run_int8(quantize_int8(g, x if calib is None else calib, fold_bn=False), x)
