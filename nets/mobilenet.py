@@ -9,6 +9,11 @@ MobileNetV2: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlen
 (arXiv 1801.04381), Table 2, layout of torchvision/models/mobilenetv2.py: channels rounded with
 ``make_divisible(c * width_mult, 8)``, last conv 1280 channels kept at 1280 for width_mult <= 1
 (scaled above), ReLU6, linear bottlenecks, residual when stride 1 and cin == cout.
+``layout="ncnn"`` builds Tencent/ncnn's ``benchmark/models/mobilenet_v2.param`` (commit a4d2ea1; a Caffe
+conversion), whose timings ``benchncnn`` reports: the first bottleneck (t = 1) keeps a 1x1 "expand" conv
+32 -> 32 (+1,024 weights, +12.8 M MACs: 313.6 M instead of 300.8 M) and every activation is ReLU instead
+of ReLU6 (same cost). BN stays a separate layer (folded into conv biases in ncnn's file; folding changes
+neither weights nor MACs).
 """
 from __future__ import annotations
 
@@ -45,16 +50,17 @@ class MobileNetV1(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """1x1 expand (t) -> 3x3 depthwise (stride) -> 1x1 linear project; residual if stride 1 and cin == cout."""
+    """1x1 expand (t; omitted at t = 1 unless ``expand_conv``) -> 3x3 depthwise (stride) -> 1x1 linear project;
+    residual if stride 1 and cin == cout. ``act``: the activation after expand and depthwise."""
 
-    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int, act: str = "relu6", expand_conv: bool = False):
         super().__init__()
         hidden = int(round(cin * expand))
         layers: list[nn.Module] = []
-        if expand != 1:
-            layers.append(ConvBNAct(cin, hidden, 1, act="relu6"))
+        if expand != 1 or expand_conv:
+            layers.append(ConvBNAct(cin, hidden, 1, act=act))
         layers += [
-            ConvBNAct(hidden, hidden, 3, stride, groups=hidden, act="relu6"),
+            ConvBNAct(hidden, hidden, 3, stride, groups=hidden, act=act),
             ConvBNAct(hidden, cout, 1, act=None),
         ]
         self.conv = nn.Sequential(*layers)
@@ -69,19 +75,25 @@ _V2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1)
 
 
 class MobileNetV2(nn.Module):
-    """MobileNetV2 at width multiplier ``width_mult``; ``dropout`` before the classifier as in torchvision."""
+    """MobileNetV2 at width multiplier ``width_mult``; ``dropout`` before the classifier as in torchvision.
 
-    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2):
+    ``layout="ncnn"``: expand conv in the first bottleneck too, ReLU instead of ReLU6 (module docstring).
+    """
+
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2,
+                 layout: str = "torchvision"):
         super().__init__()
+        ncnn = layout == "ncnn"
+        act = "relu" if ncnn else "relu6"
         cin = make_divisible(32 * width_mult, 8)
         last = make_divisible(1280 * max(1.0, width_mult), 8)
-        layers: list[nn.Module] = [ConvBNAct(3, cin, 3, 2, act="relu6")]
+        layers: list[nn.Module] = [ConvBNAct(3, cin, 3, 2, act=act)]
         for t, c, n, s in _V2:
             cout = make_divisible(c * width_mult, 8)
             for i in range(n):
-                layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+                layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t, act, expand_conv=ncnn))
                 cin = cout
-        layers.append(ConvBNAct(cin, last, 1, act="relu6"))
+        layers.append(ConvBNAct(cin, last, 1, act=act))
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
@@ -116,7 +128,10 @@ def mobilenetv1(num_classes: int = 1000, width_mult: float = 1.0) -> nn.Module:
                         "README): 1.0: 300M/3.47M, 1.4: 582M/6.06M, 0.5: 97M/1.95M (the paper's 6.9M for 1.4 disagrees "
                         "with its own checkpoint)",
           tags=("imagenet",))
-def mobilenetv2(num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2) -> nn.Module:
-    """MobileNetV2; ``width_mult`` e.g. 0.35, 0.5, 0.75, 1.0, 1.3, 1.4."""
+def mobilenetv2(num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2,
+                layout: str = "torchvision") -> nn.Module:
+    """MobileNetV2; ``width_mult`` e.g. 0.35, 0.5, 0.75, 1.0, 1.3, 1.4; ``layout="ncnn"``: ncnn's benchmark
+    mobilenet_v2.param (module docstring; the file is width 1.0)."""
     _checks(num_classes, width_mult)
-    return MobileNetV2(num_classes, width_mult, dropout)
+    check(layout in ("torchvision", "ncnn"), f"layout must be 'torchvision' or 'ncnn', got {layout!r}")
+    return MobileNetV2(num_classes, width_mult, dropout, layout)

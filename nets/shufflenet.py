@@ -7,6 +7,12 @@ Mobile Devices", CVPR'18 (arXiv 1707.01083), Table 1; layout of the official Meg
 -BN -> 1x1 group conv -BN; stride 1: ReLU(x + f(x)); stride 2: concat(avgpool3x3/2(x), ReLU(f(x)))
 with f producing Cout - Cin channels; bottleneck = Cout / 4; stages repeat (4, 8, 4); classifier
 without bias. The shuffle is the paper's (reshape (g, C/g) -> transpose), a ``ChannelShuffle``.
+``layout="ncnn"`` builds Tencent/ncnn's ``benchmark/models/shufflenet.param`` (commit a4d2ea1; a Caffe
+model, g = 3, 1x), whose timings ``benchncnn`` reports: a stage's stride-2 unit has bottleneck
+(Cout - Cin) / 4 (54, 60, 120 instead of 60, 120, 240: 127.1 M MACs instead of 137.5 M), the first unit has
+no shuffle after its ungrouped 1x1 conv, the ReLU of a stride-2 unit follows the concat, the pools (3x3/2
+max after the stem, 3x3/2 average on the shortcut) are unpadded in ceil mode (Caffe), and the classifier
+has a bias. BN stays a separate layer (folded into conv biases in ncnn's file).
 
 ShuffleNetV2: Ma et al., "ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture
 Design", ECCV'18 (arXiv 1807.11164), Table 5; unit as in the paper's Fig. 3(c)/(d) and
@@ -39,24 +45,28 @@ def _bn_conv(cin, cout, k=1, stride=1, groups=1):
 
 # ---------------------------------------------------------------- ShuffleNetV1
 class ShuffleV1Unit(nn.Module):
-    """ShuffleNet unit (Zhang et al. Fig. 2 (b) stride 1, (c) stride 2)."""
+    """ShuffleNet unit (Zhang et al. Fig. 2 (b) stride 1, (c) stride 2); ``ncnn``: ncnn's layout (module docstring)."""
 
-    def __init__(self, cin: int, cout: int, groups: int, stride: int, first_group: bool):
+    def __init__(self, cin: int, cout: int, groups: int, stride: int, first_group: bool, ncnn: bool = False):
         super().__init__()
-        self.stride = stride
-        mid = cout // 4
+        self.stride, self.ncnn = stride, ncnn
         out = cout - cin if stride == 2 else cout
+        mid = out // 4 if ncnn else cout // 4
         self.gconv1 = nn.Sequential(*_bn_conv(cin, mid, 1, groups=1 if first_group else groups), nn.ReLU(inplace=True))
-        self.shuffle = ChannelShuffle(groups) if groups > 1 else nn.Identity()
+        shuffled = groups > 1 and not (ncnn and first_group)
+        self.shuffle = ChannelShuffle(groups) if shuffled else nn.Identity()
         self.dwconv = nn.Sequential(*_bn_conv(mid, mid, 3, stride, groups=mid))
         self.gconv2 = nn.Sequential(*_bn_conv(mid, out, 1, groups=groups))
         self.relu = nn.ReLU(inplace=True)
-        self.proj = nn.AvgPool2d(3, 2, 1) if stride == 2 else nn.Identity()
+        pool = nn.AvgPool2d(3, 2, 0, ceil_mode=True) if ncnn else nn.AvgPool2d(3, 2, 1)
+        self.proj = pool if stride == 2 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.gconv2(self.dwconv(self.shuffle(self.gconv1(x))))
         if self.stride == 1:
             return self.relu(x + y)
+        if self.ncnn:
+            return self.relu(torch.cat((self.proj(x), y), 1))
         return torch.cat((self.proj(x), self.relu(y)), 1)
 
 
@@ -66,22 +76,23 @@ _V1_STEM = {0.5: 12, 1.0: 24, 1.5: 24, 2.0: 48}  # Megvii network.py stage_out_c
 
 
 class ShuffleNetV1(nn.Module):
-    """ShuffleNetV1 s x (width_mult) with ``groups`` in {1, 2, 3, 4, 8}, 224x224."""
+    """ShuffleNetV1 s x (width_mult) with ``groups`` in {1, 2, 3, 4, 8}, 224x224; ``layout``: "megvii" or "ncnn"."""
 
-    def __init__(self, num_classes: int = 1000, groups: int = 3, width_mult: float = 1.0):
+    def __init__(self, num_classes: int = 1000, groups: int = 3, width_mult: float = 1.0, layout: str = "megvii"):
         super().__init__()
+        ncnn = layout == "ncnn"
         stem = _V1_STEM[width_mult]
         chans = [int(c * width_mult) for c in _V1_CHANNELS[groups]]
         self.first_conv = nn.Sequential(*_bn_conv(3, stem, 3, 2), nn.ReLU(inplace=True))
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.maxpool = nn.MaxPool2d(3, 2, 0, ceil_mode=True) if ncnn else nn.MaxPool2d(3, 2, 1)
         units, cin = [], stem
         for s, (cout, n) in enumerate(zip(chans, (4, 8, 4))):
             for i in range(n):
-                units.append(ShuffleV1Unit(cin, cout, groups, 2 if i == 0 else 1, s == 0 and i == 0))
+                units.append(ShuffleV1Unit(cin, cout, groups, 2 if i == 0 else 1, s == 0 and i == 0, ncnn))
                 cin = cout
         self.features = nn.Sequential(*units)
         self.globalpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.classifier = nn.Linear(cin, num_classes, bias=False)
+        self.classifier = nn.Linear(cin, num_classes, bias=ncnn)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,15 +236,21 @@ def _nc(num_classes) -> None:
           counts_source="megvii-model/ShuffleNet-Series ShuffleNetV1/README.md (1.0x, group=3: 138M FLOPs=MACs, 1.9M "
                         "params); paper Table 1: 1x g=1/2/3/4/8 = 143/140/137/133/137 MFLOPs",
           tags=("imagenet",))
-def shufflenetv1(num_classes: int = 1000, groups: int = 3, width_mult: float = 1.0) -> nn.Module:
-    """ShuffleNetV1; ``groups`` in {1, 2, 3, 4, 8}; ``width_mult`` (the paper's s) in {0.5, 1.0, 1.5, 2.0}."""
+def shufflenetv1(num_classes: int = 1000, groups: int = 3, width_mult: float = 1.0, layout: str = "megvii") -> nn.Module:
+    """ShuffleNetV1; ``groups`` in {1, 2, 3, 4, 8}; ``width_mult`` (the paper's s) in {0.5, 1.0, 1.5, 2.0};
+    ``layout="ncnn"``: ncnn's benchmark shufflenet.param (module docstring; the file is g = 3, 1x)."""
     _nc(num_classes)
     check(groups in _V1_CHANNELS, f"groups must be one of {sorted(_V1_CHANNELS)}, got {groups!r}")
     check(width_mult in _V1_STEM, f"width_mult must be one of {sorted(_V1_STEM)}, got {width_mult!r}")
-    for c in _V1_CHANNELS[groups]:
-        check(int(c * width_mult) // 4 % groups == 0,
-              f"shufflenetv1: width_mult={width_mult} with groups={groups} gives channels not divisible by groups")
-    return ShuffleNetV1(num_classes, groups, width_mult)
+    check(layout in ("megvii", "ncnn"), f"layout must be 'megvii' or 'ncnn', got {layout!r}")
+    cin = _V1_STEM[width_mult]
+    for c in (int(c * width_mult) for c in _V1_CHANNELS[groups]):
+        mid = (c - cin) // 4 if layout == "ncnn" else c // 4  # the stage's first (stride-2) unit
+        check(mid % groups == 0 and c // 4 % groups == 0 and (c - cin) % groups == 0,
+              f"shufflenetv1: width_mult={width_mult} with groups={groups} (layout={layout!r}) gives channels not "
+              "divisible by groups")
+        cin = c
+    return ShuffleNetV1(num_classes, groups, width_mult, layout)
 
 
 @register("shufflenetv2", input_shape=(1, 3, 224, 224), task="classification",

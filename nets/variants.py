@@ -6,6 +6,11 @@ the net's :class:`~nets.registry.NetInfo`.
 
 Tolerance: papers round to two or three significant digits; the tests allow 2 % plus half a unit of
 the last published digit.
+
+``layout="ncnn"`` entries are the topologies of Tencent/ncnn's benchmark param files (commit a4d2ea1), which
+``benchncnn`` times; their published MACs are exact sums over the file (conv + InnerProduct weight_data_size
+x output pixels, as in ``tests/test_zoo_ncnn_layouts.py``). No published params: the file's biases hold the
+folded BN, so its parameter total is not comparable with a net that keeps BN.
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ _GG = "huawei-noah/Efficient-AI-Backbones g_ghost_pytorch/readme.md"
 _CN = "ShichenLiu/CondenseNet README (FLOPs from its utils.measure_model counter)"
 _DN = "Huang et al., Densely Connected Convolutional Networks, CVPR'17, Table 2"
 _TV = "torchvision model docs (*_Weights.IMAGENET1K_V1: params, GFLOPS=GMACs)"
+_NCNN = "Tencent/ncnn benchmark/models/{} (a4d2ea1): MACs summed over its Convolution/InnerProduct layers"
 
 VARIANTS: tuple[Variant, ...] = (
     # The paper (Table 4) lists 6.9M params for MobileNetV2 1.4; its own released checkpoint has 6.06M.
@@ -83,6 +89,20 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("condensenet86", {"stages": (16, 16, 16)}, 0.65e6, 81.3e6, _CN + " (CondenseNet-98)", macs_convention="condensenet"),
     Variant("condensenet86", {"stages": (18, 18, 18)}, 0.79e6, 98.2e6, _CN + " (CondenseNet-110)", macs_convention="condensenet"),
     Variant("condensenet86", {"stages": (20, 20, 20)}, 0.95e6, 116.7e6, _CN + " (CondenseNet-122)", macs_convention="condensenet"),
+    # the topologies benchncnn times (../shared/data/ncnn_arm_boards.csv)
+    Variant("resnet18", {"layout": "ncnn"}, None, 1_826_918_400, _NCNN.format("resnet18.param")),
+    Variant("resnet50", {"layout": "ncnn"}, None, 3_857_973_248, _NCNN.format("resnet50.param")),
+    Variant("mobilenetv2", {"layout": "ncnn"}, None, 313_619_328, _NCNN.format("mobilenet_v2.param")),
+    Variant("shufflenetv1", {"layout": "ncnn"}, None, 127_061_304, _NCNN.format("shufflenet.param")),
+    # published layouts of nets whose default is ncnn's file
+    Variant("mobilenetv3-large", {"layout": "paper"}, 5_483_032, 219e6,
+            "Howard et al., Searching for MobileNetV3, ICCV'19, Table 3 (Large 1.0: 219M MAdds); exact params: "
+            "torchvision mobilenet_v3_large (5,483,032)"),
+    Variant("proxylessnas-mobile", {"first_width": 16}, 4_080_512, 320e6,
+            "params: osmr/imgclsmob pytorch/pytorchcv/models/proxylessnas.py (4,080,512); 320M MACs as tabulated for "
+            "ProxylessNAS-mobile in Chu et al., MoGA, arXiv 1908.01314"),
+    Variant("squeezenet1.1", {"conv10_pad": 0}, 1_235_496, 0.35e9,
+            _TV + " (SqueezeNet1_1: 1,235,496 params, 0.35 GFLOPS at 224x224)", input_shape=(1, 3, 224, 224)),
 )
 
 
