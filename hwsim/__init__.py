@@ -28,21 +28,24 @@ _EXPORTS: dict[str, str] = {
     "HwsimError": "hwsim.errors", "UnknownNameError": "hwsim.errors", "SpecError": "hwsim.errors",
     "PresetError": "hwsim.errors", "UnsupportedOpError": "hwsim.errors", "ShapeError": "hwsim.errors",
     "MappingError": "hwsim.errors", "ConversionError": "hwsim.errors",
+    "sweep": "hwsim.codesign.sweep", "evaluate": "hwsim.evaluate", "Evaluation": "hwsim.evaluate",
 }
 # subpackages and modules reachable as attributes after a bare ``import hwsim`` (``hwsim.cpu.simulate``)
 _SUBMODULES = frozenset({
-    "api", "cli", "codesign", "cpu", "demo", "errors", "functional", "imc", "kernels", "plot", "report", "specs",
-    "xnor",
+    "api", "cli", "codesign", "cpu", "demo", "errors", "evaluate", "functional", "imc", "kernels", "plot", "report",
+    "specs", "xnor",
 })
 
 __all__ = [
-    "simulate", "fit", "sweep", "as_graph", "load_preset", "preset_names", "spec_from_dict", "spec_to_dict",
+    "simulate", "fit", "sweep", "evaluate", "Evaluation", "as_graph", "load_preset", "preset_names", "spec_from_dict",
+    "spec_to_dict",
     "Report", "Result", "HwsimError", "UnknownNameError", "SpecError", "PresetError", "UnsupportedOpError",
     "ShapeError", "MappingError", "ConversionError", "__version__",
 ]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager names
     from hwsim.api import as_graph, fit, simulate  # noqa: F401
+    from hwsim.codesign.sweep import sweep  # noqa: F401
     from hwsim.errors import (  # noqa: F401
         ConversionError,
         HwsimError,
@@ -53,15 +56,9 @@ if TYPE_CHECKING:  # static analysers and IDEs see the eager names
         UnknownNameError,
         UnsupportedOpError,
     )
+    from hwsim.evaluate import Evaluation, evaluate  # noqa: F401
     from hwsim.report import Report, Result  # noqa: F401
     from hwsim.specs import load_preset, preset_names, spec_from_dict, spec_to_dict  # noqa: F401
-
-
-def sweep(*args, **kwargs):
-    """Evaluate a grid of specs × nets; see :func:`hwsim.codesign.sweep.sweep`."""
-    from hwsim.codesign.sweep import sweep as _sweep
-
-    return _sweep(*args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -279,7 +279,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         how = (f"{reused} row(s) reused from a previous run (delete the file to recompute them), "
                f"{computed} computed now" if reused else f"{computed} row(s) computed now, none reused")
         if ignored:
-            how += f"; {ignored} older row(s) in the file (other settings or hwsim version) not used"
+            how += (f"; {ignored} row(s) in the file from other settings, data, hwsim version or cost model "
+                    "not used (stale rows are recomputed)")
         print(f"results: {attrs['results_file']} ({how})", file=sys.stderr)
     if attrs.get("plot"):
         print(f"plot: {attrs['plot']}", file=sys.stderr)
@@ -287,7 +288,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cols = list(df.columns)
         spec_cols = cols[cols.index("target") + 1:cols.index("spec_name")] if "spec_name" in cols else []
         varying = [c for c in spec_cols if df[c].astype(str).nunique() > 1]
-        headline = [c for c in ("latency_s", "energy_j", "fps", "fits_on_chip", "area_mm2", "error") if c in cols]
+        headline = [c for c in ("latency_s", "energy_j", "fps", "fits_on_chip", "area_mm2", "accuracy",
+                                "top1_agreement", "rel_rms_error", "error") if c in cols]
         df = df[["net"] + varying + headline]
     print(df.to_string(max_rows=args.max_rows))
     return 0
@@ -322,8 +324,10 @@ TARGET_OPTIONS = """\
 target options (--option KEY=VALUE, repeatable; VALUE is JSON, else a string):
   cpu/*   threads=N            cores to use (default: all of the preset's)
           fold_bn=true|false   fold batch norm into conv/linear first (default true)
+          calib=[[...]]        int8 presets: the batch that calibrates activation ranges (default: x)
   imc/*   mode=pipelined|layer layers overlap in row chunks (default) or run one at a time
           max_chunks=N         row chunks per layer in pipelined mode (default 8)
+          read_seed=N          which inference's read noise to draw (default: the next one of the process)
   fpga/*  folding=auto|[[PE,SIMD],...]  per MVAU (default auto: cheapest meeting target_fps)
           target_fps=F         throughput the auto folding must reach
           kbit=decomposed|native  k-bit layers as binary branches (default) or native MVAUs

@@ -79,12 +79,17 @@ _BIN = ((2.0**40, "Ti"), (2.0**30, "Gi"), (2.0**20, "Mi"), (2.0**10, "Ki"), (1.0
 _COUNT = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
 
 
+_PERCENT = {"accuracy": "accuracy", "top1_agreement": "top-1 agreement"}  # fractions [0, 1] shown in percent
+
+
 def quantity(col: str, values: Any = None) -> tuple[str, float]:
     """``(axis label, factor)`` of a table column: the label names the quantity and its unit in the prefix that
     suits ``values`` (their largest magnitude between 1 and 1000 of it), and a value is shown as
     ``value / factor``. ``quantity("latency_s", [2e-5, 8e-5])`` is ``("latency [µs]", 1e-6)``;
     ``quantity("area_mm2")`` is ``("chip area [mm²]", 1.0)``; a column without a unit keeps its name (with
-    underscores as spaces) and factor 1."""
+    underscores as spaces) and factor 1; ``accuracy`` and ``top1_agreement`` (fractions) are shown in percent."""
+    if col in _PERCENT:
+        return f"{_PERCENT[col]} [%]", 0.01
     name = _NAMES.get(col)
     unit, kind = _SPECIAL.get(col, (None, ""))
     if unit is None:
@@ -227,7 +232,10 @@ def _quantity_axis(axis, col: str, values, log: bool) -> None:
     _unit_axis(axis, label, factor, log)
 
 
-def _log_ok(values) -> bool:
+def _log_ok(values, col: str = "") -> bool:
+    """A log axis suits the column: every value positive and finite (fractions such as accuracy stay linear)."""
+    if col in _PERCENT:
+        return False
     v = np.asarray(values, dtype=float)
     return bool(len(v)) and bool(np.all(v > 0)) and bool(np.all(np.isfinite(v)))
 
@@ -277,7 +285,8 @@ def _colors(values: Sequence[Any]) -> dict[Any, Any]:
 # ----------------------------------------------------------------------------- Pareto
 def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[str, str] = ("min", "min"),
            hue: str | None = None, by: str | None = "net", labels: str | Sequence[str] | None = "auto",
-           log: bool = True, title: str | None = None, save=None):
+           log: bool = True, title: str | None = None, save=None, floor: Mapping[str, float] | None = None,
+           also: Mapping[str, str] | None = None):
     """Scatter of every successful row with one Pareto front of (x, y) per value of ``by`` (per net), each drawn as
     a step line over its front points.
 
@@ -289,30 +298,42 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
         of a :func:`hwsim.sweep` table; those constant on it go into its legend entry) when a panel's fronts have at
         most :data:`FRONT_LABELS_MAX` points (another table: no labels); a list of columns names those (the ones
         that vary on a front); None draws no labels.
-    log: log axes where every value is positive (labelled at round numbers of the unit, see :func:`quantity`).
+    log: log axes where every value is positive (labelled at round numbers of the unit, see :func:`quantity`;
+        accuracy-like fractions stay linear, in percent).
+    floor: ``{column: minimum}``, e.g. ``{"accuracy": 0.95}``: designs below a floor are drawn as grey crosses and are
+        never on a front (a floor on ``x`` or ``y`` is drawn as a dashed line).
+    also: more objectives of the fronts, ``{column: "min"|"max"}`` (e.g. ``{"latency_s": "min"}`` on an energy vs
+        accuracy plot): a front point is then non-dominated in all of them, drawn as a ringed point without the
+        step line (a front in three objectives is not a staircase in two).
     """
     from matplotlib.lines import Line2D
 
-    from hwsim.codesign.pareto import pareto_front
+    from hwsim.codesign.pareto import normalize_objectives, pareto_front
 
-    _need(df, [x, y] + ([hue] if hue else []))
+    also = normalize_objectives(also) if also else {}
+    floor = dict(floor or {})
+    _need(df, [x, y] + ([hue] if hue else []) + list(floor) + list(also))
     if by is not None and by not in df.columns:
         by = None
     for d in directions:
         if d not in ("min", "max"):
             raise HwsimError(f"directions must be 'min' or 'max', got {directions!r}")
-    ok = _ok_rows(df)
-    if len(ok) == 0:
+    every = _ok_rows(df)
+    if len(every) == 0:
         raise HwsimError("no successful rows to plot")
-    nets = list(dict.fromkeys(ok[by].tolist())) if by else [None]
+    below = np.zeros(len(every), dtype=bool)
+    for col, lo in floor.items():
+        below |= ~(every[col].astype(float).to_numpy() >= lo)  # NaN is below too
+    ok, failed = every[~below], every[below]
+    nets = list(dict.fromkeys(every[by].tolist())) if by else [None]
     if hue is None and by is not None and len(nets) > 1:
         hue = by
     panels = nets if (hue is not None and hue != by and len(nets) > 1) else [None]
     if isinstance(labels, str) and labels != "auto":
         labels = [labels]
-    design = ([] if labels is None else _design_columns(ok, [x, y, by or ""]) if labels == "auto"
-              else [c for c in labels if c in ok.columns])
-    hue_values = sorted(set(ok[hue].tolist()), key=_sort_key) if hue else [None]
+    design = ([] if labels is None else _design_columns(every, [x, y, by or ""]) if labels == "auto"
+              else [c for c in labels if c in every.columns])
+    hue_values = sorted(set(every[hue].tolist()), key=_sort_key) if hue else [None]
     colors = _colors(hue_values) if hue else {None: "tab:blue"}
     ncols = min(len(panels), 3)
     nrows = math.ceil(len(panels) / ncols)
@@ -326,6 +347,10 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
     front_handles: list[tuple[Any, str]] = []
     for ax, panel in zip(axes_list, panels):
         rows = ok if panel is None else ok[ok[by] == panel]
+        grey = failed if panel is None else failed[failed[by] == panel]
+        if len(grey):
+            ax.scatter(grey[x], grey[y], s=18, marker="x", color="0.65", linewidths=0.9, zorder=1,
+                       gid="hwsim-below-floor")
         for hv in hue_values:  # every point, by hue (all scatters first, then the fronts)
             g = rows if hv is None else rows[rows[hue] == hv]
             if len(g):
@@ -336,7 +361,7 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
         for net in [panel] if panel is not None else nets:  # one front per net (a panel holds one net, or all)
             g = rows if net is None else rows[rows[by] == net]
             if len(g):
-                fronts.append((net, pareto_front(g, {x: directions[0], y: directions[1]}).sort_values(x)))
+                fronts.append((net, pareto_front(g, {x: directions[0], y: directions[1], **also}).sort_values(x)))
         n_front = sum(len(f) for _, f in fronts)
         for net, front in fronts:
             color = colors[net] if (hue == by and net in colors) else "k"
@@ -346,22 +371,33 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
             legend = f"{tag}{len(front)} point{'s' if len(front) != 1 else ''}"
             if const:
                 legend += " (" + ", ".join(f"{c}={_value_text(front[c].iloc[0])}" for c in const) + ")"
-            ax.step(front[x], front[y], where=step, color=color, lw=1.3, label=f"Pareto front: {legend}")
+            if also:  # a front in more objectives than the two axes: ringed points, no staircase
+                ax.plot([], [], color=color, label=f"Pareto front: {legend}")
+            else:
+                ax.step(front[x], front[y], where=step, color=color, lw=1.3, label=f"Pareto front: {legend}")
             ax.scatter(front[x], front[y], s=46, facecolors="none", edgecolors=color, linewidths=1.2)
-            front_handles.append((Line2D([], [], color=color, lw=1.3, marker="o", markerfacecolor="none"), legend))
+            front_handles.append((Line2D([], [], color=color, lw=0 if also else 1.3, marker="o",
+                                         markerfacecolor="none"), legend))
             if vary and n_front <= FRONT_LABELS_MAX:
                 _label_points(ax, front, x, y, vary, color)
         if panel is not None:
             ax.set_title(str(panel), fontsize=10)
+        for col, lo in floor.items():
+            if col in (x, y):
+                (ax.axhline if col == y else ax.axvline)(lo, color="0.45", ls="--", lw=0.8, zorder=0)
+    if len(failed):
+        what = ", ".join(f"{quantity(c)[0].split(' [')[0]} < {_floor_text(c, v)}" for c, v in floor.items())
+        front_handles.append((Line2D([], [], lw=0, marker="x", color="0.65"),
+                              f"below the floor ({what}): {len(failed)} design{'s' if len(failed) != 1 else ''}"))
     for ax in axes_list[:len(panels)]:
-        xlog = log and _log_ok(ok[x])
-        ylog = log and _log_ok(ok[y])
+        xlog = log and _log_ok(every[x], x)
+        ylog = log and _log_ok(every[y], y)
         if xlog:
             ax.set_xscale("log")
         if ylog:
             ax.set_yscale("log")
-        _quantity_axis(ax.xaxis, x, ok[x], xlog)
-        _quantity_axis(ax.yaxis, y, ok[y], ylog)
+        _quantity_axis(ax.xaxis, x, every[x], xlog)
+        _quantity_axis(ax.yaxis, y, every[y], ylog)
         ax.grid(True, which="major", alpha=0.25, lw=0.6)
     for ax in axes_list[:len(panels)]:  # shared axes: only the outer ones named
         ss = ax.get_subplotspec()
@@ -375,17 +411,26 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
         fig.legend([point_handles[v] for v in hue_values if v in point_handles],
                    [_value_text(v) for v in hue_values if v in point_handles], title=hue_title,
                    loc="outside right upper", fontsize=8, title_fontsize=9, frameon=False)
+    in_what = f" in {', '.join(quantity(c)[0].split(' [')[0] for c in (x, y, *also))}" if also else ""
     fig.legend([h for h, _ in front_handles], [t for _, t in front_handles],
-               title="Pareto front" + (f" ({'per ' + by})" if by and len(nets) > 1 else ""),
+               title="Pareto front" + in_what + (f" ({'per ' + by})" if by and len(nets) > 1 else ""),
                loc="outside right upper" if hue is None or hue == by else "outside right lower",
                fontsize=8, title_fontsize=9, frameon=False)
-    head = title or f"{len(ok)} points, {len(front_handles)} Pareto front{'s' if len(front_handles) > 1 else ''}"
+    n_fronts = len(front_handles) - (1 if len(failed) else 0)
+    head = title or f"{len(every)} points, {n_fronts} Pareto front{'s' if n_fronts > 1 else ''}"
     if len(panels) > 1:
         fig.suptitle(head)
     else:
         ref.set_title(head)
     _declutter_labels(fig)
     return _save(fig, save)
+
+
+def _floor_text(col: str, value: float) -> str:
+    """A floor's value as its axis shows it (``accuracy < 95 %``)."""
+    label, factor = quantity(col, [value])
+    unit = label.split(" [", 1)[1].rstrip("]") if " [" in label else ""
+    return f"{_value_text(value / factor)}{' ' + unit if unit else ''}"
 
 
 def _sort_key(v: Any):

@@ -57,7 +57,15 @@ def place(tmp_path, monkeypatch):
         "s_plot.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "plot: p.xyz\n",
         "s_metrics.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "metrics: [macs]\nplot: p.png\n",
         "s_ok.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID,
+        "s_data_type.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "data: d.txt\n",
+        "s_data_missing.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "data: missing.npz\n",
+        "s_data_shape.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "data: digits\n",
+        "s_acc_nodata.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "metrics: [latency_s, accuracy]\n",
+        "s_acc_nolabels.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "data: nolabels.npz\nmetrics: [accuracy]\n",
+        "s_data_labels.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "data: badlabels.npz\n",
     }
+    np.savez(tmp_path / "nolabels.npz", x=np.zeros((3, 1, 28, 28), np.float32))
+    np.savez(tmp_path / "badlabels.npz", x=np.zeros((3, 1, 28, 28), np.float32), y=np.zeros(3, np.float32))
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     return tmp_path
@@ -120,6 +128,12 @@ CLI_CASES = [
     (["sweep", "s_outtxt.yaml"], "r.txt"),
     (["sweep", "s_plot.yaml"], ".xyz"),
     (["sweep", "s_metrics.yaml"], "latency_s"),
+    (["sweep", "s_data_type.yaml"], "'data:' must be digits or the path of a .npz file"),
+    (["sweep", "s_data_missing.yaml"], "missing.npz does not exist"),
+    (["sweep", "s_data_shape.yaml"], "tfc-w1a1 takes samples of shape (1, 28, 28)"),
+    (["sweep", "s_acc_nodata.yaml"], "'accuracy' needs a data set"),
+    (["sweep", "s_acc_nolabels.yaml"], "'accuracy' needs labels"),
+    (["sweep", "s_data_labels.yaml"], "labels must be integer class indices, got dtype float32"),
     (["sweep", "s_ok.yaml", "--plot", "s.xyz"], ".xyz"),
     (["sweep", "s_ok.yaml", "--plot", "afile/s.png"], "afile is a file"),
     (["sweep", "s_ok.yaml", "--plot", "adir"], "adir"),
@@ -315,6 +329,45 @@ def test_bad_grid_values_refused_before_any_point(grid, words):
         hwsim.sweep(_mlp(), ("cpu/cortex-m7", grid), input_shape=(1, 1, 4, 4))
 
 
+def _evaluate_cases():
+    from hwsim.evaluate import EvaluationError, LabelError
+
+    x = np.zeros((4, 1, 4, 4), np.float32)
+    return [
+        ((x, np.zeros(3, np.int64)), {}, LabelError, "3 labels for 4 samples"),
+        ((x, np.zeros(4, np.float64)), {}, LabelError, "integer class indices, got dtype float64"),
+        ((x, np.zeros(4, bool)), {}, LabelError, "dtype bool"),
+        ((x, np.array([0, 1, 2, 4])), {}, LabelError, "label 4 is not a class"),
+        ((x,), {"seeds": ()}, EvaluationError, "seeds=()"),
+        ((x,), {"seeds": ["a"]}, EvaluationError, "seeds must be integers"),
+        ((x,), {"batch_size": -1}, EvaluationError, "batch_size"),
+        ((x,), {"options": {"warp": 1}}, SpecError, "warp"),
+        ((np.zeros((4, 1, 5, 4), np.float32),), {}, ShapeError, "cannot take the data's samples of shape (1, 5, 4)"),
+        ((np.zeros((4, 2, 4, 4), np.float32),), {}, ShapeError, "cannot take the data's samples of shape (2, 4, 4)"),
+        ((np.zeros((0, 1, 4, 4), np.float32),), {}, EvaluationError, "no samples"),
+        ((np.full((2, 1, 4, 4), np.inf, np.float32),), {}, ShapeError, "NaN/inf"),
+        (([(x, np.zeros(4, np.int64)), (x, None)],), {}, LabelError, "some batches have labels"),
+        ((x, np.zeros(4, np.int64), ), {"executor": "pool"}, EvaluationError, "executor"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(14))
+def test_bad_evaluate_input_is_one_line_before_any_work(case, monkeypatch):
+    args, kwargs, exc, words = _evaluate_cases()[case]
+    monkeypatch.setattr("hwsim.evaluate.hardware_outputs", None)  # any inference would fail with a TypeError
+    with pytest.raises(exc) as e:
+        hwsim.evaluate(_mlp(), "imc/isaac", *args, **kwargs)
+    assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_accuracy_of_an_unlabelled_evaluation_is_refused():
+    from hwsim.evaluate import LabelError
+
+    ev = hwsim.evaluate(_mlp(), "cpu/cortex-m7", np.ones((2, 1, 4, 4), np.float32))
+    with pytest.raises(LabelError, match="without labels"):
+        _ = ev.accuracy_mean
+
+
 def test_output_path_rules(place):
     from hwsim.specs import check_output_path
 
@@ -342,13 +395,18 @@ def test_spec_from_a_file_is_named_after_it(tmp_path):
 
 
 def test_sweep_keys_include_the_version(monkeypatch):
+    import hwsim.codesign.points as points
     from hwsim.codesign.points import ZooNet, point_key
 
     data = hwsim.spec_to_dict(hwsim.load_preset("cpu/cortex-m7"))
     now = point_key(ZooNet("resnet20"), data, {})
     assert hwsim.__version__ == "0.2.0"
     monkeypatch.setattr(hwsim, "__version__", "0.1.0")
-    assert point_key(ZooNet("resnet20"), data, {}) != now  # rows of an older cost model are never reused
+    assert point_key(ZooNet("resnet20"), data, {}) != now  # rows of an older hwsim are never reused
+    monkeypatch.setattr(hwsim, "__version__", "0.2.0")
+    assert point_key(ZooNet("resnet20"), data, {}) == now
+    monkeypatch.setattr(points, "cost_model_version", lambda target: "edited")
+    assert point_key(ZooNet("resnet20"), data, {}) != now  # nor rows of an older cost model of the target
 
 
 def test_version_and_help_texts(capsys):

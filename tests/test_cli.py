@@ -103,6 +103,27 @@ def test_sweep_says_where_its_files_went_and_what_it_reused(tmp_path, monkeypatc
     rc, _, err = run(["sweep", "conf/s.yaml"], capsys)
     assert rc == 0 and "2 row(s) reused from a previous run" in err and "plot:" not in err
     assert not (tmp_path / "conf" / "res").exists()
+    import hwsim.codesign.points as points  # the cpu cost model's source changes: its rows are stale
+
+    real = points.cost_model_version
+    monkeypatch.setattr(points, "cost_model_version", lambda t: real(t) + "-edited")
+    rc, _, err = run(["sweep", "conf/s.yaml"], capsys)
+    assert rc == 0 and "(2 row(s) computed now, none reused; 2 row(s) in the file from other settings, data, " \
+        "hwsim version or cost model not used (stale rows are recomputed))" in err
+
+
+def test_sweep_with_data_prints_accuracy(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    x = np.random.default_rng(0).standard_normal((5, 1, 28, 28)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(5))
+    (tmp_path / "s.yaml").write_text("nets: [tfc-w1a1]\nbase: fpga/pynq-z1\ngrid: {clock_hz: [1e8, 2e8]}\n"
+                                     "data: d.npz\n")
+    rc, out, err = run(["sweep", "s.yaml"], capsys)
+    header = out.splitlines()[0].split()
+    assert rc == 0 and header[:3] == ["net", "clock_hz", "latency_s"], out
+    assert {"accuracy", "top1_agreement", "rel_rms_error"} <= set(header)
 
 
 @pytest.mark.subprocess

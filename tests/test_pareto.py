@@ -58,3 +58,17 @@ def test_bad_objectives_are_clear_errors():
         pareto_front(df, {"lat": "smallest"})
     with pytest.raises(HwsimError, match="at least one"):
         pareto_front(df, [])
+
+
+def test_accuracy_is_maximised_when_named_without_a_direction():
+    from hwsim.codesign.pareto import normalize_objectives
+
+    df = pd.DataFrame({"energy_j": [1.0, 2.0, 3.0, 1.0], "accuracy": [0.5, 0.9, 0.8, 0.2],
+                       "top1_agreement": [1.0, 1.0, 1.0, 1.0]})
+    assert normalize_objectives(["energy_j", "accuracy", "top1_agreement"]) == {
+        "energy_j": "min", "accuracy": "max", "top1_agreement": "max"}
+    # (1.0, 0.5) and (2.0, 0.9) are the front; (3.0, 0.8) loses to (2.0, 0.9), (1.0, 0.2) to (1.0, 0.5)
+    assert list(pareto_front(df, ["energy_j", "accuracy"]).index) == [0, 1]
+    assert set(pareto_front(df, ["energy_j", "accuracy"]).index) == brute_force(df, {"energy_j": "min",
+                                                                                     "accuracy": "max"})
+    assert list(pareto_front(df, {"energy_j": "min", "accuracy": "min"}).index) == [3]  # an explicit direction wins

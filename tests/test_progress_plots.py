@@ -193,24 +193,37 @@ def figures(monkeypatch):
     return seen
 
 
-def test_demo_plots_are_readable(tmp_path, figures):
-    from hwsim.demo import SWEEP_NETS, sweep_demo
+@pytest.mark.slow  # trains the digits CNN and runs 6 designs on 270 images (~10 s)
+def test_demo_plots_are_readable_and_every_imc_design_has_its_accuracy(tmp_path, figures):
+    import re
+
+    from hwsim.demo import SWEEP_GRID_QUICK, sweep_demo
     from hwsim.imc.demo import demo as imc_demo
 
-    text = sweep_demo(tmp_path)
+    text = sweep_demo(tmp_path, quick=True)
     imc_demo(tmp_path)
     assert (tmp_path / "sweep_pareto.png").stat().st_size > 10_000
     assert (tmp_path / "imc_itnet_exits.png").stat().st_size > 10_000
     sweep_fig, exits_fig = figures
     legends = assert_readable(sweep_fig, unit_labels=2)
-    assert {lg.get_title().get_text() for lg in legends} >= {"ADC resolution [bit]", "Pareto front (per net)"}
-    steps = [ln for ax in sweep_fig.axes for ln in ax.get_lines() if ln.get_label().startswith("Pareto front")]
-    assert sorted(ln.get_label().split(":")[1].strip() for ln in steps) == sorted(SWEEP_NETS)  # one front per net
-    labels = [t.get_text() for ax in sweep_fig.axes for t in ax.texts if t.get_visible()]
-    assert len(labels) >= 10 and all("rows=" in t and "tiles=" in t for t in labels)  # design points named
-    assert sweep_fig.axes[0].get_xscale() == "log" and "latency [" in sweep_fig.axes[0].get_xlabel()
-    for net in SWEEP_NETS:
-        assert f"  {net} (" in text
+    assert {lg.get_title().get_text() for lg in legends} >= {"ADC resolution [bit]",
+                                                             "Pareto front in energy, accuracy, latency"}
+    ax = sweep_fig.axes[0]
+    assert ax.get_ylabel() == "accuracy [%]" and ax.get_yscale() == "linear" and "energy [" in ax.get_xlabel()
+    # the designs below the floor: grey crosses, counted in the text and the legend, never on the front
+    n_designs = len(SWEEP_GRID_QUICK["adc_bits"]) * len(SWEEP_GRID_QUICK["rows"])
+    n_below = int(re.search(r"(\d+) below the accuracy floor", text).group(1))
+    floor = float(re.search(r"accuracy floor ([0-9.]+)", text).group(1))
+    assert 0 < n_below < n_designs  # the 4-bit ADC clips: those designs lose accuracy
+    crosses = [c for c in ax.collections if c.get_gid() == "hwsim-below-floor"]
+    assert sum(c.get_offsets().shape[0] for c in crosses) == n_below
+    assert any(f"below the floor (accuracy < {round(100 * floor)} %): {n_below} designs" in t.get_text()
+               for lg in legends for t in lg.get_texts())
+    listed = re.findall(r"^  adc_bits=(\d+) rows=(\d+) *: accuracy ([0-9.]+)", text, re.MULTILINE)
+    assert listed and all(float(acc) >= floor for _, _, acc in listed)
+    labels = [t.get_text() for t in ax.texts if t.get_visible()]
+    assert len(labels) == len(listed) and all("rows=" in t and "adc_bits=" in t for t in labels)
+    assert "without accuracy" in text  # what an accuracy-blind front would have recommended
     assert_readable(exits_fig, unit_labels=2)
     assert [lg.get_title().get_text() for lg in exits_fig.legends] == ["ItNet weights"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 pytest.importorskip("optuna")
@@ -12,6 +13,7 @@ import hwsim  # noqa: E402
 import nets  # noqa: E402
 from hwsim.codesign import pareto_front, search  # noqa: E402
 from hwsim.errors import HwsimError, SpecError  # noqa: E402
+from hwsim.evaluate import LabelError  # noqa: E402
 
 NETS = {"resnet20": {"base_width": [4, 8]}, "itnet": {"iterations": [1, 2], "channels": [8, 16]}}
 HW = {"cores": [0, 1, 2, 4], "clock_hz": [1e9, 2e9]}  # cores=0 is an invalid point
@@ -57,4 +59,29 @@ def test_bad_search_input():
     with pytest.raises(HwsimError, match="widht"):
         search({"resnet20": {"widht": [1]}}, "cpu/cortex-a72", storage=":memory:", n_trials=1)
     with pytest.raises(HwsimError, match="not report figures"):
+        search({"resnet20": {}}, "cpu/cortex-a72", storage=":memory:", n_trials=1, objectives=["accurcy"])
+    with pytest.raises(HwsimError, match="'accuracy' needs a data set"):
         search({"resnet20": {}}, "cpu/cortex-a72", storage=":memory:", n_trials=1, objectives=["accuracy"])
+    x = np.zeros((2, 1, 8, 8), np.float32)
+    with pytest.raises(hwsim.ShapeError, match="resnet20 takes samples of shape"):
+        search({"resnet20": {}}, "imc/isaac", storage=":memory:", n_trials=1, data=(x, None))
+    with pytest.raises(LabelError, match="needs labels"):
+        search({"resnet20": {}}, "imc/isaac", storage=":memory:", n_trials=1, data=(x, None),
+               objectives=["energy_j", "accuracy"])
+
+
+def test_accuracy_objective_on_data_is_that_of_evaluate():
+    """Each trial's accuracy / top-1 agreement on the data equal hwsim.evaluate's for the same net and hardware;
+    accuracy, named in a list, is maximised on the front."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+    r = search({"resnet20": {"base_width": [4]}}, "imc/isaac", {"adc_bits": [3, 8]}, storage=":memory:",
+               n_trials=3, objectives=["energy_j", "accuracy"], data=(x, y))
+    assert r.objectives == {"energy_j": "min", "accuracy": "max"}
+    done = r.trials[r.trials.state == "COMPLETE"]
+    for bits, g in done.groupby("hw.adc_bits"):
+        spec = dataclasses.replace(hwsim.load_preset("imc/isaac"), adc_bits=int(bits))
+        ev = hwsim.evaluate(nets.get("resnet20", base_width=4), spec, x, y)
+        assert (g["accuracy"] == ev.accuracy_mean).all() and (g["top1_agreement"] == ev.top1_agreement_mean).all()
+    assert set(r.front["trial"]) == set(pareto_front(done, {"energy_j": "min", "accuracy": "max"})["trial"])

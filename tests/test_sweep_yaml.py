@@ -9,10 +9,10 @@ from hwsim.errors import HwsimError
 
 YAML = """
 nets: [resnet20, {name: resnet20, base_width: 8}]
-base: cpu/cortex-m7
+base: cpu/cortex-a72
 grid:
-  clock_hz: [2.4e8, 4.8e8]
-  cores: [1, 2]        # cortex-m7 has one core: cores=2 is a valid spec field value
+  clock_hz: [1.5e9, 1.8e9]
+  cores: [1, 2]
 out: results.csv
 plot: front.png
 """
@@ -31,10 +31,10 @@ def test_yaml_sweep_writes_results_and_plot(tmp_path, monkeypatch):
     assert df.attrs["results_file"] == str(tmp_path / "results.csv") and df.attrs["plot"] == str(tmp_path / "front.png")
     assert (df.attrs["reused"], df.attrs["computed"]) == (0, 8)
     # the same figures as a direct simulation of one point
-    row = df[(df["net"] == "resnet20") & (df["clock_hz"] == 4.8e8) & (df["cores"] == 1)].iloc[0]
+    row = df[(df["net"] == "resnet20") & (df["clock_hz"] == 1.8e9) & (df["cores"] == 1)].iloc[0]
     import dataclasses
 
-    spec = dataclasses.replace(hwsim.load_preset("cpu/cortex-m7"), clock_hz=4.8e8, cores=1)
+    spec = dataclasses.replace(hwsim.load_preset("cpu/cortex-a72"), clock_hz=1.8e9, cores=1)
     assert row["latency_s"] == pytest.approx(hwsim.simulate("resnet20", spec).report.latency_s, rel=1e-12)
     again = sweep_from_yaml(f, plot=tmp_path / "other.png")  # resumed: nothing re-run, same rows
     assert list(again["key"]) == list(df["key"]) and (tmp_path / "other.png").exists()

@@ -2,7 +2,8 @@
 
 A row *dominates* another when it is at least as good in every objective and strictly better in
 one. :func:`pareto_front` keeps the rows no other row dominates. Objectives are columns with a
-direction, ``{"latency_s": "min", "accuracy": "max"}``, or a list of columns (all minimised).
+direction, ``{"latency_s": "min", "accuracy": "max"}``, or a list of columns (minimised, except the columns of
+:data:`MAXIMISED` — ``accuracy``, ``top1_agreement`` — which are maximised).
 Rows with a missing (NaN) objective or a non-empty ``error`` are not candidates.
 
 Algorithm: sort by the first objective (then the others), then sweep the rows in that order keeping
@@ -17,11 +18,14 @@ import numpy as np
 
 from hwsim.errors import HwsimError
 
-__all__ = ["pareto_front", "pareto_mask", "normalize_objectives"]
+__all__ = ["pareto_front", "pareto_mask", "normalize_objectives", "MAXIMISED"]
+
+MAXIMISED = frozenset({"accuracy", "top1_agreement"})  # objectives named without a direction that are maximised
 
 
 def normalize_objectives(objectives: Mapping[str, str] | Sequence[str] | str) -> dict[str, str]:
-    """``{column: "min"|"max"}`` from a mapping, a list of columns (min) or one column name."""
+    """``{column: "min"|"max"}`` from a mapping, a list of columns or one column name (``min``, or ``max`` for a
+    column of :data:`MAXIMISED`)."""
     if isinstance(objectives, str):
         objectives = [objectives]
     if isinstance(objectives, Mapping):
@@ -32,7 +36,7 @@ def normalize_objectives(objectives: Mapping[str, str] | Sequence[str] | str) ->
                 raise HwsimError(f"objective {k!r}: direction must be 'min' or 'max', got {d!r}")
             out[str(k)] = d
     else:
-        out = {str(k): "min" for k in objectives}
+        out = {str(k): "max" if str(k) in MAXIMISED else "min" for k in objectives}
     if not out:
         raise HwsimError("pareto_front needs at least one objective column")
     return out

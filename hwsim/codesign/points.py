@@ -11,7 +11,8 @@ A *net reference* says how a worker obtains the traced :class:`~mapping.graph.Gr
 A *grid* ``(base, {field: [values, ...]})`` expands into the Cartesian product of the values with
 :func:`dataclasses.replace`; a point the spec's own validation rejects stays in the sweep as an
 error point (it becomes a row with its error). Every point has a stable key: a hash of the net's
-identity, the spec's data and the hwsim version, so a results file can be resumed.
+identity, the spec's data, the hwsim version and the target's cost-model version (:func:`cost_model_version`), so a
+results file can be resumed and a row computed by another cost model is never reused.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import json
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from hwsim.errors import HwsimError, SpecError
 from hwsim.specs import plain_value, spec_to_dict
 
 __all__ = ["ZooNet", "GraphNet", "SpecPoint", "as_net_refs", "expand_specs", "point_key", "graph_digest",
-           "torch_threads", "check_shape"]
+           "torch_threads", "check_shape", "cost_model_version", "source_digest", "sample_shape"]
 
 
 class torch_threads:
@@ -76,6 +78,11 @@ class ZooNet:
         return {"zoo": self.name, "kwargs": [[k, plain_value(v)] for k, v in self.kwargs],
                 "input_shape": None if self.input_shape is None else list(self.input_shape)}
 
+    def key_identity(self) -> dict[str, Any]:
+        """The identity plus a digest of the zoo's source (``nets/``): a row of a net whose definition changed is
+        recomputed."""
+        return {**self.identity(), "zoo_source": source_digest("nets")}
+
     def build_graph(self):
         import nets
         from hwsim.api import as_graph
@@ -96,6 +103,9 @@ class GraphNet:
 
     def identity(self) -> dict[str, Any]:
         return {"graph": self.label, "digest": self.digest}
+
+    def key_identity(self) -> dict[str, Any]:
+        return self.identity()  # the digest covers the graph's structure and weights
 
     def build_graph(self):
         return self.graph
@@ -368,11 +378,60 @@ def expand_specs(specs_or_grid: Any) -> list[SpecPoint]:
 
 
 # ----------------------------------------------------------------------------- keys
-def point_key(net: NetRef, data: Mapping[str, Any], extra: Mapping[str, Any]) -> str:
-    """Stable 16-hex-digit key of one (net, spec) evaluation: a SHA-256 of the net's identity, the
-    spec's plain data, the hwsim version and the evaluation settings (functional, options, metrics)."""
+# The source each target's numbers come from, as folders and files under the repository root (the parent of the
+# ``hwsim`` package). The spec's values are part of the key already (a preset file's change shows there).
+_COMMON_SOURCES = ("hwsim/kernels", "hwsim/functional.py", "hwsim/report.py", "hwsim/specs.py", "mapping")
+
+
+def _root() -> Path:
     import hwsim
 
-    payload = {"net": net.identity(), "spec": dict(data), "version": hwsim.__version__, "extra": dict(extra)}
+    return Path(hwsim.__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=16)
+def source_digest(*parts: str) -> str:
+    """SHA-256 prefix (12 hex digits) of the ``.py`` files under ``parts`` (folders, recursively, or files; relative
+    to the repository root): their relative paths and bytes, in sorted order. Computed once per process."""
+    root = _root()
+    files: list[Path] = []
+    for part in parts:
+        p = root / part
+        files.extend(sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.is_file() else [])
+    h = hashlib.sha256()
+    for f in sorted(set(files)):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cost_model_version(target: str) -> str:
+    """The cost-model version of a target, derived from its source: a digest of ``hwsim/<target>/`` and what every
+    target's numbers go through (``hwsim/kernels/``, ``functional.py``, ``report.py``, ``specs.py``, ``mapping/``).
+    Any edit there (a cost formula, a kernel, a mapping rule, also a comment) gives a new version, so a resumed sweep
+    recomputes rows an older model wrote instead of reusing them; nothing has to be bumped by hand."""
+    return source_digest(f"hwsim/{target}", *_COMMON_SOURCES)
+
+
+def sample_shape(net: NetRef) -> tuple[int, ...]:
+    """The input shape a sweep evaluates ``net`` at (the zoo's default for a zoo net without one), without tracing."""
+    if isinstance(net, GraphNet):
+        return tuple(net.graph.input_shape)
+    if net.input_shape is not None:
+        return tuple(net.input_shape)
+    import nets
+
+    return tuple(nets.info(net.name).input_shape)
+
+
+def point_key(net: NetRef, data: Mapping[str, Any], extra: Mapping[str, Any]) -> str:
+    """Stable 16-hex-digit key of one (net, spec) evaluation: a SHA-256 of the net's identity (for a zoo net, with
+    the zoo's source digest), the spec's plain data, the hwsim version, the target's :func:`cost_model_version` and
+    the evaluation settings (functional, options, metrics, data)."""
+    import hwsim
+
+    target = str(data.get("target", ""))
+    payload = {"net": net.key_identity(), "spec": dict(data), "version": hwsim.__version__,
+               "cost_model": cost_model_version(target) if target else "", "extra": dict(extra)}
     text = json.dumps(payload, sort_keys=True, default=repr, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -4,7 +4,9 @@ One trial picks a zoo net, that net's builder keywords (width, depth, iterations
 hardware fields (crossbar size, ADC or weight bits, cores, clock, ...), simulates the cost model
 (``hwsim.simulate`` without an input) and returns the chosen report figures as the objectives.
 A ``score_fn`` adds figures of its own (an accuracy or an accuracy proxy such as the parameter
-count) that can be objectives too.
+count) that can be objectives too. With ``data=(x, y)`` each trial also runs the net on the data on its hardware
+point (:func:`hwsim.evaluate.hardware_outputs`) and gets ``accuracy``, ``top1_agreement`` and ``rel_rms_error``
+figures, which can be objectives (named in a list, accuracy and top-1 agreement are maximised).
 
 The study lives in an Optuna storage — an SQLite file by default — so a search interrupted at any
 point resumes where it stopped (``n_trials`` is the total to reach, finished trials count), and
@@ -119,10 +121,12 @@ def _suggest(trial, name: str, values: Sequence) -> Any:
 class _Objective:
     """Callable Optuna objective; keeps traced graphs per (net, keywords) for the whole search."""
 
-    def __init__(self, nets, base, hw, objectives, score_fn, input_shape, target_options):
+    def __init__(self, nets, base, hw, objectives, score_fn, input_shape, target_options, data=None):
         self.nets, self.base, self.hw, self.objectives = nets, base, hw, objectives
         self.score_fn, self.input_shape, self.options = score_fn, input_shape, dict(target_options or {})
+        self.data = data
         self.graphs: dict[Any, Any] = {}
+        self.refs: dict[Any, Any] = {}
         self.lock = threading.Lock()
 
     def graph(self, name: str, kw: dict):
@@ -136,6 +140,20 @@ class _Objective:
                 with torch_threads(1):
                     self.graphs[key] = as_graph(zoo.get(name, **kw), shape)
             return self.graphs[key]
+
+    def data_figures(self, name: str, kw: dict, graph, spec) -> dict[str, float]:
+        """accuracy (with labels), top1_agreement, rel_rms_error of the trial's net and hardware on the data."""
+        from hwsim.codesign.sweep import DATA_BATCH
+        from hwsim.evaluate import check_data, data_metrics, hardware_outputs, reference_outputs
+
+        size = 1 if graph.batch_fixed else DATA_BATCH
+        key = (name, tuple(sorted(kw.items())))
+        with self.lock:
+            if key not in self.refs:
+                check_data(self.data, graph)
+                self.refs[key] = reference_outputs(graph, self.data, size)
+        batches = [self.data.x[i:i + size] for i in range(0, len(self.data), size)]
+        return data_metrics(hardware_outputs(graph, spec, batches, 0, self.options), self.refs[key], self.data.y)
 
     def __call__(self, trial):
         import optuna
@@ -152,6 +170,8 @@ class _Objective:
             rep = simulate(graph, spec, **self.options).report
             figures = report_metrics(rep)
             figures["params"] = graph.param_count
+            if self.data is not None:
+                figures.update(self.data_figures(name, kw, graph, spec))
             if self.score_fn is not None:
                 figures.update(self.score_fn(name, dict(kw), graph, rep))
         except (HwsimError, ValueError, TypeError) as e:  # an invalid point: recorded, not fatal
@@ -172,15 +192,18 @@ def search(nets: Mapping[str, Mapping[str, Sequence]], base_spec: Any, hw: Mappi
            storage: str | os.PathLike | None = None, study_name: str = "hwsim-search", seed: int = 0,
            population_size: int | None = None, score_fn: Callable[..., Mapping[str, float]] | None = None,
            input_shape: Sequence[int] | None = None, target_options: Mapping[str, Any] | None = None,
-           n_jobs: int = 1) -> SearchResult:
+           n_jobs: int = 1, data: Any = None) -> SearchResult:
     """Search nets × hardware with NSGA-II; returns every trial and the Pareto front.
 
     nets: ``{zoo name: {builder keyword: [values]}}``. base_spec: a spec or preset name.
     hw: ``{spec field: [values] | (lo, hi)}``. objectives: ``{figure: "min"|"max"}`` or a list
     (minimised) of report figures (``latency_s``, ``energy_j``, ``edp_js``, ``area_mm2``, ...),
     ``params`` (distinct parameters of the net) or keys returned by ``score_fn(net, kwargs, graph,
-    report) -> {name: value}``. n_trials: total finished trials the study should have (a resumed
-    study runs only the rest). storage: see :func:`storage_url` (SQLite file by default).
+    report) -> {name: value}``, and with ``data`` ``accuracy``, ``top1_agreement``, ``rel_rms_error``
+    (``accuracy`` and ``top1_agreement`` named in a list are maximised). n_trials: total finished trials the study
+    should have (a resumed study runs only the rest). storage: see :func:`storage_url` (SQLite file by default).
+    data: ``(x, y)`` arrays (``y`` may be None), ``"digits"`` or a ``.npz`` path (see :func:`hwsim.sweep`); every
+    net must take its samples and an accuracy objective needs labels (checked before the first trial).
     """
     import optuna
 
@@ -190,6 +213,7 @@ def search(nets: Mapping[str, Mapping[str, Sequence]], base_spec: Any, hw: Mappi
     hw = dict(hw or {})
     obj = normalize_objectives(objectives)
     _check_space(nets, base, hw)
+    ds = _search_data(data, obj, nets, input_shape)
     url = storage_url(storage)
     store = _storage(url)
     sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size or 20)
@@ -205,7 +229,7 @@ def search(nets: Mapping[str, Mapping[str, Sequence]], base_spec: Any, hw: Mappi
         finished = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
         remaining = max(0, int(n_trials) - finished)
         if remaining:
-            study.optimize(_Objective(nets, base, hw, obj, score_fn, input_shape, target_options),
+            study.optimize(_Objective(nets, base, hw, obj, score_fn, input_shape, target_options, ds),
                            n_trials=remaining, n_jobs=n_jobs, catch=())
     finally:
         optuna.logging.set_verbosity(verbosity)
@@ -213,6 +237,16 @@ def search(nets: Mapping[str, Mapping[str, Sequence]], base_spec: Any, hw: Mappi
     done = trials[trials["state"] == "COMPLETE"] if len(trials) else trials
     front = pareto_front(done, obj) if len(done) else done
     return SearchResult(trials, front, obj, study_name, url)
+
+
+def _search_data(data: Any, objectives: Mapping[str, str], nets: Mapping[str, Any], input_shape: Any):
+    """The search's data set (None without one), checked against the objectives (a data metric without data,
+    accuracy without labels) and each net's input shape, with the one-line errors of a sweep."""
+    from hwsim.codesign.points import ZooNet
+    from hwsim.codesign.sweep import _sweep_data
+
+    shape = None if input_shape is None else tuple(input_shape)
+    return _sweep_data(data, list(objectives), [ZooNet(name, (), shape) for name in nets])
 
 
 def _trials_frame(study, objectives: Mapping[str, str]):

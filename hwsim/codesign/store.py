@@ -14,8 +14,10 @@ merges the journal into the Parquet file atomically and removes it. A sweep kill
 leaves the journal, which the next load reads.
 
 Loading de-duplicates on the ``key`` column (first row wins), so a row can never appear twice.
-A row's key (:func:`hwsim.codesign.points.point_key`) hashes the net, the spec, the evaluation settings and
-``hwsim.__version__``: rows written by another hwsim version are kept in the file but never reused.
+A row's key (:func:`hwsim.codesign.points.point_key`) hashes the net, the spec, the evaluation settings (the data
+set's digest among them), ``hwsim.__version__`` and the target's cost-model version (a digest of its source,
+:func:`hwsim.codesign.points.cost_model_version`): rows written by another hwsim version or cost model are kept in
+the file but never reused — the sweep recomputes them.
 """
 from __future__ import annotations
 

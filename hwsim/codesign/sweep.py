@@ -6,12 +6,13 @@ The pipeline, in order:
    once) or traced graphs (traced here, once, and shipped with the tasks);
 2. :func:`~hwsim.codesign.points.expand_specs` — specs, preset names or a grid
    ``(base, {field: [values]})`` become spec points (invalid ones keep their error);
-3. each (net, point) gets a stable key; with ``out=`` the keys already in the results file are
-   skipped;
+3. each (net, point) gets a stable key (net, spec, settings, data set, hwsim and cost-model versions:
+   :func:`~hwsim.codesign.points.point_key`); with ``out=`` the keys already in the results file are skipped;
 4. the remaining points run in chunks (one net per chunk) on the executor; each finished chunk's
    rows are appended to the results file at once (:class:`~hwsim.codesign.store.ResultsStore`);
 5. the DataFrame has one row per (net, spec) in sweep order: ``net``, ``target``, the spec's
-   fields, ``spec_name``, the report's totals (or the chosen ``metrics``), ``eval_s`` (wall time of
+   fields, ``spec_name``, the report's totals (or the chosen ``metrics``), with ``data=`` the data metrics
+   (``accuracy``, ``top1_agreement``, ``rel_rms_error``, :mod:`hwsim.evaluate`), ``eval_s`` (wall time of
    the simulation), ``error`` (empty when the point succeeded) and ``key``.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.codesign.points import GraphNet, SpecPoint, ZooNet, as_net_refs, expand_specs, point_key
+from hwsim.codesign.points import GraphNet, SpecPoint, ZooNet, as_net_refs, expand_specs, point_key, sample_shape
 from hwsim.codesign.store import KEY, ResultsStore
 from hwsim.errors import HwsimError
 
@@ -51,13 +52,17 @@ class EvalSettings:
     seed: int = 0
     options: tuple[tuple[str, Any], ...] = ()
     metrics: Any = None  # None | tuple of names | tuple of (name, callable-or-name)
+    data: Any = None  # hwsim.evaluate.Dataset: accuracy, top1_agreement, rel_rms_error on it
 
     def key_extra(self) -> dict[str, Any]:
         m = self.metrics
         if m is not None:
             m = [x if isinstance(x, str) else [x[0], getattr(x[1], "__qualname__", repr(x[1]))] for x in m]
-        return {"functional": self.functional, "seed": self.seed, "options": [list(o) for o in self.options],
-                "metrics": m}
+        extra = {"functional": self.functional, "seed": self.seed, "options": [list(o) for o in self.options],
+                 "metrics": m}
+        if self.data is not None:
+            extra["data"] = self.data.digest
+        return extra
 
 
 _GRAPHS: dict[str, Any] = {}
@@ -147,13 +152,16 @@ def _scalar(v: Any) -> bool:
     return isinstance(v, (bool, int, float, str, np.generic))
 
 
-def _pick_metrics(report: Any, metrics: Any) -> dict[str, Any]:
+def _pick_metrics(report: Any, metrics: Any, figures: Mapping[str, Any]) -> dict[str, Any]:
+    """The chosen report figures, and the data metrics (``figures``: accuracy, top1_agreement, rel_rms_error)."""
     if metrics is None:
-        return report_metrics(report)
+        return {**report_metrics(report), **figures}
     out = {}
     for m in metrics:
         name, how = (m, m) if isinstance(m, str) else m
-        if callable(how):
+        if isinstance(how, str) and how in figures:
+            out[name] = figures[how]
+        elif callable(how):
             out[name] = how(report)
         elif hasattr(report, how):
             out[name] = getattr(report, how)
@@ -187,19 +195,81 @@ def _evaluate_chunk(net: ZooNet | GraphNet, items: Sequence[tuple[str, Any]], se
     except Exception as e:  # the net itself cannot be built/traced: every point fails the same way
         msg = f"{type(e).__name__}: {e}"
         return [{KEY: k, "eval_s": 0.0, "error": msg} for k, _ in items]
-    x = _input(graph, settings.seed) if settings.functional else None
+    x = _input(graph, settings.seed) if settings.functional and settings.data is None else None
+    try:
+        ref = None if settings.data is None else _reference(net, graph, settings.data)
+    except Exception as e:  # the data does not fit the net (labels out of its classes): every point fails
+        msg = f"{type(e).__name__}: {e}"
+        return [{KEY: k, "eval_s": 0.0, "error": msg} for k, _ in items]
     rows = []
     for key, spec in items:
         t0 = time.perf_counter()
         try:
             res = simulate(graph, spec, x, seed=settings.seed, **dict(settings.options))
-            row = _pick_metrics(res.report, settings.metrics)
+            figures = {} if ref is None else _data_figures(graph, spec, settings, ref)
+            row = _pick_metrics(res.report, settings.metrics, figures)
             err = ""
         except Exception as e:  # one failing point is a row with its error, the sweep goes on
             row, err = {}, f"{type(e).__name__}: {e}"
         row.update({KEY: key, "eval_s": time.perf_counter() - t0, "error": err})
         rows.append(row)
     return rows
+
+
+DATA_BATCH = 256  # samples per simulated batch of a sweep's data set
+
+
+_REFS: dict[tuple[str, str], Any] = {}  # (net identity, data digest) -> float reference outputs, per process
+
+
+def _reference(net: ZooNet | GraphNet, graph, data) -> Any:
+    """The float (IR fp32) outputs of ``graph`` on the data, computed once per net and data set in this process."""
+    from hwsim.evaluate import check_data, reference_outputs
+
+    k = (repr(net.identity()), data.digest)
+    with _GRAPH_LOCK:
+        ref = _REFS.get(k)
+    if ref is None:
+        check_data(data, graph)
+        ref = reference_outputs(graph, data, 1 if graph.batch_fixed else DATA_BATCH)
+        with _GRAPH_LOCK:
+            _REFS[k] = ref
+    return ref
+
+
+def _data_figures(graph, spec: Any, settings: EvalSettings, ref) -> dict[str, float]:
+    """accuracy (when the data has labels), top1_agreement and rel_rms_error of ``spec``'s outputs on the data."""
+    from hwsim.evaluate import data_metrics, hardware_outputs
+
+    data = settings.data
+    size = 1 if graph.batch_fixed else DATA_BATCH
+    batches = [data.x[i:i + size] for i in range(0, len(data), size)]
+    out = hardware_outputs(graph, spec, batches, settings.seed, dict(settings.options))
+    return data_metrics(out, ref, data.y)
+
+
+def _sweep_data(data: Any, metrics: Any, refs: Sequence[ZooNet | GraphNet]):
+    """The sweep's data set (None without one), checked against the metrics and every net's input before any point:
+    a data metric without data or accuracy without labels, a net that cannot take the samples: one line."""
+    from hwsim.errors import ShapeError
+    from hwsim.evaluate import DATA_METRICS, LabelError, as_dataset
+
+    names = [] if metrics is None else [m if isinstance(m, str) else m[1] for m in metrics]
+    wanted = [m for m in names if isinstance(m, str) and m in DATA_METRICS]
+    if data is None:
+        if wanted:
+            raise HwsimError(f"sweep: metric {wanted[0]!r} needs a data set: pass data=(x, y) "
+                             "(YAML: data: digits or a .npz file)")
+        return None
+    ds = as_dataset(*data) if isinstance(data, tuple) and len(data) == 2 else as_dataset(data)
+    if "accuracy" in wanted and ds.y is None:
+        raise LabelError("sweep: metric 'accuracy' needs labels: pass data=(x, y)")
+    for r in refs:
+        shape = sample_shape(r)
+        if tuple(shape[1:]) != tuple(ds.x.shape[1:]):
+            raise ShapeError(f"sweep: net {r.label} takes samples of shape {tuple(shape[1:])}, the data's are "
+                             f"{tuple(ds.x.shape[1:])} (give the net an input_shape, or other data)")
+    return ds
 
 
 # ----------------------------------------------------------------------------- orchestration
@@ -281,7 +351,8 @@ def _progress_bar(total: int, progress: bool | None):
 def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str, Any] | None = None,
           functional: bool = False, executor: Executor | None = None, out: str | os.PathLike | None = None,
           progress: bool | None = None, workers: int | None = None, input_shape: Sequence[int] | None = None,
-          seed: int = 0, target_options: Mapping[str, Any] | None = None, chunksize: int | None = None):
+          seed: int = 0, target_options: Mapping[str, Any] | None = None, chunksize: int | None = None,
+          data: Any = None):
     """Evaluate every net on every hardware point; one row per (net, spec), as a pandas DataFrame.
 
     nets: a zoo name, ``(name, {builder kwargs})``, ``{"name": ..., **kwargs}``, a torch module, a
@@ -289,9 +360,15 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
         verified once), or a list of those.
     specs_or_grid: a spec, a preset name, a list of those, or a grid ``(base, {field: [values]})``
         (Cartesian product through ``dataclasses.replace``; ``base`` a spec or a preset name).
-    metrics: None for all report totals; a list of report attribute names; or a mapping
-        ``column -> attribute name | callable(report)`` (callables must pickle for process executors).
+    metrics: None for all report totals (and, with ``data``, the data metrics); a list of report attribute names
+        and data metrics (``accuracy``, ``top1_agreement``, ``rel_rms_error``); or a mapping
+        ``column -> attribute name | data metric | callable(report)`` (callables must pickle for process executors).
     functional: also run inference on a seeded random input (slower; checks the kernels run).
+    data: ``(x, y)`` arrays (``y`` may be None), an ``x`` array, ``"digits"``, a ``.npz`` path (arrays ``x``, ``y``)
+        or a :class:`hwsim.evaluate.Dataset`: every point runs inference on it (``functional`` implied; batches of
+        :data:`DATA_BATCH`, device seed ``seed``) and gets the columns ``accuracy`` (with labels), ``top1_agreement``
+        and ``rel_rms_error`` against the net's float (IR fp32) outputs (see :mod:`hwsim.evaluate`). Each net must
+        take the data's samples (checked before any point runs).
     executor: any :class:`concurrent.futures.Executor` (``distributed.Client(...).get_executor()``
         for a Dask cluster); None: local processes (``workers`` of them, default all cores), or
         this process for sweeps under 16 points, for ``workers=1``, or (``workers`` not given)
@@ -306,7 +383,9 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
     resources and ``report_luts``/``report_bram18`` what the design uses.
     ``DataFrame.attrs`` says what happened to the results file: ``results_file`` (absolute path, or None),
     ``reused`` (rows taken from a previous run), ``computed`` (points evaluated now) and ``ignored`` (rows in the
-    file from other settings or an older hwsim version, which are never reused: a row's key includes the version).
+    file from other settings, another data set, an older hwsim version or cost model, which are never reused: a row's
+    key includes the hwsim version and the target's cost-model version, see
+    :func:`~hwsim.codesign.points.cost_model_version`).
 
     Every argument is checked before any point runs (a bad ``out`` path, ``input_shape``, ``workers``, a grid
     value of the wrong type or NaN/inf is a one-line :class:`~hwsim.errors.HwsimError`); a missing folder of
@@ -324,7 +403,9 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
         metrics_t = tuple(str(m) for m in metrics)
     else:
         metrics_t = None
-    settings = EvalSettings(bool(functional), int(seed), tuple(sorted((target_options or {}).items())), metrics_t)
+    ds = _sweep_data(data, metrics_t, refs)
+    settings = EvalSettings(bool(functional) or ds is not None, int(seed),
+                            tuple(sorted((target_options or {}).items())), metrics_t, ds)
     extra = settings.key_extra()
     jobs = [_Job(r, p, point_key(r, p.data, extra)) for r in refs for p in points]
 
@@ -491,7 +572,7 @@ def dask_executor(address: str, timeout_s: float = 10.0) -> Executor:
 
 
 _YAML_KEYS = {"nets", "base", "grid", "specs", "out", "plot", "metrics", "functional", "workers", "dask",
-              "dask_timeout_s", "seed", "input_shape", "options"}
+              "dask_timeout_s", "seed", "input_shape", "options", "data"}
 
 
 def _load_yaml(path: Path) -> dict:
@@ -526,8 +607,11 @@ sweep file keys (YAML):
                 are appended; a rerun reuses rows computed by the same hwsim version and settings
   plot:         latency-vs-energy plot with the Pareto front (.png, .svg, .pdf, ...), relative to the
                 current directory; --plot overrides it
-  metrics:      report figures to keep, e.g. [latency_s, energy_j] (default: all)
+  metrics:      report figures to keep, e.g. [latency_s, energy_j, accuracy] (default: all)
   functional:   true: also run inference on a seeded random input (slower)
+  data:         a data set every point runs inference on, adding the columns accuracy, top1_agreement and
+                rel_rms_error: digits (scikit-learn's 8x8 digits, built in) or a .npz file with arrays x and y
+                (relative to the YAML file); each net must take its samples
   workers:      local worker processes (default: all cores, when a pool pays off)
   dask:         a Dask scheduler address, e.g. tcp://host:8786
   dask_timeout_s: seconds to wait for the scheduler (default 10)
@@ -577,6 +661,9 @@ def _check_yaml(path: Path, cfg: dict) -> None:
                                     or not isinstance(cfg["dask_timeout_s"], (int, float))
                                     or not math.isfinite(cfg["dask_timeout_s"]) or cfg["dask_timeout_s"] <= 0):
         raise bad("dask_timeout_s", "a positive number of seconds")
+    if "data" in cfg and not (isinstance(cfg["data"], str) and (cfg["data"] == "digits"
+                                                                 or cfg["data"].lower().endswith(".npz"))):
+        raise bad("data", "digits or the path of a .npz file with arrays x and y")
     if cfg.get("options") is not None and not isinstance(cfg["options"], dict):
         raise bad("options", "a mapping of target options, e.g. {mode: layer}")
     if cfg.get("input_shape") is not None:
@@ -598,7 +685,8 @@ def sweep_from_yaml(path: str | os.PathLike, *, plot: str | os.PathLike | None =
     (``{field: [values]}``) or ``specs`` (a list of preset names), and optionally ``out``
     (results file), ``plot`` (latency vs energy with the Pareto front; ``.png``, ``.svg``, ``.pdf``, ...),
     ``metrics``, ``functional``, ``workers``, ``dask`` (scheduler address) and ``dask_timeout_s``, ``seed``,
-    ``input_shape``, ``options`` (target options). ``plot=`` overrides the file's. (See :data:`YAML_HELP`.)
+    ``input_shape``, ``options`` (target options), ``data`` (``digits`` or a ``.npz`` file relative to the YAML
+    file, loaded and checked before the sweep). ``plot=`` overrides the file's. (See :data:`YAML_HELP`.)
 
     Outputs (``out``, ``plot``, ``plot=``) are relative to the current directory, like any command's output
     files (absolute paths are used as given); inputs named in the file (``.onnx`` nets, a ``base`` YAML) are
@@ -633,6 +721,11 @@ def sweep_from_yaml(path: str | os.PathLike, *, plot: str | os.PathLike | None =
     else:
         specs_or_grid = [str((path.parent / s).resolve()) if s.endswith((".yaml", ".yml")) else s
                          for s in cfg["specs"] or []]
+    data = None
+    if "data" in cfg:
+        from hwsim.evaluate import load_data
+
+        data = load_data(cfg["data"] if cfg["data"] == "digits" else path.parent / cfg["data"])
     own = None
     if executor is None and cfg.get("dask"):
         executor = own = dask_executor(str(cfg["dask"]), float(cfg.get("dask_timeout_s", 10.0)))
@@ -642,7 +735,7 @@ def sweep_from_yaml(path: str | os.PathLike, *, plot: str | os.PathLike | None =
         df = sweep(nets, specs_or_grid, metrics=cfg.get("metrics"),
                    functional=bool(cfg.get("functional", False)), executor=executor, out=out_path,
                    progress=progress, workers=cfg.get("workers"), input_shape=cfg.get("input_shape"),
-                   seed=int(cfg.get("seed", 0)), target_options=cfg.get("options"))
+                   seed=int(cfg.get("seed", 0)), target_options=cfg.get("options"), data=data)
     finally:
         if own is not None:
             own._client.close()
