@@ -40,7 +40,7 @@ def test_multi_exit_outputs_match_torch_with_and_without_folding():
     x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
     refs = _torch_out(model, x)
     for fold in (True, False):
-        res = hwsim.simulate(model, "cpu/cortex-m7", x=x, fold_bn=fold)
+        res = hwsim.simulate(model, "cpu/cortex-a72", x=x, fold_bn=fold)
         assert isinstance(res.outputs, list)
         _check(res.outputs, refs)
         assert len(res.report.exits) == len(refs)

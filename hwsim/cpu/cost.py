@@ -1,5 +1,9 @@
 """Per-layer cost of a node on a :class:`~hwsim.cpu.spec.CPUSpec`: a roofline over the cores and the caches.
 
+Below: the ``runtime="pytorch"`` model. Other runtimes (ncnn, XNNPACK, CMSIS-NN, X-CUBE-AI) take their compute time
+and fixed costs from :mod:`hwsim.cpu.runtime` (:func:`_runtime_layer_cost`) and share the memory model below, at
+the spec's bytes per element.
+
 For one execution of a node on ``n`` cores (formulas used below, in this order):
 
 compute (s)
@@ -89,11 +93,17 @@ from hwsim.cpu.cost_ops import (
 )
 from hwsim.cpu.cost_ops import lane_util as _lane_util
 from hwsim.cpu.cost_ops import speedup as _speedup
-from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
+from hwsim.cpu.cost_ops import unfold_s as _unfold_s
+from hwsim.cpu.cost_ops import valid_tap_fraction as _valid_tap_fraction
+from hwsim.cpu.runtime import Terms, fused_activations, runtime_params, runtime_terms
+from hwsim.cpu.runtime import compute_s as runtime_compute_s
+from hwsim.cpu.runtime import overhead_s as runtime_overhead_s
+from hwsim.cpu.spec import CPUSpec
 from mapping.analysis import elementwise_ops, node_macs
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["LayerCost", "Placement", "kernel_kind", "layer_cost", "placement", "ELEMENTWISE_OPS", "POOL_TAP_OPS"]
+__all__ = ["LayerCost", "Placement", "kernel_kind", "layer_cost", "placement", "runtime_layer_terms", "ELEMENTWISE_OPS",
+           "POOL_TAP_OPS"]
 
 # Cortex-M4/M7 FPU: 32 single-precision registers S0-S31 = 128 bytes (ARM Cortex-M4 TRM r0p1, §7.1 "FPU
 # register file"). Without a data cache, the kernel blocks its operands in these registers.
@@ -186,6 +196,7 @@ class Placement:
     weight_home: str  # "L1" | "L2" | "L3" | "dram" | "flash"
     total_weight_bytes: int
     peak_activation_bytes: int
+    fused: frozenset = frozenset()  # activations the runtime fuses into their producer (runtimes other than pytorch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,14 +249,15 @@ def _level_bw(spec: CPUSpec, n: int) -> dict[str, float]:
 def placement(graph: Graph, spec: CPUSpec, peak_activation_bytes: int, cores: int) -> Placement:
     """Decide the steady-state home of the weights (smallest cache holding all weights + peak activations)."""
     used = {k for n in graph.nodes for k in n.params.values()}
-    wbytes = int(sum(graph.params[k].size for k in used)) * BYTES_PER_ELEMENT
+    wbytes = int(sum(graph.params[k].size for k in used)) * spec.bytes_per_element
     home = "flash" if spec.weights_in_flash else "dram"
     if not spec.weights_in_flash:
         for name, cap, _, _ in _caches(spec, cores):
             if name != "reg" and wbytes + peak_activation_bytes <= cap:
                 home = name
                 break
-    return Placement(home, wbytes, peak_activation_bytes)
+    fused = fused_activations(graph) if spec.runtime != "pytorch" else frozenset()
+    return Placement(home, wbytes, peak_activation_bytes, fused)
 
 
 def _in_hw(node: Node) -> int:
@@ -327,46 +339,6 @@ def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tu
     return 0.0, 0.0
 
 
-def _valid_taps(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> int:
-    """Σ over the k kernel taps of one dimension of the outputs whose input index lies inside [0, size)."""
-    total = 0
-    for i in range(k):
-        off = i * dil - pad  # input index of output o: o * stride + off
-        lo = 0 if off >= 0 else (-off + stride - 1) // stride  # first o with o * stride + off >= 0
-        hi = min(out - 1, (size - 1 - off) // stride)  # last o with o * stride + off <= size - 1
-        total += max(0, hi - lo + 1)
-    return total
-
-
-def _valid_tap_fraction(graph: Graph, node: Node) -> float:
-    """Fraction of a conv's nominal multiply-accumulates whose input tap lies inside the image (the rest multiply
-    the zero padding): Π over the two dimensions of Σ_taps valid outputs / (k · out)."""
-    a = node.attrs
-    h, w = graph.shape_of(node.inputs[0])[2:4]
-    oh, ow = node.shape[2], node.shape[3]
-    fh = _valid_taps(h, oh, a.kernel[0], a.stride[0], a.padding[0], a.dilation[0]) / (a.kernel[0] * oh)
-    fw = _valid_taps(w, ow, a.kernel[1], a.stride[1], a.padding[1], a.dilation[1]) / (a.kernel[1] * ow)
-    return fh * fw
-
-
-def _unfold_s(node: Node, kind: str, spec: CPUSpec, n: int) -> float:
-    """Time of the unfold (im2col copy) before the GEMM of an ``im2col`` conv or a strided ``pointwise`` conv:
-    ``calls · unfold_row_s + elements · unfold_element_s`` for K·OH·OW copied elements (K = Cin·kh·kw) and one copy
-    call per output row (K·OH calls) at stride 1 or per element when strided, split over the ``n`` threads by
-    input plane."""
-    if kind not in ("im2col", "pointwise"):
-        return 0.0
-    a = node.attrs
-    strided = max(a.stride) > 1
-    if kind == "pointwise" and not strided:
-        return 0.0  # a 1x1 stride-1 conv multiplies its input in place
-    k = a.in_channels * a.kernel[0] * a.kernel[1]
-    oh, ow = node.shape[2], node.shape[3]
-    elements = node.shape[0] * k * oh * ow
-    calls = elements if strided else node.shape[0] * k * oh
-    return (calls * spec.unfold_row_s + elements * spec.unfold_element_s) / min(n, k)
-
-
 def _reorder_s(spec: CPUSpec, n: int, nbytes: int) -> tuple[float, float]:
     """(seconds, main-memory bytes) of one layout copy of a tensor of ``nbytes``: it reads the tensor and writes
     the copy (2·nbytes moved), at the L2 copy bandwidth when both fit the L2 (per core when private: the copy
@@ -387,48 +359,19 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
         n = 1  # below the runtime's grain size the op runs on the calling thread alone
     # a CONSTANT's input only gives the batch size: it reads its parameter (w_b), not the input
     in_elems = 0 if node.op == Op.CONSTANT else sum(math.prod(graph.shape_of(i)) for i in node.inputs)
-    in_b = int(in_elems) * BYTES_PER_ELEMENT
-    out_b = int(math.prod(node.shape)) * BYTES_PER_ELEMENT
-    w_b = int(sum(graph.params[k].size for k in node.params.values())) * BYTES_PER_ELEMENT
+    bpe = spec.bytes_per_element
+    in_b = int(in_elems) * bpe
+    out_b = int(math.prod(node.shape)) * bpe
+    w_b = int(sum(graph.params[k].size for k in node.params.values())) * bpe
     if kind == "free":
         return LayerCost(kind, 0.0, 0.0, 0.0, 0.0, 0.0, "overhead", "", 0.0, w_b, in_b, out_b, n,
                          place.weight_home if w_b else "", 0.0, {})
+    if spec.runtime != "pytorch":
+        return _runtime_layer_cost(graph, node, spec, place, n, (in_b, out_b, w_b))
     flops, t_c = _compute_s(graph, node, kind, spec, n)
     t_c += _unfold_s(node, kind, spec, n)
 
-    caches = _caches(spec, n)
-    names = [c[0] for c in caches] + ["dram", "flash"]
-    order = {nm: i for i, nm in enumerate(names)}
-    gemms = _gemms(graph, node, in_b // BYTES_PER_ELEMENT)
-    # im2col: the unfolded K×M matrix is written once and read once by the GEMM; attention: its score matrix
-    unfold_b = 2 * gemms[0].m * gemms[0].k * BYTES_PER_ELEMENT if kind == "im2col" else 0
-    unfold_b += score_bytes(graph, node, BYTES_PER_ELEMENT)
-    # an in-place activation (meta["inplace"]) overwrites its input: one buffer's traffic, no fresh output buffer
-    inplace = kind == "elementwise" and bool(node.meta.get("inplace", False))
-    act_b = 0 if kind == "view" else (in_b if inplace else in_b + out_b + unfold_b)
-    act_home = next((nm for nm, cap, _, _ in caches if nm != "reg" and act_b <= cap), "dram")
-    w_home = place.weight_home if w_b else act_home
-    compulsory = act_b + w_b
-    t_m, level, main_bytes, flash_bytes = 0.0, "", 0.0, 0.0
-    # in back-to-back inferences an output buffer was last touched one inference ago: when the network does
-    # not fit the caches (its weights live in DRAM), that buffer has been evicted and is written from DRAM
-    cold_out = out_b if (place.weight_home == "dram" and kind not in ("view", "free") and not inplace) else 0
-    for name, cap, serving, bw in caches:
-        beyond_w = w_b if order[w_home] > order[name] else 0
-        beyond_a = act_b if order[act_home] > order[name] else cold_out
-        reread = 0.0
-        if gemms:
-            words = sum(_blocked_words(g.groups, g.m, g.n, g.k, g.a_words, cap / BYTES_PER_ELEMENT) for g in gemms)
-            reread = max(0.0, words * BYTES_PER_ELEMENT - compulsory)
-        crossing = beyond_w + beyond_a + reread
-        if serving == "dram":  # main memory: weights may come from flash, the rest from RAM
-            fl = beyond_w if w_home == "flash" else 0
-            flash_bytes, main_bytes = fl, crossing - fl
-            t = main_bytes / spec.dram_bw_bytes_s + (fl / spec.flash_bw_bytes_s if fl else 0.0)
-        else:
-            t = crossing / bw if math.isfinite(bw) else 0.0
-        if t > t_m:
-            t_m, level = t, ("flash" if flash_bytes and serving == "dram" and flash_bytes >= main_bytes else serving)
+    t_m, level, main_bytes, flash_bytes, w_home = _memory_s(graph, node, kind, spec, n, place, (in_b, out_b, w_b))
     base = spec.overhead_view_s if (kind == "view" and spec.overhead_view_s > 0) else spec.layer_overhead_s
     overhead = base + (spec.parallel_overhead_s if n > 1 else 0.0)
     if kind in ("conv", "grouped"):
@@ -471,4 +414,85 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     e_mem = (main_bytes + flash_bytes) * spec.mem_energy_j_per_byte
     breakdown = {"static": e_static, "cores": e_core, "memory": e_mem}
     return LayerCost(kind, flops, t_c, t_m, overhead, latency, bound, level, main_bytes + flash_bytes, w_b,
+                     in_b, out_b, n, w_home if w_b else "", e_static + e_core + e_mem, breakdown)
+
+
+def _memory_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int, place: Placement,
+              sizes: tuple[int, int, int]) -> tuple[float, str, float, float, str]:
+    """(memory seconds, level that set them, main-memory bytes, flash bytes, the weights' home) of one execution
+    (module docstring, "memory"); ``sizes`` = (input, output, weight) bytes at the spec's precision."""
+    in_b, out_b, w_b = sizes
+    bpe = spec.bytes_per_element
+    caches = _caches(spec, n)
+    names = [c[0] for c in caches] + ["dram", "flash"]
+    order = {nm: i for i, nm in enumerate(names)}
+    gemms = _gemms(graph, node, in_b // bpe)
+    # im2col: the unfolded K×M matrix is written once and read once by the GEMM; attention: its score matrix
+    unfold_b = 2 * gemms[0].m * gemms[0].k * bpe if kind == "im2col" else 0
+    unfold_b += score_bytes(graph, node, bpe)
+    # an in-place activation (meta["inplace"]) overwrites its input: one buffer's traffic, no fresh output buffer
+    inplace = kind == "elementwise" and bool(node.meta.get("inplace", False))
+    act_b = 0 if kind == "view" else (in_b if inplace else in_b + out_b + unfold_b)
+    act_home = next((nm for nm, cap, _, _ in caches if nm != "reg" and act_b <= cap), "dram")
+    w_home = place.weight_home if w_b else act_home
+    compulsory = act_b + w_b
+    t_m, level, main_bytes, flash_bytes = 0.0, "", 0.0, 0.0
+    # in back-to-back inferences an output buffer was last touched one inference ago: when the network does
+    # not fit the caches (its weights live in DRAM), that buffer has been evicted and is written from DRAM
+    cold_out = out_b if (place.weight_home == "dram" and kind not in ("view", "free") and not inplace) else 0
+    for name, cap, serving, bw in caches:
+        beyond_w = w_b if order[w_home] > order[name] else 0
+        beyond_a = act_b if order[act_home] > order[name] else cold_out
+        reread = 0.0
+        if gemms:
+            words = sum(_blocked_words(g.groups, g.m, g.n, g.k, g.a_words, cap / bpe) for g in gemms)
+            reread = max(0.0, words * bpe - compulsory)
+        crossing = beyond_w + beyond_a + reread
+        if serving == "dram":  # main memory: weights may come from flash, the rest from RAM
+            fl = beyond_w if w_home == "flash" else 0
+            flash_bytes, main_bytes = fl, crossing - fl
+            t = main_bytes / spec.dram_bw_bytes_s + (fl / spec.flash_bw_bytes_s if fl else 0.0)
+        else:
+            t = crossing / bw if math.isfinite(bw) else 0.0
+        if t > t_m:
+            t_m, level = t, ("flash" if flash_bytes and serving == "dram" and flash_bytes >= main_bytes else serving)
+    return t_m, level, main_bytes, flash_bytes, w_home
+
+
+# the memory kind (for _memory_s and the roofline) of each runtime algorithm (hwsim.cpu.runtime.algorithms)
+_RUNTIME_KIND = {"depthwise": "depthwise", "im2col-gemm": "im2col", "gemm": "pointwise", "gemv": "linear",
+                 "pool": "pool", "copy": "move", "elementwise": "elementwise", "view": "view"}
+
+
+def runtime_layer_terms(graph: Graph, node: Node, spec: CPUSpec, place: Placement, n: int,
+                        sizes: tuple[int, int, int]) -> tuple[Terms, float, bool, tuple]:
+    """(compute terms, memory seconds, streaming?, (level, main bytes, flash bytes, weight home)) of a layer on a
+    runtime other than PyTorch: the parts of :func:`_runtime_layer_cost` that do not depend on the fitted
+    parameters (``benchmarks/bench_arm_boards.py`` fits those on them)."""
+    terms = runtime_terms(graph, node, spec, node.name in place.fused)
+    if terms.algo == "fused":
+        return terms, 0.0, False, ("", 0.0, 0.0, "")
+    kind = _RUNTIME_KIND.get(terms.algo, "conv")  # the Winograd convs: a conv kernel's traffic
+    t_m, level, main_bytes, flash_bytes, w_home = _memory_s(graph, node, kind, spec, n, place, sizes)
+    return terms, t_m, kind in STREAMING, (level, main_bytes, flash_bytes, w_home)
+
+
+def _runtime_layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, n: int,
+                        sizes: tuple[int, int, int]) -> LayerCost:
+    """A layer on a runtime other than PyTorch: compute from :mod:`hwsim.cpu.runtime` (its algorithm, the core's
+    rates, the fitted efficiencies), memory from :func:`_memory_s` at the spec's precision, ``t = max(t_c, t_m)``
+    (``t_c + t_m`` for the streaming kinds) ``+ layer_s``; an activation fused into its producer costs nothing."""
+    in_b, out_b, w_b = sizes
+    terms, t_m, streaming, (level, main_bytes, flash_bytes, w_home) = runtime_layer_terms(graph, node, spec, place,
+                                                                                          n, sizes)
+    p = runtime_params(spec)
+    t_c, t_o = runtime_compute_s(terms, p, n), runtime_overhead_s(terms, p, n)
+    body = t_c + t_m if streaming else max(t_c, t_m)
+    latency = body + t_o
+    bound = "overhead" if t_o > body else ("compute" if t_c >= t_m else "memory")
+    e_static = latency * spec.idle_power_w
+    e_core = latency * n * spec.active_power_w_per_core
+    e_mem = (main_bytes + flash_bytes) * spec.mem_energy_j_per_byte
+    breakdown = {"static": e_static, "cores": e_core, "memory": e_mem}
+    return LayerCost(terms.algo, terms.ops, t_c, t_m, t_o, latency, bound, level, main_bytes + flash_bytes, w_b,
                      in_b, out_b, n, w_home if w_b else "", e_static + e_core + e_mem, breakdown)

@@ -35,7 +35,7 @@ from mapping.analysis import FUNCTION_OPS, elementwise_ops, function_ops
 from mapping.graph import Graph, Node, Op
 
 __all__ = ["NEW_ELEMENTWISE_OPS", "ops_per_element", "Gemm", "product_gemms", "product_compute_s", "score_bytes",
-           "product_overhead_s", "speedup", "lane_util"]
+           "product_overhead_s", "speedup", "lane_util", "valid_taps", "valid_tap_fraction", "unfold_s"]
 
 # Vector instructions per element (per op counted by mapping.analysis.elementwise_ops) of the new ops: the ops
 # evaluated as functions (exp, log, erf, division, square roots, normalisations, softmax) take their arithmetic ops
@@ -140,3 +140,43 @@ def product_overhead_s(node: Node, spec, n: int) -> float:
     if node.op == Op.ATTENTION:  # the softmax and the second GEMM are kernels of their own
         t += 2 * (spec.layer_overhead_s + (spec.parallel_overhead_s if n > 1 else 0.0))
     return t
+
+
+def valid_taps(size: int, out: int, k: int, stride: int, pad: int, dil: int) -> int:
+    """Σ over the k kernel taps of one dimension of the outputs whose input index lies inside [0, size)."""
+    total = 0
+    for i in range(k):
+        off = i * dil - pad  # input index of output o: o * stride + off
+        lo = 0 if off >= 0 else (-off + stride - 1) // stride  # first o with o * stride + off >= 0
+        hi = min(out - 1, (size - 1 - off) // stride)  # last o with o * stride + off <= size - 1
+        total += max(0, hi - lo + 1)
+    return total
+
+
+def valid_tap_fraction(graph: Graph, node: Node) -> float:
+    """Fraction of a conv's nominal multiply-accumulates whose input tap lies inside the image (the rest multiply
+    the zero padding): Π over the two dimensions of Σ_taps valid outputs / (k · out)."""
+    a = node.attrs
+    h, w = graph.shape_of(node.inputs[0])[2:4]
+    oh, ow = node.shape[2], node.shape[3]
+    fh = valid_taps(h, oh, a.kernel[0], a.stride[0], a.padding[0], a.dilation[0]) / (a.kernel[0] * oh)
+    fw = valid_taps(w, ow, a.kernel[1], a.stride[1], a.padding[1], a.dilation[1]) / (a.kernel[1] * ow)
+    return fh * fw
+
+
+def unfold_s(node: Node, kind: str, spec, n: int) -> float:
+    """Time of the unfold (im2col copy) before the GEMM of an ``im2col`` conv or a strided ``pointwise`` conv:
+    ``calls · unfold_row_s + elements · unfold_element_s`` for K·OH·OW copied elements (K = Cin·kh·kw) and one copy
+    call per output row (K·OH calls) at stride 1 or per element when strided, split over the ``n`` threads by
+    input plane."""
+    if kind not in ("im2col", "pointwise"):
+        return 0.0
+    a = node.attrs
+    strided = max(a.stride) > 1
+    if kind == "pointwise" and not strided:
+        return 0.0  # a 1x1 stride-1 conv multiplies its input in place
+    k = a.in_channels * a.kernel[0] * a.kernel[1]
+    oh, ow = node.shape[2], node.shape[3]
+    elements = node.shape[0] * k * oh * ow
+    calls = elements if strided else node.shape[0] * k * oh
+    return (calls * spec.unfold_row_s + elements * spec.unfold_element_s) / min(n, k)

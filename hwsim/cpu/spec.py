@@ -3,19 +3,25 @@
 Every field carries its unit in its name or docstring. Presets live in ``hwsim/presets/cpu/*.yaml``
 (each constant cites its source there); ``dataclasses.replace(spec, cores=1)`` makes a variant.
 
-The model is fp32 inference (the dtype of hwsim's functional kernels): weights and activations take
-4 bytes per element. The cost formulas that use these fields are in :mod:`hwsim.cpu.cost`.
+The model covers fp32 and int8 inference (``precision``): weights and activations take
+4 or 1 bytes per element. The cost formulas that use these fields are in :mod:`hwsim.cpu.cost`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from hwsim.errors import SpecError
-from hwsim.specs import check_positive, check_range, spec_class
+from hwsim.specs import check_choice, check_positive, check_range, spec_class
 
-__all__ = ["CPUSpec", "BYTES_PER_ELEMENT"]
+__all__ = ["CPUSpec", "BYTES_PER_ELEMENT", "RUNTIMES", "PRECISIONS"]
 
 BYTES_PER_ELEMENT = 4  # fp32 weights and activations
+RUNTIMES = ("pytorch", "ncnn", "xnnpack", "cmsis-nn", "x-cube-ai")
+PRECISIONS = ("fp32", "int8")
+# Which cores each runtime runs on: ncnn and XNNPACK are Cortex-A (and x86) libraries; CMSIS-NN and X-CUBE-AI
+# are Cortex-M libraries (X-CUBE-AI: STM32 parts, all Cortex-M); PyTorch needs an OS (Cortex-A or the host).
+_A_RUNTIMES = ("pytorch", "ncnn", "xnnpack")
+_M_RUNTIMES = ("cmsis-nn", "x-cube-ai")
 
 
 @spec_class("cpu")
@@ -129,6 +135,18 @@ class CPUSpec:
         flash_bytes: non-volatile memory that holds the weights in bytes (0: weights live in RAM).
         flash_bw_bytes_s: bandwidth in B/s of reading weights from flash (used when flash_bytes > 0).
 
+    Runtime and core
+        runtime: the inference runtime whose kernels the cost model follows: ``"pytorch"`` (eager PyTorch, the
+            host model above, fp32 only), ``"ncnn"`` and ``"xnnpack"`` (TFLite) on Cortex-A cores or the host,
+            ``"cmsis-nn"`` (TFLite Micro + CMSIS-NN, int8 only) and ``"x-cube-ai"`` (ST's runtime) on Cortex-M.
+            See :mod:`hwsim.cpu.runtime`.
+        precision: ``"fp32"`` or ``"int8"`` (per-channel int8 weights, per-tensor int8 activations, int32
+            accumulation: 1 byte per weight and activation element).
+        core: the Arm core (:data:`hwsim.cpu.arm.CORE_NAMES`, e.g. ``"cortex-a72"``) whose issue width and SIMD /
+            DSP throughput the non-PyTorch runtimes use; ``""`` = a core described only by the flat fields above
+            (the host).
+        board_cores: cores on the chip, the most threads ``cores`` may ask for; 0 = not stated (no check).
+
     Power
         active_power_w_per_core: power in W a busy core adds above idle.
         idle_power_w: power in W of the chip/board while inference runs, cores excluded (static).
@@ -187,6 +205,10 @@ class CPUSpec:
     active_power_w_per_core: float = 1.0
     idle_power_w: float = 1.0
     mem_energy_j_per_byte: float = 0.0
+    runtime: str = "pytorch"
+    precision: str = "fp32"
+    core: str = ""
+    board_cores: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -201,7 +223,7 @@ class CPUSpec:
                        "gemm_k_half", "gemm_n_half", "gemm_m_half", "conv_m_half", "active_power_w_per_core",
                        "weight_reorder_bw_bytes_s",
                        "idle_power_w", "mem_energy_j_per_byte", allow_zero=True)
-        for f in ("cores", "simd_bits", "l1d_bytes", "l2_bytes", "l3_bytes", "ram_bytes", "flash_bytes",
+        for f in ("cores", "board_cores", "simd_bits", "l1d_bytes", "l2_bytes", "l3_bytes", "ram_bytes", "flash_bytes",
                   "gemm_conv_max_input_elements", "pointwise_gemm_max_threads", "parallel_grain_elements"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int):
@@ -217,10 +239,16 @@ class CPUSpec:
         for f in ("eff_grouped", "eff_resample"):  # 0 = fall back to eff_conv / eff_elementwise
             if getattr(self, f) != 0:
                 check_range(self, f, 1e-4, 1.0)
+        _check_runtime(self)
         if self.flash_bytes > 0 and self.flash_bw_bytes_s <= 0:
             raise SpecError("CPUSpec.flash_bw_bytes_s must be > 0 when flash_bytes > 0 (weights are read from flash)")
 
     # -- derived figures
+    @property
+    def bytes_per_element(self) -> int:
+        """Bytes of one weight or activation element at this spec's precision (4 for fp32, 1 for int8)."""
+        return 1 if self.precision == "int8" else BYTES_PER_ELEMENT
+
     @property
     def lanes(self) -> int:
         """fp32 lanes per vector register."""
@@ -239,3 +267,33 @@ class CPUSpec:
     @property
     def weights_in_flash(self) -> bool:
         return self.flash_bytes > 0
+
+
+def _check_runtime(spec: CPUSpec) -> None:
+    """Refuse a runtime, precision, core and thread count that do not go together (one-line errors naming the field)."""
+    from hwsim.cpu.arm import CORE_NAMES, M_PROFILE
+
+    check_choice(spec, "runtime", RUNTIMES)
+    check_choice(spec, "precision", PRECISIONS)
+    if spec.core != "":
+        check_choice(spec, "core", CORE_NAMES)
+    if spec.core in M_PROFILE and spec.runtime in _A_RUNTIMES:
+        raise SpecError(f"CPUSpec.runtime={spec.runtime!r} cannot run on core={spec.core!r} (a microcontroller); "
+                        f"use one of {list(_M_RUNTIMES)}")
+    if spec.core not in M_PROFILE and spec.runtime in _M_RUNTIMES:
+        where = f"core={spec.core!r}" if spec.core else "a core described by the flat fields (core='')"
+        raise SpecError(f"CPUSpec.runtime={spec.runtime!r} is a Cortex-M runtime and cannot run on {where}; "
+                        f"use one of {list(_A_RUNTIMES)}")
+    if spec.runtime != "pytorch" and not spec.core:
+        raise SpecError(f"CPUSpec.core must name an Arm core for runtime={spec.runtime!r} (its cost model uses the "
+                        "core's issue rates, hwsim.cpu.arm); set core or use runtime='pytorch'")
+    if spec.runtime == "pytorch" and spec.precision != "fp32":
+        raise SpecError("CPUSpec.precision='int8' is not modelled for runtime='pytorch' (its cost model is fp32); "
+                        "use runtime 'ncnn' or 'xnnpack'")
+    if spec.runtime == "cmsis-nn" and spec.precision != "int8":
+        raise SpecError("CPUSpec.precision must be 'int8' for runtime='cmsis-nn' (CMSIS-NN has no fp32 kernels); "
+                        "use runtime 'x-cube-ai' for fp32 on a Cortex-M")
+    if spec.core in M_PROFILE and spec.cores != 1:
+        raise SpecError(f"CPUSpec.cores must be 1 on core={spec.core!r} (a single-core microcontroller), got {spec.cores}")
+    if spec.board_cores and spec.cores > spec.board_cores:
+        raise SpecError(f"CPUSpec.cores={spec.cores} threads exceed the chip's board_cores={spec.board_cores}")

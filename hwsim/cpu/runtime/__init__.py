@@ -1,0 +1,130 @@
+"""Runtime-aware compute cost of a layer on an Arm core: ncnn, XNNPACK, CMSIS-NN and X-CUBE-AI.
+
+The hardware is the core record (:mod:`hwsim.cpu.arm`) and the board's clock and memories (the
+:class:`~hwsim.cpu.spec.CPUSpec`); the runtime decides the algorithm of each layer and the work it does
+(:mod:`hwsim.cpu.runtime.algorithms`); a few free parameters per core × runtime × precision, fitted on published
+board measurements (:mod:`hwsim.cpu.runtime.fitted`, written by ``benchmarks/bench_arm_boards.py``), say how much of
+the core's peak each kind of kernel reaches. For one execution of a layer on ``n`` threads:
+
+``t_compute = macs / (f · R_mac · eff) + dw_macs / (f · R_dw · eff_dw) + vec_ops / (f · lanes · eff_dw)``
+``            / (1 + (n − 1) · parallel_eff)``
+
+(``eff = eff_wino`` for the Winograd-domain GEMM of a Winograd conv: 36 or 64 small batched GEMMs, one per
+transformed tile position, with their own efficiency; ``eff_gemm`` for every other GEMM-like loop)
+
+with ``f`` the clock (Hz), ``R_mac`` the core's MACs per cycle at the precision (``fp32_fma_per_cycle``, or
+``int8_mac_per_cycle``; ncnn's int8 Winograd multiplies int16 in the transformed domain: 2 × the fp32 rate),
+``R_dw`` the depthwise MAC rate (fp32: ``fp32_fma_per_cycle``; int8 on Cortex-A: widening int16 multiplies,
+2 × the fp32 rate; int8 on Cortex-M: ``int8_mac_per_cycle``) and ``lanes`` the fp32 lanes of the vector unit
+(1 on a core without one). ncnn runs "fp32" models in fp16 on the Armv8.2 cores with FP16 vector arithmetic
+(A55, A76, A78): benchncnn sets ``use_fp16_storage`` and ``use_fp16_arithmetic`` (benchmark/benchncnn.cpp), and the
+Arm layers take their ``*_fp16s`` paths (e.g. src/layer/arm/convolution_arm_asimdhp.cpp) when the CPU reports
+asimdhp: there ``R_mac = R_dw = fp16_fma_per_cycle``. The layer also pays ``layer_s + (n − 1) · thread_s`` (dispatch,
+pipeline set-up, the cold caches a layer inside a net meets; the OpenMP fork/join and barrier of each extra thread of
+ncnn's ``#pragma omp parallel for`` loops); the memory time and the roofline are :mod:`hwsim.cpu.cost`'s, with 1 byte per int8
+element.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from hwsim.cpu.arm import ArmCore, core
+from hwsim.cpu.runtime.algorithms import FUSABLE_ACTIVATIONS, Work, work
+from hwsim.errors import SpecError
+from mapping.graph import Graph, Node, Op
+
+__all__ = ["RuntimeParams", "runtime_params", "Terms", "runtime_terms", "compute_s", "overhead_s", "fused_activations",
+           "Work"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeParams:
+    """Free parameters of one core × runtime × precision (fractions of peak, seconds, a fraction per thread)."""
+
+    eff_gemm: float  # fraction of R_mac a packed GEMM / Winograd GEMM / GEMV inner loop reaches
+    eff_dw: float  # fraction of R_dw a depthwise kernel (and of the lanes an elementwise kernel) reaches
+    layer_s: float  # fixed time per executed layer, s
+    parallel_eff: float  # fraction of an extra thread's throughput a layer gains
+    fitted_on: str  # the boards (or "assumed: ...") the figures come from
+    thread_s: float = 0.0  # fixed time per executed layer and extra thread (fork/join, barrier), s
+    eff_wino: float = 0.0  # fraction of R_mac the Winograd-domain batched GEMM reaches; 0 = eff_gemm
+
+
+def runtime_params(spec) -> RuntimeParams:
+    """The fitted :class:`RuntimeParams` of ``spec``'s (core, runtime, precision), or a one-line error."""
+    from hwsim.cpu.runtime.fitted import FITTED
+
+    key = (spec.core, spec.runtime, spec.precision)
+    if not spec.core:
+        raise SpecError(f"CPUSpec.core must name an Arm core for runtime={spec.runtime!r} (the runtime models use "
+                        "the core's issue rates); set core, or runtime='pytorch'")
+    if key not in FITTED:
+        have = sorted(f"{c}/{r}/{p}" for c, r, p in FITTED if r == spec.runtime)
+        raise SpecError(f"CPUSpec: no fitted {spec.runtime} {spec.precision} parameters for core={spec.core!r}; "
+                        f"fitted: {', '.join(have) or 'none'}")
+    return RuntimeParams(**FITTED[key])
+
+
+class Terms(NamedTuple):
+    """Compute side of one layer for the whole batch on one thread at efficiency 1: the algorithm, the seconds of
+    its GEMM, depthwise and vector streams, and its MAC-equivalent work."""
+
+    algo: str
+    gemm_s: float
+    dw_s: float
+    vec_s: float
+    ops: float
+
+
+def fused_activations(graph: Graph) -> frozenset[str]:
+    """Names of activation nodes a runtime fuses into the conv / fully connected layer that feeds them (their only
+    input is such a layer's output and that output has no other reader)."""
+    readers = graph.consumers()
+    fused = set()
+    for node in graph.nodes:
+        if node.op in FUSABLE_ACTIVATIONS and len(node.inputs) == 1 and node.inputs[0] in graph:
+            src = graph[node.inputs[0]]
+            if src.op in (Op.CONV2D, Op.LINEAR) and len(readers.get(src.name, ())) == 1:
+                fused.add(node.name)
+    return frozenset(fused)
+
+
+def _rates(c: ArmCore, spec, w: Work) -> tuple[float, float, float]:
+    """(MAC/s of the GEMM stream, MAC/s of the depthwise stream, ops/s of the vector stream) of one core at peak."""
+    f = spec.clock_hz
+    int8 = spec.precision == "int8"
+    lanes = c.simd_bits / 32  # fp32 lanes: 4 for NEON / Helium, 1 for the scalar Cortex-M registers
+    if not int8 and spec.runtime == "ncnn" and c.fp16_fma_per_cycle > 0:
+        r_mac = r_dw = c.fp16_fma_per_cycle  # ncnn's fp16 arithmetic (module docstring)
+    elif not int8:
+        r_mac = r_dw = c.fp32_fma_per_cycle
+    elif w.algo.startswith("winograd"):
+        r_mac, r_dw = 2.0 * c.fp32_fma_per_cycle, 2.0 * c.fp32_fma_per_cycle
+    else:
+        r_mac = c.int8_mac_per_cycle
+        r_dw = 2.0 * c.fp32_fma_per_cycle if c.profile == "A" else c.int8_mac_per_cycle
+    return f * r_mac, f * r_dw, f * lanes
+
+
+def runtime_terms(graph: Graph, node: Node, spec, fused: bool) -> Terms:
+    """The :class:`Terms` of ``node`` on ``spec``'s core, runtime and precision (``fused``: folded into its
+    producer)."""
+    c = core(spec.core)
+    w = work(graph, node, spec.runtime, spec.precision, fused)
+    batch = node.shape[0]
+    r_mac, r_dw, r_vec = _rates(c, spec, w)
+    return Terms(w.algo, w.macs * batch / r_mac, w.dw_macs * batch / r_dw, w.vec_ops * batch / r_vec,
+                 (w.macs + w.dw_macs + w.vec_ops) * batch)
+
+
+def compute_s(t: Terms, p: RuntimeParams, n: int) -> float:
+    """Compute seconds of a layer with terms ``t`` on ``n`` threads (module docstring); its fixed cost apart."""
+    eff = (p.eff_wino or p.eff_gemm) if t.algo.startswith("winograd") else p.eff_gemm
+    return (t.gemm_s / eff + (t.dw_s + t.vec_s) / p.eff_dw) / (1.0 + (n - 1) * p.parallel_eff)
+
+
+def overhead_s(t: Terms, p: RuntimeParams, n: int) -> float:
+    """Fixed seconds of a layer on ``n`` threads: ``layer_s + (n − 1) · thread_s``, none for an activation fused
+    into its producer."""
+    return 0.0 if t.algo == "fused" else p.layer_s + (n - 1) * p.thread_s
