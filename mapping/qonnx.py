@@ -129,8 +129,10 @@ def multithreshold(imp, n) -> None:
 
 def weight_meta(imp, name: str) -> dict:
     """``weight_bits``, ``weight_scale``, ``weight_levels`` of a conv/linear weight that a QONNX quantizer of a
-    constant produced (through layout changes), when its scale is one value and its zero point 0; else {}.
-    Levels: "odd" for a bipolar weight (+-1), "int" for a k-bit Quant (integers of the signed/narrow range)."""
+    constant produced (through layout changes), when its zero point is 0 and its scale is one value or one per
+    output channel (a scale of shape (Cout, 1, ...) as Brevitas's per-channel weight quantizers export it:
+    ``weight_scale`` is then a tuple); else {}. Levels: "odd" for a bipolar weight (+-1), "int" for a k-bit Quant
+    (integers of the signed/narrow range)."""
     p = imp.producer(name)
     for _ in range(4):
         if p is None or p.op_type not in _THROUGH or p.domain not in ("", "ai.onnx"):
@@ -139,17 +141,25 @@ def weight_meta(imp, name: str) -> dict:
     if p is None or p.op_type not in ("Quant", "BipolarQuant") or p.domain in ("", "ai.onnx"):
         return {}
     scale = imp.consts.get(p.input[1])
-    if scale is None or scale.size != 1:
+    weight = imp.consts.get(p.input[0])
+    if scale is None:
+        return {}
+    if scale.size == 1:
+        ws = float(scale.reshape(()))
+    elif weight is not None and scale.ndim == weight.ndim and \
+            scale.shape[0] == weight.shape[0] == scale.size:
+        ws = tuple(float(v) for v in scale.reshape(-1))  # one scale per output channel (dim 0 of the weight)
+    else:
         return {}
     if p.op_type == "BipolarQuant":
-        return {"weight_bits": 1, "weight_scale": float(scale.reshape(())), "weight_levels": "odd"}
+        return {"weight_bits": 1, "weight_scale": ws, "weight_levels": "odd"}
     zp, bits = imp.consts.get(p.input[2]), imp.consts.get(p.input[3])
     if zp is None or bits is None or bits.size != 1 or np.any(zp != 0) or float(bits.reshape(())) % 1:
         return {}
     b = int(bits.reshape(()))
     signed = bool(imp.attr(p, "signed", 1))
     levels = "odd" if b == 1 and signed else "int"
-    return {"weight_bits": b, "weight_scale": float(scale.reshape(())), "weight_levels": levels}
+    return {"weight_bits": b, "weight_scale": ws, "weight_levels": levels}
 
 
 def input_levels(proto, input_name: str) -> tuple[int, int, float, float] | None:

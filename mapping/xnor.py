@@ -1,13 +1,20 @@
 """Map a traced or QONNX-imported binary / k-bit network onto a FINN-style XNOR/popcount dataflow engine.
 
-``map_xnor(graph) -> XnorProgram``: the graph must be a feed-forward chain of
+``map_xnor(graph) -> XnorProgram``: the graph is a dataflow graph (walked in topological order) of
 
     [SIGN | QUANTIZE on the input] [MUL by a positive scalar]   (input quantization, done by the host driver)
     CONV2D | LINEAR with ``meta["weight_bits"]``  (a ``nets.layers`` Binary*/Quant* layer, or a QONNX conv/linear
-                                                  whose weight a Quant / BipolarQuant produced)
+                                                  whose weight a Quant / BipolarQuant produced; one weight scale
+                                                  per tensor or per output channel)
         [BATCHNORM | MUL/DIV/ADD/SUB by a scalar or per-channel constant]* [RELU]
         [SIGN | QUANTIZE] [MUL by a positive scalar]  -> one MVAU with its activation fused as thresholds
+                                                  (a depthwise conv, groups = Cin = Cout: FINN's VVAU)
     MAXPOOL (after an activation)                     -> a streaming max-pool (OR on bits)
+    AVGPOOL / ADAPTIVE_AVGPOOL (after an activation)  -> an accumulating pool (:class:`AccPoolLayer`)
+    ADD of two quantized streams of one scale         -> AddStreams (:class:`AddLayer`); a value read by several
+                                                         layers is FINN's DuplicateStreams
+    CONCAT (channels) of streams on one grid          -> StreamingConcat (:class:`ConcatLayer`)
+    SIGN | QUANTIZE of a quantized stream             -> Thresholding (:class:`ThresholdLayer`)
     RESHAPE (flatten)
     a last MVAU may have no activation: its exact integer accumulator goes through its float ops (scale, bias,
     BatchNorm, scale/bias constants) in float32.
@@ -58,11 +65,24 @@ Semantics, stated once:
   the code of value 0, which is exact without a mask (see ``hwsim.kernels.binary``).
 * **Max-pool on bits is an OR** (max of ±s); on codes it is the max of the codes (offset binary keeps the
   order). Pooling is only supported after the activation (where FINN's streamlining puts it).
+* **Residual adds** (FINN's DuplicateStreams + AddStreams + Thresholding, as streamlining leaves a quantized
+  residual): both operands are code streams of **one scale** ``s`` (a shared quantizer); the hardware adds the
+  codes, ``q = qa + qb``, value ``(q - oa - ob) * s`` — exact, one bit wider (two bipolar streams: ``q = ba + bb``,
+  value ``(q - 1) * 2s``). A quantizer after the add (through a ReLU, as Brevitas's QuantReLU exports it, or
+  not) becomes a Thresholding unit on ``q``; its thresholds come from the quantizer evaluated in float32 on every
+  possible ``q``, as qonnx and torch evaluate it (``round(z / scale)`` with a non-dyadic scale rounds the quotient
+  in float32, which decides some ties differently from exact arithmetic).
+  Operands of different scales are refused (:class:`~hwsim.errors.MappingError`): their codes do not add.
+* **Concatenation** along the channels of streams with one kind, scale and offset (a shared quantizer).
+* **Average pooling** sums the codes of each window exactly (bits: the count of +1s, offset = window / 2, so an
+  even window); the 1/window factor joins the output scale and folds into the next layer's gain or thresholds.
+  qonnx / torch compute the average in float32: a following quantizer could decide differently only for an
+  average within one float32 ulp of a decision level.
 * Anything else is refused with :class:`~hwsim.errors.UnsupportedOpError` naming the node, its op and module:
-  GELU and other float activations, residual adds and concatenations (a node reading two activations),
-  products of two activations (MATMUL, ATTENTION: the MVAUs multiply by stored weights only), a quantizer with
-  a non-zero zero point, a conv/linear without ``weight_bits`` (float, or a weight quantizer the importer did not
-  fold).
+  GELU and other float activations, an add / concat / pool reading a float MVAU output (quantize every branch
+  first), products of two activations (MATMUL, ATTENTION: the MVAUs multiply by stored weights only), a
+  quantizer with a non-zero zero point, a conv/linear without ``weight_bits`` (float, or a weight quantizer the
+  importer did not fold), QONNX Trunc / MultiThreshold nodes.
 * A first layer fed the raw input computes ``sum w * x`` exactly in integers when the input is integer-valued
   (an 8-bit image), otherwise in float64.
 
@@ -77,7 +97,11 @@ import numpy as np
 
 from hwsim.errors import MappingError, UnsupportedOpError
 from mapping.graph import Graph, Node, Op, Scalar
+from mapping.xnor_dag import add_layer, concat_layer, pool_layer, threshold_layer
 from mapping.xnor_program import (
+    AccPoolLayer,
+    AddLayer,
+    ConcatLayer,
     Enc,
     Encoding,
     InputLayer,
@@ -85,21 +109,25 @@ from mapping.xnor_program import (
     MVAULayer,
     PoolLayer,
     ReshapeLayer,
+    ThresholdLayer,
     XnorProgram,
     acc_bits,
+    out_encoding,
 )
 from mapping.xnor_streamline import Affine, act_encoding, integer_thresholds, layer_weights
 
-__all__ = ["Enc", "Encoding", "MVAULayer", "InputLayer", "PoolLayer", "ReshapeLayer", "XnorProgram", "map_xnor",
-           "integer_thresholds", "annotate_encodings", "acc_bits"]
+__all__ = ["Enc", "Encoding", "MVAULayer", "InputLayer", "PoolLayer", "ReshapeLayer", "AddLayer", "ConcatLayer",
+           "ThresholdLayer", "AccPoolLayer", "XnorProgram", "map_xnor", "integer_thresholds", "annotate_encodings",
+           "acc_bits"]
 
 _XNOR_OPS = frozenset({Op.CONV2D, Op.LINEAR, Op.BATCHNORM, Op.RELU, Op.SIGN, Op.QUANTIZE, Op.MAXPOOL, Op.RESHAPE,
-                       Op.MUL, Op.DIV, Op.ADD, Op.SUB})
+                       Op.MUL, Op.DIV, Op.ADD, Op.SUB, Op.CONCAT, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL})
 _ARITH = frozenset({Op.MUL, Op.DIV, Op.ADD, Op.SUB})
+_FUSED = frozenset({Op.BATCHNORM, Op.RELU, Op.SIGN, Op.QUANTIZE})  # ops an open MVAU absorbs
 
 
 def map_xnor(graph: Graph) -> XnorProgram:
-    """Fuse the graph into MVAUs with thresholds, pools and reshapes (see the module docstring)."""
+    """Fuse the graph into MVAUs with thresholds, pools, adds, concats and reshapes (see the module docstring)."""
     if len(graph.outputs) != 1:
         raise UnsupportedOpError(f"the XNOR engine maps single-output networks; {graph.name} has "
                                  f"{len(graph.outputs)} outputs")
@@ -113,16 +141,27 @@ class _Pending:
         self.node, self.layer, self.affine, self.nodes = node, layer, affine, [node.name]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Val:
+    """A value on a stream: the layer producing it ("input": the network input), its encoding and shape."""
+
+    layer: str
+    enc: Encoding
+    shape: tuple[int, ...]
+
+
 class _Walk:
-    """One pass over the chain: ``enc`` is the encoding of the value ``prev``, ``pending`` the open MVAU."""
+    """One pass over the graph in topological order. ``vals``: IR value -> stream; ``pending``: IR value -> the
+    open MVAU whose float pre-activation it is."""
 
     def __init__(self, graph: Graph):
         self.g = graph
         self.layers: list[Layer] = []
-        self.enc = Encoding(Enc.RAW, 8)
-        self.prev = graph.inputs[0].name
-        self.shape = tuple(graph.input_shape[1:])
-        self.pending: _Pending | None = None
+        x = graph.inputs[0].name
+        self.vals: dict[str, _Val] = {x: _Val("input", Encoding(Enc.RAW, 8), tuple(graph.input_shape[1:]))}
+        self.host = {x}  # the network input and reshapes of it: quantized by the host driver
+        self.relu_of: dict[str, str] = {}  # a ReLU of a signed code stream -> its input: fused into the next quantizer
+        self.pending: dict[str, _Pending] = {}
         self.consts: dict[str, Node] = {}
         self.producers = {m.name: m for m in graph.nodes}
         self.users = graph.consumers()
@@ -130,12 +169,19 @@ class _Walk:
     def run(self) -> XnorProgram:
         for n in self.g.nodes:
             self.step(n)
-        if self.pending is not None:
-            self.layers.append(_finish(self.pending, None))
+        out = self.g.outputs[0]
+        if out in self.pending:
+            self.vals[out] = self._close(self.pending.pop(out), None, out)
+        for name, p in self.pending.items():  # pragma: no cover - every fused value has a consumer or is the output
+            raise UnsupportedOpError(f"layer {p.node.name!r} ({p.node.module}): its output {name!r} is never used")
         if not any(isinstance(x, MVAULayer) for x in self.layers):
             raise UnsupportedOpError(f"{self.g.name} has no binary/quantized layer to map onto the XNOR engine")
-        return XnorProgram(self.g.name, tuple(self.g.input_shape[1:]), tuple(self.layers), self.g.outputs[0])
+        if out not in self.vals or out in self.host:
+            raise UnsupportedOpError(f"the output {out!r} of {self.g.name} is not computed by the XNOR engine")
+        return XnorProgram(self.g.name, tuple(self.g.input_shape[1:]), tuple(self.layers), out,
+                           self.vals[out].layer)
 
+    # ------------------------------------------------------------------ dispatch
     def step(self, n: Node) -> None:
         if n.op == Op.CONSTANT:  # the operand of a scale / bias: checked where it is used
             users = self.users.get(n.name, [])
@@ -145,101 +191,154 @@ class _Walk:
             return
         if n.op in (Op.MATMUL, Op.ATTENTION):
             raise _product_refused(n, self.producers)
-        if n.op not in _XNOR_OPS and len(n.inputs) == 1:  # a layer the engine lacks (several inputs: a chain error)
+        if n.op not in _XNOR_OPS:
             raise _no_layer(n)
         operand = self._operand(n) if n.op in _ARITH else None
-        if n.inputs != (self.prev,) and operand is None:
-            raise UnsupportedOpError(f"node {n.name!r} ({n.op.value}, module {n.module!r}) reads {list(n.inputs)}: "
-                                     "the XNOR engine maps feed-forward chains (no residual adds or concats)")
-        self.prev = n.name
+        data = [i for i in n.inputs if i not in self.consts]
+        fused = [i for i in data if i in self.pending]
+        if fused:
+            self._fuse(n, fused, data, operand)
+            return
+        if any(i in self.relu_of for i in data):
+            self._after_relu(n, data)
+            return
+        missing = [i for i in data if i not in self.vals]
+        if missing:  # pragma: no cover - the graph is topologically ordered
+            raise UnsupportedOpError(f"node {n.name!r} reads {missing}, which the XNOR engine did not compute")
+        srcs = [self.vals[i] for i in data]
         if n.op in (Op.CONV2D, Op.LINEAR):
-            self._mvau(n)
-        elif n.op == Op.BATCHNORM:
-            if self.pending is None or self.pending.affine.relu:
-                raise UnsupportedOpError(f"BatchNorm {n.name!r} ({n.module}) must follow a binary/quantized "
-                                         "conv or linear layer directly")
-            self.pending.affine.add_bn(self.g, n)
-            self.pending.nodes.append(n.name)
-        elif n.op == Op.RELU:
-            if self.pending is None:
-                raise UnsupportedOpError(f"ReLU {n.name!r} ({n.module}) outside an MVAU")
-            self.pending.affine.relu = True
-            self.pending.affine.post.append(("relu", None))
-            self.pending.nodes.append(n.name)
+            self.pending[n.name] = _start_mvau(self.g, n, srcs[0].enc, srcs[0].shape, (srcs[0].layer,))
         elif n.op in (Op.SIGN, Op.QUANTIZE):
-            self._activation(n)
+            self._requantize(n, srcs[0])
         elif n.op in _ARITH:
-            self._arith(n, *operand)
-        elif n.op == Op.MAXPOOL:
-            if self.pending is not None or self.enc.kind == Enc.RAW:
-                raise UnsupportedOpError(f"MaxPool {n.name!r} ({n.module}) before the activation: put it after "
-                                         "the sign/QuantAct (the engine pools bits with an OR)")
-            self.layers.append(PoolLayer(n.name, n.attrs, self.shape, tuple(n.shape[1:]), self.enc))
+            self._stream_arith(n, srcs, operand)
+        elif n.op == Op.CONCAT:
+            self._emit(n, concat_layer(n, [(i, self.vals[i]) for i in data]))
+        elif n.op in (Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL):
+            self._emit(n, pool_layer(n, srcs[0]))
         elif n.op == Op.RESHAPE:
-            if self.pending is not None:
-                raise UnsupportedOpError(f"reshape {n.name!r} between an MVAU and its activation")
-            self.layers.append(ReshapeLayer(n.name, tuple(n.shape[1:])))
-        self.shape = tuple(n.shape[1:])
+            self._emit(n, ReshapeLayer(n.name, tuple(n.shape[1:]), (srcs[0].layer,)), srcs[0].enc)
+            if data[0] in self.host:
+                self.host.add(n.name)
+        elif n.op == Op.RELU and srcs[0].enc.kind == Enc.CODES and srcs[0].enc.offset == 0:
+            self.vals[n.name] = srcs[0]  # ReLU of non-negative codes changes nothing
+        elif n.op == Op.RELU and srcs[0].enc.kind in (Enc.CODES, Enc.BINARY):
+            self.relu_of[n.name] = data[0]  # e.g. QuantReLU after a residual add: thresholds of the next quantizer
+        else:
+            raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) on a quantized stream: "
+                                     + ("BatchNorm must follow a binary/quantized conv or linear layer directly"
+                                        if n.op == Op.BATCHNORM else "only an MVAU's activation can be fused"))
+
+    def _after_relu(self, n: Node, data: list[str]) -> None:
+        """A quantizer after a ReLU of a signed code stream: one Thresholding unit with the ReLU folded in."""
+        src = self.relu_of[data[0]] if data[0] in self.relu_of else None
+        if n.op not in (Op.SIGN, Op.QUANTIZE) or src is None or len(data) != 1:
+            raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) reads a ReLU of a signed code stream: "
+                                     "only a quantizer may follow it (the ReLU folds into its thresholds)")
+        out = act_encoding(n)
+        if out.kind == Enc.BINARY:
+            raise UnsupportedOpError(f"ReLU before sign in {n.module!r} (the output would be constant +1)")
+        self._emit(n, threshold_layer(n, self.vals[src], out, relu=True))
+
+    def _emit(self, n: Node, layer: Layer, enc: Encoding | None = None) -> None:
+        self.layers.append(layer)
+        self.vals[n.name] = _Val(layer.name, enc if enc is not None else out_encoding(layer), tuple(n.shape[1:]))
 
     def _operand(self, n: Node):
-        """(operand, reverse) of an arithmetic node on ``prev`` with a Scalar or a CONSTANT node; None otherwise."""
+        """(operand, reverse) of an arithmetic node with a Scalar or a CONSTANT node; None for two activations."""
         if isinstance(n.attrs, Scalar):
-            return (n.attrs.value, n.attrs.reverse) if n.inputs == (self.prev,) else None
-        if len(n.inputs) == 2 and self.prev in n.inputs:
-            other = n.inputs[1] if n.inputs[0] == self.prev else n.inputs[0]
-            if other in self.consts and other != self.prev:
-                return self.g.param(self.consts[other], "value"), n.inputs[0] == other
+            return n.attrs.value, n.attrs.reverse
+        if len(n.inputs) == 2:
+            consts = [i for i in n.inputs if i in self.consts]
+            if len(consts) == 1:
+                return self.g.param(self.consts[consts[0]], "value"), n.inputs[0] == consts[0]
         return None
 
-    def _mvau(self, n: Node) -> None:
-        if self.pending is not None:
-            self.layers.append(_finish(self.pending, None))
-            self.enc = Encoding(Enc.RAW, 32)
-            self.pending = None
-        self.pending = _start_mvau(self.g, n, self.enc, self.shape)
-
-    def _activation(self, n: Node) -> None:
-        out = act_encoding(n)
-        p = self.pending
-        if p is not None:
+    # ------------------------------------------------------------------ an open MVAU
+    def _fuse(self, n: Node, fused: list[str], data: list[str], operand) -> None:
+        src = fused[0]
+        p = self.pending[src]
+        if len(data) != 1 or n.op not in _FUSED | _ARITH or (n.op in _ARITH and operand is None):
+            raise UnsupportedOpError(
+                f"{n.op.value} {n.name!r} ({n.module}) reads the un-quantized output of layer {p.node.name!r} "
+                f"({p.node.module}): quantize every branch (sign / QuantAct) before an add, concat or pool")
+        if len(self.users.get(src, [])) != 1:
+            raise UnsupportedOpError(f"the float output {src!r} of layer {p.node.name!r} ({p.node.module}) is read by "
+                                     f"{len(self.users[src])} nodes: quantize it before it branches")
+        del self.pending[src]
+        if n.op in (Op.SIGN, Op.QUANTIZE):
+            out = act_encoding(n)
             if p.affine.relu and out.kind == Enc.BINARY:
                 raise UnsupportedOpError(f"ReLU before sign in {n.module!r} (the output would be constant +1)")
             p.nodes.append(n.name)
-            self.layers.append(_finish(p, out))
-            self.pending = None
-        elif self.enc.kind == Enc.RAW:
-            self.layers.append(InputLayer(n.name, self.shape, out, n.attrs if n.op == Op.QUANTIZE else None))
-        elif _same_grid(self.enc, out):  # a quantizer that keeps every value (Brevitas re-quantizing): a no-op
+            self.vals[n.name] = self._close(p, out, n.name)
             return
+        if n.op == Op.BATCHNORM:
+            if p.affine.relu:
+                raise UnsupportedOpError(f"BatchNorm {n.name!r} ({n.module}) after a ReLU: it cannot fold")
+            p.affine.add_bn(self.g, n)
+        elif n.op == Op.RELU:
+            p.affine.relu = True
+            p.affine.post.append(("relu", None))
         else:
-            raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) re-quantizes an already "
-                                     "quantized value; only the input or an MVAU output can be thresholded")
-        self.enc = out
-
-    def _arith(self, n: Node, operand, reverse: bool) -> None:
-        p = self.pending
-        if p is not None:
             if p.affine.relu:
                 raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) after a ReLU: put scales and biases "
                                          "before it (they fold into the thresholds)")
-            p.affine.add_arith(n, operand, reverse)
-            p.nodes.append(n.name)
+            p.affine.add_arith(n, *operand)
+        p.nodes.append(n.name)
+        self.pending[n.name] = p
+
+    def _close(self, p: _Pending, out: Encoding | None, value: str) -> _Val:
+        layer = _finish(p, out)
+        self.layers.append(layer)
+        return _Val(layer.name, out if out is not None else Encoding(Enc.RAW, 32), tuple(self.g.shape_of(value)[1:]))
+
+    # ------------------------------------------------------------------ streams
+    def _requantize(self, n: Node, src: _Val) -> None:
+        out = act_encoding(n)
+        if n.inputs[0] in self.host:
+            self._emit(n, InputLayer(n.name, src.shape, out, n.attrs if n.op == Op.QUANTIZE else None, (src.layer,)))
+        elif _same_grid(src.enc, out):  # a quantizer that keeps every value (Brevitas re-quantizing): a no-op
+            self.vals[n.name] = src
+        elif src.enc.kind in (Enc.CODES, Enc.BINARY):
+            self._emit(n, threshold_layer(n, src, out))
+        else:
+            raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) quantizes a float value the XNOR engine "
+                                     "does not stream")
+
+    def _stream_arith(self, n: Node, srcs: list[_Val], operand) -> None:
+        if operand is None:
+            if n.op != Op.ADD or len(srcs) != 2:
+                raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) of two activations: the XNOR engine "
+                                         "adds two quantized streams (a residual) and nothing else")
+            self._emit(n, add_layer(n, [(i, self.vals[i]) for i in n.inputs]))
             return
-        value = np.asarray(operand, dtype=np.float64)
-        last = self.layers[-1] if self.layers else None
-        rescales = n.op in (Op.MUL, Op.DIV) and not reverse and value.size == 1 and float(value.reshape(())) > 0
-        if self.enc.kind == Enc.RAW:
+        src = srcs[0]
+        value = np.asarray(operand[0], dtype=np.float64)
+        rescales = n.op in (Op.MUL, Op.DIV) and not operand[1] and value.size == 1 and float(value.reshape(())) > 0
+        if src.enc.kind == Enc.RAW:
             raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) on the network input before its quantizer: "
                                      "input preprocessing is not mapped (do it before hwsim.simulate)")
-        if not rescales or not isinstance(last, (InputLayer, MVAULayer)):
+        idx = next((i for i, x in enumerate(self.layers) if x.name == src.layer), None)
+        producer = self.layers[idx] if idx is not None else None
+        if not rescales or producer is None or len(self.users.get(n.inputs[0], [])) != 1 \
+                or isinstance(producer, ReshapeLayer):
             raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) on a quantized value: the XNOR engine "
                                      "folds scales and biases before an activation, and a positive scalar scale "
                                      "right after one")
         c = float(value.reshape(()))
-        enc = dataclasses.replace(self.enc, scale=self.enc.scale * c if n.op == Op.MUL else self.enc.scale / c)
-        self.layers[-1] = (dataclasses.replace(last, out=enc) if isinstance(last, InputLayer)
-                           else dataclasses.replace(last, out_enc=enc, nodes=last.nodes + (n.name,)))
-        self.enc = enc
+        enc = dataclasses.replace(src.enc, scale=src.enc.scale * c if n.op == Op.MUL else src.enc.scale / c)
+        self.layers[idx] = _with_out(producer, enc, n.name)
+        self.vals[n.name] = _Val(src.layer, enc, src.shape)
+
+
+def _with_out(layer: Layer, enc: Encoding, node: str) -> Layer:
+    """``layer`` with its output encoding rescaled (a positive scalar MUL / DIV after it)."""
+    if isinstance(layer, MVAULayer):
+        return dataclasses.replace(layer, out_enc=enc, nodes=layer.nodes + (node,))
+    if isinstance(layer, PoolLayer):
+        return dataclasses.replace(layer, enc=enc)
+    return dataclasses.replace(layer, out=enc)
 
 
 def _same_grid(enc: Encoding, out: Encoding) -> bool:
@@ -253,8 +352,8 @@ def _same_grid(enc: Encoding, out: Encoding) -> bool:
 
 def _no_layer(n: Node) -> UnsupportedOpError:
     return UnsupportedOpError(f"op {n.op.value!r} (node {n.name!r}, module {n.module!r}) has no XNOR engine layer "
-                              "(supported: binary/quantized conv and linear, batchnorm, scale/bias constants, sign, "
-                              "quantize, maxpool, flatten)")
+                              "(supported: binary/quantized conv, depthwise conv and linear, batchnorm, scale/bias "
+                              "constants, sign, quantize, max / average pool, residual add, concat, flatten)")
 
 
 def _product_refused(n: Node, producers: dict) -> UnsupportedOpError:
@@ -267,7 +366,7 @@ def _product_refused(n: Node, producers: dict) -> UnsupportedOpError:
                               + (" (it has no activation x activation unit)" if binary else ""))
 
 
-def _start_mvau(graph: Graph, n: Node, enc: Encoding, shape: tuple[int, ...]) -> _Pending:
+def _start_mvau(graph: Graph, n: Node, enc: Encoding, shape: tuple[int, ...], src: tuple[str, ...]) -> _Pending:
     if "weight_bits" not in n.meta:
         raise UnsupportedOpError(f"layer {n.name!r} ({n.module}) is a float {n.op.value}: the XNOR engine "
                                  "runs binary/quantized layers (nets.layers.BinaryConv2d, QuantLinear, ..., or a "
@@ -286,7 +385,7 @@ def _start_mvau(graph: Graph, n: Node, enc: Encoding, shape: tuple[int, ...]) ->
     affine = Affine(np.broadcast_to(np.asarray(s, np.float64), (w_int.shape[0],)).copy(), offset.copy(), post)
     layer = dict(name=n.name, module=n.module, conv=n.attrs if n.op == Op.CONV2D else None, in_shape=tuple(shape),
                  out_shape=tuple(n.shape[1:]), w_int=w_int, weight_bits=bits, in_enc=enc, pad_value=pad_value,
-                 levels=levels)
+                 levels=levels, src=src)
     return _Pending(n, layer, affine)
 
 
@@ -305,7 +404,7 @@ def _finish(p: _Pending, out: Encoding | None) -> MVAULayer:
         name=L["name"], module=L["module"], nodes=tuple(p.nodes), conv=L["conv"], in_shape=L["in_shape"],
         out_shape=L["out_shape"], weight=w, flip=flip, weight_bits=L["weight_bits"], in_enc=L["in_enc"],
         pad_value=L["pad_value"], gain=gain, offset=offset, thresholds=thresholds, out_enc=out,
-        float_out=tuple(a.post), weight_levels=L["levels"])
+        float_out=tuple(a.post), weight_levels=L["levels"], src=L["src"])
 
 
 def annotate_encodings(graph: Graph) -> Graph:

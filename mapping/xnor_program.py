@@ -14,7 +14,8 @@ import numpy as np
 
 from mapping.graph import Conv2d, Pool, Quantize
 
-__all__ = ["Enc", "Encoding", "MVAULayer", "InputLayer", "PoolLayer", "ReshapeLayer", "XnorProgram", "acc_bits"]
+__all__ = ["Enc", "Encoding", "MVAULayer", "InputLayer", "PoolLayer", "ReshapeLayer", "AddLayer", "ConcatLayer",
+           "ThresholdLayer", "AccPoolLayer", "XnorProgram", "acc_bits", "out_encoding", "sum_encoding"]
 
 
 class Enc(str, enum.Enum):
@@ -62,6 +63,7 @@ class InputLayer:
     shape: tuple[int, ...]  # per sample
     out: Encoding
     quant: Quantize | None = None
+    src: tuple[str, ...] = ()  # the layers it reads (empty: the previous layer, or the network input)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,12 @@ class MVAULayer:
     out_enc: Encoding | None  # encoding of the thresholded output; None: float output
     float_out: tuple[Any, ...] = ()
     weight_levels: str = "odd"
+    src: tuple[str, ...] = ()
+
+    @property
+    def depthwise(self) -> bool:
+        """A depthwise conv (groups = Cin = Cout > 1): FINN's vector-vector unit (VVAU)."""
+        return self.conv is not None and self.conv.depthwise
 
     @property
     def mw(self) -> int:
@@ -115,15 +123,89 @@ class PoolLayer:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     enc: Encoding
+    src: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ReshapeLayer:
     name: str
     out_shape: tuple[int, ...]
+    src: tuple[str, ...] = ()
 
 
-Layer = InputLayer | MVAULayer | PoolLayer | ReshapeLayer
+@dataclass(frozen=True, slots=True)
+class AddLayer:
+    """FINN's AddStreams: the sum of two streams of integer codes of one scale, ``q = qa + qb`` (value
+    ``(q - oa - ob) * scale``; two bipolar streams: ``q = ba + bb``, value ``(q - 1) * 2 scale``)."""
+
+    name: str
+    src: tuple[str, str]
+    shape: tuple[int, ...]
+    out: Encoding
+
+
+@dataclass(frozen=True, slots=True)
+class ConcatLayer:
+    """FINN's StreamingConcat along the channels of streams with one encoding."""
+
+    name: str
+    src: tuple[str, ...]
+    shape: tuple[int, ...]
+    out: Encoding
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdLayer:
+    """FINN's Thresholding of a code stream (re-quantization after an add, a pool, ...): ``z = gain * q + offset``
+    per channel on the input codes ``q``, output code = number of ``thresholds`` (C, T) that ``q`` reaches."""
+
+    name: str
+    src: tuple[str]
+    shape: tuple[int, ...]
+    in_enc: Encoding
+    thresholds: np.ndarray  # int64 (C, T)
+    out: Encoding
+
+
+@dataclass(frozen=True, slots=True)
+class AccPoolLayer:
+    """Average pooling as FINN streams it: an accumulating pool that sums the codes of each window (exact
+    integers); the division by the window size is a scale of the output encoding (folded downstream)."""
+
+    name: str
+    src: tuple[str]
+    attrs: Pool
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    in_enc: Encoding
+    out: Encoding
+
+
+Layer = InputLayer | MVAULayer | PoolLayer | ReshapeLayer | AddLayer | ConcatLayer | ThresholdLayer | AccPoolLayer
+
+
+def out_encoding(layer) -> Encoding | None:
+    """The encoding of a layer's output (None: a float output, or a reshape, which keeps its input's)."""
+    if isinstance(layer, MVAULayer):
+        return layer.out_enc
+    if isinstance(layer, PoolLayer):
+        return layer.enc
+    return getattr(layer, "out", None)
+
+
+def sum_encoding(enc: Encoding, terms: int) -> Encoding:
+    """The encoding of the sum of ``terms`` codes of ``enc`` (codes: offset and levels add up; bipolar bits
+    ``b`` sum to codes with offset ``terms / 2`` and step ``2 * scale``, so ``terms`` must be even unless 1)."""
+    if enc.kind == Enc.BINARY:
+        offset2 = terms  # twice the offset
+        top, scale = terms, 2 * enc.scale
+    else:
+        offset2 = 2 * terms * enc.offset
+        top, scale = terms * (enc.n_levels - 1), enc.scale
+    if offset2 % 2:
+        raise ValueError("odd number of bipolar terms")
+    bits = max(1, top.bit_length())
+    return Encoding(Enc.CODES, bits, scale, offset2 // 2, 0 if top + 1 == 2**bits else top + 1)
 
 
 @dataclass(frozen=True)
@@ -132,10 +214,20 @@ class XnorProgram:
     input_shape: tuple[int, ...]  # per sample
     layers: tuple[Layer, ...]
     output: str  # IR name of the value the program returns
+    output_layer: str = ""  # the layer whose value is returned ("": the last one)
 
     @property
     def mvaus(self) -> tuple[MVAULayer, ...]:
         return tuple(x for x in self.layers if isinstance(x, MVAULayer))
+
+    def sources(self) -> list[tuple[str, ...]]:
+        """The layers (or ``"input"``) each layer reads, in layer order; a layer without ``src`` reads the previous
+        one (the network input for the first)."""
+        out, prev = [], "input"
+        for layer in self.layers:
+            out.append(tuple(layer.src) if layer.src else (prev,))
+            prev = layer.name
+        return out
 
 
 def acc_bits(layer: MVAULayer) -> int:

@@ -247,7 +247,7 @@ def test_float_layers_refused():
             s = self.sign(x)
             return self.fc(s) + s
 
-    with pytest.raises(UnsupportedOpError, match="chain"):
+    with pytest.raises(UnsupportedOpError, match="un-quantized output of layer 'fc'"):  # a float branch
         hwsim.simulate(Residual(), "fpga/pynq-z1", input_shape=(1, 4))
     assert issubclass(UnsupportedOpError, HwsimError)
 

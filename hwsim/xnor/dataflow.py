@@ -13,6 +13,13 @@ TRETS 2018):
   SIMD window elements per cycle (FINN's RTL parallel-window mode): k²·C/SIMD per output pixel.
   Padding (FMPadding): (C/SIMD)·Hp·Wp; streaming max-pool: one input pixel per cycle, IFM_H·IFM_W.
   Binarizing / quantizing the network input is left to the host driver (no fabric cost).
+* VVAU (a depthwise conv; FINN ``vectorvectoractivation.py``): cycles = OFM pixels · ceil(k²/SIMD) · ceil(C/PE)
+  (the MVAU formula with MW = k², MH = C; k-bit operands multiplied natively, never decomposed), its window
+  generator streams PE channels; weights in one memory of SIMD·W bits per PE (BRAM18 = FINN-R rule × PE); LUTs
+  FINN's VVAU estimate 300 + 1.1·PE·(SIMD·mult + acc + thr + comp) (+ an adder tree when SIMD > 1: ours).
+* Streaming blocks between MVAUs (AddStreams, StreamingConcat, Thresholding, accumulating Pool, DuplicateStreams):
+  :mod:`hwsim.xnor.blocks`. The SimPy pipeline over the dataflow graph and the FIFO sizing:
+  :mod:`hwsim.xnor.pipeline`.
 * Throughput = clock / max layer cycles (the initiation interval II). FINN's latency estimate is
   the sum of the layer cycles; ``latency_s`` here comes from a SimPy run of the pipeline in which a
   layer starts an output as soon as the inputs it needs have arrived (sliding-window rows, or the
@@ -32,16 +39,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-
-import simpy
+from dataclasses import dataclass
 
 from hwsim.errors import MappingError
+from hwsim.xnor.blocks import HwLayer, dup_rows, stream_blocks
+from hwsim.xnor.pipeline import Stage, latency_cycles, run_pipeline
 from hwsim.xnor.spec import BRAM18_BITS, XnorSpec
-from mapping.xnor import Enc, InputLayer, MVAULayer, PoolLayer, XnorProgram, acc_bits
+from mapping.xnor import Enc, InputLayer, MVAULayer, PoolLayer, ReshapeLayer, XnorProgram, acc_bits
 
 __all__ = ["HwLayer", "Design", "padding_notes", "mvau_cycles", "bram18_for", "mvau_luts", "build_design", "auto_folding",
-           "pipeline_latency_cycles", "pipeline_frame_cycles", "check_folding", "window_sum_luts"]
+           "pipeline_latency_cycles", "pipeline_frame_cycles", "check_folding", "window_sum_luts", "fifo_depths"]
 
 LUT_C0 = 300  # FINN-R / FINN MVAU lut_estimation: constant LUTs per MVAU
 LUT_C1 = 1.1  # FINN-R / FINN MVAU lut_estimation: scale of the per-PE datapath
@@ -55,27 +62,10 @@ SWG_BRAM_MIN_BITS = BRAM18_BITS // 2  # assumed: window buffers from half a BRAM
 
 
 @dataclass(frozen=True, slots=True)
-class HwLayer:
-    """One hardware block of the pipeline and its cost for one frame."""
-
-    name: str
-    kind: str  # "thresholding" | "fmpad" | "swg" | "mvau" | "pool"
-    module: str
-    cycles: int
-    luts: int
-    bram18: int
-    pe: int = 0
-    simd: int = 0
-    macs: int = 0
-    weight_bits: int = 0  # bits of weights stored
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
 class Design:
     layers: tuple[HwLayer, ...]
     folding: tuple[tuple[int, int], ...]
-    stages: tuple  # SimPy stage descriptions (see pipeline_latency_cycles)
+    stages: tuple  # hwsim.xnor.pipeline.Stage per process of the SimPy run
 
     @property
     def ii_cycles(self) -> int:
@@ -105,8 +95,8 @@ def in_bits(layer: MVAULayer) -> int:
 
 def branches(layer: MVAULayer, decomposed: bool) -> int:
     """Binary branches run one after another by a decomposed k-bit layer (1 for binary or native)."""
-    if not decomposed or layer.in_enc.kind == Enc.RAW or in_bits(layer) > DECOMPOSE_MAX_BITS:
-        return 1
+    if not decomposed or layer.in_enc.kind == Enc.RAW or in_bits(layer) > DECOMPOSE_MAX_BITS or layer.depthwise:
+        return 1  # FINN's VVAU multiplies k-bit operands natively (LUT multipliers)
     return layer.weight_bits * in_bits(layer)
 
 
@@ -148,6 +138,8 @@ def mvau_memory(layer: MVAULayer, pe: int, simd: int, decomposed: bool) -> tuple
     width = pe * simd * w_bits
     if depth <= LUTRAM_MAX_DEPTH:
         return 0, width * _cdiv(depth, 64)
+    if layer.depthwise:  # FINN VVAU bram_estimation: one memory of SIMD*W bits per PE
+        return bram18_for(depth, simd * w_bits) * pe, 0
     return bram18_for(depth, width), 0
 
 
@@ -156,6 +148,8 @@ def mvau_luts(layer: MVAULayer, pe: int, simd: int, decomposed: bool = True) -> 
     w, a = _wa_bits(layer, decomposed)
     mult = simd * (2 * _cdiv(w + a, 6) - 1) * (w + a)
     adder = (w + a) * (2 * simd - 1)
+    if layer.depthwise:  # FINN VVAU lut_estimation (SIMD = 1 there: no adder tree); ours adds one for SIMD > 1
+        adder = adder if simd > 1 else 0
     acc = acc_bits(layer)
     thr = comp = 0
     if layer.thresholds is not None:
@@ -178,13 +172,16 @@ def window_sum_luts(layer: MVAULayer, pe: int, simd: int, decomposed: bool = Tru
     return int(LUT_C1 * ((2 * simd - 1) + acc + pe * acc))
 
 
-def _swg(layer: MVAULayer, simd: int) -> tuple[int, int, int, int]:
-    """(FMPadding cycles, sliding-window cycles, sliding-window BRAM18, LUTs) of a conv layer."""
+def _swg(layer: MVAULayer, pe: int, simd: int) -> tuple[int, int, int, int]:
+    """(FMPadding cycles, sliding-window cycles, sliding-window BRAM18, LUTs) of a conv layer. An MVAU's window
+    generator streams SIMD channels; a VVAU's (depthwise) streams PE channels and emits PE * SIMD window
+    elements per cycle (FINN: the depthwise SWG's SIMD is the VVAU's PE)."""
     c, h, w = layer.in_shape
     conv = layer.conv
     (kh, kw), (sh, _), (ph, pw) = conv.kernel, conv.stride, conv.padding
-    s = max(1, math.gcd(min(simd, c), c))  # input stream: SIMD | C channels per cycle
-    e = min(simd, c * kh * kw)  # window elements emitted per cycle (SIMD > C: parallel-window mode)
+    lanes = pe if layer.depthwise else simd
+    s = max(1, math.gcd(min(lanes, c), c))  # input stream: lanes | C channels per cycle
+    e = min(pe * simd if layer.depthwise else simd, c * kh * kw)  # window elements per cycle
     hp, wp = h + 2 * ph, w + 2 * pw
     pad_cycles = (c // s) * hp * wp if (ph or pw) else 0
     oh, ow = layer.out_shape[1], layer.out_shape[2]
@@ -230,56 +227,67 @@ def padding_notes(program: XnorProgram, folding: Sequence[tuple[int, int]]) -> l
 
 
 def build_design(program: XnorProgram, folding: Sequence[tuple[int, int]], decomposed: bool = True) -> Design:
-    """Hardware layers, their cycles and resources for a validated folding."""
+    """Hardware layers, their cycles and resources, and the SimPy stages, for a validated folding. The streaming
+    blocks between MVAUs (adds, concats, thresholding, accumulating pools, stream duplication) get the smallest
+    PE that keeps them within the MVAUs' initiation interval (:mod:`hwsim.xnor.blocks`)."""
     rows: list[HwLayer] = []
-    stages = []
+    stages: list[Stage | None] = []
     fold = iter(folding)
-    next_simd = {}
-    for i, layer in enumerate(program.layers):  # SIMD of the MVAU that consumes each layer's output
-        for later in program.layers[i + 1:]:
-            if isinstance(later, MVAULayer):
-                next_simd[layer.name] = later
-                break
-    for layer in program.layers:
-        if isinstance(layer, InputLayer):
-            # binarizing / quantizing the raw input is done by the host driver, which packs the
-            # quantized input into the input stream (as finn-examples' drivers do): no fabric cost
+    alias: dict[str, str] = {"input": "input"}  # reshapes and the host-side input quantizer forward their source
+    numel: dict[str, int] = {"input": math.prod(program.input_shape)}
+    later = []
+    for layer, srcs in zip(program.layers, program.sources()):
+        src = tuple(alias[x] for x in srcs)
+        if isinstance(layer, (InputLayer, ReshapeLayer)):  # the host quantizes the input: no fabric cost
+            alias[layer.name] = src[0]
             continue
-        elif isinstance(layer, MVAULayer):
-            pe, simd = next(fold)
-            cyc = mvau_cycles(layer, pe, simd, decomposed)
-            bram, _ = mvau_memory(layer, pe, simd, decomposed)
-            luts = mvau_luts(layer, pe, simd, decomposed)
-            macs = layer.ofm_pixels * layer.mw * layer.mh
-            wbits = layer.mw * layer.mh * layer.weight_bits
-            extra = {"pe": pe, "simd": simd, "mw": layer.mw, "mh": layer.mh, "ofm_pixels": layer.ofm_pixels,
-                     "weight_bits": layer.weight_bits, "input": str(layer.in_enc),
-                     "output": str(layer.out_enc) if layer.out_enc else "float",
-                     "branches": branches(layer, decomposed), "acc_bits": acc_bits(layer),
-                     "wmem_depth": _cdiv(layer.mw, simd) * _cdiv(layer.mh, pe),
-                     "window_sum_luts": window_sum_luts(layer, pe, simd, decomposed)}  # 0 but for int weights
-            stage_cycles = cyc
-            if layer.conv is not None:
-                pad_c, swg_c, swg_bram, swg_luts = _swg(layer, simd)
-                if pad_c:
-                    rows.append(HwLayer(layer.name + ":pad", "fmpad", layer.module, pad_c, FMPAD_LUTS, 0,
-                                        simd=simd))
-                rows.append(HwLayer(layer.name + ":swg", "swg", layer.module, swg_c, SWG_LUTS + swg_luts, swg_bram,
-                                    simd=simd))
-                stage_cycles = max(cyc, swg_c, pad_c)
-                stages.append(("conv", layer.name, layer, stage_cycles))
-            else:
-                stages.append(("fc", layer.name, layer, pe, simd, branches(layer, decomposed)))
-            rows.append(HwLayer(layer.name, "mvau", layer.module, cyc, luts, bram, pe=pe, simd=simd, macs=macs,
-                                weight_bits=wbits, extra=extra))
+        alias[layer.name] = layer.name
+        numel[layer.name] = math.prod(getattr(layer, "out_shape", None) or layer.shape)
+        if isinstance(layer, MVAULayer):
+            _mvau_rows(layer, next(fold), decomposed, src, rows, stages, numel)
         elif isinstance(layer, PoolLayer):
             c, h, w = layer.in_shape
-            cyc = h * w
-            bits = layer.enc.bits
-            luts = int(LUT_C0 + c * bits * layer.attrs.kernel[1])  # assumed: c0 + one OR/max LUT per channel, bit and tap
-            rows.append(HwLayer(layer.name, "pool", "", cyc, luts, 0, pe=c))
-            stages.append(("pool", layer.name, layer, cyc))
-    return Design(tuple(rows), tuple(folding), tuple(stages))
+            luts = int(LUT_C0 + c * layer.enc.bits * layer.attrs.kernel[1])  # assumed: c0 + an OR/max per channel, bit, tap
+            rows.append(HwLayer(layer.name, "pool", "", h * w, luts, 0, pe=c))
+            stages.append(Stage("window", layer.name, src, h * w, layer, (numel[src[0]],),
+                                math.prod(layer.out_shape), layer.out_shape[1] * layer.out_shape[2]))
+        else:  # add, concat, thresholding, accumulating pool: folded once the II is known
+            later.append((layer, src))
+            stages.append(None)
+    ii = max((r.cycles for r in rows), default=1)
+    block_rows, block_stages = stream_blocks(later, numel, ii)
+    it = iter(block_stages)
+    done = [st if st is not None else next(it) for st in stages]
+    return Design(tuple(rows + block_rows + dup_rows(done, numel, ii)), tuple(folding), tuple(done))
+
+
+def _mvau_rows(layer: MVAULayer, pe_simd: tuple[int, int], decomposed: bool, src, rows, stages, numel) -> None:
+    pe, simd = pe_simd
+    cyc = mvau_cycles(layer, pe, simd, decomposed)
+    bram, _ = mvau_memory(layer, pe, simd, decomposed)
+    luts = mvau_luts(layer, pe, simd, decomposed)
+    macs = layer.ofm_pixels * layer.mw * layer.mh
+    wbits = layer.mw * layer.mh * layer.weight_bits
+    kind = "vvau" if layer.depthwise else "mvau"
+    extra = {"pe": pe, "simd": simd, "mw": layer.mw, "mh": layer.mh, "ofm_pixels": layer.ofm_pixels,
+             "weight_bits": layer.weight_bits, "input": str(layer.in_enc),
+             "output": str(layer.out_enc) if layer.out_enc else "float",
+             "branches": branches(layer, decomposed), "acc_bits": acc_bits(layer),
+             "wmem_depth": _cdiv(layer.mw, simd) * _cdiv(layer.mh, pe),
+             "window_sum_luts": window_sum_luts(layer, pe, simd, decomposed)}  # 0 but for int weights
+    if layer.conv is not None:
+        pad_c, swg_c, swg_bram, swg_luts = _swg(layer, pe, simd)
+        if pad_c:
+            rows.append(HwLayer(layer.name + ":pad", "fmpad", layer.module, pad_c, FMPAD_LUTS, 0, simd=simd))
+        rows.append(HwLayer(layer.name + ":swg", "swg", layer.module, swg_c, SWG_LUTS + swg_luts, swg_bram,
+                            simd=simd))
+        stages.append(Stage("window", layer.name, src, max(cyc, swg_c, pad_c), layer, (numel[src[0]],),
+                            math.prod(layer.out_shape), layer.ofm_pixels))
+    else:
+        stages.append(Stage("fc", layer.name, src, cyc, layer, (layer.mw,), layer.mh, 1, pe, simd,
+                            branches(layer, decomposed)))
+    rows.append(HwLayer(layer.name, kind, layer.module, cyc, luts, bram, pe=pe, simd=simd, macs=macs,
+                        weight_bits=wbits, extra=extra))
 
 
 # ----------------------------------------------------------------------------- automatic folding
@@ -294,7 +302,7 @@ def _options(layer: MVAULayer, decomposed: bool) -> list[tuple[int, int, int, in
         for simd in _divisors(layer.mw):
             cyc = mvau_cycles(layer, pe, simd, decomposed)
             if layer.conv is not None:
-                pad_c, swg_c, _, _ = _swg(layer, simd)
+                pad_c, swg_c, _, _ = _swg(layer, pe, simd)
                 cyc = max(cyc, pad_c, swg_c)
             bram, _ = mvau_memory(layer, pe, simd, decomposed)
             opts.append((cyc, mvau_luts(layer, pe, simd, decomposed), bram, pe, simd))
@@ -349,109 +357,18 @@ def auto_folding(program: XnorProgram, spec: XnorSpec, target_fps: float | None,
 
 
 # ----------------------------------------------------------------------------- SimPy latency
-class _Stream:
-    """The FIFO between two layers: ``count`` elements produced so far, ``pulled`` of them taken
-    by the consumer into its own buffers (window lines, input vector). With a ``depth`` the
-    producer stalls while ``count - pulled`` would exceed it (back-pressure); ``None`` = unbounded."""
-
-    def __init__(self, env: simpy.Environment, initial: int = 0, depth: int | None = None):
-        self.env = env
-        self.count = initial
-        self.pulled = 0
-        self.depth = depth
-        self.changed = env.event()
-        self.freed = env.event()
-
-    def add(self, n: int):
-        """Process step: push ``n`` elements, waiting for room first."""
-        if self.depth is not None:
-            limit = max(self.depth, n)  # a FIFO always holds at least one transfer
-            while self.count + n - self.pulled > limit:
-                yield self.freed
-        self.count += n
-        ev, self.changed = self.changed, self.env.event()
-        ev.succeed()
-
-    def wait(self, need: int):
-        """Process step: wait until ``need`` elements have arrived, pulling them as they come."""
-        while True:
-            got = min(self.count, need)
-            if got > self.pulled:
-                self.pulled = got
-                ev, self.freed = self.freed, self.env.event()
-                ev.succeed()
-            if self.count >= need:
-                return
-            yield self.changed
+def pipeline_frame_cycles(design: Design, input_elems: int, frames: int = 1, fifo_depth=None) -> list[float]:
+    """Completion time (cycles) of each of ``frames`` back-to-back frames (:func:`hwsim.xnor.pipeline.run_pipeline`;
+    ``fifo_depth``: None = unbounded FIFOs, an int for every FIFO, or a dict per FIFO name)."""
+    return list(run_pipeline(list(design.stages), input_elems, frames, fifo_depth).frame_done)
 
 
-def _conv_need(layer, oy: int, ox: int) -> int:
-    c, h, w = layer.in_shape
-    conv = layer.conv if hasattr(layer, "conv") else None
-    if conv is not None:
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel, conv.stride, conv.padding, conv.dilation
-    else:
-        a = layer.attrs
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a.kernel, a.stride, a.padding, a.dilation
-    r = min(oy * sh - ph + (kh - 1) * dh, h - 1)
-    col = min(ox * sw - pw + (kw - 1) * dw, w - 1)
-    return (max(r, 0) * w + max(col, 0) + 1) * c
+def pipeline_latency_cycles(design: Design, input_elems: int) -> int:
+    """Cycles from the first input element to the last output of one frame (unbounded FIFOs)."""
+    return latency_cycles(list(design.stages), input_elems)[0]
 
 
-def pipeline_frame_cycles(design: Design, input_elems: int, frames: int = 1,
-                          fifo_depth: int | None = None) -> list[float]:
-    """Completion time (cycles) of each of ``frames`` back-to-back frames, by a SimPy run of the
-    pipeline: every frame's input is available at t = 0, each layer starts an output unit (a pixel;
-    for a fully connected layer a fold of PE outputs) as soon as the inputs it needs have arrived,
-    and a layer works on one unit at a time. ``fifo_depth`` (elements) bounds every inter-layer FIFO
-    (back-pressure stalls the producer); None = FIFOs deep enough never to stall, as FINN's FIFO
-    sizing aims for. With unbounded FIFOs the frame spacing converges to the II."""
-    env = simpy.Environment()
-    src = _Stream(env, input_elems * frames)
-    done: list[float] = []
-
-    def conv_stage(layer, cycles, inp, out, last):
-        oh, ow = layer.out_shape[1], layer.out_shape[2]
-        per = cycles / (oh * ow)
-        cout = layer.out_shape[0]
-        in_numel = math.prod(layer.in_shape)
-        for f in range(frames):
-            for oy in range(oh):
-                for ox in range(ow):
-                    yield from inp.wait(f * in_numel + _conv_need(layer, oy, ox))
-                    yield env.timeout(per)
-                    yield from out.add(cout)
-            if last:
-                done.append(env.now)
-
-    def fc_stage(layer, pe, simd, br, inp, out, last):
-        sf, nf = _cdiv(layer.mw, simd), _cdiv(layer.mh, pe)
-        for f in range(frames):
-            base = f * layer.mw
-            for s in range(sf * br):  # first neuron fold consumes the input as it streams in
-                yield from inp.wait(base + min((s % sf + 1) * simd, layer.mw))
-                yield env.timeout(1)
-            yield from out.add(min(pe, layer.mh))
-            for k in range(1, nf):
-                yield env.timeout(sf * br)
-                yield from out.add(min(pe, layer.mh - k * pe))
-            if last:
-                done.append(env.now)
-
-    inp = src
-    for i, st in enumerate(design.stages):
-        last = i == len(design.stages) - 1
-        out = _Stream(env, depth=None if last else fifo_depth)  # the output stream is drained by the host
-        if st[0] in ("conv", "pool"):
-            env.process(conv_stage(st[2], st[3], inp, out, last))
-        else:
-            env.process(fc_stage(st[2], st[3], st[4], st[5], inp, out, last))
-        inp = out
-    env.run()
-    return done
-
-
-def pipeline_latency_cycles(design: Design, input_elems: int, fifo_depth: int | None = None) -> int:
-    """Cycles from the first input element to the last output of one frame (SimPy, see
-    :func:`pipeline_frame_cycles`)."""
-    return int(math.ceil(pipeline_frame_cycles(design, input_elems, 1, fifo_depth)[0]))
+def fifo_depths(design: Design, input_elems: int) -> tuple[tuple[str, int], ...]:
+    """FIFO depths (elements) that never stall: the largest occupancy of each FIFO in a two-frame SimPy run with
+    unbounded FIFOs (FINN's InsertAndSetFIFODepths)."""
+    return latency_cycles(list(design.stages), input_elems)[1]

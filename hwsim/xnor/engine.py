@@ -14,7 +14,18 @@ import numpy as np
 from hwsim.errors import ShapeError
 from hwsim.kernels import binary as B
 from hwsim.kernels import fp32 as K
-from mapping.xnor import Enc, InputLayer, MVAULayer, PoolLayer, ReshapeLayer, XnorProgram
+from mapping.xnor import (
+    AccPoolLayer,
+    AddLayer,
+    ConcatLayer,
+    Enc,
+    InputLayer,
+    MVAULayer,
+    PoolLayer,
+    ReshapeLayer,
+    ThresholdLayer,
+    XnorProgram,
+)
 
 __all__ = ["run_program", "mvau_accumulator"]
 
@@ -156,34 +167,67 @@ def _decode(enc, v: np.ndarray) -> np.ndarray:
     return v
 
 
+def _codes_dtype(enc) -> type:
+    return np.uint8 if enc.n_levels <= 256 else np.uint16 if enc.n_levels <= 65536 else np.int64
+
+
+def _acc_pool(layer: AccPoolLayer, v: np.ndarray) -> np.ndarray:
+    """Window sums of the codes (bits: the count of +1s), exact in int64."""
+    (kh, kw), (sh, sw) = layer.attrs.kernel, layer.attrs.stride
+    n, c, h, w = v.shape
+    oh, ow = layer.out_shape[1], layer.out_shape[2]
+    x = v.astype(np.int64)
+    out = np.zeros((n, c, oh, ow), dtype=np.int64)
+    for dy in range(kh):
+        for dx in range(kw):
+            out += x[:, :, dy:dy + sh * (oh - 1) + 1:sh, dx:dx + sw * (ow - 1) + 1:sw]
+    return out.astype(_codes_dtype(layer.out))
+
+
+def _step(layer, ins: list[np.ndarray], enc_in, decomposed: bool, kept: dict | None):
+    """One layer on its encoded inputs; returns (value, encoding of the value)."""
+    v = ins[0]
+    if isinstance(layer, InputLayer):
+        return _input_layer(layer, v), layer.out
+    if isinstance(layer, MVAULayer):
+        if layer.in_enc.kind == Enc.RAW and enc_in is not None:
+            v = _decode(enc_in, v)
+        acc = mvau_accumulator(layer, v, decomposed)
+        if kept is not None:
+            kept[layer.name + ":acc"] = acc
+        if layer.thresholds is None:
+            return _float_output(layer, acc), None
+        return B.threshold(acc, layer.thresholds), layer.out_enc
+    if isinstance(layer, PoolLayer):
+        a = layer.attrs
+        return B.max_pool_codes(v, a.kernel, a.stride, a.padding, a.dilation, a.ceil_mode), layer.enc
+    if isinstance(layer, ReshapeLayer):
+        return v.reshape((v.shape[0],) + layer.out_shape), enc_in
+    if isinstance(layer, AddLayer):
+        return (v.astype(np.int64) + ins[1]).astype(_codes_dtype(layer.out)), layer.out
+    if isinstance(layer, ConcatLayer):
+        return np.concatenate(ins, axis=1).astype(_codes_dtype(layer.out)), layer.out
+    if isinstance(layer, ThresholdLayer):
+        return B.threshold(v.astype(np.int64), layer.thresholds), layer.out
+    if isinstance(layer, AccPoolLayer):
+        return _acc_pool(layer, v), layer.out
+    raise TypeError(f"unknown XNOR layer {type(layer).__name__}")  # pragma: no cover
+
+
 def run_program(program: XnorProgram, x: np.ndarray, decomposed: bool = True, keep: bool = False):
     """Run ``program`` on float32 input ``x`` (N, *input_shape). Returns the float32 output (±1 for
     bits, ``q * scale`` for codes, ``z`` for a final layer without activation); with ``keep`` also a
-    dict layer name -> encoded value (bits / codes / accumulators) for inspection."""
-    v: np.ndarray = np.ascontiguousarray(x, dtype=np.float32)
-    enc = None
-    kept = {}
-    for layer in program.layers:
-        if isinstance(layer, InputLayer):
-            v = _input_layer(layer, v)
-            enc = layer.out
-        elif isinstance(layer, MVAULayer):
-            if layer.in_enc.kind == Enc.RAW and enc is not None:
-                v = _decode(enc, v)
-            acc = mvau_accumulator(layer, v, decomposed)
-            if keep:
-                kept[layer.name + ":acc"] = acc
-            if layer.thresholds is None:
-                v, enc = _float_output(layer, acc), None
-            else:
-                v = B.threshold(acc, layer.thresholds)
-                enc = layer.out_enc
-        elif isinstance(layer, PoolLayer):
-            a = layer.attrs
-            v = B.max_pool_codes(v, a.kernel, a.stride, a.padding, a.dilation, a.ceil_mode)
-        elif isinstance(layer, ReshapeLayer):
-            v = v.reshape((v.shape[0],) + layer.out_shape)
+    dict layer name -> encoded value (bits / codes / accumulators) for inspection. Layers read the
+    layers named in their ``src`` (a value read twice is FINN's DuplicateStreams)."""
+    vals: dict[str, tuple[np.ndarray, object]] = {"input": (np.ascontiguousarray(x, dtype=np.float32), None)}
+    kept: dict = {}
+    last = "input"
+    for layer, srcs in zip(program.layers, program.sources()):
+        ins = [vals[s][0] for s in srcs]
+        vals[layer.name] = _step(layer, ins, vals[srcs[0]][1], decomposed, kept if keep else None)
         if keep:
-            kept[layer.name] = v
+            kept[layer.name] = vals[layer.name][0]
+        last = layer.name
+    v, enc = vals[program.output_layer or last]
     out = _decode(enc, v)
     return (out, kept) if keep else out

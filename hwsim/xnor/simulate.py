@@ -21,9 +21,9 @@ from hwsim.xnor.dataflow import (
     check_folding,
     padding_notes,
     pipeline_frame_cycles,
-    pipeline_latency_cycles,
 )
 from hwsim.xnor.engine import run_program
+from hwsim.xnor.pipeline import latency_cycles
 from hwsim.xnor.spec import XnorSpec
 from mapping.graph import Graph
 from mapping.xnor import XnorProgram, map_xnor
@@ -40,8 +40,10 @@ class XnorReport(Report):
         FIFOs of ``fifo_depth`` elements stall the pipeline.
     latency_sum_s: FINN's latency estimate (sum of layer cycles / clock), an upper bound.
     bram18 / luts / dsps: resources used; luts_available / bram18_available: the device's.
-    folding: (PE, SIMD) per MVAU in layer order.
+    folding: (PE, SIMD) per MVAU / VVAU in layer order.
     energy_per_frame_j: energy of one frame in the steady state.
+    fifo_depths: ("producer->consumer", elements) per inter-layer FIFO: the largest occupancy in a SimPy run with
+        unbounded FIFOs (FINN's FIFO sizing); FIFOs this deep never stall.
     """
 
     fps: float = 0.0
@@ -54,6 +56,7 @@ class XnorReport(Report):
     bram18_available: int = 0
     folding: tuple[tuple[int, int], ...] = ()
     energy_per_frame_j: float = 0.0
+    fifo_depths: tuple[tuple[str, int], ...] = ()
 
     def summary(self) -> str:
         return (super().summary() + f"\n{self.fps:.4g} fps (II {self.ii_cycles} cycles), "
@@ -110,11 +113,10 @@ def _report(graph: Graph, program: XnorProgram, spec: XnorSpec, fold, decomposed
     ii = design.ii_cycles
     batch = graph.batch
     notes = list(notes)
-    if fifo_depth is None:
-        latency_cycles = pipeline_latency_cycles(design, int(np.prod(program.input_shape)))
-    else:
+    lat_cycles, depths = latency_cycles(list(design.stages), int(np.prod(program.input_shape)))
+    if fifo_depth is not None:
         times = pipeline_frame_cycles(design, int(np.prod(program.input_shape)), 3, fifo_depth)
-        latency_cycles = int(np.ceil(times[0]))
+        lat_cycles = int(np.ceil(times[0]))
         interval = times[-1] - times[-2]
         if interval > ii + 1e-9:
             notes.append(f"FIFOs of {fifo_depth} elements stall the pipeline: frame interval {interval:.0f} cycles "
@@ -145,13 +147,15 @@ def _report(graph: Graph, program: XnorProgram, spec: XnorSpec, fold, decomposed
     energy_frame = sum(r.energy_j for r in rows) / batch
     peak_act = max((int(np.prod(m.out_shape)) * (m.out_enc.bits if m.out_enc else 32) + 7) // 8
                    for m in program.mvaus)
-    notes.append(f"latency: SimPy pipeline {latency_cycles} cycles; FINN estimate (sum of layer cycles) "
+    notes.append(f"FIFO depths (elements, sized by SimPy): {sum(d for _, d in depths)} in all over {len(depths)} "
+                 f"FIFOs, deepest {max((d for _, d in depths), default=0)}")
+    notes.append(f"latency: SimPy pipeline {lat_cycles} cycles; FINN estimate (sum of layer cycles) "
                  f"{design.sum_cycles} cycles")
     return XnorReport(
         target="xnor", network=graph.name, spec_name=spec.name, batch=batch, layers=tuple(rows),
-        latency_s=(latency_cycles + (batch - 1) * ii) / clock, energy_j=energy_frame * batch,
+        latency_s=(lat_cycles + (batch - 1) * ii) / clock, energy_j=energy_frame * batch,
         onchip_weight_bytes=weight_bytes, onchip_capacity_bytes=spec.bram_bytes, fits_on_chip=fits,
         fit_reason="; ".join(reasons), peak_activation_bytes=peak_act, notes=tuple(notes),
         fps=clock / ii, ii_cycles=ii, latency_sum_s=design.sum_cycles / clock, bram18=design.bram18,
         luts=design.luts, dsps=0, luts_available=spec.luts, bram18_available=spec.bram18,
-        folding=tuple(fold), energy_per_frame_j=energy_frame)
+        folding=tuple(fold), energy_per_frame_j=energy_frame, fifo_depths=depths)

@@ -1,0 +1,149 @@
+"""Layers of the XNOR engine beyond a chain of MVAUs: residual adds, concatenations, re-quantization of a code
+stream, max and average (accumulating) pools. Each builder checks that the engine can stream the node exactly and
+refuses it in one line otherwise; the semantics are stated in :mod:`mapping.xnor`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hwsim.errors import MappingError, UnsupportedOpError
+from mapping.graph import AdaptivePool, Node, Op, Pool, quant_levels
+from mapping.xnor_program import (
+    AccPoolLayer,
+    AddLayer,
+    ConcatLayer,
+    Enc,
+    Encoding,
+    PoolLayer,
+    ThresholdLayer,
+    sum_encoding,
+)
+from mapping.xnor_streamline import BIG, integer_thresholds
+
+__all__ = ["add_layer", "concat_layer", "pool_layer", "threshold_layer", "add_encoding", "code_affine"]
+
+
+def _what(n: Node) -> str:
+    return f"{n.op.value} {n.name!r} ({n.module or 'no module'})"
+
+
+def add_encoding(a: Encoding, b: Encoding) -> Encoding:
+    """The encoding of ``qa + qb`` for two streams of one scale (see :class:`~mapping.xnor_program.AddLayer`)."""
+    if a.kind == b.kind == Enc.BINARY:
+        return sum_encoding(a, 2)
+    top = (a.n_levels - 1) + (b.n_levels - 1)
+    bits = max(1, top.bit_length())
+    return Encoding(Enc.CODES, bits, a.scale, a.offset + b.offset, 0 if top + 1 == 2**bits else top + 1)
+
+
+def add_layer(n: Node, srcs) -> AddLayer:
+    """AddStreams of two quantized streams ``[(value name, _Val), (value name, _Val)]`` with one scale."""
+    (na, a), (nb, b) = srcs
+    if a.shape != b.shape:
+        raise UnsupportedOpError(f"{_what(n)} adds shapes {a.shape} and {b.shape}: the XNOR engine adds equal "
+                                 "shapes (no broadcasting)")
+    if Enc.RAW in (a.enc.kind, b.enc.kind) or a.enc.kind != b.enc.kind:
+        raise UnsupportedOpError(f"{_what(n)} adds a {a.enc} stream ({na!r}) and a {b.enc} stream ({nb!r}): the XNOR "
+                                 "engine adds two k-bit code streams or two bipolar streams")
+    if a.enc.scale != b.enc.scale:
+        raise MappingError(f"residual {_what(n)} adds branches of different scales ({na!r}: {a.enc.scale:g}, "
+                           f"{nb!r}: {b.enc.scale:g}): quantize both branches with one shared quantizer so the "
+                           "integer codes add exactly")
+    return AddLayer(n.name, (a.layer, b.layer), tuple(n.shape[1:]), add_encoding(a.enc, b.enc))
+
+
+def concat_layer(n: Node, srcs) -> ConcatLayer:
+    """StreamingConcat of quantized streams with one kind, scale and offset along the channels."""
+    if n.attrs.dim not in (1, -3 if len(n.shape) == 4 else 1):
+        raise UnsupportedOpError(f"{_what(n)} concatenates along dim {n.attrs.dim}: the XNOR engine concatenates "
+                                 "channels (dim 1)")
+    encs = [v.enc for _, v in srcs]
+    first = encs[0]
+    for name, v in srcs:
+        e = v.enc
+        if e.kind == Enc.RAW or e.kind != first.kind or e.scale != first.scale or e.offset != first.offset:
+            raise MappingError(f"{_what(n)} concatenates {first} (scale {first.scale:g}) and {name!r} {e} (scale "
+                               f"{e.scale:g}): the streams must share one quantizer grid")
+    out = max(encs, key=lambda e: e.n_levels)
+    return ConcatLayer(n.name, tuple(v.layer for _, v in srcs), tuple(n.shape[1:]), out)
+
+
+def code_affine(enc: Encoding, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(gain, offset) with value ``= gain * q + offset`` of a code stream (bipolar bits: ``(2b - 1) scale``)."""
+    if enc.kind == Enc.BINARY:
+        return np.full(channels, 2 * enc.scale), np.full(channels, -enc.scale)
+    return np.full(channels, enc.scale), np.full(channels, -enc.offset * enc.scale)
+
+
+_ROUND = {  # qonnx's rounding modes on float32 values (numpy's rint is half to even)
+    "ROUND": np.rint, "FLOOR": np.floor, "CEIL": np.ceil, "DOWN": np.trunc,
+    "UP": lambda u: np.sign(u) * np.ceil(np.abs(u)),
+    "HALF_UP": lambda u: np.sign(u) * np.floor(np.abs(u) + np.float32(0.5)),
+    "HALF_DOWN": lambda u: np.sign(u) * np.ceil(np.abs(u) - np.float32(0.5)),
+}
+
+
+def _table_thresholds(n: Node, src_enc: Encoding, out: Encoding, relu: bool, channels: int) -> np.ndarray:
+    """Thresholds of a quantizer on a stream with few codes, from the quantizer evaluated on every input code as
+    qonnx / torch evaluate it in float32 (``round(z / scale)``: a non-dyadic scale rounds the quotient, which a
+    threshold computed in exact arithmetic could decide differently at a tie)."""
+    gain, offset = code_affine(src_enc, 1)
+    q = np.arange(src_enc.n_levels, dtype=np.float64)
+    z = (gain[0] * q + offset[0]).astype(np.float32)  # the value, correctly rounded to float32
+    if relu:
+        z = np.maximum(z, np.float32(0))
+    a = n.attrs
+    u = z / np.float32(a.scale) + np.float32(a.zero_point)
+    v = np.clip(_ROUND[a.rounding](u), *quant_levels(a.bits, a.signed, a.narrow)).astype(np.int64)
+    codes = v + out.offset  # non-decreasing in q
+    cols = [np.searchsorted(codes, j, side="left") for j in range(1, out.n_levels)]  # first q with code >= j
+    thr = np.array([c if c < len(q) else BIG for c in cols], dtype=np.int64)
+    return np.broadcast_to(thr, (channels, len(cols))).copy()
+
+
+def threshold_layer(n: Node, src, out: Encoding, relu: bool = False) -> ThresholdLayer:
+    """Thresholding of a code stream by the quantizer ``n`` (after an add, a pool, or a wider activation), through a
+    ReLU when ``relu``. A k-bit quantizer on a stream of at most 2^16 codes gets its thresholds from a table of the
+    quantizer's float32 output on every code (exactly what the reference computes); otherwise, and for a sign,
+    from :func:`~mapping.xnor_streamline.integer_thresholds`."""
+    channels = src.shape[0]
+    if out.kind == Enc.CODES and n.op == Op.QUANTIZE and src.enc.n_levels <= 2**16:
+        thr = _table_thresholds(n, src.enc, out, relu, channels)
+    else:
+        gain, offset = code_affine(src.enc, channels)
+        thr = integer_thresholds(gain, offset, out, relu=relu)
+    return ThresholdLayer(n.name, (src.layer,), tuple(n.shape[1:]), src.enc, thr, out)
+
+
+def _avg_window(n: Node, shape: tuple[int, ...]) -> Pool:
+    """The window of an average pool with no padding, or of an adaptive one that divides the map evenly."""
+    if len(shape) != 3:
+        raise UnsupportedOpError(f"{_what(n)} on a {len(shape) + 1}-d tensor")
+    _, h, w = shape
+    a = n.attrs
+    if isinstance(a, AdaptivePool):
+        oh, ow = a.output_size
+        if h % oh or w % ow:
+            raise UnsupportedOpError(f"{_what(n)}: output {a.output_size} does not divide the {h}x{w} map")
+        return Pool((h // oh, w // ow), (h // oh, w // ow))
+    if any(a.padding) or a.ceil_mode or a.dilation != (1, 1):
+        raise UnsupportedOpError(f"{_what(n)}: the accumulating pool takes no padding, ceil_mode or dilation")
+    return a
+
+
+def pool_layer(n: Node, src):
+    """Max pool (OR on bits, max on codes) or average pool (a sum of codes, the 1/window folded into the scale)."""
+    if src.enc.kind == Enc.RAW:
+        raise UnsupportedOpError(f"{_what(n)} before the activation: put it after the sign/QuantAct (the engine "
+                                 "pools bits with an OR and codes with a max or a sum)")
+    if n.op == Op.MAXPOOL:
+        return PoolLayer(n.name, n.attrs, src.shape, tuple(n.shape[1:]), src.enc, (src.layer,))
+    win = _avg_window(n, src.shape)
+    terms = win.kernel[0] * win.kernel[1]
+    if src.enc.kind == Enc.BINARY and terms % 2:
+        raise UnsupportedOpError(f"{_what(n)} averages {terms} bipolar values (an odd count has no integer offset); "
+                                 "quantize to codes first")
+    enc = sum_encoding(src.enc, terms)
+    enc = Encoding(enc.kind, enc.bits, enc.scale / terms, enc.offset, enc.levels)
+    return AccPoolLayer(n.name, (src.layer,), win, src.shape, tuple(n.shape[1:]), src.enc, enc)
+
