@@ -91,3 +91,20 @@ def test_fold_bn_cached_folds_each_graph_once():
     assert b is not a
     assert [n.op for n in a.nodes] == [n.op for n in fold_bn(g1).nodes] == [n.op for n in b.nodes]
     assert not any(n.op == Op.BATCHNORM for n in a.nodes)
+
+
+def test_bn_before_a_sign_is_kept_so_exact_ties_do_not_flip():
+    """A binary layer's integer sum often equals the BN mean exactly: unfolded, BN gives 0 and sign(0) = +1;
+    folded, the fp32-rounded weights give a tiny ± value and a random sign. Such BNs stay unfolded."""
+    import hwsim
+    import nets
+
+    model = nets.get("tfc-w1a1")
+    g = mapping.trace(model, (1, 1, 28, 28))
+    g2 = fold_bn(g)
+    ops = {n.name: n.op for n in g2}
+    assert [ops[n.inputs[0]] for n in g2 if n.op == Op.SIGN][1:] == [Op.BATCHNORM] * 3  # the first reads the input
+    assert [n.op for n in g2][-1] == Op.LINEAR  # the last BN, read by no sign, folds
+    x = np.random.default_rng(0).standard_normal((64, 1, 28, 28)).astype(np.float32)
+    table = hwsim.evaluate(model, "cpu/cortex-a72", x).table  # fp32 CPU run with folding vs the fp32 reference
+    assert table["top1_agreement"].iloc[0] == 1.0 and table["rel_rms_error"].iloc[0] == 0.0

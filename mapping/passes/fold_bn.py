@@ -3,7 +3,10 @@
 For y = γ·(Wx + b − μ)/√(σ² + ε) + β:  W' = W·s,  b' = (b − μ)·s + β  with s = γ/√(σ² + ε) per output
 channel. The result equals the unfolded graph up to fp32 rounding.
 
-A batch norm is folded only when its input is a conv/linear read by nothing else. Parameter keys
+A batch norm is folded only when its input is a conv/linear read by nothing else, and not when a sign reads
+it: a binary layer's pre-activation is an integer sum that is often exactly the batch norm's mean, where the
+unfolded batch norm gives exactly 0 (sign +1) and the folded weights give ±(fp32 rounding) — a flipped
+activation, not a rounding difference. Parameter keys
 of folded layers are ``"<weight key>+<bn key>"``: a shared conv followed by the same shared BN at
 every execution keeps one key (memory counted once); followed by distinct BNs it gets one folded
 copy per BN, which is what the hardware would have to store.
@@ -40,6 +43,8 @@ def fold_bn(graph: Graph) -> Graph:
             continue
         if prod.op == Op.LINEAR and len(prod.shape) != 2:
             continue
+        if any(c.op == Op.SIGN for c in consumers[n.name]):
+            continue  # exact ties at the sign's threshold (module docstring)
         w = graph.param(prod, "weight").astype(np.float64)
         b = graph.param(prod, "bias").astype(np.float64) if "bias" in prod.params else np.zeros(w.shape[0])
         mean = graph.param(n, "mean").astype(np.float64)
