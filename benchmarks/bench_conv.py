@@ -8,7 +8,10 @@ round-robin over the layers (so a burst of load is spread over all of them), aft
 The headline statistic is the median of the repeats; the minimum (the least disturbed call) is
 recorded too, with the 1-minute load average, because a shared machine makes medians noisy.
 GFLOP/s counts 2 * MACs of the useful output (no bias, as in ResNet-18). Both sides allocate their
-output on every call.
+output on every call. The host (CPU model, ISA extensions, measured clock) and its one-thread fp32
+FMA roofline come from ``benchmarks/_host.py``; each layer reports the fraction of that roofline
+both sides reach in their least disturbed call (``*_fraction_of_fma_roofline``, from the minimum
+times).
 
 Usage::
 
@@ -21,6 +24,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hwsim.kernels import fp32
+sys.path.insert(0, str(Path(__file__).parent))
+import _host  # noqa: E402
+
+from hwsim.kernels import fp32  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +103,7 @@ def prepare(layer: ConvLayer, rng: np.random.Generator):
             lambda: fp32.conv2d(x, w, None, s, p, 1, g), rel_err)
 
 
-def measure(layers: list[ConvLayer], repeats: int, rng: np.random.Generator,
+def measure(layers: list[ConvLayer], repeats: int, rng: np.random.Generator, peak_gflops: float,
             warmup: int = 3) -> list[dict]:
     """Time every layer ``repeats`` times, round-robin over the layers (so a burst of machine
     load is spread over all layers instead of hitting one), torch and hwsim alternating
@@ -133,6 +140,8 @@ def measure(layers: list[ConvLayer], repeats: int, rng: np.random.Generator,
             "torch_gflops": layer.flop / med_t / 1e9, "hwsim_gflops": layer.flop / med_o / 1e9,
             "ratio": med_t / med_o,
             "torch_ms_min": min_t * 1e3, "hwsim_ms_min": min_o * 1e3, "ratio_min": min_t / min_o,
+            "torch_fraction_of_fma_roofline": layer.flop / min_t / 1e9 / peak_gflops,
+            "hwsim_fraction_of_fma_roofline": layer.flop / min_o / 1e9 / peak_gflops,
             "max_rel_err": calls[i][2], "torch_cpu_per_wall": float(cpu[i] / t_torch[i].sum()),
         })
     return rows
@@ -146,16 +155,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
+    host = _host.detect()
     load_before = os.getloadavg()[0]
-    rows = measure(resnet18_layers(), args.repeats, rng)
+    rows = measure(resnet18_layers(), args.repeats, rng, host.fp32_roofline_gflops)
     ratios = np.array([r["ratio"] for r in rows])
     ratios_min = np.array([r["ratio_min"] for r in rows])
     worst = rows[int(np.argmin(ratios))]
-    extra = measure(mobilenet_v2_depthwise_layers(), args.repeats, rng)
+    extra = measure(mobilenet_v2_depthwise_layers(), args.repeats, rng, host.fp32_roofline_gflops)
     result = {
         "description": "fp32 conv2d, hwsim (Numba, serial) vs torch F.conv2d (1 thread); "
                        "ratio = torch time / hwsim time (>1: hwsim faster)",
-        "machine": {"processor": platform.processor() or platform.machine(),
+        "host": host.as_dict(),
+        "machine": {"processor": host.model,
                     "python": platform.python_version(), "torch": torch.__version__,
                     "numba": numba.__version__, "numpy": np.__version__},
         "repeats": args.repeats,
@@ -172,6 +183,7 @@ def main() -> None:
         "extra_depthwise_layers": extra,
         "extra_depthwise_geomean_ratio":
             float(np.exp(np.mean([np.log(r["ratio"]) for r in extra]))),
+        "extra_depthwise_min_ratio": float(min(r["ratio"] for r in extra)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -182,6 +194,8 @@ def main() -> None:
         print(f"{r['name']:24s} {shape:>22s} {r['torch_gflops']:10.1f} {r['hwsim_gflops']:10.1f}"
               f" {r['ratio']:6.2f} {r['ratio_min']:6.2f} {r['max_rel_err']:8.1e}"
               f" {r['torch_cpu_per_wall']:8.2f}")
+    print(f"{host.model} ({host.uarch}, {host.clock_ghz:.2f} GHz, fp32 roofline "
+          f"{host.fp32_roofline_gflops:.0f} GFLOP/s)")
     print(f"geomean ratio {result['geomean_ratio']:.3f}, min ratio {result['min_ratio']:.3f} "
           f"({result['min_ratio_layer']}); from min times: geomean "
           f"{result['geomean_ratio_of_min_times']:.3f}, "

@@ -1,9 +1,16 @@
 """hwsim.kernels.binary against an independent exact integer reference (numpy int64 loops)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
+from hwsim.kernels import _binary_gemm as G
 from hwsim.kernels import binary as B
 
 
@@ -113,3 +120,133 @@ def test_bad_packed_operands():
         B.xnor_gemm(a, B.pack_bits(np.ones((2, 100))), 10)
     with pytest.raises(ValueError):
         B.xnor_gemm(a, a, 65)
+
+
+# ----------------------------------------------------------------------------- register-tiled kernel paths
+def _int64_reference(a_bits: np.ndarray, w_bits: np.ndarray) -> np.ndarray:
+    return (2 * a_bits.astype(np.int64) - 1) @ (2 * w_bits.astype(np.int64) - 1).T
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 3 * G.MR + 1), n=st.integers(1, 2 * G.NP + 3), k=st.integers(1, 1100),
+       seed=st.integers(0, 2**31))
+def test_tiled_gemm_edges_and_tails(m, n, k, seed):
+    """Row blocks and panels overlapping at the edges (M, N not multiples of the tile), operands
+    smaller than a tile, K not a multiple of 64 or 512: serial and parallel drivers against int64."""
+    rng = np.random.default_rng(seed)
+    a, w = rng.integers(0, 2, (m, k)), rng.integers(0, 2, (n, k))
+    ref = _int64_reference(a, w)
+    pa, pw = B.pack_bits(a), B.pack_bits(w)
+    assert np.array_equal(G.gemm(pa, pw, k), ref)
+    assert np.array_equal(G.gemm(pa, pw, k, parallel=True), ref)
+    assert np.array_equal(B.xnor_gemm(pa, pw, k), ref)
+
+
+@pytest.mark.parametrize("m,n,k", [(G.MR, G.NP, 512), (37, 70, 4097), (300, 33, 63), (2 * G.MR, 5 * G.NP, 1537),
+                                   (3, 40, 200)])
+def test_tiled_gemm_larger_shapes_and_prepacked_weights(m, n, k):
+    rng = np.random.default_rng(m * n + k)
+    a, w = rng.integers(0, 2, (m, k)), rng.integers(0, 2, (n, k))
+    ref = _int64_reference(a, w)
+    pa, pw = B.pack_bits(a), B.pack_bits(w)
+    panels = B.pack_gemm_weights(pw)
+    assert np.array_equal(B.xnor_gemm(pa, pw, k), ref)
+    assert np.array_equal(B.xnor_gemm_parallel(pa, pw, k), ref)
+    assert np.array_equal(B.xnor_gemm(pa, panels, k), ref)  # fewer than MR rows: the scalar path
+    assert np.array_equal(B.xnor_gemm_parallel(pa, panels, k), ref)
+
+
+def test_prepacked_weights_checked():
+    with pytest.raises(ValueError, match="2-D uint64"):
+        B.pack_gemm_weights(np.ones((4, 2), dtype=np.int64))
+    panels = B.pack_gemm_weights(B.pack_bits(np.ones((4, 100))))
+    with pytest.raises(ValueError, match="words per row"):
+        B.xnor_gemm(B.pack_bits(np.ones((8, 300))), panels, 300)
+
+
+@pytest.mark.parametrize("cin,cout,hw,stride,pad,dil,groups,pad_value", [
+    (64, 40, 7, 1, 1, 1, 1, 0.0), (65, 33, 6, 2, 1, 1, 1, 0.0), (130, 8, 5, 1, 2, 2, 1, -1.0),
+    (128, 70, 9, 2, 0, 1, 2, 0.0), (63, 36, 4, 1, 1, 1, 3, 1.0), (200, 16, 3, 1, 1, 1, 1, 0.0)])
+def test_binary_conv_multiword_channels(cin, cout, hw, stride, pad, dil, groups, pad_value):
+    """Channel counts around and above one 64-bit word, strides, dilation, groups, the three border
+    values: the implicit GEMM on channel-packed activations against the direct int64 convolution."""
+    rng = np.random.default_rng(cin + cout + hw)
+    x = rng.integers(0, 2, (2, cin, hw, hw)).astype(np.uint8)
+    w = rng.choice([-1, 1], (cout, cin // groups, 3, 3))
+    args = ((stride,) * 2, (pad,) * 2, (dil,) * 2, groups)
+    ref = ref_conv_int(2 * x.astype(np.int64) - 1, w, *args, pad=int(pad_value))
+    assert np.array_equal(B.binary_conv2d(x, w, *args, pad_value=pad_value), ref)
+    assert np.array_equal(B.binary_conv2d(x, w, *args, pad_value=pad_value, parallel=True), ref)
+
+
+def test_binary_conv_bad_groups():
+    with pytest.raises(ValueError, match="groups"):
+        B.binary_conv2d(np.zeros((1, 6, 4, 4), np.uint8), np.ones((4, 4, 3, 3)), groups=2)
+
+
+def test_tiled_kernel_uses_the_vector_popcount():
+    """The compiled driver's assembly holds ``vpopcntq`` on AVX-512 VPOPCNTDQ targets and LLVM's
+    ``vpshufb`` look-up popcount otherwise."""
+    drive = njit(G.drive.py_func)  # a fresh compilation: Numba cannot show the assembly of cached code
+    a, w = B.pack_bits(np.ones((G.MR, 70))), B.pack_bits(np.ones((G.NP, 70)))
+    panels, starts = G.pack_panels(w)
+    c = np.empty((G.MR, G.NP), np.int32)
+    drive(a.reshape(-1), np.arange(G.MR) * 2, G.MR, np.arange(2), panels, starts, 2, c.reshape(-1), G.NP, 70)
+    assert np.all(c == 70)
+    asm = "\n".join(drive.inspect_asm().values())
+    if G.has_avx512_popcount():
+        assert "vpopcntq" in asm and "zmm" in asm
+    else:
+        assert "vpshufb" in asm and "vpopcntq" not in asm
+
+
+_AVX2_SCRIPT = """
+import numpy as np
+from numba import njit
+from hwsim.kernels import _binary_gemm as G, binary as B
+assert (G.MR, G.NV) == (4, 1), (G.MR, G.NV)
+rng = np.random.default_rng(0)
+for m, n, k in [(3, 5, 70), (9, 11, 700), (40, 17, 64)]:
+    a, w = rng.integers(0, 2, (m, k)), rng.integers(0, 2, (n, k))
+    assert np.array_equal(B.xnor_gemm(B.pack_bits(a), B.pack_bits(w), k), (2 * a - 1) @ (2 * w - 1).T)
+x = rng.integers(0, 2, (1, 70, 6, 6)).astype(np.uint8)
+wt = rng.choice([-1, 1], (9, 70, 3, 3))
+got = B.binary_conv2d(x, wt, (1, 1), (1, 1))
+xs = np.pad(2 * x.astype(np.int64) - 1, ((0, 0), (0, 0), (1, 1), (1, 1)))
+ref = np.einsum("nchwij,ocij->nohw", np.lib.stride_tricks.sliding_window_view(xs, (3, 3), axis=(2, 3)), wt)
+assert np.array_equal(got, ref)
+drive = njit(G.drive.py_func)
+panels, starts = G.pack_panels(B.pack_bits(np.ones((G.NP, 70))))
+c = np.empty((G.MR, G.NP), np.int32)
+drive(B.pack_bits(np.ones((G.MR, 70))).reshape(-1), np.arange(G.MR) * 2, G.MR, np.arange(2), panels, starts, 2,
+      c.reshape(-1), G.NP, 70)
+assert np.all(c == 70)
+asm = "\\n".join(drive.inspect_asm().values())
+assert "vpshufb" in asm and "vpopcntq" not in asm and "zmm" not in asm
+print("avx2-ok")
+"""
+
+_HASWELL = ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fsgsbase,+fxsr,+lzcnt,+mmx,+movbe,+pclmul,"
+            "+popcnt,+rdrnd,+sahf,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave,+xsaveopt")
+
+
+@pytest.mark.slow
+def test_avx2_fallback_compiles_and_is_exact(tmp_path):
+    """The AVX2 build (tile 4 x 1, ``vpshufb`` popcount), compiled for Haswell in a fresh process
+    (runs on this AVX-512 host: Haswell code is a subset), bit-exact against integer references."""
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=_HASWELL, NUMBA_CACHE_DIR=str(tmp_path))
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, cwd=root, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0 and "avx2-ok" in res.stdout, res.stderr[-2000:]
+
+
+def test_host_uarch_table():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import _host
+
+    assert _host.uarch("AuthenticAMD", 26, 2) == "zen5"
+    assert _host.uarch("AuthenticAMD", 25, 0x11) == "zen4"
+    assert _host.uarch("GenuineIntel", 6, 0x8F) == "golden-cove"
+    assert _host.uarch("GenuineIntel", 6, 0x3C) == "unknown"
+    assert set(_host.ISSUE_RATES) >= {"zen4", "zen5", "golden-cove"}

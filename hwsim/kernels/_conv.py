@@ -18,7 +18,10 @@ Algorithm (one image, one group; O_g = O/groups output channels, C_g input chann
 3. The GEMM runs as MR x NR register tiles (``_microkernel.py``) reading the weight tensor in
    place (row stride K = C_g*kh*kw). The tile family (8 x 3 vectors, 6 x 4 or 1 x 8) is chosen
    by ``choose_family`` from an issue model that counts padded columns. Depthwise convolutions
-   (one input and one output channel per group) use a direct per-tap loop (``_task_dw``).
+   (one input and one output channel per group) use a direct per-tap loop (``_task_dw``); 3x3
+   depthwise ones with dilation 1 and stride <= 2 (MobileNet's) a fused path (``depthwise3x3``)
+   that fills one channel's stride phases at a time (L1-resident) and keeps the nine taps of a
+   vector in registers (9 loads and 1 store per 16 outputs instead of 9 + 18).
    Tiles are scattered to NCHW with the bias added; when the phase grid equals the output grid
    (``Wq == OW``: unpadded 1x1 convs) full tiles are written in place.
 
@@ -37,6 +40,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from hwsim.kernels._dwconv import depthwise3x3  # noqa: F401  (re-exported: the fused depthwise path)
 from hwsim.kernels._microkernel import FAMILIES, MK3_1, MK3_2, MK3_4, MK3_8, MK4_1, MK4_2, MK4_4, MK4_6, MK8_1, lanes
 
 
@@ -399,8 +403,10 @@ def conv2d_gemm(x, w, b, stride, padding, dilation, groups, parallel: bool):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     dt = x.dtype
-    oh, ow, hq, wq, phases, ph_rh, ph_rw = plan(h, wd, kh, kw, stride, padding, dilation)
     mg = o // groups
+    if mg == 1 and cg == 1 and (kh, kw) == (3, 3) and tuple(dilation) == (1, 1) and max(stride) <= 2:
+        return depthwise3x3(x, w, b, stride, padding, parallel)
+    oh, ow, hq, wq, phases, ph_rh, ph_rw = plan(h, wd, kh, kw, stride, padding, dilation)
     k = cg * kh * kw
     if mg == 1 and cg == 1:  # depthwise (multiplier 1)
         fam, nr = FAM_DW, DW_BLOCK_BYTES // dt.itemsize

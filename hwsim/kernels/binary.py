@@ -9,8 +9,12 @@ zero tail bits is 1, so ``64 * words - K`` is subtracted from the raw count.
 Zero padding of a binary convolution (torch semantics, value 0 is not a bit) uses a per-row
 validity mask: ``dot = 2 * popcount(xnor(a, w) & m) - popcount(m)``.
 
-The popcount is LLVM's ``llvm.ctpop.i64`` through :func:`numba.extending.intrinsic`, which the
-backend lowers to ``popcnt`` / AVX-512 ``vpopcntq`` when the CPU has them.
+GEMM and convolution run on the register-tiled LLVM micro-kernel of ``_binary_microkernel.py``
+(``llvm.ctpop.v8i64``: ``vpopcntq zmm`` on AVX-512 VPOPCNTDQ hosts, LLVM's ``vpshufb`` look-up
+popcount on AVX2 hosts) driven by ``_binary_gemm.py``; convolutions are implicit GEMMs over
+channel-packed activations (``_binary_conv.py``). With fewer than ``MR`` rows (a matrix-vector
+product) a scalar 1x4 / 2x2 register-blocked loop (``llvm.ctpop.i64`` through
+:func:`numba.extending.intrinsic`) is used instead.
 
 k-bit layers (``kbit_matmul_decomposed``): unsigned k_a-bit codes ``q = sum_m 2^m b_m`` and odd
 k_w-bit weights ``w = sum_k 2^k t_k`` (t, s in {-1,+1}, ``s_m = 2 b_m - 1``) give
@@ -23,12 +27,15 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange
+from numba import njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from hwsim.kernels import _binary_conv as BC
+from hwsim.kernels import _binary_gemm as G
+
 __all__ = [
-    "popcount64", "aligned_empty", "pack_bits", "words_for", "xnor_gemm", "xnor_gemm_parallel",
+    "popcount64", "aligned_empty", "pack_bits", "words_for", "pack_gemm_weights", "xnor_gemm", "xnor_gemm_parallel",
     "xnor_gemm_masked", "im2col", "binary_conv2d", "binary_linear", "kbit_matmul_native",
     "kbit_matmul_decomposed", "kbit_conv2d", "threshold", "max_pool_codes", "weight_planes",
 ]
@@ -157,66 +164,6 @@ def _xnor_gemm_serial(a, w, k, out):
         _row_single(a, w, m - 1, nw, k, tail, out)
 
 
-@njit(cache=True, parallel=True)
-def _xnor_gemm_prange(a, w, k, out):
-    m, nw = a.shape
-    n = w.shape[0]
-    tail = nw * 64 - k
-    half = m // 2
-    for b in prange(half):
-        _row_pair(a, w, 2 * b, nw, k, tail, out)
-    if 2 * half < m:
-        for j in range(n):
-            out[m - 1, j] = 2 * (_dot1(a, w, m - 1, j, nw) - tail) - k
-
-
-@njit(cache=True)
-def _xnor_gemm_wt(a, wt, k, out):
-    # vectorised across output columns: the weights are transposed (words, N), one input word is
-    # broadcast against N weight words (vpopcntq on 8 lanes), four input rows share every weight
-    # load, and int32 accumulators (K < 2^31) keep 16 lanes per vector for the adds
-    m, nw = a.shape
-    n = wt.shape[1]
-    tail = nw * 64 - k
-    acc0 = np.zeros(n, np.int32)
-    acc1 = np.zeros(n, np.int32)
-    acc2 = np.zeros(n, np.int32)
-    acc3 = np.zeros(n, np.int32)
-    m4 = m - m % 4
-    for i in range(0, m4, 4):
-        acc0[:] = 0
-        acc1[:] = 0
-        acc2[:] = 0
-        acc3[:] = 0
-        for t in range(nw):
-            x0 = a[i, t]
-            x1 = a[i + 1, t]
-            x2 = a[i + 2, t]
-            x3 = a[i + 3, t]
-            for j in range(n):
-                y = wt[t, j]
-                acc0[j] += np.int32(popcount64(~(x0 ^ y)))
-                acc1[j] += np.int32(popcount64(~(x1 ^ y)))
-                acc2[j] += np.int32(popcount64(~(x2 ^ y)))
-                acc3[j] += np.int32(popcount64(~(x3 ^ y)))
-        for j in range(n):
-            out[i, j] = 2 * (acc0[j] - tail) - k
-            out[i + 1, j] = 2 * (acc1[j] - tail) - k
-            out[i + 2, j] = 2 * (acc2[j] - tail) - k
-            out[i + 3, j] = 2 * (acc3[j] - tail) - k
-    for i in range(m4, m):
-        acc0[:] = 0
-        for t in range(nw):
-            x0 = a[i, t]
-            for j in range(n):
-                acc0[j] += np.int32(popcount64(~(x0 ^ wt[t, j])))
-        for j in range(n):
-            out[i, j] = 2 * (acc0[j] - tail) - k
-
-
-MIN_ROWS_COLUMN_KERNEL = 4  # with fewer rows (a matrix-vector product) transposing the weights does not pay
-
-
 @njit(cache=True)
 def _xnor_gemm_masked(a, msk, w, out):
     m, nw = a.shape
@@ -241,26 +188,34 @@ def _check_packed(a: np.ndarray, w: np.ndarray, k: int) -> None:
         raise ValueError(f"K={k} does not fit {a.shape[1]} words")
 
 
-def xnor_gemm(a: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
+def pack_gemm_weights(w: np.ndarray) -> G.Panels:
+    """Packed weight rows (N, words) arranged once into the column panels the tiled kernel reads;
+    pass the result to :func:`xnor_gemm` / :func:`xnor_gemm_parallel` in place of ``w`` to skip
+    that step on every call (a few microseconds per 100 KB of weights)."""
+    if not isinstance(w, np.ndarray) or w.dtype != np.uint64 or w.ndim != 2:
+        raise ValueError(f"packed weights must be a 2-D uint64 array, got {type(w).__name__}")
+    return G.panels_of(w)
+
+
+def xnor_gemm(a: np.ndarray, w: np.ndarray | G.Panels, k: int) -> np.ndarray:
     """±1 dot products of packed rows: ``out[i, j] = sum_k a_ik * w_jk`` (int32, shape (M, N)),
-    single-threaded. ``a``: (M, words), ``w``: (N, words) uint64, K valid bits per row. With 4 rows
-    or more a kernel vectorised across the output columns (measured 1.3-2x faster than the 2x2
-    register-blocked loop along K on this machine); fewer rows use the latter."""
-    _check_packed(a, w, k)
-    out = np.empty((a.shape[0], w.shape[0]), dtype=np.int32)
-    if a.shape[0] >= MIN_ROWS_COLUMN_KERNEL:
-        _xnor_gemm_wt(np.ascontiguousarray(a), np.ascontiguousarray(w.T), int(k), out)
-    else:
-        _xnor_gemm_serial(np.ascontiguousarray(a), np.ascontiguousarray(w), int(k), out)
+    single-threaded. ``a``: (M, words), ``w``: (N, words) uint64 (or :func:`pack_gemm_weights` of
+    it), K valid bits per row (tail bits 0 in both). With ``MR`` rows or more the register-tiled
+    micro-kernel (weight panels packed on every call unless given); fewer rows use the scalar
+    register-blocked loop."""
+    rows = w.rows if isinstance(w, G.Panels) else w
+    _check_packed(a, rows, k)
+    if a.shape[0] >= G.MR:
+        return G.gemm(a, w, int(k))
+    out = np.empty((a.shape[0], rows.shape[0]), dtype=np.int32)
+    _xnor_gemm_serial(np.ascontiguousarray(a), np.ascontiguousarray(rows), int(k), out)
     return out
 
 
-def xnor_gemm_parallel(a: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
-    """:func:`xnor_gemm` with the rows split over Numba's threads (a distinct compiled function)."""
-    _check_packed(a, w, k)
-    out = np.empty((a.shape[0], w.shape[0]), dtype=np.int32)
-    _xnor_gemm_prange(np.ascontiguousarray(a), np.ascontiguousarray(w), int(k), out)
-    return out
+def xnor_gemm_parallel(a: np.ndarray, w: np.ndarray | G.Panels, k: int) -> np.ndarray:
+    """:func:`xnor_gemm` with the tiles split over Numba's threads (a distinct compiled function)."""
+    _check_packed(a, w.rows if isinstance(w, G.Panels) else w, k)
+    return G.gemm(a, w, int(k), parallel=True)
 
 
 def xnor_gemm_masked(a: np.ndarray, mask: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -299,33 +254,28 @@ def im2col(x: np.ndarray, kernel, stride, padding, dilation, groups: int, pad: i
 
 
 def binary_conv2d(x_bits: np.ndarray, w_pm1: np.ndarray, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-                  groups: int = 1, pad_value: float = 0.0) -> np.ndarray:
+                  groups: int = 1, pad_value: float = 0.0, parallel: bool = False) -> np.ndarray:
     """Binary convolution: ``x_bits`` (N, C, H, W) in {0, 1} (bit 1 = +1), ``w_pm1`` (Cout, C/g, kh, kw)
     in {-1, +1}. Returns the int32 ±1 dot products (N, Cout, OH, OW). The border is ``pad_value``:
-    +1, -1, or 0 (taps masked out, torch zero padding)."""
-    n = x_bits.shape[0]
-    cout = w_pm1.shape[0]
-    kernel = w_pm1.shape[2:]
-    pad_bit = 1 if pad_value > 0 else 0
-    cols, oh, ow = im2col(x_bits.astype(np.uint8, copy=False), kernel, stride, padding, dilation, groups, pad_bit)
-    masked = pad_value == 0 and (padding[0] or padding[1])
-    if masked:
-        ones = np.ones((1,) + x_bits.shape[1:], dtype=np.uint8)
-        mcols, _, _ = im2col(ones, kernel, stride, padding, dilation, groups, 0)
-        mpk = pack_bits(mcols)  # (G, OH*OW, words), same for every sample
-    k = cols.shape[2]
+    +1, -1, or 0 (taps contribute nothing, torch zero padding). An implicit GEMM over
+    channel-packed activations (``_binary_conv.py``)."""
+    n, c, h, wd = x_bits.shape
+    cout, cg, kh, kw = w_pm1.shape
+    if c != cg * groups or cout % groups:
+        raise ValueError(f"binary_conv2d: input has {c} channels, weights {w_pm1.shape} with groups={groups}")
+    oh = BC.out_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = BC.out_size(wd, kw, stride[1], padding[1], dilation[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(f"kernel {(kh, kw)} does not fit input {h}x{wd} with padding {padding}")
     og = cout // groups
-    wbits = (w_pm1.reshape(groups, og, k) > 0).astype(np.uint8)
-    out = np.empty((n * oh * ow, cout), dtype=np.int32)
+    res = np.empty((n, cout, oh, ow), dtype=np.int32)
     for g in range(groups):
-        a = pack_bits(cols[g])
-        wp = pack_bits(wbits[g])
-        if masked:
-            m = np.tile(mpk[g], (n, 1))
-            out[:, g * og:(g + 1) * og] = xnor_gemm_masked(a, m, wp)
-        else:
-            out[:, g * og:(g + 1) * og] = xnor_gemm(a, wp, k)
-    return np.ascontiguousarray(out.reshape(n, oh, ow, cout).transpose(0, 3, 1, 2))
+        xp = BC.pack_channels(x_bits[:, g * cg:(g + 1) * cg], padding, 1 if pad_value > 0 else 0)
+        wq = BC.pack_weights(w_pm1[g * og:(g + 1) * og])
+        BC.conv_group_nchw(res, g * og, xp, wq, cg * kh * kw, (kh, kw), stride, dilation, parallel)
+        if pad_value == 0 and (padding[0] or padding[1]):
+            BC.add_zero_pad_correction(res, g * og, wq, cg, (kh, kw), h, wd, stride, padding, dilation)
+    return res
 
 
 def binary_linear(x_bits: np.ndarray, w_pm1: np.ndarray) -> np.ndarray:

@@ -1,0 +1,140 @@
+"""Register-tiled xnor-popcount GEMM driver around the LLVM micro-kernel of ``_binary_microkernel``.
+
+The product ``out[i, j] = K - 2 * popcount(a_i ^ w_j)`` runs as MR x NP tiles (NP = NV * 8 output
+columns). Weights are packed once into column *panels* (:func:`pack_panels`), each panel word-major
+(``nw`` x NP uint64) so that one K step loads NV vectors. Rows are addressed through ``rbase`` (row
+offsets) and ``aoff`` (word offsets) so that the same driver serves a plain GEMM and an implicit-GEMM
+convolution (see ``binary.binary_conv2d``).
+
+Edges without padding or a second kernel: the last panel starts at ``N - NP`` and the last row block
+at ``M - MR``, overlapping the previous ones (the overlapping outputs are recomputed with identical
+values). The caller guarantees ``N >= NP`` and ``M >= MR`` (smaller operands are padded by it).
+
+Tile per ISA (chosen once at import from the features LLVM compiles for, i.e. the host unless
+``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` say otherwise), not tuned at run time:
+
+* AVX-512 (32 zmm): 6 rows x 4 vectors = 24 accumulators. Measured on the development host
+  (AMD EPYC Zen 5, one thread, GOP/s for 256x256x4096 / 1024^3 / 900x128x576): 6x4 5552/5042/4893,
+  5x4 5378/5104/4870, 4x4 5439/5081/4774, 3x8 5490/5114/4712, 12x2 5286/5055/4719, 8x3 5335/4995/4228.
+* AVX2 (16 ymm, an 8-lane vector is 2 ymm, and LLVM's ``vpshufb`` popcount needs 2 constant
+  registers): 4 rows x 1 vector = 8 ymm accumulators. Not measured on an AVX2-only host; its
+  correctness is tested by compiling for ``haswell`` (tests/test_binary_kernels.py).
+
+Numba's on-disk cache of the drivers below is keyed on this file only: after editing the code
+generator, touch this file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import llvmlite.binding as llb
+import numpy as np
+from numba import njit, prange
+from numba.core import config
+
+from hwsim.kernels._binary_microkernel import LANES, make_xnor_microkernel
+
+
+def target_features() -> str:
+    """The CPU feature string LLVM compiles Numba code for (host unless overridden)."""
+    return config.CPU_FEATURES or llb.get_host_cpu_features().flatten()
+
+
+def has_avx512_popcount(features: str | None = None) -> bool:
+    """True when the compile target has AVX-512F and VPOPCNTDQ (``vpopcntq zmm``)."""
+    f = target_features() if features is None else features
+    return "+avx512f" in f and "+avx512vpopcntdq" in f
+
+
+TILE = (6, 4) if has_avx512_popcount() else (4, 1)  # (rows MR, vectors NV); see module docstring
+MR, NV = TILE
+NP = NV * LANES  # output columns per panel
+_MK = make_xnor_microkernel(MR, NV)
+
+
+@njit(cache=True)
+def pack_panels(w):
+    """(N, nw) packed rows -> (flat panels, panel start columns), N >= NP. Panel ``p`` holds columns
+    ``starts[p] .. starts[p] + NP`` word-major: ``flat[(p*nw + t)*NP + j] = w[starts[p] + j, t]``."""
+    n, nw = w.shape
+    npan = (n + NP - 1) // NP
+    starts = np.empty(npan, np.int64)
+    flat = np.empty(npan * nw * NP, np.uint64)
+    for p in range(npan):
+        s = min(p * NP, n - NP)
+        starts[p] = s
+        base = p * nw * NP
+        for j in range(NP):
+            for t in range(nw):
+                flat[base + t * NP + j] = w[s + j, t]
+    return flat, starts
+
+
+@njit(cache=True, inline="always")
+def _row_start(b, nblk, m):
+    return m - MR if b == nblk - 1 else b * MR
+
+
+@njit(cache=True)
+def drive(a, rbase, m, aoff, wp, starts, nw, c, ldc, k):
+    """Serial: every (panel, row block) tile; ``m`` rows (>= MR) of ``rbase`` are used."""
+    nblk = (m + MR - 1) // MR
+    for p in range(starts.shape[0]):
+        w0 = p * nw * NP
+        for b in range(nblk):
+            r = _row_start(b, nblk, m)
+            _MK(a, rbase, r, aoff, wp, w0, NP, nw, c, r * ldc + starts[p], ldc, k)
+
+
+@njit(cache=True, parallel=True)
+def drive_parallel(a, rbase, m, aoff, wp, starts, nw, c, ldc, k):
+    """:func:`drive` with the tiles split over Numba's threads. Overlapping edge tiles write
+    identical values, so concurrent writes of the same element are benign."""
+    nblk = (m + MR - 1) // MR
+    npan = starts.shape[0]
+    for task in prange(npan * nblk):
+        p = task // nblk
+        r = _row_start(task % nblk, nblk, m)
+        _MK(a, rbase, r, aoff, wp, p * nw * NP, NP, nw, c, r * ldc + starts[p], ldc, k)
+
+
+def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    """``x`` (R, words) with zero rows appended up to ``rows`` (unchanged when R >= rows)."""
+    if x.shape[0] >= rows:
+        return x
+    out = np.zeros((rows, x.shape[1]), dtype=x.dtype)
+    out[:x.shape[0]] = x
+    return out
+
+
+@dataclass(frozen=True)
+class Panels:
+    """Packed weight rows and their column panels, built once by :func:`panels_of` and reusable
+    for every product with them (a network's weights)."""
+
+    rows: np.ndarray  # (N, nw) uint64: the packed weight rows themselves
+    flat: np.ndarray  # uint64 panels, see pack_panels
+    starts: np.ndarray  # int64 first column of each panel
+
+
+def panels_of(w: np.ndarray) -> Panels:
+    """Column panels of packed weight rows ``w`` (N, nw), any N (fewer than NP rows are padded)."""
+    w = np.ascontiguousarray(w)
+    flat, starts = pack_panels(np.ascontiguousarray(pad_rows(w, NP)))
+    return Panels(w, flat, starts)
+
+
+def gemm(a: np.ndarray, w: np.ndarray | Panels, k: int, parallel: bool = False) -> np.ndarray:
+    """``k - 2*popcount(a_i ^ w_j)`` for packed rows ``a`` (M, nw) and ``w`` (N, nw) or its
+    :class:`Panels`: int32 (M, N). Operands already validated by the caller."""
+    m, nw = a.shape
+    pan = w if isinstance(w, Panels) else panels_of(w)
+    n = pan.rows.shape[0]
+    a2 = np.ascontiguousarray(pad_rows(a, MR))
+    mc, nc = a2.shape[0], max(n, NP)
+    c = np.empty((mc, nc), dtype=np.int32)
+    rbase = np.arange(mc, dtype=np.int64) * nw
+    aoff = np.arange(nw, dtype=np.int64)
+    run = drive_parallel if parallel else drive
+    run(a2.reshape(-1), rbase, mc, aoff, pan.flat, pan.starts, nw, c.reshape(-1), nc, int(k))
+    return c if (mc == m and nc == n) else np.ascontiguousarray(c[:m, :n])
