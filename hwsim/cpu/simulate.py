@@ -13,6 +13,12 @@ With ``spec.precision == "int8"`` the network runs as TFLite's post-training-qua
 any work (the cost model alone runs on any graph); the activations are one arena planned as TFLite Micro's greedy
 planner does and the weights are int8 + int32 biases (:mod:`hwsim.cpu.arena`); the report's ``arena_bytes`` / ``flash_bytes`` carry them and the memory verdict compares
 the arena with RAM and the weights with flash. ``calib`` (default: ``x`` itself) calibrates the activations.
+
+Binary layers (both operands ±1, :func:`hwsim.cpu.binary.is_binary_layer`) of an fp32 spec are costed by the Arm NEON
+binary-GEMM model of :mod:`hwsim.cpu.binary` (Larq Compute Engine's kernel structure) and computed by the
+xnor-popcount kernels; the outputs are then those of the graph with batch norm left unfolded, bit for bit equal to
+the fp32 reference ``hwsim.functional.run(graph, x)`` (the cost still fuses the batch norm into the binary layer,
+as LCE does).
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hwsim.cpu.arena import flash_bytes, plan_int8_arena
+from hwsim.cpu.binary import binary_layer_cost, binary_layers
 from hwsim.cpu.cost import LayerCost, layer_cost, placement
 from hwsim.cpu.int8 import check_int8
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
@@ -100,7 +107,7 @@ def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Repo
     place = placement(g, spec, act_bytes, n)
     layers, cum_t, cum_e, at = [], 0.0, 0.0, {}
     for node in g.nodes:
-        c = layer_cost(g, node, spec, place, n)
+        c = binary_layer_cost(g, node, spec, place, n) or layer_cost(g, node, spec, place, n)
         layers.append(_layer_report(g, node, c, spec))
         cum_t += c.latency_s
         cum_e += c.energy_j
@@ -110,6 +117,10 @@ def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Repo
     fits, reason, capacity = memory_verdict(spec, weight_bytes, act_bytes, "arena" if int8 else "peak activations")
     notes = [f"{n} of {spec.cores} cores; {precision(spec)} weights in {place.weight_home}"
              + ("; batch norm folded" if folded else "")]
+    nbin = 0 if int8 else sum(1 for lr in layers if lr.extra["kernel"] == "binary-gemm")
+    if nbin:
+        notes.append(f"{nbin} binary layers on the xnor-popcount kernels, costed as an Arm NEON binary GEMM "
+                     "(Larq Compute Engine's bgemm: eor, cnt, addp per 128-bit word)")
     if int8:
         notes.append("int8 as TFLite's post-training quantization computes it; activation arena planned as TFLite "
                      "Micro's GreedyMemoryPlanner")
@@ -148,7 +159,8 @@ def simulate(graph: Graph, spec: CPUSpec, x: np.ndarray | None = None, *, seed: 
     report = _report(graph.name, g, spec, _cores_used(spec, threads), fold_bn)
     outputs: Sequence[np.ndarray] | np.ndarray | None = None
     if x is not None:
-        outs = _run_int8(g, x, calib) if int8 else _run_fp32(g, x)
+        binary = not int8 and bool(binary_layers(graph))
+        outs = _run_int8(g, x, calib) if int8 else (_run_binary(graph, x) if binary else _run_fp32(g, x))
         outputs = outs[0] if len(outs) == 1 else list(outs)
         if int8:
             on = (f"a calibration batch of {len(calib)}" if calib is not None
@@ -161,6 +173,13 @@ def _run_fp32(g: Graph, x: np.ndarray) -> list[np.ndarray]:
     from hwsim.functional import run
 
     return run(g, x)
+
+
+def _run_binary(graph: Graph, x: np.ndarray) -> list[np.ndarray]:
+    """The unfolded ``graph`` with its binary layers on the xnor-popcount kernels (:mod:`hwsim.cpu.binary`)."""
+    from hwsim.cpu.binary import run_binary as run
+
+    return run(graph, x)
 
 
 def _run_int8(g: Graph, x: np.ndarray, calib: np.ndarray | None) -> list[np.ndarray]:
