@@ -279,3 +279,12 @@ def test_generated_conv_layers_bit_exact(cin_g, cout_g, groups, k, stride, pad, 
     a = node.attrs
     acc = ref_conv_int(quantize_input(x, 5, sx, signed), qw, a.stride, a.padding, a.dilation, a.groups)
     assert np.array_equal(got, dequantize(acc, sx, sw, graph.param(node, "bias"), channel_axis=1))
+
+
+def test_quantize_with_progress_equals_the_quantize_pass(capsys):
+    from hwsim.imc.simulate import quantize_with_progress
+
+    g = fold_bn(hwsim.as_graph(nets.get("resnet20"), (1, 3, 32, 32)))
+    a, b = quantize_with_progress(g, 7, 6, progress=True), quantize(g, 7, 6)
+    assert [n.meta.get("quant") for n in a.nodes] == [n.meta.get("quant") for n in b.nodes]
+    assert "quantizing weights" in capsys.readouterr().err  # the bar was drawn (forced on)

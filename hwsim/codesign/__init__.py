@@ -6,6 +6,7 @@ submodules are imported, so ``hwsim.codesign.sweep`` is always the function).
 """
 from __future__ import annotations
 
+from hwsim.codesign.hw_aware import hw_aware as hw_aware
 from hwsim.codesign.netcut import NetCutResult, netcut
 from hwsim.codesign.pareto import pareto_front
 from hwsim.codesign.search import SearchResult, search

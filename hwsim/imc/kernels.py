@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 
 from hwsim.imc import numerics as nm
+from hwsim.imc import physics as ph
 from hwsim.imc.spec import IMCSpec
 from mapping.graph import Graph, Node, Op
 from mapping.passes.quantize import QuantParams, dequantize, input_scale, quantize_input, quantize_weights
 
-__all__ = ["make_kernels", "conv_acc", "linear_acc"]
+__all__ = ["make_kernels", "conv_acc", "linear_acc", "clear_cache", "next_read_index"]
 
 
 _WCACHE: OrderedDict[tuple, tuple] = OrderedDict()
@@ -35,36 +37,81 @@ def weights_q(w: np.ndarray, bits: int, per_channel: bool) -> tuple[np.ndarray, 
     if hit is not None and hit[0] is w:
         _WCACHE.move_to_end(k)
         return hit[1], hit[2]
-    q, sc = quantize_weights(w, bits, per_channel)
-    q = q.astype(nm.int_dtype(bits, True))
+    q, sc = _quantize_chunked(w, bits, per_channel)
     _WCACHE[k] = (w, q, sc)
     while len(_WCACHE) > 512:
         _WCACHE.popitem(last=False)
     return q, sc
 
 
+def _quantize_chunked(w: np.ndarray, bits: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``quantize_weights(w, bits, per_channel)`` with the integers in the narrowest dtype, computed over blocks
+    of output channels (per-channel scales are row-wise, so the result is identical) to bound the float64
+    temporaries: VGG-16's 25088 x 4096 matrix would need 2.5 GB at once."""
+    rows = max(1, (1 << 22) // max(1, w[0].size))
+    if not per_channel or w.shape[0] <= rows:
+        q, sc = quantize_weights(w, bits, per_channel)
+        return q.astype(nm.int_dtype(bits, True)), sc
+    q = np.empty(w.shape, dtype=nm.int_dtype(bits, True))
+    scs = []
+    for r0 in range(0, w.shape[0], rows):
+        qq, ss = quantize_weights(w[r0:r0 + rows], bits, True)
+        q[r0:r0 + rows] = qq
+        scs.append(ss)
+    return q, np.concatenate(scs)
+
+
 _PCACHE: OrderedDict[tuple, tuple] = OrderedDict()
+PCACHE_BYTES = 384 << 20  # programmed conductances kept, bytes
+_RUN = [0]  # the current functional run (make_kernels), for the cache's eviction rule
+STREAM_BYTES = 256 << 20  # a linear layer whose program would exceed this is programmed one row split at a time
+_READS: dict[int, int] = {}  # functional runs so far per seed with per-read noise (the next read index)
+
+
+def clear_cache() -> None:
+    """Forget every programmed crossbar, quantized weight and read counter (the next run programs afresh)."""
+    _PCACHE.clear()
+    _WCACHE.clear()
+    _READS.clear()
+
+
+def next_read_index(seed: int) -> int:
+    """The index of the next inference's read noise for ``seed``: 0, 1, 2, ... per process (see make_kernels)."""
+    i = _READS.get(seed, 0)
+    _READS[seed] = i + 1
+    return i
+
+
+def _split_rng(spec: IMCSpec, seed: int, key: str, gi: int):
+    """The per-seed generator of each row split of group gi of weight ``key`` (None without per-seed effects)."""
+    if not ph.per_seed(spec):
+        return None
+    return lambda k0: nm.rng_for(seed, "cells", key, str(gi), str(k0))
 
 
 def _programmed(qw_full: np.ndarray, gi: int, wg: np.ndarray, spec: IMCSpec, seed: int, key: str) -> nm.Program:
-    """The crossbar program of group ``gi`` of the integer weights ``qw_full``, cached per array,
-    group, spec and (for non-ideal cells) seed: weights are programmed once, then read many times."""
-    nonideal = _nonideal(spec)
-    ck = (id(qw_full), gi, spec, seed if nonideal else None, key)
+    """The crossbar program of group ``gi`` of the integer weights ``qw_full``, cached per array, group, spec and
+    (with per-seed device effects or a seeded ADC transfer) seed: the device non-idealities are drawn and folded
+    into the conductances once, then read at every execution. The cache holds at most ``PCACHE_BYTES`` of programs
+    and is emptied by :func:`clear_cache`. Eviction is least-recently-used among the programs the current run has
+    not used: a net whose programs exceed the budget keeps its first layers cached run after run (plain LRU would
+    evict each one before its next use); a program that does not fit is rebuilt, identically, at each use."""
+    seeded = ph.per_seed(spec) or ph.nonlinear_adc(spec)
+    ck = (id(qw_full), gi, spec, seed if seeded else None, key)
     hit = _PCACHE.get(ck)
     if hit is not None and hit[0] is qw_full:
+        _PCACHE[ck] = (qw_full, hit[1], _RUN[0])
         _PCACHE.move_to_end(ck)
         return hit[1]
-    rng = nm.rng_for(seed, "cells", key, str(gi)) if nonideal else None
-    prog = nm.program(wg, spec, rng)
-    _PCACHE[ck] = (qw_full, prog)
-    while len(_PCACHE) > 1024:
-        _PCACHE.popitem(last=False)
+    prog = nm.program(wg, spec, _split_rng(spec, seed, key, gi), nm.rng_for(seed, "adc-transfer"))
+    held = sum(v[1].nbytes for v in _PCACHE.values())
+    for old in [k for k, v in _PCACHE.items() if v[2] < _RUN[0]]:  # least recently used first
+        if held + prog.nbytes <= PCACHE_BYTES:
+            break
+        held -= _PCACHE.pop(old)[1].nbytes
+    if held + prog.nbytes <= PCACHE_BYTES:
+        _PCACHE[ck] = (qw_full, prog, _RUN[0])
     return prog
-
-
-def _nonideal(spec: IMCSpec) -> bool:
-    return spec.conductance_sigma > 0 or spec.stuck_at_rate > 0
 
 
 def _x_quant(qp: QuantParams, x: np.ndarray) -> tuple[np.ndarray, float, bool]:
@@ -75,50 +122,71 @@ def _x_quant(qp: QuantParams, x: np.ndarray) -> tuple[np.ndarray, float, bool]:
     return quantize_input(x, qp.input_bits, s, signed), s, signed
 
 
+def _read(prog: nm.Program, spec: IMCSpec, seed: int, read_index: int | None, node: Node, gi: int) -> nm.Program:
+    if read_index is None or not ph.per_read(spec):
+        return prog
+    return nm.read_program(prog, spec, nm.rng_for(seed, "read", str(read_index), node.name, str(gi)))
+
+
 def conv_acc(graph: Graph, node: Node, xq: np.ndarray, signed: bool, qw: np.ndarray, spec: IMCSpec, seed: int,
-             force_bitlevel: bool = False) -> np.ndarray:
-    """Integer-valued accumulators [N, O, OH, OW] of a conv node (float64 or int)."""
+             force_bitlevel: bool = False, read_index: int | None = None) -> np.ndarray:
+    """Integer-valued accumulators [N, O, OH, OW] of a conv node (float64)."""
     a = node.attrs
-    qp = node.meta["quant"]
-    if not force_bitlevel and nm.exact_matmul_needed(spec, a.rows):
-        return nm.exact_conv(xq, qw, qp.input_bits, signed, qp.weight_bits, a)
-    ox = 2 ** (qp.input_bits - 1) if signed else 0
-    n = xq.shape[0]
     oh, ow = node.shape[2], node.shape[3]
-    cols = nm.patches(xq + ox, a.kernel, a.stride, a.padding, a.dilation, pad_value=ox)
+    if not force_bitlevel and nm.exact_matmul_needed(spec, a.rows):
+        qp = node.meta["quant"]
+        return nm.exact_conv(xq, qw, qp.input_bits, signed, qp.weight_bits, a, numba.get_num_threads() > 1)
+    qp = node.meta["quant"]
+    n = xq.shape[0]
     og, kg = a.out_channels // a.groups, a.rows
     key = node.params.get("weight", node.name)
     noise = nm.rng_for(seed, "adc", node.name) if spec.adc_noise_lsb > 0 else None
-    parts = []
-    for gi in range(a.groups):
-        wg = qw[gi * og:(gi + 1) * og].reshape(og, kg).T
-        prog = _programmed(qw, gi, wg, spec, seed, key)
-        parts.append(nm.crossbar_matmul(cols[:, gi * kg:(gi + 1) * kg], wg, signed, spec, None, noise, encoded=True,
-                                        prog=prog))
-    acc = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-    return acc.reshape(n, oh, ow, a.out_channels).transpose(0, 3, 1, 2)
+    progs = [_read(_programmed(qw, gi, qw[gi * og:(gi + 1) * og].reshape(og, kg).T, spec, seed, key), spec, seed,
+                   read_index, node, gi) for gi in range(a.groups)]
+    out = np.empty((n, oh * ow, a.out_channels), dtype=np.float64)
+    cg = a.in_channels // a.groups
+    par = numba.get_num_threads() > 1
+    for gi, prog in enumerate(progs):
+        out[:, :, gi * og:(gi + 1) * og] = nm.apply_conv(prog, xq[:, gi * cg:(gi + 1) * cg], qp.input_bits, signed,
+                                                         spec, a, oh, ow, noise, par).reshape(n, oh * ow, og)
+    return out.reshape(n, oh, ow, a.out_channels).transpose(0, 3, 1, 2)
 
 
 def linear_acc(graph: Graph, node: Node, xq: np.ndarray, signed: bool, qw: np.ndarray, spec: IMCSpec, seed: int,
-               force_bitlevel: bool = False) -> np.ndarray:
+               force_bitlevel: bool = False, read_index: int | None = None) -> np.ndarray:
     """Integer-valued accumulators [M, O] of a linear node on [M, F] inputs."""
-    qp = node.meta["quant"]
     if not force_bitlevel and nm.exact_matmul_needed(spec, qw.shape[1]):
-        return nm.exact_gemm(xq, qw, qp.input_bits, signed, qp.weight_bits)
+        return nm.exact_linear(xq, qw)
     key = node.params.get("weight", node.name)
     noise = nm.rng_for(seed, "adc", node.name) if spec.adc_noise_lsb > 0 else None
+    if nm.program_bytes(qw.shape[1], qw.shape[0], spec) > STREAM_BYTES:  # program, run, drop one split at a time
+        wt = qw.T  # a view: the splits take their rows
+        ox = 2 ** (node.meta["quant"].input_bits - 1) if signed else 0
+        read = (nm.rng_for(seed, "read", str(read_index), node.name, "0")
+                if read_index is not None and ph.per_read(spec) else None)
+        return nm.apply_streaming(wt, xq.astype(np.int64) + ox, spec, _split_rng(spec, seed, key, 0),
+                                  nm.rng_for(seed, "adc-transfer"), noise, ox, read)
     wt = np.ascontiguousarray(qw.T)
-    return nm.crossbar_matmul(xq, wt, signed, spec, None, noise, prog=_programmed(qw, 0, wt, spec, seed, key))
+    prog = _read(_programmed(qw, 0, wt, spec, seed, key), spec, seed, read_index, node, 0)
+    return nm.crossbar_matmul(xq, wt, signed, spec, None, noise, prog=prog)
 
 
-def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False) -> dict:
-    """``{Op.CONV2D: ..., Op.LINEAR: ...}`` for ``functional.run`` on a quantize-annotated graph."""
+def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False, read_index: int | None = None) -> dict:
+    """``{Op.CONV2D: ..., Op.LINEAR: ...}`` for ``functional.run`` on a quantize-annotated graph.
+
+    ``read_index``: which inference's read noise (``spec.read_sigma``) the run draws; None takes the next index of
+    this process for ``seed`` (:func:`next_read_index`): repeated runs read fresh noise, and the same sequence of
+    runs after :func:`clear_cache` (or in a fresh process) gives the same outputs.
+    """
+    if read_index is None and ph.per_read(spec):
+        read_index = next_read_index(seed)
+    _RUN[0] += 1
 
     def conv(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
         qp = n.meta["quant"]
         xq, sx, signed = _x_quant(qp, xs[0])
         qw, sw = weights_q(g.param(n, "weight"), qp.weight_bits, len(qp.weight_scale) > 1)
-        acc = conv_acc(g, n, xq, signed, qw, spec, seed, force_bitlevel)
+        acc = conv_acc(g, n, xq, signed, qw, spec, seed, force_bitlevel, read_index)
         b = g.param(n, "bias") if "bias" in n.params else None
         return dequantize(np.asarray(acc), sx, sw, b, channel_axis=1)
 
@@ -128,7 +196,7 @@ def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False) -> 
         lead = x.shape[:-1]
         xq, sx, signed = _x_quant(qp, x.reshape(-1, x.shape[-1]))
         qw, sw = weights_q(g.param(n, "weight"), qp.weight_bits, len(qp.weight_scale) > 1)
-        acc = linear_acc(g, n, xq, signed, qw, spec, seed, force_bitlevel)
+        acc = linear_acc(g, n, xq, signed, qw, spec, seed, force_bitlevel, read_index)
         b = g.param(n, "bias") if "bias" in n.params else None
         y = dequantize(np.asarray(acc), sx, sw, b, channel_axis=1)
         return y.reshape(lead + (y.shape[-1],))

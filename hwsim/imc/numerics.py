@@ -27,39 +27,43 @@ symmetric, from :mod:`mapping.passes.quantize`), the chip computes ``acc = Σ_k 
 
 When ``2^B - 1`` covers the largest partial sum of every row split and there is no noise, steps
 2-4 equal the integer GEMM exactly; the fast path then computes ``acc`` with the exact integer
-kernels of :mod:`hwsim.kernels.int8`. Non-idealities (seeded): each cell value ``W_s`` times
-``1 + conductance_sigma·z`` and a fraction ``stuck_at_rate`` of cells stuck at 0 or ``2^c - 1``,
-fixed per weight key (the same cells at every execution), plus ADC noise per node execution.
+kernels of :mod:`hwsim.kernels.int8`. Non-idealities (seeded; equations in :mod:`hwsim.imc.physics`): the
+cells' conductances (finite on/off ratio, stuck-at cells, programming noise, PCM drift with optional
+compensation, IR drop) are drawn once per weight key, row split and seed and folded into the programmed
+conductances; read noise is drawn again per inference; ADC noise (Gaussian, ``adc_noise_lsb`` LSB) per
+conversion, fixed per seed and node; the ADC transfer may carry INL/DNL (thresholds instead of rounding).
 
-Implementation (each path computes exactly the arithmetic above; tests check them against an
-explicit int64 transcription of steps 1-4):
-- :func:`program` encodes and slices a weight matrix once (the kernels cache it per weight array).
-  A (slice, column) pair whose partial sum can never exceed the ADC range (even with every input
-  level at its maximum) and that sees no noise is *exact*: all such pairs are folded into one
-  matrix and computed by a single GEMM over the encoded inputs (float32 when every sum is an
-  integer < 2^24, else float64).
-- the other pairs go through the ADC: integer cells with a packed-bit popcount kernel
-  (:func:`_bitserial_adc_popc`), non-integer cells (conductance variation) with a gathered-rows
-  kernel (:func:`_bitserial_adc`), and ADC noise with dense float32 partial sums (one noise draw
-  per conversion) then :func:`_adc_shift_add`. A step whose input levels are all zero produces
-  partial sums of 0 and code 0 and is skipped (not with noise).
+Implementation (each path computes exactly the arithmetic above; tests check them against explicit
+transcriptions, bit for bit, with every effect on):
+- :func:`program` encodes, slices and splits a weight matrix once (the kernels cache it per weight array,
+  spec and seed: :func:`hwsim.imc.kernels.clear_cache`), all signs and slices of a row split side by side.
+  *Integer cells* (no analog effect): every pair's exact contribution ``Σ_k u·col_w·W`` is one exact GEMM
+  (:func:`hwsim.imc.xbar.exact_gemm`, float32 below 2^24, float64 below 2^53); a pair whose partial sum can
+  never exceed the ADC range (its column sum times the largest DAC level <= 2^B − 1, no noise, ideal
+  transfer) needs nothing else, the others get the correction ``col_w·2^(j·d)·(code·lsb − p)``, skipped for
+  every step whose level sum times the largest cell cannot reach the top code. *Analog cells*: conductances
+  on a 2^-F grid (exact float32 sums, :func:`hwsim.imc.physics.grid_bits`), every pair through the ADC.
+- :func:`hwsim.imc.xbar.split_adc` does the ADC path of one row split for a whole batch of pixels: per
+  pixel and step the rows with a non-zero DAC level are compacted, their cells summed over all pairs at
+  once, each sum converted and shifted into the accumulators. A step whose levels are all zero produces
+  partial sums of 0 and code 0 and is skipped (not with ADC noise).
 """
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
-from numba import njit
 
+from hwsim.imc import physics as ph
+from hwsim.imc import xbar as xb
 from hwsim.imc.spec import AdcMode, IMCSpec, SignedWeights
 from hwsim.kernels import int8 as ik
-from hwsim.kernels.binary import popcount64
 
-__all__ = ["adc_exact", "int_dtype", "patches", "program", "apply", "Program", "crossbar_matmul",
-           "exact_matmul_needed", "rng_for"]
-
-_PIXEL_BLOCK = 2048  # output pixels per block of the bit-level path (bounds memory)
+__all__ = ["adc_exact", "int_dtype", "patches", "program", "program_splits", "program_bytes", "read_program",
+           "read_split", "apply", "apply_conv", "apply_streaming", "Program", "SplitProgram",
+           "crossbar_matmul", "exact_matmul_needed", "exact_conv", "exact_linear", "rng_for"]
 
 
 def rng_for(seed: int, *names: str) -> np.random.Generator:
@@ -80,8 +84,10 @@ def adc_exact(spec: IMCSpec, rows_used: int) -> bool:
 
 
 def exact_matmul_needed(spec: IMCSpec, k: int) -> bool:
-    """The structure shortcut: with an ADC that can never clip and no noise, an integer GEMM is exact."""
-    return adc_exact(spec, k) and spec.adc_noise_lsb == 0 and spec.conductance_sigma == 0 and spec.stuck_at_rate == 0
+    """The structure shortcut: with an ADC that can never clip or round, no noise and ideal cells, an integer GEMM
+    is exact."""
+    return (adc_exact(spec, k) and spec.adc_noise_lsb == 0 and spec.stuck_at_rate == 0 and not ph.analog(spec)
+            and not ph.per_seed(spec) and not ph.nonlinear_adc(spec))
 
 
 def patches(xq: np.ndarray, kernel, stride, padding, dilation, pad_value: int) -> np.ndarray:
@@ -97,159 +103,16 @@ def patches(xq: np.ndarray, kernel, stride, padding, dilation, pad_value: int) -
     return np.ascontiguousarray(win.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow, c * kh * kw)
 
 
-@njit(cache=True)
-def _adc_shift_add(p, acc, jw, colw, colout, clip_mode, lsb, top):
-    """p: [J·Mb, Q] partial sums (step-major rows); acc[m, colout[q]] += jw[j]·colw[q]·ADC(p[j·Mb + m, q])."""
-    jn = jw.shape[0]
-    q_n = colw.shape[0]
-    mb = acc.shape[0]
-    for j in range(jn):
-        for m in range(mb):
-            row = j * mb + m
-            for q in range(q_n):
-                v = p[row, q]
-                if clip_mode:
-                    code = np.rint(v)
-                else:
-                    code = np.rint(v / lsb)
-                if code < 0.0:
-                    code = 0.0
-                elif code > top:
-                    code = top
-                acc[m, colout[q]] += jw[j] * colw[q] * code * lsb
-
-
-@njit(cache=True)
-def _bitserial_adc(u, k0, rows, cells, jn, d, colw, colout, clip_mode, lsb, top, acc):
-    """Fused crossbar read + ADC + shift-add for one row split, noise-free.
-
-    For every pixel m and input step j the DAC levels ``X_j[m, k] = (u[m, k0+k] >> j·d) & (2^d-1)``
-    select rows of ``cells`` [rows, Q]; their weighted sum is the partial sum of each (slice,
-    column) pair q (what the array's bit lines carry), converted by the ADC and shifted into
-    ``acc[m, colout[q]]`` with weight 2^(j·d)·colw[q]. A step whose levels are all zero gives
-    partial sums of 0 (code 0) and is skipped. Same arithmetic as the dense GEMM path, fewer
-    operations: only the non-zero levels are visited.
-    """
-    m_n = u.shape[0]
-    q_n = cells.shape[1]
-    mask = (1 << d) - 1
-    p = np.empty(q_n, dtype=np.float32)
-    idx = np.empty(rows, dtype=np.int64)
-    lv = np.empty(rows, dtype=np.float32)
-    for m in range(m_n):
-        for j in range(jn):
-            sh = j * d
-            nnz = 0
-            for k in range(rows):  # gather the rows this step drives
-                lvl = (u[m, k0 + k] >> sh) & mask
-                if lvl != 0:
-                    idx[nnz] = k
-                    lv[nnz] = lvl
-                    nnz += 1
-            if nnz == 0:
-                continue
-            for q in range(q_n):
-                p[q] = 0.0
-            for t in range(nnz):  # bit-line currents: sum of the driven rows' cells
-                k = idx[t]
-                f = lv[t]
-                for q in range(q_n):
-                    p[q] += f * cells[k, q]
-            wj = 2.0 ** sh
-            for q in range(q_n):
-                if clip_mode:
-                    code = np.rint(p[q])
-                else:
-                    code = np.rint(p[q] / lsb)
-                if code < 0.0:
-                    code = 0.0
-                elif code > top:
-                    code = top
-                acc[m, colout[q]] += wj * colw[q] * code * lsb
-
-
-@njit(cache=True)
-def _bitserial_adc_popc(xp, wp, jn, d, colw, colout, clip_mode, lsb, top, acc):
-    """The same arithmetic as :func:`_bitserial_adc` for integer cells, on packed bits.
-
-    xp [M, Bx, W] uint64: bit i of every pixel's encoded inputs over the split's rows (W words);
-    wp [c, W, Q] uint64: bit b of every (slice, column) pair's cells over the rows. The partial
-    sum of step j is ``Σ_{i in step j} Σ_b 2^(i - j·d + b)·popcount(xp[m, i] & wp[b, :, q])``.
-    """
-    m_n = xp.shape[0]
-    n_w = xp.shape[2]
-    c_n = wp.shape[0]
-    q_n = wp.shape[2]
-    b_n = xp.shape[1]
-    p = np.empty(q_n, dtype=np.int64)
-    accq = np.empty(q_n, dtype=np.float64)  # Σ_j 2^(j·d)·code per pair, scattered once per pixel
-    for m in range(m_n):
-        for q in range(q_n):
-            accq[q] = 0.0
-        for j in range(jn):
-            i0, i1 = j * d, min((j + 1) * d, b_n)
-            nz = False
-            for i in range(i0, i1):
-                for w in range(n_w):
-                    if xp[m, i, w] != 0:
-                        nz = True
-            if not nz:
-                continue
-            for q in range(q_n):
-                p[q] = 0
-            for i in range(i0, i1):
-                for b in range(c_n):
-                    sh = i - i0 + b
-                    for w in range(n_w):
-                        x = xp[m, i, w]
-                        if x == 0:
-                            continue
-                        for q in range(q_n):
-                            p[q] += np.int64(popcount64(x & wp[b, w, q])) << sh
-            wj = 2.0 ** i0
-            if clip_mode:
-                for q in range(q_n):
-                    accq[q] += wj * min(float(p[q]), top)
-            else:
-                for q in range(q_n):
-                    accq[q] += wj * min(np.rint(p[q] / lsb), top)
-        for q in range(q_n):
-            acc[m, colout[q]] += colw[q] * accq[q] * lsb
-
-
-@njit(cache=True)
-def _pack_inputs(u, k0, rows, bx):
-    """Bits of the encoded inputs u[:, k0:k0+rows] packed over rows: [M, bx, ceil(rows/64)] uint64."""
-    m_n = u.shape[0]
-    nw = (rows + 63) // 64
-    out = np.empty((m_n, bx, nw), dtype=np.uint64)
-    for m in range(m_n):
-        for w in range(nw):
-            kend = min(rows, (w + 1) * 64)
-            for i in range(bx):
-                word = np.uint64(0)
-                for k in range(w * 64, kend):
-                    word |= np.uint64((u[m, k0 + k] >> i) & 1) << np.uint64(k - w * 64)
-                out[m, i, w] = word
-    return out
-
-
-def _pack_rows(bits: np.ndarray) -> np.ndarray:
-    """Pack a 0/1 array [..., rows] along its last axis into little-endian uint64 words [..., W]."""
-    rows = bits.shape[-1]
-    nw = (rows + 63) // 64
-    padded = np.zeros(bits.shape[:-1] + (nw * 64,), dtype=np.uint8)
-    padded[..., :rows] = bits
-    return np.ascontiguousarray(np.packbits(padded, axis=-1, bitorder="little").view("<u8"))
-
-
 @dataclass(frozen=True, slots=True)
 class SplitProgram:
-    """One row split of one stored matrix, as programmed.
+    """One row split (rows k0 .. k0 + rows − 1) of a programmed weight matrix, every sign and slice at once.
 
-    cells: [rows, Q] stored cell values of the (slice, column) pairs whose partial sums can clip
-    (or are non-ideal), with their shift ``col_w`` and output column ``col_out``. The other pairs
-    are exact and folded into :attr:`Program.exact`.
+    cells [rows, Q]: the conductances (levels) the ADC path reads, of the (sign, slice, column) pairs q that need
+    it; ``col_w[q]`` = 2^(s·c) · matrix sign · (−1 for a flipped pair), ``col_out[q]`` its output column.
+    ``lin``: the cells are integer levels and :attr:`Program.exact` already holds ``Σ col_w·p``, so the kernel adds
+    only ``col_w·(code·lsb − p)``; ``skip_sum``: a step whose DAC level sum is at most this cannot change a code
+    (−1: every step is converted); ``mode``: the ADC rule (:mod:`hwsim.imc.xbar`); ``grid``: F of the 2^-F grid
+    of non-integer cells (0 for integer levels).
     """
 
     k0: int
@@ -258,18 +121,26 @@ class SplitProgram:
     col_w: np.ndarray
     col_out: np.ndarray
     lsb: float
-    packed: np.ndarray | None = None  # [c, W, Q] uint64 cell bits (integer cells only)
+    lin: bool
+    skip_sum: int
+    mode: int
+    grid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Program:
-    """A weight matrix [K, N] programmed on crossbars: per stored matrix (sign) its row splits."""
+    """A weight matrix [K, N] programmed on crossbars: its row splits, the exact part and the digital corrections."""
 
     n: int
-    parts: tuple  # ((sign, (SplitProgram, ...)), ...)
-    exact: np.ndarray | None  # [K, N] Σ_sign sign·Σ_s 2^(s·c)·W_s over the pairs that never clip (one GEMM), or None
+    splits: tuple  # (SplitProgram, ...)
+    exact: np.ndarray | None  # [K, N] integer-valued float64 computed by one exact GEMM, or None
     w_offset: int  # o_w (OFFSET encoding) or 0
     colsum: np.ndarray  # Σ_k q_w[k, n] (int64), for the input-offset correction
+    thresholds: np.ndarray  # ADC transfer thresholds in LSB (INL/DNL), or empty (ideal rounding)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(sp.cells.nbytes for sp in self.splits) + (0 if self.exact is None else self.exact.nbytes)
 
 
 def _slices(u: np.ndarray, spec: IMCSpec) -> np.ndarray:
@@ -278,146 +149,190 @@ def _slices(u: np.ndarray, spec: IMCSpec) -> np.ndarray:
     return np.stack([((u >> (s * spec.cell_bits)) & mask) for s in range(spec.slices)])
 
 
-def _flips(nominal: np.ndarray, spec: IMCSpec) -> np.ndarray:
-    """[S, K, N] nominal cells -> [S, K, N] bool: cells of the (slice, column) pairs the column-flip encoding
-    stores complemented, decided per row split (their cells sum to more than half the full scale)."""
-    flip = np.zeros(nominal.shape, dtype=bool)
-    if not spec.column_flip:
-        return flip
-    cmax = 2**spec.cell_bits - 1
-    for k0 in range(0, nominal.shape[1], spec.rows):
-        c = nominal[:, k0:k0 + spec.rows, :]
-        flip[:, k0:k0 + spec.rows, :] = (2 * c.sum(axis=1) > c.shape[1] * cmax)[:, None, :]
-    return flip
-
-
-def _cells(stored: np.ndarray, spec: IMCSpec, rng: np.random.Generator | None) -> np.ndarray:
-    """[S, K, N] stored cell values -> float32, with stuck-at faults and conductance variation."""
-    cells = stored.astype(np.float32)
-    if rng is None:
-        return cells
-    if spec.stuck_at_rate > 0:
-        hit = rng.random(cells.shape) < spec.stuck_at_rate
-        high = rng.random(cells.shape) < 0.5
-        cells = np.where(hit, np.where(high, np.float32(2**spec.cell_bits - 1), np.float32(0)), cells)
-    if spec.conductance_sigma > 0:
-        cells = cells * (1 + spec.conductance_sigma * rng.standard_normal(cells.shape)).astype(np.float32)
-    return cells.astype(np.float32)
-
-
-def program(qw: np.ndarray, spec: IMCSpec, weight_rng: np.random.Generator | None = None) -> Program:
-    """Encode, slice and split ``qw`` [K, N] (signed ints) as the crossbars store it.
-
-    A flipped (slice, column) pair reads ``Σ X·(cmax - W)``: its ADC path enters the shift-and-add with
-    the opposite sign and ``cmax·Σ_{k in split} u`` (exact digital sums) is folded into the exact GEMM.
-    """
-    k, n = qw.shape
+def _encoded(qw: np.ndarray, spec: IMCSpec) -> tuple[list, int]:
     q64 = qw.astype(np.int64)
     if spec.signed_weights == SignedWeights.OFFSET:
         ow = 2 ** (spec.weight_bits - 1)
-        mats = [(q64 + ow, 1.0)]
-    else:
-        ow = 0
-        mats = [(np.maximum(q64, 0), 1.0), (np.maximum(-q64, 0), -1.0)]
-    top = float(2**spec.adc_bits - 1)
-    clip_mode = spec.adc_mode == AdcMode.CLIP
-    ideal = weight_rng is None and spec.adc_noise_lsb == 0
-    dmax = 2**spec.dac_bits - 1
+        return [(q64 + ow, 1.0)], ow
+    return [(np.maximum(q64, 0), 1.0), (np.maximum(-q64, 0), -1.0)], 0
+
+
+def _split_levels(mats: list, k0: int, rows: int, spec: IMCSpec, ex: np.ndarray):
+    """Stored levels [rows, Q] of one row split over every (sign, slice, column) pair, with col_w and col_out;
+    the flipped pairs' digital term ``cmax·Σ_{k in split} u`` is added to the split's exact rows ``ex`` [rows, N]."""
     cmax = 2**spec.cell_bits - 1
     shift = np.array([2.0 ** (s * spec.cell_bits) for s in range(spec.slices)])
-    parts = []
-    exact = np.zeros((k, n), dtype=np.float64)
+    levels, colw, colout = [], [], []
     for mat, sign in mats:
-        nominal = _slices(mat, spec)
-        flipped = _flips(nominal, spec)
-        cells = _cells(np.where(flipped, cmax - nominal, nominal), spec, weight_rng)  # [S, K, N] as stored
-        splits = []
-        for k0 in range(0, k, spec.rows):
-            rows = min(spec.rows, k - k0)
-            fs = spec.partial_sum_max(rows)
-            lsb = 1.0 if clip_mode or fs <= top else float(2 ** int(np.ceil(np.log2(fs / top))))
-            c = cells[:, k0:k0 + rows, :]  # [S, rows, N]
-            fl = flipped[:, k0, :]  # [S, N]
-            sgn = np.where(fl, -1.0, 1.0)  # the ADC path of a flipped pair is subtracted
-            if fl.any():  # + cmax·Σ_{k in split} u for every flipped pair
-                exact[k0:k0 + rows] += sign * cmax * np.einsum("s,sn->n", shift, fl.astype(np.float64))[None, :]
-            if ideal and lsb == 1.0:  # pairs that never clip: every input step at its maximum stays <= top
-                safe = dmax * c.sum(axis=1) <= top  # [S, N]
-            else:
-                safe = np.zeros((spec.slices, n), dtype=bool)
-            if safe.any():
-                exact[k0:k0 + rows] += sign * np.einsum("s,skn->kn", shift,
-                                                        np.where(safe[:, None, :], sgn[:, None, :] * c, 0)
-                                                        .astype(np.float64))
-            s_idx, n_idx = np.nonzero(~safe)
-            cl = np.ascontiguousarray(c[s_idx, :, n_idx].T, dtype=np.float32) if len(s_idx) else \
-                np.zeros((rows, 0), np.float32)
-            packed = None
-            if weight_rng is None and cl.shape[1]:
-                ci = cl.astype(np.int64)  # [rows, Q] integer cell values
-                bits = np.stack([((ci >> b) & 1).T for b in range(spec.cell_bits)])  # [c, Q, rows]
-                packed = np.ascontiguousarray(_pack_rows(bits.astype(np.uint8)).transpose(0, 2, 1))
-            splits.append(SplitProgram(k0, rows, cl, (shift[s_idx] * sgn[s_idx, n_idx]).astype(np.float64),
-                                       n_idx.astype(np.int64), lsb, packed))
-        parts.append((sign, tuple(splits)))
-    if not exact.any():
-        ex = None
-    elif np.abs(exact).sum(axis=0).max() * (2**spec.input_bits - 1) < 2**24:
-        ex = exact.astype(np.float32)  # every partial product sum is an integer < 2^24: float32 is exact
+        nominal = _slices(mat[k0:k0 + rows], spec)  # [S, rows, N]
+        n = nominal.shape[2]
+        flip = (2 * nominal.sum(axis=1) > rows * cmax) if spec.column_flip else np.zeros((spec.slices, n), bool)
+        if flip.any():
+            ex += sign * cmax * (shift[:, None] * flip).sum(axis=0)[None, :]
+        stored = np.where(flip[:, None, :], cmax - nominal, nominal)
+        levels.append(stored.transpose(1, 0, 2).reshape(rows, -1))
+        colw.append((sign * shift[:, None] * np.where(flip, -1.0, 1.0)).ravel())
+        colout.append(np.tile(np.arange(n, dtype=np.int64), spec.slices))
+    return np.concatenate(levels, axis=1), np.concatenate(colw), np.concatenate(colout)
+
+
+def _lsb(spec: IMCSpec, rows: int) -> float:
+    top = 2**spec.adc_bits - 1
+    fs = spec.partial_sum_max(rows)
+    return 1.0 if spec.adc_mode == AdcMode.CLIP or fs <= top else float(2 ** int(np.ceil(np.log2(fs / top))))
+
+
+def _fold(ex: np.ndarray, g: np.ndarray, colw: np.ndarray, colout: np.ndarray) -> None:
+    """ex[k, colout[q]] += colw[q]·g[k, q] (exact: integers)."""
+    np.add.at(ex.T, colout, (g * colw[None, :]).T)
+
+
+def _integer_split(g, colw, colout, k0, lsb, spec, ex) -> SplitProgram:
+    """Integer levels: all pairs in the exact GEMM; the pairs whose ADC can change a value get a correction."""
+    top = 2**spec.adc_bits - 1
+    dmax = 2**spec.dac_bits - 1
+    noisy, nonlin = spec.adc_noise_lsb > 0, ph.nonlinear_adc(spec)
+    _fold(ex, g, colw, colout)
+    colsum = g.sum(axis=0)
+    if noisy:
+        need = np.ones(g.shape[1], bool)
+    elif nonlin or lsb > 1:
+        need = colsum > 0
+    else:  # CLIP at LSB 1: exact unless the column's largest partial sum can pass the top code
+        need = dmax * colsum > top
+    sel = np.nonzero(need)[0]
+    gmax = float(g[:, sel].max()) if len(sel) else 0.0
+    if noisy:
+        skip = -1
+    elif nonlin or lsb > 1 or gmax == 0:
+        skip = 0
     else:
-        ex = exact
-    return Program(n, tuple(parts), ex, ow, q64.sum(axis=0))
+        skip = int(top // gmax)  # level sum x largest cell <= top: no partial sum of this step can clip
+    mode = xb.ADC_TABLE if nonlin else (xb.ADC_RINT if noisy or lsb > 1 else xb.ADC_CLIP)
+    # int16 partial sums are exact (and twice as many per vector as float32) while rows·dmax·gmax < 2^15
+    dt = np.int16 if g.shape[0] * dmax * max(gmax, 1.0) < 2**15 else np.float32
+    return SplitProgram(k0, g.shape[0], np.ascontiguousarray(g[:, sel], dtype=dt), colw[sel], colout[sel],
+                        lsb, True, skip, mode)
 
 
-def _bitplanes(u: np.ndarray, spec: IMCSpec) -> np.ndarray:
-    """[M, K] unsigned inputs -> [J·M, K] DAC levels (step-major rows, float32)."""
-    d = spec.dac_bits
-    mask = (1 << d) - 1
-    return np.concatenate([((u >> (j * d)) & mask) for j in range(spec.input_steps)], axis=0).astype(np.float32)
+def _analog_split(g, lv, colw, colout, k0, lsb, spec, ex) -> SplitProgram:
+    """Non-integer conductances on the 2^-F grid: the pairs through the ADC (direct values).
+
+    A pair whose conductances stay so close to their integer levels l that ``dmax·Σ_k |g_k − l_k| < 1/2`` and
+    whose largest integer sum ``dmax·Σ_k l_k`` is within the ADC range reads ``rint(p) = Σ_k X_k·l_k`` for every
+    input (|p − Σ X·l| < 1/2, no tie, no clip): with LSB 1, no ADC noise, an ideal transfer and no read noise it
+    is folded into the exact GEMM with its levels (the top slices under small programming noise)."""
+    noisy = spec.adc_noise_lsb > 0
+    dmax = 2**spec.dac_bits - 1
+    f = ph.grid_bits(spec, float(g.max()) if g.size else 0.0)
+    cells = ph.grid(g, f)
+    keep = np.ones(g.shape[1], bool) if noisy else cells.any(axis=0)
+    if lsb == 1 and not (noisy or ph.nonlinear_adc(spec) or ph.per_read(spec)):
+        near = (dmax * np.abs(cells.astype(np.float64) - lv).sum(axis=0) < 0.5) & \
+            (dmax * lv.sum(axis=0) <= 2**spec.adc_bits - 1)
+        if near.any():
+            _fold(ex, lv[:, near].astype(np.float64), colw[near], colout[near])
+            keep &= ~near
+    sel = np.nonzero(keep)[0]
+    return SplitProgram(k0, g.shape[0], np.ascontiguousarray(cells[:, sel]), colw[sel], colout[sel], lsb, False,
+                        -1 if noisy else 0, _analog_mode(spec, cells, f), f)
+
+
+def _analog_mode(spec: IMCSpec, cells: np.ndarray, f: int) -> int:
+    if ph.nonlinear_adc(spec):
+        return xb.ADC_TABLE
+    fast = spec.adc_noise_lsb == 0 and cells.dtype == np.float32 and f >= 2
+    return xb.ADC_RINT32 if fast else xb.ADC_RINT
+
+
+def program_splits(qw: np.ndarray, spec: IMCSpec, split_rng=None) -> Iterator[tuple[np.ndarray, SplitProgram]]:
+    """The row splits of ``qw`` [K, N] as programmed, one at a time: (its exact rows [rows, N] float64, the split)."""
+    k, _ = qw.shape
+    analog = ph.analog(spec)
+    for k0 in range(0, k, spec.rows):
+        rows = min(spec.rows, k - k0)
+        ex = np.zeros((rows, qw.shape[1]), dtype=np.float64)
+        mats, _ = _encoded(qw[k0:k0 + rows], spec)  # encoded split by split: int64 copies of one split only
+        lv, colw, colout = _split_levels(mats, 0, rows, spec, ex)
+        rng = split_rng(k0) if split_rng is not None else None
+        g = ph.program_cells(lv, spec, rng, k0) if (analog or rng is not None) else lv
+        lsb = _lsb(spec, rows)
+        yield ex, (_analog_split(g, lv, colw, colout, k0, lsb, spec, ex) if analog
+                   else _integer_split(g, colw, colout, k0, lsb, spec, ex))
+
+
+def _thresholds(spec: IMCSpec, adc_rng: np.random.Generator | None) -> np.ndarray:
+    if not ph.nonlinear_adc(spec):
+        return np.zeros(0)
+    return ph.adc_thresholds(spec, adc_rng if adc_rng is not None else np.random.default_rng(0))
+
+
+def program(qw: np.ndarray, spec: IMCSpec, split_rng=None, adc_rng: np.random.Generator | None = None) -> Program:
+    """Encode, slice and split ``qw`` [K, N] (signed ints) as the crossbars store it, with the device physics.
+
+    ``split_rng(k0)``: the generator of the per-seed draws of the row split starting at row k0 (stuck-at cells,
+    programming noise, drift exponents), or None (no per-seed effects); ``adc_rng``: draws the ADC transfer when
+    INL/DNL are set. A flipped (slice, column) pair reads ``Σ X·(cmax − W)``: its ADC path enters the shift-and-add
+    with the opposite sign and ``cmax·Σ_{k in split} u`` (exact digital sums) is folded into the exact GEMM.
+    """
+    exs, splits = zip(*program_splits(qw, spec, split_rng)) if qw.shape[0] else ((), ())
+    exact = np.concatenate(exs, axis=0) if exs else np.zeros(qw.shape)
+    _, ow = _encoded(qw[:0], spec)
+    return Program(qw.shape[1], tuple(splits), exact if exact.any() else None, ow, qw.sum(axis=0, dtype=np.int64),
+                   _thresholds(spec, adc_rng))
+
+
+def program_bytes(k: int, n: int, spec: IMCSpec) -> int:
+    """Upper bound of a programmed [k, n] matrix's memory: float32 cells of every pair plus the float64 exact part."""
+    return k * n * (4 * spec.columns_per_weight + 8)
+
+
+def read_split(sp: SplitProgram, spec: IMCSpec, rng: np.random.Generator) -> SplitProgram:
+    """The conductances one inference reads of one split (per-read noise, ``read_sigma``)."""
+    g = ph.read_cells(sp.cells.astype(np.float64), spec, rng)
+    f = ph.grid_bits(spec, float(g.max()) if g.size else 0.0)
+    cells = np.ascontiguousarray(ph.grid(g, f))
+    return replace(sp, cells=cells, grid=f, mode=_analog_mode(spec, cells, f))
+
+
+def read_program(prog: Program, spec: IMCSpec, rng: np.random.Generator) -> Program:
+    """The conductances one inference reads (per-read noise, ``read_sigma``), drawn split by split."""
+    return replace(prog, splits=tuple(read_split(sp, spec, rng) for sp in prog.splits))
+
+
+NOISE_CHUNK = 4096  # pixels per ADC-noise draw (fixes the draw order: pixel chunk, then row split)
+
+
+def _adc_paths(splits, thresholds: np.ndarray, xp: np.ndarray, base: np.ndarray, off: np.ndarray, m: int,
+               spec: IMCSpec, noise_rng: np.random.Generator | None, out: np.ndarray) -> None:
+    """Every row split's ADC path for the m pixels addressed by (xp, base, off) (:func:`hwsim.imc.xbar.split_adc`).
+    ADC noise is drawn split by split, then per ``NOISE_CHUNK`` pixels (fixes the draw order)."""
+    top = float(2**spec.adc_bits - 1)
+    noisy = noise_rng is not None and spec.adc_noise_lsb > 0
+    empty = np.zeros((0, 0, 0), dtype=np.float32)
+    step = NOISE_CHUNK if noisy else max(m, 1)
+    for sp in splits:
+        q = sp.cells.shape[1]
+        if q == 0:
+            continue
+        for m0 in range(0, m, step):
+            m1 = min(m, m0 + step)
+            z = noise_rng.standard_normal((spec.input_steps, m1 - m0, q), dtype=np.float32) if noisy else empty
+            xb.split_adc(xp, base, off, m0, m1, sp.k0, sp.rows, sp.cells, spec.input_steps, spec.dac_bits, sp.col_w,
+                         sp.col_out, sp.lsb, top, sp.mode, thresholds, 1.0 if sp.lin else 0.0, sp.skip_sum, z,
+                         spec.adc_noise_lsb * sp.lsb, out)
 
 
 def apply(prog: Program, u: np.ndarray, spec: IMCSpec, noise_rng: np.random.Generator | None = None,
           x_offset: int = 0) -> np.ndarray:
-    """Run encoded inputs ``u`` [M, K] (int64, >= 0) through ``prog``: [M, N] float64 accumulators
+    """Run encoded inputs ``u`` [M, K] (integers >= 0) through ``prog``: [M, N] float64 accumulators
     of the signed product (the encodings' corrections included)."""
-    m = u.shape[0]
-    jw = np.array([2.0 ** (j * spec.dac_bits) for j in range(spec.input_steps)])
-    top = float(2**spec.adc_bits - 1)
-    clip_mode = spec.adc_mode == AdcMode.CLIP
+    m, k = u.shape
     out = np.zeros((m, prog.n), dtype=np.float64)
-    packed_x: dict[int, np.ndarray] = {}
-    uc = np.ascontiguousarray(u)
     if prog.exact is not None:
-        out += u.astype(prog.exact.dtype) @ prog.exact
-    for sign, splits in prog.parts:
-        for sp in splits:
-            ur = u[:, sp.k0:sp.k0 + sp.rows]
-            if sp.cells.shape[1] == 0:
-                continue
-            if sp.packed is not None and (noise_rng is None or spec.adc_noise_lsb == 0):  # packed popcount kernel
-                if sp.k0 not in packed_x:  # once per split for both signs
-                    packed_x[sp.k0] = _pack_inputs(uc, sp.k0, sp.rows, spec.input_bits)
-                xp = packed_x[sp.k0]
-                acc = np.zeros((m, prog.n), dtype=np.float64)
-                _bitserial_adc_popc(xp, sp.packed, spec.input_steps, spec.dac_bits, sp.col_w, sp.col_out,
-                                    clip_mode, sp.lsb, top, acc)
-                out += sign * acc
-                continue
-            if noise_rng is None or spec.adc_noise_lsb == 0:  # fused sparse kernel (non-integer cells)
-                acc = np.zeros((m, prog.n), dtype=np.float64)
-                _bitserial_adc(u, sp.k0, sp.rows, sp.cells, spec.input_steps, spec.dac_bits, sp.col_w, sp.col_out,
-                               clip_mode, sp.lsb, top, acc)
-                out += sign * acc
-                continue
-            for m0 in range(0, m, _PIXEL_BLOCK):  # with ADC noise: dense partial sums, one noise draw each
-                m1 = min(m, m0 + _PIXEL_BLOCK)
-                p = _bitplanes(ur[m0:m1], spec) @ sp.cells  # exact: integer values < 2^24 in float32
-                if noise_rng is not None and spec.adc_noise_lsb > 0:
-                    p = p + (spec.adc_noise_lsb * sp.lsb * noise_rng.standard_normal(p.shape)).astype(np.float32)
-                acc = np.zeros((m1 - m0, prog.n), dtype=np.float64)
-                _adc_shift_add(np.ascontiguousarray(p, dtype=np.float32), acc, jw, sp.col_w, sp.col_out,
-                               clip_mode, sp.lsb, top)
-                out[m0:m1] += sign * acc
+        xb.exact_gemm(u, prog.exact, out, int(u.max()) if u.size else 0)
+    _adc_paths(prog.splits, prog.thresholds, np.ascontiguousarray(u), np.zeros(1, np.int64),
+               np.arange(k, dtype=np.int64), m, spec, noise_rng, out)
     if prog.w_offset:
         out -= prog.w_offset * u.sum(axis=1, dtype=np.int64)[:, None].astype(np.float64)
     if x_offset:
@@ -425,30 +340,107 @@ def apply(prog: Program, u: np.ndarray, spec: IMCSpec, noise_rng: np.random.Gene
     return out
 
 
+def apply_conv(prog: Program, xq: np.ndarray, x_bits: int, x_signed: bool, spec: IMCSpec, attrs, oh: int, ow: int,
+               noise_rng: np.random.Generator | None = None, parallel: bool = False) -> np.ndarray:
+    """A conv (one group: ``xq`` [N, C/g, H, W] integer inputs, ``prog`` its [C/g·kh·kw, O/g] matrix) through the
+    crossbars: [N·OH·OW, O/g] float64 accumulators, as :func:`apply` on the im2col patches, without building them.
+
+    The ADC paths read the padded encoded images in place (:func:`hwsim.imc.xbar.split_adc`); the exact part
+    ``Σ_patch u·E`` is ``conv(q, E) + o_x·Σ_k E`` (padded taps hold u = o_x) on the exact integer conv kernels when
+    ``|E| < 2^15``, else an exact GEMM of the patches; the OFFSET correction ``o_w·Σ_patch u`` likewise."""
+    n, c, h, w = xq.shape
+    kh, kw = attrs.kernel
+    (sh, sw), (ph_, pw), (dh, dw) = attrs.stride, attrs.padding, attrs.dilation
+    ox = 2 ** (x_bits - 1) if x_signed else 0
+    hp, wp = h + 2 * ph_, w + 2 * pw
+    xp = np.full((n, c, hp, wp), ox, dtype=np.uint16 if x_bits <= 16 else np.int64)
+    xp[:, :, ph_:ph_ + h, pw:pw + w] = xq + ox
+    xp = xp.reshape(n, c * hp * wp)
+    base = ((np.arange(oh) * sh)[:, None] * wp + (np.arange(ow) * sw)[None, :]).ravel().astype(np.int64)
+    off = (np.arange(c)[:, None, None] * (hp * wp) + (np.arange(kh) * dh)[None, :, None] * wp
+           + (np.arange(kw) * dw)[None, None, :]).ravel().astype(np.int64)
+    m, k = n * oh * ow, c * kh * kw
+    out = np.zeros((m, prog.n), dtype=np.float64)
+    xd, zx = _operand(xq, x_bits, x_signed)
+
+    def conv(weights: np.ndarray) -> np.ndarray:  # [n_out, k] integers -> [M, n_out] float64, exact
+        r = ik.conv2d_int(xd, weights.reshape(-1, c, kh, kw), attrs.stride, attrs.padding, attrs.dilation, 1,
+                          x_zero_point=zx, parallel=parallel)
+        return r.transpose(0, 2, 3, 1).reshape(m, -1).astype(np.float64)
+
+    if prog.exact is not None:
+        if np.abs(prog.exact).max() < 2**15:
+            out += conv(prog.exact.T.astype(np.int16)) + ox * prog.exact.sum(axis=0)[None, :]
+        else:
+            u = patches(xq.astype(np.int64) + ox, attrs.kernel, attrs.stride, attrs.padding, attrs.dilation, ox)
+            xb.exact_gemm(u, prog.exact, out, int(u.max()) if u.size else 0)
+    _adc_paths(prog.splits, prog.thresholds, xp, base, off, m, spec, noise_rng, out)
+    if prog.w_offset:
+        out -= prog.w_offset * (conv(np.ones((1, k), np.int8)) + ox * k)
+    if ox:
+        out -= ox * prog.colsum[None, :].astype(np.float64)
+    return out
+
+
+def apply_streaming(qw: np.ndarray, u: np.ndarray, spec: IMCSpec, split_rng=None,
+                    adc_rng: np.random.Generator | None = None, noise_rng: np.random.Generator | None = None,
+                    x_offset: int = 0, read_rng: np.random.Generator | None = None) -> np.ndarray:
+    """:func:`apply` of ``program(qw, ...)`` (then :func:`read_program` with ``read_rng``) without holding the
+    program: each row split is programmed, run and dropped in turn (same draws, same order, same bits), so a
+    matrix whose program exceeds the memory budget (VGG-16's 25088 x 4096) needs one split's worth of memory."""
+    m, k = u.shape
+    out = np.zeros((m, qw.shape[1]), dtype=np.float64)
+    uc = np.ascontiguousarray(u)
+    base, off = np.zeros(1, np.int64), np.arange(k, dtype=np.int64)
+    thr = _thresholds(spec, adc_rng)
+    umax = int(u.max()) if u.size else 0
+    for ex, sp in program_splits(qw, spec, split_rng):
+        if ex.any():
+            xb.exact_gemm(uc[:, sp.k0:sp.k0 + sp.rows], ex, out, umax)
+        if read_rng is not None:
+            sp = read_split(sp, spec, read_rng)
+        _adc_paths((sp,), thr, uc, base, off, m, spec, noise_rng, out)
+    _, ow = _encoded(qw[:0], spec)
+    if ow:
+        out -= ow * u.sum(axis=1, dtype=np.int64)[:, None].astype(np.float64)
+    if x_offset:
+        out -= x_offset * qw.sum(axis=0, dtype=np.int64)[None, :].astype(np.float64)
+    return out
+
+
 def crossbar_matmul(xq: np.ndarray, qw: np.ndarray, x_signed: bool, spec: IMCSpec,
-                    weight_rng: np.random.Generator | None = None,
-                    noise_rng: np.random.Generator | None = None, encoded: bool = False,
+                    split_rng=None, noise_rng: np.random.Generator | None = None, encoded: bool = False,
                     prog: Program | None = None) -> np.ndarray:
     """``Σ_k q_x[m, k]·q_w[k, n]`` as the crossbars compute it (module docstring): [M, N] float64.
 
     xq: [M, K] integer inputs (already offset-encoded with padding = o_x when ``encoded``);
     qw: [K, N] signed integer weights (or ``prog``, the same matrix already programmed).
-    ``weight_rng`` draws the cell non-idealities of this matrix, ``noise_rng`` the ADC noise.
+    ``split_rng`` draws the per-seed cell non-idealities (see :func:`program`), ``noise_rng`` the ADC noise.
     """
     ox = 2 ** (spec.input_bits - 1) if x_signed else 0
     u = xq.astype(np.int64) if encoded else xq.astype(np.int64) + ox
     if prog is None:
-        prog = program(qw, spec, weight_rng)
+        prog = program(qw, spec, split_rng)
     return apply(prog, u, spec, noise_rng, ox)
 
 
-def exact_conv(xq: np.ndarray, qw: np.ndarray, x_bits: int, x_signed: bool, w_bits: int, attrs) -> np.ndarray:
-    """Exact integer conv accumulators via the int8 kernels ([N, O, OH, OW], int32/int64)."""
-    return ik.conv2d_int(xq.astype(int_dtype(x_bits, x_signed), copy=False), qw.astype(int_dtype(w_bits, True), copy=False),
-                         attrs.stride, attrs.padding, attrs.dilation, attrs.groups)
+def _operand(xq: np.ndarray, bits: int, signed: bool) -> tuple[np.ndarray, int]:
+    """Integer inputs in the narrowest dtype of the int8 kernels, with a zero point for unsigned 16-bit values
+    (stored as ``x − 2^15`` in int16, zero point −2^15): the kernels' float64 path stays exact (span·span·K < 2^53)."""
+    if bits <= 8 or (signed and bits <= 16) or bits <= 15:
+        return xq.astype(int_dtype(bits, signed), copy=False), 0
+    return (xq.astype(np.int32) - 2**15).astype(np.int16), -(2**15)
 
 
-def exact_gemm(xq: np.ndarray, qw_nk: np.ndarray, x_bits: int, x_signed: bool, w_bits: int) -> np.ndarray:
-    """Exact integer GEMM [M, K] x [N, K] -> [M, N]."""
-    return ik.gemm_int(xq.astype(int_dtype(x_bits, x_signed), copy=False),
-                       qw_nk.astype(int_dtype(w_bits, True), copy=False))
+def exact_conv(xq: np.ndarray, qw: np.ndarray, x_bits: int, x_signed: bool, w_bits: int, attrs,
+               parallel: bool = False) -> np.ndarray:
+    """Exact integer conv accumulators [N, O, OH, OW] via the int8 kernels (:func:`hwsim.kernels.int8.conv2d_int`:
+    float64 implicit GEMM when every partial sum is below 2^53, which holds for inputs and weights of <= 16 bits)."""
+    xd, zx = _operand(xq, x_bits, x_signed)
+    return ik.conv2d_int(xd, qw.astype(int_dtype(w_bits, True), copy=False), attrs.stride, attrs.padding,
+                         attrs.dilation, attrs.groups, x_zero_point=zx, parallel=parallel)
+
+
+def exact_linear(xq: np.ndarray, qw: np.ndarray) -> np.ndarray:
+    """Exact integer GEMM [M, K] x [N, K] -> [M, N] float64."""
+    return xb.exact_gemm(xq, qw.T)

@@ -22,7 +22,7 @@ from hwsim.imc.cost import node_costs, tile_area_mm2, tile_power_w
 from hwsim.imc.fit import buffer_param_bytes, fit_from_mapping, prepare
 from hwsim.imc.spec import IMCSpec
 from hwsim.report import ExitReport, LayerReport, Report, Result
-from mapping.graph import Graph
+from mapping.graph import Graph, Op
 from mapping.imc import IMCMapping, map_graph
 
 __all__ = ["IMCReport", "simulate", "prepare"]  # prepare lives in hwsim.imc.fit (fit needs it too)
@@ -64,37 +64,65 @@ class IMCReport(Report):
 _QCACHE: OrderedDict[tuple, tuple[Graph, Graph]] = OrderedDict()
 
 
+def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, progress: bool | None = None) -> Graph:
+    """``mapping.passes.quantize.quantize(graph, weight_bits, input_bits)`` (per-channel weight scales, dynamic input
+    scales), with a progress bar over the weight matrices (VGG-16's take seconds). The integer weights it computes
+    are kept in the crossbar kernels' cache (:func:`hwsim.imc.kernels.weights_q`), so the run does not quantize
+    them again."""
+    from hwsim.functional import progress_bar
+    from hwsim.imc.kernels import weights_q
+    from mapping.passes.quantize import QuantParams
+
+    layers = (Op.CONV2D, Op.LINEAR)
+    keys = list(dict.fromkeys(n.params["weight"] for n in graph.nodes if n.op in layers))
+    scales: dict[str, tuple[float, ...]] = {}
+    with progress_bar(len(keys), f"{graph.name or 'graph'}: quantizing weights", progress, unit="matrix",
+                      delay=0.0 if progress else 1.0) as bar:
+        for key in keys:
+            _, sc = weights_q(graph.params[key], weight_bits, True)
+            scales[key] = tuple(float(v) for v in sc)
+            bar.update()
+    nodes = tuple(n.replace(meta={**n.meta, "quant": QuantParams(weight_bits, scales[n.params["weight"]], input_bits)})
+                  if n.op in layers else n for n in graph.nodes)
+    return graph.replace(nodes=nodes)
+
+
 def _quantized(folded: Graph, weight_bits: int, input_bits: int) -> Graph:
     """The quantize pass applied to ``folded``, cached per graph object and bit widths (last 16)."""
-    from mapping.passes.quantize import quantize
-
     k = (id(folded), weight_bits, input_bits)
     hit = _QCACHE.get(k)
     if hit is not None and hit[0] is folded:
         return hit[1]
-    gq = quantize(folded, weight_bits, input_bits)
+    gq = quantize_with_progress(folded, weight_bits, input_bits)
     _QCACHE[k] = (folded, gq)
     while len(_QCACHE) > 16:
         _QCACHE.popitem(last=False)
     return gq
 
 
-def _outputs(folded: Graph, spec: IMCSpec, x: np.ndarray, seed: int):
+def _outputs(folded: Graph, spec: IMCSpec, x: np.ndarray, seed: int, read_seed: int | None):
     from hwsim import functional
     from hwsim.imc.kernels import make_kernels
 
     gq = _quantized(folded, spec.weight_bits, spec.input_bits)
-    outs = functional.run(gq, x, make_kernels(spec, seed))
+    outs = functional.run(gq, x, make_kernels(spec, seed, read_index=read_seed))
     return outs[0] if len(outs) == 1 else outs
 
 
 def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: int = 0, mode: str = "pipelined",
-             max_chunks: int = 8) -> Result:
+             max_chunks: int = 8, read_seed: int | None = None) -> Result:
     """Map ``graph`` on ``spec``, cost and schedule it; compute the outputs when ``x`` is given.
 
     mode: "pipelined" (layers overlap, row chunks, SimPy) or "layer" (one layer at a time).
     max_chunks: row chunks per node in pipelined mode.
+    seed: the chip (per-seed device draws: programming noise, stuck-at cells, drift exponents, ADC transfer, ADC
+    noise); the crossbars are programmed once per (graph, spec, seed) and cached, so batch after batch reuses them
+    (``hwsim.imc.kernels.clear_cache`` forgets them).
+    read_seed: which inference's read noise (``spec.read_sigma``) to draw; None: the next one of this process for
+    ``seed`` (every call reads fresh noise; the same sequence of calls in a fresh process repeats it).
     """
+    if read_seed is not None and (isinstance(read_seed, bool) or not isinstance(read_seed, (int, np.integer))):
+        raise SpecError(f"imc target: read_seed must be an integer or None, got {read_seed!r}")
     if mode not in MODES:
         raise SpecError(f"imc target: mode must be one of {list(MODES)}, got {mode!r}")
     if not isinstance(max_chunks, int) or max_chunks < 1:
@@ -105,7 +133,7 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
     mp: IMCMapping = map_graph(folded, spec, geo)
     costs = node_costs(folded, mp, spec, st)
     start, finish = schedule(folded, costs, mode, max_chunks)
-    outputs = _outputs(folded, spec, x, seed) if x is not None else None
+    outputs = _outputs(folded, spec, x, seed, read_seed) if x is not None else None
 
     layers = tuple(LayerReport(
         name=c.name, op=c.op, module=c.module, macs=c.macs, cycles=c.latency_s * spec.clock_hz,

@@ -131,7 +131,28 @@ class IMCSpec:
     # --- non-idealities (all off by default; seeded)
     conductance_sigma: float = 0.0  # relative std of each cell's conductance (multiplicative, fixed per seed)
     stuck_at_rate: float = 0.0  # fraction of cells stuck (half at 0, half at the maximum level)
-    adc_noise_lsb: float = 0.0  # std of Gaussian noise added before ADC rounding, in ADC LSB
+    adc_noise_lsb: float = 0.0  # std of Gaussian noise added before ADC rounding, in ADC LSB (fixed per seed and node)
+    # --- device and circuit physics (hwsim/imc/physics.py has the equations; all off by default; seeded)
+    # g_max / g_min of a cell, dimensionless; 0 means infinite (g_min = 0, the ideal). NeuroSim V1.4 Param.cpp: RRAM
+    # on/off 17 (Ron 100 kOhm); aihwkit's PCM converter maps weights to [0, 25 uS] (g_min 0)
+    on_off_ratio: float = 0.0
+    # relative std of each cell's conductance drawn again at every inference (1/f read noise), dimensionless;
+    # aihwkit PCMLikeNoiseModel: 0.0088 / (g/g_max)^0.65 x sqrt(ln((t + t_read) / (2 t_read))), ~0.037 at g_max, t = 20 s
+    read_sigma: float = 0.0
+    drift_time_s: float = 0.0  # time since programming at which the chip is read, s (drift acts when > drift_t0_s)
+    drift_t0_s: float = 20.0  # drift reference time t0, s (aihwkit PCMLikeNoiseModel t_0 = 20 s)
+    # mean and std across cells of the PCM drift exponent nu, g(t) = g0 (t / t0)^-nu, dimensionless (aihwkit
+    # PCMLikeNoiseModel after Nandakumar et al. ICECS 2019: mean 0.049-0.1, std 0.008-0.045 by conductance)
+    drift_nu_mean: float = 0.0
+    drift_nu_std: float = 0.0
+    drift_compensation: bool = False  # global drift compensation: read-out scaled by sum g(t0) / sum g(t) per row block
+    # ADC transfer: peak integral non-linearity (a mid-scale bow) and std of each code's width error, in LSB; datasheets
+    # state both in LSB (e.g. a SAR ADC "INL/DNL < 0.5 LSB"); the transfer is fixed per seed, shared by all ADCs
+    adc_inl_lsb: float = 0.0
+    adc_dnl_lsb: float = 0.0
+    # IR drop: fraction of its current the row farthest from the sense amplifier loses on the bit line, dimensionless;
+    # row k of R is attenuated by 1 - ir_drop k / (R - 1) (static linear model; an assumed knob, no cited value)
+    ir_drop: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive(self, "rows", "cols", "cell_bits", "weight_bits", "input_bits", "dac_bits", "cols_per_adc",
@@ -153,15 +174,20 @@ class IMCSpec:
                        "noc_energy_pj_per_bit", "dram_energy_pj_per_bit", "digital_energy_pj_per_op",
                        "write_energy_pj_per_cell", "tile_other_power_w", "adc_area_um2", "dac_area_um2",
                        "crossbar_area_um2", "sample_hold_area_um2", "shift_add_area_um2", "tile_other_area_mm2",
-                       "conductance_sigma", "adc_noise_lsb", allow_zero=True)
+                       "conductance_sigma", "adc_noise_lsb", "read_sigma", "drift_time_s", "drift_nu_mean",
+                       "drift_nu_std", "adc_inl_lsb", "adc_dnl_lsb", allow_zero=True)
+        check_positive(self, "drift_t0_s")
         check_range(self, "stuck_at_rate", 0.0, 1.0)
+        check_range(self, "ir_drop", 0.0, 0.99)
+        if self.on_off_ratio != 0 and not (isinstance(self.on_off_ratio, (int, float)) and self.on_off_ratio > 1):
+            raise SpecError(f"IMCSpec.on_off_ratio must be > 1 (or 0 for infinite), got {self.on_off_ratio!r}")
         if self.cell_bits > self.weight_bits:
             raise SpecError(f"IMCSpec.cell_bits ({self.cell_bits}) must be <= weight_bits ({self.weight_bits})")
         if self.dac_bits > self.input_bits:
             raise SpecError(f"IMCSpec.dac_bits ({self.dac_bits}) must be <= input_bits ({self.input_bits})")
         if self.cols_per_adc > self.cols:
             raise SpecError(f"IMCSpec.cols_per_adc ({self.cols_per_adc}) must be <= cols ({self.cols})")
-        for f in ("column_flip", "sample_hold"):
+        for f in ("column_flip", "sample_hold", "drift_compensation"):
             if not isinstance(getattr(self, f), bool):
                 raise SpecError(f"IMCSpec.{f} must be true or false, got {getattr(self, f)!r}")
         if not isinstance(self.name, str) or not self.name:

@@ -1,0 +1,133 @@
+"""Device and circuit physics of the crossbar cells: the conductances the ADCs actually read.
+
+Units: conductances are in *levels*, one level being the programmed step ``Δg = (g_max − g_min)/(2^c − 1)``
+(c = ``cell_bits``), so an ideal cell storing level l reads l and an ideal partial sum is an integer.
+Every effect is off in the ideal presets and seeded; the per-seed ones are folded into the programmed
+conductances once per (weight matrix, spec, seed) (:func:`program_cells`), the per-inference ones are
+drawn per functional run (:func:`read_cells`). For a cell storing level l in row k of its crossbar:
+
+1. finite on/off ratio r = ``on_off_ratio`` = g_max / g_min: ``g = l + g_off``, ``g_off = (2^c − 1)/(r − 1)``
+   (the level-0 cell still conducts g_min; ``on_off_ratio = 0`` means r = inf: g_off = 0). DIFFERENTIAL weights cancel the leakage
+   ``g_off·Σ_k X[k]`` (both columns of a weight see it; exact up to the two ADC roundings); OFFSET weights
+   do not (the periphery subtracts ``o_w·Σu`` only): their outputs carry ``+g_off·Σ_s 2^(s·c)·Σ u``.
+2. stuck-at faults (``stuck_at_rate``): the cell holds level 0 or 2^c − 1 (half each) whatever was written.
+3. programming noise (``conductance_sigma``): ``g ← max(g·(1 + σ_p·z), 0)``, z ~ N(0, 1) per cell.
+4. PCM drift at ``drift_time_s`` = t after programming (aihwkit's PCM model after Nandakumar et al., ICECS
+   2019): ``g ← g·(t/t0)^(−ν)`` for t > t0 (``drift_t0_s``), ν = |N(ν_mean, ν_std)| per cell
+   (``drift_nu_mean``, ``drift_nu_std``). Global drift compensation (``drift_compensation``): the periphery
+   scales each row block's read-out by ``α = Σ g(t0) / Σ g(t)`` over the block's cells (aihwkit's
+   GlobalDriftCompensation reads a reference response per tile; here, per row split of a weight matrix),
+   folded into the conductances.
+5. IR drop (``ir_drop``): row k of a crossbar of R rows reaches the ADC attenuated by
+   ``1 − ir_drop·k/(R − 1)`` (a static linear model: row 0 nearest the sense amplifier, the far row losing the
+   fraction ``ir_drop`` of its current).
+6. read noise per inference (``read_sigma``): at every functional run, ``g ← max(g·(1 + σ_r·z'), 0)`` with a
+   fresh z' per cell (aihwkit draws its 1/f read noise once per inference: ``apply_drift_noise_to_conductance``).
+
+Exactness of the sums: non-integer conductances are held on a grid of 2^-F levels, F = :func:`grid_bits`, chosen
+so that every partial sum ``Σ_k X[k]·g[k]`` is an integer multiple of 2^-F below 2^24·2^-F: float32
+accumulates it exactly in any order (the fast kernels and a straightforward transcription agree bit for bit).
+F >= 12 for the presets' geometries (a grid 2.4e-4 of a level, far below any effect modelled).
+
+ADC transfer (``adc_inl_lsb``, ``adc_dnl_lsb``; :func:`adc_thresholds`): code c (1 <= c <= 2^B − 1) is output
+when ``p/lsb`` reaches the threshold ``t_c = c − 1/2 + INL(c) + D_c``, with a mid-scale bow
+``INL(c) = adc_inl_lsb·4·(c/2^B)(1 − c/2^B)`` and ``D_c`` the cumulative code-width errors
+``δ_i ~ N(0, adc_dnl_lsb)`` with their end-point line removed (so D vanishes at both ends); thresholds are kept
+increasing and above 0 (zero input reads code 0). The code is the number of thresholds <= p/lsb. One transfer
+per chip and seed, shared by every ADC.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hwsim.imc.spec import IMCSpec
+
+__all__ = ["program_cells", "read_cells", "grid_bits", "grid", "per_seed", "per_read", "g_offset", "analog",
+           "adc_thresholds", "nonlinear_adc"]
+
+
+def per_seed(spec: IMCSpec) -> bool:
+    """Non-idealities fixed per seed (drawn when the crossbars are programmed)."""
+    return (spec.conductance_sigma > 0 or spec.stuck_at_rate > 0 or drifts(spec))
+
+
+def drifts(spec: IMCSpec) -> bool:
+    return spec.drift_time_s > spec.drift_t0_s and (spec.drift_nu_mean > 0 or spec.drift_nu_std > 0)
+
+
+def per_read(spec: IMCSpec) -> bool:
+    """Non-idealities drawn again at every functional run."""
+    return spec.read_sigma > 0
+
+
+def analog(spec: IMCSpec) -> bool:
+    """True when programmed conductances are not exact integer levels (then the ADC path sees every pair)."""
+    return (spec.conductance_sigma > 0 or drifts(spec) or spec.ir_drop > 0 or spec.on_off_ratio > 0
+            or spec.read_sigma > 0)
+
+
+def g_offset(spec: IMCSpec) -> float:
+    """g_min in levels: (2^c − 1)/(r − 1), 0 for an infinite on/off ratio (``on_off_ratio = 0``)."""
+    r = spec.on_off_ratio
+    return 0.0 if r == 0 else (2**spec.cell_bits - 1) / (r - 1.0)
+
+
+def grid_bits(spec: IMCSpec, gmax: float) -> int:
+    """F: the largest partial sum rows·(2^d − 1)·gmax, times 2^F, stays below 2^24 (float32 exact), F <= 20."""
+    pmax = spec.rows * (2**spec.dac_bits - 1) * max(gmax, 1.0)
+    return int(min(20, 23 - math.ceil(math.log2(pmax + 1.0))))
+
+
+def grid(g: np.ndarray, bits: int) -> np.ndarray:
+    """Round conductances to multiples of 2^-bits (float32 when exact, else float64)."""
+    s = 2.0**bits
+    out = np.rint(np.asarray(g, dtype=np.float64) * s) / s
+    return out.astype(np.float32) if bits >= 0 else out
+
+
+def program_cells(levels: np.ndarray, spec: IMCSpec, rng: np.random.Generator | None, k0: int) -> np.ndarray:
+    """Stored levels [rows, Q] of one row split (first row k0 of the matrix) -> conductances [rows, Q] float64,
+    steps 1-5 of the module docstring (no grid rounding yet)."""
+    cmax = 2**spec.cell_bits - 1
+    lv = levels.astype(np.float64)
+    if rng is not None and spec.stuck_at_rate > 0:
+        hit = rng.random(lv.shape) < spec.stuck_at_rate
+        high = rng.random(lv.shape) < 0.5
+        lv = np.where(hit, np.where(high, float(cmax), 0.0), lv)
+    g = lv + g_offset(spec)
+    if rng is not None and spec.conductance_sigma > 0:
+        g = np.maximum(g * (1.0 + spec.conductance_sigma * rng.standard_normal(g.shape)), 0.0)
+    if rng is not None and drifts(spec):
+        nu = np.abs(spec.drift_nu_mean + spec.drift_nu_std * rng.standard_normal(g.shape))
+        g0 = g
+        g = g * (spec.drift_time_s / spec.drift_t0_s) ** (-nu)
+        if spec.drift_compensation and g.sum() > 0:
+            g = g * (g0.sum() / g.sum())
+    if spec.ir_drop > 0:
+        r = (k0 % spec.rows) + np.arange(lv.shape[0])  # row index within its crossbar
+        g = g * (1.0 - spec.ir_drop * r / max(spec.rows - 1, 1))[:, None]
+    return g
+
+
+def read_cells(g: np.ndarray, spec: IMCSpec, rng: np.random.Generator) -> np.ndarray:
+    """Step 6: the conductances one inference reads (float64, before grid rounding)."""
+    return np.maximum(g * (1.0 + spec.read_sigma * rng.standard_normal(g.shape)), 0.0)
+
+
+def nonlinear_adc(spec: IMCSpec) -> bool:
+    return spec.adc_inl_lsb > 0 or spec.adc_dnl_lsb > 0
+
+
+def adc_thresholds(spec: IMCSpec, rng: np.random.Generator) -> np.ndarray:
+    """The 2^B − 1 transfer thresholds of the ADC, in LSB (module docstring), float64, increasing, > 0."""
+    top = 2**spec.adc_bits - 1
+    c = np.arange(1, top + 1, dtype=np.float64)
+    x = c / (top + 1)
+    t = c - 0.5 + spec.adc_inl_lsb * 4.0 * x * (1.0 - x)
+    if spec.adc_dnl_lsb > 0 and top > 1:
+        d = np.concatenate([[0.0], np.cumsum(spec.adc_dnl_lsb * rng.standard_normal(top - 1))])
+        t = t + d - d[-1] * (c - 1) / (top - 1)
+    t = np.maximum(t, 1e-3)
+    return np.maximum.accumulate(t)
