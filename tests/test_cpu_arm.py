@@ -115,7 +115,8 @@ def test_activations_fuse_into_their_conv_only():
 # ----------------------------------------------------------------------------- cost formula
 def test_runtime_cost_of_a_1x1_conv_follows_the_formula():
     """A compute-bound 1x1 int8 conv on an A76 with ncnn: t = (MACs / (clock · int8 MACs/cycle · eff_gemm) + input
-    quantization ops / (clock · fp32 lanes · eff_dw)) / S(n) + layer_s + (n - 1) · thread_s."""
+    quantization ops / (clock · fp32 lanes · eff_dw)) · (1 + (n - 1)(1 - parallel_eff)) / n (Amdahl) + layer_s
+    + (n - 1) · thread_s."""
     g = trace(torch.nn.Conv2d(256, 256, 1, bias=False), (1, 256, 14, 14))
     spec = CPUSpec(clock_hz=2e9, cores=2, runtime="ncnn", precision="int8", core="cortex-a76", dram_bw_bytes_s=1e13,
                    l1d_bytes=65536, l2_bytes=2**20)
@@ -123,7 +124,7 @@ def test_runtime_cost_of_a_1x1_conv_follows_the_formula():
     c = layer_cost(g, node, spec, placement(g, spec, 0, 2), 2)
     p = runtime_params(spec)
     macs = 256 * 256 * 14 * 14
-    t_c = (macs / (2e9 * 32 * p.eff_gemm) + 256 * 14 * 14 / (2e9 * 4 * p.eff_dw)) / (1 + p.parallel_eff)
+    t_c = (macs / (2e9 * 32 * p.eff_gemm) + 256 * 14 * 14 / (2e9 * 4 * p.eff_dw)) * (2 - p.parallel_eff) / 2
     assert c.kind == "gemm" and math.isclose(c.compute_s, t_c, rel_tol=1e-12)
     assert math.isclose(c.overhead_s, p.layer_s + p.thread_s, rel_tol=1e-12)
     assert math.isclose(c.latency_s, max(c.compute_s, c.memory_s) + c.overhead_s, rel_tol=1e-12)
@@ -194,3 +195,32 @@ def test_benchmark_fit_formula_equals_the_cost_model():
     theta = [v["eff_gemm"], v["eff_dw"], v["layer_s"], v["parallel_eff"], v["thread_s"], v["eff_wino"]]
     got = bench.predict(bench.terms(spec, "resnet20-test"), theta, spec.cores)
     assert math.isclose(got, cost_report(g, spec).latency_s, rel_tol=1e-9)
+
+
+def test_thread_scaling_is_amdahl_in_the_parallel_fraction():
+    """compute_s on n threads = compute_s on one · (1 + (n - 1)(1 - p)) / n: n-fold for p = 1, none for p = 0."""
+    from hwsim.cpu.runtime import RuntimeParams, Terms, compute_s
+
+    t = Terms("gemm", 1.0, 0.5, 0.25, 0.0)
+    for par in (0.0, 0.6, 1.0):
+        p = RuntimeParams(eff_gemm=0.5, eff_dw=0.25, layer_s=0.0, parallel_eff=par, fitted_on="test")
+        one = compute_s(t, p, 1)
+        assert math.isclose(one, 1.0 / 0.5 + 0.75 / 0.25, rel_tol=1e-12)
+        assert math.isclose(compute_s(t, p, 4), one * (1 + 3 * (1 - par)) / 4, rel_tol=1e-12)
+
+
+def test_benchmark_comparability_rules_come_from_the_data():
+    """Rule 1 dates each README section (a section the table does not date is a one-line error); rule 2 drops
+    unsteady runs; neither looks at a prediction."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_arm_boards as bench
+
+    assert bench.data_date("### OrangePi5 Plus, Rockchip RK3588 (Quad Core A76 2.4GHz)") == "2024-07-01"
+    assert bench.data_date("### OrangePi5, Rockchip RK3588s (Quad Core A76 2.4GHz)") == "2023-05-04"
+    with pytest.raises(SystemExit, match="no single DATA_DATE"):
+        bench.data_date("### Some board nobody dated")
+    rows, excluded = bench.ncnn_rows({"resnet18"})
+    assert rows and all(r.net == "resnet18" for r in rows)
+    assert {r.era for r in rows} == {"current", "older ncnn"}
+    assert all((r.era == "current") == (r.data_date >= bench.KERNELS_SINCE[r.precision]) for r in rows)
+    assert all(e["reason"].startswith("unsteady") for e in excluded)

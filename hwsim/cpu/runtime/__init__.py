@@ -6,8 +6,13 @@ The hardware is the core record (:mod:`hwsim.cpu.arm`) and the board's clock and
 board measurements (:mod:`hwsim.cpu.runtime.fitted`, written by ``benchmarks/bench_arm_boards.py``), say how much of
 the core's peak each kind of kernel reaches. For one execution of a layer on ``n`` threads:
 
-``t_compute = macs / (f · R_mac · eff) + dw_macs / (f · R_dw · eff_dw) + vec_ops / (f · lanes · eff_dw)``
-``            / (1 + (n − 1) · parallel_eff)``
+``t_compute = (macs / (f · R_mac · eff) + dw_macs / (f · R_dw · eff_dw) + vec_ops / (f · lanes · eff_dw))``
+``            · (1 + (n − 1) · (1 − parallel_eff)) / n``
+
+(Amdahl's law, Amdahl, AFIPS 1967: ``parallel_eff`` is the parallel fraction p of a layer's compute on ``n`` threads,
+speed-up ``n / (1 + (1 − p)(n − 1))``; the 1-to-4-thread rows of ncnn_arm_boards.csv scale sub-linearly (a median
+1.6-1.9x at 2 threads, 2.0-3.0x at 4 threads on the A53/A55/A72/A73 boards), which a linear ``1 + (n − 1) · p``
+fitted on 2-thread rows over-predicts at 4)
 
 (``eff = eff_wino`` for the Winograd-domain GEMM of a Winograd conv: 36 or 64 small batched GEMMs, one per
 transformed tile position, with their own efficiency; ``eff_gemm`` for every other GEMM-like loop)
@@ -45,7 +50,7 @@ class RuntimeParams:
     eff_gemm: float  # fraction of R_mac a packed GEMM / Winograd GEMM / GEMV inner loop reaches
     eff_dw: float  # fraction of R_dw a depthwise kernel (and of the lanes an elementwise kernel) reaches
     layer_s: float  # fixed time per executed layer, s
-    parallel_eff: float  # fraction of an extra thread's throughput a layer gains
+    parallel_eff: float  # Amdahl's parallel fraction of a layer's compute (module docstring)
     fitted_on: str  # the boards (or "assumed: ...") the figures come from
     thread_s: float = 0.0  # fixed time per executed layer and extra thread (fork/join, barrier), s
     eff_wino: float = 0.0  # fraction of R_mac the Winograd-domain batched GEMM reaches; 0 = eff_gemm
@@ -121,7 +126,7 @@ def runtime_terms(graph: Graph, node: Node, spec, fused: bool) -> Terms:
 def compute_s(t: Terms, p: RuntimeParams, n: int) -> float:
     """Compute seconds of a layer with terms ``t`` on ``n`` threads (module docstring); its fixed cost apart."""
     eff = (p.eff_wino or p.eff_gemm) if t.algo.startswith("winograd") else p.eff_gemm
-    return (t.gemm_s / eff + (t.dw_s + t.vec_s) / p.eff_dw) / (1.0 + (n - 1) * p.parallel_eff)
+    return (t.gemm_s / eff + (t.dw_s + t.vec_s) / p.eff_dw) * (1.0 + (n - 1) * (1.0 - p.parallel_eff)) / n
 
 
 def overhead_s(t: Terms, p: RuntimeParams, n: int) -> float:
