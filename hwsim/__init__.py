@@ -29,22 +29,24 @@ _EXPORTS: dict[str, str] = {
     "PresetError": "hwsim.errors", "UnsupportedOpError": "hwsim.errors", "ShapeError": "hwsim.errors",
     "MappingError": "hwsim.errors", "ConversionError": "hwsim.errors",
     "sweep": "hwsim.codesign.sweep", "evaluate": "hwsim.evaluate", "Evaluation": "hwsim.evaluate",
+    "clear_caches": "hwsim.cache",
 }
 # subpackages and modules reachable as attributes after a bare ``import hwsim`` (``hwsim.cpu.simulate``)
 _SUBMODULES = frozenset({
-    "api", "cli", "codesign", "cpu", "demo", "errors", "evaluate", "functional", "imc", "kernels", "plot", "report",
-    "specs", "xnor",
+    "api", "cache", "cli", "codesign", "cpu", "demo", "errors", "evaluate", "functional", "imc", "kernels", "plot",
+    "report", "specs", "target", "xnor",
 })
 
 __all__ = [
     "simulate", "fit", "sweep", "evaluate", "Evaluation", "as_graph", "load_preset", "preset_names", "spec_from_dict",
     "spec_to_dict",
     "Report", "Result", "HwsimError", "UnknownNameError", "SpecError", "PresetError", "UnsupportedOpError",
-    "ShapeError", "MappingError", "ConversionError", "__version__",
+    "ShapeError", "MappingError", "ConversionError", "clear_caches", "__version__",
 ]
 
 if TYPE_CHECKING:  # static analysers and IDEs see the eager names
     from hwsim.api import as_graph, fit, simulate  # noqa: F401
+    from hwsim.cache import clear_caches  # noqa: F401
     from hwsim.codesign.sweep import sweep  # noqa: F401
     from hwsim.errors import (  # noqa: F401
         ConversionError,

@@ -1,12 +1,12 @@
 """The public entry points: ``simulate`` and ``fit``.
 
 The path of a network: a torch module (or a zoo name) is traced into a Graph; the spec's target
-package maps it onto its hardware and simulates it. Each target package ``hwsim.<target>``
-provides ``simulate(graph, spec, x, *, seed, **options) -> Result``.
+package maps it onto its hardware and simulates it. Each target package ``hwsim.<target>`` implements the target
+contract (:class:`hwsim.target.Target`: ``SPEC``, ``simulate(graph, spec, x, *, seed, **options) -> Result``,
+``cost_model_version()``, optionally ``fit``), checked by :func:`hwsim.target.load_target` before it is used.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +17,7 @@ import numpy as np
 from hwsim.errors import HwsimError, ShapeError, SpecError
 from hwsim.report import Result
 from hwsim.specs import load_preset, spec_target
+from hwsim.target import Target, load_target
 from mapping.graph import Graph, Input
 
 __all__ = ["as_graph", "as_spec", "simulate", "fit", "is_onnx"]
@@ -87,8 +88,9 @@ def _rebatch(graph: Graph, batch: int) -> Graph:
     return graph.replace(inputs=inputs, nodes=nodes)
 
 
-def _target_module(spec: Any):
-    return importlib.import_module(f"hwsim.{spec_target(spec)}")
+def _target_module(spec: Any) -> Target:
+    """The package of ``spec``'s target, checked against the target contract (:func:`hwsim.target.load_target`)."""
+    return load_target(spec_target(spec))
 
 
 def _shape_arg(shape: Any) -> tuple[int, ...] | None:

@@ -8,23 +8,36 @@ Figures are meant to be read by a person: every axis of a physical quantity is n
 SI prefix that suits the data (``latency [µs]``, ``energy [mJ]``, ``chip area [mm²]``; :func:`quantity`), the
 data stay in the table's units (seconds, joules) and only the tick labels are scaled; log axes are labelled at
 1-2-5 steps (or fewer) as plain numbers, so that labels do not overlap; every legend has a title; a Pareto plot
-draws one front per net and names the design parameters of each front point when there are few.
+draws one front per net and names the design parameters of each front point when there are few. Axis names,
+units and ticks: :mod:`hwsim.plot_axes`.
 """
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from hwsim.errors import HwsimError
+from hwsim.plot_axes import (  # noqa: F401 (quantity and MAX_TICKS re-exported: hwsim.plot.quantity is public)
+    MAX_TICKS,
+    _colors,
+    _design_columns,
+    _formatter,
+    _log_ok,
+    _prefix,
+    _quantity_axis,
+    _unit_axis,
+    _value_text,
+    quantity,
+)
 
 __all__ = ["pareto", "layer_bars", "roofline", "heatmap", "exits", "quantity"]
 
 FRONT_LABELS_MAX = 30  # a Pareto panel names the design parameters of its front points up to this many points
-MAX_TICKS = 6  # labelled ticks per axis at most
 
 
 def _figure(figsize=(6.4, 4.8), nrows: int = 1, ncols: int = 1, **kw):
@@ -52,236 +65,6 @@ def _need(df, cols: Sequence[str]) -> None:
 def _ok_rows(df):
     return df[df["error"].fillna("").astype(str) == ""] if "error" in df.columns else df
 
-
-# ----------------------------------------------------------------------------- names and units
-_NAMES = {  # column -> what a reader calls it
-    "latency_s": "latency", "energy_j": "energy", "edp_js": "energy-delay product", "area_mm2": "chip area",
-    "fps": "throughput", "throughput_inf_s": "throughput", "energy_per_frame_j": "energy per frame",
-    "latency_sum_s": "latency (sum of layers)", "eval_s": "evaluation time", "gops_per_w": "efficiency",
-    "tile_power_w": "tile power", "macs": "MACs", "adc_bits": "ADC resolution", "dac_bits": "DAC resolution",
-    "cell_bits": "cell resolution", "weight_bits": "weight precision", "input_bits": "input precision", "rows": "crossbar rows",
-    "cols": "crossbar columns", "cols_per_adc": "columns per ADC", "tiles": "tiles", "luts": "LUTs",
-    "bram18": "BRAM18", "report_luts": "LUTs used", "report_bram18": "BRAM18 used", "dsps": "DSPs",
-    "crossbars_needed": "crossbars needed", "crossbars_used": "crossbars used", "cell_utilization": "cell utilization",
-    "crossbar_utilization": "crossbar utilization", "adc_conversions": "ADC conversions", "clock_hz": "clock",
-    "onchip_weight_bytes": "on-chip weights", "peak_activation_bytes": "peak activations", "dram_bytes": "DRAM traffic",
-    "cores": "cores", "threads": "threads", "duplication": "weight duplication", "mode": "schedule",
-}
-# suffix -> (unit, prefixes allowed: "si" below 1 only, "si+" both ways, "bin" 1024s, "" fixed)
-_SUFFIXES = (("_js", "J·s", "si"), ("_mm2", "mm²", ""), ("_um2", "µm²", ""), ("_bytes_s", "B/s", "si+"),
-             ("_bytes", "B", "bin"), ("_hz", "Hz", "si+"), ("_pj", "pJ", ""), ("_w", "W", "si"),
-             ("_j", "J", "si"), ("_s", "s", "si"), ("_bits", "bit", ""))
-_SPECIAL = {"fps": ("frames/s", "si+"), "throughput_inf_s": ("inferences/s", "si+"), "gops_per_w": ("GOPS/W", ""),
-            "macs": ("MACs", "count")}
-_SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"),
-       (1e-12, "p"))
-_BIN = ((2.0**40, "Ti"), (2.0**30, "Gi"), (2.0**20, "Mi"), (2.0**10, "Ki"), (1.0, ""))
-_COUNT = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""))
-
-
-_PERCENT = {"accuracy": "accuracy", "top1_agreement": "top-1 agreement"}  # fractions [0, 1] shown in percent
-
-
-def quantity(col: str, values: Any = None) -> tuple[str, float]:
-    """``(axis label, factor)`` of a table column: the label names the quantity and its unit in the prefix that
-    suits ``values`` (their largest magnitude between 1 and 1000 of it), and a value is shown as
-    ``value / factor``. ``quantity("latency_s", [2e-5, 8e-5])`` is ``("latency [µs]", 1e-6)``;
-    ``quantity("area_mm2")`` is ``("chip area [mm²]", 1.0)``; a column without a unit keeps its name (with
-    underscores as spaces) and factor 1; ``accuracy`` and ``top1_agreement`` (fractions) are shown in percent."""
-    if col in _PERCENT:
-        return f"{_PERCENT[col]} [%]", 0.01
-    name = _NAMES.get(col)
-    unit, kind = _SPECIAL.get(col, (None, ""))
-    if unit is None:
-        for suf, u, k in _SUFFIXES:
-            if col.endswith(suf):
-                unit, kind = u, k
-                name = name or col[: -len(suf)].replace("_", " ")
-                break
-    name = name or col.replace("_", " ")
-    if unit is None:
-        return name, 1.0
-    factor, prefix = _prefix(values, kind)
-    if kind == "count":
-        return (f"{name} [{prefix}]" if prefix else name), factor
-    if kind == "si+" and prefix and "/" in unit and not unit[0].isupper():  # "kframes/s" reads badly
-        return f"{name} [{prefix} {unit}]", factor
-    return f"{name} [{prefix}{unit}]", factor
-
-
-def _prefix(values: Any, kind: str) -> tuple[float, str]:
-    """(factor, prefix) that brings the largest magnitude of ``values`` to [1, 1000) (``kind``: "si" prefixes up to
-    none, "si+" all SI prefixes, "bin" KiB..., "count" k/M/G, "" none)."""
-    if values is None or not kind:
-        return 1.0, ""
-    try:
-        v = np.abs(np.asarray(values, dtype=float)).ravel()
-    except (TypeError, ValueError):
-        return 1.0, ""
-    v = v[np.isfinite(v) & (v > 0)]
-    if not v.size:
-        return 1.0, ""
-    mag = float(v.max())
-    table = {"si": [p for p in _SI if p[0] <= 1.0], "si+": list(_SI), "bin": list(_BIN), "count": list(_COUNT)}[kind]
-    for f, p in table:
-        if mag >= f * 0.9995:
-            return f, p
-    return table[-1]
-
-
-def _num(v: float, digits: int = 4) -> str:
-    """A tick label: a plain number, ``digits`` significant digits at most, no trailing zeros."""
-    if v == 0 or not math.isfinite(v):
-        return "0" if v == 0 else str(v)
-    a = abs(v)
-    if 1e-3 <= a < 1e5:
-        text = f"{v:.{digits}g}"
-        return text if "e" not in text else f"{v:.0f}"
-    return f"{v:.{min(digits, 3)}g}"
-
-
-def _formatter(factor: float):
-    """Tick labels ``value / factor`` as plain numbers, with as many digits as it takes to tell the ticks apart."""
-    from matplotlib.ticker import Formatter
-
-    class _Plain(Formatter):
-        digits = 4
-
-        def set_locs(self, locs):
-            super().set_locs(locs)
-            vals = [v / factor for v in locs]
-            for d in range(4, 13):
-                if len({_num(v, d) for v in vals}) == len(set(vals)):
-                    break
-            self.digits = d
-
-        def __call__(self, v, pos=None):
-            return _num(v / factor, self.digits)
-
-    return _Plain()
-
-
-def _log_ticks(lo: float, hi: float) -> list[float]:
-    """Labelled ticks of a log axis over [lo, hi] (display units, lo > 0): 1-2-5 steps, or fewer or denser ones,
-    at most :data:`MAX_TICKS`; [] when no such set gives two ticks (the caller falls back to linear steps)."""
-    d0, d1 = math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1
-    eps = 1e-9 * (hi - lo)
-
-    def ticks(mants, every=1):
-        out = []
-        for d in range(d0, d1 + 1):
-            if (d - d0) % every:
-                continue
-            for m in mants:
-                t = float(f"{m * 10.0**d:.12g}")
-                if lo - eps <= t <= hi + eps:
-                    out.append(t)
-        return out
-
-    sets = [(1,), (1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 6, 8), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)]
-    best: list[float] = []
-    for mants in sets:
-        t = ticks(mants)
-        if len(t) > MAX_TICKS:
-            break
-        best = t
-        if len(t) >= 3:
-            break
-    if not best:  # even whole decades are too many: every k-th decade
-        every = 2
-        while len(ticks((1,), every)) > MAX_TICKS:
-            every += 1
-        best = ticks((1,), every)
-    return best if len(best) >= 2 else []
-
-
-def _locator(factor: float, log: bool):
-    """Major ticks at round numbers *of the displayed unit* (``value / factor``)."""
-    from matplotlib.ticker import Locator, MaxNLocator
-
-    class _Ticks(Locator):
-        def __call__(self):
-            vmin, vmax = self.axis.get_view_interval()
-            return self.tick_values(vmin, vmax)
-
-        def tick_values(self, vmin, vmax):
-            lo, hi = sorted((vmin / factor, vmax / factor))
-            ticks: list[float] = _log_ticks(lo, hi) if log and lo > 0 else []
-            if len(ticks) < 3 and (not log or lo <= 0 or hi / lo < 10):  # a short range: even steps read better
-                ticks = [t for t in MaxNLocator(nbins=MAX_TICKS, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
-                         if lo - 1e-9 * (hi - lo) <= t <= hi + 1e-9 * (hi - lo)]
-            return np.asarray(ticks, dtype=float) * factor
-
-    return _Ticks()
-
-
-def _unit_axis(axis, label: str, factor: float, log: bool) -> None:
-    """Name ``axis``; its ticks at round numbers of the displayed unit (``value / factor``), labelled as plain
-    numbers; minor ticks unlabelled."""
-    from matplotlib.ticker import NullFormatter
-
-    axis.set_label_text(label)
-    axis.set_major_locator(_locator(factor, log))
-    axis.set_major_formatter(_formatter(factor))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _quantity_axis(axis, col: str, values, log: bool) -> None:
-    """An axis showing column ``col``: named with its unit (:func:`quantity`), ticks as :func:`_unit_axis`."""
-    label, factor = quantity(col, values)
-    _unit_axis(axis, label, factor, log)
-
-
-def _log_ok(values, col: str = "") -> bool:
-    """A log axis suits the column: every value positive and finite (fractions such as accuracy stay linear)."""
-    if col in _PERCENT:
-        return False
-    v = np.asarray(values, dtype=float)
-    return bool(len(v)) and bool(np.all(v > 0)) and bool(np.all(np.isfinite(v)))
-
-
-def _value_text(v: Any) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v)).lower()
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:.3g}"
-    return str(v)
-
-
-def _design_columns(df, exclude: Sequence[str]) -> list[str]:
-    """The design parameters of a sweep table that vary: the spec fields between ``target`` and ``spec_name`` (the
-    layout of :func:`hwsim.sweep`); none for another table (name them with ``labels=[...]``)."""
-    cols = list(df.columns)
-    if not ("target" in cols and "spec_name" in cols and cols.index("target") < cols.index("spec_name")):
-        return []
-    cand = cols[cols.index("target") + 1:cols.index("spec_name")]
-    out = []
-    for c in cand:
-        if c in exclude:
-            continue
-        try:
-            if df[c].astype(str).nunique() > 1:
-                out.append(c)
-        except TypeError:
-            continue
-    return out
-
-
-def _colors(values: Sequence[Any]) -> dict[Any, Any]:
-    """One colour per hue value: a sequential map for ordered numbers, qualitative colours otherwise."""
-    from matplotlib import colormaps
-
-    numeric = len(values) > 2 and all(isinstance(v, (int, float, np.integer, np.floating))
-                                      and not isinstance(v, (bool, np.bool_)) for v in values)
-    if numeric:
-        cmap = colormaps["viridis"]
-        return {v: cmap(0.05 + 0.8 * i / max(1, len(values) - 1)) for i, v in enumerate(values)}
-    cmap = colormaps["tab10"]
-    return {v: cmap(i % 10) for i, v in enumerate(values)}
-
-
 # ----------------------------------------------------------------------------- Pareto
 def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[str, str] = ("min", "min"),
            hue: str | None = None, by: str | None = "net", labels: str | Sequence[str] | None = "auto",
@@ -306,12 +89,50 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
         accuracy plot): a front point is then non-dominated in all of them, drawn as a ringed point without the
         step line (a front in three objectives is not a staircase in two).
     """
-    from matplotlib.lines import Line2D
-
-    from hwsim.codesign.pareto import normalize_objectives, pareto_front
+    from hwsim.codesign.pareto import normalize_objectives
 
     also = normalize_objectives(also) if also else {}
     floor = dict(floor or {})
+    every, ok, failed, by = _pareto_rows(df, x, y, hue, by, directions, floor, also)
+    lay = _pareto_layout(every, x, y, hue, by, labels)
+    fig, axes_list = _panel_axes(len(lay.panels))
+    point_handles: dict[Any, Any] = {}
+    front_handles: list[tuple[Any, str]] = []
+    objectives = {x: directions[0], y: directions[1], **also}
+    for ax, panel in zip(axes_list, lay.panels):
+        rows = ok if panel is None else ok[ok[lay.by] == panel]
+        grey = failed if panel is None else failed[failed[lay.by] == panel]
+        point_handles.update({k: v for k, v in _draw_points(ax, rows, grey, x, y, lay).items()
+                              if k not in point_handles})
+        front_handles += _draw_fronts(ax, rows, panel, x, y, lay, objectives,
+                                      step=None if also else "post" if directions[0] == "min" else "pre")
+        if panel is not None:
+            ax.set_title(str(panel), fontsize=10)
+        for col, lo in floor.items():
+            if col in (x, y):
+                (ax.axhline if col == y else ax.axvline)(lo, color="0.45", ls="--", lw=0.8, zorder=0)
+    n_fronts = len(front_handles)
+    if len(failed):
+        from matplotlib.lines import Line2D
+
+        what = ", ".join(f"{quantity(c)[0].split(' [')[0]} < {_floor_text(c, v)}" for c, v in floor.items())
+        front_handles.append((Line2D([], [], lw=0, marker="x", color="0.65"),
+                              f"below the floor ({what}): {len(failed)} design{'s' if len(failed) != 1 else ''}"))
+    _pareto_axes(axes_list[:len(lay.panels)], every, x, y, log)
+    _pareto_legends(fig, lay, point_handles, front_handles, [x, y, *also] if also else [])
+    head = title or f"{len(every)} points, {n_fronts} Pareto front{'s' if n_fronts > 1 else ''}"
+    if len(lay.panels) > 1:
+        fig.suptitle(head)
+    else:
+        axes_list[0].set_title(head)
+    _declutter_labels(fig)
+    return _save(fig, save)
+
+
+def _pareto_rows(df, x: str, y: str, hue: str | None, by: str | None, directions: tuple[str, str],
+                 floor: Mapping[str, float], also: Mapping[str, str]):
+    """(every successful row, those at or above every floor, those below one, ``by`` or None when not a column),
+    after checking the columns and directions."""
     _need(df, [x, y] + ([hue] if hue else []) + list(floor) + list(also))
     if by is not None and by not in df.columns:
         by = None
@@ -324,7 +145,24 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
     below = np.zeros(len(every), dtype=bool)
     for col, lo in floor.items():
         below |= ~(every[col].astype(float).to_numpy() >= lo)  # NaN is below too
-    ok, failed = every[~below], every[below]
+    return every, every[~below], every[below], by
+
+
+@dataclass(frozen=True)
+class _ParetoLayout:
+    """What a Pareto figure shows where: the fronts' column ``by`` and its values ``nets`` (one front each), the
+    colouring column ``hue`` and its values and colours, the panels (a value of ``by`` each, or one ``None`` panel
+    for all), and the design columns named beside front points."""
+    by: str | None
+    nets: list
+    hue: str | None
+    hue_values: list
+    colors: dict
+    panels: list
+    design: list
+
+
+def _pareto_layout(every, x: str, y: str, hue: str | None, by: str | None, labels: Any) -> _ParetoLayout:
     nets = list(dict.fromkeys(every[by].tolist())) if by else [None]
     if hue is None and by is not None and len(nets) > 1:
         hue = by
@@ -335,61 +173,72 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
               else [c for c in labels if c in every.columns])
     hue_values = sorted(set(every[hue].tolist()), key=_sort_key) if hue else [None]
     colors = _colors(hue_values) if hue else {None: "tab:blue"}
-    ncols = min(len(panels), 3)
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = _figure((5.0 * ncols + 2.6, 4.6 * nrows if len(panels) > 1 else 4.8), nrows, ncols,
-                        sharex=True, sharey=True)
-    axes_list = list(np.ravel(axes)) if len(panels) > 1 else [axes]
-    for extra in axes_list[len(panels):]:
+    return _ParetoLayout(by, nets, hue, hue_values, colors, panels, design)
+
+
+def _panel_axes(n: int):
+    """A figure with ``n`` panels sharing their axes (3 per row at most); (figure, list of the used axes first)."""
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = _figure((5.0 * ncols + 2.6, 4.6 * nrows if n > 1 else 4.8), nrows, ncols, sharex=True, sharey=True)
+    axes_list = list(np.ravel(axes)) if n > 1 else [axes]
+    for extra in axes_list[n:]:
         extra.set_visible(False)
-    step = "post" if directions[0] == "min" else "pre"
-    point_handles: dict[Any, Any] = {}
-    front_handles: list[tuple[Any, str]] = []
-    for ax, panel in zip(axes_list, panels):
-        rows = ok if panel is None else ok[ok[by] == panel]
-        grey = failed if panel is None else failed[failed[by] == panel]
-        if len(grey):
-            ax.scatter(grey[x], grey[y], s=18, marker="x", color="0.65", linewidths=0.9, zorder=1,
-                       gid="hwsim-below-floor")
-        for hv in hue_values:  # every point, by hue (all scatters first, then the fronts)
-            g = rows if hv is None else rows[rows[hue] == hv]
-            if len(g):
-                h = ax.scatter(g[x], g[y], s=16, alpha=0.55, color=colors[hv], edgecolors="none",
-                               label=None if hv is None else _value_text(hv))
-                point_handles.setdefault(hv, h)
-        fronts = []
-        for net in [panel] if panel is not None else nets:  # one front per net (a panel holds one net, or all)
-            g = rows if net is None else rows[rows[by] == net]
-            if len(g):
-                fronts.append((net, pareto_front(g, {x: directions[0], y: directions[1], **also}).sort_values(x)))
-        n_front = sum(len(f) for _, f in fronts)
-        for net, front in fronts:
-            color = colors[net] if (hue == by and net in colors) else "k"
-            const = [c for c in design if front[c].astype(str).nunique() == 1 and len(front) > 1]
-            vary = [c for c in design if c not in const]
-            tag = "" if net is None else f"{net}: "
-            legend = f"{tag}{len(front)} point{'s' if len(front) != 1 else ''}"
-            if const:
-                legend += " (" + ", ".join(f"{c}={_value_text(front[c].iloc[0])}" for c in const) + ")"
-            if also:  # a front in more objectives than the two axes: ringed points, no staircase
-                ax.plot([], [], color=color, label=f"Pareto front: {legend}")
-            else:
-                ax.step(front[x], front[y], where=step, color=color, lw=1.3, label=f"Pareto front: {legend}")
-            ax.scatter(front[x], front[y], s=46, facecolors="none", edgecolors=color, linewidths=1.2)
-            front_handles.append((Line2D([], [], color=color, lw=0 if also else 1.3, marker="o",
-                                         markerfacecolor="none"), legend))
-            if vary and n_front <= FRONT_LABELS_MAX:
-                _label_points(ax, front, x, y, vary, color)
-        if panel is not None:
-            ax.set_title(str(panel), fontsize=10)
-        for col, lo in floor.items():
-            if col in (x, y):
-                (ax.axhline if col == y else ax.axvline)(lo, color="0.45", ls="--", lw=0.8, zorder=0)
-    if len(failed):
-        what = ", ".join(f"{quantity(c)[0].split(' [')[0]} < {_floor_text(c, v)}" for c, v in floor.items())
-        front_handles.append((Line2D([], [], lw=0, marker="x", color="0.65"),
-                              f"below the floor ({what}): {len(failed)} design{'s' if len(failed) != 1 else ''}"))
-    for ax in axes_list[:len(panels)]:
+    return fig, axes_list
+
+
+def _draw_points(ax, rows, grey, x: str, y: str, lay: _ParetoLayout) -> dict[Any, Any]:
+    """Every point of a panel, by hue (the designs below a floor as grey crosses); the first handle per hue."""
+    if len(grey):
+        ax.scatter(grey[x], grey[y], s=18, marker="x", color="0.65", linewidths=0.9, zorder=1, gid="hwsim-below-floor")
+    handles = {}
+    for hv in lay.hue_values:
+        g = rows if hv is None else rows[rows[lay.hue] == hv]
+        if len(g):
+            handles[hv] = ax.scatter(g[x], g[y], s=16, alpha=0.55, color=lay.colors[hv], edgecolors="none",
+                                     label=None if hv is None else _value_text(hv))
+    return handles
+
+
+def _draw_fronts(ax, rows, panel: Any, x: str, y: str, lay: _ParetoLayout, objectives: Mapping[str, str],
+                 step: str | None) -> list[tuple[Any, str]]:
+    """One Pareto front per net of a panel (a panel holds one net, or all): a step line (``where=step``; None for a
+    front in more objectives than the axes, which is not a staircase: ringed points only) over ringed front points,
+    named by the design parameters that vary on it; its legend handle and text."""
+    from matplotlib.lines import Line2D
+
+    from hwsim.codesign.pareto import pareto_front
+
+    fronts = []
+    for net in [panel] if panel is not None else lay.nets:
+        g = rows if net is None else rows[rows[lay.by] == net]
+        if len(g):
+            fronts.append((net, pareto_front(g, dict(objectives)).sort_values(x)))
+    n_front = sum(len(f) for _, f in fronts)
+    out = []
+    for net, front in fronts:
+        color = lay.colors[net] if (lay.hue == lay.by and net in lay.colors) else "k"
+        const = [c for c in lay.design if front[c].astype(str).nunique() == 1 and len(front) > 1]
+        vary = [c for c in lay.design if c not in const]
+        tag = "" if net is None else f"{net}: "
+        legend = f"{tag}{len(front)} point{'s' if len(front) != 1 else ''}"
+        if const:
+            legend += " (" + ", ".join(f"{c}={_value_text(front[c].iloc[0])}" for c in const) + ")"
+        if step is not None:
+            ax.step(front[x], front[y], where=step, color=color, lw=1.3, label=f"Pareto front: {legend}")
+        else:
+            ax.plot([], [], color=color, label=f"Pareto front: {legend}")
+        ax.scatter(front[x], front[y], s=46, facecolors="none", edgecolors=color, linewidths=1.2)
+        out.append((Line2D([], [], color=color, lw=0 if step is None else 1.3, marker="o", markerfacecolor="none"),
+                    legend))
+        if vary and n_front <= FRONT_LABELS_MAX:
+            _label_points(ax, front, x, y, vary, color)
+    return out
+
+
+def _pareto_axes(axes_list: list, every, x: str, y: str, log: bool) -> None:
+    """Scales, units and grid of every panel; with shared axes only the outer ones are named."""
+    for ax in axes_list:
         xlog = log and _log_ok(every[x], x)
         ylog = log and _log_ok(every[y], y)
         if xlog:
@@ -399,31 +248,28 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
         _quantity_axis(ax.xaxis, x, every[x], xlog)
         _quantity_axis(ax.yaxis, y, every[y], ylog)
         ax.grid(True, which="major", alpha=0.25, lw=0.6)
-    for ax in axes_list[:len(panels)]:  # shared axes: only the outer ones named
+    for ax in axes_list:
         ss = ax.get_subplotspec()
         if not ss.is_last_row():
             ax.set_xlabel("")
         if not ss.is_first_col():
             ax.set_ylabel("")
-    ref = axes_list[0]
+
+
+def _pareto_legends(fig, lay: _ParetoLayout, point_handles: Mapping[Any, Any], front_handles: list[tuple[Any, str]],
+                    objectives: Sequence[str]) -> None:
+    """The hue legend (when the hue is not the net) and the fronts' legend, outside the panels on the right."""
+    hue, by = lay.hue, lay.by
     if hue is not None and hue != by:
         hue_title, _ = quantity(hue)
-        fig.legend([point_handles[v] for v in hue_values if v in point_handles],
-                   [_value_text(v) for v in hue_values if v in point_handles], title=hue_title,
+        fig.legend([point_handles[v] for v in lay.hue_values if v in point_handles],
+                   [_value_text(v) for v in lay.hue_values if v in point_handles], title=hue_title,
                    loc="outside right upper", fontsize=8, title_fontsize=9, frameon=False)
-    in_what = f" in {', '.join(quantity(c)[0].split(' [')[0] for c in (x, y, *also))}" if also else ""
+    in_what = f" in {', '.join(quantity(c)[0].split(' [')[0] for c in objectives)}" if objectives else ""
     fig.legend([h for h, _ in front_handles], [t for _, t in front_handles],
-               title="Pareto front" + in_what + (f" ({'per ' + by})" if by and len(nets) > 1 else ""),
+               title="Pareto front" + in_what + (f" ({'per ' + by})" if by and len(lay.nets) > 1 else ""),
                loc="outside right upper" if hue is None or hue == by else "outside right lower",
                fontsize=8, title_fontsize=9, frameon=False)
-    n_fronts = len(front_handles) - (1 if len(failed) else 0)
-    head = title or f"{len(every)} points, {n_fronts} Pareto front{'s' if n_fronts > 1 else ''}"
-    if len(panels) > 1:
-        fig.suptitle(head)
-    else:
-        ref.set_title(head)
-    _declutter_labels(fig)
-    return _save(fig, save)
 
 
 def _floor_text(col: str, value: float) -> str:

@@ -188,3 +188,14 @@ def test_as_dataset_loads_digits_and_npz(tmp_path):
     np.savez(tmp_path / "bad.npz", images=d.x[:5])
     with pytest.raises(EvaluationError, match="no array 'x'"):
         as_dataset(tmp_path / "bad.npz")
+
+
+def test_a_multi_exit_module_is_compared_on_its_last_exit():
+    """A torch module with several outputs (ItNet's exits): the reference is its last output, as hwsim's."""
+    import nets
+
+    model = nets.get("itnet")
+    x = np.random.default_rng(0).standard_normal((6, 3, 32, 32)).astype(np.float32)
+    ev = evaluate(model, "cpu/cortex-a72", x)
+    assert ev.table["top1_agreement"].iloc[0] == 1.0
+    assert ev.table["rel_rms_error"].iloc[0] < 1e-4

@@ -74,6 +74,8 @@ def _fake_simulate(graph, spec, x, *, seed=0):
 
 _mod = types.ModuleType("hwsim.fake")
 _mod.simulate = _fake_simulate
+_mod.SPEC = FakeSpec  # the target contract (hwsim.target.Target)
+_mod.cost_model_version = lambda: "fake-1"
 sys.modules["hwsim.fake"] = _mod
 
 

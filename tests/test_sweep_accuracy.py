@@ -131,6 +131,7 @@ def test_a_new_cost_model_version_recomputes_stale_rows(tmp_path, monkeypatch):
 
 def test_cost_model_version_follows_the_targets_source(tmp_path, monkeypatch):
     import hwsim.codesign.points as points
+    import hwsim.target as target
 
     versions = {t: points.cost_model_version(t) for t in ("cpu", "imc", "xnor")}
     assert len(set(versions.values())) == 3 and all(len(v) == 12 for v in versions.values())
@@ -138,7 +139,7 @@ def test_cost_model_version_follows_the_targets_source(tmp_path, monkeypatch):
     for part in ("hwsim/imc", "hwsim/cpu", "hwsim/kernels", "mapping"):
         (root / part).mkdir(parents=True)
         (root / part / "a.py").write_text("x = 1\n")
-    monkeypatch.setattr(points, "_root", lambda: root)
+    monkeypatch.setattr(target, "_root", lambda: root)
     points.source_digest.cache_clear()
     try:
         before = (points.cost_model_version("imc"), points.cost_model_version("cpu"))

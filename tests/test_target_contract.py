@@ -1,6 +1,7 @@
 """The target contract (hwsim.target): what a package hwsim.<target> provides, checked by load_target."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 import types
@@ -86,21 +87,18 @@ def test_a_failing_import_inside_a_target_is_not_reported_as_an_unknown_target(m
 
 @pytest.mark.parametrize("name", TARGETS)
 def test_the_shipped_targets_simulate_and_export_their_registered_spec_class(name):
-    """What the shipped packages already provide of the contract: simulate (and fit where present), and the spec
-    class registered for their name, exported under its class name."""
+    """The shipped packages provide the whole contract: simulate (and fit where present), SPEC, cost_model_version,
+    and the spec class registered for their name, exported under its class name."""
     from hwsim.specs import _SPECS, _ensure_targets
 
     _ensure_targets()
     mod = importlib.import_module(f"hwsim.{name}")
     registered = _SPECS[name]
     assert getattr(mod, registered.__name__) is registered
-    assert set(contract_problems(mod, name)) <= {"SPEC (its spec class)", "cost_model_version() -> str"}
+    assert contract_problems(mod, name) == []
     assert hasattr(mod, "fit") == (name == "imc")
 
 
-@pytest.mark.xfail(strict=True, raises=TargetContractError,
-                   reason="the target packages do not export SPEC and cost_model_version yet (issue 19 item 3); "
-                          "when they do, this XPASS fails: remove the marker")
 @pytest.mark.parametrize("name", TARGETS)
 def test_the_shipped_targets_implement_the_contract(name):
     from hwsim.specs import _SPECS, _ensure_targets
@@ -128,3 +126,45 @@ def test_the_source_digest_changes_with_any_edit(tmp_path, monkeypatch):
     before = target.source_digest.__wrapped__("hwsim/demo")
     f.write_text("PJ_PER_MAC = 1.1\n")
     assert target.source_digest.__wrapped__("hwsim/demo") != before
+
+
+@dataclasses.dataclass(frozen=True)
+class _FakeDataSpec:
+    target = "faketarget"  # a hardware spec (a dataclass with its target) of the fake package, not registered
+
+
+def test_simulate_fit_and_the_sweep_key_go_through_the_contract(install):
+    """hwsim.simulate / hwsim.fit and a sweep row's cost-model version use load_target: a package that lacks part of
+    the contract is refused in one line before it runs, one that implements it is used as it is."""
+    import torch
+
+    import hwsim
+    from hwsim.codesign.points import cost_model_version
+
+    net, shape, spec = torch.nn.Linear(4, 2), (1, 4), _FakeDataSpec()
+    install(_package(SPEC=_FakeDataSpec, simulate=lambda graph, spec, x=None, **kw: ("ran", graph.name)))
+    assert hwsim.simulate(net, spec, input_shape=shape)[0] == "ran"
+    assert cost_model_version("faketarget") == "fake-1"
+    with pytest.raises(HwsimError, match="fit\\(\\) is defined for IMC specs"):
+        hwsim.fit(net, spec, input_shape=shape)
+    install(_package(SPEC=_FakeDataSpec, fit=lambda graph, spec: "fits"))
+    assert hwsim.fit(net, spec, input_shape=shape) == "fits"
+    install(_package(SPEC=_FakeDataSpec, cost_model_version=None))
+    for call in (lambda: hwsim.simulate(net, spec, input_shape=shape), lambda: cost_model_version("faketarget")):
+        with pytest.raises(TargetContractError, match="missing cost_model_version"):
+            call()
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_a_sweep_row_key_carries_the_targets_own_version(name):
+    from hwsim.codesign.points import cost_model_version
+
+    assert cost_model_version(name) == load_target(name).cost_model_version() == source_version(name)
+
+
+def test_hwsim_exports_clear_caches_and_the_contract_modules():
+    import hwsim
+    import hwsim.cache
+
+    assert hwsim.clear_caches is hwsim.cache.clear_caches and "clear_caches" in hwsim.__all__
+    assert {"cache", "target", "clear_caches"} <= set(dir(hwsim)) and hwsim.target.load_target is load_target

@@ -25,13 +25,13 @@ import json
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hwsim.errors import HwsimError, SpecError
 from hwsim.specs import plain_value, spec_to_dict
+from hwsim.target import source_digest
 
 __all__ = ["ZooNet", "GraphNet", "SpecPoint", "as_net_refs", "expand_specs", "point_key", "graph_digest",
            "torch_threads", "check_shape", "cost_model_version", "source_digest", "sample_shape"]
@@ -378,39 +378,16 @@ def expand_specs(specs_or_grid: Any) -> list[SpecPoint]:
 
 
 # ----------------------------------------------------------------------------- keys
-# The source each target's numbers come from, as folders and files under the repository root (the parent of the
-# ``hwsim`` package). The spec's values are part of the key already (a preset file's change shows there).
-_COMMON_SOURCES = ("hwsim/kernels", "hwsim/functional.py", "hwsim/report.py", "hwsim/specs.py", "mapping")
-
-
-def _root() -> Path:
-    import hwsim
-
-    return Path(hwsim.__file__).resolve().parent.parent
-
-
-@functools.lru_cache(maxsize=16)
-def source_digest(*parts: str) -> str:
-    """SHA-256 prefix (12 hex digits) of the ``.py`` files under ``parts`` (folders, recursively, or files; relative
-    to the repository root): their relative paths and bytes, in sorted order. Computed once per process."""
-    root = _root()
-    files: list[Path] = []
-    for part in parts:
-        p = root / part
-        files.extend(sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.is_file() else [])
-    h = hashlib.sha256()
-    for f in sorted(set(files)):
-        h.update(str(f.relative_to(root)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()[:12]
-
-
 def cost_model_version(target: str) -> str:
-    """The cost-model version of a target, derived from its source: a digest of ``hwsim/<target>/`` and what every
-    target's numbers go through (``hwsim/kernels/``, ``functional.py``, ``report.py``, ``specs.py``, ``mapping/``).
-    Any edit there (a cost formula, a kernel, a mapping rule, also a comment) gives a new version, so a resumed sweep
-    recomputes rows an older model wrote instead of reusing them; nothing has to be bumped by hand."""
-    return source_digest(f"hwsim/{target}", *_COMMON_SOURCES)
+    """The cost-model version of a target: its package's ``cost_model_version()`` (the target contract,
+    :func:`hwsim.target.load_target`). The shipped targets derive it from their source
+    (:func:`hwsim.target.source_version`: a digest of ``hwsim/<target>/`` and what every target's numbers go through,
+    ``hwsim/kernels/``, ``functional.py``, ``report.py``, ``specs.py``, ``mapping/``). Any edit there (a cost formula,
+    a kernel, a mapping rule, also a comment) gives a new version, so a resumed sweep recomputes rows an older model
+    wrote instead of reusing them; nothing has to be bumped by hand."""
+    from hwsim.target import load_target
+
+    return load_target(target).cost_model_version()
 
 
 def sample_shape(net: NetRef) -> tuple[int, ...]:

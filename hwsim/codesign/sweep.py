@@ -14,14 +14,15 @@ The pipeline, in order:
    fields, ``spec_name``, the report's totals (or the chosen ``metrics``), with ``data=`` the data metrics
    (``accuracy``, ``top1_agreement``, ``rel_rms_error``, :mod:`hwsim.evaluate`), ``eval_s`` (wall time of
    the simulation), ``error`` (empty when the point succeeded) and ``key``.
+
+This module drives the sweep (executors, chunks, the results file); the worker side (evaluating a chunk of points)
+is :mod:`hwsim.codesign.sweep_eval`, sweep files (YAML) :mod:`hwsim.codesign.sweep_yaml`; their public names stay
+importable from here.
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from dataclasses import dataclass
@@ -30,8 +31,20 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.codesign.points import GraphNet, SpecPoint, ZooNet, as_net_refs, expand_specs, point_key, sample_shape
+from hwsim.codesign.points import GraphNet, SpecPoint, ZooNet, as_net_refs, expand_specs, point_key
 from hwsim.codesign.store import KEY, ResultsStore
+from hwsim.codesign.sweep_eval import (  # noqa: F401 (the worker side; re-exported)
+    _GRAPHS,
+    _TRACES,
+    DATA_BATCH,
+    EvalSettings,
+    _graph,
+    _sweep_data,
+    clear_graph_cache,
+    evaluate_chunk,
+    report_metrics,
+)
+from hwsim.codesign.sweep_yaml import _YAML_KEYS, YAML_HELP, sweep_from_yaml  # noqa: F401 (re-exported)
 from hwsim.errors import HwsimError
 
 __all__ = ["sweep", "sweep_from_yaml", "report_metrics", "dask_executor", "clear_graph_cache"]
@@ -43,233 +56,6 @@ PROBE_POINTS = 2  # points run here first to time one evaluation (the first one 
 # serial, i.e. serial > POOL_START_S / (0.8 - 1/n): 10 s for 2 workers, 4.4 s for 8.
 POOL_START_S = 3.0
 MAX_CHUNK = 32  # points per task: bounds the work lost to a kill and the progress-bar granularity
-
-
-# ----------------------------------------------------------------------------- evaluation (worker side)
-@dataclass(frozen=True, slots=True)
-class EvalSettings:
-    functional: bool = False
-    seed: int = 0
-    options: tuple[tuple[str, Any], ...] = ()
-    metrics: Any = None  # None | tuple of names | tuple of (name, callable-or-name)
-    data: Any = None  # hwsim.evaluate.Dataset: accuracy, top1_agreement, rel_rms_error on it
-
-    def key_extra(self) -> dict[str, Any]:
-        m = self.metrics
-        if m is not None:
-            m = [x if isinstance(x, str) else [x[0], getattr(x[1], "__qualname__", repr(x[1]))] for x in m]
-        extra = {"functional": self.functional, "seed": self.seed, "options": [list(o) for o in self.options],
-                 "metrics": m}
-        if self.data is not None:
-            extra["data"] = self.data.digest
-        return extra
-
-
-_GRAPHS: dict[str, Any] = {}
-_GRAPH_LOCK = threading.Lock()
-_TRACES = {"count": 0}  # graphs built in this process (tests check one trace per net and process)
-
-
-def clear_graph_cache() -> None:
-    """Forget the graphs this process has traced for sweeps."""
-    with _GRAPH_LOCK:
-        _GRAPHS.clear()
-
-
-def _graph(net: ZooNet | GraphNet):
-    ident = repr(net.identity())
-    with _GRAPH_LOCK:
-        g = _GRAPHS.get(ident)
-        if g is None:
-            _single_thread_torch_in_child()
-            g = net.build_graph()
-            _TRACES["count"] += 1
-            _GRAPHS[ident] = g
-        return g
-
-
-def _single_thread_torch_in_child() -> None:
-    """In a worker process, one torch thread: workers already run in parallel with each other."""
-    import multiprocessing
-
-    if multiprocessing.parent_process() is not None:
-        import torch
-
-        torch.set_num_threads(1)
-
-
-_SKIP_FIELDS = {"target", "network", "spec_name", "layers", "exits", "notes"}
-
-
-_NOT_SCALAR: dict[type, set[str]] = {}  # report properties found to be non-scalar, per report class
-
-
-@functools.lru_cache(maxsize=32)
-def _report_layout(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(dataclass fields, public properties) of a report class, computed once per class."""
-    import dataclasses
-
-    fields = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _SKIP_FIELDS)
-    props: list[str] = []
-    for c in cls.__mro__:
-        for name, attr in vars(c).items():
-            if isinstance(attr, property) and not name.startswith("_") and name not in fields and name not in props:
-                props.append(name)
-    return fields, tuple(props)
-
-
-def report_metrics(report: Any) -> dict[str, Any]:
-    """The scalar totals of a report: its dataclass fields (target-specific ones included), its
-    scalar properties (``macs``, ``edp_js``, ...) and, for a net with several exits, each exit's
-    latency and energy (``exit0_latency_s``, ...)."""
-    fields, props = _report_layout(type(report))
-    out: dict[str, Any] = {}
-    for name in fields:
-        v = getattr(report, name)
-        if _scalar(v):
-            out[name] = v
-    skip = _NOT_SCALAR.setdefault(type(report), set())
-    for name in props:
-        if name in skip:
-            continue
-        try:
-            v = getattr(report, name)
-        except Exception:  # a derived figure that does not apply to this report
-            continue
-        if _scalar(v):
-            out[name] = v
-        else:  # e.g. energy_breakdown (a dict): not a column; not computed again for this class
-            skip.add(name)
-    exits = getattr(report, "exits", ())
-    if len(exits) > 1:
-        for i, e in enumerate(exits):
-            out[f"exit{i}_latency_s"] = e.latency_s
-            out[f"exit{i}_energy_j"] = e.energy_j
-    return out
-
-
-def _scalar(v: Any) -> bool:
-    return isinstance(v, (bool, int, float, str, np.generic))
-
-
-def _pick_metrics(report: Any, metrics: Any, figures: Mapping[str, Any]) -> dict[str, Any]:
-    """The chosen report figures, and the data metrics (``figures``: accuracy, top1_agreement, rel_rms_error)."""
-    if metrics is None:
-        return {**report_metrics(report), **figures}
-    out = {}
-    for m in metrics:
-        name, how = (m, m) if isinstance(m, str) else m
-        if isinstance(how, str) and how in figures:
-            out[name] = figures[how]
-        elif callable(how):
-            out[name] = how(report)
-        elif hasattr(report, how):
-            out[name] = getattr(report, how)
-        else:
-            raise HwsimError(f"metric {how!r} is not a figure of the {type(report).__name__}; "
-                             f"available: {sorted(report_metrics(report))}")
-    return out
-
-
-def _input(graph, seed: int):
-    import numpy as np
-
-    return np.random.default_rng(seed).standard_normal(graph.input_shape).astype(np.float32)
-
-
-def evaluate_chunk(net: ZooNet | GraphNet, items: Sequence[tuple[str, Any]], settings: EvalSettings) -> list[dict]:
-    """Run ``hwsim.simulate`` for each ``(key, spec)`` of one net; one row dict per item.
-
-    A point that raises becomes a row whose ``error`` says why; the others are unaffected."""
-    from hwsim.functional import progress_default
-
-    with progress_default(False):  # no bar of a functional run inside the sweep's (nor in a worker's stderr)
-        return _evaluate_chunk(net, items, settings)
-
-
-def _evaluate_chunk(net: ZooNet | GraphNet, items: Sequence[tuple[str, Any]], settings: EvalSettings) -> list[dict]:
-    from hwsim.api import simulate
-
-    try:
-        graph = _graph(net)
-    except Exception as e:  # the net itself cannot be built/traced: every point fails the same way
-        msg = f"{type(e).__name__}: {e}"
-        return [{KEY: k, "eval_s": 0.0, "error": msg} for k, _ in items]
-    x = _input(graph, settings.seed) if settings.functional and settings.data is None else None
-    try:
-        ref = None if settings.data is None else _reference(net, graph, settings.data)
-    except Exception as e:  # the data does not fit the net (labels out of its classes): every point fails
-        msg = f"{type(e).__name__}: {e}"
-        return [{KEY: k, "eval_s": 0.0, "error": msg} for k, _ in items]
-    rows = []
-    for key, spec in items:
-        t0 = time.perf_counter()
-        try:
-            res = simulate(graph, spec, x, seed=settings.seed, **dict(settings.options))
-            figures = {} if ref is None else _data_figures(graph, spec, settings, ref)
-            row = _pick_metrics(res.report, settings.metrics, figures)
-            err = ""
-        except Exception as e:  # one failing point is a row with its error, the sweep goes on
-            row, err = {}, f"{type(e).__name__}: {e}"
-        row.update({KEY: key, "eval_s": time.perf_counter() - t0, "error": err})
-        rows.append(row)
-    return rows
-
-
-DATA_BATCH = 256  # samples per simulated batch of a sweep's data set
-
-
-_REFS: dict[tuple[str, str], Any] = {}  # (net identity, data digest) -> float reference outputs, per process
-
-
-def _reference(net: ZooNet | GraphNet, graph, data) -> Any:
-    """The float (IR fp32) outputs of ``graph`` on the data, computed once per net and data set in this process."""
-    from hwsim.evaluate import check_data, reference_outputs
-
-    k = (repr(net.identity()), data.digest)
-    with _GRAPH_LOCK:
-        ref = _REFS.get(k)
-    if ref is None:
-        check_data(data, graph)
-        ref = reference_outputs(graph, data, 1 if graph.batch_fixed else DATA_BATCH)
-        with _GRAPH_LOCK:
-            _REFS[k] = ref
-    return ref
-
-
-def _data_figures(graph, spec: Any, settings: EvalSettings, ref) -> dict[str, float]:
-    """accuracy (when the data has labels), top1_agreement and rel_rms_error of ``spec``'s outputs on the data."""
-    from hwsim.evaluate import data_metrics, hardware_outputs
-
-    data = settings.data
-    size = 1 if graph.batch_fixed else DATA_BATCH
-    batches = [data.x[i:i + size] for i in range(0, len(data), size)]
-    out = hardware_outputs(graph, spec, batches, settings.seed, dict(settings.options))
-    return data_metrics(out, ref, data.y)
-
-
-def _sweep_data(data: Any, metrics: Any, refs: Sequence[ZooNet | GraphNet]):
-    """The sweep's data set (None without one), checked against the metrics and every net's input before any point:
-    a data metric without data or accuracy without labels, a net that cannot take the samples: one line."""
-    from hwsim.errors import ShapeError
-    from hwsim.evaluate import DATA_METRICS, LabelError, as_dataset
-
-    names = [] if metrics is None else [m if isinstance(m, str) else m[1] for m in metrics]
-    wanted = [m for m in names if isinstance(m, str) and m in DATA_METRICS]
-    if data is None:
-        if wanted:
-            raise HwsimError(f"sweep: metric {wanted[0]!r} needs a data set: pass data=(x, y) "
-                             "(YAML: data: digits or a .npz file)")
-        return None
-    ds = as_dataset(*data) if isinstance(data, tuple) and len(data) == 2 else as_dataset(data)
-    if "accuracy" in wanted and ds.y is None:
-        raise LabelError("sweep: metric 'accuracy' needs labels: pass data=(x, y)")
-    for r in refs:
-        shape = sample_shape(r)
-        if tuple(shape[1:]) != tuple(ds.x.shape[1:]):
-            raise ShapeError(f"sweep: net {r.label} takes samples of shape {tuple(shape[1:])}, the data's are "
-                             f"{tuple(ds.x.shape[1:])} (give the net an input_shape, or other data)")
-    return ds
 
 
 # ----------------------------------------------------------------------------- orchestration
@@ -348,6 +134,15 @@ def _progress_bar(total: int, progress: bool | None):
     return progress_bar(total, "hwsim sweep", progress, unit="pt", leave=True)
 
 
+def _metrics_tuple(metrics: Sequence[str] | Mapping[str, Any] | None) -> tuple | None:
+    """``metrics`` as :class:`EvalSettings` holds it: None, names, or (column, name-or-callable) pairs."""
+    if metrics is None:
+        return None
+    if isinstance(metrics, Mapping):
+        return tuple((str(k), v) for k, v in metrics.items())
+    return tuple(str(m) for m in metrics)
+
+
 def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str, Any] | None = None,
           functional: bool = False, executor: Executor | None = None, out: str | os.PathLike | None = None,
           progress: bool | None = None, workers: int | None = None, input_shape: Sequence[int] | None = None,
@@ -397,12 +192,7 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
         out = _results_path(out)
     refs = as_net_refs(nets, input_shape)
     points = expand_specs(specs_or_grid)
-    if isinstance(metrics, Mapping):
-        metrics_t = tuple((str(k), v) for k, v in metrics.items())
-    elif metrics is not None:
-        metrics_t = tuple(str(m) for m in metrics)
-    else:
-        metrics_t = None
+    metrics_t = _metrics_tuple(metrics)
     ds = _sweep_data(data, metrics_t, refs)
     settings = EvalSettings(bool(functional) or ds is not None, int(seed),
                             tuple(sorted((target_options or {}).items())), metrics_t, ds)
@@ -569,185 +359,3 @@ def dask_executor(address: str, timeout_s: float = 10.0) -> Executor:
     except (OSError, TimeoutError) as e:
         raise HwsimError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s: {e}") from None
     return client.get_executor()
-
-
-_YAML_KEYS = {"nets", "base", "grid", "specs", "out", "plot", "metrics", "functional", "workers", "dask",
-              "dask_timeout_s", "seed", "input_shape", "options", "data"}
-
-
-def _load_yaml(path: Path) -> dict:
-    from hwsim.specs import read_yaml
-
-    data = read_yaml(path, what=f"sweep keys {sorted(_YAML_KEYS)}")
-    unknown = sorted(set(data) - _YAML_KEYS)
-    if unknown:
-        raise HwsimError(f"{path}: unknown key(s) {unknown}; valid: {sorted(_YAML_KEYS)}")
-    return data
-
-
-def _onnx_relative(net: Any, path: Path) -> Any:
-    """An ``.onnx`` net entry of a sweep file, its path resolved relative to the file."""
-    name = net.get("name") if isinstance(net, dict) else net
-    if not (isinstance(name, str) and name.lower().endswith(".onnx")) or Path(name).is_absolute():
-        return net
-    resolved = str(path.parent / name)
-    return {**net, "name": resolved} if isinstance(net, dict) else resolved
-
-
-YAML_HELP = """\
-sweep file keys (YAML):
-  nets:         [required] zoo names, {name: NET, BUILDER_OPTION: VALUE, input_shape: [...]} mappings,
-                or .onnx paths (relative to the YAML file)
-  base:         with grid: a preset name, a preset YAML path (relative to the YAML file), or an inline
-                mapping {base: PRESET, FIELD: VALUE, ...}
-  grid:         {FIELD: [VALUE, ...], ...}: every combination over base (a value of the wrong type or
-                NaN/inf is refused before the sweep; an out-of-range one becomes an error row)
-  specs:        instead of base/grid: a list of preset names or YAML paths (relative to the YAML file)
-  out:          results file (.csv or .parquet), relative to the current directory: finished points
-                are appended; a rerun reuses rows computed by the same hwsim version and settings
-  plot:         latency-vs-energy plot with the Pareto front (.png, .svg, .pdf, ...), relative to the
-                current directory; --plot overrides it
-  metrics:      report figures to keep, e.g. [latency_s, energy_j, accuracy] (default: all)
-  functional:   true: also run inference on a seeded random input (slower)
-  data:         a data set every point runs inference on, adding the columns accuracy, top1_agreement and
-                rel_rms_error: digits (scikit-learn's 8x8 digits, built in) or a .npz file with arrays x and y
-                (relative to the YAML file); each net must take its samples
-  workers:      local worker processes (default: all cores, when a pool pays off)
-  dask:         a Dask scheduler address, e.g. tcp://host:8786
-  dask_timeout_s: seconds to wait for the scheduler (default 10)
-  seed:         integer seed of the random input and of non-idealities (default 0)
-  input_shape:  e.g. [1, 3, 32, 32] for every net (default: each net's own)
-  options:      target options, e.g. {mode: layer} (imc), {threads: 1} (cpu); see `hwsim run --help`
-example:
-  nets: [resnet20, {name: itnet, iterations: 4}]
-  base: imc/isaac
-  grid: {adc_bits: [4, 6, 8], rows: [64, 128, 256]}
-  out: sweep-results.csv
-  plot: sweep.png
-"""
-
-
-def _check_yaml(path: Path, cfg: dict) -> None:
-    """Types of a sweep file's keys, checked before the sweep starts: one line naming the key."""
-    def bad(key: str, want: str) -> HwsimError:
-        return HwsimError(f"{path}: '{key}:' must be {want}, got {cfg[key]!r}")
-
-    def integer(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    nets = cfg["nets"]
-    if not (isinstance(nets, (str, dict)) or (isinstance(nets, list) and nets
-                                               and all(isinstance(n, (str, dict)) for n in nets))):
-        raise bad("nets", "a non-empty list of zoo names, {name: ..., <options>} mappings or .onnx paths")
-    if "grid" in cfg and cfg["grid"] is not None and not isinstance(cfg["grid"], dict):
-        raise bad("grid", "a mapping {field: [values, ...]}")
-    if "specs" in cfg and not (isinstance(cfg["specs"], list) and all(isinstance(x, str) for x in cfg["specs"])):
-        raise bad("specs", "a list of preset names or YAML paths")
-    if "base" in cfg and not isinstance(cfg["base"], (str, dict)):
-        raise bad("base", "a preset name, a YAML path or a mapping of spec fields")
-    for key in ("out", "plot", "dask"):
-        if cfg.get(key) is not None and not isinstance(cfg[key], str):
-            raise bad(key, "a string")
-    if "metrics" in cfg and cfg["metrics"] is not None and not (
-            isinstance(cfg["metrics"], list) and all(isinstance(m, str) for m in cfg["metrics"])):
-        raise bad("metrics", "a list of report figure names")
-    if "functional" in cfg and not isinstance(cfg["functional"], bool):
-        raise bad("functional", "true or false")
-    if cfg.get("workers") is not None and not (integer(cfg["workers"]) and cfg["workers"] >= 1):
-        raise bad("workers", "a positive integer")
-    if "seed" in cfg and not integer(cfg["seed"]):
-        raise bad("seed", "an integer")
-    if "dask_timeout_s" in cfg and (isinstance(cfg["dask_timeout_s"], bool)
-                                    or not isinstance(cfg["dask_timeout_s"], (int, float))
-                                    or not math.isfinite(cfg["dask_timeout_s"]) or cfg["dask_timeout_s"] <= 0):
-        raise bad("dask_timeout_s", "a positive number of seconds")
-    if "data" in cfg and not (isinstance(cfg["data"], str) and (cfg["data"] == "digits"
-                                                                 or cfg["data"].lower().endswith(".npz"))):
-        raise bad("data", "digits or the path of a .npz file with arrays x and y")
-    if cfg.get("options") is not None and not isinstance(cfg["options"], dict):
-        raise bad("options", "a mapping of target options, e.g. {mode: layer}")
-    if cfg.get("input_shape") is not None:
-        from hwsim.codesign.points import check_shape
-
-        try:
-            check_shape(cfg["input_shape"])
-        except HwsimError:
-            raise bad("input_shape", "a list of positive integers like [1, 3, 32, 32]") from None
-
-
-def sweep_from_yaml(path: str | os.PathLike, *, plot: str | os.PathLike | None = None,
-                    executor: Executor | None = None, progress: bool | None = None):
-    """Run the sweep a YAML file describes; returns the DataFrame (and writes the plot if asked).
-
-    Keys: ``nets`` (list of zoo names, ``{name: ..., <builder kwargs>}``, or ``.onnx`` paths relative to
-    the YAML file, optionally ``{name: model.onnx, input_shape: [...]}``), ``base`` (preset name,
-    preset YAML path relative to the YAML file, or an inline spec mapping with ``target:``/``base:``), ``grid``
-    (``{field: [values]}``) or ``specs`` (a list of preset names), and optionally ``out``
-    (results file), ``plot`` (latency vs energy with the Pareto front; ``.png``, ``.svg``, ``.pdf``, ...),
-    ``metrics``, ``functional``, ``workers``, ``dask`` (scheduler address) and ``dask_timeout_s``, ``seed``,
-    ``input_shape``, ``options`` (target options), ``data`` (``digits`` or a ``.npz`` file relative to the YAML
-    file, loaded and checked before the sweep). ``plot=`` overrides the file's. (See :data:`YAML_HELP`.)
-
-    Outputs (``out``, ``plot``, ``plot=``) are relative to the current directory, like any command's output
-    files (absolute paths are used as given); inputs named in the file (``.onnx`` nets, a ``base`` YAML) are
-    relative to the file. Every key and output path is checked before the sweep starts. The DataFrame's
-    ``attrs`` carry ``results_file``, ``reused``, ``computed``, ``ignored`` (see :func:`sweep`) and ``plot``
-    (absolute path of the plot written, or None).
-    """
-    from hwsim.specs import check_output_path, spec_from_dict
-
-    path = Path(path)
-    cfg = _load_yaml(path)
-    if "nets" not in cfg:
-        raise HwsimError(f"{path}: missing 'nets:' (a list of zoo names)")
-    if ("grid" in cfg) == ("specs" in cfg):
-        raise HwsimError(f"{path}: give either 'base:' with 'grid:' or a 'specs:' list")
-    _check_yaml(path, cfg)
-    plot_src = plot if plot is not None else cfg.get("plot")
-    plot_path = None if plot_src is None else check_output_path(plot_src, "plot", PLOT_SUFFIXES)
-    out_path = None if cfg.get("out") is None else _results_path(cfg["out"])
-    metrics = cfg.get("metrics")
-    if plot_path is not None and metrics is not None and not {"latency_s", "energy_j"} <= set(metrics):
-        raise HwsimError(f"{path}: a plot needs the metrics latency_s and energy_j, got metrics {metrics}")
-    if "grid" in cfg:
-        if "base" not in cfg:
-            raise HwsimError(f"{path}: 'grid:' needs a 'base:' preset")
-        base = cfg["base"]
-        if isinstance(base, dict):
-            base = spec_from_dict(base, source=str(path), default_name=path.stem)
-        elif isinstance(base, str) and base.endswith((".yaml", ".yml")):
-            base = str((path.parent / base).resolve())
-        specs_or_grid: Any = (base, cfg["grid"] or {})
-    else:
-        specs_or_grid = [str((path.parent / s).resolve()) if s.endswith((".yaml", ".yml")) else s
-                         for s in cfg["specs"] or []]
-    data = None
-    if "data" in cfg:
-        from hwsim.evaluate import load_data
-
-        data = load_data(cfg["data"] if cfg["data"] == "digits" else path.parent / cfg["data"])
-    own = None
-    if executor is None and cfg.get("dask"):
-        executor = own = dask_executor(str(cfg["dask"]), float(cfg.get("dask_timeout_s", 10.0)))
-    nets = [_onnx_relative(n, path) for n in cfg["nets"]] if isinstance(cfg["nets"], list) \
-        else _onnx_relative(cfg["nets"], path)
-    try:
-        df = sweep(nets, specs_or_grid, metrics=cfg.get("metrics"),
-                   functional=bool(cfg.get("functional", False)), executor=executor, out=out_path,
-                   progress=progress, workers=cfg.get("workers"), input_shape=cfg.get("input_shape"),
-                   seed=int(cfg.get("seed", 0)), target_options=cfg.get("options"), data=data)
-    finally:
-        if own is not None:
-            own._client.close()
-    df.attrs["plot"] = None
-    if plot_path is not None:
-        from hwsim.plot import pareto
-
-        ok = df[df["error"] == ""] if "error" in df.columns else df
-        if {"latency_s", "energy_j"} <= set(ok.columns) and len(ok):
-            pareto(ok, "latency_s", "energy_j", hue="net", save=plot_path)
-            df.attrs["plot"] = str(plot_path.resolve())
-        else:
-            raise HwsimError(f"nothing to plot: no successful point with latency_s and energy_j "
-                             f"({int((df['error'] != '').sum()) if 'error' in df else 0} errors)")
-    return df

@@ -8,7 +8,18 @@ preset (:mod:`hwsim.cpu.calibrate`).
 from hwsim.cpu.simulate import cost_report, memory_verdict, simulate
 from hwsim.cpu.spec import CPUSpec
 
-__all__ = ["CPUSpec", "simulate", "cost_report", "memory_verdict", "calibrate"]
+__all__ = ["SPEC", "CPUSpec", "simulate", "cost_report", "memory_verdict", "calibrate", "cost_model_version"]
+
+SPEC = CPUSpec  # the target contract (hwsim.target.Target): this target's spec class
+
+
+def cost_model_version() -> str:
+    """This target's cost-model version, part of every stored sweep row's key: a digest of its source
+    (:func:`hwsim.target.source_version`), so any edit of its model recomputes stale rows."""
+    from hwsim.target import source_version
+
+    return source_version("cpu")
+
 
 
 def calibrate(out_path=None, quick: bool = False, rounds: int | None = None) -> CPUSpec:

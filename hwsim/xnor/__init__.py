@@ -7,4 +7,15 @@
 from hwsim.xnor.simulate import XnorReport, simulate
 from hwsim.xnor.spec import XnorSpec
 
-__all__ = ["simulate", "XnorReport", "XnorSpec"]
+__all__ = ["SPEC", "simulate", "XnorReport", "XnorSpec", "cost_model_version"]
+
+SPEC = XnorSpec  # the target contract (hwsim.target.Target): this target's spec class
+
+
+def cost_model_version() -> str:
+    """This target's cost-model version, part of every stored sweep row's key: a digest of its source
+    (:func:`hwsim.target.source_version`), so any edit of its model recomputes stale rows."""
+    from hwsim.target import source_version
+
+    return source_version("xnor")
+

@@ -149,120 +149,141 @@ def analyze(model: nn.Module, input_shape: Sequence[int]) -> DependencyGraph:
     """Trace ``model`` at ``input_shape`` and build its channel classes and prunable groups."""
     shape = tuple(int(s) for s in input_shape)
     graph = trace(model, shape)
-    gm = fx_trace(model)
-    fx_nodes = {n.name: n for n in gm.graph.nodes}
-    uf = _UF()
-    vc: dict[str, np.ndarray] = {}
-    pin: dict[int, str] = {}
-    prod: dict[tuple[str, int], int] = {}  # (module, row) -> class id (merged across executions)
-    cons: dict[tuple[str, int], int] = {}
-    dw: dict[tuple[str, int], int] = {}
-    bn: dict[tuple[str, int], int] = {}
-    consumers = graph.consumers()
+    fx_nodes = {n.name: n for n in fx_trace(model).graph.nodes}
+    st = _Classes(graph)
+    for i in graph.inputs:
+        st.vc[i.name] = st.fresh(i.name, "network input")
+    for n in graph.nodes:
+        st.vc[n.name] = _node_classes(st, n, fx_nodes)
+    for o in graph.outputs:
+        st.pin_all(st.vc[o], f"network output '{o}'")
+    return _finish(graph, shape, st.uf, st.vc, st.pin, st.prod, st.cons, st.dw, st.bn, graph.consumers())
 
-    def fresh(name: str, reason: str | None = None, k: int | None = None) -> np.ndarray:
-        ids = uf.new(k if k is not None else _channels(graph.shape_of(name)) or 0)
+
+class _Classes:
+    """The analysis's state while it walks the graph: the union-find of channel ids, each value's ids (``vc``), the
+    pinned ids and why, and the ids of each (module, row/column) of the producers, consumers, depthwise convs and
+    batch norms (merged across executions of one module)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.uf = _UF()
+        self.vc: dict[str, np.ndarray] = {}
+        self.pin: dict[int, str] = {}
+        self.prod: dict[tuple[str, int], int] = {}  # (module, row) -> class id (merged across executions)
+        self.cons: dict[tuple[str, int], int] = {}
+        self.dw: dict[tuple[str, int], int] = {}
+        self.bn: dict[tuple[str, int], int] = {}
+
+    def fresh(self, name: str, reason: str | None = None, k: int | None = None) -> np.ndarray:
+        ids = self.uf.new(k if k is not None else _channels(self.graph.shape_of(name)) or 0)
         if reason:
             for i in ids:
-                pin[int(i)] = reason
+                self.pin[int(i)] = reason
         return ids
 
-    def pin_all(ids: np.ndarray, reason: str) -> None:
+    def pin_all(self, ids: np.ndarray, reason: str) -> None:
         for i in ids:
-            pin.setdefault(int(i), reason)
+            self.pin.setdefault(int(i), reason)
 
-    def keyed(table: dict, key: tuple[str, int], cid: int) -> None:
+    def keyed(self, table: dict, key: tuple[str, int], cid: int) -> None:
         if key in table:
-            uf.union(table[key], cid)
+            self.uf.union(table[key], cid)
         else:
             table[key] = int(cid)
 
-    for i in graph.inputs:
-        vc[i.name] = fresh(i.name, "network input")
-    for n in graph.nodes:
-        where = f"{n.op.value} '{n.module or n.name}'"
-        ins = [vc.get(i) for i in n.inputs]
-        out_c = _channels(n.shape)
-        if out_c is None:
-            for a in ins:
-                if a is not None:
-                    pin_all(a, f"{where} has a {len(n.shape)}-d output")
-            vc[n.name] = np.zeros(0, np.int64)
-            continue
-        x = ins[0] if ins else None
-        if n.op == Op.CONV2D:
-            a = n.attrs
-            if a.groups == 1:
-                out = fresh(n.name)
-                for col, cid in enumerate(x):
-                    keyed(cons, (n.module, col), cid)
-                for row, cid in enumerate(out):
-                    keyed(prod, (n.module, row), cid)
-            elif a.groups == a.in_channels and a.out_channels % a.in_channels == 0:
-                m = a.out_channels // a.in_channels
-                out = x[np.arange(a.out_channels) // m].copy()
-                for j, cid in enumerate(x):
-                    keyed(dw, (n.module, j), cid)
-            else:
-                pin_all(x, f"grouped conv '{n.module}' (groups={a.groups}) cannot lose single channels")
-                out = fresh(n.name, f"output of grouped conv '{n.module}' (groups={a.groups})")
-        elif n.op == Op.LINEAR:
-            if len(graph.shape_of(n.inputs[0])) != 2:
-                pin_all(x, f"linear '{n.module}' on a tensor of rank > 2")
-                out = fresh(n.name, f"linear '{n.module}' on a tensor of rank > 2")
-            else:
-                out = fresh(n.name)
-                for col, cid in enumerate(x):
-                    keyed(cons, (n.module, col), cid)
-                for row, cid in enumerate(out):
-                    keyed(prod, (n.module, row), cid)
-        elif n.op in _PASS:
-            out = x.copy()
-            if n.op == Op.BATCHNORM:
-                for j, cid in enumerate(x):
-                    keyed(bn, (n.module, j), cid)
-        elif n.op in (Op.ADD, Op.MUL):
-            if len(ins) == 1:
-                out = x.copy()
-            elif len(ins[0]) == len(ins[1]) == out_c:
-                for p, q in zip(ins[0], ins[1]):
-                    uf.union(p, q)
-                out = ins[0].copy()
-            else:
-                for a in ins:
-                    pin_all(a, f"{where} broadcasts over channels")
-                out = fresh(n.name, f"{where} broadcasts over channels")
-        elif n.op == Op.CONCAT and n.attrs.dim == 1:
-            out = np.concatenate(ins)
-        elif n.op == Op.SLICE and n.attrs.dim == 1:
-            src = fx_nodes.get(n.name)
-            base = src.args[0] if src is not None and src.args else None
-            if isinstance(base, fx.Node) and base.op in ("call_method", "call_function") and (
-                    getattr(base.target, "__name__", base.target) in _SPLITS):
-                pin_all(x, f"torch.split/chunk at '{n.module or n.name}' (its sizes are not rewritten)")
-                out = fresh(n.name, f"torch.split/chunk at '{n.module or n.name}'")
-            else:
-                out = x[n.attrs.start:n.attrs.stop].copy()
-        elif n.op == Op.RESHAPE:
-            sin = graph.shape_of(n.inputs[0])
-            if len(sin) == 4 and len(n.shape) == 2 and n.shape[1] == sin[1] * sin[2] * sin[3]:
-                out = np.repeat(x, sin[2] * sin[3])
-            elif len(sin) == 2 and len(n.shape) == 4 and n.shape[1] == sin[1] and n.shape[2] * n.shape[3] == 1:
-                out = x.copy()
-            elif tuple(sin) == tuple(n.shape):
-                out = x.copy()
-            else:
-                pin_all(x, f"reshape '{n.name}' {tuple(sin)} -> {tuple(n.shape)} mixes channels with other axes")
-                out = fresh(n.name, f"reshape '{n.name}' mixes channels with other axes")
-        else:
-            for a in ins:
-                if a is not None:
-                    pin_all(a, f"{where}: channel dependencies through this op are not modelled")
-            out = fresh(n.name, f"{where}: channel dependencies through this op are not modelled")
-        vc[n.name] = out
-    for o in graph.outputs:
-        pin_all(vc[o], f"network output '{o}'")
-    return _finish(graph, shape, uf, vc, pin, prod, cons, dw, bn, consumers)
+    def dense(self, n, x: np.ndarray) -> np.ndarray:
+        """A conv (groups 1) or linear layer: fresh classes for its outputs; it consumes its input classes."""
+        out = self.fresh(n.name)
+        for col, cid in enumerate(x):
+            self.keyed(self.cons, (n.module, col), cid)
+        for row, cid in enumerate(out):
+            self.keyed(self.prod, (n.module, row), cid)
+        return out
+
+
+def _node_classes(st: _Classes, n, fx_nodes: Mapping[str, fx.Node]) -> np.ndarray:
+    """The channel classes of node ``n``'s output (merging or pinning its inputs' classes as its op requires)."""
+    where = f"{n.op.value} '{n.module or n.name}'"
+    ins = [st.vc.get(i) for i in n.inputs]
+    out_c = _channels(n.shape)
+    if out_c is None:
+        for a in ins:
+            if a is not None:
+                st.pin_all(a, f"{where} has a {len(n.shape)}-d output")
+        return np.zeros(0, np.int64)
+    x = ins[0] if ins else None
+    if n.op == Op.CONV2D:
+        return _conv_classes(st, n, x)
+    if n.op == Op.LINEAR:
+        if len(st.graph.shape_of(n.inputs[0])) == 2:
+            return st.dense(n, x)
+        st.pin_all(x, f"linear '{n.module}' on a tensor of rank > 2")
+        return st.fresh(n.name, f"linear '{n.module}' on a tensor of rank > 2")
+    if n.op in _PASS:
+        if n.op == Op.BATCHNORM:
+            for j, cid in enumerate(x):
+                st.keyed(st.bn, (n.module, j), cid)
+        return x.copy()
+    if n.op in (Op.ADD, Op.MUL):
+        if len(ins) == 1:
+            return x.copy()
+        if len(ins[0]) == len(ins[1]) == out_c:
+            for p, q in zip(ins[0], ins[1]):
+                st.uf.union(p, q)
+            return ins[0].copy()
+        for a in ins:
+            st.pin_all(a, f"{where} broadcasts over channels")
+        return st.fresh(n.name, f"{where} broadcasts over channels")
+    if n.op == Op.CONCAT and n.attrs.dim == 1:
+        return np.concatenate(ins)
+    if n.op == Op.SLICE and n.attrs.dim == 1:
+        return _slice_classes(st, n, x, fx_nodes)
+    if n.op == Op.RESHAPE:
+        return _reshape_classes(st, n, x)
+    for a in ins:
+        if a is not None:
+            st.pin_all(a, f"{where}: channel dependencies through this op are not modelled")
+    return st.fresh(n.name, f"{where}: channel dependencies through this op are not modelled")
+
+
+def _conv_classes(st: _Classes, n, x: np.ndarray) -> np.ndarray:
+    a = n.attrs
+    if a.groups == 1:
+        return st.dense(n, x)
+    if a.groups == a.in_channels and a.out_channels % a.in_channels == 0:  # depthwise: class j -> outputs j·m..
+        m = a.out_channels // a.in_channels
+        for j, cid in enumerate(x):
+            st.keyed(st.dw, (n.module, j), cid)
+        return x[np.arange(a.out_channels) // m].copy()
+    st.pin_all(x, f"grouped conv '{n.module}' (groups={a.groups}) cannot lose single channels")
+    return st.fresh(n.name, f"output of grouped conv '{n.module}' (groups={a.groups})")
+
+
+def _slice_classes(st: _Classes, n, x: np.ndarray, fx_nodes: Mapping[str, fx.Node]) -> np.ndarray:
+    """A channel slice selects from its input's classes; one made by torch.split/chunk pins them (its sizes are not
+    rewritten)."""
+    src = fx_nodes.get(n.name)
+    base = src.args[0] if src is not None and src.args else None
+    if isinstance(base, fx.Node) and base.op in ("call_method", "call_function") and (
+            getattr(base.target, "__name__", base.target) in _SPLITS):
+        st.pin_all(x, f"torch.split/chunk at '{n.module or n.name}' (its sizes are not rewritten)")
+        return st.fresh(n.name, f"torch.split/chunk at '{n.module or n.name}'")
+    return x[n.attrs.start:n.attrs.stop].copy()
+
+
+def _reshape_classes(st: _Classes, n, x: np.ndarray) -> np.ndarray:
+    """Flatten (N, C, H, W) -> (N, C·H·W) repeats class c over its H·W features; (N, C) -> (N, C, 1, 1) and a reshape
+    to the same shape keep them; any other reshape mixes channels with other axes (pinned)."""
+    sin = st.graph.shape_of(n.inputs[0])
+    if len(sin) == 4 and len(n.shape) == 2 and n.shape[1] == sin[1] * sin[2] * sin[3]:
+        return np.repeat(x, sin[2] * sin[3])
+    if len(sin) == 2 and len(n.shape) == 4 and n.shape[1] == sin[1] and n.shape[2] * n.shape[3] == 1:
+        return x.copy()
+    if tuple(sin) == tuple(n.shape):
+        return x.copy()
+    st.pin_all(x, f"reshape '{n.name}' {tuple(sin)} -> {tuple(n.shape)} mixes channels with other axes")
+    return st.fresh(n.name, f"reshape '{n.name}' mixes channels with other axes")
 
 
 def _finish(graph, shape, uf, vc, pin, prod, cons, dw, bn, consumers) -> DependencyGraph:

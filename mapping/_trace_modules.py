@@ -1,0 +1,190 @@
+"""Leaf modules of :func:`mapping.trace.trace`: what each registered ``torch.nn`` layer becomes in the IR (an op, its
+attributes, its parameters), the registry (:func:`register_module`, which other packages extend) and the converters
+of the torch.nn layers hwsim ships with. A converter reads the module's hyper-parameters only; what it cannot map
+exactly (asymmetric padding, a softmax over the batch, a resampling torch computes differently) it refuses with a
+one-line :class:`~hwsim.errors.UnsupportedOpError`."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch.nn as nn
+
+from hwsim.errors import UnsupportedOpError
+from mapping.graph import (
+    AdaptivePool,
+    BatchNorm,
+    Clamp,
+    Conv2d,
+    Elu,
+    Gelu,
+    GroupNorm,
+    LayerNorm,
+    LeakyRelu,
+    Linear,
+    NoAttrs,
+    Op,
+    Pool,
+    Softmax,
+    Softplus,
+    Upsample,
+)
+
+__all__ = ["ModuleConversion", "ModuleConverter", "register_module", "conv_padding", "upsample_attrs"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleConversion:
+    """What a leaf module becomes: an op, its attributes, its parameters (role -> tensor
+    attribute name on the module) and annotations."""
+
+    op: Op
+    attrs: Any = NoAttrs()
+    params: tuple[tuple[str, str], ...] = ()
+    meta: tuple[tuple[str, Any], ...] = ()
+
+
+ModuleConverter = Callable[[nn.Module, tuple[tuple[int, ...], ...], tuple[int, ...]], ModuleConversion]
+_MODULES: dict[type, ModuleConverter] = {}
+
+
+def register_module(cls: type, converter: ModuleConverter) -> None:
+    """Make instances of ``cls`` leaf modules converted by ``converter(module, in_shapes, out_shape)``."""
+    _MODULES[cls] = converter
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    """Integer padding of a conv; "valid" is 0 and "same" the symmetric d(k-1)/2 (torch puts an odd total's extra
+    pixel after: refused)."""
+    if padding == "valid":
+        return (0, 0)
+    if padding == "same":
+        total = [dilation[i] * (kernel[i] - 1) for i in range(2)]
+        if any(t % 2 for t in total):
+            raise UnsupportedOpError("padding='same' with an even kernel (asymmetric padding)")
+        return (total[0] // 2, total[1] // 2)
+    return _pair(padding)
+
+
+def _conv(m: nn.Conv2d, ins, out) -> ModuleConversion:
+    if m.padding_mode != "zeros":
+        raise UnsupportedOpError(f"padding_mode={m.padding_mode!r}")
+    k, d = _pair(m.kernel_size), _pair(m.dilation)
+    attrs = Conv2d(m.in_channels, m.out_channels, k, _pair(m.stride), conv_padding(m.padding, k, d), d, m.groups,
+                   m.bias is not None)
+    params = (("weight", "weight"),) + ((("bias", "bias"),) if m.bias is not None else ())
+    return ModuleConversion(Op.CONV2D, attrs, params)
+
+
+def _linear(m: nn.Linear, ins, out) -> ModuleConversion:
+    params = (("weight", "weight"),) + ((("bias", "bias"),) if m.bias is not None else ())
+    return ModuleConversion(Op.LINEAR, Linear(m.in_features, m.out_features, m.bias is not None), params)
+
+
+def _bn(m: nn.modules.batchnorm._BatchNorm, ins, out) -> ModuleConversion:
+    if not m.track_running_stats or m.running_mean is None:
+        raise UnsupportedOpError("BatchNorm without running statistics")
+    params = [("mean", "running_mean"), ("var", "running_var")]
+    if m.affine:
+        params += [("gamma", "weight"), ("beta", "bias")]
+    return ModuleConversion(Op.BATCHNORM, BatchNorm(m.num_features, float(m.eps)), tuple(params))
+
+
+def _maxpool(m: nn.MaxPool2d, ins, out) -> ModuleConversion:
+    if m.return_indices:
+        raise UnsupportedOpError("MaxPool2d(return_indices=True)")
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return ModuleConversion(Op.MAXPOOL, Pool(_pair(m.kernel_size), _pair(stride), _pair(m.padding),
+                                             _pair(m.dilation), bool(m.ceil_mode)))
+
+
+def _avgpool(m: nn.AvgPool2d, ins, out) -> ModuleConversion:
+    if m.divisor_override is not None:
+        raise UnsupportedOpError("AvgPool2d(divisor_override=...)")
+    stride = m.stride if m.stride is not None else m.kernel_size
+    return ModuleConversion(Op.AVGPOOL, Pool(_pair(m.kernel_size), _pair(stride), _pair(m.padding), (1, 1),
+                                             bool(m.ceil_mode), bool(m.count_include_pad)))
+
+
+def _adaptive(m: nn.AdaptiveAvgPool2d, ins, out) -> ModuleConversion:
+    return ModuleConversion(Op.ADAPTIVE_AVGPOOL, AdaptivePool((out[2], out[3])))
+
+
+def _simple(op: Op, attrs: Callable[[nn.Module], Any] | None = None) -> ModuleConverter:
+    """An activation module; ``inplace=True`` is recorded as ``meta["inplace"]`` (the runtime overwrites its
+    input instead of writing a new buffer: cost models count the traffic of one buffer)."""
+    return lambda m, ins, out: ModuleConversion(op, attrs(m) if attrs else NoAttrs(),
+                                                meta=(("inplace", True),) if getattr(m, "inplace", False) else ())
+
+
+def _hardtanh(m: nn.Hardtanh, ins, out) -> ModuleConversion:
+    if (float(m.min_val), float(m.max_val)) == (0.0, 6.0):
+        return _simple(Op.RELU6)(m, ins, out)
+    return _simple(Op.CLAMP, lambda m: Clamp(float(m.min_val), float(m.max_val)))(m, ins, out)
+
+
+def _layernorm(m: nn.LayerNorm, ins, out) -> ModuleConversion:
+    if len(m.normalized_shape) >= len(ins[0]):
+        raise UnsupportedOpError("LayerNorm over the batch dimension")
+    params = (("gamma", "weight"),) if m.weight is not None else ()
+    params += (("beta", "bias"),) if m.bias is not None else ()
+    return ModuleConversion(Op.LAYERNORM, LayerNorm(tuple(m.normalized_shape), float(m.eps)), params)
+
+
+def _groupnorm(m: nn.GroupNorm, ins, out) -> ModuleConversion:
+    params = (("gamma", "weight"), ("beta", "bias")) if m.affine else ()
+    return ModuleConversion(Op.GROUPNORM, GroupNorm(int(m.num_groups), float(m.eps)), params)
+
+
+def _softmax(log: bool) -> ModuleConverter:
+    def convert(m, ins, out) -> ModuleConversion:
+        if m.dim is None:
+            raise UnsupportedOpError("softmax without dim")
+        d = m.dim % len(ins[0])
+        if d == 0:
+            raise UnsupportedOpError("softmax along the batch dimension")
+        return ModuleConversion(Op.SOFTMAX, Softmax(d, log))
+    return convert
+
+
+def _upsample_mod(m: nn.Upsample, ins, out) -> ModuleConversion:
+    scale = None if m.recompute_scale_factor else m.scale_factor
+    return ModuleConversion(Op.UPSAMPLE, upsample_attrs(m.mode, m.align_corners, out, ins[0], scale))
+
+
+def upsample_attrs(mode: str, align_corners: bool | None, out, ins=None, scale=None) -> Upsample:
+    """The IR's resampling maps output pixels to input pixels by the size ratio; torch maps them by
+    ``1/scale_factor`` when one is given (without ``recompute_scale_factor``): refused when the two differ."""
+    if mode not in ("nearest", "bilinear"):
+        raise UnsupportedOpError(f"interpolate mode {mode!r} (nearest and bilinear are supported)")
+    if len(out) != 4:
+        raise UnsupportedOpError(f"interpolate of a {len(out)}-d tensor")
+    if scale is not None and ins is not None and not (mode == "bilinear" and align_corners):
+        s = [float(v) for v in (scale if isinstance(scale, (tuple, list)) else (scale, scale))]
+        if any(abs(ins[-2 + i] * s[i] - out[-2 + i]) > 1e-9 * out[-2 + i] for i in range(2)):
+            raise UnsupportedOpError(f"interpolate by scale_factor {scale} from {tuple(ins[-2:])} to {tuple(out[-2:])}: "
+                                     "torch maps pixels by 1/scale_factor, not by the size ratio (pass size= or "
+                                     "recompute_scale_factor=True)")
+    return Upsample((out[2], out[3]), mode, bool(align_corners))
+
+
+for _cls, _fn in [
+    (nn.Conv2d, _conv), (nn.Linear, _linear), (nn.BatchNorm2d, _bn), (nn.BatchNorm1d, _bn),
+    (nn.MaxPool2d, _maxpool), (nn.AvgPool2d, _avgpool), (nn.AdaptiveAvgPool2d, _adaptive),
+    (nn.ReLU, _simple(Op.RELU)), (nn.ReLU6, _simple(Op.RELU6)), (nn.Hardswish, _simple(Op.HARDSWISH)),
+    (nn.Sigmoid, _simple(Op.SIGMOID)), (nn.Hardsigmoid, _simple(Op.HARDSIGMOID)), (nn.SiLU, _simple(Op.SILU)),
+    (nn.Tanh, _simple(Op.TANH)), (nn.Upsample, _upsample_mod),
+    (nn.GELU, _simple(Op.GELU, lambda m: Gelu(m.approximate))),
+    (nn.LeakyReLU, _simple(Op.LEAKY_RELU, lambda m: LeakyRelu(float(m.negative_slope)))),
+    (nn.ELU, _simple(Op.ELU, lambda m: Elu(float(m.alpha)))), (nn.Mish, _simple(Op.MISH)),
+    (nn.Softplus, _simple(Op.SOFTPLUS, lambda m: Softplus(float(m.beta), float(m.threshold)))),
+    (nn.PReLU, lambda m, ins, out: ModuleConversion(Op.PRELU, params=(("weight", "weight"),))),
+    (nn.Hardtanh, _hardtanh), (nn.LayerNorm, _layernorm), (nn.GroupNorm, _groupnorm),
+    (nn.Softmax, _softmax(False)), (nn.LogSoftmax, _softmax(True)),
+]:
+    if _fn is not None:
+        register_module(_cls, _fn)
