@@ -11,12 +11,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from _figures import assert_readable
 
 import hwsim
 from hwsim import plot
 from hwsim.functional import progress_default, show_progress
-
-UNIT = re.compile(r"\[[^\]]+\]")
 
 
 # ----------------------------------------------------------------------------- progress
@@ -138,47 +137,6 @@ def test_calibration_phases():
 
 
 # ----------------------------------------------------------------------------- plots
-def _tick_label_boxes(axis, renderer):
-    lo, hi = sorted(axis.get_view_interval())
-    eps = 1e-9 * (hi - lo)
-    boxes = []
-    for ticks, locs in ((axis.get_major_ticks(), axis.get_majorticklocs()),
-                        (axis.get_minor_ticks(), axis.get_minorticklocs())):
-        for tick, loc in zip(ticks, locs):
-            for lab in (tick.label1, tick.label2):
-                if lo - eps <= loc <= hi + eps and lab.get_visible() and lab.get_text():
-                    boxes.append((lab.get_text(), lab.get_window_extent(renderer)))
-    return boxes
-
-
-def _overlapping(boxes):
-    return [(a, b) for i, (a, ba) in enumerate(boxes) for b, bb in boxes[i + 1:] if ba.overlaps(bb)]
-
-
-def assert_readable(fig, unit_labels: int):
-    """Tick labels of every axis apart, every legend titled, at least ``unit_labels`` axis labels with a [unit],
-    front labels apart."""
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    for ax in fig.axes:
-        if not ax.get_visible():
-            continue
-        for axis in (ax.xaxis, ax.yaxis):
-            boxes = _tick_label_boxes(axis, renderer)
-            assert not _overlapping(boxes), (ax.get_title(), axis.get_label_text(), _overlapping(boxes))
-        texts = [t for t in ax.texts if t.get_visible() and t.get_gid() == "hwsim-front-label"]
-        tboxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
-        assert not _overlapping(tboxes), _overlapping(tboxes)
-    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
-    for leg in legends:
-        assert leg.get_title().get_text(), "a legend without a title"
-    labels = [a.get_label_text() for ax in fig.axes if ax.get_visible() for a in (ax.xaxis, ax.yaxis)]
-    with_unit = [lab for lab in labels if UNIT.search(lab)]
-    assert len(with_unit) >= unit_labels, labels
-    assert not any(re.search(r"\w+_(s|j|js|mm2)\b", lab) for lab in labels), labels  # no raw column names
-    return legends
-
-
 @pytest.fixture
 def figures(monkeypatch):
     """Every figure hwsim.plot saves (the demo's plots are saved, not returned)."""
@@ -195,8 +153,6 @@ def figures(monkeypatch):
 
 @pytest.mark.slow  # trains the digits CNN and runs 6 designs on 270 images (~10 s)
 def test_demo_plots_are_readable_and_every_imc_design_has_its_accuracy(tmp_path, figures):
-    import re
-
     from hwsim.demo import SWEEP_GRID_QUICK, sweep_demo
     from hwsim.imc.demo import demo as imc_demo
 
