@@ -1,0 +1,98 @@
+"""The per-layer runtime model and its fit, shared by the Cortex-A (``bench_arm_boards.py``) and Cortex-M
+(``_arm_mcu.py``) parts of the Arm board benchmark.
+
+Per layer, :func:`terms` takes the parts of :func:`hwsim.cpu.cost.runtime_layer_terms` that do not depend on the
+fitted parameters; :func:`predict` is a vectorised copy of the formula of ``hwsim.cpu.cost._runtime_layer_cost``
+(tests/test_cpu_arm.py checks the two agree); :func:`fit` chooses the parameters by least squares on log error.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from _arm_board_data import NET_KW
+from scipy.optimize import least_squares
+
+from hwsim.cpu.cost import placement, runtime_layer_terms
+from hwsim.cpu.spec import CPUSpec
+from mapping.analysis import peak_live_elements
+
+# ----------------------------------------------------------------------------- graphs and per-layer terms
+_GRAPHS: dict[str, object] = {}
+
+
+def graph(net: str):
+    """The traced, batch-norm-folded graph of a zoo net (traced once per run)."""
+    if net not in _GRAPHS:
+        import mapping
+        import nets
+        from mapping.passes.fold_bn import fold_bn
+
+        _GRAPHS[net] = fold_bn(mapping.trace(nets.get(net, **NET_KW.get(net, {})), nets.info(net).input_shape))
+    return _GRAPHS[net]
+
+
+def terms(spec: CPUSpec, net: str) -> np.ndarray:
+    """Per layer of ``net`` on ``spec`` (n = spec.cores threads): rows (gemm_s, dw+vec_s, t_m, streaming, counted,
+    winograd gemm_s)
+    of :func:`hwsim.cpu.cost.runtime_layer_terms` (the parts that do not depend on the fitted parameters)."""
+    g = graph(net)
+    act = peak_live_elements(g) * g.batch * spec.bytes_per_element
+    place = placement(g, spec, act, spec.cores)
+    rows = []
+    for node in g.nodes:
+        if node.op.name == "RESHAPE":
+            continue
+        bpe = spec.bytes_per_element
+        sizes = (sum(math.prod(g.shape_of(i)) for i in node.inputs) * bpe, math.prod(node.shape) * bpe,
+                 sum(g.params[k].size for k in node.params.values()) * bpe)
+        t, t_m, streaming, _ = runtime_layer_terms(g, node, spec, place, spec.cores, sizes)
+        wino = t.algo.startswith("winograd")
+        rows.append((0.0 if wino else t.gemm_s, t.dw_s + t.vec_s, t_m, float(streaming), float(t.algo != "fused"),
+                     t.gemm_s if wino else 0.0))
+    return np.asarray(rows)
+
+
+def predict(tm: np.ndarray, theta: np.ndarray, n: int) -> float:
+    """Latency in s from per-layer terms and parameters (eff_gemm, eff_dw, layer_s, parallel_eff, thread_s,
+    eff_wino) on n threads: the formula of hwsim.cpu.cost._runtime_layer_cost."""
+    eg, ed, ls, pe, ts, ew = theta
+    t_c = (tm[:, 0] / eg + tm[:, 5] / (ew or eg) + tm[:, 1] / ed) * (1.0 + (n - 1) * (1.0 - pe)) / n
+    body = np.where(tm[:, 3] > 0, t_c + tm[:, 2], np.maximum(t_c, tm[:, 2]))
+    return float(body.sum() + (ls + (n - 1) * ts) * tm[:, 4].sum())
+
+
+# ----------------------------------------------------------------------------- fitting
+# parameter order: eff_gemm, eff_dw, layer_s, parallel_eff, thread_s, eff_wino (Cortex-A only: the M runtimes run
+# no Winograd conv, eff_wino stays 0 = eff_gemm there)
+LO, HI = np.array([0.02, 0.02, 0.0, 0.0, 0.0, 0.02]), np.array([1.0, 1.0, 2e-3, 1.0, 2e-4, 1.0])
+THETA0 = np.array([0.5, 0.3, 2e-5, 0.8, 2e-6, 0.5])
+SCALE = np.array([0.1, 0.1, 1e-5, 0.1, 1e-6, 0.1])
+
+
+def fit(samples: list[tuple[np.ndarray, int, float]], parallel: float = THETA0[3], thread_s: float = 0.0) -> np.ndarray:
+    """Parameters minimising Σ log(pred / measured)^2 over (terms, threads, measured s) samples. With fewer than two
+    thread counts, parallel_eff and thread_s are not identifiable (a 4-thread-only board's level trades against its
+    scaling): they are fixed to ``parallel`` and ``thread_s``."""
+    multi = len({n for _, n, _ in samples}) > 1
+    wino = any(tm[:, 5].any() for tm, _, _ in samples)
+    free = [0, 1, 2] + ([3, 4] if multi else []) + ([5] if wino else [])
+    def full(x):
+        th = np.array([x[0], x[1], x[2], parallel, thread_s, 0.0])
+        th[free] = x
+        return th
+
+    def resid(x):
+        return [math.log(predict(tm, full(x), n) / s) for tm, n, s in samples]
+
+    res = least_squares(resid, THETA0[free], bounds=(LO[free], HI[free]), x_scale=SCALE[free], loss="soft_l1",
+                        f_scale=0.2)
+    return full(res.x)
+
+
+def theta_dict(theta: np.ndarray, boards: list[str]) -> dict:
+    """The entry of hwsim/cpu/runtime/fitted.py for parameters ``theta`` fitted on ``boards``."""
+    return dict(eff_gemm=round(float(theta[0]), 4), eff_dw=round(float(theta[1]), 4),
+                layer_s=float(f"{theta[2]:.4g}"), parallel_eff=round(float(theta[3]), 4),
+                thread_s=float(f"{theta[4]:.4g}"), eff_wino=round(float(theta[5]), 4),
+                fitted_on=", ".join(sorted(boards)))
