@@ -1,0 +1,96 @@
+"""Data movers around a FINN-style dataflow, and the steady-state frame interval of the whole pipeline.
+
+A measured FINN / BNN-PYNQ design is more than its MVAUs: an input mover streams each image from DDR into the
+first layer and an output mover writes the result back, and the inter-layer FIFOs have the depths the design was
+built with. Both can set the frame interval:
+
+* **Movers** (their own pipeline stages, their own II): cycles per frame = ceil(bits per frame / width).
+
+  - BNN-PYNQ: ``Mem2Stream_Batch<64, bytes>`` / ``Stream2Mem_Batch<64, bytes>`` (finn-hlslib ``dma.h``, called in
+    every ``bnn/src/network/*/hw/top.cpp``): one 64-bit AXI word per cycle (an II=1 pipelined copy loop).
+  - FINN: ``IODMA`` nodes inserted by ``InsertIODMA(max_intfwidth)`` (``src/finn/transformation/fpgadataflow/
+    insert_iodma.py``): interface width ``gcd(transfer_bits, max_intfwidth)`` with ``transfer_bits`` = padded
+    stream width x stream words per frame; ``ZynqBuild`` passes ``pynq_native_port_width[board]``
+    (``src/finn/util/basic.py``: Pynq-Z1 / Pynq-Z2 64 bits). The width is a multiple of 8 (an assert there), so
+    8 bits per cycle bounds any mover whose board width is not known.
+* **FIFO coupling:** an MVAU reads its input vector only during its first neuron fold and reuses it from its
+  input buffer for the other folds (finn-hlslib ``mvau.hpp``: ``if (nf == 0) inElem = in.read(); ...``), and it
+  writes one PE-wide word at the end of every neuron fold, blocking while the FIFO is full. With a FIFO shallower
+  than a layer's output per frame, a consumer's reading phase waits on its producer's compute and the frame
+  interval exceeds the slowest layer's cycles. :func:`frame_interval` runs the SimPy pipeline
+  (:mod:`hwsim.xnor.pipeline`, whose ``fc`` stage reads in its first fold and emits per fold) over several frames
+  with the given depths and returns the steady-state interval.
+
+With unbounded FIFOs the interval is the slowest stage's cycles: max(II, mover cycles).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from hwsim.errors import MappingError
+from hwsim.xnor.pipeline import Stage, run_pipeline
+
+__all__ = ["Mover", "iodma_width", "with_movers", "frame_interval", "BNNPYNQ_MOVER_BITS", "FINN_MIN_IODMA_BITS"]
+
+BNNPYNQ_MOVER_BITS = 64  # finn-hlslib dma.h Mem2Stream_Batch<64, ...> / Stream2Mem_Batch<64, ...> in BNN-PYNQ top.cpp
+FINN_MIN_IODMA_BITS = 8  # FINN insert_iodma.py: assert intfwidth % 8 == 0 (the narrowest IODMA interface)
+
+
+@dataclass(frozen=True, slots=True)
+class Mover:
+    """A data mover: ``bits`` per frame (bits) at ``width`` bits per cycle."""
+
+    name: str
+    bits: int  # bits moved per frame
+    width: int  # bits per cycle
+
+    def __post_init__(self):
+        if self.bits <= 0 or self.width <= 0:
+            raise MappingError(f"mover {self.name}: bits and width must be > 0, got {self.bits}, {self.width}")
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per frame: ceil(bits / width)."""
+        return -(-self.bits // self.width)
+
+
+def iodma_width(stream_bits: int, words: int, port_bits: int) -> int:
+    """FINN's IODMA interface width: gcd(padded stream width x words per frame, port width); the stream width is
+    padded to whole bytes (AXI streams), as in ``insert_iodma.py``."""
+    padded = -(-stream_bits // 8) * 8
+    return math.gcd(padded * words, port_bits)
+
+
+def with_movers(stages: Sequence[Stage], input_elems: int, mover_in: Mover | None,
+                mover_out: Mover | None) -> list[Stage]:
+    """The pipeline's stages with an input mover in front (every reader of ``"input"`` reads it instead) and an
+    output mover behind the last stage. A mover is an element-wise stage that passes ``gcd(elements, cycles)``
+    chunks per frame, so its cycles spread over the frame."""
+    out = list(stages)
+    if mover_in is not None:
+        out = [Stage(st.kind, st.name, tuple(mover_in.name if s == "input" else s for s in st.srcs), st.cycles,
+                     st.layer, st.in_elems, st.out_elems, st.units, st.pe, st.simd, st.branches) for st in out]
+        units = math.gcd(input_elems, mover_in.cycles)
+        out.insert(0, Stage("elementwise", mover_in.name, ("input",), mover_in.cycles, None, (input_elems,),
+                            input_elems, units))
+    if mover_out is not None:
+        last = out[-1]
+        units = math.gcd(last.out_elems, mover_out.cycles)
+        out.append(Stage("elementwise", mover_out.name, (last.name,), mover_out.cycles, None, (last.out_elems,),
+                         last.out_elems, units))
+    return out
+
+
+def frame_interval(stages: Sequence[Stage], input_elems: int, fifo_depth: Mapping[str, int] | None = None,
+                   frames: int = 8) -> float:
+    """Steady-state cycles between frames. Unbounded FIFOs: the slowest stage's cycles. With ``fifo_depth``
+    (elements per ``"producer->consumer"`` FIFO): the last frame interval of a SimPy run of ``frames`` frames
+    whose input is all available (a batch in DDR)."""
+    if not fifo_depth:
+        return float(max(st.cycles for st in stages))
+    if frames < 3:
+        raise MappingError(f"frame_interval needs >= 3 frames for a steady state, got {frames}")
+    done = run_pipeline(list(stages), input_elems, frames, dict(fifo_depth)).frame_done
+    return float(done[-1] - done[-2])

@@ -1,0 +1,112 @@
+"""Data movers (BNN-PYNQ Mem2Stream / FINN IODMA) and FIFO coupling in the steady-state frame interval of the FPGA
+dataflow (hwsim.xnor.io). The SimPy frame interval of an MLP with shallow FIFOs is checked against an independent
+cycle-by-cycle transcription of finn-hlslib's MVAU loop (input read only in the first neuron fold, one PE-wide write
+per fold, a stalled iteration neither reads nor writes)."""
+import math
+
+import pytest
+
+import mapping
+from hwsim.errors import HwsimError, MappingError
+from hwsim.xnor.dataflow import build_design
+from hwsim.xnor.io import Mover, frame_interval, iodma_width, with_movers
+from hwsim.xnor.pipeline import run_pipeline
+from mapping.xnor import map_xnor
+from nets.finn import finn_fc
+
+LFC_FOLD = [(32, 64), (64, 32), (32, 64), (16, 8)]  # BNN-PYNQ lfcW1A1 config.h (PE, SIMD)
+
+
+def _design(hidden: int, fold):
+    prog = map_xnor(mapping.trace(finn_fc(hidden, 3, 10, wbits=1, abits=1, in_bits=1), (1, 1, 28, 28)))
+    return build_design(prog, fold, decomposed=False), math.prod(prog.input_shape)
+
+
+def _cycle_interval(layers, depth: int, frames: int = 8) -> int:
+    """Cycle-stepped chain of MVAUs (mw, mh, pe, simd) with FIFOs of ``depth`` elements; the source and sink never
+    stall. Each cycle every layer runs one iteration of its (nf, sf) loop if its read (nf == 0) finds SIMD
+    elements and its write (sf == SF - 1) finds room, judged on the FIFO levels at the start of the cycle."""
+    st = [{"sf": 0, "nf": 0, "SF": -(-mw // simd), "NF": -(-mh // pe)} for mw, mh, pe, simd in layers]
+    fifo, done, t = [0] * (len(layers) - 1), [], 0
+    while len(done) < frames:
+        t += 1
+        start = list(fifo)
+        for i, ((_, mh, pe, simd), s) in enumerate(zip(layers, st)):
+            read = i > 0 and s["nf"] == 0
+            out = min(pe, mh - s["nf"] * pe) if s["sf"] == s["SF"] - 1 else 0
+            if (read and start[i - 1] < simd) or (out and i < len(fifo) and depth - start[i] < out):
+                continue
+            if read:
+                fifo[i - 1] -= simd
+            if out and i < len(fifo):
+                fifo[i] += out
+            s["sf"] += 1
+            if s["sf"] == s["SF"]:
+                s["sf"], s["nf"] = 0, s["nf"] + 1
+                if s["nf"] == s["NF"]:
+                    s["nf"] = 0
+                    if i == len(layers) - 1:
+                        done.append(t)
+    return done[-1] - done[-2]
+
+
+def test_mover_cycles_and_finn_iodma_width():
+    assert Mover("m", 832, 64).cycles == 13 and Mover("m", 833, 64).cycles == 14
+    # FINN insert_iodma.py: gcd(padded stream bits x words, port): TFC thresholding PE 49 on UINT8, KWS SIMD 10 on
+    # 8-bit codes, a 49-bit binary stream padded to 56 bits
+    assert iodma_width(392, 16, 64) == 64
+    assert iodma_width(80, 49, 64) == 16
+    assert iodma_width(49, 16, 64) == 64
+    with pytest.raises(MappingError, match="mover m"):
+        Mover("m", 0, 64)
+    assert issubclass(MappingError, HwsimError)
+
+
+def test_slow_input_mover_sets_the_frame_interval():
+    dsg, n_in = _design(64, [(16, 49), (8, 8), (8, 8), (10, 8)])  # finn-examples TFC folding: II 64
+    assert dsg.ii_cycles == 64
+    slow = with_movers(dsg.stages, n_in, Mover("in", 784 * 8, 64), Mover("out", 8, 8))  # 98 cycles
+    assert frame_interval(slow, n_in) == 98
+    # the SimPy run with FIFOs too deep to matter agrees with the slowest-stage rule
+    deep = {f"{a.name}->{b.name}": 10**6 for a, b in zip(slow, slow[1:])}
+    assert frame_interval(slow, n_in, deep) == pytest.approx(98, abs=1)
+    fast = with_movers(dsg.stages, n_in, Mover("in", 896, 64), Mover("out", 8, 64))  # 14 cycles: the II stays
+    assert frame_interval(fast, n_in) == 64
+    # the movers add to the single-frame latency
+    assert run_pipeline(slow, n_in, 1).frame_done[0] > run_pipeline(list(dsg.stages), n_in, 1).frame_done[0]
+
+
+@pytest.mark.parametrize("depth", [512, 1024])
+def test_fifo_coupling_matches_a_cycle_level_mvau_transcription(depth):
+    dsg, n_in = _design(1024, LFC_FOLD)
+    names = [s.name for s in dsg.stages]
+    fifo = {f"{a}->{b}": depth for a, b in zip(names, names[1:])}
+    got = frame_interval(dsg.stages, n_in, fifo)
+    ref = _cycle_interval([(784, 1024, 32, 64), (1024, 1024, 64, 32), (1024, 1024, 32, 64), (1024, 10, 16, 8)],
+                          depth)
+    assert got == pytest.approx(ref, rel=0.01)
+    if depth == 512:  # BNN-PYNQ lfc top.cpp: half a layer's output per FIFO stalls the reading phases
+        assert dsg.ii_cycles == 512 and got > 1.3 * dsg.ii_cycles
+    else:  # a whole frame of every layer's output: no coupling
+        assert got == dsg.ii_cycles
+
+
+def test_frame_interval_needs_a_steady_state():
+    dsg, n_in = _design(64, [(16, 49), (8, 8), (8, 8), (10, 8)])
+    with pytest.raises(MappingError, match=">= 3 frames"):
+        frame_interval(dsg.stages, n_in, {"x->y": 4}, frames=2)
+
+
+def test_double_packed_stem_of_resnet50():
+    from hwsim.xnor.dsp_packed import DoublePackedConv, double_packed_conv_cycles
+
+    stem = DoublePackedConv(kernel=7, stride=2, in_channels=3, ifm_dim=224, out_channels=64, simd=3, pe=64, mmv=16)
+    cyc = double_packed_conv_cycles(stem)
+    assert stem.ofm_dim == 112
+    # by hand: D = 7 + 2 * 111 = 229; window generator 229 * 7 + 112 * max(112 * 49 / 16, 229 * 2)
+    assert cyc["same_resize"] == 229 * 229 and cyc["input_generator"] == 229 * 7 + 112 * 458
+    # the packed MVAU is the plain MVAU formula (OFM pixels * MW/SIMD * MH/PE) over MMV pixels per pass
+    assert cyc["mvau"] * 16 == 112 * 112 * (7 * 7 * 3 // 3) * (64 // 64)
+    assert cyc["layer"] == max(v for k, v in cyc.items() if k != "layer") == 52899
+    with pytest.raises(MappingError, match="MMV=3 must be even"):
+        double_packed_conv_cycles(DoublePackedConv(7, 2, 3, 224, 64, 3, 64, 3))
