@@ -18,7 +18,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LayerReport", "ExitReport", "Report", "Result", "write_json", "jsonable"]
+__all__ = ["LayerReport", "ExitReport", "Report", "Result", "StrEnum", "write_json", "jsonable"]
+
+
+class StrEnum(str, enum.Enum):
+    """An enum whose members are their string values (``enum.StrEnum`` of Python 3.11, for 3.10 too): they compare,
+    hash, print, format and serialize as those strings, so a report column or a comparison written with the plain
+    string keeps working."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str.__str__(self), spec)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +52,9 @@ class LayerReport:
     extra: Mapping[str, Any] = field(default_factory=dict)  # target-specific columns
 
     def row(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+        """The common fields, the energy per component, then the target's columns (``extra``); a subclass's typed
+        fields reach the row through its ``extra``."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(LayerReport)
              if f.name not in ("energy_breakdown", "extra")}
         d.update({f"energy_{k}_j": v for k, v in self.energy_breakdown.items()})
         d.update(self.extra)

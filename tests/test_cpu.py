@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 import hwsim
 import nets
 from hwsim.cpu import CPUSpec, cost_report
-from hwsim.cpu.cost import kernel_kind, layer_cost, placement
+from hwsim.cpu.cost import KernelKind, kernel_kind, layer_cost, placement
 from hwsim.errors import PresetError, SpecError
 from mapping.passes.fold_bn import fold_bn
 from mapping.trace import trace
@@ -193,6 +194,16 @@ def test_kernel_kinds(resnet20):
     assert {"depthwise", "pointwise", "elementwise"} <= kinds
     assert kernel_kind(resnet20.nodes[0], CPUSpec()) == "conv"  # no im2col rule on a plain spec
 
+
+
+def test_kernel_kinds_are_string_valued_enum_members(resnet20):
+    """kernel_kind returns KernelKind members that compare, hash, format and serialize as the old strings."""
+    kinds = [kernel_kind(n, CPUSpec()) for n in resnet20.nodes]
+    assert all(isinstance(k, KernelKind) for k in kinds) and kinds[0] is KernelKind.CONV
+    assert kinds[0] == "conv" and "conv" in {kinds[0]} and f"{kinds[0]}" == str(kinds[0]) == "conv"
+    rows = cost_report(resnet20, CPUSpec()).to_dict()["layers"]
+    assert json.loads(json.dumps(rows))[0]["kernel"] == "conv"
+    assert {r["kernel"] for r in rows} <= {k.value for k in KernelKind}
 
 def test_latency_monotone_in_clock_cores_and_bandwidth(resnet18):
     base = hwsim.load_preset("cpu/cortex-a72")

@@ -1,5 +1,6 @@
 """IMC cost model: ISAAC tile power/area, hand-counted layer costs, scheduling modes, DRAM reloads, exits."""
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 import hwsim
 import nets
 from hwsim.errors import SpecError
-from hwsim.imc.cost import tile_area_mm2, tile_power_w
+from hwsim.imc.cost import Activations, tile_area_mm2, tile_power_w
 from hwsim.imc.spec import IMCSpec
 
 
@@ -34,13 +35,13 @@ def test_conv_layer_hand_count():
     r = hwsim.simulate(_one_conv(), spec, mode="layer").report
     row = r.layers[0]
     # K = 576 -> 5 row splits; 64 x 4 cells = 256 columns -> 2 column splits; 10 crossbars
-    assert row.extra["crossbars"] == 10 and row.extra["row_splits"] == 5
+    assert row.cost.crossbars == 10 and row.cost.row_splits == 5
     # step = max(10 ns read, 8 columns / 1 GS/s) = 10 ns; 8 input bits -> 80 ns per MVM; 64 pixels
-    assert row.extra["finish_s"] - row.extra["start_s"] == pytest.approx(row.latency_s)
+    assert row.finish_s - row.start_s == pytest.approx(row.latency_s)
     assert spec.mvm_time_s == pytest.approx(80e-9)
     assert row.bound == "compute" and row.latency_s == pytest.approx(64 * 80e-9)
     conv = 64 * 8 * (64 * 4) * 5  # pixels x steps x weight columns x row splits
-    assert row.extra["adc_conversions"] == conv
+    assert row.cost.adc_conversions == conv
     assert row.energy_breakdown["adc"] == pytest.approx(conv * spec.adc_energy_pj * 1e-12)
     assert row.energy_breakdown["crossbar"] == pytest.approx(64 * 8 * 10 * spec.crossbar_read_energy_pj * 1e-12)
     assert row.energy_breakdown["dac"] == pytest.approx(64 * 8 * 576 * 2 * spec.dac_energy_pj * 1e-12)
@@ -144,7 +145,7 @@ def test_layers_sharing_a_tile_contend_for_its_buffer():
     apart = hwsim.simulate(g, dataclasses.replace(slow, crossbars_per_tile=1), mode="pipelined").report
     conv = [layer for layer in apart.layers if layer.op == "conv2d"]
     assert all(layer.bound == "buffer" for layer in conv)
-    done = {name: max(layer.extra["finish_s"] for layer in r.layers if layer.op == "conv2d")
+    done = {name: max(layer.finish_s for layer in r.layers if layer.op == "conv2d")
             for name, r in (("same", same), ("apart", apart))}
     assert done["apart"] == pytest.approx(max(layer.latency_s for layer in conv), rel=0.01)  # in parallel
     assert done["same"] == pytest.approx(sum(layer.latency_s for layer in conv), rel=0.01)  # one buffer port
@@ -167,9 +168,9 @@ def test_feature_maps_that_fit_stay_on_chip():
     r = hwsim.simulate(_conv_relu(), _small_chip(), mode="layer").report
     conv, relu = r.layers
     assert r.dram_activation_bytes == 0 and "dram" not in conv.energy_breakdown
-    assert conv.extra["activations"] == "onchip"
+    assert conv.cost.activations is Activations.ONCHIP
     # the ReLU is applied on the conv's outputs on their way to the buffer: no activation traffic
-    assert relu.extra["activations"] == "fused" and relu.energy_breakdown["buffer"] == 0.0
+    assert relu.cost.activations is Activations.FUSED and relu.energy_breakdown["buffer"] == 0.0
 
 
 def test_feature_maps_beyond_the_buffers_go_through_dram_once():
@@ -178,13 +179,30 @@ def test_feature_maps_beyond_the_buffers_go_through_dram_once():
     spec = _small_chip(buffer_bytes_per_tile=8192)
     r = hwsim.simulate(_conv_relu(), spec, mode="layer").report
     conv = r.layers[0]
-    assert conv.extra["activations"] == "dram" and conv.extra["weight_loads"] == 0
-    assert conv.extra["dram_activation_bytes"] == 16 * 32 * 32 + 32 * 32 * 32
-    assert r.dram_activation_bytes == conv.extra["dram_activation_bytes"] and r.dram_bytes == 0
+    assert conv.cost.activations is Activations.DRAM and conv.cost.weight_loads == 0
+    assert conv.cost.dram_activation_bytes == 16 * 32 * 32 + 32 * 32 * 32
+    assert r.dram_activation_bytes == conv.cost.dram_activation_bytes and r.dram_bytes == 0
     assert conv.energy_breakdown["dram"] == pytest.approx(49152 * 8 * spec.dram_energy_pj_per_bit * 1e-12)
     onchip = hwsim.simulate(_conv_relu(), _small_chip(), mode="layer").report.layers[0]
     assert conv.latency_s == pytest.approx(onchip.latency_s + 49152 / spec.dram_bandwidth_bytes_s)
     assert "through DRAM" in r.summary()
+
+
+def test_the_deprecated_extra_columns_are_built_from_the_typed_records():
+    """``extra`` (deprecated) and the report's rows keep the old columns, in the old order, read from the typed
+    records; the placement enum compares and serializes as its old string."""
+    r = hwsim.simulate(_conv_relu(), _small_chip(buffer_bytes_per_tile=8192), mode="layer").report
+    conv, relu = r.layers
+    assert list(conv.extra) == ["crossbars", "duplicates", "row_splits", "col_splits", "adc_conversions", "tiles",
+                                "passes", "compute_s", "dram_s", "weight_loads", "activations", "held_on_chip",
+                                "pixel_tiles", "dram_weight_bytes", "dram_activation_bytes", "start_s", "finish_s"]
+    assert conv.extra["compute_s"] == conv.compute_s > 0 and conv.extra["dram_s"] == conv.cost.dram_s > 0
+    assert conv.extra["crossbars"] == conv.cost.crossbars and conv.extra["finish_s"] == conv.finish_s
+    assert relu.extra == {"activations": "fused", "start_s": relu.start_s, "finish_s": relu.finish_s}
+    row = conv.row()
+    assert "cost" not in row and list(row)[-3:] == ["dram_activation_bytes", "start_s", "finish_s"]
+    assert json.loads(json.dumps(r.to_dict()))["layers"][0]["activations"] == "dram"
+    assert f"{conv.cost.activations}" == str(conv.cost.activations) == "dram"
 
 
 def test_spilled_weights_with_spilled_feature_maps_are_bounded():
@@ -194,7 +212,7 @@ def test_spilled_weights_with_spilled_feature_maps_are_bounded():
     g = _conv_relu(64, 256, 16)
     spec = _small_chip(tiles=1, crossbars_per_tile=2, buffer_bytes_per_tile=4096)
     conv = hwsim.simulate(g, spec, mode="layer").report.layers[0]
-    assert conv.extra["passes"] == 20 and conv.extra["col_splits"] == 8
+    assert conv.cost.passes == 20 and conv.cost.col_splits == 8
     e_bit = spec.dram_energy_pj_per_bit * 1e-12
     w_bits = 64 * 9 * 256 * 8
     in_bits, out_bits = 64 * 16 * 16 * 8, 256 * 16 * 16 * 8
@@ -202,7 +220,7 @@ def test_spilled_weights_with_spilled_feature_maps_are_bounded():
     stream_all = in_bits * 8 + out_bits + 2 * 2 * 256 * 256 * psum_bits  # hold nothing, weights loaded once
     got = conv.energy_breakdown["dram"]
     assert (w_bits + in_bits + out_bits) * e_bit <= got <= (w_bits + stream_all) * e_bit * (1 + 1e-12)
-    assert conv.extra["weight_loads"] == conv.extra["pixel_tiles"] >= 1
+    assert conv.cost.weight_loads == conv.cost.pixel_tiles >= 1
 
 
 def test_smaller_buffers_never_cost_less_energy():
@@ -231,7 +249,7 @@ def test_pipelined_layers_queue_for_the_dram_interface():
     spec = _small_chip(buffer_bytes_per_tile=8192, dram_bandwidth_bytes_s=1e8)  # transfers dominate
     pipe = hwsim.simulate(g, spec, mode="pipelined").report
     convs = [layer for layer in pipe.layers if layer.op == "conv2d"]
-    dram = [c.extra["dram_s"] for c in convs]
+    dram = [c.cost.dram_s for c in convs]
     assert len(dram) == 2 and min(dram) > 0
-    span = max(c.extra["finish_s"] for c in convs) - min(c.extra["start_s"] for c in convs)
+    span = max(c.finish_s for c in convs) - min(c.start_s for c in convs)
     assert span >= sum(dram) * (1 - 1e-9)

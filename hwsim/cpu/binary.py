@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.cache import identity_cache
+from hwsim.cpu.cost_ops import KernelKind
 from hwsim.errors import HwsimError
 from hwsim.kernels import binary as BK
 from mapping.graph import Graph, Node, Op
@@ -190,7 +191,7 @@ def _gemm_shape(graph: Graph, node: Node) -> tuple[int, int, int, int, int]:
 class BinaryLayerTime:
     """One execution of a binary layer (or of the sign that bitpacks its input) on ``cores`` cores."""
 
-    kind: str  # "binary-gemm" | "bitpack" | "fused" (a ReLU / batch norm in the binary layer's output transform)
+    kind: KernelKind  # BINARY_GEMM | BITPACK | FUSED (a ReLU / batch norm in the binary layer's output transform)
     binary_macs: float  # ±1 multiply-accumulates (0 for a bitpack)
     vector_ops: float  # ASIMD instructions of the kernel, all cores together
     compute_s: float  # seconds of the vector instructions
@@ -250,18 +251,18 @@ def binary_layer_time(graph: Graph, node: Node, spec, cores: int) -> BinaryLayer
         return None  # no NEON record, or an int8 spec (TFLite's int8 program, costed by the runtime model)
     n = max(1, min(int(cores), spec.cores))
     if fused_into_binary(graph, node):
-        return BinaryLayerTime("fused", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, {})
+        return BinaryLayerTime(KernelKind.FUSED, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, {})
     if node.op == Op.SIGN:
         if not _feeds_binary_only(graph, node):
             return None
         elems = float(np.prod(node.shape))
-        ops, kind, float_bytes, macs = elems * PACK_OPS_PER_ELEMENT, "bitpack", 4.0 * elems, 0.0
+        ops, kind, float_bytes, macs = elems * PACK_OPS_PER_ELEMENT, KernelKind.BITPACK, 4.0 * elems, 0.0
     elif is_binary_layer(graph, node):
         m, nn, taps, cin, groups = _gemm_shape(graph, node)
         b = _chunk_bits(cin)
         blocks = -(-m // BLOCK_PIXELS) * -(-nn // BLOCK_CHANNELS) * taps * -(-cin // b)
         ops = groups * (blocks * BLOCK_VECTOR_OPS[b] + m * nn * OUTPUT_OPS_PER_4 / 4)
-        kind, float_bytes = "binary-gemm", 4.0 * float(np.prod(node.shape))
+        kind, float_bytes = KernelKind.BINARY_GEMM, 4.0 * float(np.prod(node.shape))
         macs = float(groups) * m * nn * taps * cin
     else:
         return None
@@ -272,7 +273,7 @@ def binary_layer_time(graph: Graph, node: Node, spec, cores: int) -> BinaryLayer
     main = act if act > llc else 0.0
     t_m = main / spec.dram_bw_bytes_s
     overhead = spec.layer_overhead_s + (spec.parallel_overhead_s if n > 1 else 0.0)
-    latency = (t_c + t_m if kind == "bitpack" else max(t_c, t_m)) + overhead
+    latency = (t_c + t_m if kind == KernelKind.BITPACK else max(t_c, t_m)) + overhead
     e = {"static": latency * spec.idle_power_w, "cores": latency * n * spec.active_power_w_per_core,
          "memory": main * spec.mem_energy_j_per_byte}
     return BinaryLayerTime(kind, macs, ops, t_c, t_m, overhead, latency, main, sum(e.values()), e)
@@ -290,7 +291,7 @@ def binary_layer_cost(graph: Graph, node: Node, spec, place, cores: int):
     in_b = int(sum(np.prod(graph.shape_of(i)) for i in node.inputs)) * 4
     out_b = int(np.prod(node.shape)) * 4
     w_b = int(sum(graph.params[k].size for k in node.params.values()) // 8)  # 1-bit weights (+ the fused BN)
-    bound = "overhead" if t.kind == "fused" or t.overhead_s > max(t.compute_s, t.memory_s) else (
+    bound = "overhead" if t.kind == KernelKind.FUSED or t.overhead_s > max(t.compute_s, t.memory_s) else (
         "compute" if t.compute_s >= t.memory_s else "memory")
     return LayerCost(t.kind, 2.0 * t.binary_macs, t.compute_s, t.memory_s, t.overhead_s, t.latency_s, bound,
                      "dram" if t.main_memory_bytes else "", t.main_memory_bytes, w_b, in_b, out_b, n,

@@ -83,8 +83,17 @@ import math
 from dataclasses import dataclass
 
 from hwsim.cpu.cost_ops import (
+    DIRECT_CONV_KINDS,
+    GEMM_CONV_KINDS,
     NEW_ELEMENTWISE_OPS,
+    PACKING_KINDS,
+    PRODUCT_KINDS,
+    RUNTIME_ALGORITHM_KIND,
+    SMALL_OPS,
+    STREAMING,
+    WEIGHT_KINDS,
     Gemm,
+    KernelKind,
     ops_per_element,
     product_compute_s,
     product_gemms,
@@ -102,8 +111,8 @@ from hwsim.cpu.spec import CPUSpec
 from mapping.analysis import elementwise_ops, node_macs
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["LayerCost", "Placement", "kernel_kind", "layer_cost", "placement", "runtime_layer_terms", "ELEMENTWISE_OPS",
-           "POOL_TAP_OPS"]
+__all__ = ["KernelKind", "LayerCost", "Placement", "kernel_kind", "layer_cost", "placement", "runtime_layer_terms",
+           "ELEMENTWISE_OPS", "POOL_TAP_OPS"]
 
 # Cortex-M4/M7 FPU: 32 single-precision registers S0-S31 = 128 bytes (ARM Cortex-M4 TRM r0p1, §7.1 "FPU
 # register file"). Without a data cache, the kernel blocks its operands in these registers.
@@ -129,23 +138,16 @@ POOL_TAP_OPS = {Op.MAXPOOL: 2, Op.AVGPOOL: 1, Op.ADAPTIVE_AVGPOOL: 1}
 # own efficiency, eff_resample.
 RESAMPLE_TAPS = {"bilinear": 4, "nearest": 1}
 MOVE_OPS = frozenset({Op.CONCAT, Op.CHANNEL_SHUFFLE, Op.PERMUTE, Op.PAD})  # data movement only
-STREAMING = frozenset({"depthwise", "elementwise", "pool", "resample", "move"})  # memory time not overlapped with compute
-# runtime kernels that compute a conv directly (oneDNN's): their loops skip the kernel taps that fall in the zero
-# padding, so they do only the valid multiply-accumulates; the GEMM paths (pointwise, im2col) multiply the zeros
-DIRECT_CONV_KINDS = frozenset({"conv", "grouped", "depthwise"})
-SMALL_OPS = frozenset({"elementwise", "pool", "resample", "move", "view"})  # on one thread below the grain size
 # a channel slice of an NCHW tensor is a view: dispatch overhead, no data moved; a CONSTANT is a broadcast view of its
 # parameter (torch's expand): dispatch plus the read of its parameter bytes (counted as weights, from their home)
 VIEW_OPS = frozenset({Op.SLICE, Op.CONSTANT})
-PRODUCT_KINDS = {Op.MATMUL: "matmul", Op.ATTENTION: "attention"}  # activation x activation GEMMs (cost_ops)
+PRODUCT_OP_KINDS = {Op.MATMUL: KernelKind.MATMUL, Op.ATTENTION: KernelKind.ATTENTION}  # activation x activation GEMMs
 FREE_OPS = frozenset({Op.RESHAPE})  # a view: no data moved, no kernel launched
 
 
-def kernel_kind(node: Node, spec: CPUSpec | None = None, cores: int = 1) -> str:
-    """Which kernel runs the node on ``cores`` threads: conv | im2col | grouped | depthwise | pointwise | linear |
-    matmul | attention (GEMMs of activations, :mod:`hwsim.cpu.cost_ops`) | pool | resample (upsampling) | elementwise
-    (activations, math, arithmetic, normalisations, softmax, reductions, quantizers) | move (concat, shuffle, permute,
-    pad) | view (overhead only; a constant also reads its parameter) | free (nothing).
+def kernel_kind(node: Node, spec: CPUSpec | None = None, cores: int = 1) -> KernelKind:
+    """Which kernel (:class:`KernelKind`) runs the node on ``cores`` threads (matmul / attention: GEMMs of
+    activations, :mod:`hwsim.cpu.cost_ops`).
 
     ``pointwise``: a 1×1 conv run as a GEMM (one per group). When ``spec.pointwise_gemm_max_threads`` is set, a
     1×1 conv that is strided or runs on more threads than that, and is grouped or has an input above
@@ -157,36 +159,36 @@ def kernel_kind(node: Node, spec: CPUSpec | None = None, cores: int = 1) -> str:
     if node.op == Op.CONV2D:
         a = node.attrs
         if a.groups > 1 and a.groups == a.in_channels and a.out_channels % a.in_channels == 0:
-            return "depthwise"
+            return KernelKind.DEPTHWISE
         if tuple(a.kernel) == (1, 1):
             if (spec is not None and spec.pointwise_gemm_max_threads > 0
                     and (max(a.stride) > 1 or cores > spec.pointwise_gemm_max_threads)
                     and (a.groups > 1 or a.in_channels * _in_hw(node) > spec.gemm_conv_max_input_elements)):
-                return "grouped" if a.groups > 1 else "conv"
-            return "pointwise"
+                return KernelKind.GROUPED if a.groups > 1 else KernelKind.CONV
+            return KernelKind.POINTWISE
         if a.groups > 1:
-            return "grouped"
+            return KernelKind.GROUPED
         if (spec is not None and a.groups == 1 and max(a.kernel) <= 3
                 and a.in_channels * _in_hw(node) <= spec.gemm_conv_max_input_elements):
-            return "im2col"
-        return "conv"
+            return KernelKind.IM2COL
+        return KernelKind.CONV
     if node.op in (Op.MAXPOOL, Op.AVGPOOL):
-        return "pool"
+        return KernelKind.POOL
     if node.op == Op.ADAPTIVE_AVGPOOL and tuple(node.shape[2:]) != (1, 1):
-        return "pool"  # ATen's adaptive average pool kernel; to 1x1 it computes input.mean((-2, -1)) instead
+        return KernelKind.POOL  # ATen's adaptive average pool kernel; to 1x1 it computes input.mean((-2, -1)) instead
     if node.op == Op.UPSAMPLE:
-        return "resample"
+        return KernelKind.RESAMPLE
     if node.op == Op.LINEAR:
-        return "linear"
-    if node.op in PRODUCT_KINDS:
-        return PRODUCT_KINDS[node.op]
+        return KernelKind.LINEAR
+    if node.op in PRODUCT_OP_KINDS:
+        return PRODUCT_OP_KINDS[node.op]
     if node.op in MOVE_OPS:
-        return "move"
+        return KernelKind.MOVE
     if node.op in FREE_OPS:
-        return "free"
+        return KernelKind.FREE
     if node.op in VIEW_OPS:
-        return "view"
-    return "elementwise"
+        return KernelKind.VIEW
+    return KernelKind.ELEMENTWISE
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +203,7 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class LayerCost:
-    kind: str
+    kind: KernelKind | str  # the kernel; on a runtime other than PyTorch, its algorithm name (runtime.algorithms)
     flops: float
     compute_s: float
     memory_s: float
@@ -280,7 +282,7 @@ def _gemms(graph: Graph, node: Node, in_words: int) -> list[Gemm]:
         a = node.attrs
         m = int(math.prod(node.shape[:-1]))
         return [Gemm(1, m, a.out_features, a.in_features, in_words)]
-    if node.op in PRODUCT_KINDS:
+    if node.op in PRODUCT_OP_KINDS:
         return product_gemms(graph, node)
     return []
 
@@ -294,45 +296,46 @@ def _blocked_words(groups: int, m: int, n: int, k: int, in_words: int, s_words: 
     return groups * (in_g * math.ceil(n / min(n, b)) + w_g * math.ceil(m / min(m, b)) + out_g)
 
 
-def _compute_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int) -> tuple[float, float]:
+def _compute_s(graph: Graph, node: Node, kind: KernelKind, spec: CPUSpec, n: int) -> tuple[float, float]:
     """(FLOPs, compute seconds) of one execution of ``node`` for the whole batch."""
     batch = node.shape[0]
-    if kind in ("matmul", "attention"):
+    if kind in PRODUCT_KINDS:
         return product_compute_s(graph, node, spec, n, ELEMENTWISE_OPS)
-    if kind in ("conv", "im2col", "grouped", "depthwise", "pointwise", "linear"):
+    if kind in WEIGHT_KINDS:
         flops = 2.0 * node_macs(node) * batch
         if kind in DIRECT_CONV_KINDS:  # the direct kernels skip the taps that fall in the zero padding
             flops *= _valid_tap_fraction(graph, node)
         eff = {"conv": spec.eff_conv, "depthwise": spec.eff_depthwise, "pointwise": spec.eff_pointwise,
-               "im2col": spec.eff_im2col, "linear": spec.eff_linear,
-               "grouped": spec.eff_grouped or spec.eff_conv}[kind]
+               KernelKind.IM2COL: spec.eff_im2col, KernelKind.LINEAR: spec.eff_linear,
+               KernelKind.GROUPED: spec.eff_grouped or spec.eff_conv}[kind]
         if node.op == Op.LINEAR:
             chan = node.attrs.out_features
-        elif kind == "depthwise":
+        elif kind == KernelKind.DEPTHWISE:
             chan = node.attrs.out_channels
         else:  # a grouped conv is one GEMM per group: its vectors span Cout / groups channels
             chan = node.attrs.out_channels // node.attrs.groups
         m = batch * node.shape[2] * node.shape[3] if node.op == Op.CONV2D else batch  # output pixels
-        if kind in ("pointwise", "im2col") and spec.gemm_n_half > 0:  # a GEMM call: packing amortised over N, M
+        if kind in GEMM_CONV_KINDS and spec.gemm_n_half > 0:  # a GEMM call: packing amortised over N, M
             util = chan / (chan + spec.gemm_n_half) * m / (m + spec.gemm_m_half)
         else:
             util = _lane_util(chan, spec.lanes)
-        if kind in ("conv", "grouped") and spec.conv_m_half > 0:  # a direct kernel's short output blocks
+        if kind in (KernelKind.CONV, KernelKind.GROUPED) and spec.conv_m_half > 0:  # a direct kernel's short output blocks
             util *= m / (m + spec.conv_m_half)
-        if kind != "depthwise" and spec.gemm_k_half > 0:
+        if kind != KernelKind.DEPTHWISE and spec.gemm_k_half > 0:
             k = node.attrs.in_features if node.op == Op.LINEAR else node.attrs.rows
             util *= k / (k + spec.gemm_k_half)
         return flops, flops / (spec.peak_flops_per_core * eff * util * _speedup(spec, n, flops))
-    if kind in ("elementwise", "pool", "resample"):
-        if kind == "resample":
+    if kind in (KernelKind.ELEMENTWISE, KernelKind.POOL, KernelKind.RESAMPLE):
+        if kind == KernelKind.RESAMPLE:
             ops = float(elementwise_ops(graph, node)) * batch * (RESAMPLE_TAPS.get(node.attrs.mode, 4)
                                                                  + spec.resample_output_ops)
-        elif kind == "pool":  # one op per window tap + the per-output loop's work
+        elif kind == KernelKind.POOL:  # one op per window tap + the per-output loop's work
             ops = float(elementwise_ops(graph, node) * POOL_TAP_OPS[node.op]
                         + spec.pool_output_ops * math.prod(node.shape[1:])) * batch
         else:
             ops = float(elementwise_ops(graph, node)) * batch * ops_per_element(node, ELEMENTWISE_OPS)
-        eff = {"pool": spec.eff_pool, "resample": spec.eff_resample or spec.eff_elementwise}.get(kind, spec.eff_elementwise)
+        eff = {KernelKind.POOL: spec.eff_pool,
+               KernelKind.RESAMPLE: spec.eff_resample or spec.eff_elementwise}.get(kind, spec.eff_elementwise)
         # above the grain size these split evenly over the cores (the work ramp is the conv kernels')
         rate = spec.clock_hz * spec.lanes * spec.fma_per_cycle * _speedup(spec, n) * eff
         return ops, ops / rate
@@ -363,7 +366,7 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     in_b = int(in_elems) * bpe
     out_b = int(math.prod(node.shape)) * bpe
     w_b = int(sum(graph.params[k].size for k in node.params.values())) * bpe
-    if kind == "free":
+    if kind == KernelKind.FREE:
         return LayerCost(kind, 0.0, 0.0, 0.0, 0.0, 0.0, "overhead", "", 0.0, w_b, in_b, out_b, n,
                          place.weight_home if w_b else "", 0.0, {})
     if spec.runtime != "pytorch":
@@ -372,17 +375,17 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     t_c += _unfold_s(node, kind, spec, n)
 
     t_m, level, main_bytes, flash_bytes, w_home = _memory_s(graph, node, kind, spec, n, place, (in_b, out_b, w_b))
-    base = spec.overhead_view_s if (kind == "view" and spec.overhead_view_s > 0) else spec.layer_overhead_s
+    base = spec.overhead_view_s if (kind == KernelKind.VIEW and spec.overhead_view_s > 0) else spec.layer_overhead_s
     overhead = base + (spec.parallel_overhead_s if n > 1 else 0.0)
-    if kind in ("conv", "grouped"):
-        overhead += spec.overhead_conv_s + (spec.overhead_grouped_s if kind == "grouped" else 0.0)
-    elif kind in ("im2col", "pointwise"):
+    if kind in (KernelKind.CONV, KernelKind.GROUPED):
+        overhead += spec.overhead_conv_s + (spec.overhead_grouped_s if kind == KernelKind.GROUPED else 0.0)
+    elif kind in GEMM_CONV_KINDS:
         overhead += spec.overhead_gemm_s
-        if kind == "pointwise":
+        if kind == KernelKind.POINTWISE:
             overhead += (node.attrs.groups - 1) * spec.overhead_per_group_s
-    elif kind == "depthwise":
+    elif kind == KernelKind.DEPTHWISE:
         overhead += spec.overhead_depthwise_s
-    elif kind in ("matmul", "attention"):
+    elif kind in PRODUCT_KINDS:
         overhead += product_overhead_s(node, spec, n)
     elif node.op == Op.BATCHNORM:
         overhead += spec.overhead_batchnorm_s
@@ -392,7 +395,7 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
     # before the compute on them can start (a linear layer of one row streams its weights once, already
     # in t_m; weights read in place from flash overlap instead).
     t_wcold = 0.0
-    if w_b and w_home in ("L3", "dram") and kind in ("conv", "im2col", "grouped", "pointwise"):
+    if w_b and w_home in ("L3", "dram") and kind in PACKING_KINDS:
         t_wcold = w_b / (spec.l3_bw_bytes_s if w_home == "L3" and spec.l3_bw_bytes_s > 0 else spec.dram_bw_bytes_s)
     if w_b and kind in DIRECT_CONV_KINDS and spec.weight_reorder_bw_bytes_s > 0:
         # the per-call copy of the weights into the kernel's blocked layout: shuffle-bound, split over the cores
@@ -417,7 +420,7 @@ def layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placement, cores:
                      in_b, out_b, n, w_home if w_b else "", e_static + e_core + e_mem, breakdown)
 
 
-def _memory_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int, place: Placement,
+def _memory_s(graph: Graph, node: Node, kind: KernelKind, spec: CPUSpec, n: int, place: Placement,
               sizes: tuple[int, int, int]) -> tuple[float, str, float, float, str]:
     """(memory seconds, level that set them, main-memory bytes, flash bytes, the weights' home) of one execution
     (module docstring, "memory"); ``sizes`` = (input, output, weight) bytes at the spec's precision."""
@@ -428,18 +431,19 @@ def _memory_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int, place:
     order = {nm: i for i, nm in enumerate(names)}
     gemms = _gemms(graph, node, in_b // bpe)
     # im2col: the unfolded K×M matrix is written once and read once by the GEMM; attention: its score matrix
-    unfold_b = 2 * gemms[0].m * gemms[0].k * bpe if kind == "im2col" else 0
+    unfold_b = 2 * gemms[0].m * gemms[0].k * bpe if kind == KernelKind.IM2COL else 0
     unfold_b += score_bytes(graph, node, bpe)
     # an in-place activation (meta["inplace"]) overwrites its input: one buffer's traffic, no fresh output buffer
-    inplace = kind == "elementwise" and bool(node.meta.get("inplace", False))
-    act_b = 0 if kind == "view" else (in_b if inplace else in_b + out_b + unfold_b)
+    inplace = kind == KernelKind.ELEMENTWISE and bool(node.meta.get("inplace", False))
+    act_b = 0 if kind == KernelKind.VIEW else (in_b if inplace else in_b + out_b + unfold_b)
     act_home = next((nm for nm, cap, _, _ in caches if nm != "reg" and act_b <= cap), "dram")
     w_home = place.weight_home if w_b else act_home
     compulsory = act_b + w_b
     t_m, level, main_bytes, flash_bytes = 0.0, "", 0.0, 0.0
     # in back-to-back inferences an output buffer was last touched one inference ago: when the network does
     # not fit the caches (its weights live in DRAM), that buffer has been evicted and is written from DRAM
-    cold_out = out_b if (place.weight_home == "dram" and kind not in ("view", "free") and not inplace) else 0
+    cold_out = out_b if (place.weight_home == "dram" and kind not in (KernelKind.VIEW, KernelKind.FREE)
+                          and not inplace) else 0
     for name, cap, serving, bw in caches:
         beyond_w = w_b if order[w_home] > order[name] else 0
         beyond_a = act_b if order[act_home] > order[name] else cold_out
@@ -459,10 +463,6 @@ def _memory_s(graph: Graph, node: Node, kind: str, spec: CPUSpec, n: int, place:
     return t_m, level, main_bytes, flash_bytes, w_home
 
 
-# the memory kind (for _memory_s and the roofline) of each runtime algorithm (hwsim.cpu.runtime.algorithms)
-_RUNTIME_KIND = {"depthwise": "depthwise", "im2col-gemm": "im2col", "gemm": "pointwise", "gemv": "linear",
-                 "pool": "pool", "copy": "move", "elementwise": "elementwise", "view": "view"}
-
 
 def runtime_layer_terms(graph: Graph, node: Node, spec: CPUSpec, place: Placement, n: int,
                         sizes: tuple[int, int, int]) -> tuple[Terms, float, bool, tuple]:
@@ -472,7 +472,7 @@ def runtime_layer_terms(graph: Graph, node: Node, spec: CPUSpec, place: Placemen
     terms = runtime_terms(graph, node, spec, node.name in place.fused)
     if terms.algo == "fused":
         return terms, 0.0, False, ("", 0.0, 0.0, "")
-    kind = _RUNTIME_KIND.get(terms.algo, "conv")  # the Winograd convs: a conv kernel's traffic
+    kind = RUNTIME_ALGORITHM_KIND.get(terms.algo, KernelKind.CONV)  # the Winograd convs: a conv kernel's traffic
     t_m, level, main_bytes, flash_bytes, w_home = _memory_s(graph, node, kind, spec, n, place, sizes)
     return terms, t_m, kind in STREAMING, (level, main_bytes, flash_bytes, w_home)
 

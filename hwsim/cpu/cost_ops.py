@@ -31,11 +31,59 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from hwsim.report import StrEnum
 from mapping.analysis import FUNCTION_OPS, elementwise_ops, function_ops
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["NEW_ELEMENTWISE_OPS", "ops_per_element", "Gemm", "product_gemms", "product_compute_s", "score_bytes",
+__all__ = ["KernelKind", "DIRECT_CONV_KINDS", "GEMM_CONV_KINDS", "WEIGHT_KINDS", "PACKING_KINDS", "PRODUCT_KINDS",
+           "STREAMING", "SMALL_OPS", "RUNTIME_ALGORITHM_KIND", "NEW_ELEMENTWISE_OPS", "ops_per_element", "Gemm", "product_gemms", "product_compute_s", "score_bytes",
            "product_overhead_s", "speedup", "lane_util", "valid_taps", "valid_tap_fraction", "unfold_s"]
+
+
+
+class KernelKind(StrEnum):
+    """Which kernel runs a layer on the CPU (:func:`hwsim.cpu.cost.kernel_kind`; the report's ``kernel`` column).
+    String-valued: a member equals, hashes and prints as its value."""
+
+    CONV = "conv"  # a direct conv kernel (oneDNN's), dense k×k
+    IM2COL = "im2col"  # a small dense conv unfolded (im2col), then one GEMM
+    GROUPED = "grouped"  # a direct conv with groups > 1, not depthwise
+    DEPTHWISE = "depthwise"
+    POINTWISE = "pointwise"  # a 1×1 conv as a GEMM per group
+    LINEAR = "linear"
+    MATMUL = "matmul"  # a GEMM of two activations
+    ATTENTION = "attention"  # scaled dot-product attention: two GEMMs of activations and a softmax
+    POOL = "pool"
+    RESAMPLE = "resample"  # upsampling
+    ELEMENTWISE = "elementwise"  # activations, math, arithmetic, normalisations, softmax, reductions, quantizers
+    MOVE = "move"  # concat, channel shuffle, permute, pad: data movement only
+    VIEW = "view"  # dispatch overhead only (a constant also reads its parameter)
+    FREE = "free"  # nothing: a reshape
+    # Larq Compute Engine's binary layers (hwsim.cpu.binary)
+    BINARY_GEMM = "binary-gemm"  # a binary conv / linear: an indirect binary GEMM
+    BITPACK = "bitpack"  # a sign feeding only binary layers: LCE's bitpacking
+    FUSED = "fused"  # a ReLU / batch norm folded into a binary layer's output transform: no cost
+
+
+# Groups of kinds (hwsim.cpu.cost). Runtime kernels that compute a conv directly (oneDNN's): their loops skip the
+# kernel taps that fall in the zero padding, so they do only the valid multiply-accumulates; the GEMM paths
+# (pointwise, im2col: an unfold and a GEMM call) multiply the zeros.
+DIRECT_CONV_KINDS = frozenset({KernelKind.CONV, KernelKind.GROUPED, KernelKind.DEPTHWISE})
+GEMM_CONV_KINDS = frozenset({KernelKind.IM2COL, KernelKind.POINTWISE})
+WEIGHT_KINDS = DIRECT_CONV_KINDS | GEMM_CONV_KINDS | {KernelKind.LINEAR}  # weights × activations
+PACKING_KINDS = WEIGHT_KINDS - {KernelKind.DEPTHWISE, KernelKind.LINEAR}  # they pack (reorder) their weights first
+PRODUCT_KINDS = frozenset({KernelKind.MATMUL, KernelKind.ATTENTION})  # GEMMs of two activations
+# memory time not overlapped with compute (each activation touched once: too little work per byte to hide misses)
+STREAMING = frozenset({KernelKind.DEPTHWISE, KernelKind.ELEMENTWISE, KernelKind.POOL, KernelKind.RESAMPLE,
+                       KernelKind.MOVE})
+# on one thread below the runtime's grain size
+SMALL_OPS = frozenset({KernelKind.ELEMENTWISE, KernelKind.POOL, KernelKind.RESAMPLE, KernelKind.MOVE, KernelKind.VIEW})
+# the kind (for the memory model and the roofline) of each runtime algorithm (hwsim.cpu.runtime.algorithms); the
+# Winograd convs (absent) count as CONV
+RUNTIME_ALGORITHM_KIND = {"depthwise": KernelKind.DEPTHWISE, "im2col-gemm": KernelKind.IM2COL,
+                          "gemm": KernelKind.POINTWISE, "gemv": KernelKind.LINEAR, "pool": KernelKind.POOL,
+                          "copy": KernelKind.MOVE, "elementwise": KernelKind.ELEMENTWISE, "view": KernelKind.VIEW}
+
 
 # Vector instructions per element (per op counted by mapping.analysis.elementwise_ops) of the new ops: the ops
 # evaluated as functions (exp, log, erf, division, square roots, normalisations, softmax) take their arithmetic ops
@@ -164,16 +212,16 @@ def valid_tap_fraction(graph: Graph, node: Node) -> float:
     return fh * fw
 
 
-def unfold_s(node: Node, kind: str, spec, n: int) -> float:
+def unfold_s(node: Node, kind: KernelKind, spec, n: int) -> float:
     """Time of the unfold (im2col copy) before the GEMM of an ``im2col`` conv or a strided ``pointwise`` conv:
     ``calls · unfold_row_s + elements · unfold_element_s`` for K·OH·OW copied elements (K = Cin·kh·kw) and one copy
     call per output row (K·OH calls) at stride 1 or per element when strided, split over the ``n`` threads by
     input plane."""
-    if kind not in ("im2col", "pointwise"):
+    if kind not in GEMM_CONV_KINDS:
         return 0.0
     a = node.attrs
     strided = max(a.stride) > 1
-    if kind == "pointwise" and not strided:
+    if kind == KernelKind.POINTWISE and not strided:
         return 0.0  # a 1x1 stride-1 conv multiplies its input in place
     k = a.in_channels * a.kernel[0] * a.kernel[1]
     oh, ow = node.shape[2], node.shape[3]

@@ -29,7 +29,7 @@ import numpy as np
 
 from hwsim.cpu.arena import flash_bytes, plan_int8_arena
 from hwsim.cpu.binary import binary_layer_cost, binary_layers
-from hwsim.cpu.cost import LayerCost, layer_cost, placement
+from hwsim.cpu.cost import KernelKind, LayerCost, layer_cost, placement
 from hwsim.cpu.int8 import check_int8
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from hwsim.errors import SpecError
@@ -117,7 +117,7 @@ def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Repo
     fits, reason, capacity = memory_verdict(spec, weight_bytes, act_bytes, "arena" if int8 else "peak activations")
     notes = [f"{n} of {spec.cores} cores; {precision(spec)} weights in {place.weight_home}"
              + ("; batch norm folded" if folded else "")]
-    nbin = 0 if int8 else sum(1 for lr in layers if lr.extra["kernel"] == "binary-gemm")
+    nbin = 0 if int8 else sum(1 for lr in layers if lr.extra["kernel"] == KernelKind.BINARY_GEMM)
     if nbin:
         notes.append(f"{nbin} binary layers on the xnor-popcount kernels, costed as an Arm NEON binary GEMM "
                      "(Larq Compute Engine's bgemm: eor, cnt, addp per 128-bit word)")

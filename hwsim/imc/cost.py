@@ -53,22 +53,88 @@ on a layer with g groups of K x N, row splits rs, column splits cs, ``xb`` cross
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from hwsim.imc.spec import IMCSpec
+from hwsim.report import StrEnum
 from mapping.analysis import PRODUCT_OPS, elementwise_ops, function_ops, node_macs, peak_live_elements
 from mapping.graph import ACTIVATIONS, Graph, Node, Op
 from mapping.imc import IMCMapping, LayerMapping
 
-__all__ = ["NodeCost", "Statics", "statics", "digital_work", "node_costs", "tile_power_w", "tile_area_mm2",
+__all__ = ["NodeCost", "CrossbarCost", "DigitalCost", "Activations", "Statics", "statics", "digital_work", "node_costs", "tile_power_w", "tile_area_mm2",
            "COMPONENTS"]
 
 SLOPE_OPS = frozenset({Op.LEAKY_RELU, Op.PRELU})  # one multiply by the slope per element
 
 COMPONENTS = ("adc", "dac", "crossbar", "sample_hold", "shift_add", "buffer", "noc", "dram", "write", "digital",
               "other")
+
+
+class Activations(StrEnum):
+    """Where a node's feature maps go (the ``activations`` column of a layer)."""
+
+    ONCHIP = "onchip"  # read from and written to the tile buffers
+    DRAM = "dram"  # they exceed the chip's buffers: read from / written to DRAM (module docstring)
+    FUSED = "fused"  # an activation function applied on its producer's outputs on their way to the buffer: none moved
+
+
+@dataclass(frozen=True, slots=True)
+class CrossbarCost:
+    """What a conv/linear node on the crossbars costs beyond :class:`NodeCost`'s common fields (one execution,
+    whole batch). Field names are the report's column names."""
+
+    crossbars: int  # crossbars holding one copy of its weight key
+    duplicates: int  # copies of the weight key the mapping programmed
+    row_splits: int  # crossbar rows blocks the K inputs are split over
+    col_splits: int  # crossbar column blocks the N outputs are split over
+    adc_conversions: int  # ADC conversions, count
+    tiles: int  # tiles its activation traffic spreads over, count
+    passes: int  # passes over the free crossbars (1 on chip), count
+    dram_s: float  # DRAM time (weight reloads + feature maps), s; part of the node's latency
+    weight_loads: int  # times its weights are loaded from DRAM (0 on chip), count
+    activations: Activations  # ONCHIP or DRAM
+    held_on_chip: str  # what the buffers hold: "input+output+psums", "input", "psums", "input+psums" or "none"
+    pixel_tiles: int  # pixel tiles its feature maps are cut into to fit the buffers, count
+    dram_weight_bytes: int  # weight bytes read from DRAM, B
+    dram_activation_bytes: int  # activation bytes moved to and from DRAM, B
+
+    def columns(self, compute_s: float) -> dict[str, Any]:
+        """The report's columns of this record (and ``compute_s``, the node's MVM time in s, in its old place)."""
+        d: dict[str, Any] = {}
+        for f in fields(self):
+            d[f.name] = getattr(self, f.name)
+            if f.name == "passes":
+                d["compute_s"] = compute_s
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class DigitalCost:
+    """What a node on the tiles' digital units costs beyond :class:`NodeCost`'s common fields (one execution, whole
+    batch; module docstring)."""
+
+    activations: Activations = Activations.ONCHIP
+    dram_activation_bytes: int = 0  # feature map bytes moved to and from DRAM, B
+    dram_s: float = 0.0  # DRAM time of those bytes, s; part of the node's latency
+    alu_ops: int = 0  # add / max / compare / select ops, count
+    mac_ops: int = 0  # multiply-accumulates at the activation precision, count
+    fp32_ops: int = 0  # fp32 multiply-adds of function-evaluated ops, count
+
+    def columns(self, compute_s: float = 0.0) -> dict[str, Any]:
+        """The report's columns: the placement and DRAM traffic when not in the buffers, the op classes when the
+        node uses more than the ALU (``compute_s`` is 0 for a digital node and not a column)."""
+        d: dict[str, Any] = {}
+        if self.activations == Activations.DRAM:
+            d = {"activations": self.activations, "dram_activation_bytes": self.dram_activation_bytes,
+                 "dram_s": self.dram_s}
+        elif self.activations == Activations.FUSED:
+            d = {"activations": self.activations}
+        if self.mac_ops or self.fp32_ops:
+            d.update(alu_ops=self.alu_ops, mac_ops=self.mac_ops, fp32_ops=self.fp32_ops)
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +152,7 @@ class NodeCost:
     bound: str  # "compute", "buffer", "noc", "dram", "digital"
     resource: str  # what it occupies: a weight key, "swap" for spilled weights, "" for digital
     chunks_of: int  # output rows (for pipelining)
-    extra: dict
+    detail: CrossbarCost | DigitalCost  # the figures of its kind of node
     weight_bytes: int
     activation_bytes: int
     buffer_s: float = 0.0  # time its activation traffic occupies the buffers of its tiles
@@ -95,6 +161,17 @@ class NodeCost:
     @property
     def energy_j(self) -> float:
         return sum(self.energy_pj.values()) * 1e-12
+
+    @property
+    def dram_s(self) -> float:
+        """Time of its DRAM traffic (s), part of ``latency_s``."""
+        return self.detail.dram_s
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Deprecated (DeprecationWarning; removed in the next release): the old string-keyed dict, built from
+        :attr:`detail`; read ``detail`` (a :class:`CrossbarCost` or :class:`DigitalCost`) instead."""
+        return self.detail.columns(self.compute_s)
 
 
 def tile_power_w(spec: IMCSpec) -> dict[str, float]:
@@ -274,14 +351,11 @@ def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_x
     if t_dram > times[bound]:
         bound = "dram"
     e["other"] = spec.tile_other_power_w * tiles * lat * 1e12
-    extra = {"crossbars": lm.crossbars, "duplicates": lm.duplicates, "row_splits": lm.row_splits,
-             "col_splits": lm.col_splits, "adc_conversions": conv, "tiles": tiles, "passes": passes,
-             "compute_s": t_comp, "dram_s": t_dram, "weight_loads": loads,
-             "activations": "onchip" if not act_bits else "dram", "held_on_chip": "+".join(held) or "none",
-             "pixel_tiles": px_tiles,
-             "dram_weight_bytes": loads * wbits // 8, "dram_activation_bytes": act_bits // 8}
+    detail = CrossbarCost(lm.crossbars, lm.duplicates, lm.row_splits, lm.col_splits, conv, tiles, passes, t_dram,
+                          loads, Activations.DRAM if act_bits else Activations.ONCHIP, "+".join(held) or "none",
+                          px_tiles, loads * wbits // 8, act_bits // 8)
     return NodeCost(node.name, node.op.value, node.module, macs, lat, t_comp, e, "onchip" if onchip else "dram",
-                    bound, lm.key if onchip else "swap", _rows_of(node.shape), extra, wbits // 8,
+                    bound, lm.key if onchip else "swap", _rows_of(node.shape), detail, wbits // 8,
                     numel * batch * spec.input_bits // 8, t_buf, lm.tiles if onchip else ())
 
 
@@ -308,17 +382,15 @@ def _digital_node(node: Node, spec: IMCSpec, batch: int, tiles: int, st: Statics
     e = {"digital": alu * spec.digital_energy_pj_per_op + mac * spec.digital_mac_energy_pj
          + fp * spec.digital_fp_energy_pj,
          "buffer": buf_bits * spec.buffer_energy_pj_per_bit, "other": spec.tile_other_power_w * t * 1e12}
-    extra = {}
+    detail = DigitalCost(alu_ops=alu, mac_ops=mac, fp32_ops=fp)
     if dram_bits:
         e["dram"] = dram_bits * spec.dram_energy_pj_per_bit
-        extra = {"activations": "dram", "dram_activation_bytes": int(dram_bits // 8),
-                 "dram_s": dram_bits / 8 / spec.dram_bandwidth_bytes_s}
+        detail = DigitalCost(Activations.DRAM, int(dram_bits // 8), dram_bits / 8 / spec.dram_bandwidth_bytes_s,
+                             alu, mac, fp)
     elif fused:
-        extra = {"activations": "fused"}
-    if mac or fp:  # the digital unit's op classes, for the nodes that use more than its ALU
-        extra.update(alu_ops=alu, mac_ops=mac, fp32_ops=fp)
+        detail = DigitalCost(Activations.FUSED, alu_ops=alu, mac_ops=mac, fp32_ops=fp)
     return NodeCost(node.name, node.op.value, node.module, st.macs[i] * batch, t, 0.0, e, "digital",
-                    "dram" if dram_bits else "digital", "", _rows_of(node.shape), extra, 0,
+                    "dram" if dram_bits else "digital", "", _rows_of(node.shape), detail, 0,
                     numel * batch * spec.input_bits // 8)
 
 

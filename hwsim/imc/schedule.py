@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import simpy
 
@@ -70,100 +71,20 @@ def _needed(node: Node, out_rows_done: int, in_shape: Sequence[int], index: int 
     return min(hin, math.ceil(out_rows_done * hin / hout))
 
 
-def schedule(graph: Graph, costs: Sequence[NodeCost], mode: str = "pipelined",
-             max_chunks: int = 8) -> tuple[dict[str, float], dict[str, float]]:
-    """Start and finish time (s) of every node."""
-    if mode == "layer":
-        start, finish, t = {}, {}, 0.0
-        for c in costs:
-            start[c.name] = t
-            t += c.latency_s
-            finish[c.name] = t
-        return start, finish
-    env = simpy.Environment()
-    total = {i.name: _rows(i.shape) for i in graph.inputs}
-    produced = {i.name: total[i.name] for i in graph.inputs}
-    waiters: dict[str, list[tuple[int, simpy.Event]]] = {}
-    resources: dict[str, simpy.Resource] = {}
-    start: dict[str, float] = {}
-    finish: dict[str, float] = {}
+def _layer_by_layer(costs: Sequence[NodeCost]) -> tuple[dict[str, float], dict[str, float]]:
+    """Nodes one after the other in graph order: a node starts when the previous one ends."""
+    start, finish, t = {}, {}, 0.0
+    for c in costs:
+        start[c.name] = t
+        t += c.latency_s
+        finish[c.name] = t
+    return start, finish
 
-    def advance(name: str, rows: int) -> None:
-        produced[name] = rows
-        keep = []
-        for need, ev in waiters.get(name, []):
-            if need <= rows:
-                ev.succeed()
-            else:
-                keep.append((need, ev))
-        waiters[name] = keep
 
-    def buffer_phase(tiles: list, hold: float):
-        """Hold the buffer ports of the shared tiles (in tile order: no deadlock) for ``hold`` s."""
-        reqs = []
-        for t in tiles:
-            r = tile_ports[t].request()
-            yield r
-            reqs.append((t, r))
-        yield env.timeout(hold)
-        for t, r in reqs:
-            tile_ports[t].release(r)
-
-    dram = simpy.Resource(env, capacity=1)  # the off-chip interface: one transfer at a time
-
-    def process(node: Node, members: list[str], latency: float, resource: str, plan: list,
-                shared_tiles: list, buffer_s: float, dram_s: float):
-        dt = (latency - dram_s) / len(plan)
-        dt_dram = dram_s / len(plan)
-        dt_buf = buffer_s / len(plan)
-        res = None
-        if resource:
-            res = resources.setdefault(resource, simpy.Resource(env, capacity=1))
-        first = True
-        for done, needs in plan:
-            for src, need in needs:
-                if produced[src] < need:
-                    ev = env.event()
-                    waiters.setdefault(src, []).append((need, ev))
-                    yield ev
-            if res is not None:
-                req = res.request()
-                yield req
-            if first:
-                for name in members:
-                    start[name] = env.now
-                first = False
-            if dt_dram > 0:  # its DRAM traffic (weight reloads, feature maps) holds the off-chip interface
-                dreq = dram.request()
-                yield dreq
-                yield env.timeout(dt_dram)
-                dram.release(dreq)
-            if shared_tiles and dt_buf > 0:  # its activation traffic contends for shared tile buffers
-                buf = env.process(buffer_phase(shared_tiles, dt_buf))
-                yield env.timeout(dt) & buf
-            else:
-                yield env.timeout(dt)
-            if res is not None:
-                res.release(req)
-            advance(members[-1], done)
-        for name in members:
-            finish[name] = env.now
-
-    def chunk_plan(node: Node) -> list:
-        """[(output rows done after chunk i, [(input, rows needed), ...]), ...], computed before the run."""
-        rows = _rows(node.shape)
-        chunks = max(1, min(max_chunks, rows))
-        shapes = [(src, graph.shape_of(src)) for src in node.inputs]
-        plan = []
-        for i in range(chunks):
-            done = math.ceil((i + 1) * rows / chunks)
-            plan.append((done, [(src, _needed(node, done, shp, j)) for j, (src, shp) in enumerate(shapes)]))
-        return plan
-
-    # fuse each digital node into its producer when it is that producer's only reader and has the
-    # same rows (ReLU after a conv, ...): one process per chain, fewer events, same dependencies
+def _fused_groups(graph: Graph, cost_of: dict[str, NodeCost]) -> list[list[Node]]:
+    """Chains of nodes run as one process: each digital node joins its producer's chain when it is that producer's
+    only reader and has the same rows (ReLU after a conv, ...): fewer events, same dependencies."""
     consumers = graph.consumers()
-    cost_of = {c.name: c for c in costs}
     groups: list[list[Node]] = []
     group_of: dict[str, int] = {}
     for node in graph.nodes:
@@ -175,19 +96,142 @@ def schedule(graph: Graph, costs: Sequence[NodeCost], mode: str = "pipelined",
         else:
             group_of[node.name] = len(groups)
             groups.append([node])
-    # tiles holding the crossbars of more than one weight key: their buffer port is a shared resource
+    return groups
+
+
+def _shared_tiles(costs: Sequence[NodeCost]) -> list[int]:
+    """Tiles holding the crossbars of more than one weight key: their buffer port is a shared resource."""
     users: dict[int, set[str]] = {}
     for c in costs:
         for t in c.tiles:
             users.setdefault(t, set()).add(c.resource)
-    tile_ports = {t: simpy.Resource(env, capacity=1) for t, keys in users.items() if len(keys) > 1}
-    for grp in groups:
+    return [t for t, keys in users.items() if len(keys) > 1]
+
+
+def _chunk_plan(graph: Graph, node: Node, max_chunks: int) -> list[tuple[int, list[tuple[str, int]]]]:
+    """[(output rows done after chunk i, [(input, rows needed), ...]), ...], computed before the run."""
+    rows = _rows(node.shape)
+    chunks = max(1, min(max_chunks, rows))
+    shapes = [(src, graph.shape_of(src)) for src in node.inputs]
+    plan = []
+    for i in range(chunks):
+        done = math.ceil((i + 1) * rows / chunks)
+        plan.append((done, [(src, _needed(node, done, shp, j)) for j, (src, shp) in enumerate(shapes)]))
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    """One SimPy process: a chain of fused nodes, costed as a whole."""
+
+    members: tuple[str, ...]  # node names, producer first
+    latency_s: float  # busy time of all members, s
+    resource: str  # the head's crossbars (a weight key, "swap"), "" for digital
+    plan: list  # _chunk_plan of the head
+    shared_tiles: tuple[int, ...]  # the head's tiles whose buffer port is shared, in tile order
+    buffer_s: float  # the head's activation traffic time in the buffers, s
+    dram_s: float  # DRAM time of all members, s
+
+
+class _Pipeline:
+    """The SimPy state of a pipelined schedule: rows produced per node, waiting chunks, and the resources
+    (crossbars per weight key, shared tile buffer ports, the DRAM interface)."""
+
+    def __init__(self, graph: Graph, shared_tiles: Sequence[int]):
+        self.env = simpy.Environment()
+        self.produced = {i.name: _rows(i.shape) for i in graph.inputs}
+        self.waiters: dict[str, list[tuple[int, simpy.Event]]] = {}
+        self.resources: dict[str, simpy.Resource] = {}
+        self.tile_ports = {t: simpy.Resource(self.env, capacity=1) for t in shared_tiles}
+        self.dram = simpy.Resource(self.env, capacity=1)  # the off-chip interface: one transfer at a time
+        self.start: dict[str, float] = {}
+        self.finish: dict[str, float] = {}
+
+    def advance(self, name: str, rows: int) -> None:
+        """``name`` has produced ``rows`` rows: wake the chunks waiting for no more."""
+        self.produced[name] = rows
+        keep = []
+        for need, ev in self.waiters.get(name, []):
+            if need <= rows:
+                ev.succeed()
+            else:
+                keep.append((need, ev))
+        self.waiters[name] = keep
+
+    def buffer_phase(self, tiles: Sequence[int], hold: float):
+        """Hold the buffer ports of the shared tiles (in tile order: no deadlock) for ``hold`` s."""
+        reqs = []
+        for t in tiles:
+            r = self.tile_ports[t].request()
+            yield r
+            reqs.append((t, r))
+        yield self.env.timeout(hold)
+        for t, r in reqs:
+            self.tile_ports[t].release(r)
+
+    def wait_inputs(self, needs: Sequence[tuple[str, int]]):
+        """Until each input has produced the rows this chunk needs."""
+        for src, need in needs:
+            if self.produced[src] < need:
+                ev = self.env.event()
+                self.waiters.setdefault(src, []).append((need, ev))
+                yield ev
+
+    def run_chunk(self, chain: _Chain, dt: float, dt_dram: float, dt_buf: float):
+        """One chunk's work once its crossbars are held: its DRAM share, then its compute (with its share of the
+        shared tile buffers)."""
+        env = self.env
+        if dt_dram > 0:  # its DRAM traffic (weight reloads, feature maps) holds the off-chip interface
+            dreq = self.dram.request()
+            yield dreq
+            yield env.timeout(dt_dram)
+            self.dram.release(dreq)
+        if chain.shared_tiles and dt_buf > 0:  # its activation traffic contends for shared tile buffers
+            buf = env.process(self.buffer_phase(chain.shared_tiles, dt_buf))
+            yield env.timeout(dt) & buf
+        else:
+            yield env.timeout(dt)
+
+    def process(self, chain: _Chain):
+        """The SimPy process of one chain, chunk after chunk."""
+        n = len(chain.plan)
+        dt, dt_dram, dt_buf = (chain.latency_s - chain.dram_s) / n, chain.dram_s / n, chain.buffer_s / n
+        res = None
+        if chain.resource:
+            res = self.resources.setdefault(chain.resource, simpy.Resource(self.env, capacity=1))
+        first = True
+        for done, needs in chain.plan:
+            yield from self.wait_inputs(needs)
+            if res is not None:
+                req = res.request()
+                yield req
+            if first:
+                for name in chain.members:
+                    self.start[name] = self.env.now
+                first = False
+            yield from self.run_chunk(chain, dt, dt_dram, dt_buf)
+            if res is not None:
+                res.release(req)
+            self.advance(chain.members[-1], done)
+        for name in chain.members:
+            self.finish[name] = self.env.now
+
+
+def schedule(graph: Graph, costs: Sequence[NodeCost], mode: str = "pipelined",
+             max_chunks: int = 8) -> tuple[dict[str, float], dict[str, float]]:
+    """Start and finish time (s) of every node."""
+    if mode == "layer":
+        return _layer_by_layer(costs)
+    cost_of = {c.name: c for c in costs}
+    pipe = _Pipeline(graph, _shared_tiles(costs))
+    for grp in _fused_groups(graph, cost_of):
         for node in grp:
-            produced[node.name] = 0
-        head = grp[0]
-        hc = cost_of[head.name]
-        env.process(process(head, [n.name for n in grp], sum(cost_of[n.name].latency_s for n in grp),
-                            hc.resource, chunk_plan(head), sorted(t for t in hc.tiles if t in tile_ports),
-                            hc.buffer_s, sum(cost_of[n.name].extra.get("dram_s", 0.0) for n in grp)))
-    env.run()
-    return start, finish
+            pipe.produced[node.name] = 0
+        hc = cost_of[grp[0].name]
+        chain = _Chain(tuple(n.name for n in grp), sum(cost_of[n.name].latency_s for n in grp), hc.resource,
+                       _chunk_plan(graph, grp[0], max_chunks),
+                       tuple(sorted(t for t in hc.tiles if t in pipe.tile_ports)), hc.buffer_s,
+                       sum(cost_of[n.name].dram_s for n in grp))
+        pipe.env.process(pipe.process(chain))
+    pipe.env.run()
+    return pipe.start, pipe.finish

@@ -18,16 +18,36 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.errors import SpecError
-from hwsim.imc.cost import node_costs, tile_area_mm2, tile_power_w
+from hwsim.imc.cost import CrossbarCost, DigitalCost, node_costs, tile_area_mm2, tile_power_w
 from hwsim.imc.fit import buffer_param_bytes, fit_from_mapping, prepare
 from hwsim.imc.spec import IMCSpec
 from hwsim.report import ExitReport, LayerReport, Report, Result
 from mapping.graph import Graph, Op
 from mapping.imc import IMCMapping, map_graph
 
-__all__ = ["IMCReport", "simulate", "prepare"]  # prepare lives in hwsim.imc.fit (fit needs it too)
+__all__ = ["IMCReport", "IMCLayerReport", "simulate", "prepare"]  # prepare lives in hwsim.imc.fit (fit needs it too)
 
 MODES = ("pipelined", "layer")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IMCLayerReport(LayerReport):
+    """A layer row of the IMC target: the common fields plus its typed cost record and schedule.
+
+    ``extra`` (the report's columns: the record's fields, ``compute_s`` for a crossbar node, ``start_s`` and
+    ``finish_s``) is built from them when not given. Reading IMC figures through ``extra[...]`` is deprecated
+    (DeprecationWarning in this docstring; removed in the next release): read ``cost``, ``compute_s``,
+    ``start_s`` and ``finish_s``."""
+
+    cost: CrossbarCost | DigitalCost = DigitalCost()  # the figures of its kind of node
+    compute_s: float = 0.0  # time of its MVMs, s (0 for a digital node)
+    start_s: float = 0.0  # when it starts in the schedule, s
+    finish_s: float = 0.0  # when it ends in the schedule, s
+
+    def __post_init__(self) -> None:
+        if not self.extra:
+            object.__setattr__(self, "extra", {**self.cost.columns(self.compute_s), "start_s": self.start_s,
+                                               "finish_s": self.finish_s})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,25 +155,25 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
     start, finish = schedule(folded, costs, mode, max_chunks)
     outputs = _outputs(folded, spec, x, seed, read_seed) if x is not None else None
 
-    layers = tuple(LayerReport(
+    layers = tuple(IMCLayerReport(
         name=c.name, op=c.op, module=c.module, macs=c.macs, cycles=c.latency_s * spec.clock_hz,
         latency_s=c.latency_s, energy_j=c.energy_j,
         energy_breakdown={k: v * 1e-12 for k, v in c.energy_pj.items()},
         weight_bytes=c.weight_bytes, activation_bytes=c.activation_bytes, placement=c.placement, bound=c.bound,
-        extra={**c.extra, "start_s": start[c.name], "finish_s": finish[c.name]}) for c in costs)
+        cost=c.detail, compute_s=c.compute_s, start_s=start[c.name], finish_s=finish[c.name]) for c in costs)
     order = {n.name: i for i, n in enumerate(folded.nodes)}
     cum = np.cumsum([c.energy_j for c in costs])
     exits = tuple(ExitReport(name=o, latency_s=finish[o], energy_j=float(cum[order[o]])) for o in folded.outputs)
     fr = fit_from_mapping(mp, spec, graph.name, st.working_set_bytes(folded.batch, spec),
                           buffer_param_bytes=buffer_param_bytes(folded, spec))
     onchip_w = sum(lm.geometry.weights for lm in mp.layers if lm.onchip) * spec.weight_bits // 8
-    dram = sum(c.extra.get("dram_weight_bytes", 0) for c in costs)
-    dram_act = sum(c.extra.get("dram_activation_bytes", 0) for c in costs)
+    dram = sum(c.detail.dram_weight_bytes for c in costs if isinstance(c.detail, CrossbarCost))
+    dram_act = sum(c.detail.dram_activation_bytes for c in costs)
     notes = []
     if not mp.fits:
         notes.append(f"{len(mp.spilled)} weight matrices reloaded from DRAM at every execution ({dram} B per inference)")
     if dram_act:
-        n = sum(1 for c in costs if c.extra.get("dram_activation_bytes"))
+        n = sum(1 for c in costs if c.detail.dram_activation_bytes)
         notes.append(f"{n} layers' feature maps exceed the {spec.activation_buffer_bytes} B of buffers and "
                      f"go through DRAM ({dram_act} B per inference)")
     rep = IMCReport(
@@ -165,7 +185,7 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
         crossbars_needed=mp.crossbars_needed, crossbars_available=mp.crossbars_available,
         crossbars_used=mp.crossbars_used, tiles_used=mp.tiles_used, cell_utilization=mp.cell_utilization,
         spilled_layers=mp.spilled, dram_bytes=dram, dram_activation_bytes=dram_act,
-        adc_conversions=int(sum(c.extra.get("adc_conversions", 0) for c in costs)),
+        adc_conversions=int(sum(c.detail.adc_conversions for c in costs if isinstance(c.detail, CrossbarCost))),
         tile_power_w=sum(tile_power_w(spec).values()))
     return Result(outputs, rep)
 
