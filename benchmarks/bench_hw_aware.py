@@ -28,7 +28,7 @@ from torch import nn
 
 import hwsim
 from hwsim.codesign import hw_aware
-from hwsim.codesign.digits import DigitsCNN, load_split
+from hwsim.codesign.digits import DigitsCNN, fit_loop, load_split
 
 SEEDS = (0, 1, 2)
 
@@ -93,17 +93,7 @@ class SynthCNN(nn.Module):
 def train(model: nn.Module, x, y, epochs: int, lr: float, seed: int, batch: int = 64) -> tuple[float, float]:
     """Adam on cross-entropy; returns the wall and CPU times, s."""
     t0, c0 = time.perf_counter(), time.process_time()
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), batch):
-            idx = perm[i:i + batch]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
+    fit_loop(model, x, y, epochs, lr, seed, batch)
     return time.perf_counter() - t0, time.process_time() - c0
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["load_split", "DigitsCNN", "pretrained_cnn", "make_train_fn", "INPUT_SHAPE"]
+__all__ = ["load_split", "DigitsCNN", "pretrained_cnn", "make_train_fn", "INPUT_SHAPE", "fit_loop"]
 
 INPUT_SHAPE = (1, 1, 8, 8)
 
@@ -59,12 +59,13 @@ def _fit(model: nn.Module, x, y, epochs: int, lr: float, seed: int, batch: int =
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is several times faster than contended threads
     try:
-        _fit_loop(model, x, y, epochs, lr, seed, batch)
+        fit_loop(model, x, y, epochs, lr, seed, batch)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_loop(model: nn.Module, x, y, epochs: int, lr: float, seed: int, batch: int) -> None:
+def fit_loop(model: nn.Module, x, y, epochs: int, lr: float, seed: int, batch: int = 64) -> None:
+    """Adam on cross-entropy over seeded shuffled mini-batches; leaves the model in eval mode."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
