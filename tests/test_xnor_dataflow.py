@@ -4,12 +4,12 @@ accumulating pool), per-channel weight scales, k-bit activations up to 8 bits an
 Small Brevitas models (odd channel counts) exported to QONNX run bit-exactly against qonnx's executor and Brevitas;
 FIFO depths are sized by the SimPy pipeline (a too-shallow bypass FIFO deadlocks, a too-shallow chain FIFO stalls);
 bad input is refused in one line."""
-import warnings
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from _brevitas import export, trained_bn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -83,35 +83,13 @@ class ResDwNet(nn.Module):
         return self.fc(torch.flatten(self.pool(cat), 1))
 
 
-def _trained_bn(model: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.copy_(torch.randn(c, generator=g))  # negative gammas flip weight rows
-                m.bias.copy_(torch.randn(c, generator=g) * 0.3)
-    return model.eval()
-
-
-def export(model: nn.Module, x: np.ndarray, path) -> str:
-    from brevitas.export import export_qonnx
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_qonnx(model, torch.from_numpy(x), export_path=str(path))
-    return str(path)
-
-
 def _x(n: int = 4) -> np.ndarray:
     return np.random.default_rng(7).standard_normal((n, 3, 8, 8)).astype(np.float32)
 
 
 def _model(tmp_path, wb: int, ab: int, relu: bool = False) -> tuple[str, nn.Module, np.ndarray]:
     torch.manual_seed(10 * wb + ab)
-    model = _trained_bn(ResDwNet(wb, ab, relu), wb + 7 * ab)
+    model = trained_bn(ResDwNet(wb, ab, relu), wb + 7 * ab)
     x = _x()
     return export(model, x, tmp_path / f"resdw_w{wb}a{ab}{'_relu' if relu else ''}.onnx"), model, x
 

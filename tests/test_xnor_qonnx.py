@@ -3,12 +3,12 @@ W4A4 MLPs (8x8 digits-size input) and CNNs with odd channel counts run through `
 with every activation code equal to qonnx's executor and the output equal to qonnx's and Brevitas's within fp32
 rounding; integer-weight decomposition, signed codes and threshold rules; ops the engine cannot stream refused."""
 import dataclasses
-import warnings
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from _brevitas import export, trained_bn
 
 import hwsim
 import mapping
@@ -82,28 +82,6 @@ def cnn(wb: int, ab: int) -> nn.Module:
         nn.Flatten(), qnn.QuantLinear(5 * 2 * 2, 3, bias=True, **_wq(wb)))
 
 
-def _trained_bn(model: nn.Module, seed: int) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.3)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.copy_(torch.randn(c, generator=g))  # negative gammas flip weight rows
-                m.bias.copy_(torch.randn(c, generator=g) * 0.3)
-    return model.eval()
-
-
-def export(model: nn.Module, x: np.ndarray, path) -> str:
-    from brevitas.export import export_qonnx
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_qonnx(model, torch.from_numpy(x), export_path=str(path))
-    return str(path)
-
-
 def _inputs(kind: str, n: int = 6) -> np.ndarray:
     rng = np.random.default_rng(5)
     if kind == "mlp":  # digits-like: 17 grey levels, centred, some beyond the 8-bit quantizer's range
@@ -135,7 +113,7 @@ def _check_codes(path: str, x: np.ndarray, decomposed: bool) -> int:
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_brevitas_qonnx_on_the_xnor_engine(tmp_path, arch, wb, ab):
     torch.manual_seed(10 * wb + ab)
-    model = _trained_bn((mlp if arch == "mlp" else cnn)(wb, ab), wb + ab)
+    model = trained_bn((mlp if arch == "mlp" else cnn)(wb, ab), wb + ab)
     x = _inputs(arch)
     path = export(model, x, tmp_path / f"{arch}_w{wb}a{ab}.onnx")
     with torch.no_grad():
@@ -161,7 +139,7 @@ def test_brevitas_qonnx_on_the_xnor_engine(tmp_path, arch, wb, ab):
 def test_signed_input_and_levels_of_the_program(tmp_path):
     torch.manual_seed(0)
     x = _inputs("mlp")
-    path = export(_trained_bn(mlp(2, 2), 1), x, tmp_path / "m.onnx")
+    path = export(trained_bn(mlp(2, 2), 1), x, tmp_path / "m.onnx")
     program = map_xnor(mapping.from_onnx(path, verify=False))
     inp, first = program.layers[0], program.mvaus[0]
     assert inp.out.kind == Enc.CODES and inp.out.bits == 8 and inp.out.offset == 128 and str(inp.out) == "int8"
@@ -175,7 +153,7 @@ def test_signed_input_and_levels_of_the_program(tmp_path):
 def test_bipolar_activation_with_a_scale_rescales_the_encoding(tmp_path):
     torch.manual_seed(1)
     x = _inputs("mlp")
-    path = export(_trained_bn(mlp(1, 1), 2), x, tmp_path / "m.onnx")
+    path = export(trained_bn(mlp(1, 1), 2), x, tmp_path / "m.onnx")
     program = map_xnor(mapping.from_onnx(path, verify=False))
     first, second = program.mvaus[:2]
     assert first.out_enc.kind == Enc.BINARY and first.out_enc.scale == 0.5
@@ -188,7 +166,7 @@ def test_per_channel_weight_scales_fold_into_the_gain(tmp_path):
 
     torch.manual_seed(3)
     x = _inputs("cnn")
-    g = mapping.from_onnx(export(_trained_bn(cnn(2, 2), 4), x, tmp_path / "c.onnx"), verify=False)
+    g = mapping.from_onnx(export(trained_bn(cnn(2, 2), 4), x, tmp_path / "c.onnx"), verify=False)
     conv = [n for n in g.nodes if n.op == Op.CONV2D][1]
     f = np.array([1.0, 0.5, 2.0, 0.75, 1.25])
     scale = conv.meta["weight_scale"] * f
@@ -317,7 +295,7 @@ def test_unstreamable_qonnx_is_refused_with_the_node_and_exit_2(tmp_path, capsys
 def test_cli_runs_a_brevitas_export(tmp_path, capsys):
     torch.manual_seed(2)
     x = _inputs("cnn", 1)
-    path = export(_trained_bn(cnn(1, 1), 3), x, tmp_path / "w1a1.onnx")
+    path = export(trained_bn(cnn(1, 1), 3), x, tmp_path / "w1a1.onnx")
     rc = main(["run", "--model", path, "--hw", "fpga/zc706", "--functional"])
     out, _ = capsys.readouterr()
     assert rc == 0 and "fps" in out and "LUTs" in out
