@@ -88,6 +88,13 @@ def mobilenet_v2_depthwise_layers() -> list[ConvLayer]:
     return [ConvLayer(f"dw{c}@{hw}/{s}", c, c, hw, 3, s, 1, groups=c) for c, hw, s in shapes]
 
 
+def efficientnet_b0_depthwise5x5_layers() -> list[ConvLayer]:
+    """The 5x5 depthwise layers of EfficientNet-B0 at 224x224 (Tan & Le, ICML'19, Table 1: MBConv6 k5x5
+    stages at 56/28, 14 and 7, expanded widths 144, 240, 480, 672, 1152). Reported apart."""
+    shapes = [(144, 56, 2), (240, 28, 1), (480, 14, 1), (672, 14, 1), (672, 14, 2), (1152, 7, 1)]
+    return [ConvLayer(f"dw5x5-{c}@{hw}/{s}", c, c, hw, 5, s, 2, groups=c) for c, hw, s in shapes]
+
+
 def prepare(layer: ConvLayer, rng: np.random.Generator):
     """Random input/weights for ``layer``; return (torch call, hwsim call, max relative error)."""
     cg = layer.cin // layer.groups
@@ -162,6 +169,7 @@ def main() -> None:
     ratios_min = np.array([r["ratio_min"] for r in rows])
     worst = rows[int(np.argmin(ratios))]
     extra = measure(mobilenet_v2_depthwise_layers(), args.repeats, rng, host.fp32_roofline_gflops)
+    extra5 = measure(efficientnet_b0_depthwise5x5_layers(), args.repeats, rng, host.fp32_roofline_gflops)
     result = {
         "description": "fp32 conv2d, hwsim (Numba, serial) vs torch F.conv2d (1 thread); "
                        "ratio = torch time / hwsim time (>1: hwsim faster)",
@@ -184,12 +192,15 @@ def main() -> None:
         "extra_depthwise_geomean_ratio":
             float(np.exp(np.mean([np.log(r["ratio"]) for r in extra]))),
         "extra_depthwise_min_ratio": float(min(r["ratio"] for r in extra)),
+        "extra_depthwise5x5_layers": extra5,
+        "extra_depthwise5x5_geomean_ratio_of_min_times":
+            float(np.exp(np.mean([np.log(r["ratio_min"]) for r in extra5]))),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'layer':24s} {'shape':>22s} {'torch GF/s':>10s} {'hwsim GF/s':>10s} {'ratio':>6s}"
           f" {'r(min)':>6s} {'rel.err':>8s} {'cpu/wall':>8s}")
-    for r in rows + extra:
+    for r in rows + extra + extra5:
         shape = f"{r['cin']}->{r['cout']} {r['k']}x{r['k']}/{r['stride']} @{r['hw']}"
         print(f"{r['name']:24s} {shape:>22s} {r['torch_gflops']:10.1f} {r['hwsim_gflops']:10.1f}"
               f" {r['ratio']:6.2f} {r['ratio_min']:6.2f} {r['max_rel_err']:8.1e}"

@@ -177,11 +177,50 @@ def test_binary_conv_multiword_channels(cin, cout, hw, stride, pad, dil, groups,
     ref = ref_conv_int(2 * x.astype(np.int64) - 1, w, *args, pad=int(pad_value))
     assert np.array_equal(B.binary_conv2d(x, w, *args, pad_value=pad_value), ref)
     assert np.array_equal(B.binary_conv2d(x, w, *args, pad_value=pad_value, parallel=True), ref)
+    packed = B.pack_conv_weights(w.astype(np.float32), groups)  # packed once, reused (a network's layer)
+    for _ in range(2):
+        assert np.array_equal(B.binary_conv2d(x, packed, *args, pad_value=pad_value), ref)
+    assert np.array_equal(B.binary_conv2d(x.astype(np.float32) * 3, packed, *args, pad_value=pad_value,
+                                          parallel=True), ref)  # nonzero = bit 1, any dtype
+
+
+@pytest.mark.parametrize("n,cin,cout,h,w,stride", [(1, 64, 64, 8, 8, 1), (3, 70, 48, 5, 7, 1), (2, 64, 17, 9, 4, 2),
+                                                   (1, 3, 16, 3, 3, 1)])
+def test_binary_conv_nchw_tile_edges(n, cin, cout, h, w, stride):
+    """The NCHW-storing tile (8 positions x 16 channels on AVX-512): positions a multiple of 8 in one
+    image (register transposition), tiles across images and fewer than 8 positions (element stores),
+    channel counts not a multiple of the panel (overlapping last panel), zero-padding classes."""
+    rng = np.random.default_rng(n * cin + h)
+    x = rng.integers(0, 2, (n, cin, h, w)).astype(np.uint8)
+    wt = rng.choice([-1, 1], (cout, cin, 3, 3)).astype(np.int64)
+    args = ((stride,) * 2, (1, 1), (1, 1), 1)
+    ref = ref_conv_int(2 * x.astype(np.int64) - 1, wt, *args)
+    got = B.binary_conv2d(x, B.pack_conv_weights(wt), *args)
+    assert got.dtype == np.int32 and got.flags.c_contiguous and np.array_equal(got, ref)
+
+
+def test_pack_channels_one_pass_matches_numpy():
+    """Channel packing with the border, from uint8 0/1, other nonzero values, bool and float32."""
+    from hwsim.kernels import _binary_conv as BC
+
+    rng = np.random.default_rng(5)
+    for c, pad_bit in [(3, 0), (64, 1), (70, 1), (130, 0)]:
+        bits = rng.integers(0, 2, (2, c, 4, 5)).astype(np.uint8)
+        full = np.full((2, 6, 9, (c + 63) // 64 * 64), 0, np.uint8)
+        full[..., :c] = pad_bit
+        full[:, 1:5, 2:7, :c] = bits.transpose(0, 2, 3, 1)
+        ref = np.packbits(full, axis=-1, bitorder="little").view("<u8").reshape(2, 6, 9, -1)
+        for x in (bits, bits * np.uint8(7), bits.astype(bool), bits.astype(np.float32)):
+            assert np.array_equal(BC.pack_channels(x, (1, 2), pad_bit), ref)
 
 
 def test_binary_conv_bad_groups():
     with pytest.raises(ValueError, match="groups"):
         B.binary_conv2d(np.zeros((1, 6, 4, 4), np.uint8), np.ones((4, 4, 3, 3)), groups=2)
+    with pytest.raises(ValueError, match="packed for groups=1"):
+        B.binary_conv2d(np.zeros((1, 8, 4, 4), np.uint8), B.pack_conv_weights(np.ones((4, 8, 3, 3))), groups=2)
+    with pytest.raises(ValueError, match="groups"):
+        B.pack_conv_weights(np.ones((5, 4, 3, 3)), groups=2)
 
 
 def test_tiled_kernel_uses_the_vector_popcount():
@@ -204,7 +243,7 @@ _AVX2_SCRIPT = """
 import numpy as np
 from numba import njit
 from hwsim.kernels import _binary_gemm as G, binary as B
-assert (G.MR, G.NV) == (4, 1), (G.MR, G.NV)
+assert (G.MR, G.NV) == (4, 1) and G.NCHW_NV is None, (G.MR, G.NV, G.NCHW_NV)
 rng = np.random.default_rng(0)
 for m, n, k in [(3, 5, 70), (9, 11, 700), (40, 17, 64)]:
     a, w = rng.integers(0, 2, (m, k)), rng.integers(0, 2, (n, k))

@@ -299,25 +299,26 @@ def test_kernel_modules_do_not_import_torch():
 
 @st.composite
 def dw3x3_cases(draw):
+    k = draw(st.sampled_from([3, 5]))
     sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    h = draw(st.integers(max(1, 3 - 2 * ph), 30))
-    w = draw(st.integers(max(1, 3 - 2 * pw), 30))
-    return dict(n=draw(st.integers(1, 2)), c=draw(st.integers(1, 40)), h=h, w=w, s=(sh, sw), p=(ph, pw),
+    ph, pw = draw(st.integers(0, k // 2 + 1)), draw(st.integers(0, k // 2 + 1))
+    h = draw(st.integers(max(1, k - 2 * ph), 30))
+    w = draw(st.integers(max(1, k - 2 * pw), 30))
+    return dict(n=draw(st.integers(1, 2)), c=draw(st.integers(1, 40)), h=h, w=w, s=(sh, sw), p=(ph, pw), k=k,
                 bias=draw(st.booleans()), parallel=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))
 
 
 @FAST
 @given(dw3x3_cases())
 def test_depthwise3x3_direct_path_matches_torch(case):
-    """The fused 3x3 depthwise path (``_conv.depthwise3x3``: stride phases filled per channel, nine
-    taps per vector in registers): odd and even maps, both column parities of the stride-2 fill,
-    padding 0-2, bias, serial and parallel."""
+    """The fused 3x3 / 5x5 depthwise path (``_conv.depthwise3x3``: stride phases filled per channel,
+    nine / 25 taps per vector in registers): odd and even maps, both column parities of the stride-2
+    fill, padding 0 to k//2 + 1, bias, serial and parallel."""
     from hwsim.kernels import _conv
     rng = np.random.default_rng(case["seed"])
     c = case["c"]
     x = rand(rng, case["n"], c, case["h"], case["w"])
-    wt = rand(rng, c, 1, 3, 3)
+    wt = rand(rng, c, 1, case["k"], case["k"])
     b = rand(rng, c) if case["bias"] else None
     ours = _conv.depthwise3x3(x, wt, b, case["s"], case["p"], case["parallel"])
     ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(wt), None if b is None else torch.from_numpy(b),

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core import config
 
-from hwsim.kernels._binary_microkernel import LANES, make_xnor_microkernel
+from hwsim.kernels._binary_microkernel import LANES, make_xnor_microkernel, make_xnor_microkernel_nchw
 
 
 def target_features() -> str:
@@ -50,24 +50,38 @@ TILE = (6, 4) if has_avx512_popcount() else (4, 1)  # (rows MR, vectors NV); see
 MR, NV = TILE
 NP = NV * LANES  # output columns per panel
 _MK = make_xnor_microkernel(MR, NV)
+# Convolutions on AVX-512 hosts: 8 rows (so that the epilogue transposes 8x8 blocks in registers and
+# stores NCHW directly, _binary_conv) x 2 vectors; None = GEMM + to_nchw. Measured on the development
+# host (Zen 5, one thread, binary_conv2d end to end over the GEMM's rate on ResNet-18's five 3x3
+# shapes): 8x2 0.83/0.76/0.89/0.84/0.86, 8x3 0.70/0.67/0.78/0.82/0.82 (16-column panels split
+# 64/128 channels exactly, 24-column ones recompute 12.5 %).
+NCHW_NV = 2 if has_avx512_popcount() else None
+NCHW_MR = 8
+NCHW_NP = (NCHW_NV or 0) * LANES
+_MK_NCHW = make_xnor_microkernel_nchw(NCHW_NV or 1)
 
 
 @njit(cache=True)
-def pack_panels(w):
-    """(N, nw) packed rows -> (flat panels, panel start columns), N >= NP. Panel ``p`` holds columns
-    ``starts[p] .. starts[p] + NP`` word-major: ``flat[(p*nw + t)*NP + j] = w[starts[p] + j, t]``."""
+def pack_panels_of_width(w, width):
+    """(N, nw) packed rows -> (flat panels, panel start columns), N >= ``width``. Panel ``p`` holds
+    columns ``starts[p] .. starts[p] + width`` word-major: ``flat[(p*nw + t)*width + j] = w[starts[p] + j, t]``."""
     n, nw = w.shape
-    npan = (n + NP - 1) // NP
+    npan = (n + width - 1) // width
     starts = np.empty(npan, np.int64)
-    flat = np.empty(npan * nw * NP, np.uint64)
+    flat = np.empty(npan * nw * width, np.uint64)
     for p in range(npan):
-        s = min(p * NP, n - NP)
+        s = min(p * width, n - width)
         starts[p] = s
-        base = p * nw * NP
-        for j in range(NP):
+        base = p * nw * width
+        for j in range(width):
             for t in range(nw):
-                flat[base + t * NP + j] = w[s + j, t]
+                flat[base + t * width + j] = w[s + j, t]
     return flat, starts
+
+
+def pack_panels(w):
+    """:func:`pack_panels_of_width` with the GEMM tile's ``NP`` columns (N >= NP)."""
+    return pack_panels_of_width(w, NP)
 
 
 @njit(cache=True, inline="always")
@@ -96,6 +110,33 @@ def drive_parallel(a, rbase, m, aoff, wp, starts, nw, c, ldc, k):
         p = task // nblk
         r = _row_start(task % nblk, nblk, m)
         _MK(a, rbase, r, aoff, wp, p * nw * NP, NP, nw, c, r * ldc + starts[p], ldc, k)
+
+
+@njit(cache=True)
+def drive_nchw(a, rbase, m, aoff, wp, starts, nw, res, coff, cs, k, cls, corr, ldcorr):
+    """:func:`drive` with the NCHW-storing 8-row tile (``NCHW_NP``-column panels): tile rows are output
+    positions, written at ``coff[row] + channel*cs`` of the flat ``res`` plus the row class's
+    padding correction ``corr[cls[row]*ldcorr + channel]``."""
+    nblk = (m + NCHW_MR - 1) // NCHW_MR
+    for p in range(starts.shape[0]):
+        w0 = p * nw * NCHW_NP
+        for b in range(nblk):
+            r = m - NCHW_MR if b == nblk - 1 else b * NCHW_MR
+            _MK_NCHW(a, rbase, r, aoff, wp, w0, NCHW_NP, nw, res, coff, starts[p], cs, k, cls, corr, ldcorr)
+
+
+@njit(cache=True, parallel=True)
+def drive_nchw_parallel(a, rbase, m, aoff, wp, starts, nw, res, coff, cs, k, cls, corr, ldcorr):
+    """:func:`drive_nchw` with the tiles split over Numba's threads (overlapping edge tiles write
+    identical values)."""
+    nblk = (m + NCHW_MR - 1) // NCHW_MR
+    npan = starts.shape[0]
+    for task in prange(npan * nblk):
+        p = task // nblk
+        b = task % nblk
+        r = m - NCHW_MR if b == nblk - 1 else b * NCHW_MR
+        _MK_NCHW(a, rbase, r, aoff, wp, p * nw * NCHW_NP, NCHW_NP, nw, res, coff, starts[p], cs, k, cls, corr,
+                 ldcorr)
 
 
 def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:

@@ -39,6 +39,35 @@ from numba.extending import intrinsic
 LANES = 8  # uint64 columns per <8 x i64> vector (one zmm, or two ymm halves on AVX2)
 
 
+def _k_loop(builder, mr, nv, a_p, rb_p, r0_, off_p, w_p, w0_, ldw_, nw_):
+    """The K loop of an ``mr`` x ``nv`` tile: for every word ``t`` broadcast the ``mr`` A words, load
+    the ``nv`` W vectors and accumulate ``popcount(a ^ w)``; returns the ``<8 x i64>`` sums."""
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    vt = ir.VectorType(i64, LANES)
+    ctpop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt]), "llvm.ctpop.v8i64")
+    undef = ir.Constant(vt, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+    acc = [[cgutils.alloca_once(builder, vt) for _ in range(nv)] for _ in range(mr)]
+    for row in acc:
+        for slot in row:
+            builder.store(ir.Constant(vt, [0] * LANES), slot)
+    rows = [builder.gep(a_p, [builder.load(builder.gep(rb_p, [builder.add(r0_, ir.Constant(i64, i))]))])
+            for i in range(mr)]
+    with cgutils.for_range(builder, nw_) as loop:
+        t = loop.index
+        at = builder.load(builder.gep(off_p, [t]))
+        wrow = builder.gep(w_p, [builder.add(w0_, builder.mul(t, ldw_))])
+        wv = [builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, LANES * j)]), vt.as_pointer()),
+                           align=8) for j in range(nv)]
+        for i in range(mr):
+            a = builder.load(builder.gep(rows[i], [at]))
+            av = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)), undef, splat)
+            for j in range(nv):
+                pc = builder.call(ctpop, [builder.xor(av, wv[j])])
+                builder.store(builder.add(builder.load(acc[i][j]), pc), acc[i][j])
+    return [[builder.load(slot) for slot in row] for row in acc]
+
+
 def make_xnor_microkernel(mr: int, nv: int):
     """Return an intrinsic ``mk(A, rbase, r0, aoff, W, w0, ldw, nw, C, c0, ldc, k)`` computing an
     ``mr`` x ``nv*8`` tile of ±1 dot products over ``nw`` words (``k`` valid bits)."""
@@ -58,7 +87,6 @@ def make_xnor_microkernel(mr: int, nv: int):
         def codegen(context, builder, signature, args):
             (a_arr, rb_arr, r0_, off_arr, w_arr, w0_, ldw_, nw_, c_arr, c0_, ldc_, k_) = args
             i64, i32 = ir.IntType(64), ir.IntType(32)
-            vt = ir.VectorType(i64, LANES)
             vt32 = ir.VectorType(i32, LANES)
             sa = signature.args
             a_p = context.make_array(sa[0])(context, builder, a_arr).data
@@ -66,30 +94,8 @@ def make_xnor_microkernel(mr: int, nv: int):
             off_p = context.make_array(sa[3])(context, builder, off_arr).data
             w_p = context.make_array(sa[4])(context, builder, w_arr).data
             c_p = context.make_array(sa[8])(context, builder, c_arr).data
-            ctpop = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vt, [vt]), "llvm.ctpop.v8i64")
-            zero = ir.Constant(vt, [0] * LANES)
-            undef = ir.Constant(vt, ir.Undefined)
+            loaded = _k_loop(builder, mr, nv, a_p, rb_p, r0_, off_p, w_p, w0_, ldw_, nw_)
             splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
-            acc = [[cgutils.alloca_once(builder, vt) for _ in range(nv)] for _ in range(mr)]
-            for row in acc:
-                for slot in row:
-                    builder.store(zero, slot)
-            rows = [builder.gep(a_p, [builder.load(builder.gep(rb_p, [builder.add(r0_, ir.Constant(i64, i))]))])
-                    for i in range(mr)]
-            with cgutils.for_range(builder, nw_) as loop:
-                t = loop.index
-                at = builder.load(builder.gep(off_p, [t]))
-                wrow = builder.gep(w_p, [builder.add(w0_, builder.mul(t, ldw_))])
-                wv = [builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, LANES * j)]),
-                                                   vt.as_pointer()), align=8) for j in range(nv)]
-                for i in range(mr):
-                    a = builder.load(builder.gep(rows[i], [at]))
-                    av = builder.shuffle_vector(
-                        builder.insert_element(undef, a, ir.Constant(i32, 0)), undef, splat)
-                    for j in range(nv):
-                        pc = builder.call(ctpop, [builder.xor(av, wv[j])])
-                        builder.store(builder.add(builder.load(acc[i][j]), pc), acc[i][j])
             kv = builder.trunc(k_, i32)
             kvec = builder.shuffle_vector(
                 builder.insert_element(ir.Constant(vt32, ir.Undefined), kv, ir.Constant(i32, 0)),
@@ -97,11 +103,103 @@ def make_xnor_microkernel(mr: int, nv: int):
             for i in range(mr):
                 crow = builder.gep(c_p, [builder.add(c0_, builder.mul(ldc_, ir.Constant(i64, i)))])
                 for j in range(nv):
-                    cnt = builder.trunc(builder.load(acc[i][j]), vt32)
+                    cnt = builder.trunc(loaded[i][j], vt32)
                     val = builder.sub(kvec, builder.shl(cnt, ir.Constant(vt32, [1] * LANES)))
                     p = builder.bitcast(builder.gep(crow, [ir.Constant(i64, LANES * j)]),
                                         vt32.as_pointer())
                     builder.store(val, p, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return mk
+
+
+def _transpose8(builder, rows):
+    """8x8 transpose of eight ``<8 x i32>`` rows: ``out[l][i] = rows[i][l]``, three butterfly stages
+    (stage ``s`` swaps bit ``s`` of the row index with bit ``s`` of the lane index)."""
+    for s in (1, 2, 4):
+        lo_idx = [lane if not lane & s else 8 + lane - s for lane in range(8)]
+        hi_idx = [lane + s if not lane & s else 8 + lane for lane in range(8)]
+        nxt = list(rows)
+        for i in range(8):
+            if i & s:
+                continue
+            a, b = rows[i], rows[i | s]
+            nxt[i] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), lo_idx))
+            nxt[i | s] = builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 8), hi_idx))
+        rows = nxt
+    return rows
+
+
+def make_xnor_microkernel_nchw(nv: int):
+    """An 8-row x ``nv*8``-column tile like :func:`make_xnor_microkernel` whose epilogue adds a
+    per-row-class correction and stores straight into an NCHW array (the binary convolution's
+    output, no separate transposition pass):
+    ``mk(A, rbase, r0, aoff, W, w0, ldw, nw, C, coff, r_col, cs, k, cls, corr, ldcorr)``.
+
+    Tile row ``i`` (output position ``r0 + i``), column ``j`` (channel ``r_col + j`` of the group):
+    ``C[coff[r0+i] + (r_col + j)*cs] = k - 2*popcount + corr[cls[r0+i]*ldcorr + r_col + j]``
+    (``coff`` holds the NCHW offset of each position with the group's first channel, ``cs`` the
+    channel stride OH*OW). When the 8 positions are consecutive in memory
+    (``coff[r0+7] == coff[r0]+7``: one image, no padding rows) the 8x8 blocks are transposed in
+    registers (:func:`_transpose8`) and stored as 8 consecutive int32 per channel; otherwise each
+    element is stored on its own."""
+    mr = 8
+
+    @intrinsic
+    def mk(typingctx, A, rbase, r0, aoff, W, w0, ldw, nw, C, coff, r_col, cs, k, cls, corr, ldcorr):
+        arrays = (A, rbase, aoff, W, C, coff, cls, corr)
+        if not all(isinstance(t, types.Array) and t.layout == "C" for t in arrays):
+            return None
+        if A.dtype != types.uint64 or W.dtype != types.uint64 or C.dtype != types.int32 \
+                or corr.dtype != types.int32 or any(t.dtype != types.int64 for t in (rbase, aoff, coff, cls)):
+            return None
+        ip = types.intp
+        sig = types.void(A, rbase, ip, aoff, W, ip, ip, ip, C, coff, ip, ip, ip, cls, corr, ip)
+
+        def codegen(context, builder, signature, args):
+            (a_arr, rb_arr, r0_, off_arr, w_arr, w0_, ldw_, nw_, c_arr, coff_arr, rcol_, cs_, k_, cls_arr,
+             corr_arr, ldcorr_) = args
+            i64, i32 = ir.IntType(64), ir.IntType(32)
+            vt32 = ir.VectorType(i32, LANES)
+            sa = signature.args
+            ptr = [context.make_array(sa[q])(context, builder, args[q]).data for q in (0, 1, 3, 4, 8, 9, 13, 14)]
+            a_p, rb_p, off_p, w_p, c_p, coff_p, cls_p, corr_p = ptr
+            acc = _k_loop(builder, mr, nv, a_p, rb_p, r0_, off_p, w_p, w0_, ldw_, nw_)
+            splat = ir.Constant(vt32, [0] * LANES)
+            kvec = builder.shuffle_vector(builder.insert_element(ir.Constant(vt32, ir.Undefined),
+                                                                 builder.trunc(k_, i32), ir.Constant(i32, 0)),
+                                          ir.Constant(vt32, ir.Undefined), splat)
+            rows_at = [builder.add(r0_, ir.Constant(i64, i)) for i in range(mr)]
+            coffs = [builder.load(builder.gep(coff_p, [r])) for r in rows_at]
+            vals = []
+            for i in range(mr):
+                cbase = builder.add(builder.mul(builder.load(builder.gep(cls_p, [rows_at[i]])), ldcorr_), rcol_)
+                row = []
+                for j in range(nv):
+                    cnt = builder.trunc(acc[i][j], vt32)
+                    cp = builder.bitcast(builder.gep(corr_p, [builder.add(cbase, ir.Constant(i64, LANES * j))]),
+                                         vt32.as_pointer())
+                    v = builder.sub(kvec, builder.shl(cnt, ir.Constant(vt32, [1] * LANES)))
+                    row.append(builder.add(v, builder.load(cp, align=4)))
+                vals.append(row)
+            contiguous = builder.icmp_signed("==", coffs[mr - 1], builder.add(coffs[0], ir.Constant(i64, mr - 1)))
+            with builder.if_else(contiguous) as (then, otherwise):
+                with then:
+                    for j in range(nv):
+                        cols = _transpose8(builder, [vals[i][j] for i in range(mr)])
+                        for lane in range(LANES):
+                            ch = builder.add(rcol_, ir.Constant(i64, LANES * j + lane))
+                            p = builder.gep(c_p, [builder.add(coffs[0], builder.mul(ch, cs_))])
+                            builder.store(cols[lane], builder.bitcast(p, vt32.as_pointer()), align=4)
+                with otherwise:
+                    for j in range(nv):
+                        for lane in range(LANES):
+                            chs = builder.mul(builder.add(rcol_, ir.Constant(i64, LANES * j + lane)), cs_)
+                            for i in range(mr):
+                                e = builder.extract_element(vals[i][j], ir.Constant(i32, lane))
+                                builder.store(e, builder.gep(c_p, [builder.add(coffs[i], chs)]))
             return context.get_dummy_value()
 
         return sig, codegen

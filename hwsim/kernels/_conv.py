@@ -404,7 +404,7 @@ def conv2d_gemm(x, w, b, stride, padding, dilation, groups, parallel: bool):
     o, cg, kh, kw = w.shape
     dt = x.dtype
     mg = o // groups
-    if mg == 1 and cg == 1 and (kh, kw) == (3, 3) and tuple(dilation) == (1, 1) and max(stride) <= 2:
+    if mg == 1 and cg == 1 and (kh, kw) in ((3, 3), (5, 5)) and tuple(dilation) == (1, 1) and max(stride) <= 2:
         return depthwise3x3(x, w, b, stride, padding, parallel)
     oh, ow, hq, wq, phases, ph_rh, ph_rw = plan(h, wd, kh, kw, stride, padding, dilation)
     k = cg * kh * kw

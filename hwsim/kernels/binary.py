@@ -36,7 +36,7 @@ from hwsim.kernels import _binary_gemm as G
 
 __all__ = [
     "popcount64", "aligned_empty", "pack_bits", "words_for", "pack_gemm_weights", "xnor_gemm", "xnor_gemm_parallel",
-    "xnor_gemm_masked", "im2col", "binary_conv2d", "binary_linear", "kbit_matmul_native",
+    "xnor_gemm_masked", "im2col", "pack_conv_weights", "binary_conv2d", "binary_linear", "kbit_matmul_native",
     "kbit_matmul_decomposed", "kbit_conv2d", "threshold", "max_pool_codes", "weight_planes",
 ]
 
@@ -253,29 +253,39 @@ def im2col(x: np.ndarray, kernel, stride, padding, dilation, groups: int, pad: i
     return np.ascontiguousarray(cols), oh, ow
 
 
-def binary_conv2d(x_bits: np.ndarray, w_pm1: np.ndarray, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-                  groups: int = 1, pad_value: float = 0.0, parallel: bool = False) -> np.ndarray:
-    """Binary convolution: ``x_bits`` (N, C, H, W) in {0, 1} (bit 1 = +1), ``w_pm1`` (Cout, C/g, kh, kw)
-    in {-1, +1}. Returns the int32 ±1 dot products (N, Cout, OH, OW). The border is ``pad_value``:
-    +1, -1, or 0 (taps contribute nothing, torch zero padding). An implicit GEMM over
-    channel-packed activations (``_binary_conv.py``)."""
+def pack_conv_weights(w_pm1: np.ndarray, groups: int = 1) -> BC.PackedConvWeights:
+    """(Cout, C/groups, kh, kw) ±1 weights packed once (rows, GEMM panels, padding-correction sums);
+    pass the result to :func:`binary_conv2d` in place of ``w_pm1`` to skip that work on every call
+    (reading int64 ±1 weights costs more than the binary GEMM itself on deep layers)."""
+    return BC.pack_conv_weights(w_pm1, groups)
+
+
+def binary_conv2d(x_bits: np.ndarray, w_pm1: np.ndarray | BC.PackedConvWeights, stride=(1, 1), padding=(0, 0),
+                  dilation=(1, 1), groups: int = 1, pad_value: float = 0.0, parallel: bool = False) -> np.ndarray:
+    """Binary convolution: ``x_bits`` (N, C, H, W) in {0, 1} (bit 1 = +1; any numeric dtype, nonzero
+    = 1), ``w_pm1`` (Cout, C/g, kh, kw) in {-1, +1} or its :func:`pack_conv_weights`. Returns the
+    int32 ±1 dot products (N, Cout, OH, OW). The border is ``pad_value``: +1, -1, or 0 (taps
+    contribute nothing, torch zero padding). An implicit GEMM over channel-packed activations, packed
+    from the caller's NCHW layout in one pass with the border (``_binary_conv.py``)."""
+    pk = w_pm1 if isinstance(w_pm1, BC.PackedConvWeights) else None
+    wshape = pk.shape if pk is not None else getattr(w_pm1, "shape", ())
+    if getattr(x_bits, "ndim", 0) != 4 or len(wshape) != 4:
+        raise ValueError(f"binary_conv2d: expected a 4-D input and 4-D weights, got {getattr(x_bits, 'shape', '?')} "
+                         f"and {wshape}")
+    if pk is not None and pk.groups != groups:
+        raise ValueError(f"binary_conv2d: weights were packed for groups={pk.groups}, called with groups={groups}")
     n, c, h, wd = x_bits.shape
-    cout, cg, kh, kw = w_pm1.shape
+    cout, cg, kh, kw = wshape
     if c != cg * groups or cout % groups:
-        raise ValueError(f"binary_conv2d: input has {c} channels, weights {w_pm1.shape} with groups={groups}")
+        raise ValueError(f"binary_conv2d: input has {c} channels, weights {tuple(wshape)} with groups={groups}")
     oh = BC.out_size(h, kh, stride[0], padding[0], dilation[0])
     ow = BC.out_size(wd, kw, stride[1], padding[1], dilation[1])
     if oh < 1 or ow < 1:
         raise ValueError(f"kernel {(kh, kw)} does not fit input {h}x{wd} with padding {padding}")
-    og = cout // groups
-    res = np.empty((n, cout, oh, ow), dtype=np.int32)
-    for g in range(groups):
-        xp = BC.pack_channels(x_bits[:, g * cg:(g + 1) * cg], padding, 1 if pad_value > 0 else 0)
-        wq = BC.pack_weights(w_pm1[g * og:(g + 1) * og])
-        BC.conv_group_nchw(res, g * og, xp, wq, cg * kh * kw, (kh, kw), stride, dilation, parallel)
-        if pad_value == 0 and (padding[0] or padding[1]):
-            BC.add_zero_pad_correction(res, g * og, wq, cg, (kh, kw), h, wd, stride, padding, dilation)
-    return res
+    if pk is None:
+        pk = BC.pack_conv_weights(w_pm1, groups)
+    return BC.conv_packed(x_bits, pk, tuple(stride), tuple(padding), tuple(dilation), float(pad_value), parallel,
+                          (oh, ow))
 
 
 def binary_linear(x_bits: np.ndarray, w_pm1: np.ndarray) -> np.ndarray:
