@@ -104,12 +104,18 @@ def _add_bias(acc: np.ndarray, graph: Graph, node: Node, axis_shape: tuple[int, 
 
 
 def _conv_kernel(fallback):
+    packed: dict[str, object] = {}  # node -> its packed ±1 weights (None: not a binary layer), once per run
+
     def run(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
-        w = g.param(n, "weight")
-        if not (is_binary_layer(g, n) and np.all(np.abs(w) == 1.0)):
+        key = n.name
+        if key not in packed:
+            w = g.param(n, "weight")
+            binary = is_binary_layer(g, n) and np.all(np.abs(w) == 1.0)
+            packed[key] = BK.pack_conv_weights(w.astype(np.float32), n.attrs.groups) if binary else None
+        if packed[key] is None:
             return fallback(g, n, xs)  # not binary, or ±1 weights folded with a scale: the fp32 kernel
         a = n.attrs
-        acc = BK.binary_conv2d(_bits_of(xs[0], n), w.astype(np.float32), a.stride, a.padding, a.dilation, a.groups,
+        acc = BK.binary_conv2d(_bits_of(xs[0], n), packed[key], a.stride, a.padding, a.dilation, a.groups,
                                float(n.meta.get("pad_value", 0.0)))
         return _add_bias(acc, g, n, (1, -1, 1, 1))
 
