@@ -7,14 +7,16 @@
                                                   whose weight a Quant / BipolarQuant produced; one weight scale
                                                   per tensor or per output channel)
         [BATCHNORM | MUL/DIV/ADD/SUB by a scalar or per-channel constant]* [RELU]
-        [SIGN | QUANTIZE] [MUL by a positive scalar]  -> one MVAU with its activation fused as thresholds
+        [SIGN | QUANTIZE | MULTITHRESHOLD] [MUL by a positive scalar]  -> one MVAU with its activation fused as
+                                                  thresholds (a QONNX MultiThreshold's own, moved onto the accumulator)
                                                   (a depthwise conv, groups = Cin = Cout: FINN's VVAU)
     MAXPOOL (after an activation)                     -> a streaming max-pool (OR on bits)
     AVGPOOL / ADAPTIVE_AVGPOOL (after an activation)  -> an accumulating pool (:class:`AccPoolLayer`)
+        [MUL by a positive scalar] TRUNC (FLOOR)      -> that pool's output right shift (Brevitas's TruncAvgPool)
     ADD of two quantized streams of one scale         -> AddStreams (:class:`AddLayer`); a value read by several
                                                          layers is FINN's DuplicateStreams
     CONCAT (channels) of streams on one grid          -> StreamingConcat (:class:`ConcatLayer`)
-    SIGN | QUANTIZE of a quantized stream             -> Thresholding (:class:`ThresholdLayer`)
+    SIGN | QUANTIZE | MULTITHRESHOLD of a quantized stream -> Thresholding (:class:`ThresholdLayer`)
     RESHAPE (flatten)
     a last MVAU may have no activation: its exact integer accumulator goes through its float ops (scale, bias,
     BatchNorm, scale/bias constants) in float32.
@@ -82,7 +84,15 @@ Semantics, stated once:
   GELU and other float activations, an add / concat / pool reading a float MVAU output (quantize every branch
   first), products of two activations (MATMUL, ATTENTION: the MVAUs multiply by stored weights only), a
   quantizer with a non-zero zero point, a conv/linear without ``weight_bits`` (float, or a weight quantizer the
-  importer did not fold), QONNX Trunc / MultiThreshold nodes.
+  importer did not fold), a QONNX Trunc that does not follow an average pool or rounds other than FLOOR, a
+  MultiThreshold whose ``out_bias`` is not minus an integer multiple of a positive ``out_scale``.
+* **MultiThreshold** ``y = out_scale * #{t : z >= t} + out_bias``: codes ``#{...}`` with scale ``out_scale`` and
+  offset ``-out_bias / out_scale`` (one threshold with ``out_bias = -out_scale / 2``: bipolar bits). After an MVAU
+  its thresholds move onto the accumulator, ``acc >= ceil((t - c) / g)``; on a code stream they become thresholds
+  on the codes, the first code whose float32 value reaches ``t`` (what qonnx compares).
+* **Trunc** (version 1, zero point 0, FLOOR) of an average pool's sums (rescaled back to sums by a MUL, with the
+  Trunc's scale the sums' scale): ``floor(v / 2^k)`` with ``k = in_bits - out_bits`` is the pool's output right
+  shift; the codes stay unsigned by preloading the accumulator (see :class:`AccPoolLayer`).
 * A first layer fed the raw input computes ``sum w * x`` exactly in integers when the input is integer-valued
   (an 8-bit image), otherwise in float64.
 
@@ -97,7 +107,7 @@ import numpy as np
 
 from hwsim.errors import MappingError, UnsupportedOpError
 from mapping.graph import Graph, Node, Op, Scalar
-from mapping.xnor_dag import add_layer, concat_layer, pool_layer, threshold_layer
+from mapping.xnor_dag import add_layer, concat_layer, multithreshold_layer, pool_layer, threshold_layer, trunc_pool
 from mapping.xnor_program import (
     AccPoolLayer,
     AddLayer,
@@ -114,16 +124,24 @@ from mapping.xnor_program import (
     acc_bits,
     out_encoding,
 )
-from mapping.xnor_streamline import Affine, act_encoding, integer_thresholds, layer_weights
+from mapping.xnor_streamline import (
+    Affine,
+    act_encoding,
+    integer_thresholds,
+    layer_weights,
+    multithreshold_encoding,
+    multithreshold_thresholds,
+)
 
 __all__ = ["Enc", "Encoding", "MVAULayer", "InputLayer", "PoolLayer", "ReshapeLayer", "AddLayer", "ConcatLayer",
            "ThresholdLayer", "AccPoolLayer", "XnorProgram", "map_xnor", "integer_thresholds", "annotate_encodings",
            "acc_bits"]
 
 _XNOR_OPS = frozenset({Op.CONV2D, Op.LINEAR, Op.BATCHNORM, Op.RELU, Op.SIGN, Op.QUANTIZE, Op.MAXPOOL, Op.RESHAPE,
-                       Op.MUL, Op.DIV, Op.ADD, Op.SUB, Op.CONCAT, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL})
+                       Op.MUL, Op.DIV, Op.ADD, Op.SUB, Op.CONCAT, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL,
+                       Op.MULTITHRESHOLD, Op.TRUNC})
 _ARITH = frozenset({Op.MUL, Op.DIV, Op.ADD, Op.SUB})
-_FUSED = frozenset({Op.BATCHNORM, Op.RELU, Op.SIGN, Op.QUANTIZE})  # ops an open MVAU absorbs
+_FUSED = frozenset({Op.BATCHNORM, Op.RELU, Op.SIGN, Op.QUANTIZE, Op.MULTITHRESHOLD})  # ops an open MVAU absorbs
 
 
 def map_xnor(graph: Graph) -> XnorProgram:
@@ -139,6 +157,7 @@ class _Pending:
 
     def __init__(self, node: Node, layer: dict, affine: Affine):
         self.node, self.layer, self.affine, self.nodes = node, layer, affine, [node.name]
+        self.thresholds: np.ndarray | None = None  # a MultiThreshold's (C or 1, T) on z, when one closes the MVAU
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,6 +229,10 @@ class _Walk:
             self.pending[n.name] = _start_mvau(self.g, n, srcs[0].enc, srcs[0].shape, (srcs[0].layer,))
         elif n.op in (Op.SIGN, Op.QUANTIZE):
             self._requantize(n, srcs[0])
+        elif n.op == Op.MULTITHRESHOLD:
+            self._emit(n, multithreshold_layer(n, srcs[0], self.g.param(n, "thresholds")))
+        elif n.op == Op.TRUNC:
+            self._trunc(n, srcs[0])
         elif n.op in _ARITH:
             self._stream_arith(n, srcs, operand)
         elif n.op == Op.CONCAT:
@@ -266,6 +289,11 @@ class _Walk:
             raise UnsupportedOpError(f"the float output {src!r} of layer {p.node.name!r} ({p.node.module}) is read by "
                                      f"{len(self.users[src])} nodes: quantize it before it branches")
         del self.pending[src]
+        if n.op == Op.MULTITHRESHOLD:  # FINN: the thresholds of the MVAU itself
+            p.thresholds = self.g.param(n, "thresholds")
+            p.nodes.append(n.name)
+            self.vals[n.name] = self._close(p, multithreshold_encoding(n, p.thresholds.shape[1]), n.name)
+            return
         if n.op in (Op.SIGN, Op.QUANTIZE):
             out = act_encoding(n)
             if p.affine.relu and out.kind == Enc.BINARY:
@@ -305,6 +333,17 @@ class _Walk:
         else:
             raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) quantizes a float value the XNOR engine "
                                      "does not stream")
+
+    def _trunc(self, n: Node, src: _Val) -> None:
+        """A Trunc after an accumulating pool (through a rescaling MUL): the pool's output right shift."""
+        idx = next((i for i, x in enumerate(self.layers) if x.name == src.layer), None)
+        if idx is None or not isinstance(self.layers[idx], AccPoolLayer) or \
+                len(self.users.get(n.inputs[0], [])) != 1:
+            raise UnsupportedOpError(f"trunc {n.name!r} ({n.module}) does not follow an average pool: the XNOR engine "
+                                     "maps a Trunc as the right shift of an accumulating pool's sums")
+        layer = trunc_pool(n, self.layers[idx], src.enc)
+        self.layers[idx] = layer
+        self.vals[n.name] = _Val(layer.name, layer.out, src.shape)
 
     def _stream_arith(self, n: Node, srcs: list[_Val], operand) -> None:
         if operand is None:
@@ -398,7 +437,8 @@ def _finish(p: _Pending, out: Encoding | None) -> MVAULayer:
     else:
         flip = gain < 0
         gain = np.where(flip, -gain, gain)
-        thresholds = integer_thresholds(gain, offset, out, relu=a.relu)
+        thresholds = (integer_thresholds(gain, offset, out, relu=a.relu) if p.thresholds is None
+                      else multithreshold_thresholds(gain, offset, p.thresholds, relu=a.relu))
     w = np.where(flip.reshape((-1,) + (1,) * (L["w_int"].ndim - 1)), -L["w_int"], L["w_int"])
     return MVAULayer(
         name=L["name"], module=L["module"], nodes=tuple(p.nodes), conv=L["conv"], in_shape=L["in_shape"],

@@ -4,6 +4,8 @@ refuses it in one line otherwise; the semantics are stated in :mod:`mapping.xnor
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from hwsim.errors import MappingError, UnsupportedOpError
@@ -18,9 +20,10 @@ from mapping.xnor_program import (
     ThresholdLayer,
     sum_encoding,
 )
-from mapping.xnor_streamline import BIG, integer_thresholds
+from mapping.xnor_streamline import BIG, integer_thresholds, multithreshold_encoding
 
-__all__ = ["add_layer", "concat_layer", "pool_layer", "threshold_layer", "add_encoding", "code_affine"]
+__all__ = ["add_layer", "concat_layer", "pool_layer", "threshold_layer", "add_encoding", "code_affine",
+           "multithreshold_layer", "trunc_pool"]
 
 
 def _what(n: Node) -> str:
@@ -147,3 +150,43 @@ def pool_layer(n: Node, src):
     enc = Encoding(enc.kind, enc.bits, enc.scale / terms, enc.offset, enc.levels)
     return AccPoolLayer(n.name, (src.layer,), win, src.shape, tuple(n.shape[1:]), src.enc, enc)
 
+
+
+def multithreshold_layer(n: Node, src, t: np.ndarray) -> ThresholdLayer:
+    """A standalone MultiThreshold (thresholds ``t`` (C or 1, T)) on a code stream: a Thresholding unit whose
+    thresholds on the codes come from the stream's float32 value of every code (what qonnx compares)."""
+    if src.enc.kind == Enc.RAW:
+        raise UnsupportedOpError(f"{_what(n)} on a float value the XNOR engine does not stream (the network input or "
+                                 "a float layer output)")
+    if src.enc.n_levels > 2**16:
+        raise UnsupportedOpError(f"{_what(n)} on a stream of {src.enc.n_levels} codes (at most 2^16 are tabulated)")
+    out = multithreshold_encoding(n, t.shape[1])
+    channels = src.shape[0]
+    gain, offset = code_affine(src.enc, 1)
+    z = (gain[0] * np.arange(src.enc.n_levels, dtype=np.float64) + offset[0]).astype(np.float32)  # non-decreasing
+    rows = np.broadcast_to(t.astype(np.float32), (channels, t.shape[1]))
+    thr = np.array([[np.searchsorted(z, v, side="left") for v in row] for row in rows], dtype=np.int64)
+    thr = np.where(thr < len(z), thr, BIG)  # first code whose value reaches the threshold; never: BIG
+    return ThresholdLayer(n.name, (src.layer,), tuple(n.shape[1:]), src.enc, thr, out)
+
+
+def trunc_pool(n: Node, pool: AccPoolLayer, enc: Encoding) -> AccPoolLayer:
+    """A QONNX Trunc (version 1) of an accumulating pool's output ``enc`` (the pool's codes, rescaled by a MUL):
+    the pool's output right shift (see :class:`~mapping.xnor_program.AccPoolLayer`). Exact when the Trunc's scale
+    is the stream's, its zero point 0 and its rounding FLOOR."""
+    a = n.attrs
+    if a.rounding != "FLOOR":
+        raise UnsupportedOpError(f"{_what(n)} rounds {a.rounding}: the XNOR engine implements Trunc as a right shift "
+                                 "(FLOOR)")
+    if a.zero_point != 0:
+        raise UnsupportedOpError(f"{_what(n)} has zero point {a.zero_point}: the XNOR engine maps zero point 0")
+    top = max(enc.offset, enc.n_levels - 1 - enc.offset)  # largest |integer| on the stream
+    if abs(a.scale / enc.scale - 1) * top >= 0.25 or pool.shift:
+        raise MappingError(f"{_what(n)} has scale {a.scale:g} on a sum of scale {enc.scale:g}: the integers it "
+                           "truncates are not the pool's sums")
+    k = a.in_bits - a.out_bits
+    off = -((-enc.offset) >> k)  # ceil(O / 2^k)
+    top_code = ((enc.n_levels - 1 - enc.offset) >> k) + off
+    bits = max(1, top_code.bit_length())
+    out = Encoding(Enc.CODES, bits, float(a.scale), off, 0 if top_code + 1 == 2**bits else top_code + 1)
+    return dataclasses.replace(pool, out=out, shift=k, shift_add=off * 2**k - enc.offset)

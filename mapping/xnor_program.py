@@ -170,7 +170,10 @@ class ThresholdLayer:
 @dataclass(frozen=True, slots=True)
 class AccPoolLayer:
     """Average pooling as FINN streams it: an accumulating pool that sums the codes of each window (exact
-    integers); the division by the window size is a scale of the output encoding (folded downstream)."""
+    integers); the division by the window size is a scale of the output encoding (folded downstream). A QONNX
+    ``Trunc`` (FLOOR) after the pool is its output right shift: code ``(sum + shift_add) >> shift`` (the constant
+    preloads the accumulator: with sum offset ``O`` and output offset ``O' = ceil(O / 2^shift)``, ``shift_add =
+    O' 2^shift - O`` makes the code ``floor((sum - O) / 2^shift) + O'``)."""
 
     name: str
     src: tuple[str]
@@ -179,6 +182,8 @@ class AccPoolLayer:
     out_shape: tuple[int, ...]
     in_enc: Encoding
     out: Encoding
+    shift: int = 0  # bits dropped by a following Trunc
+    shift_add: int = 0  # the accumulator's initial value, so the shifted codes stay unsigned (see above)
 
 
 Layer = InputLayer | MVAULayer | PoolLayer | ReshapeLayer | AddLayer | ConcatLayer | ThresholdLayer | AccPoolLayer

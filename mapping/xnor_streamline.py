@@ -14,7 +14,8 @@ from hwsim.errors import MappingError, UnsupportedOpError
 from mapping.graph import Graph, Node, Op, quant_levels
 from mapping.xnor_program import Enc, Encoding
 
-__all__ = ["integer_thresholds", "decision_levels", "act_encoding", "layer_weights", "Affine", "BIG"]
+__all__ = ["integer_thresholds", "decision_levels", "act_encoding", "layer_weights", "Affine", "BIG",
+           "multithreshold_encoding", "multithreshold_thresholds"]
 
 BIG = 2**62  # threshold meaning "never" / "always" (beyond any accumulator)
 
@@ -90,6 +91,39 @@ def integer_thresholds(gain: np.ndarray, offset: np.ndarray, out: Encoding, relu
         thr = np.where(gain > 0, thr, np.where(on, -BIG, BIG))
         cols.append(thr)
     return np.stack(cols, axis=1)
+
+
+def multithreshold_encoding(n: Node, count: int) -> Encoding:
+    """The encoding of a MultiThreshold with ``count`` thresholds per channel: ``y = out_scale * q + out_bias``
+    with ``q`` in [0, count] is codes ``q`` with scale ``out_scale`` and offset ``-out_bias / out_scale`` (an
+    integer), or bipolar bits (one threshold, ``out_bias = -out_scale / 2``: FINN's binary activation)."""
+    a = n.attrs
+    s, b = float(a.out_scale), float(a.out_bias)
+    if not s > 0:
+        raise UnsupportedOpError(f"MultiThreshold {n.name!r} ({n.module}) has out_scale {s}: the XNOR engine maps a "
+                                 "positive output scale")
+    if count == 1 and b == -s / 2:
+        return Encoding(Enc.BINARY, 1, s / 2)
+    off = -b / s
+    if off != round(off) or not 0 <= off <= count:
+        raise UnsupportedOpError(f"MultiThreshold {n.name!r} ({n.module}): out_bias {b} is not minus an integer "
+                                 f"multiple (0 .. {count}) of out_scale {s}, so its outputs are not codes of one grid")
+    bits = max(1, count.bit_length())
+    return Encoding(Enc.CODES, bits, s, int(off), 0 if count + 1 == 2**bits else count + 1)
+
+
+def multithreshold_thresholds(gain: np.ndarray, offset: np.ndarray, t: np.ndarray, relu: bool = False) -> np.ndarray:
+    """Integer thresholds (C, T) on the accumulator for a MultiThreshold ``t`` (C or 1, T) (comparator >=) of
+    ``z = gain * acc + offset`` (gain >= 0), optionally through a ReLU: ``acc >= ceil((t - offset) / gain)``."""
+    gain = np.asarray(gain, np.float64)[:, None]
+    offset = np.asarray(offset, np.float64)[:, None]
+    t = np.broadcast_to(np.asarray(t, np.float64), (gain.shape[0], np.shape(t)[1]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        thr = _int_threshold(np.where(gain > 0, (t - offset) / gain, 0.0), True)
+    thr = np.where(gain > 0, thr, np.where(offset >= t, -BIG, BIG))  # gain 0: a constant output
+    if relu:
+        thr = np.where(t <= 0, -BIG, thr)  # relu(z) >= t always holds
+    return thr.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- weights

@@ -320,3 +320,40 @@ def test_random_residual_and_concat_graphs_bit_exact(seed, cin, width, stride, a
     np.testing.assert_allclose(out, want, rtol=0, atol=1e-5 * max(np.abs(want).max(), 1e-3))
     rep = hwsim.simulate(g, "fpga/pynq-z1").report
     assert rep.fps > 0 and all(d >= 1 for _, d in rep.fifo_depths)
+
+
+# ----------------------------------------------------------------------------- weights packed once
+@pytest.mark.parametrize("wb,ab", [(1, 1), (2, 1), (2, 2)])
+def test_weights_packed_once_per_program(tmp_path, monkeypatch, wb, ab):
+    # binary inputs with ±1 weights (one plane), odd 2-bit weights (planes) and 2-bit codes: every MVAU's weight
+    # planes are packed on the first run only; a second run repacks nothing and gives the same bits
+    from hwsim.kernels import _binary_conv as BC
+    from hwsim.kernels import _binary_gemm as G
+
+    calls = {"conv": 0, "gemm": 0}
+    conv_pack, gemm_pack = BC.pack_conv_weights, G.panels_of
+
+    def count_conv(*a, **k):
+        calls["conv"] += 1
+        return conv_pack(*a, **k)
+
+    def count_gemm(*a, **k):
+        calls["gemm"] += 1
+        return gemm_pack(*a, **k)
+
+    monkeypatch.setattr(BC, "pack_conv_weights", count_conv)
+    monkeypatch.setattr(G, "panels_of", count_gemm)
+    path, _, x = _model(tmp_path, wb, ab)
+    program = map_xnor(mapping.from_onnx(path, verify=False))
+    first, kept1 = run_program(program, x, keep=True)
+    after_first = dict(calls)
+    second, kept2 = run_program(program, x, keep=True)
+    np.testing.assert_array_equal(first, second)
+    assert kept1.keys() == kept2.keys() and all(np.array_equal(kept1[k], kept2[k]) for k in kept1)
+    assert calls == after_first and after_first["gemm"] > 0  # nothing packed again
+    binary_in = [m for m in program.mvaus if m.in_enc.kind == Enc.BINARY]
+    assert (after_first["conv"] > 0) == (ab == 1) and bool(binary_in) == (ab == 1)
+    if ab == 1:  # one packing per ±1 plane of each binary-input conv: weight_bits planes, or 1 plus the window sum
+        convs = [m for m in binary_in if m.conv is not None]
+        per_layer = [1 if wb == 1 else (1 + wb if m.weight_levels == "int" else wb) for m in convs]
+        assert after_first["conv"] == sum(per_layer)

@@ -67,7 +67,7 @@ def _block(layer, src: tuple[str, ...], numel: dict, ii: int) -> tuple[HwLayer, 
         c, h, w = layer.in_shape
         pe = block_pe(c, h * w, ii)
         cycles = h * w * (c // pe)
-        acc = layer.out.bits + 1
+        acc = layer.out.bits + layer.shift + 1  # a Trunc's right shift drops bits after the accumulator (wiring)
         # assumed: c0 + one accumulator of acc bits per PE lane + LUTRAM partial sums of one output row
         luts = int(LUT_C0 + LUT_C1 * pe * acc + _cdiv(c * shape[2] * acc, 64))
         return (HwLayer(layer.name, "accpool", "", cycles, luts, 0, pe=pe),

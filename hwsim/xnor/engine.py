@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hwsim.cache import IdentityCache
 from hwsim.errors import ShapeError
 from hwsim.kernels import binary as B
 from hwsim.kernels import fp32 as K
@@ -62,6 +63,56 @@ def _channels(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+# Weight-derived operands of an MVAU (the split of "int" weights, the packed ±1 planes), made once per layer: a
+# layer is immutable once its program is built, so they are remembered by the layer's identity (emptied by
+# hwsim.clear_caches()). Key: (layer, role) with role "w" (the weights), "ones" (the window-sum operand of the
+# "int" decomposition) or "odd" (its odd levels 2w + e).
+_OPERANDS: IdentityCache[np.ndarray] = IdentityCache("xnor engine weight operands", maxsize=128)
+_PACKED: IdentityCache[list] = IdentityCache("xnor engine packed weight planes", maxsize=128)
+
+
+def _operand(layer: MVAULayer, role: str) -> np.ndarray:
+    """The weight array playing ``role`` in the accumulator of ``layer`` (see ``_OPERANDS``)."""
+    def make() -> np.ndarray:
+        w = layer.weight
+        if role == "w":
+            return w
+        if role == "ones":
+            return np.ones_like(w)
+        e = np.where(layer.flip, -1, 1).astype(np.int64)
+        return 2 * w + e.reshape((-1,) + (1,) * (w.ndim - 1))  # odd levels on weight_bits planes
+    return _OPERANDS.get(layer, role, compute=make)
+
+
+def _flips(layer: MVAULayer) -> np.ndarray:
+    return _OPERANDS.get(layer, "flip", compute=lambda: np.where(layer.flip, -1, 1).astype(np.int64))
+
+
+def _row_sums(layer: MVAULayer) -> np.ndarray:
+    w = layer.weight
+    return _OPERANDS.get(layer, "row_sums", compute=lambda: w.reshape(w.shape[0], -1).sum(axis=1))
+
+
+def _pack_pm1(w_pm1: np.ndarray, conv: bool, groups: int):
+    """±1 weights in the form the binary kernels read: conv weight panels, or GEMM panels of packed rows."""
+    if conv:
+        return B.pack_conv_weights(w_pm1, groups)
+    return B.pack_gemm_weights(B.pack_bits(w_pm1 > 0))
+
+
+def _binary_planes(layer: MVAULayer, role: str, conv: bool, groups: int) -> list:
+    """``[(2^k, packed ±1 plane k)]`` with ``w = sum_k 2^k t_k`` for the weights playing ``role``: one plane for ±1
+    weights, ``weight_bits`` planes for odd k-bit weights (:func:`hwsim.kernels.binary.weight_planes`). Packed on the
+    first call for (layer, role), then reused by every run of the program."""
+    def make() -> list:
+        w = _operand(layer, role)
+        if np.all(np.abs(w) == 1):
+            return [(1, _pack_pm1(w, conv, groups))]
+        return [(2**kk, _pack_pm1(2 * plane.astype(np.int64) - 1, conv, groups))
+                for kk, plane in enumerate(B.weight_planes(w, layer.weight_bits))]
+    return _PACKED.get(layer, role, conv, groups, compute=make)
+
+
 def mvau_accumulator(layer: MVAULayer, x: np.ndarray, decomposed: bool = True) -> np.ndarray:
     """The integer accumulator (N, Cout[, OH, OW]) of one MVAU on its encoded input ``x``: ``sum w * v`` with ``v``
     the input's integers (±1 for bits, ``q - offset`` for codes). See :mod:`mapping.xnor` for the decomposition of
@@ -72,48 +123,95 @@ def mvau_accumulator(layer: MVAULayer, x: np.ndarray, decomposed: bool = True) -
         (ph, pw) = args[1]  # pad with the code of value 0 (FMPadding's pad value), then convolve without padding
         x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=enc.offset)
         args = (args[0], (0, 0), args[2], args[3])
-    w = layer.weight
     if layer.weight_levels == "int" and decomposed and enc.kind != Enc.RAW:
-        e = np.where(layer.flip, -1, 1).astype(np.int64)
-        odd = 2 * w + e.reshape((-1,) + (1,) * (w.ndim - 1))  # odd levels on weight_bits planes
-        window_sum = _product(layer, x, np.ones_like(w), args, False)  # shared by the PEs
-        twice = _product(layer, x, odd, args, True) - _channels(e, window_sum.ndim) * window_sum
+        window_sum = _product(layer, x, "ones", args, False)  # shared by the PEs
+        twice = _product(layer, x, "odd", args, True) - _channels(_flips(layer), window_sum.ndim) * window_sum
         if np.any(twice & 1):  # pragma: no cover - algebraic identity
             raise AssertionError("int-weight recombination is not even")
         acc = twice // 2
     else:
-        acc = _product(layer, x, w, args, decomposed)
+        acc = _product(layer, x, "w", args, decomposed)
     if enc.kind == Enc.CODES and enc.offset:  # codes q = v + offset: a per-channel constant (in the thresholds)
-        acc = acc - enc.offset * _channels(w.reshape(w.shape[0], -1).sum(axis=1), acc.ndim)
+        acc = acc - enc.offset * _channels(_row_sums(layer), acc.ndim)
     return acc
 
 
-def _product(layer: MVAULayer, x: np.ndarray, w: np.ndarray, args, decomposed: bool) -> np.ndarray:
-    """``sum w * x`` on the encoded input (bits: ±1; codes: the unsigned codes; raw: integers)."""
+def _binary_product(layer: MVAULayer, x: np.ndarray, role: str, args) -> np.ndarray:
+    """``sum w * x`` for bits ``x`` (±1) by xnor-popcount on the weights' packed ±1 planes."""
+    conv = args is not None
+    planes = _binary_planes(layer, role, conv, args[3] if conv else 1)
+    if not conv:
+        a = B.pack_bits(x)
+        k = x.shape[1]
+    acc = None
+    for scale, pk in planes:
+        part = (B.binary_conv2d(x, pk, *args, pad_value=layer.pad_value) if conv else B.xnor_gemm(a, pk, k))
+        part = part.astype(np.int64) * scale if scale != 1 else part.astype(np.int64)
+        acc = part if acc is None else acc + part
+    return acc
+
+
+def _product(layer: MVAULayer, x: np.ndarray, role: str, args, decomposed: bool) -> np.ndarray:
+    """``sum w * x`` on the encoded input (bits: ±1; codes: the unsigned codes; raw: integers), ``w`` the weights
+    playing ``role`` (see ``_OPERANDS``)."""
     enc = layer.in_enc.kind
     conv = args is not None
-    if enc == Enc.BINARY and np.all(np.abs(w) == 1):
-        if conv:
-            return B.binary_conv2d(x, w, *args, pad_value=layer.pad_value).astype(np.int64)
-        return B.binary_linear(x, w).astype(np.int64)
-    if enc == Enc.BINARY:  # ±1 input, odd k-bit weights: sum_k 2^k (±1 x ±1 plane k)
-        if not decomposed:
-            return _native(2 * x.astype(np.int64) - 1, w, args, pad=layer.pad_value)
-        acc = None
-        for kk, plane in enumerate(B.weight_planes(w, layer.weight_bits)):
-            wp = 2 * plane.astype(np.int64) - 1
-            part = (B.binary_conv2d(x, wp, *args, pad_value=layer.pad_value) if conv
-                    else B.binary_linear(x, wp)).astype(np.int64)
-            acc = part * 2**kk if acc is None else acc + part * 2**kk
-        return acc
+    if enc == Enc.BINARY:  # ±1 weights: one xnor-popcount; odd k-bit weights: sum_k 2^k (±1 x ±1 plane k)
+        planes = _binary_planes(layer, role, conv, args[3] if conv else 1)
+        if len(planes) > 1 and not decomposed:
+            return _native(2 * x.astype(np.int64) - 1, _operand(layer, role), args, pad=layer.pad_value)
+        return _binary_product(layer, x, role, args)
+    w = _operand(layer, role)
     if enc == Enc.CODES:
-        xb = layer.in_enc.bits
-        if conv:
-            return B.kbit_conv2d(x, xb, w, layer.weight_bits, *args, decomposed=decomposed)
         if decomposed:
-            return B.kbit_matmul_decomposed(x.astype(np.int64), xb, w, layer.weight_bits)
+            return _codes_product(layer, x, role, args)
+        if conv:
+            return B.kbit_conv2d(x, layer.in_enc.bits, w, layer.weight_bits, *args, decomposed=False)
         return B.kbit_matmul_native(x, w)
     return _native(_raw_integers(layer, x), w, args, pad=layer.pad_value)  # raw integer image
+
+
+def _codes_planes(layer: MVAULayer, role: str, groups: int) -> list:
+    """Per group ``(planes, row sums)``: the GEMM panels of the weights' packed ±1 planes ``t_k`` (``w = sum_k 2^k
+    t_k``, odd ``w``) and ``sum w`` per output row, made on the first call for (layer, role)."""
+    def make() -> list:
+        w = _operand(layer, role)
+        wm = w.reshape(groups, w.shape[0] // groups, -1)
+        return [([B.pack_gemm_weights(B.pack_bits(p)) for p in B.weight_planes(wg, layer.weight_bits)],
+                 wg.astype(np.int64).sum(axis=1)) for wg in wm]
+    return _PACKED.get(layer, role, "codes", groups, compute=make)
+
+
+def _codes_product(layer: MVAULayer, x: np.ndarray, role: str, args) -> np.ndarray:
+    """``sum w * q`` for unsigned codes ``q`` of ``b`` bits and odd weights, by ``b * weight_bits`` xnor-popcount
+    branches on the packed planes: with ``q = sum_m 2^m q_m`` and bits as ±1 values ``s = 2 q_m - 1``,
+    ``2 sum w q = sum_m sum_k 2^(m+k) (s_m . t_k) + (2^b - 1) sum w`` (the algebra of
+    :func:`hwsim.kernels.binary.kbit_matmul_decomposed`, zero (code 0) padding as :func:`~hwsim.kernels.binary.kbit_conv2d`)."""
+    xb = layer.in_enc.bits
+    conv = args is not None
+    groups = args[3] if conv else 1
+    per_group = _codes_planes(layer, role, groups)
+    if conv:
+        cols, oh, ow = B.im2col(x.astype(np.int64, copy=False), layer.weight.shape[2:], args[0], args[1], args[2],
+                                groups, 0)
+    else:
+        cols = x.astype(np.int64, copy=False)[None]
+    k = cols.shape[2]
+    out = []
+    for g, (planes, sums) in enumerate(per_group):
+        acc = np.zeros((cols.shape[1], sums.shape[0]), dtype=np.int64)
+        for m in range(xb):
+            a = B.pack_bits((cols[g] >> m) & 1)
+            for kk, pan in enumerate(planes):
+                acc += np.int64(2 ** (m + kk)) * B.xnor_gemm(a, pan, k)
+        acc += (2**xb - 1) * sums[None, :]
+        if np.any(acc & 1):  # pragma: no cover - algebraic identity
+            raise AssertionError("decomposed k-bit recombination is not even")
+        out.append(acc // 2)
+    acc = np.concatenate(out, axis=1) if len(out) > 1 else out[0]
+    if not conv:
+        return acc
+    return np.ascontiguousarray(acc.reshape(x.shape[0], oh, ow, -1).transpose(0, 3, 1, 2))
 
 
 def _native(xv: np.ndarray, w: np.ndarray, args, pad: float) -> np.ndarray:
@@ -172,7 +270,7 @@ def _codes_dtype(enc) -> type:
 
 
 def _acc_pool(layer: AccPoolLayer, v: np.ndarray) -> np.ndarray:
-    """Window sums of the codes (bits: the count of +1s), exact in int64."""
+    """Window sums of the codes (bits: the count of +1s), exact in int64, right-shifted when a Trunc follows."""
     (kh, kw), (sh, sw) = layer.attrs.kernel, layer.attrs.stride
     n, c, h, w = v.shape
     oh, ow = layer.out_shape[1], layer.out_shape[2]
@@ -181,6 +279,8 @@ def _acc_pool(layer: AccPoolLayer, v: np.ndarray) -> np.ndarray:
     for dy in range(kh):
         for dx in range(kw):
             out += x[:, :, dy:dy + sh * (oh - 1) + 1:sh, dx:dx + sw * (ow - 1) + 1:sw]
+    if layer.shift:  # a Trunc: the output right shift (floor), the accumulator preloaded with shift_add
+        out = (out + layer.shift_add) >> layer.shift
     return out.astype(_codes_dtype(layer.out))
 
 
