@@ -8,8 +8,9 @@ Figures are meant to be read by a person: every axis of a physical quantity is n
 SI prefix that suits the data (``latency [µs]``, ``energy [mJ]``, ``chip area [mm²]``; :func:`quantity`), the
 data stay in the table's units (seconds, joules) and only the tick labels are scaled; log axes are labelled at
 1-2-5 steps (or fewer) as plain numbers, so that labels do not overlap; every legend has a title; a Pareto plot
-draws one front per net and names the design parameters of each front point when there are few. Axis names,
-units and ticks: :mod:`hwsim.plot_axes`.
+draws one front per net and names the design parameters of each front point when there are few (labels placed off
+each other and off the floor lines, titles wrapped to their width, the fronts' legend below the panels: no text
+covers another). Axis names, units and ticks: :mod:`hwsim.plot_axes`; labels and titles: :mod:`hwsim.plot_labels`.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from hwsim.plot_axes import (  # noqa: F401 (quantity and MAX_TICKS re-exported:
     _value_text,
     quantity,
 )
+from hwsim.plot_labels import REFERENCE_GID, declutter_labels, fit_titles, label_points
 
 __all__ = ["pareto", "layer_bars", "roofline", "heatmap", "exits", "quantity"]
 
@@ -95,7 +97,7 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
     floor = dict(floor or {})
     every, ok, failed, by = _pareto_rows(df, x, y, hue, by, directions, floor, also)
     lay = _pareto_layout(every, x, y, hue, by, labels)
-    fig, axes_list = _panel_axes(len(lay.panels))
+    fig, axes_list = _panel_axes(len(lay.panels), right_legend=lay.hue is not None and lay.hue != lay.by)
     point_handles: dict[Any, Any] = {}
     front_handles: list[tuple[Any, str]] = []
     objectives = {x: directions[0], y: directions[1], **also}
@@ -110,7 +112,8 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
             ax.set_title(str(panel), fontsize=10)
         for col, lo in floor.items():
             if col in (x, y):
-                (ax.axhline if col == y else ax.axvline)(lo, color="0.45", ls="--", lw=0.8, zorder=0)
+                (ax.axhline if col == y else ax.axvline)(lo, color="0.45", ls="--", lw=0.8, zorder=0,
+                                                         gid=REFERENCE_GID)
     n_fronts = len(front_handles)
     if len(failed):
         from matplotlib.lines import Line2D
@@ -125,7 +128,8 @@ def pareto(df, x: str = "latency_s", y: str = "energy_j", *, directions: tuple[s
         fig.suptitle(head)
     else:
         axes_list[0].set_title(head)
-    _declutter_labels(fig)
+    fit_titles(fig)
+    declutter_labels(fig)
     return _save(fig, save)
 
 
@@ -176,11 +180,13 @@ def _pareto_layout(every, x: str, y: str, hue: str | None, by: str | None, label
     return _ParetoLayout(by, nets, hue, hue_values, colors, panels, design)
 
 
-def _panel_axes(n: int):
-    """A figure with ``n`` panels sharing their axes (3 per row at most); (figure, list of the used axes first)."""
+def _panel_axes(n: int, right_legend: bool):
+    """A figure with ``n`` panels sharing their axes (3 per row at most), room on the right for a legend when
+    ``right_legend`` and below for the fronts' legend; (figure, list of the used axes first)."""
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
-    fig, axes = _figure((5.0 * ncols + 2.6, 4.6 * nrows if n > 1 else 4.8), nrows, ncols, sharex=True, sharey=True)
+    fig, axes = _figure((5.0 * ncols + (2.2 if right_legend else 1.0), 4.6 * nrows + 0.6 if n > 1 else 5.4),
+                        nrows, ncols, sharex=True, sharey=True)
     axes_list = list(np.ravel(axes)) if n > 1 else [axes]
     for extra in axes_list[n:]:
         extra.set_visible(False)
@@ -232,7 +238,7 @@ def _draw_fronts(ax, rows, panel: Any, x: str, y: str, lay: _ParetoLayout, objec
         out.append((Line2D([], [], color=color, lw=0 if step is None else 1.3, marker="o", markerfacecolor="none"),
                     legend))
         if vary and n_front <= FRONT_LABELS_MAX:
-            _label_points(ax, front, x, y, vary, color)
+            label_points(ax, front, x, y, vary, color)
     return out
 
 
@@ -250,15 +256,19 @@ def _pareto_axes(axes_list: list, every, x: str, y: str, log: bool) -> None:
         ax.grid(True, which="major", alpha=0.25, lw=0.6)
     for ax in axes_list:
         ss = ax.get_subplotspec()
-        if not ss.is_last_row():
+        if ss.num1 + ss.get_gridspec().ncols < len(axes_list):  # another panel below: it names the x axis
             ax.set_xlabel("")
+        else:  # the lowest panel of its column (the one below may be an unused, hidden one)
+            ax.xaxis.set_tick_params(labelbottom=True)
         if not ss.is_first_col():
             ax.set_ylabel("")
 
 
 def _pareto_legends(fig, lay: _ParetoLayout, point_handles: Mapping[Any, Any], front_handles: list[tuple[Any, str]],
                     objectives: Sequence[str]) -> None:
-    """The hue legend (when the hue is not the net) and the fronts' legend, outside the panels on the right."""
+    """The hue legend (when the hue is not the net) outside the panels on the right, and the fronts' legend (wide:
+    it names the constant design parameters of each front) below them, in as many columns as fit the figure's
+    width: below the panels it can never cover a title, however long."""
     hue, by = lay.hue, lay.by
     if hue is not None and hue != by:
         hue_title, _ = quantity(hue)
@@ -266,10 +276,14 @@ def _pareto_legends(fig, lay: _ParetoLayout, point_handles: Mapping[Any, Any], f
                    [_value_text(v) for v in lay.hue_values if v in point_handles], title=hue_title,
                    loc="outside right upper", fontsize=8, title_fontsize=9, frameon=False)
     in_what = f" in {', '.join(quantity(c)[0].split(' [')[0] for c in objectives)}" if objectives else ""
-    fig.legend([h for h, _ in front_handles], [t for _, t in front_handles],
-               title="Pareto front" + in_what + (f" ({'per ' + by})" if by and len(lay.nets) > 1 else ""),
-               loc="outside right upper" if hue is None or hue == by else "outside right lower",
-               fontsize=8, title_fontsize=9, frameon=False)
+    renderer = fig.canvas.get_renderer()
+    for ncols in range(min(len(front_handles), 3), 0, -1):
+        leg = fig.legend([h for h, _ in front_handles], [t for _, t in front_handles], ncols=ncols,
+                         title="Pareto front" + in_what + (f" ({'per ' + by})" if by and len(lay.nets) > 1 else ""),
+                         loc="outside lower center", fontsize=8, title_fontsize=9, frameon=False)
+        if ncols == 1 or leg.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+            break
+        leg.remove()
 
 
 def _floor_text(col: str, value: float) -> str:
@@ -281,47 +295,6 @@ def _floor_text(col: str, value: float) -> str:
 
 def _sort_key(v: Any):
     return (0, float(v), "") if isinstance(v, (int, float, np.integer, np.floating)) else (1, 0.0, str(v))
-
-
-def _label_points(ax, front, x: str, y: str, cols: Sequence[str], color) -> None:
-    """Each front point named by its design parameters, beside it; :func:`_declutter_labels` moves them apart."""
-    for _, r in front.iterrows():
-        text = ", ".join(f"{c}={_value_text(r[c])}" for c in cols)
-        ax.annotate(text, (r[x], r[y]), xytext=(6, 4), textcoords="offset points", fontsize=6.5, color=color,
-                    ha="left", va="bottom", gid="hwsim-front-label",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
-
-
-_OFFSETS = ((6, 4, "left", "bottom"), (6, -4, "left", "top"), (-6, 4, "right", "bottom"), (-6, -4, "right", "top"),
-            (6, 14, "left", "bottom"), (-6, -14, "right", "top"), (6, -14, "left", "top"), (-6, 14, "right", "bottom"),
-            (14, 0, "left", "center"), (-14, 0, "right", "center"))
-
-
-def _declutter_labels(fig) -> None:
-    """Place the front labels so that none overlaps another or leaves its axes: for each, the first of a few
-    positions around its point that is free; a label with no free position is dropped (its point keeps its
-    marker, the front its legend entry)."""
-    labels = [t for ax in fig.axes for t in ax.texts if t.get_gid() == "hwsim-front-label"]
-    if not labels:
-        return
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    placed: dict[Any, list] = {}
-    for t in labels:
-        ax = t.axes
-        box_ax = ax.get_window_extent(renderer)
-        taken = placed.setdefault(ax, [])
-        for dx, dy, ha, va in _OFFSETS:
-            t.set_position((dx, dy))
-            t.set_ha(ha)
-            t.set_va(va)
-            bb = t.get_window_extent(renderer).padded(1)
-            inside = (bb.x0 >= box_ax.x0 and bb.x1 <= box_ax.x1 and bb.y0 >= box_ax.y0 and bb.y1 <= box_ax.y1)
-            if inside and not any(bb.overlaps(o) for o in taken):
-                taken.append(bb)
-                break
-        else:
-            t.set_visible(False)
 
 
 # ----------------------------------------------------------------------------- per-layer bars
@@ -422,7 +395,10 @@ def heatmap(df, x: str, y: str, value: str, *, agg: str = "mean", fmt: str = ".3
             title: str | None = None, save=None):
     """Heat map of ``value`` over two columns of a table (e.g. crossbar utilization over rows × cols
     of a sweep), aggregated with ``agg`` where several rows share a cell; values annotated (in the unit of the
-    colour bar's label)."""
+    colour bar's label). One value in every cell: the colour bar is one block labelled with that value alone."""
+    from matplotlib.colors import Normalize
+    from matplotlib.ticker import NullLocator
+
     _need(df, [x, y, value])
     ok = _ok_rows(df)
     if len(ok) == 0:
@@ -431,12 +407,16 @@ def heatmap(df, x: str, y: str, value: str, *, agg: str = "mean", fmt: str = ".3
     grid = table.to_numpy(dtype=float)
     v_label, v_f = quantity(value, grid)
     fig, ax = _figure()
-    im = ax.imshow(grid, cmap=cmap, aspect="auto", origin="lower")
+    finite = grid[np.isfinite(grid)]
+    const = finite.size > 0 and finite.min() == finite.max()
+    # one value in every cell: a colour map over [v - 1, v + 1] (any range holding v: only v is drawn, and only v is
+    # labelled on the single-block colour bar below), not matplotlib's made-up 90 %..110 % of v
+    norm = Normalize(finite[0] - max(abs(finite[0]), 1.0), finite[0] + max(abs(finite[0]), 1.0)) if const else None
+    im = ax.imshow(grid, cmap=cmap, aspect="auto", origin="lower", norm=norm)
     ax.set_xticks(range(table.shape[1]))
     ax.set_xticklabels([_value_text(v) for v in table.columns])
     ax.set_yticks(range(table.shape[0]))
     ax.set_yticklabels([_value_text(v) for v in table.index])
-    finite = grid[np.isfinite(grid)]
     mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
     for (i, j), v in np.ndenumerate(grid):
         if np.isfinite(v):
@@ -444,7 +424,12 @@ def heatmap(df, x: str, y: str, value: str, *, agg: str = "mean", fmt: str = ".3
                     color="k" if v > mid else "w")
     ax.set_xlabel(quantity(x)[0])
     ax.set_ylabel(quantity(y)[0])
-    cb = fig.colorbar(im, ax=ax, label=v_label)
+    if const:  # a single-valued colour bar: one block, one tick at the value (the range is the value alone)
+        cb = fig.colorbar(im, ax=ax, label=v_label, boundaries=[norm.vmin, norm.vmax], values=[finite[0]],
+                          ticks=[finite[0]])
+        cb.ax.yaxis.set_minor_locator(NullLocator())
+    else:
+        cb = fig.colorbar(im, ax=ax, label=v_label)
     cb.ax.yaxis.set_major_formatter(_formatter(v_f))
     ax.set_title(title or f"{v_label.split(' [')[0]} ({agg})")
     return _save(fig, save)

@@ -1,7 +1,9 @@
 """Checks that a figure is readable, shared by the tests of hwsim's plots (tests/test_progress_plots.py) and of the
 notebooks' plots (tests/test_notebook_plots.py): tick labels apart (by their rendered text extents), every legend
 titled, axis labels with units in square brackets (``latency [ms]``, not ``latency (ms)`` nor a raw column name
-``latency_s``), figure-level texts (suptitle, legends, axes titles) apart, and design labels on fronts apart."""
+``latency_s``), figure-level texts (suptitle, legends, axes titles) apart and inside the figure, design labels on
+fronts apart and off reference lines (a dashed floor line), and a colour bar of constant data showing that value
+alone (no made-up range)."""
 from __future__ import annotations
 
 import re
@@ -51,6 +53,55 @@ def figure_text_boxes(fig, renderer):
     return boxes
 
 
+def outside_figure(fig, renderer):
+    """The names of the figure-level texts (suptitle, legends, axes titles) that run out of the figure."""
+    fb = fig.bbox.padded(1)
+    return [name for name, bb in figure_text_boxes(fig, renderer)
+            if bb.x0 < fb.x0 or bb.x1 > fb.x1 or bb.y0 < fb.y0 or bb.y1 > fb.y1]
+
+
+def reference_lines(ax):
+    """The dashed straight horizontal or vertical lines of ``ax`` (a floor drawn with axhline/axvline)."""
+    out = []
+    for ln in ax.get_lines():
+        xs, ys = ln.get_xdata(), ln.get_ydata()
+        if (ln.get_visible() and ln.get_linestyle() == "--" and len(xs) == 2
+                and (xs[0] == xs[1] or ys[0] == ys[1])):
+            out.append(ln)
+    return out
+
+
+def labels_on_lines(ax, renderer):
+    """(label text, line) pairs where a visible front label of ``ax`` (a design point's parameters) covers one of its
+    reference lines."""
+    lines = [(ln, ln.get_window_extent(renderer).padded(1)) for ln in reference_lines(ax)]
+    return [(t.get_text(), ln.get_gid() or ln.get_label()) for t in ax.texts
+            if t.get_visible() and t.get_text() and t.get_gid() == "hwsim-front-label"
+            for ln, lb in lines if t.get_window_extent(renderer).overlaps(lb)]
+
+
+def colorbar_range_problems(fig):
+    """For each image drawn with a colour bar whose finite data are one value: the colour-bar tick values that are
+    not that value (a made-up range, e.g. 90 % to 110 % of it). Empty when every colour bar is honest."""
+    import numpy as np
+
+    problems = []
+    for ax in fig.axes:
+        for im in ax.images:
+            cb = getattr(im, "colorbar", None)
+            data = np.ma.masked_invalid(np.ma.asarray(im.get_array(), dtype=float)).compressed()
+            if cb is None or not data.size or data.min() != data.max():
+                continue
+            axis = cb.ax.yaxis if cb.orientation == "vertical" else cb.ax.xaxis
+            lo, hi = sorted(axis.get_view_interval())
+            for loc, tick in zip(axis.get_majorticklocs(), axis.get_major_ticks()):
+                shown = lo <= loc <= hi and any(lab.get_visible() and lab.get_text()
+                                                for lab in (tick.label1, tick.label2))  # label2: the right side
+                if shown and not np.isclose(loc, data[0], rtol=1e-9, atol=1e-300):
+                    problems.append((float(data[0]), float(loc)))
+    return problems
+
+
 def axis_labels(fig):
     return [a.get_label_text() for ax in fig.axes if ax.get_visible() for a in (ax.xaxis, ax.yaxis)]
 
@@ -58,7 +109,8 @@ def axis_labels(fig):
 def assert_readable(fig, unit_labels: int):
     """Tick labels of every axis apart, every legend titled, at least ``unit_labels`` axis labels with a [unit]
     (every label naming a quantity such as latency or energy has one), no unit in parentheses, no raw column name,
-    suptitle/legends/axes titles apart, front labels apart. Returns the figure's legends."""
+    suptitle/legends/axes titles apart and inside the figure, front labels apart and off the reference lines, colour
+    bars of constant data without a made-up range. Returns the figure's legends."""
     if not hasattr(fig.canvas, "get_renderer"):  # a pyplot figure after plt.close: back on an Agg canvas
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -74,7 +126,10 @@ def assert_readable(fig, unit_labels: int):
         texts = [t for t in ax.texts if t.get_visible() and t.get_gid() == "hwsim-front-label"]
         tboxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
         assert not overlapping(tboxes), overlapping(tboxes)
+        assert not labels_on_lines(ax, renderer), labels_on_lines(ax, renderer)
     assert not overlapping(figure_text_boxes(fig, renderer)), overlapping(figure_text_boxes(fig, renderer))
+    assert not outside_figure(fig, renderer), outside_figure(fig, renderer)
+    assert not colorbar_range_problems(fig), colorbar_range_problems(fig)
     legends = legends_of(fig)
     for leg in legends:
         assert leg.get_title().get_text(), "a legend without a title"
