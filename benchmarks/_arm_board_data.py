@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "benchmarks" / "data"  # copies of the published measurements, sources per row (data/README.md)
 
 # ncnn benchmark model -> (zoo net, build keywords): the topologies of ncnn's benchmark/*.param (commit a4d2ea1).
 # resnet18 / resnet50 / mobilenet_v2 / shufflenet: the zoo's ``layout="ncnn"`` builds (Caffe ResNets with a 1x1

@@ -1,7 +1,7 @@
 """Fit hwsim's runtime models (ncnn on Cortex-A, CMSIS-NN / X-CUBE-AI on Cortex-M) on published board measurements
 and validate them on the boards left out.
 
-Data (../shared/data, with sources in each row):
+Data (benchmarks/data, with sources in each row):
 * ``ncnn_arm_boards.csv``: ncnn benchncnn (Tencent/ncnn benchmark/README.md), average ms per inference, 1-12
   threads, fp32 and ``*_int8`` models. Rows used: one core type per row (big.LITTLE mixes left out), a core
   hwsim models, a model whose zoo net exists (NCNN_NETS), threads <= the cores of that type.
@@ -134,8 +134,8 @@ def write_fitted(fitted: dict) -> None:
     """Rewrite hwsim/cpu/runtime/fitted.py with the all-board fits (each entry names its boards)."""
     lines = ['"""Fitted runtime parameters per (core, runtime, precision), written by',
              "``python benchmarks/bench_arm_boards.py --write`` (do not edit by hand). Each entry was fitted on the",
-             "boards in its ``fitted_on`` (ncnn benchncnn rows of ../shared/data/ncnn_arm_boards.csv, MLPerf Tiny rows of",
-             "../shared/data/mlperf_tiny_cortex_m.csv); the errors on boards left out are in",
+             "boards in its ``fitted_on`` (ncnn benchncnn rows of benchmarks/data/ncnn_arm_boards.csv, MLPerf Tiny rows of",
+             "benchmarks/data/mlperf_tiny_cortex_m.csv); the errors on boards left out are in",
              "benchmarks/results/arm_boards.md. Entries for cores without a board of their own (``transferred from``)",
              "reuse the nearest core's parameters: predictions, never fitted on that core.", '"""', "FITTED = {"]
     lines += [f"    {key!r}: {fitted[key]!r}," for key in sorted(fitted)] + ["}"]

@@ -1,6 +1,6 @@
 """The four MLPerf Tiny reference models (closed division, mlcommons/tiny tags v1.0/v1.1).
 
-Definitions: ``../shared/data/mlperf_tiny_models.md`` (read layer by layer from the Keras sources in
+Definitions: ``benchmarks/data/mlperf_tiny_models.md`` (read layer by layer from the Keras sources in
 mlcommons/tiny ``benchmark/training/*``). Convs carry biases and are followed by BN (not the ResNet
 shortcut convs); the softmax of the classifiers is left out (the zoo's nets return logits).
 
@@ -24,7 +24,7 @@ from nets.registry import check, register
 
 __all__ = ["ResNet8", "DSCNN", "MobileNetV1VWW", "AutoEncoder"]
 
-_MD = "../shared/data/mlperf_tiny_models.md (mlcommons/tiny v1.0 = 1beaec0, v1.1 = 360bf09)"
+_MD = "benchmarks/data/mlperf_tiny_models.md (mlcommons/tiny v1.0 = 1beaec0, v1.1 = 360bf09)"
 
 
 def _cbr(cin: int, cout: int, k, stride: int = 1, padding=0, groups: int = 1, relu: bool = True) -> nn.Sequential:

@@ -89,7 +89,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("condensenet86", {"stages": (16, 16, 16)}, 0.65e6, 81.3e6, _CN + " (CondenseNet-98)", macs_convention="condensenet"),
     Variant("condensenet86", {"stages": (18, 18, 18)}, 0.79e6, 98.2e6, _CN + " (CondenseNet-110)", macs_convention="condensenet"),
     Variant("condensenet86", {"stages": (20, 20, 20)}, 0.95e6, 116.7e6, _CN + " (CondenseNet-122)", macs_convention="condensenet"),
-    # the topologies benchncnn times (../shared/data/ncnn_arm_boards.csv)
+    # the topologies benchncnn times (benchmarks/data/ncnn_arm_boards.csv)
     Variant("resnet18", {"layout": "ncnn"}, None, 1_826_918_400, _NCNN.format("resnet18.param")),
     Variant("resnet50", {"layout": "ncnn"}, None, 3_857_973_248, _NCNN.format("resnet50.param")),
     Variant("mobilenetv2", {"layout": "ncnn"}, None, 313_619_328, _NCNN.format("mobilenet_v2.param")),

@@ -6,7 +6,7 @@ The ncnn figures below were derived from Tencent/ncnn ``benchmark/models/*.param
 ``weight_data_size * output H * W`` (MACs), with the output shapes the files carry in their ``-23330``
 shape hints. They are an independent transcription of the deployed topology: the zoo net must match both
 exactly. The MLPerf Tiny figures are recomputed here from the layer tables of
-``../shared/data/mlperf_tiny_models.md``, not from the zoo code.
+``benchmarks/data/mlperf_tiny_models.md``, not from the zoo code.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``layout="ncnn"`` of resnet18, resnet50, mobilenetv2 and shufflenetv1 against ncnn's benchmark param files.
 
 The constants are sums over Tencent/ncnn ``benchmark/models/<file>.param`` at commit a4d2ea1 (2026-07-22), the
-topologies ``benchncnn`` times (../shared/data/ncnn_arm_boards.csv): ``layers`` counts the Convolution,
+topologies ``benchncnn`` times (benchmarks/data/ncnn_arm_boards.csv): ``layers`` counts the Convolution,
 ConvolutionDepthWise and InnerProduct layers; ``weights`` sums their weight_data_size (key ``6=`` of a
 convolution, ``2=`` of an InnerProduct; biases, which hold ncnn's folded BN, excluded); ``macs`` sums
 weight_data_size x output height x width (from the ``-23330`` shape hints, 224x224 input) over the

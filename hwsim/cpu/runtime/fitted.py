@@ -1,7 +1,7 @@
 """Fitted runtime parameters per (core, runtime, precision), written by
 ``python benchmarks/bench_arm_boards.py --write`` (do not edit by hand). Each entry was fitted on the
-boards in its ``fitted_on`` (ncnn benchncnn rows of ../shared/data/ncnn_arm_boards.csv, MLPerf Tiny rows of
-../shared/data/mlperf_tiny_cortex_m.csv); the errors on boards left out are in
+boards in its ``fitted_on`` (ncnn benchncnn rows of benchmarks/data/ncnn_arm_boards.csv, MLPerf Tiny rows of
+benchmarks/data/mlperf_tiny_cortex_m.csv); the errors on boards left out are in
 benchmarks/results/arm_boards.md. Entries for cores without a board of their own (``transferred from``)
 reuse the nearest core's parameters: predictions, never fitted on that core.
 """
