@@ -46,6 +46,20 @@ def _dw_fill(xc, buf, sh, sw, ph, pw, hq, wq):
                 buf[d0 + np.uint64((w - 1 + pw) // 2)] = xc[hi, w - 1]
 
 
+@njit(cache=True, inline="always")
+def _store(tile, oc, bv, gidx, oh_n, ow_n, wq):
+    """One channel's accumulated rows (``tile``, rows of ``wq`` phase columns) plus bias into its output map."""
+    if ow_n < 16:  # short rows: one gather loop over the whole map (vectorised)
+        for p in range(np.uint64(oh_n * ow_n)):
+            oc[p] = tile[np.uint64(gidx[p])] + bv
+        return
+    for r in range(oh_n):
+        src = np.uint64(r * wq)
+        dst = np.uint64(r * ow_n)
+        for j in range(np.uint64(ow_n)):
+            oc[dst + j] = tile[src + j] + bv
+
+
 @njit(cache=True)
 def dw3x3(x, w, bias, has_bias, out, sh, sw, ph, pw, hq, wq, buf, tile, c0, c1):
     """Depthwise 3x3 (dilation 1) of channels ``[c0, c1)`` of every image: fill the channel's stride
@@ -82,17 +96,7 @@ def dw3x3(x, w, bias, has_bias, out, sh, sw, ph, pw, hq, wq, buf, tile, c0, c1):
                 acc += a7 * buf[o7 + q]
                 acc += a8 * buf[o8 + q]
                 tile[q] = acc
-            bv = bias[c] if has_bias else bias[0]
-            oc = out[n, c].reshape(-1)
-            if ow_n < 16:  # short rows: one gather loop over the whole map (vectorised)
-                for p in range(np.uint64(oh_n * ow_n)):
-                    oc[p] = tile[np.uint64(gidx[p])] + bv
-                continue
-            for r in range(oh_n):
-                src = np.uint64(r * wq)
-                dst = np.uint64(r * ow_n)
-                for j in range(np.uint64(ow_n)):
-                    oc[dst + j] = tile[src + j] + bv
+            _store(tile, out[n, c].reshape(-1), bias[c] if has_bias else bias[0], gidx, oh_n, ow_n, wq)
 
 
 @njit(cache=True)
@@ -145,17 +149,7 @@ def dw5x5(x, w, bias, has_bias, out, sh, sw, ph, pw, hq, wq, buf, tile, c0, c1):
                 acc += k[23] * buf[o23 + q]
                 acc += k[24] * buf[o24 + q]
                 tile[q] = acc
-            bv = bias[c] if has_bias else bias[0]
-            oc = out[n, c].reshape(-1)
-            if ow_n < 16:  # short rows: one gather loop over the whole map (vectorised)
-                for p in range(np.uint64(oh_n * ow_n)):
-                    oc[p] = tile[np.uint64(gidx[p])] + bv
-                continue
-            for r in range(oh_n):
-                src = np.uint64(r * wq)
-                dst = np.uint64(r * ow_n)
-                for j in range(np.uint64(ow_n)):
-                    oc[dst + j] = tile[src + j] + bv
+            _store(tile, out[n, c].reshape(-1), bias[c] if has_bias else bias[0], gidx, oh_n, ow_n, wq)
 
 
 @njit(cache=True, parallel=True)
