@@ -11,7 +11,7 @@ import hwsim
 import nets
 from hwsim import functional
 from hwsim.imc import numerics as nm
-from hwsim.imc.kernels import make_kernels
+from hwsim.imc.functional import make_kernels
 from hwsim.imc.spec import AdcMode, IMCSpec, SignedWeights
 from mapping.graph import Op
 from mapping.passes import fold_bn, quantize

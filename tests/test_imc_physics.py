@@ -8,7 +8,7 @@ import hwsim
 import nets
 from hwsim import functional
 from hwsim.errors import SpecError
-from hwsim.imc import kernels as ik
+from hwsim.imc import functional as ik
 from hwsim.imc import numerics as nm
 from hwsim.imc import physics as ph
 from hwsim.imc.spec import AdcMode, IMCSpec, SignedWeights

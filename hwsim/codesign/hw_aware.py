@@ -2,7 +2,7 @@
 
 ``hw_aware(model, spec)`` returns a :class:`HwAware` module (a deep copy; the user's model is untouched) whose
 ``nn.Conv2d`` / ``nn.Linear`` layers emulate, in the forward pass, the arithmetic of the bit-level IMC simulator
-(:mod:`hwsim.imc.numerics`, :mod:`hwsim.imc.kernels`) for every layer the simulator runs on crossbars:
+(:mod:`hwsim.imc.numerics`, :mod:`hwsim.imc.functional`) for every layer the simulator runs on crossbars:
 
 1. batch norm folded into the conv/linear before it, exactly as ``mapping.passes.fold_bn`` does it (with the
    BN's running statistics, which are frozen during fine-tuning; gamma and beta train through the fold);

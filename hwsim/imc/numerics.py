@@ -36,7 +36,7 @@ conversion, fixed per seed and node; the ADC transfer may carry INL/DNL (thresho
 Implementation (each path computes exactly the arithmetic above; tests check them against explicit
 transcriptions, bit for bit, with every effect on):
 - :func:`program` encodes, slices and splits a weight matrix once (the kernels cache it per weight array,
-  spec and seed: :func:`hwsim.imc.kernels.clear_cache`), all signs and slices of a row split side by side.
+  spec and seed: :func:`hwsim.imc.functional.clear_cache`), all signs and slices of a row split side by side.
   *Integer cells* (no analog effect): every pair's exact contribution ``Σ_k u·col_w·W`` is one exact GEMM
   (:func:`hwsim.imc.xbar.exact_gemm`, float32 below 2^24, float64 below 2^53); a pair whose partial sum can
   never exceed the ADC range (its column sum times the largest DAC level <= 2^B − 1, no noise, ideal

@@ -5,7 +5,7 @@
 3. cost every node (``hwsim.imc.cost.node_costs``);
 4. schedule the nodes, layer-by-layer or pipelined (``hwsim.imc.schedule.schedule``);
 5. when an input is given, quantize (``mapping.passes.quantize``) and run the graph with the
-   crossbar kernels (``hwsim.imc.kernels``);
+   crossbar kernels (``hwsim.imc.functional``);
 6. assemble the :class:`IMCReport`.
 Stages 1 and the geometry of 2 are cached per graph object (:func:`hwsim.imc.fit.prepare`), so a
 sweep over specs re-runs only the cheap vectorised arithmetic.
@@ -87,10 +87,10 @@ _QCACHE: OrderedDict[tuple, tuple[Graph, Graph]] = OrderedDict()
 def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, progress: bool | None = None) -> Graph:
     """``mapping.passes.quantize.quantize(graph, weight_bits, input_bits)`` (per-channel weight scales, dynamic input
     scales), with a progress bar over the weight matrices (VGG-16's take seconds). The integer weights it computes
-    are kept in the crossbar kernels' cache (:func:`hwsim.imc.kernels.weights_q`), so the run does not quantize
+    are kept in the crossbar kernels' cache (:func:`hwsim.imc.functional.weights_q`), so the run does not quantize
     them again."""
     from hwsim.functional import progress_bar
-    from hwsim.imc.kernels import weights_q
+    from hwsim.imc.functional import weights_q
     from mapping.passes.quantize import QuantParams
 
     layers = (Op.CONV2D, Op.LINEAR)
@@ -122,7 +122,7 @@ def _quantized(folded: Graph, weight_bits: int, input_bits: int) -> Graph:
 
 def _outputs(folded: Graph, spec: IMCSpec, x: np.ndarray, seed: int, read_seed: int | None):
     from hwsim import functional
-    from hwsim.imc.kernels import make_kernels
+    from hwsim.imc.functional import make_kernels
 
     gq = _quantized(folded, spec.weight_bits, spec.input_bits)
     outs = functional.run(gq, x, make_kernels(spec, seed, read_index=read_seed))
@@ -137,7 +137,7 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
     max_chunks: row chunks per node in pipelined mode.
     seed: the chip (per-seed device draws: programming noise, stuck-at cells, drift exponents, ADC transfer, ADC
     noise); the crossbars are programmed once per (graph, spec, seed) and cached, so batch after batch reuses them
-    (``hwsim.imc.kernels.clear_cache`` forgets them).
+    (``hwsim.imc.functional.clear_cache`` forgets them).
     read_seed: which inference's read noise (``spec.read_sigma``) to draw; None: the next one of this process for
     ``seed`` (every call reads fresh noise; the same sequence of calls in a fresh process repeats it).
     """
