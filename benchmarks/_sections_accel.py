@@ -206,7 +206,7 @@ def finn_measured() -> str:
     text = ("hwsim's dataflow model vs throughput **measured** on FINN / BNN-PYNQ / finn-examples builds (the boards "
             "named per row; the published notebooks and PRs each row cites), predicted from each design's published "
             "folding and clock; nothing fitted (`benchmarks/results/finn_measured.json`, "
-            "`python benchmarks/bench_finn_measured.py`; the model: [FPGA XNOR engine](targets/xnor.md)). Median |error| of the frames/s over "
+            "`python benchmarks/bench_finn_measured.py`; the model: [FPGA XNOR engine](targets/fpga.md)). Median |error| of the frames/s over "
             f"{s.get('designs_rows', len(fps))} rows: {_verdict(s.get('median_abs_error_pct', float('nan')), s.get('target_median_pct', 10))}, "
             f"{s.get('within_10pct', '?')} within 10 %; by source: {by_src}.\n\n"
             + _table(["design", "board", "clock MHz", "batch", "measured FPS", "predicted FPS", "error %", "II cycles"], fps))

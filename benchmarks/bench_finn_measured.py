@@ -3,7 +3,7 @@
 For every design of ``benchmarks/data/finn_measured.csv`` whose folding (PE, SIMD per MVAU / VVAU) is published
 (``benchmarks/data/finn_foldings.md``) and whose clock is known, hwsim predicts the throughput and the pipeline
 latency from that folding and clock and from the design's published data movers and FIFO depths
-(``hwsim/xnor/io.py``), and compares them with the measured figures; where the CSV holds a Vivado utilization report
+(``hwsim/fpga/io.py``), and compares them with the measured figures; where the CSV holds a Vivado utilization report
 of the design, the LUT / BRAM18 / DSP estimates are compared with it. Nothing is fitted: every constant is FINN's,
 BNN-PYNQ's or finn-experimental's source (cited where it is set), so every row is out of sample.
 
@@ -15,7 +15,7 @@ Conventions:
 * k-bit layers run natively (``kbit="native"``): FINN's and BNN-PYNQ's MVAUs multiply k-bit operands in one pass.
 * Predicted rate = clock / frame interval of the whole pipeline: the layers (clock / II, the previous model, kept
   as "layers only"), the input / output movers as stages of their own, and the FIFO coupling where the design
-  publishes shallow FIFOs (BNN-PYNQ LFC); ResNet-50's DSP-packed stem by ``hwsim/xnor/dsp_packed.py``.
+  publishes shallow FIFOs (BNN-PYNQ LFC); ResNet-50's DSP-packed stem by ``hwsim/fpga/dsp_packed.py``.
 * A measured rate with a large batch (>= 100 images) is compared with the steady-state rate; a single-image call
   (batch 1) is compared as a latency, which includes the host driver's call overhead.
 * Rows stay in the table but out of the median where an input the prediction depends on is unknown: no recorded
@@ -39,11 +39,11 @@ if str(ROOT) not in sys.path:
 
 import hwsim  # noqa: E402
 import mapping  # noqa: E402
-from hwsim.xnor.dataflow import build_design  # noqa: E402
-from hwsim.xnor.dsp_packed import DoublePackedConv, double_packed_conv_cycles  # noqa: E402
-from hwsim.xnor.io import BNNPYNQ_MOVER_BITS, FINN_MIN_IODMA_BITS, Mover, frame_interval, iodma_width, with_movers  # noqa: E402,E501
-from hwsim.xnor.pipeline import run_pipeline  # noqa: E402
-from mapping.xnor import map_xnor  # noqa: E402
+from hwsim.fpga.cost import build_design  # noqa: E402
+from hwsim.fpga.dsp_packed import DoublePackedConv, double_packed_conv_cycles  # noqa: E402
+from hwsim.fpga.io import BNNPYNQ_MOVER_BITS, FINN_MIN_IODMA_BITS, Mover, frame_interval, iodma_width, with_movers  # noqa: E402,E501
+from hwsim.fpga.schedule import run_pipeline  # noqa: E402
+from mapping.fpga import map_xnor  # noqa: E402
 from nets.finn import finn_cnv, finn_fc  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"  # copies of the published measurements, sources per row (data/README.md)
@@ -147,7 +147,7 @@ UTIL_FOLD = {"cnv-w1a1": "bnnpynq-cnvW1A1", "cnv-w1a2": "bnnpynq-cnvW1A1", "cnv-
              "lfc-w1a1": "bnnpynq-lfc", "lfc-w1a2": "bnnpynq-lfc"}
 
 
-# Data movers and published FIFO depths (hwsim/xnor/io.py) per design:
+# Data movers and published FIFO depths (hwsim/fpga/io.py) per design:
 # (input stream bits, input words per image, output stream bits, output words per image, port, FIFO elements, basis).
 # port: "bnn-pynq" = Mem2Stream/Stream2Mem at 64 bits per cycle; an int = FINN IODMA on that AXI port width
 # (insert_iodma.py: gcd(transfer bits, port)); None = board not recorded: the 8-bit IODMA width bounds the mover.
@@ -265,7 +265,7 @@ def _design(net: str, fold_key: str, cache: dict):
 
 def _pipeline(design: str, net: str, fold_key: str, cache: dict) -> dict:
     """Frame interval and single-frame latency (cycles) of the whole pipeline: MVAUs, windows, pools, the data
-    movers and the published FIFO depths (hwsim/xnor/io.py)."""
+    movers and the published FIFO depths (hwsim/fpga/io.py)."""
     key = ("pipe", design, net, fold_key)
     if key not in cache:
         dsg, n_in = _design(net, fold_key, cache)
@@ -356,7 +356,7 @@ RN50_2023_REASON = ("bitfile not identified: since 2023-02-22 (6678d9b) build.py
 
 def _resnet50(rows: list[dict], cache: dict) -> tuple[list[dict], dict]:
     """ResNet-50 W1A2 on the U250 with its 2021 folding: bottleneck MVAUs, windows and pools from hwsim's dataflow,
-    the DSP-packed stem by finn-experimental's stage cycles (hwsim/xnor/dsp_packed.py), the IODMAs. Returns the
+    the DSP-packed stem by finn-experimental's stage cycles (hwsim/fpga/dsp_packed.py), the IODMAs. Returns the
     FPS rows and the stem's detail."""
     design = build_design(map_xnor(_graph("resnet50-w1a2", cache)), _resnet50_folding(), decomposed=False)
     stem = next(r for r in design.layers if r.kind == "mvau")
@@ -419,7 +419,7 @@ def _md(d: dict) -> str:
              f"{s['all_rows']} rows: {s['median_abs_error_pct_all_rows']:.1f} % "
              f"({s['median_abs_error_pct_all_rows_layers_only']:.1f} % from the layers alone).", "",
              "Predicted rate = clock / the pipeline's frame interval: MVAUs, windows and pools, the input / output "
-             "data movers and, where the design publishes them, its FIFO depths (SimPy run, `hwsim/xnor/io.py`). "
+             "data movers and, where the design publishes them, its FIFO depths (SimPy run, `hwsim/fpga/io.py`). "
              "'layers' = clock / the slowest layer (the previous model).", "",
              "| design | board | clock MHz | batch | measured FPS | predicted FPS | error % | layers error % | "
              "interval / layers II cycles | movers in/out cycles | FIFO elems |",

@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
 # subpackages and modules reachable as attributes after a bare ``import hwsim`` (``hwsim.cpu.simulate``)
 _SUBMODULES = frozenset({
     "api", "cache", "cli", "codesign", "cpu", "demo", "errors", "evaluate", "functional", "imc", "kernels", "plot",
-    "report", "specs", "target", "xnor",
+    "report", "specs", "target", "fpga",
 })
 
 __all__ = [

@@ -370,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_zoo)
 
     s = sub.add_parser("presets", help="list the hardware presets")
-    s.add_argument("target", nargs="?", help="only this target: cpu, imc or fpga (= xnor)")
+    s.add_argument("target", nargs="?", help="only this target: cpu, imc or fpga")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_presets)
 

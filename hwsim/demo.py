@@ -73,13 +73,13 @@ def run_demo(out_dir: str | Path, quick: bool = False, progress: bool | None = N
 
     out_dir = check_output_path(out_dir, "demo folder", folder=True)
     from hwsim.cpu.demo import demo as cpu_demo
+    from hwsim.fpga.demo import demo as fpga_demo
     from hwsim.functional import progress_default
     from hwsim.imc.demo import demo as imc_demo
-    from hwsim.xnor.demo import demo as xnor_demo
 
     parts = [
         ("1. Does an iterative net fit on chip? (IMC crossbars)", imc_demo),
-        ("2. Bit-exact binary inference (FPGA XNOR/popcount engine)", xnor_demo),
+        ("2. Bit-exact binary inference (FPGA XNOR/popcount engine)", fpga_demo),
         ("3. A small IMC sweep with accuracy: ADC bits x crossbar rows", lambda d: sweep_demo(d, quick)),
         ("4. Embedded CPUs", cpu_demo),
     ]

@@ -1,7 +1,7 @@
 """Results of a simulation: plain frozen objects, derived figures as properties.
 
 Every target fills the same :class:`Report` (per-layer :class:`LayerReport` rows plus totals);
-a target with figures of its own subclasses it (``XnorReport`` adds ``fps``, ``bram18``, ``luts``).
+a target with figures of its own subclasses it (``FPGAReport`` adds ``fps``, ``bram18``, ``luts``).
 ``to_pandas()`` gives one row per layer, ``to_dict()`` a JSON-ready dict; writing files is the
 caller's business (:func:`write_json`).
 """

@@ -1,6 +1,6 @@
 """Hardware specs: frozen, validated dataclasses, and the preset registry.
 
-Each target defines one spec class (``CPUSpec``, ``IMCSpec``, ``XnorSpec``) decorated with
+Each target defines one spec class (``CPUSpec``, ``IMCSpec``, ``FPGASpec``) decorated with
 :func:`spec_class`, which records its target name. Specs validate themselves in
 ``__post_init__`` with the helpers below, so an impossible value fails at construction with the
 field's name and the allowed range.
@@ -78,7 +78,7 @@ def check_choice(spec: Any, name: str, choices: Iterable[Any]) -> None:
 
 # ----------------------------------------------------------------------------- registry
 def spec_class(target: str) -> Callable[[type[T]], type[T]]:
-    """Class decorator registering a spec class for ``target`` ("cpu", "imc", "xnor")."""
+    """Class decorator registering a spec class for ``target`` ("cpu", "imc", "fpga")."""
 
     def deco(cls: type[T]) -> type[T]:
         cls.target = target  # type: ignore[attr-defined]
@@ -107,7 +107,7 @@ def _ensure_targets() -> None:
     """Import the target packages so their spec classes register themselves."""
     import importlib
 
-    for mod in ("hwsim.cpu.spec", "hwsim.imc.spec", "hwsim.xnor.spec"):
+    for mod in ("hwsim.cpu.spec", "hwsim.imc.spec", "hwsim.fpga.spec"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
@@ -131,25 +131,38 @@ def _preset_path(name: str) -> Path | None:
     return None
 
 
-# preset folders whose name is not their spec's target name
-FOLDER_TARGET = {"fpga": "xnor"}
-# what ``preset_names(target)`` and ``hwsim presets TARGET`` take: preset folders and spec target names
-TARGET_NAMES = ("cpu", "fpga", "imc", "xnor")
+# what ``preset_names(target)`` and ``hwsim presets TARGET`` take: the targets, each named as its preset folder
+TARGET_NAMES = ("cpu", "fpga", "imc")
+# names earlier versions used for a target (the FPGA target was "xnor" until its package was renamed):
+# still accepted in spec data and preset filters, with a DeprecationWarning
+OLD_TARGET_NAMES = {"xnor": "fpga"}
+
+
+def current_target_name(name: Any) -> Any:
+    """``name``, or the current name of a target an earlier version named differently (with a DeprecationWarning)."""
+    if isinstance(name, str) and name in OLD_TARGET_NAMES:
+        import warnings
+
+        new = OLD_TARGET_NAMES[name]
+        warnings.warn(f"target {name!r} is now named {new!r}", DeprecationWarning, stacklevel=3)
+        return new
+    return name
 
 
 def preset_names(target: str | None = None) -> list[str]:
     """Names of the shipped (and user-calibrated) presets, e.g. ``["cpu/cortex-a53", ..., "imc/isaac"]``.
 
-    ``target`` filters by folder ("fpga") or by spec target ("xnor"), which name the same presets; any other
-    target is an :class:`~hwsim.errors.UnknownNameError`."""
+    ``target`` filters by folder, which is the presets' target ("cpu", "fpga", "imc"); any other target is an
+    :class:`~hwsim.errors.UnknownNameError`."""
     names = sorted({f"{p.parent.name}/{p.stem}" for d in (PRESET_DIR, user_preset_dir()) for p in d.glob("*/*.yaml")})
     if target is None:
         return names
+    target = current_target_name(target)
     folder = lambda n: n.split("/")[0]  # noqa: E731
     known = set(TARGET_NAMES) | {folder(n) for n in names}
     if target not in known:
         raise UnknownNameError("target", str(target), known)
-    return [n for n in names if target in (folder(n), FOLDER_TARGET.get(folder(n)))]
+    return [n for n in names if folder(n) == target]
 
 
 # ----------------------------------------------------------------------------- YAML (de)serialization
@@ -227,7 +240,7 @@ def spec_from_dict(data: dict, target: str | None = None, source: str = "<dict>"
     is named ``my_chip``, not after its ``base:``); None keeps the base's name or the class default."""
     _ensure_targets()
     data = dict(data)
-    tgt = data.pop("target", target)
+    tgt = current_target_name(data.pop("target", target))
     base = data.pop("base", None)
     if tgt is None and base is None:
         raise PresetError(f"{source}: missing 'target:' (one of {sorted(_SPECS)})")

@@ -1,7 +1,7 @@
 """The target contract: what a simulator package ``hwsim.<target>`` provides, and :func:`load_target`, which imports
 one and checks it before :func:`hwsim.simulate` or :func:`hwsim.fit` uses it.
 
-A target package (``hwsim.cpu``, ``hwsim.imc``, ``hwsim.xnor``) implements :class:`Target` with module-level names:
+A target package (``hwsim.cpu``, ``hwsim.imc``, ``hwsim.fpga``) implements :class:`Target` with module-level names:
 
 - ``SPEC``: its spec class, a frozen dataclass registered with ``@spec_class("<target>")`` (:mod:`hwsim.specs`);
 - ``simulate(graph, spec, x=None, *, seed=0, **options) -> Result``;
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Target", "TargetContractError", "load_target", "contract_problems", "source_version", "TARGETS",
            "COMMON_SOURCES"]
 
-TARGETS = ("cpu", "imc", "xnor")  # the target packages hwsim ships
+TARGETS = ("cpu", "imc", "fpga")  # the target packages hwsim ships
 # What every target's numbers go through besides its own package: folders and files under the repository root.
 COMMON_SOURCES = ("hwsim/kernels", "hwsim/functional.py", "hwsim/report.py", "hwsim/specs.py", "mapping")
 

@@ -12,7 +12,7 @@ imports ``nets``) maps each layer onto an IR op with ``meta`` annotations:
   ``w_int * s`` (``w_int`` odd, |w_int| <= 2^bits - 1), ``meta weight_bits=bits, weight_scale=s``.
 
 The input encoding of a layer (binary ±1, k-bit codes, raw image) is not a property of the layer
-but of its producer; ``mapping.xnor`` derives it from the graph.
+but of its producer; ``mapping.fpga`` derives it from the graph.
 """
 from __future__ import annotations
 

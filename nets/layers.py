@@ -1,6 +1,6 @@
 """Binary and k-bit quantized layers: plain, trainable torch modules.
 
-Conventions (shared with the XNOR engine, ``mapping/xnor.py``):
+Conventions (shared with the XNOR engine, ``mapping/fpga.py``):
 
 * ``BinarySign``: sign with **sign(0) = +1** (torch's ``sign`` gives 0), straight-through gradient
   clipped to |x| <= 1 (Hubara et al., "Binarized Neural Networks", NeurIPS 2016).

@@ -269,7 +269,7 @@ def test_every_float_spec_field_rejects_nan_and_inf_by_name(preset, value):
 @pytest.mark.parametrize("data,words", [
     ({"base": "imc/isaac", "conductance_sigma": "nan"}, "conductance_sigma"),
     ({"target": "cpu", "clock_hz": float("nan")}, "clock_hz"),
-    ({"target": "xnor", "luts": 1.5}, "luts"),
+    ({"target": "fpga", "luts": 1.5}, "luts"),
     ({"target": "imc", "sample_hold": "yes"}, "sample_hold"),
 ])
 def test_spec_data_errors_name_the_field(data, words):
@@ -280,7 +280,15 @@ def test_spec_data_errors_name_the_field(data, words):
 def test_unknown_target_of_preset_names():
     with pytest.raises(UnknownNameError, match="unknown target 'gpu'"):
         hwsim.preset_names("gpu")
-    assert hwsim.preset_names("xnor") == hwsim.preset_names("fpga") != []
+    assert hwsim.preset_names("fpga") == ["fpga/pynq-z1", "fpga/ultra96", "fpga/zc706"]
+
+
+def test_the_fpga_targets_old_name_still_works_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'xnor' is now named 'fpga'"):
+        assert hwsim.preset_names("xnor") == hwsim.preset_names("fpga")
+    with pytest.warns(DeprecationWarning, match="'xnor' is now named 'fpga'"):
+        spec = hwsim.spec_from_dict({"target": "xnor", "name": "mine"})
+    assert spec.target == "fpga" and spec.name == "mine"
 
 
 # ----------------------------------------------------------------------------- API: layers, sweeps, paths
@@ -418,7 +426,7 @@ def test_version_and_help_texts(capsys):
 
     rc, out, _ = cli(["run", "--help"], capsys)
     assert rc == 0 and "--net-option" in out
-    for target in ("cpu", "imc", "xnor"):  # every option of every target's simulate() is listed
+    for target in ("cpu", "imc", "fpga"):  # every option of every target's simulate() is listed
         params = inspect.signature(__import__(f"hwsim.{target}", fromlist=["simulate"]).simulate).parameters
         for p in params.values():
             if p.kind == p.KEYWORD_ONLY and p.name != "seed":
@@ -442,3 +450,13 @@ def test_net_option_builds_the_net_with_it(capsys):
     d = json.loads(out)
     rc, out2, _ = cli(["fit", "--net", "itnet", "--hw", "imc/edge-small", "--json"], capsys)
     assert json.loads(out2)["crossbars_needed"] != d["crossbars_needed"]
+
+
+def test_the_old_fpga_module_name_resolves_with_a_warning():
+    import hwsim.fpga
+    import hwsim.xnor
+
+    with pytest.warns(DeprecationWarning, match="hwsim.xnor.XnorSpec is now hwsim.fpga.FPGASpec"):
+        assert hwsim.xnor.XnorSpec is hwsim.fpga.FPGASpec
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        hwsim.xnor.nothing  # noqa: B018

@@ -1,4 +1,4 @@
-"""Counts and costs of the transformer / imported-model ops on the cpu, imc and xnor targets (hand-built graphs)."""
+"""Counts and costs of the transformer / imported-model ops on the cpu, imc and fpga targets (hand-built graphs)."""
 import math
 
 import numpy as np
@@ -266,7 +266,7 @@ def test_fit_counts_only_conv_and_linear_weights():
 
 
 # ----------------------------------------------------------------------------- xnor
-def test_xnor_engine_refuses_with_the_node_named():
+def test_fpga_engine_refuses_with_the_node_named():
     with pytest.raises(hwsim.UnsupportedOpError, match=r"'layernorm' \(node 'ln1'"):
         hwsim.simulate(block(), "fpga/pynq-z1")
     s = (1, 4, 8)

@@ -1,4 +1,4 @@
-"""The int8 path (hwsim.cpu.int8 + int8_run) against an independent integer reference.
+"""The int8 path (hwsim.cpu.int8 + hwsim.cpu.functional) against an independent integer reference.
 
 The reference below is a plain numpy int64 transcription of TFLite's reference kernels
 (tensorflow/lite/kernels/internal/reference/integer_ops/{conv,depthwise_conv,fully_connected,add,pooling,mean}.h and
@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import mapping
+from hwsim.cpu.functional import run_int8
 from hwsim.cpu.int8 import Int8OverflowError, Int8UnsupportedError, check_int8, quantize_int8
-from hwsim.cpu.int8_run import run_int8
 from hwsim.errors import HwsimError, UnsupportedOpError
 from hwsim.functional import run
 from hwsim.kernels._int8_tflite import mbqm, quantize_multiplier

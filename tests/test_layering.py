@@ -224,7 +224,7 @@ def test_the_graph_is_the_bottom_of_the_ir():
 
 
 def test_a_pass_never_knows_about_a_target_or_an_importer():
-    targets = ("mapping.imc", "mapping.xnor", "mapping.trace", "mapping.onnx", "mapping.qonnx", "mapping._torch",
+    targets = ("mapping.imc", "mapping.fpga", "mapping.trace", "mapping.onnx", "mapping.qonnx", "mapping._torch",
                "mapping._builder", "mapping.binary")
     assert _violations(lambda m: m.startswith("mapping.passes"), lambda n: n.startswith(targets)) == []
 
@@ -235,7 +235,7 @@ def test_the_zoo_never_imports_the_simulators():
 
 # the front ends of each target (they train or measure torch models) and the co-design loops (they build nets)
 _FRONT_ENDS = ("hwsim.cli", "hwsim.api", "hwsim.evaluate", "hwsim.demo", "hwsim.plot", "hwsim.codesign",
-               "hwsim.cpu.calibrate", "hwsim.cpu.calibration", "hwsim.cpu.demo", "hwsim.imc.demo", "hwsim.xnor.demo")
+               "hwsim.cpu.calibrate", "hwsim.cpu.calibration", "hwsim.cpu.demo", "hwsim.imc.demo", "hwsim.fpga.demo")
 
 
 def _simulator(m: str) -> bool:
@@ -261,8 +261,8 @@ def _fresh(code: str) -> dict:
 # The first three are the layering contract (mapping and nets import the errors, the IR is torch-free); the rest are
 # the simulators, which run on numpy/Numba only (README: "A simulator never reaches back into torch").
 TORCH_FREE = ["mapping.graph", "hwsim.errors", "hwsim.kernels", "hwsim", "mapping", "mapping.passes", "mapping.imc",
-              "mapping.xnor", "hwsim.specs", "hwsim.report", "hwsim.api", "hwsim.functional", "hwsim.imc.fit",
-              "hwsim.imc.simulate", "hwsim.cpu", "hwsim.imc", "hwsim.xnor"]
+              "mapping.fpga", "hwsim.specs", "hwsim.report", "hwsim.api", "hwsim.functional", "hwsim.imc.fit",
+              "hwsim.imc.simulate", "hwsim.cpu", "hwsim.imc", "hwsim.fpga"]
 
 
 @pytest.mark.subprocess

@@ -133,7 +133,7 @@ def test_cost_model_version_follows_the_targets_source(tmp_path, monkeypatch):
     import hwsim.codesign.points as points
     import hwsim.target as target
 
-    versions = {t: points.cost_model_version(t) for t in ("cpu", "imc", "xnor")}
+    versions = {t: points.cost_model_version(t) for t in ("cpu", "imc", "fpga")}
     assert len(set(versions.values())) == 3 and all(len(v) == 12 for v in versions.values())
     root = tmp_path / "repo"
     for part in ("hwsim/imc", "hwsim/cpu", "hwsim/kernels", "mapping"):

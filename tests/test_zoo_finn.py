@@ -10,10 +10,10 @@ import torch.nn as nn
 
 import hwsim
 import mapping
+from hwsim.fpga.cost import build_design
+from hwsim.fpga.functional import run_program
 from hwsim.functional import run
-from hwsim.xnor.dataflow import build_design
-from hwsim.xnor.engine import run_program
-from mapping.xnor import AddLayer, Enc, MVAULayer, ThresholdLayer, map_xnor
+from mapping.fpga import AddLayer, Enc, MVAULayer, ThresholdLayer, map_xnor
 from nets.finn import _Bottleneck
 from nets.layers import QuantAct, QuantConv2d, QuantLinear
 

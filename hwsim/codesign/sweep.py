@@ -106,7 +106,7 @@ def _workers_of(executor: Executor) -> int:
 def _target_packages() -> list[str]:
     import importlib.util
 
-    return [m for m in ("hwsim.cpu", "hwsim.imc", "hwsim.xnor") if importlib.util.find_spec(m) is not None]
+    return [m for m in ("hwsim.cpu", "hwsim.imc", "hwsim.fpga") if importlib.util.find_spec(m) is not None]
 
 
 def _default_executor(n_jobs: int, workers: int | None) -> Executor | None:

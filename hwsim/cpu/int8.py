@@ -21,8 +21,8 @@ arithmetic of tensorflow/lite/tools/optimize/quantization_utils.cc, in float32 a
   softmax whose 1/256 output grid this does not model.
 
 The graph's input is quantized with its calibration (scale, zero point) as TFLite's QUANTIZE float->int8 does, and
-every output is dequantized, so :func:`hwsim.cpu.int8_run.run_int8` takes and returns float32 like the fp32 path.
-What the program computes, step by step, is in :mod:`hwsim.cpu.int8_run` and :mod:`hwsim.kernels._int8_tflite`.
+every output is dequantized, so :func:`hwsim.cpu.functional.run_int8` takes and returns float32 like the fp32 path.
+What the program computes, step by step, is in :mod:`hwsim.cpu.functional` and :mod:`hwsim.kernels._int8_tflite`.
 
 Entry points: :func:`check_int8` (refuses what the path cannot run, before any work), :func:`quantize_int8`
 (calibrate and build the :class:`Int8Program`), :func:`fused_activations` (which ReLUs fold into their producer; the

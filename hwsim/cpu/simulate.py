@@ -183,7 +183,7 @@ def _run_binary(graph: Graph, x: np.ndarray) -> list[np.ndarray]:
 
 
 def _run_int8(g: Graph, x: np.ndarray, calib: np.ndarray | None) -> list[np.ndarray]:
+    from hwsim.cpu.functional import run_int8
     from hwsim.cpu.int8 import quantize_int8
-    from hwsim.cpu.int8_run import run_int8
 
     return run_int8(quantize_int8(g, x if calib is None else calib, fold_bn=False), x)

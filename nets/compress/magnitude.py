@@ -36,7 +36,7 @@ __all__ = ["SPARSITY_SUPPORT", "prune_unstructured", "make_permanent", "weight_s
 SPARSITY_SUPPORT: dict[str, str] = {
     "cpu": "ignored: dense kernels; latency, energy and weight bytes are those of the dense layer",
     "imc": "ignored: a zero weight still occupies its crossbar cells and is read by every MVM",
-    "xnor": "ignored: binary weights are ±1 (no zero level); masks are lost when binarizing",
+    "fpga": "ignored: binary weights are ±1 (no zero level); masks are lost when binarizing",
 }
 
 _WEIGHTED = (nn.Conv2d, nn.Linear)

@@ -1,7 +1,7 @@
 """Demo: train a small binarized CNN on scikit-learn's bundled digits (8x8, no download) in seconds,
 run it bit-exactly on the FPGA XNOR engine, and size the FPGA design.
 
-``demo(out_dir) -> str`` writes ``xnor_demo.json`` into ``out_dir`` and returns a short text.
+``demo(out_dir) -> str`` writes ``fpga_demo.json`` into ``out_dir`` and returns a short text.
 """
 from __future__ import annotations
 
@@ -68,13 +68,13 @@ def train_digits_bnn(seed: int = 0, epochs: int = 20, progress: bool | None = No
 
 
 def demo(out_dir: str | Path) -> str:
-    """Train, run bit-exactly on ``fpga/pynq-z1``, size the design; write ``xnor_demo.json``."""
+    """Train, run bit-exactly on ``fpga/pynq-z1``, size the design; write ``fpga_demo.json``."""
     import torch
 
     import hwsim
     import mapping
-    from hwsim.xnor.engine import run_program
-    from mapping.xnor import map_xnor
+    from hwsim.fpga.functional import run_program
+    from mapping.fpga import map_xnor
 
     t0 = time.perf_counter()
     model, (_, _, x_te, y_te) = train_digits_bnn()
@@ -111,7 +111,7 @@ def demo(out_dir: str | Path) -> str:
             "folding_sweep": sweep, "total_s": time.perf_counter() - t0}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "xnor_demo.json").write_text(json.dumps(data, indent=2))
+    (out_dir / "fpga_demo.json").write_text(json.dumps(data, indent=2))
     return (f"XNOR engine demo (binarized CNN, sklearn digits, {len(y_te)} test images, trained in {t_train:.1f} s)\n"
             f"  accuracy: torch {acc_torch:.3f}, engine {acc_engine:.3f}; identical predictions: {same_pred}; "
             f"binary activations bit-exact: {exact_acts}; max |logit diff| {max_diff:.2g}\n"
@@ -119,4 +119,4 @@ def demo(out_dir: str | Path) -> str:
             f"{rep.luts} LUTs, {rep.bram18} BRAM18, {rep.energy_per_frame_j * 1e9:.3g} nJ/frame\n"
             f"  folding sweep (target fps -> fps, LUTs): "
             + ", ".join(f"{s['target_fps']:.0e} -> {s['fps']:.3g}, {s['luts']}" for s in sweep)
-            + f"\n  wrote {out_dir / 'xnor_demo.json'}")
+            + f"\n  wrote {out_dir / 'fpga_demo.json'}")

@@ -1,10 +1,10 @@
-"""``XnorSpec``: an FPGA running a FINN-style streaming dataflow of xnor-popcount MVAUs.
+"""``FPGASpec``: an FPGA running a FINN-style streaming dataflow of xnor-popcount MVAUs.
 
 Every field carries its unit in its name. Presets live in ``hwsim/presets/fpga/*.yaml`` (resource
 counts from the AMD/Xilinx product tables; each constant cites its source there);
 ``dataclasses.replace(spec, clock_hz=...)`` makes a variant.
 
-Power model (used by :mod:`hwsim.xnor.dataflow`): ``static_power_w`` is drawn all the time; a
+Power model (used by :mod:`hwsim.fpga.cost`): ``static_power_w`` is drawn all the time; a
 layer that is busy for one clock cycle spends ``lut_energy_pj`` per LUT it occupies and
 ``bram18_energy_pj`` per BRAM18 it reads. Energy per frame in the steady state of the pipeline
 = static power x initiation interval + sum over layers of busy cycles x (LUTs x e_lut + BRAM18 x
@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from hwsim.errors import SpecError
 from hwsim.specs import check_positive, spec_class
 
-__all__ = ["XnorSpec", "BRAM18_BITS"]
+__all__ = ["FPGASpec", "BRAM18_BITS"]
 
 BRAM18_BITS = 18 * 1024  # one RAMB18E1/E2 holds 18 Kib (UG473 7-series / UG573 UltraScale memory resources)
 
 
-@spec_class("xnor")
+@spec_class("fpga")
 @dataclass(frozen=True, slots=True)
-class XnorSpec:
+class FPGASpec:
     """An FPGA for the XNOR/popcount dataflow engine.
 
     name: preset name, e.g. ``"fpga/pynq-z1"``.
@@ -51,11 +51,11 @@ class XnorSpec:
     def __post_init__(self) -> None:
         for f in ("name", "device"):
             if not isinstance(getattr(self, f), str):
-                raise SpecError(f"XnorSpec.{f} must be a string, got {getattr(self, f)!r}")
+                raise SpecError(f"FPGASpec.{f} must be a string, got {getattr(self, f)!r}")
         for f in ("luts", "bram18", "dsps"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int):
-                raise SpecError(f"XnorSpec.{f} must be an integer, got {v!r}")
+                raise SpecError(f"FPGASpec.{f} must be an integer, got {v!r}")
         check_positive(self, "clock_hz", "luts", "bram18")
         check_positive(self, "dsps", "static_power_w", "lut_energy_pj", "bram18_energy_pj", allow_zero=True)
 

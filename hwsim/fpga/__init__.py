@@ -2,14 +2,14 @@
 
 ``simulate(graph, spec, x, *, seed=0, folding="auto", target_fps=None, kbit="decomposed")``
 (normally reached through :func:`hwsim.simulate`) returns a ``Result`` whose report is an
-:class:`XnorReport` (``fps``, ``bram18``, ``luts``, per-layer ``pe``/``simd``/``cycles``).
+:class:`FPGAReport` (``fps``, ``bram18``, ``luts``, per-layer ``pe``/``simd``/``cycles``).
 """
-from hwsim.xnor.simulate import XnorReport, simulate
-from hwsim.xnor.spec import XnorSpec
+from hwsim.fpga.simulate import FPGAReport, simulate
+from hwsim.fpga.spec import FPGASpec
 
-__all__ = ["SPEC", "simulate", "XnorReport", "XnorSpec", "cost_model_version"]
+__all__ = ["SPEC", "simulate", "FPGAReport", "FPGASpec", "cost_model_version"]
 
-SPEC = XnorSpec  # the target contract (hwsim.target.Target): this target's spec class
+SPEC = FPGASpec  # the target contract (hwsim.target.Target): this target's spec class
 
 
 def cost_model_version() -> str:
@@ -17,5 +17,5 @@ def cost_model_version() -> str:
     (:func:`hwsim.target.source_version`), so any edit of its model recomputes stale rows."""
     from hwsim.target import source_version
 
-    return source_version("xnor")
+    return source_version("fpga")
 

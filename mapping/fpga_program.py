@@ -1,7 +1,7 @@
 """The target data of the XNOR engine: value encodings and the layers of an :class:`XnorProgram`.
 
-Plain frozen dataclasses of numpy arrays (``mapping.xnor`` builds them; ``hwsim.xnor.engine`` runs them and
-``hwsim.xnor.dataflow`` costs them). The semantics are stated in :mod:`mapping.xnor`.
+Plain frozen dataclasses of numpy arrays (``mapping.fpga`` builds them; ``hwsim.fpga.functional`` runs them and
+``hwsim.fpga.cost`` costs them). The semantics are stated in :mod:`mapping.fpga`.
 """
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ from onnx import TensorProto, helper, numpy_helper
 import hwsim
 import mapping
 from hwsim.errors import HwsimError, UnsupportedOpError
-from hwsim.xnor.engine import run_program
+from hwsim.fpga.functional import run_program
+from mapping.fpga import AccPoolLayer, Enc, MVAULayer, ThresholdLayer, map_xnor
 from mapping.onnx import reference_outputs, source_values
-from mapping.xnor import AccPoolLayer, Enc, MVAULayer, ThresholdLayer, map_xnor
 
 pytest.importorskip("qonnx")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

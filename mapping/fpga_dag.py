@@ -1,6 +1,6 @@
 """Layers of the XNOR engine beyond a chain of MVAUs: residual adds, concatenations, re-quantization of a code
 stream, max and average (accumulating) pools. Each builder checks that the engine can stream the node exactly and
-refuses it in one line otherwise; the semantics are stated in :mod:`mapping.xnor`.
+refuses it in one line otherwise; the semantics are stated in :mod:`mapping.fpga`.
 """
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import dataclasses
 import numpy as np
 
 from hwsim.errors import MappingError, UnsupportedOpError
-from mapping.graph import AdaptivePool, Node, Op, Pool, quant_levels
-from mapping.xnor_program import (
+from mapping.fpga_program import (
     AccPoolLayer,
     AddLayer,
     ConcatLayer,
@@ -20,7 +19,8 @@ from mapping.xnor_program import (
     ThresholdLayer,
     sum_encoding,
 )
-from mapping.xnor_streamline import BIG, integer_thresholds, multithreshold_encoding
+from mapping.fpga_streamline import BIG, integer_thresholds, multithreshold_encoding
+from mapping.graph import AdaptivePool, Node, Op, Pool, quant_levels
 
 __all__ = ["add_layer", "concat_layer", "pool_layer", "threshold_layer", "add_encoding", "code_affine",
            "multithreshold_layer", "trunc_pool"]
@@ -31,7 +31,7 @@ def _what(n: Node) -> str:
 
 
 def add_encoding(a: Encoding, b: Encoding) -> Encoding:
-    """The encoding of ``qa + qb`` for two streams of one scale (see :class:`~mapping.xnor_program.AddLayer`)."""
+    """The encoding of ``qa + qb`` for two streams of one scale (see :class:`~mapping.fpga_program.AddLayer`)."""
     if a.kind == b.kind == Enc.BINARY:
         return sum_encoding(a, 2)
     top = (a.n_levels - 1) + (b.n_levels - 1)
@@ -108,7 +108,7 @@ def threshold_layer(n: Node, src, out: Encoding, relu: bool = False) -> Threshol
     """Thresholding of a code stream by the quantizer ``n`` (after an add, a pool, or a wider activation), through a
     ReLU when ``relu``. A k-bit quantizer on a stream of at most 2^16 codes gets its thresholds from a table of the
     quantizer's float32 output on every code (exactly what the reference computes); otherwise, and for a sign,
-    from :func:`~mapping.xnor_streamline.integer_thresholds`."""
+    from :func:`~mapping.fpga_streamline.integer_thresholds`."""
     channels = src.shape[0]
     if out.kind == Enc.CODES and n.op == Op.QUANTIZE and src.enc.n_levels <= 2**16:
         thr = _table_thresholds(n, src.enc, out, relu, channels)
@@ -172,7 +172,7 @@ def multithreshold_layer(n: Node, src, t: np.ndarray) -> ThresholdLayer:
 
 def trunc_pool(n: Node, pool: AccPoolLayer, enc: Encoding) -> AccPoolLayer:
     """A QONNX Trunc (version 1) of an accumulating pool's output ``enc`` (the pool's codes, rescaled by a MUL):
-    the pool's output right shift (see :class:`~mapping.xnor_program.AccPoolLayer`). Exact when the Trunc's scale
+    the pool's output right shift (see :class:`~mapping.fpga_program.AccPoolLayer`). Exact when the Trunc's scale
     is the stream's, its zero point 0 and its rounding FLOOR."""
     a = n.attrs
     if a.rounding != "FLOOR":

@@ -37,7 +37,7 @@ Semantics, stated once:
   window sum ``sum x`` does not depend on the output channel: one extra popcount adder tree per MVAU computes it
   on the SIMD input lanes (shared by the PEs) while the first weight plane streams, and each PE subtracts it — no
   extra cycles; its LUTs (one more adder tree and accumulator, plus a subtractor per PE) are counted in
-  ``hwsim.xnor.dataflow``.
+  ``hwsim.fpga.cost``.
   A channel whose weight row is negated (below) uses ``o = 2w - 1`` and adds the window sum instead. Natively
   (``kbit="native"``) the integers multiply as they are.
 * **Offset codes in an MVAU.** The hardware accumulates ``acc_u = sum w q`` on the unsigned codes (zero padding
@@ -96,8 +96,8 @@ Semantics, stated once:
 * A first layer fed the raw input computes ``sum w * x`` exactly in integers when the input is integer-valued
   (an 8-bit image), otherwise in float64.
 
-The program is target data (:mod:`mapping.xnor_program`); the functional engine is ``hwsim.xnor.engine`` and
-the cost model ``hwsim.xnor.dataflow``.
+The program is target data (:mod:`mapping.fpga_program`); the functional engine is ``hwsim.fpga.functional`` and
+the cost model ``hwsim.fpga.cost``.
 """
 from __future__ import annotations
 
@@ -106,9 +106,8 @@ import dataclasses
 import numpy as np
 
 from hwsim.errors import MappingError, UnsupportedOpError
-from mapping.graph import Graph, Node, Op, Scalar
-from mapping.xnor_dag import add_layer, concat_layer, multithreshold_layer, pool_layer, threshold_layer, trunc_pool
-from mapping.xnor_program import (
+from mapping.fpga_dag import add_layer, concat_layer, multithreshold_layer, pool_layer, threshold_layer, trunc_pool
+from mapping.fpga_program import (
     AccPoolLayer,
     AddLayer,
     ConcatLayer,
@@ -124,7 +123,7 @@ from mapping.xnor_program import (
     acc_bits,
     out_encoding,
 )
-from mapping.xnor_streamline import (
+from mapping.fpga_streamline import (
     Affine,
     act_encoding,
     integer_thresholds,
@@ -132,6 +131,7 @@ from mapping.xnor_streamline import (
     multithreshold_encoding,
     multithreshold_thresholds,
 )
+from mapping.graph import Graph, Node, Op, Scalar
 
 __all__ = ["Enc", "Encoding", "MVAULayer", "InputLayer", "PoolLayer", "ReshapeLayer", "AddLayer", "ConcatLayer",
            "ThresholdLayer", "AccPoolLayer", "XnorProgram", "map_xnor", "integer_thresholds", "annotate_encodings",

@@ -1,5 +1,5 @@
 """Data movers (BNN-PYNQ Mem2Stream / FINN IODMA) and FIFO coupling in the steady-state frame interval of the FPGA
-dataflow (hwsim.xnor.io). The SimPy frame interval of an MLP with shallow FIFOs is checked against an independent
+dataflow (hwsim.fpga.io). The SimPy frame interval of an MLP with shallow FIFOs is checked against an independent
 cycle-by-cycle transcription of finn-hlslib's MVAU loop (input read only in the first neuron fold, one PE-wide write
 per fold, a stalled iteration neither reads nor writes)."""
 import math
@@ -8,10 +8,10 @@ import pytest
 
 import mapping
 from hwsim.errors import HwsimError, MappingError
-from hwsim.xnor.dataflow import build_design
-from hwsim.xnor.io import Mover, frame_interval, iodma_width, with_movers
-from hwsim.xnor.pipeline import run_pipeline
-from mapping.xnor import map_xnor
+from hwsim.fpga.cost import build_design
+from hwsim.fpga.io import Mover, frame_interval, iodma_width, with_movers
+from hwsim.fpga.schedule import run_pipeline
+from mapping.fpga import map_xnor
 from nets.finn import finn_fc
 
 LFC_FOLD = [(32, 64), (64, 32), (32, 64), (16, 8)]  # BNN-PYNQ lfcW1A1 config.h (PE, SIMD)
@@ -98,7 +98,7 @@ def test_frame_interval_needs_a_steady_state():
 
 
 def test_double_packed_stem_of_resnet50():
-    from hwsim.xnor.dsp_packed import DoublePackedConv, double_packed_conv_cycles
+    from hwsim.fpga.dsp_packed import DoublePackedConv, double_packed_conv_cycles
 
     stem = DoublePackedConv(kernel=7, stride=2, in_channels=3, ifm_dim=224, out_channels=64, simd=3, pe=64, mmv=16)
     cyc = double_packed_conv_cycles(stem)

@@ -1,8 +1,8 @@
 """``simulate(graph, spec, x)`` for the FPGA XNOR/popcount engine, and its report.
 
-The path: ``mapping.xnor.map_xnor`` fuses the graph into MVAUs with integer thresholds; the
-folding (by hand or automatic) fixes PE/SIMD per MVAU; ``hwsim.xnor.dataflow`` gives cycles,
-BRAM18, LUTs and the SimPy latency; ``hwsim.xnor.engine`` computes the outputs bit-exactly when
+The path: ``mapping.fpga.map_xnor`` fuses the graph into MVAUs with integer thresholds; the
+folding (by hand or automatic) fixes PE/SIMD per MVAU; ``hwsim.fpga.cost`` gives cycles,
+BRAM18, LUTs and the SimPy latency; ``hwsim.fpga.functional`` computes the outputs bit-exactly when
 ``x`` is given.
 """
 from __future__ import annotations
@@ -13,26 +13,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.errors import MappingError, SpecError
-from hwsim.functional import check_input
-from hwsim.report import LayerReport, Report, Result
-from hwsim.xnor.dataflow import (
+from hwsim.fpga.cost import (
     auto_folding,
     build_design,
     check_folding,
     padding_notes,
     pipeline_frame_cycles,
 )
-from hwsim.xnor.engine import run_program
-from hwsim.xnor.pipeline import latency_cycles
-from hwsim.xnor.spec import XnorSpec
+from hwsim.fpga.functional import run_program
+from hwsim.fpga.schedule import latency_cycles
+from hwsim.fpga.spec import FPGASpec
+from hwsim.functional import check_input
+from hwsim.report import LayerReport, Report, Result
+from mapping.fpga import XnorProgram, map_xnor
 from mapping.graph import Graph
-from mapping.xnor import XnorProgram, map_xnor
 
-__all__ = ["XnorReport", "simulate"]
+__all__ = ["FPGAReport", "simulate"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class XnorReport(Report):
+class FPGAReport(Report):
     """Report of the XNOR engine: ``Report`` plus the dataflow figures.
 
     fps: frames per second in the steady state (clock / initiation interval).
@@ -64,7 +64,7 @@ class XnorReport(Report):
                 f"folding (PE, SIMD) {list(self.folding)}")
 
 
-def simulate(graph: Graph, spec: XnorSpec, x: np.ndarray | None = None, *, seed: int = 0,
+def simulate(graph: Graph, spec: FPGASpec, x: np.ndarray | None = None, *, seed: int = 0,
              folding: Sequence[tuple[int, int]] | str = "auto", target_fps: float | None = None,
              kbit: str = "decomposed", fifo_depth: int | None = None) -> Result:
     """Map ``graph`` onto the FPGA ``spec`` and simulate it.
@@ -80,8 +80,8 @@ def simulate(graph: Graph, spec: XnorSpec, x: np.ndarray | None = None, *, seed:
     """
     if fifo_depth is not None and (isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 1):
         raise MappingError(f"fifo_depth must be a positive int or None, got {fifo_depth!r}")
-    if not isinstance(spec, XnorSpec):
-        raise SpecError(f"the xnor target needs an XnorSpec, got {type(spec).__name__}")
+    if not isinstance(spec, FPGASpec):
+        raise SpecError(f"the fpga target needs an FPGASpec, got {type(spec).__name__}")
     if kbit not in ("decomposed", "native"):
         raise MappingError(f"kbit must be 'decomposed' or 'native', got {kbit!r}")
     decomposed = kbit == "decomposed"
@@ -106,7 +106,7 @@ def simulate(graph: Graph, spec: XnorSpec, x: np.ndarray | None = None, *, seed:
     return Result(outputs, report)
 
 
-def _report(graph: Graph, program: XnorProgram, spec: XnorSpec, fold, decomposed: bool, notes: list[str],
+def _report(graph: Graph, program: XnorProgram, spec: FPGASpec, fold, decomposed: bool, notes: list[str],
             fifo_depth: int | None = None):
     design = build_design(program, fold, decomposed)
     clock = spec.clock_hz
@@ -151,8 +151,8 @@ def _report(graph: Graph, program: XnorProgram, spec: XnorSpec, fold, decomposed
                  f"FIFOs, deepest {max((d for _, d in depths), default=0)}")
     notes.append(f"latency: SimPy pipeline {lat_cycles} cycles; FINN estimate (sum of layer cycles) "
                  f"{design.sum_cycles} cycles")
-    return XnorReport(
-        target="xnor", network=graph.name, spec_name=spec.name, batch=batch, layers=tuple(rows),
+    return FPGAReport(
+        target="fpga", network=graph.name, spec_name=spec.name, batch=batch, layers=tuple(rows),
         latency_s=(lat_cycles + (batch - 1) * ii) / clock, energy_j=energy_frame * batch,
         onchip_weight_bytes=weight_bytes, onchip_capacity_bytes=spec.bram_bytes, fits_on_chip=fits,
         fit_reason="; ".join(reasons), peak_activation_bytes=peak_act, notes=tuple(notes),

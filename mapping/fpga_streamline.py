@@ -1,6 +1,6 @@
 """FINN-style streamlining for the XNOR engine: weight levels, scale/BN folding and integer thresholds.
 
-The rules are stated in the docstring of :mod:`mapping.xnor`. Everything here works on one MVAU being
+The rules are stated in the docstring of :mod:`mapping.fpga`. Everything here works on one MVAU being
 assembled (:class:`Affine`: ``z = gain * acc + offset`` per output channel, plus the float32 operations a layer
 without activation replays on its exact accumulator).
 """
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwsim.errors import MappingError, UnsupportedOpError
+from mapping.fpga_program import Enc, Encoding
 from mapping.graph import Graph, Node, Op, quant_levels
-from mapping.xnor_program import Enc, Encoding
 
 __all__ = ["integer_thresholds", "decision_levels", "act_encoding", "layer_weights", "Affine", "BIG",
            "multithreshold_encoding", "multithreshold_thresholds"]

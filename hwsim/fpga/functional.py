@@ -1,4 +1,4 @@
-"""Functional execution of an :class:`~mapping.xnor.XnorProgram`: what the FPGA computes, bit for bit.
+"""Functional execution of an :class:`~mapping.fpga.XnorProgram`: what the FPGA computes, bit for bit.
 
 Values travel as bits (uint8 0/1, bit 1 = +scale), unsigned codes (uint8/uint16; value ``(q - offset) * scale``)
 or, for the network input, float32. Each MVAU computes its integer accumulator with the kernels of
@@ -15,7 +15,7 @@ from hwsim.cache import IdentityCache
 from hwsim.errors import ShapeError
 from hwsim.kernels import binary as B
 from hwsim.kernels import fp32 as K
-from mapping.xnor import (
+from mapping.fpga import (
     AccPoolLayer,
     AddLayer,
     ConcatLayer,
@@ -115,7 +115,7 @@ def _binary_planes(layer: MVAULayer, role: str, conv: bool, groups: int) -> list
 
 def mvau_accumulator(layer: MVAULayer, x: np.ndarray, decomposed: bool = True) -> np.ndarray:
     """The integer accumulator (N, Cout[, OH, OW]) of one MVAU on its encoded input ``x``: ``sum w * v`` with ``v``
-    the input's integers (±1 for bits, ``q - offset`` for codes). See :mod:`mapping.xnor` for the decomposition of
+    the input's integers (±1 for bits, ``q - offset`` for codes). See :mod:`mapping.fpga` for the decomposition of
     ``weight_levels="int"`` weights and the offset correction."""
     enc = layer.in_enc
     args = _conv_args(layer)

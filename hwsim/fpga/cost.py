@@ -18,8 +18,8 @@ TRETS 2018):
   generator streams PE channels; weights in one memory of SIMD·W bits per PE (BRAM18 = FINN-R rule × PE); LUTs
   FINN's VVAU estimate 300 + 1.1·PE·(SIMD·mult + acc + thr + comp) (+ an adder tree when SIMD > 1: ours).
 * Streaming blocks between MVAUs (AddStreams, StreamingConcat, Thresholding, accumulating Pool, DuplicateStreams):
-  :mod:`hwsim.xnor.blocks`. The SimPy pipeline over the dataflow graph and the FIFO sizing:
-  :mod:`hwsim.xnor.pipeline`.
+  :mod:`hwsim.fpga.blocks`. The SimPy pipeline over the dataflow graph and the FIFO sizing:
+  :mod:`hwsim.fpga.schedule`.
 * Throughput = clock / max layer cycles (the initiation interval II). FINN's latency estimate is
   the sum of the layer cycles; ``latency_s`` here comes from a SimPy run of the pipeline in which a
   layer starts an output as soon as the inputs it needs have arrived (sliding-window rows, or the
@@ -42,10 +42,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hwsim.errors import MappingError
-from hwsim.xnor.blocks import HwLayer, dup_rows, stream_blocks
-from hwsim.xnor.pipeline import Stage, latency_cycles, run_pipeline
-from hwsim.xnor.spec import BRAM18_BITS, XnorSpec
-from mapping.xnor import Enc, InputLayer, MVAULayer, PoolLayer, ReshapeLayer, XnorProgram, acc_bits
+from hwsim.fpga.blocks import HwLayer, dup_rows, stream_blocks
+from hwsim.fpga.schedule import Stage, latency_cycles, run_pipeline
+from hwsim.fpga.spec import BRAM18_BITS, FPGASpec
+from mapping.fpga import Enc, InputLayer, MVAULayer, PoolLayer, ReshapeLayer, XnorProgram, acc_bits
 
 __all__ = ["HwLayer", "Design", "padding_notes", "mvau_cycles", "bram18_for", "mvau_luts", "build_design", "auto_folding",
            "pipeline_latency_cycles", "pipeline_frame_cycles", "check_folding", "window_sum_luts", "fifo_depths"]
@@ -65,7 +65,7 @@ SWG_BRAM_MIN_BITS = BRAM18_BITS // 2  # assumed: window buffers from half a BRAM
 class Design:
     layers: tuple[HwLayer, ...]
     folding: tuple[tuple[int, int], ...]
-    stages: tuple  # hwsim.xnor.pipeline.Stage per process of the SimPy run
+    stages: tuple  # hwsim.fpga.schedule.Stage per process of the SimPy run
 
     @property
     def ii_cycles(self) -> int:
@@ -163,7 +163,7 @@ def mvau_luts(layer: MVAULayer, pe: int, simd: int, decomposed: bool = True) -> 
 
 def window_sum_luts(layer: MVAULayer, pe: int, simd: int, decomposed: bool = True) -> int:
     """LUTs of the window-sum unit of a decomposed MVAU with ``weight_levels="int"`` weights (``sum w x =
-    (sum (2w+1) x - sum x) / 2``, see :mod:`mapping.xnor`): one popcount adder tree over the SIMD 1-bit input
+    (sum (2w+1) x - sum x) / 2``, see :mod:`mapping.fpga`): one popcount adder tree over the SIMD 1-bit input
     lanes and its accumulator, shared by the PEs, plus one subtractor per PE (FINN-R's adder and accumulator
     terms). It works while the first weight plane streams: no extra cycles. 0 for other layers."""
     if layer.weight_levels != "int" or branches(layer, decomposed) == 1:
@@ -229,7 +229,7 @@ def padding_notes(program: XnorProgram, folding: Sequence[tuple[int, int]]) -> l
 def build_design(program: XnorProgram, folding: Sequence[tuple[int, int]], decomposed: bool = True) -> Design:
     """Hardware layers, their cycles and resources, and the SimPy stages, for a validated folding. The streaming
     blocks between MVAUs (adds, concats, thresholding, accumulating pools, stream duplication) get the smallest
-    PE that keeps them within the MVAUs' initiation interval (:mod:`hwsim.xnor.blocks`)."""
+    PE that keeps them within the MVAUs' initiation interval (:mod:`hwsim.fpga.blocks`)."""
     rows: list[HwLayer] = []
     stages: list[Stage | None] = []
     fold = iter(folding)
@@ -309,7 +309,7 @@ def _options(layer: MVAULayer, decomposed: bool) -> list[tuple[int, int, int, in
     return opts
 
 
-def _cheapest(opts, target: float, spec: XnorSpec):
+def _cheapest(opts, target: float, spec: FPGASpec):
     ok = [o for o in opts if o[0] <= target]
     if not ok:
         return None
@@ -317,7 +317,7 @@ def _cheapest(opts, target: float, spec: XnorSpec):
     return min(ok, key=lambda o: (o[1] / spec.luts + o[2] / spec.bram18, o[0]))
 
 
-def auto_folding(program: XnorProgram, spec: XnorSpec, target_fps: float | None, decomposed: bool = True):
+def auto_folding(program: XnorProgram, spec: FPGASpec, target_fps: float | None, decomposed: bool = True):
     """The cheapest folding meeting ``target_fps`` (like FINN's SetFolding, but minimising LUT+BRAM
     share per layer over all divisor pairs); with ``target_fps=None`` the fastest folding whose
     MVAUs fit the device. Returns (folding, note)."""
@@ -358,7 +358,7 @@ def auto_folding(program: XnorProgram, spec: XnorSpec, target_fps: float | None,
 
 # ----------------------------------------------------------------------------- SimPy latency
 def pipeline_frame_cycles(design: Design, input_elems: int, frames: int = 1, fifo_depth=None) -> list[float]:
-    """Completion time (cycles) of each of ``frames`` back-to-back frames (:func:`hwsim.xnor.pipeline.run_pipeline`;
+    """Completion time (cycles) of each of ``frames`` back-to-back frames (:func:`hwsim.fpga.schedule.run_pipeline`;
     ``fifo_depth``: None = unbounded FIFOs, an int for every FIFO, or a dict per FIFO name)."""
     return list(run_pipeline(list(design.stages), input_elems, frames, fifo_depth).frame_done)
 

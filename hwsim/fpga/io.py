@@ -18,7 +18,7 @@ built with. Both can set the frame interval:
   writes one PE-wide word at the end of every neuron fold, blocking while the FIFO is full. With a FIFO shallower
   than a layer's output per frame, a consumer's reading phase waits on its producer's compute and the frame
   interval exceeds the slowest layer's cycles. :func:`frame_interval` runs the SimPy pipeline
-  (:mod:`hwsim.xnor.pipeline`, whose ``fc`` stage reads in its first fold and emits per fold) over several frames
+  (:mod:`hwsim.fpga.schedule`, whose ``fc`` stage reads in its first fold and emits per fold) over several frames
   with the given depths and returns the steady-state interval.
 
 With unbounded FIFOs the interval is the slowest stage's cycles: max(II, mover cycles).
@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hwsim.errors import MappingError
-from hwsim.xnor.pipeline import Stage, run_pipeline
+from hwsim.fpga.schedule import Stage, run_pipeline
 
 __all__ = ["Mover", "iodma_width", "with_movers", "frame_interval", "BNNPYNQ_MOVER_BITS", "FINN_MIN_IODMA_BITS"]
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hwsim.xnor.pipeline import Stage
-from mapping.xnor_program import AccPoolLayer, AddLayer, ConcatLayer, Enc, ThresholdLayer
+from hwsim.fpga.schedule import Stage
+from mapping.fpga_program import AccPoolLayer, AddLayer, ConcatLayer, Enc, ThresholdLayer
 
 __all__ = ["HwLayer", "stream_blocks", "dup_rows", "block_pe"]
 

@@ -11,10 +11,10 @@ import hwsim
 import mapping
 import nets
 from hwsim.errors import HwsimError, MappingError, ShapeError, UnsupportedOpError
-from hwsim.xnor import XnorReport
-from hwsim.xnor.dataflow import bram18_for
-from hwsim.xnor.engine import run_program
-from mapping.xnor import Enc, Encoding, integer_thresholds, map_xnor
+from hwsim.fpga import FPGAReport
+from hwsim.fpga.cost import bram18_for
+from hwsim.fpga.functional import run_program
+from mapping.fpga import Enc, Encoding, integer_thresholds, map_xnor
 from nets.layers import BinaryConv2d, BinaryLinear, BinarySign, QuantAct, QuantConv2d, QuantLinear
 
 PRESETS = ["fpga/pynq-z1", "fpga/ultra96", "fpga/zc706"]
@@ -146,7 +146,7 @@ def test_zoo_nets_bit_exact(name, preset):
         ref = model(x).numpy()
     r = hwsim.simulate(model, preset, x=x.numpy())
     np.testing.assert_allclose(r.outputs, ref, rtol=1e-5, atol=1e-5)
-    assert isinstance(r.report, XnorReport) and r.report.fps > 0
+    assert isinstance(r.report, FPGAReport) and r.report.fps > 0
 
 
 def test_outputs_do_not_depend_on_the_preset():
@@ -277,7 +277,7 @@ def test_cnv_at_3_and_4_bits_decomposed_equals_native(bits):
 
 @pytest.mark.parametrize("name,fold", [("lfc-w1a1", [(32, 64), (64, 32), (32, 64), (16, 8)]), ("cnv-w1a1", None)])
 def test_simpy_steady_state_interval_is_the_ii(name, fold):
-    from hwsim.xnor.dataflow import auto_folding, build_design, pipeline_frame_cycles
+    from hwsim.fpga.cost import auto_folding, build_design, pipeline_frame_cycles
 
     program = map_xnor(hwsim.as_graph(name))
     if fold is None:
@@ -299,7 +299,7 @@ def test_cnv_bnn_pynq_layer_cycles():
 
 
 def test_annotate_encodings():
-    from mapping.xnor import annotate_encodings
+    from mapping.fpga import annotate_encodings
 
     model = nn.Sequential(QuantAct(8), BinaryConv2d(3, 4, 3), nn.BatchNorm2d(4), QuantAct(2),
                           QuantConv2d(4, 4, 3, bits=2), nn.BatchNorm2d(4), QuantAct(2), nn.Flatten(),

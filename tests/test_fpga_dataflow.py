@@ -17,10 +17,9 @@ import hwsim
 import mapping
 from hwsim.cli import main
 from hwsim.errors import HwsimError, MappingError, UnsupportedOpError
-from hwsim.xnor.dataflow import build_design, pipeline_frame_cycles
-from hwsim.xnor.engine import run_program
-from mapping.onnx import reference_outputs, source_values
-from mapping.xnor import (
+from hwsim.fpga.cost import build_design, pipeline_frame_cycles
+from hwsim.fpga.functional import run_program
+from mapping.fpga import (
     AccPoolLayer,
     AddLayer,
     ConcatLayer,
@@ -29,6 +28,7 @@ from mapping.xnor import (
     ThresholdLayer,
     map_xnor,
 )
+from mapping.onnx import reference_outputs, source_values
 
 qnn = pytest.importorskip("brevitas.nn")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")

@@ -14,13 +14,13 @@ import hwsim
 import mapping
 from hwsim.cli import main
 from hwsim.errors import UnsupportedOpError
+from hwsim.fpga.cost import build_design
+from hwsim.fpga.functional import mvau_accumulator, run_program
 from hwsim.kernels import fp32 as K
-from hwsim.xnor.dataflow import build_design
-from hwsim.xnor.engine import mvau_accumulator, run_program
+from mapping.fpga import Enc, Encoding, MVAULayer, XnorProgram, map_xnor
+from mapping.fpga_streamline import act_encoding, integer_thresholds
 from mapping.graph import Conv2d, Node, Op, Quantize
 from mapping.onnx import reference_outputs, source_values
-from mapping.xnor import Enc, Encoding, MVAULayer, XnorProgram, map_xnor
-from mapping.xnor_streamline import act_encoding, integer_thresholds
 
 qnn = pytest.importorskip("brevitas.nn")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
