@@ -171,20 +171,22 @@ def _hwsim_side(graph, spec) -> dict:
     wall = (time.perf_counter() - t0) / reps
     mac = [r for r in rep.layers if r.op in ("conv2d", "linear")]
 
+    def _held(r) -> str:  # what the buffers hold for a crossbar node ("" for a node on the digital unit)
+        return getattr(r.cost, "held_on_chip", "")
+
     def tot(*keys: str) -> float:
         return sum(r.energy_breakdown.get(k, 0.0) for r in mac for k in keys)
 
     e_dram_bit = spec.dram_energy_pj_per_bit * 1e-12
-    w_dram = sum(r.extra.get("dram_weight_bytes", 0) for r in mac) * 8 * e_dram_bit
-    a_dram = sum(r.extra.get("dram_activation_bytes", 0) for r in mac) * 8 * e_dram_bit
+    w_dram = sum(getattr(r.cost, "dram_weight_bytes", 0) for r in mac) * 8 * e_dram_bit
+    a_dram = sum(r.cost.dram_activation_bytes for r in mac) * 8 * e_dram_bit
     return {"latency_s": sum(r.latency_s for r in mac), "energy_j": sum(r.energy_j for r in mac),
-            "crossbar_compute_s": sum(r.extra.get("compute_s", 0.0) for r in mac),
+            "crossbar_compute_s": sum(r.compute_s for r in mac),
             "array_energy_j": tot("adc", "dac", "crossbar", "sample_hold", "shift_add"), "adc_energy_j": tot("adc"),
             "weight_traffic_energy_j": w_dram + tot("write"), "activation_traffic_energy_j": a_dram + tot("buffer"),
             "whole_graph": {"latency_s": rep.latency_s, "energy_j": rep.energy_j},
             "crossbars_needed": rep.crossbars_needed,
-            "activation_schedules": {h: sum(1 for r in mac if r.extra.get("held_on_chip") == h)
-                                     for h in sorted({r.extra.get("held_on_chip", "") for r in mac})},
+            "activation_schedules": {h: sum(1 for r in mac if _held(r) == h) for h in sorted({_held(r) for r in mac})},
             "wall_s_per_evaluation": wall}
 
 

@@ -203,6 +203,8 @@ def test_the_deprecated_extra_columns_are_built_from_the_typed_records():
     assert "cost" not in row and list(row)[-3:] == ["dram_activation_bytes", "start_s", "finish_s"]
     assert json.loads(json.dumps(r.to_dict()))["layers"][0]["activations"] == "dram"
     assert f"{conv.cost.activations}" == str(conv.cost.activations) == "dram"
+    later = dataclasses.replace(conv, start_s=1.0, finish_s=2.0)  # the columns follow the typed fields
+    assert (later.extra["start_s"], later.extra["finish_s"]) == (1.0, 2.0) and conv.extra["start_s"] != 1.0
 
 
 def test_spilled_weights_with_spilled_feature_maps_are_bounded():

@@ -35,7 +35,8 @@ class IMCLayerReport(LayerReport):
     """A layer row of the IMC target: the common fields plus its typed cost record and schedule.
 
     ``extra`` (the report's columns: the record's fields, ``compute_s`` for a crossbar node, ``start_s`` and
-    ``finish_s``) is built from them when not given. Reading IMC figures through ``extra[...]`` is deprecated
+    ``finish_s``) is always built from them, so a row made with ``dataclasses.replace`` never carries the
+    columns of the row it was made from. Reading IMC figures through ``extra[...]`` is deprecated
     (DeprecationWarning in this docstring; removed in the next release): read ``cost``, ``compute_s``,
     ``start_s`` and ``finish_s``."""
 
@@ -45,9 +46,8 @@ class IMCLayerReport(LayerReport):
     finish_s: float = 0.0  # when it ends in the schedule, s
 
     def __post_init__(self) -> None:
-        if not self.extra:
-            object.__setattr__(self, "extra", {**self.cost.columns(self.compute_s), "start_s": self.start_s,
-                                               "finish_s": self.finish_s})
+        object.__setattr__(self, "extra", {**self.cost.columns(self.compute_s), "start_s": self.start_s,
+                                           "finish_s": self.finish_s})
 
 
 @dataclass(frozen=True, kw_only=True)
