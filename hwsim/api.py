@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -133,13 +133,25 @@ def simulate(model_or_graph: Any, spec: Any, x: np.ndarray | None = None, input_
         if input_shape is not None and tuple(input_shape) != tuple(x.shape):
             raise ShapeError(f"x has shape {tuple(x.shape)} but input_shape={tuple(input_shape)}")
         input_shape = tuple(x.shape)
+    target = _target_module(spec)
+    check_options(target.simulate, spec_target(spec), target_options)
     graph = as_graph(model_or_graph, input_shape, verify=verify)
-    try:
-        return _target_module(spec).simulate(graph, spec, x, seed=seed, **target_options)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            raise SpecError(f"{spec_target(spec)} target: {e}") from None
-        raise
+    return target.simulate(graph, spec, x, seed=seed, **target_options)
+
+
+def check_options(simulate_fn: Any, target: str, options: Mapping[str, Any]) -> None:
+    """A one-line :class:`~hwsim.errors.SpecError` naming any option ``simulate_fn`` (a target's ``simulate``) does
+    not take, before any work (a TypeError raised inside a simulation is a bug, never read as a user's typo)."""
+    import inspect
+
+    params = inspect.signature(simulate_fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    takes = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "seed"]
+    unknown = [k for k in options if k not in takes]
+    if unknown:
+        raise SpecError(f"{target} target: unknown option{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(map(repr, unknown))}; it takes {', '.join(takes) or 'none'}")
 
 
 def fit(model_or_graph: Any, spec: Any, input_shape: Sequence[int] | None = None, *, verify: bool = True) -> Any:

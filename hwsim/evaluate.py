@@ -24,6 +24,7 @@ The path, in order (every check before any inference runs):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -160,15 +161,34 @@ def reference_outputs(graph, ds: Dataset, batch_size: int, module: Any = None) -
     return np.concatenate(outs)
 
 
-def _reads_per_batch(spec: Any) -> bool:
-    """Does the spec's target draw read noise per inference, chosen by a ``read_seed`` option (the IMC target)?"""
+def _takes(spec: Any, option: str) -> bool:
+    """Does the spec's target's ``simulate`` take ``option``?"""
     import importlib
     import inspect
 
     from hwsim.specs import spec_target
 
     fn = importlib.import_module(f"hwsim.{spec_target(spec)}").simulate
-    return "read_seed" in inspect.signature(fn).parameters
+    return option in inspect.signature(fn).parameters
+
+
+def _reads_per_batch(spec: Any) -> bool:
+    """Does the spec's target draw read noise per inference, chosen by a ``read_seed`` option (the IMC target)?"""
+    return _takes(spec, "read_seed")
+
+
+def _fixed_calibration(spec: Any, x: np.ndarray, size: int, opts: tuple) -> tuple[tuple, str | None]:
+    """The run options with one fixed int8 calibration batch, and the note saying so.
+
+    A target that calibrates int8 activations (``calib=``; the CPU target's int8 precision) would otherwise calibrate
+    each simulated batch on itself: a different quantized model per batch, unlike a deployed one. Unless the caller
+    passed ``options={"calib": ...}``, every batch uses the first ``size`` samples of ``x``."""
+    if "calib" in dict(opts) or getattr(spec, "precision", None) != "int8" or not _takes(spec, "calib"):
+        return opts, None
+    calib = x[:size]
+    note = (f"int8 activation ranges calibrated once, on the first {len(calib)} samples of x (optimistic; "
+            "options={'calib': array} calibrates on other data)")
+    return tuple(sorted({**dict(opts), "calib": calib}.items())), note
 
 
 def hardware_outputs(graph, spec: Any, batches: Sequence[np.ndarray], seed: int,
@@ -404,11 +424,14 @@ def evaluate(model: Any, spec: Any, x: Any, y: Any = None, *, seeds: Iterable[in
     module = model if _is_module(model) else None
     ref = reference_outputs(graph, ds, size, module)
     batches = _batches(ds.x, size)
+    run_opts, note = _fixed_calibration(spec, ds.x, size, opts)
+    if note:
+        report = dataclasses.replace(report, notes=report.notes + (note,))
     net = GraphNet(graph.name, graph_digest(graph), graph)
     bar = progress_bar(len(batches) * len(seeds_t), f"hwsim evaluate {graph.name} on {spec.name}", progress,
                        unit="batch", leave=True)
     try:
-        outs = _run_seeds(net, spec, seeds_t, batches, opts, executor, workers, bar)
+        outs = _run_seeds(net, spec, seeds_t, batches, run_opts, executor, workers, bar)
     finally:
         bar.close()
     import pandas as pd

@@ -1,0 +1,28 @@
+"""Target options of hwsim.simulate: checked against the target's signature before any work."""
+from __future__ import annotations
+
+import pytest
+
+import hwsim
+import hwsim.cpu
+from hwsim.errors import SpecError
+
+
+def test_an_unknown_option_is_named_with_what_the_target_takes(monkeypatch):
+    def no_trace(*a, **k):
+        raise AssertionError("traced before the options were checked")
+
+    monkeypatch.setattr(hwsim.api, "as_graph", no_trace)
+    with pytest.raises(SpecError, match=r"imc target: unknown option 'mod'; it takes mode, "):
+        hwsim.simulate("resnet20", "imc/isaac", mod="layer")
+    with pytest.raises(SpecError, match=r"fpga target: unknown options 'fold', 'x2'; it takes folding"):
+        hwsim.simulate("tfc-w1a1", "fpga/pynq-z1", fold="auto", x2=1)
+
+
+def test_a_type_error_inside_a_simulation_is_not_reported_as_a_bad_option(monkeypatch):
+    def broken(graph, spec, x=None, *, seed=0, threads=None):
+        raise TypeError("Params.__init__() got an unexpected keyword argument 'p'")
+
+    monkeypatch.setattr(hwsim.cpu, "simulate", broken)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'p'"):
+        hwsim.simulate("resnet20", "cpu/host", threads=1)

@@ -1,0 +1,52 @@
+"""hwsim.evaluate on an int8 CPU spec: one quantized model for the whole data set, as deployed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hwsim
+from hwsim.evaluate import data_metrics, evaluate
+
+
+@pytest.fixture(scope="module")
+def digits_small():
+    """A small DigitsCNN trained on digits 0-4 and 120 held-out images."""
+    from hwsim.codesign.digits import load_split, pretrained_cnn
+
+    model = pretrained_cnn(width=8, epochs=5, seed=0)
+    _, _, xte, yte = load_split((0, 1, 2, 3, 4), seed=0)
+    return model, xte.numpy()[:120], yte.numpy()[:120]
+
+
+def _torch(model, x):
+    import torch
+
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def _int8_outputs(graph, x, calib, size):
+    outs = [hwsim.simulate(graph, "cpu/cortex-m4", x[i:i + size], calib=calib).outputs for i in range(0, len(x), size)]
+    return np.concatenate(outs)
+
+
+def test_int8_calibrates_once_on_the_first_batch_not_per_batch(digits_small):
+    model, x, y = digits_small
+    ev = evaluate(model, "cpu/cortex-m4", x, y, batch_size=50)
+    graph = hwsim.as_graph(model, (1,) + x.shape[1:])
+    ref = _torch(model, x)  # evaluate's reference for a torch module
+    fixed = _int8_outputs(graph, x, x[:50], 50)  # every batch quantized with the first 50 samples' ranges
+    assert ev.table.iloc[0].to_dict() == {"seed": 0, **data_metrics(fixed, ref, y)}
+    per_batch = np.concatenate([hwsim.simulate(graph, "cpu/cortex-m4", x[i:i + 50]).outputs for i in (0, 50, 100)])
+    assert not np.array_equal(per_batch, fixed)  # what calibrating each batch on itself would have given
+    assert any("calibrated once, on the first 50 samples" in n for n in ev.report.notes)
+
+
+def test_a_calibration_set_of_the_callers_is_used_for_every_batch(digits_small):
+    model, x, y = digits_small
+    calib = x[::-1][:40].copy()
+    ev = evaluate(model, "cpu/cortex-m4", x, y, batch_size=60, options={"calib": calib})
+    graph = hwsim.as_graph(model, (1,) + x.shape[1:])
+    ref = _torch(model, x)
+    assert ev.rel_rms_error_mean == data_metrics(_int8_outputs(graph, x, calib, 60), ref, y)["rel_rms_error"]
+    assert not any("calibrated once" in n for n in ev.report.notes)
