@@ -16,8 +16,11 @@ Conventions:
 * Predicted rate = clock / frame interval of the whole pipeline: the layers (clock / II, the previous model, kept
   as "layers only"), the input / output movers as stages of their own, and the FIFO coupling where the design
   publishes shallow FIFOs (BNN-PYNQ LFC); ResNet-50's DSP-packed stem by ``hwsim/fpga/dsp_packed.py``.
-* A measured rate with a large batch (>= 100 images) is compared with the steady-state rate; a single-image call
-  (batch 1) is compared as a latency, which includes the host driver's call overhead.
+* A rate measured with FINN's PYNQ driver on a batch of N images is one driver call: N / (the pipeline's fill + (N - 1)
+  frame intervals + the driver's published per-call cost; ``hwsim.fpga.io.batch_rate``); other batched rates
+  (BNN-PYNQ, the Alveo ResNet-50) are compared with the steady-state rate; a single-image call (batch 1) is
+  compared as a latency, which includes the host driver's call overhead. BNN-PYNQ's classifiers are padded to 64
+  outputs, as its config.h builds them.
 * Rows stay in the table but out of the median where an input the prediction depends on is unknown: no recorded
   clock (FINN PR #1499's AUP-ZU3 rows), a board whose IODMA width would set the rate, a bitfile whose build is not
   identified (ResNet-50's 2023 run); each with its reason in the output. Rows without a published folding (UNSW-NB15,
@@ -41,7 +44,16 @@ import hwsim  # noqa: E402
 import mapping  # noqa: E402
 from hwsim.fpga.cost import build_design  # noqa: E402
 from hwsim.fpga.dsp_packed import DoublePackedConv, double_packed_conv_cycles  # noqa: E402
-from hwsim.fpga.io import BNNPYNQ_MOVER_BITS, FINN_MIN_IODMA_BITS, Mover, frame_interval, iodma_width, with_movers  # noqa: E402,E501
+from hwsim.fpga.io import (  # noqa: E402
+    BNNPYNQ_MOVER_BITS,
+    FINN_DRIVER_CALL_S,
+    FINN_MIN_IODMA_BITS,
+    Mover,
+    batch_rate,
+    frame_interval,
+    iodma_width,
+    with_movers,
+)
 from hwsim.fpga.schedule import run_pipeline  # noqa: E402
 from mapping.fpga import map_xnor  # noqa: E402
 from nets.finn import finn_cnv, finn_fc  # noqa: E402
@@ -109,20 +121,34 @@ def _resnet50_folding() -> list[tuple[int, int]]:
     return fold + _RN50_LIST[i:]
 
 # net builders (zoo names, or topologies the zoo does not register)
+# BNN-PYNQ pads the classifier to 64 outputs (bnn/src/network/{cnvW1A1,cnvW1A2,cnvW2A2}/hw/config.h: L8_MH 64,
+# L8_WMEM 8192 = 512 x 64 / (SIMD 1 x PE 4); {lfcW1A1,lfcW1A2}/hw/config.h: L3_MH 64, L3_WMEM 512 = 1024 / 8 x 64 / 16):
+# the hardware computes 64 classes (4 and 16 neuron folds, not 1 and 3) and writes 64 x 16-bit results (CNV)
+BNNPYNQ_CLASSES = 64
 NETS = {
     "lfc-w1a2": lambda: mapping.trace(finn_fc(1024, 3, 10, wbits=1, abits=2, in_bits=1), (1, 1, 28, 28)),
     "cnv-w1a1-gtsrb": lambda: mapping.trace(finn_cnv(1, 43), (1, 3, 32, 32)),
+    "bnnpynq-lfc-w1a1": lambda: mapping.trace(finn_fc(1024, 3, BNNPYNQ_CLASSES), (1, 1, 28, 28)),
+    "bnnpynq-lfc-w1a2": lambda: mapping.trace(finn_fc(1024, 3, BNNPYNQ_CLASSES, wbits=1, abits=2, in_bits=1),
+                                              (1, 1, 28, 28)),
+    "bnnpynq-cnv-w1a1": lambda: mapping.trace(finn_cnv(1, BNNPYNQ_CLASSES), (1, 3, 32, 32)),
+    "bnnpynq-cnv-w1a2": lambda: mapping.trace(finn_cnv(1, BNNPYNQ_CLASSES, abits=2), (1, 3, 32, 32)),
+    "bnnpynq-cnv-w2a2": lambda: mapping.trace(finn_cnv(2, BNNPYNQ_CLASSES), (1, 3, 32, 32)),
 }
 
-# design -> (net, folding key, CSV row selector: model name prefix, board substring)
+# design -> (net, folding key, CSV row selector: model name prefix, board / clock / source-commit substring)
 DESIGNS = [
-    ("BNN-PYNQ cnvW1A1", "cnv-w1a1", "bnnpynq-cnvW1A1", "CNV-W1A1 (BNN-PYNQ cnvW1A1)", ""),
-    ("BNN-PYNQ cnvW1A2", "cnv-w1a2", "bnnpynq-cnvW1A1", "CNV-W1A2 (BNN-PYNQ cnvW1A2)", ""),
-    ("BNN-PYNQ cnvW2A2", "cnv-w2a2", "bnnpynq-cnvW2A2", "CNV-W2A2 (BNN-PYNQ cnvW2A2)", ""),
-    ("BNN-PYNQ lfcW1A1", "lfc-w1a1", "bnnpynq-lfc", "LFC-W1A1 (BNN-PYNQ lfcW1A1", ""),
-    ("BNN-PYNQ lfcW1A2", "lfc-w1a2", "bnnpynq-lfc", "LFC-W1A2 (BNN-PYNQ lfcW1A2)", ""),
+    ("BNN-PYNQ cnvW1A1", "bnnpynq-cnv-w1a1", "bnnpynq-cnvW1A1", "CNV-W1A1 (BNN-PYNQ cnvW1A1)", ""),
+    ("BNN-PYNQ cnvW1A2", "bnnpynq-cnv-w1a2", "bnnpynq-cnvW1A1", "CNV-W1A2 (BNN-PYNQ cnvW1A2)", ""),
+    ("BNN-PYNQ cnvW2A2", "bnnpynq-cnv-w2a2", "bnnpynq-cnvW2A2", "CNV-W2A2 (BNN-PYNQ cnvW2A2)", ""),
+    ("BNN-PYNQ lfcW1A1", "bnnpynq-lfc-w1a1", "bnnpynq-lfc", "LFC-W1A1 (BNN-PYNQ lfcW1A1", ""),
+    ("BNN-PYNQ lfcW1A2", "bnnpynq-lfc-w1a2", "bnnpynq-lfc", "LFC-W1A2 (BNN-PYNQ lfcW1A2)", ""),
     ("finn-examples tfc-w1a1", "tfc-w1a1", "fe-tfc", "TFC-w1a1 (3-layer FC, BNN-PYNQ topology)", ""),
-    ("FINN end-to-end tfc-w1a1", "tfc-w1a1", "fe-tfc", "TFC-w1a1 (FINN end-to-end example)", ""),
+    # the notebook's binary-input design (2020-05 and 2020-09-10 runs) and, from 2020-09-21 (c33758c), its UINT8-input
+    # design: ToTensor preprocessing + InferThresholdingLayer (Thresholding_Batch PE 49) and a TopK -> LabelSelect
+    ("FINN end-to-end tfc-w1a1", "tfc-w1a1", "fe-tfc", "TFC-w1a1 (FINN end-to-end example)", "68c33fc5"),
+    ("FINN end-to-end tfc-w1a1", "tfc-w1a1", "fe-tfc", "TFC-w1a1 (FINN end-to-end example)", "df6ba0d4"),
+    ("FINN end-to-end tfc-w1a1 (UINT8 in)", "tfc-w1a1", "fe-tfc", "TFC-w1a1 (FINN end-to-end example)", "c33758c1"),
     ("finn-examples cnv-w1a1", "cnv-w1a1", "fe-cnv-w1a1", "CNV-w1a1 (VGG-11-like)", ""),
     ("finn-examples cnv-w1a1 GTSRB", "cnv-w1a1-gtsrb", "fe-gtsrb", "CNV-w1a1 GTSRB", ""),
     ("finn-examples kws-mlp-w3a3", "kws-mlp-w3a3", "fe-kws", "KWS MLP w3a3 (3-layer FC)", ""),
@@ -140,11 +166,11 @@ DESIGNS = [
 # (finn_foldings.md section 2)
 DEFAULT_CLOCK_MHZ = {"AUP-ZU3": 100.0}
 # BNN-PYNQ README utilization (Vivado 2018.2, PYNQ-Z1, whole overlay incl. DMA and interconnect)
-UTILIZATION = {"cnv-w1a1": "BNN-PYNQ cnvW1A1: CNV", "cnv-w1a2": "BNN-PYNQ cnvW1A2: CNV",
-               "cnv-w2a2": "BNN-PYNQ cnvW2A2: CNV", "lfc-w1a1": "BNN-PYNQ lfcW1A1: LFC",
-               "lfc-w1a2": "BNN-PYNQ lfcW1A2: LFC"}
-UTIL_FOLD = {"cnv-w1a1": "bnnpynq-cnvW1A1", "cnv-w1a2": "bnnpynq-cnvW1A1", "cnv-w2a2": "bnnpynq-cnvW2A2",
-             "lfc-w1a1": "bnnpynq-lfc", "lfc-w1a2": "bnnpynq-lfc"}
+UTILIZATION = {"bnnpynq-cnv-w1a1": "BNN-PYNQ cnvW1A1: CNV", "bnnpynq-cnv-w1a2": "BNN-PYNQ cnvW1A2: CNV",
+               "bnnpynq-cnv-w2a2": "BNN-PYNQ cnvW2A2: CNV", "bnnpynq-lfc-w1a1": "BNN-PYNQ lfcW1A1: LFC",
+               "bnnpynq-lfc-w1a2": "BNN-PYNQ lfcW1A2: LFC"}
+UTIL_FOLD = {"bnnpynq-cnv-w1a1": "bnnpynq-cnvW1A1", "bnnpynq-cnv-w1a2": "bnnpynq-cnvW1A1",
+             "bnnpynq-cnv-w2a2": "bnnpynq-cnvW2A2", "bnnpynq-lfc-w1a1": "bnnpynq-lfc", "bnnpynq-lfc-w1a2": "bnnpynq-lfc"}
 
 
 # Data movers and published FIFO depths (hwsim/fpga/io.py) per design:
@@ -153,9 +179,10 @@ UTIL_FOLD = {"cnv-w1a1": "bnnpynq-cnvW1A1", "cnv-w1a2": "bnnpynq-cnvW1A1", "cnv-
 # (insert_iodma.py: gcd(transfer bits, port)); None = board not recorded: the 8-bit IODMA width bounds the mover.
 # FIFO elements: the depth of every inter-MVAU FIFO where the design publishes it (None: FINN sizes FIFOs not to
 # stall, or not transcribed).
-_BNNPYNQ_CNV_IO = (64, 384, 64, 3, "bnn-pynq", None,
+_BNNPYNQ_CNV_IO = (64, 384, 64, 16, "bnn-pynq", None,
                    "cnvW1A1/hw/top.cpp: Mem2Stream_Batch<64, 32*32*3*8/8 bytes> (384 words), Stream2Mem_Batch<64, "
-                   "L8_MH*16/8 bytes> (10 classes x 16 bits: 3 words); inter-layer FIFOs not transcribed (unbounded)")
+                   "L8_MH*16/8 bytes> (L8_MH = 64 padded classes x 16 bits: 16 words); inter-layer FIFOs not "
+                   "transcribed (unbounded)")
 # lfcW1A1 / lfcW1A2 hw/top.cpp: inBitsPadded = 832 (13 words), outBitsPadded = 64 (1 word); "#pragma HLS stream
 # depth=Lx_DEPTH" for inter0..inter2 with Lx_DEPTH = 512 / Lx_PE words of Lx_PE elements: 512 elements each
 BNNPYNQ_LFC_FIFO_ELEMS = 512
@@ -174,6 +201,12 @@ IO = {
     "FINN end-to-end tfc-w1a1": (49, 16, 8, 1, 64, None,
                                  "binary input (no input thresholding in the notebook's node list), Pynq-Z1 "
                                  "IODMA gcd(56 x 16, 64) = 64 bits"),
+    # c33758c: 784 B in, 1 B out per image (DRAM_in / DRAM_out_bandwidth x runtime / N of the row: 751.4 MB/s x
+    # 10.434 ms / 10000, 0.958 MB/s x 10.434 ms / 10000); Thresholding_Batch PE 49 on UINT8: a 392-bit stream x 16
+    "FINN end-to-end tfc-w1a1 (UINT8 in)": (392, 16, 8, 1, 64, None,
+                                            "UINT8 image (784 B = DRAM_in_bandwidth x runtime / N) into "
+                                            "Thresholding PE 49, LabelSelect out (1 B); Pynq-Z1 IODMA gcd(392 x 16, "
+                                            "64) = 64 bits: 98 cycles per image"),
     "finn-examples cnv-w1a1": (8, 3072, 8, 1, None, None,
                                "UINT8 image (3072 B = DRAM_in_bandwidth / FPS) into Thresholding PE 1; board not "
                                "recorded: 8-bit bound"),
@@ -195,6 +228,23 @@ AUP_REASON = ("clock unknown: PR #1499's table gives no fclk and FINN's driver s
               "shown at 100 MHz, left out of the median")
 
 
+# Rows measured with FINN's PYNQ driver on a Zynq board (throughput = N / the wall time of one execute call): the
+# pipeline time of the batch plus the call's fixed host cost, hwsim.fpga.io.batch_rate with FINN_DRIVER_CALL_S. Not
+# BNN-PYNQ (its C++ driver: lfcW1A1 takes the same 841 cycles per image at 100 and 300 MHz, no clock-independent
+# time) nor the Alveo ResNet-50 (XRT driver, no published per-call figure).
+FINN_DRIVER_DESIGNS = ("FINN end-to-end", "finn-examples tfc", "finn-examples cnv", "finn-examples kws",
+                       "finn-examples mobilenet")
+# Batch of a row whose CSV batch is empty, from the runtime its notebook printed: N = FPS x runtime.
+# Xilinx/finn notebooks/end2end_example/tfc_end2end_example.ipynb @ 68c33fc (2020-05-07): "runtime[ms]:
+# 1.4772415161132812" next to 676937.4 images/s -> N = 1000
+RUNTIME_MS = {"68c33fc54a0c3be62733dac9b83605ffd48fdc78": 1.4772415161132812}
+
+
+def _batch_from_runtime(r: dict) -> float | None:
+    ms, fps = RUNTIME_MS.get(r["source_commit"]), _num(r["fps"])
+    return float(round(fps * ms / 1e3)) if ms and fps else None
+
+
 def _movers(design: str, ii: int) -> tuple[Mover | None, Mover | None, int | None, str | None, str]:
     """(input mover, output mover, FIFO depth in elements, reason the prediction is undetermined or None, basis)."""
     if design not in IO:
@@ -214,17 +264,11 @@ def _movers(design: str, ii: int) -> tuple[Mover | None, Mover | None, int | Non
 
 
 NOTES = (
-    "BNN-PYNQ lfcW1A1/W1A2 take the same 841 cycles per image at 100 and 300 MHz, so the limit is in the fabric",
-    "(cycles), not on the host. The data movers are not it (13 words in, 1 out per image at 64 bits per cycle); the",
-    "FIFOs are: top.cpp gives every inter-layer FIFO 512 / PE words (512 elements, half a layer's 1024 outputs),",
-    "and an MVAU reads its input only in its first neuron fold, so each layer's reading phase waits on its",
-    "producer's compute: the SimPy pipeline with those depths gives 721 cycles (512 from the layers alone). The",
-    "remaining 120 cycles (14 %) are in the fabric too (same at both clocks) and not modelled: candidates are the",
-    "HLS FIFO handshake on the ~16 stalled reads per layer and frame and the 2-deep streams of the width converters",
-    "inside StreamingFCLayer_Batch. FINN end-to-end TFC: the IODMA (14 cycles) and the deep FIFOs (64 words) do",
-    "not bind; three notebook runs of one folding measure 0.68, 1.34 and 0.96 M FPS, i.e. 1.48 ms for N = 1000 and",
-    "7.5 / 10.4 ms for N = 10000 against 0.64 / 6.4 ms of pipeline time: a per-call host cost of 0.8-4 ms that",
-    "varies between runs (not modelled; no source gives it).",
+    "BNN-PYNQ LFC: 841 cycles per image measured at 100 and 300 MHz alike (fabric-bound); the 512-element FIFOs of",
+    "top.cpp couple the layers (721 cycles in the SimPy run, 512 without); the other 120 are most likely the HLS",
+    "handshake on the run's 44 stalled reads per frame (~2.7 cycles each; no source gives the per-stall cost). FINN",
+    "end-to-end TFC: the three notebook runs are one driver call on N = 1000 / 10000 images each, the 2020-09-21 run",
+    "a UINT8-input design whose 64-bit IODMA (98 cycles per image) binds. Details: docs/targets/fpga.md.",
 )
 
 
@@ -285,10 +329,11 @@ def run() -> dict:
     rows, cache, out, skipped, latency = _rows(), {}, [], [], []
     for design, net, fold_key, model, board in DESIGNS:
         for r in rows:
-            if not r["model"].startswith(model) or (board and board not in r["board"] + r["clock_mhz"]):
+            if not r["model"].startswith(model) or (board and board not in r["board"] + r["clock_mhz"]
+                                                     + r["source_commit"]):
                 continue
             clock = _num(r["clock_mhz"]) or next((v for k, v in DEFAULT_CLOCK_MHZ.items() if k in r["board"]), None)
-            fps, batch = _num(r["fps"]), _num(r["batch_size"])
+            fps, batch = _num(r["fps"]), _num(r["batch_size"]) or _batch_from_runtime(r)
             if clock is None or fps is None:
                 skipped.append({"row": r["model"], "board": r["board"], "reason": "no clock or no rate"})
                 continue
@@ -307,9 +352,17 @@ def run() -> dict:
                                 "error_pct": _err(pred_lat, meas),
                                 "error_pct_layers_only": _err(rep.latency_s * 1e6, meas)})
                 continue
-            pred = clock * 1e6 / pipe["interval_cycles"]
+            steady = clock * 1e6 / pipe["interval_cycles"]
+            driver = design.startswith(FINN_DRIVER_DESIGNS) and batch is not None
+            pred = batch_rate(pipe["interval_cycles"], pipe["latency_cycles"], int(batch), clock * 1e6) if driver \
+                else steady
             excluded = AUP_REASON if "AUP" in design else pipe["undetermined"]
             out.append({**base, "measured_fps": fps, "predicted_fps": pred, "error_pct": _err(pred, fps),
+                        "driver_call_s": FINN_DRIVER_CALL_S if driver else 0.0, "predicted_fps_steady": steady,
+                        "error_pct_steady": _err(steady, fps),
+                        "implied_call_ms": (batch / fps - (pipe["latency_cycles"] + (batch - 1)
+                                                           * pipe["interval_cycles"]) / (clock * 1e6)) * 1e3
+                        if driver else None,
                         "predicted_fps_layers_only": rep.fps, "error_pct_layers_only": _err(rep.fps, fps),
                         "ii_cycles": rep.ii_cycles, "predicted_latency_us": pred_lat,
                         "measured_us_per_image": _num(r["latency_us"]), "in_median": excluded is None,
@@ -383,6 +436,8 @@ def _resnet50(rows: list[dict], cache: dict) -> tuple[list[dict], dict]:
                                 f"{RN50_MOVERS[0].cycles}, external classifier weights {RN50_MOVERS[1].cycles}",
                     "measured_fps": fps, "predicted_fps": pred, "error_pct": _err(pred, fps),
                     "predicted_fps_layers_only": old, "error_pct_layers_only": _err(old, fps),
+                    "driver_call_s": 0.0, "predicted_fps_steady": pred, "error_pct_steady": _err(pred, fps),
+                    "implied_call_ms": None,
                     "ii_cycles": max(rest, stem.cycles), "predicted_latency_us": None, "measured_us_per_image": None,
                     "in_median": excluded is None, "excluded_reason": excluded})
     detail = {"design": "finn-examples resnet50-w1a2 (U250, folding of 2021-01..2023-02)",
@@ -419,16 +474,22 @@ def _md(d: dict) -> str:
              f"{s['all_rows']} rows: {s['median_abs_error_pct_all_rows']:.1f} % "
              f"({s['median_abs_error_pct_all_rows_layers_only']:.1f} % from the layers alone).", "",
              "Predicted rate = clock / the pipeline's frame interval: MVAUs, windows and pools, the input / output "
-             "data movers and, where the design publishes them, its FIFO depths (SimPy run, `hwsim/fpga/io.py`). "
-             "'layers' = clock / the slowest layer (the previous model).", "",
-             "| design | board | clock MHz | batch | measured FPS | predicted FPS | error % | layers error % | "
-             "interval / layers II cycles | movers in/out cycles | FIFO elems |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "data movers and, where the design publishes them, its FIFO depths (SimPy run, `hwsim/fpga/io.py`); "
+             "for a batch measured with FINN's PYNQ driver, N / (pipeline time of the batch + the driver's "
+             f"published per-call cost, {FINN_DRIVER_CALL_S * 1e6:.0f} us; `hwsim.fpga.io.batch_rate`). 'steady' = "
+             "clock / frame interval; 'layers' = clock / the slowest layer (the first model). 'implied call ms' = "
+             "N / measured FPS - the pipeline time of the batch: the host time the measurement holds if the "
+             "pipeline model is right.", "",
+             "| design | board | clock MHz | batch | measured FPS | predicted FPS | error % | steady error % | "
+             "layers error % | implied call ms | interval / layers II cycles | movers in/out cycles | FIFO elems |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in d["fps"]:
         flag = "" if x["in_median"] else " (left out)"
         lines.append(f"| {x['design']}{flag} | {x['board'][:28]} | {x['clock_mhz']:g} | {x['batch'] or '-'} | "
                      f"{x['measured_fps']:.4g} | {x['predicted_fps']:.4g} | {x['error_pct']:+.1f} | "
-                     f"{x['error_pct_layers_only']:+.1f} | {x['interval_cycles']:.0f} / {x['ii_cycles']} | "
+                     f"{x['error_pct_steady']:+.1f} | {x['error_pct_layers_only']:+.1f} | "
+                     f"{'-' if x['implied_call_ms'] is None else format(x['implied_call_ms'], '.2f')} | "
+                     f"{x['interval_cycles']:.0f} / {x['ii_cycles']} | "
                      f"{x['mover_in_cycles'] or '-'} / {x['mover_out_cycles'] or '-'} | {x['fifo_depth_elems'] or '-'} |")
     left = {}
     for x in d["fps"]:

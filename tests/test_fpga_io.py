@@ -9,7 +9,7 @@ import pytest
 import mapping
 from hwsim.errors import HwsimError, MappingError
 from hwsim.fpga.cost import build_design
-from hwsim.fpga.io import Mover, frame_interval, iodma_width, with_movers
+from hwsim.fpga.io import FINN_DRIVER_CALL_S, Mover, batch_rate, frame_interval, iodma_width, with_movers
 from hwsim.fpga.schedule import run_pipeline
 from mapping.fpga import map_xnor
 from nets.finn import finn_fc
@@ -89,6 +89,19 @@ def test_fifo_coupling_matches_a_cycle_level_mvau_transcription(depth):
         assert dsg.ii_cycles == 512 and got > 1.3 * dsg.ii_cycles
     else:  # a whole frame of every layer's output: no coupling
         assert got == dsg.ii_cycles
+
+
+def test_batch_rate_of_a_driver_call():
+    """N / ((latency + (N - 1) interval) / f + call): the FINN end-to-end TFC notebook, 2020-05 run (N = 1000 at 100
+    MHz, II 64): the pipeline alone would give 1.56 M images/s, the measurement 0.68 M."""
+    f = 100e6
+    r = batch_rate(64, 200, 1000, f)
+    assert r == pytest.approx(1000 / ((200 + 999 * 64) / f + FINN_DRIVER_CALL_S))
+    assert r < 0.5 * f / 64  # the 808 us call dominates a 0.64 ms batch
+    assert batch_rate(64, 200, 10**9, f) == pytest.approx(f / 64, rel=1e-4)  # a huge batch: the steady state
+    assert batch_rate(64, 64, 1, f, call_s=0.0) == pytest.approx(f / 64)
+    with pytest.raises(MappingError, match="batch_rate"):
+        batch_rate(64, 200, 0, f)
 
 
 def test_frame_interval_needs_a_steady_state():

@@ -22,6 +22,12 @@ built with. Both can set the frame interval:
   with the given depths and returns the steady-state interval.
 
 With unbounded FIFOs the interval is the slowest stage's cycles: max(II, mover cycles).
+
+**A measured batch** (:func:`batch_rate`): FINN's PYNQ driver measures ``throughput[images/s] = N / runtime`` with
+``runtime`` the wall time of one ``execute`` call on a batch of ``N`` images (the driver template's
+``throughput_test``, ``src/finn/transformation/fpgadataflow/templates.py`` in 2020; ``driver_base.py`` later): the
+pipeline's fill (one frame's latency), ``N - 1`` further frame intervals, and the call's fixed host cost (MMIO
+writes to the IODMAs, the polling loop on the output IODMA's done bit, the Python around them).
 """
 from __future__ import annotations
 
@@ -32,10 +38,16 @@ from dataclasses import dataclass
 from hwsim.errors import MappingError
 from hwsim.fpga.schedule import Stage, run_pipeline
 
-__all__ = ["Mover", "iodma_width", "with_movers", "frame_interval", "BNNPYNQ_MOVER_BITS", "FINN_MIN_IODMA_BITS"]
+__all__ = ["Mover", "iodma_width", "with_movers", "frame_interval", "batch_rate", "BNNPYNQ_MOVER_BITS",
+           "FINN_MIN_IODMA_BITS", "FINN_DRIVER_CALL_S"]
 
 BNNPYNQ_MOVER_BITS = 64  # finn-hlslib dma.h Mem2Stream_Batch<64, ...> / Stream2Mem_Batch<64, ...> in BNN-PYNQ top.cpp
 FINN_MIN_IODMA_BITS = 8  # FINN insert_iodma.py: assert intfwidth % 8 == 0 (the narrowest IODMA interface)
+# Fixed host time of one call of FINN's PYNQ driver, s: the one published figure, finn-examples
+# finn_examples/notebooks/0_mnist_with_fc_networks.ipynb @ 00da6d3 (2020-10-22): "%%timeit" of accel.execute() on one
+# MNIST image, 808 us per loop (Zynq board not recorded; execute() also packs and copies that one image, a few us of
+# the 808). A measurement, not fitted to the rows it is applied to.
+FINN_DRIVER_CALL_S = 808e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +106,15 @@ def frame_interval(stages: Sequence[Stage], input_elems: int, fifo_depth: Mappin
         raise MappingError(f"frame_interval needs >= 3 frames for a steady state, got {frames}")
     done = run_pipeline(list(stages), input_elems, frames, dict(fifo_depth)).frame_done
     return float(done[-1] - done[-2])
+
+
+def batch_rate(interval_cycles: float, latency_cycles: float, batch: int, clock_hz: float,
+               call_s: float = FINN_DRIVER_CALL_S) -> float:
+    """Images per second a driver call on ``batch`` images reports (module docstring)::
+
+        N / ((latency + (N - 1) * interval) / f + call_s)
+    """
+    if batch < 1 or interval_cycles <= 0 or latency_cycles <= 0 or clock_hz <= 0 or call_s < 0:
+        raise MappingError(f"batch_rate: needs batch >= 1, interval > 0, latency > 0, clock > 0, call_s >= 0; got "
+                           f"{batch}, {interval_cycles}, {latency_cycles}, {clock_hz}, {call_s}")
+    return batch / ((latency_cycles + (batch - 1) * interval_cycles) / clock_hz + call_s)
