@@ -2,7 +2,8 @@
 
 ``map_xnor(graph) -> XnorProgram``: the graph is a dataflow graph (walked in topological order) of
 
-    [SIGN | QUANTIZE on the input] [MUL by a positive scalar]   (input quantization, done by the host driver)
+    [MUL | DIV | ADD | SUB by constants]* [SIGN | QUANTIZE on the input] [MUL by a positive scalar]
+                                                  (preprocessing and input quantization, done by the host driver)
     CONV2D | LINEAR with ``meta["weight_bits"]``  (a ``nets.layers`` Binary*/Quant* layer, or a QONNX conv/linear
                                                   whose weight a Quant / BipolarQuant produced; one weight scale
                                                   per tensor or per output channel)
@@ -12,7 +13,9 @@
                                                   (a depthwise conv, groups = Cin = Cout: FINN's VVAU)
     MAXPOOL (after an activation)                     -> a streaming max-pool (OR on bits)
     AVGPOOL / ADAPTIVE_AVGPOOL (after an activation)  -> an accumulating pool (:class:`AccPoolLayer`)
-        [MUL by a positive scalar] TRUNC (FLOOR)      -> that pool's output right shift (Brevitas's TruncAvgPool)
+        [MUL by a positive scalar] TRUNC (FLOOR|ROUND) [MUL] [CLAMP]
+                                                      -> that pool's output right shift (Brevitas's TruncAvgPool2d;
+                                                         a QONNX Trunc version 2 adds the MUL and the CLAMP)
     ADD of two quantized streams of one scale         -> AddStreams (:class:`AddLayer`); a value read by several
                                                          layers is FINN's DuplicateStreams
     CONCAT (channels) of streams on one grid          -> StreamingConcat (:class:`ConcatLayer`)
@@ -106,7 +109,15 @@ import dataclasses
 import numpy as np
 
 from hwsim.errors import MappingError, UnsupportedOpError
-from mapping.fpga_dag import add_layer, concat_layer, multithreshold_layer, pool_layer, threshold_layer, trunc_pool
+from mapping.fpga_dag import (
+    add_layer,
+    clamp_pool,
+    concat_layer,
+    multithreshold_layer,
+    pool_layer,
+    threshold_layer,
+    trunc_pool,
+)
 from mapping.fpga_program import (
     AccPoolLayer,
     AddLayer,
@@ -139,7 +150,7 @@ __all__ = ["Enc", "Encoding", "MVAULayer", "InputLayer", "PoolLayer", "ReshapeLa
 
 _XNOR_OPS = frozenset({Op.CONV2D, Op.LINEAR, Op.BATCHNORM, Op.RELU, Op.SIGN, Op.QUANTIZE, Op.MAXPOOL, Op.RESHAPE,
                        Op.MUL, Op.DIV, Op.ADD, Op.SUB, Op.CONCAT, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL,
-                       Op.MULTITHRESHOLD, Op.TRUNC})
+                       Op.MULTITHRESHOLD, Op.TRUNC, Op.CLAMP})
 _ARITH = frozenset({Op.MUL, Op.DIV, Op.ADD, Op.SUB})
 _FUSED = frozenset({Op.BATCHNORM, Op.RELU, Op.SIGN, Op.QUANTIZE, Op.MULTITHRESHOLD})  # ops an open MVAU absorbs
 
@@ -179,6 +190,7 @@ class _Walk:
         x = graph.inputs[0].name
         self.vals: dict[str, _Val] = {x: _Val("input", Encoding(Enc.RAW, 8), tuple(graph.input_shape[1:]))}
         self.host = {x}  # the network input and reshapes of it: quantized by the host driver
+        self.pre: dict[str, tuple] = {}  # a host value -> the float ops since the input (InputLayer.pre)
         self.relu_of: dict[str, str] = {}  # a ReLU of a signed code stream -> its input: fused into the next quantizer
         self.pending: dict[str, _Pending] = {}
         self.consts: dict[str, Node] = {}
@@ -225,13 +237,16 @@ class _Walk:
         if missing:  # pragma: no cover - the graph is topologically ordered
             raise UnsupportedOpError(f"node {n.name!r} reads {missing}, which the XNOR engine did not compute")
         srcs = [self.vals[i] for i in data]
+        if self.pre.get(data[0]) and n.op not in (Op.SIGN, Op.QUANTIZE, Op.RESHAPE) + tuple(_ARITH):
+            raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) reads the preprocessed network input "
+                                     "without an input quantizer: the host replays preprocessing only before one")
         if n.op in (Op.CONV2D, Op.LINEAR):
             self.pending[n.name] = _start_mvau(self.g, n, srcs[0].enc, srcs[0].shape, (srcs[0].layer,))
         elif n.op in (Op.SIGN, Op.QUANTIZE):
             self._requantize(n, srcs[0])
         elif n.op == Op.MULTITHRESHOLD:
             self._emit(n, multithreshold_layer(n, srcs[0], self.g.param(n, "thresholds")))
-        elif n.op == Op.TRUNC:
+        elif n.op in (Op.TRUNC, Op.CLAMP):
             self._trunc(n, srcs[0])
         elif n.op in _ARITH:
             self._stream_arith(n, srcs, operand)
@@ -242,7 +257,7 @@ class _Walk:
         elif n.op == Op.RESHAPE:
             self._emit(n, ReshapeLayer(n.name, tuple(n.shape[1:]), (srcs[0].layer,)), srcs[0].enc)
             if data[0] in self.host:
-                self.host.add(n.name)
+                self._host_reshape(n, data[0])
         elif n.op == Op.RELU and srcs[0].enc.kind == Enc.CODES and srcs[0].enc.offset == 0:
             self.vals[n.name] = srcs[0]  # ReLU of non-negative codes changes nothing
         elif n.op == Op.RELU and srcs[0].enc.kind in (Enc.CODES, Enc.BINARY):
@@ -325,7 +340,8 @@ class _Walk:
     def _requantize(self, n: Node, src: _Val) -> None:
         out = act_encoding(n)
         if n.inputs[0] in self.host:
-            self._emit(n, InputLayer(n.name, src.shape, out, n.attrs if n.op == Op.QUANTIZE else None, (src.layer,)))
+            self._emit(n, InputLayer(n.name, src.shape, out, n.attrs if n.op == Op.QUANTIZE else None, (src.layer,),
+                                     self.pre.get(n.inputs[0], ())))
         elif _same_grid(src.enc, out):  # a quantizer that keeps every value (Brevitas re-quantizing): a no-op
             self.vals[n.name] = src
         elif src.enc.kind in (Enc.CODES, Enc.BINARY):
@@ -335,15 +351,43 @@ class _Walk:
                                      "does not stream")
 
     def _trunc(self, n: Node, src: _Val) -> None:
-        """A Trunc after an accumulating pool (through a rescaling MUL): the pool's output right shift."""
+        """A Trunc after an accumulating pool (through a rescaling MUL): the pool's output right shift; a CLAMP after
+        that (a Trunc version 2): the pool's output saturation."""
         idx = next((i for i, x in enumerate(self.layers) if x.name == src.layer), None)
         if idx is None or not isinstance(self.layers[idx], AccPoolLayer) or \
                 len(self.users.get(n.inputs[0], [])) != 1:
-            raise UnsupportedOpError(f"trunc {n.name!r} ({n.module}) does not follow an average pool: the XNOR engine "
-                                     "maps a Trunc as the right shift of an accumulating pool's sums")
-        layer = trunc_pool(n, self.layers[idx], src.enc)
+            raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) does not follow an average pool: the XNOR "
+                                     "engine maps a Trunc (and its clamp) as the right shift (and saturation) of an "
+                                     "accumulating pool's sums")
+        fn = trunc_pool if n.op == Op.TRUNC else clamp_pool
+        layer = fn(n, self.layers[idx], src.enc)
+        if layer is None:  # a clamp that keeps every code
+            self.vals[n.name] = src
+            return
         self.layers[idx] = layer
         self.vals[n.name] = _Val(layer.name, layer.out, src.shape)
+
+    def _host_arith(self, n: Node, operand) -> None:
+        """A float op on the network input before its quantizer (preprocessing): the host driver replays it."""
+        src = next(i for i in n.inputs if i not in self.consts)
+        if src not in self.host:
+            raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) on a float value the XNOR engine does not "
+                                     "stream")
+        name = {Op.MUL: "mul", Op.ADD: "add", Op.DIV: "rdiv" if operand[1] else "div",
+                Op.SUB: "rsub" if operand[1] else "sub"}[n.op]
+        self.pre[n.name] = self.pre.get(src, ()) + ((name, operand[0]),)
+        self.host.add(n.name)
+        self.vals[n.name] = dataclasses.replace(self.vals[src], shape=tuple(n.shape[1:]))
+
+    def _host_reshape(self, n: Node, src: str) -> None:
+        """A reshape of the (preprocessed) network input: still the host's; scalar preprocessing commutes with it."""
+        ops = self.pre.get(src, ())
+        if any(np.size(c) != 1 for _, c in ops):
+            raise UnsupportedOpError(f"reshape {n.name!r} ({n.module}) after preprocessing the input with a "
+                                     "per-element constant: preprocess after the reshape, or before hwsim.simulate")
+        self.host.add(n.name)
+        if ops:
+            self.pre[n.name] = ops
 
     def _stream_arith(self, n: Node, srcs: list[_Val], operand) -> None:
         if operand is None:
@@ -356,8 +400,8 @@ class _Walk:
         value = np.asarray(operand[0], dtype=np.float64)
         rescales = n.op in (Op.MUL, Op.DIV) and not operand[1] and value.size == 1 and float(value.reshape(())) > 0
         if src.enc.kind == Enc.RAW:
-            raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) on the network input before its quantizer: "
-                                     "input preprocessing is not mapped (do it before hwsim.simulate)")
+            self._host_arith(n, operand)
+            return
         idx = next((i for i, x in enumerate(self.layers) if x.name == src.layer), None)
         producer = self.layers[idx] if idx is not None else None
         if not rescales or producer is None or len(self.users.get(n.inputs[0], [])) != 1 \

@@ -23,7 +23,7 @@ from mapping.fpga_streamline import BIG, integer_thresholds, multithreshold_enco
 from mapping.graph import AdaptivePool, Node, Op, Pool, quant_levels
 
 __all__ = ["add_layer", "concat_layer", "pool_layer", "threshold_layer", "add_encoding", "code_affine",
-           "multithreshold_layer", "trunc_pool"]
+           "multithreshold_layer", "trunc_pool", "clamp_pool"]
 
 
 def _what(n: Node) -> str:
@@ -170,14 +170,23 @@ def multithreshold_layer(n: Node, src, t: np.ndarray) -> ThresholdLayer:
     return ThresholdLayer(n.name, (src.layer,), tuple(n.shape[1:]), src.enc, thr, out)
 
 
+def _round_shift(v: int, k: int, rounding: str) -> int:
+    """``v / 2^k`` rounded as the Trunc's ``rounding`` ("FLOOR", or "ROUND": half to even), exact on integers."""
+    q, r = v >> k, v & ((1 << k) - 1)
+    if rounding == "ROUND" and k and (r > 1 << (k - 1) or (r == 1 << (k - 1) and q & 1)):
+        q += 1
+    return q
+
+
 def trunc_pool(n: Node, pool: AccPoolLayer, enc: Encoding) -> AccPoolLayer:
-    """A QONNX Trunc (version 1) of an accumulating pool's output ``enc`` (the pool's codes, rescaled by a MUL):
-    the pool's output right shift (see :class:`~mapping.fpga_program.AccPoolLayer`). Exact when the Trunc's scale
-    is the stream's, its zero point 0 and its rounding FLOOR."""
+    """A QONNX Trunc of an accumulating pool's output ``enc`` (the pool's codes, rescaled by a MUL): the pool's
+    output right shift (see :class:`~mapping.fpga_program.AccPoolLayer`), rounding down (FLOOR) or half to even
+    (ROUND). Exact when the Trunc's scale is the stream's and its zero point 0."""
     a = n.attrs
-    if a.rounding != "FLOOR":
+    rounding = {"HALF_EVEN": "ROUND"}.get(a.rounding, a.rounding)
+    if rounding not in ("FLOOR", "ROUND"):
         raise UnsupportedOpError(f"{_what(n)} rounds {a.rounding}: the XNOR engine implements Trunc as a right shift "
-                                 "(FLOOR)")
+                                 "rounding down (FLOOR) or half to even (ROUND)")
     if a.zero_point != 0:
         raise UnsupportedOpError(f"{_what(n)} has zero point {a.zero_point}: the XNOR engine maps zero point 0")
     top = max(enc.offset, enc.n_levels - 1 - enc.offset)  # largest |integer| on the stream
@@ -185,8 +194,34 @@ def trunc_pool(n: Node, pool: AccPoolLayer, enc: Encoding) -> AccPoolLayer:
         raise MappingError(f"{_what(n)} has scale {a.scale:g} on a sum of scale {enc.scale:g}: the integers it "
                            "truncates are not the pool's sums")
     k = a.in_bits - a.out_bits
-    off = -((-enc.offset) >> k)  # ceil(O / 2^k)
-    top_code = ((enc.n_levels - 1 - enc.offset) >> k) + off
+    off = -_round_shift(-enc.offset, k, rounding)  # the code of the lowest sum's truncated value is 0
+    top_code = _round_shift(enc.n_levels - 1 - enc.offset, k, rounding) + off
     bits = max(1, top_code.bit_length())
     out = Encoding(Enc.CODES, bits, float(a.scale), off, 0 if top_code + 1 == 2**bits else top_code + 1)
-    return dataclasses.replace(pool, out=out, shift=k, shift_add=off * 2**k - enc.offset)
+    return dataclasses.replace(pool, out=out, shift=k, shift_add=off * 2**k - enc.offset, rounding=rounding)
+
+
+def clamp_pool(n: Node, pool: AccPoolLayer, enc: Encoding) -> AccPoolLayer:
+    """A CLAMP of an accumulating pool's (truncated) output ``enc`` (QONNX Trunc version 2 clamps to its output
+    bit width): the codes the clamp keeps, saturating the others (``pool.clamp``); bounds must lie on the codes'
+    grid (a bound between two levels is not a code). A clamp that keeps every code is no layer at all (None)."""
+    lo_c, hi_c = 0, enc.n_levels - 1
+    bounds = []
+    for bound, default in ((n.attrs.lo, lo_c), (n.attrs.hi, hi_c)):
+        if bound is None:
+            bounds.append(default)
+            continue
+        steps = bound / enc.scale
+        if abs(steps - round(steps)) > 1e-4 * max(1.0, abs(steps)):
+            raise UnsupportedOpError(f"{_what(n)} clamps at {bound:g}, between two levels of the stream's scale "
+                                     f"{enc.scale:g}: not a code the XNOR engine can saturate to")
+        bounds.append(min(max(round(steps) + enc.offset, lo_c), hi_c))
+    lo, hi = bounds
+    if (lo, hi) == (lo_c, hi_c):
+        return None
+    if pool.clamp is not None or lo > hi:
+        raise MappingError(f"{_what(n)}: a second clamp, or an empty range, on pool {pool.name!r}")
+    levels = hi - lo + 1
+    bits = max(1, (levels - 1).bit_length())
+    out = Encoding(Enc.CODES, bits, enc.scale, enc.offset - lo, 0 if levels == 2**bits else levels)
+    return dataclasses.replace(pool, out=out, clamp=(lo, hi))

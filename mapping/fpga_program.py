@@ -57,13 +57,16 @@ class Encoding:
 @dataclass(frozen=True, slots=True)
 class InputLayer:
     """Thresholding of the raw input (a SIGN or QUANTIZE node applied to the network input), done by the host
-    driver. ``quant``: the quantizer's attributes (None for SIGN)."""
+    driver. ``quant``: the quantizer's attributes (None for SIGN). ``pre``: the float32 preprocessing the network
+    does before its input quantizer (BNN-PYNQ's ``2 x - 1``), replayed by the host first, in graph order:
+    ``("mul" | "div" | "add" | "sub" | "rsub" | "rdiv", c)`` with ``c`` a Scalar value or a constant array."""
 
     name: str
     shape: tuple[int, ...]  # per sample
     out: Encoding
     quant: Quantize | None = None
     src: tuple[str, ...] = ()  # the layers it reads (empty: the previous layer, or the network input)
+    pre: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,9 +174,12 @@ class ThresholdLayer:
 class AccPoolLayer:
     """Average pooling as FINN streams it: an accumulating pool that sums the codes of each window (exact
     integers); the division by the window size is a scale of the output encoding (folded downstream). A QONNX
-    ``Trunc`` (FLOOR) after the pool is its output right shift: code ``(sum + shift_add) >> shift`` (the constant
-    preloads the accumulator: with sum offset ``O`` and output offset ``O' = ceil(O / 2^shift)``, ``shift_add =
-    O' 2^shift - O`` makes the code ``floor((sum - O) / 2^shift) + O'``)."""
+    ``Trunc`` after the pool is its output right shift: code ``(sum + shift_add) >> shift`` (the constant
+    preloads the accumulator: with sum offset ``O`` and output offset ``O'``, ``shift_add = O' 2^shift - O``
+    makes the code ``floor((sum - O) / 2^shift) + O'``); with ``rounding="ROUND"`` (Brevitas's TruncAvgPool2d
+    default) the shift rounds half to even: one more if the dropped bits exceed half, or equal half and the
+    floored value is odd. A Trunc version 2 clamps its output to its bit width (``signed``/``narrow``): codes
+    outside ``clamp`` = (lowest, highest code kept) saturate there, and the output code is ``code - lowest``."""
 
     name: str
     src: tuple[str]
@@ -184,6 +190,8 @@ class AccPoolLayer:
     out: Encoding
     shift: int = 0  # bits dropped by a following Trunc
     shift_add: int = 0  # the accumulator's initial value, so the shifted codes stay unsigned (see above)
+    rounding: str = "FLOOR"  # of the shift: "FLOOR" or "ROUND" (half to even)
+    clamp: tuple[int, int] | None = None  # (lowest, highest) code a Trunc version 2 keeps; None: no clamp
 
 
 Layer = InputLayer | MVAULayer | PoolLayer | ReshapeLayer | AddLayer | ConcatLayer | ThresholdLayer | AccPoolLayer

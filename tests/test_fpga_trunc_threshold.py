@@ -113,7 +113,7 @@ def test_bipolar_multithreshold_absorbed_into_mvaus(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"rounding": "ROUND"}, "rounds ROUND"),
+    ({"rounding": "CEIL"}, "rounds CEIL"),
     ({"trunc_scale": 0.75}, "are not the pool's sums"),
     ({"mt2_bias": -0.3}, "not minus an integer multiple"),
 ])

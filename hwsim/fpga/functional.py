@@ -34,6 +34,8 @@ __all__ = ["run_program", "mvau_accumulator"]
 def _input_layer(layer: InputLayer, x: np.ndarray) -> np.ndarray:
     """Bits or unsigned codes of the network input, as the host driver sends them."""
     out, a = layer.out, layer.quant
+    for op, arg in layer.pre:  # the network's preprocessing, as the functional executor computes it
+        x = _arith(x, op, arg)
     if a is None:  # SIGN
         return (x >= 0).astype(np.uint8)  # sign(0) = +1
     y = K.quantize(x, a.bits, a.scale, a.signed, a.zero_point, a.narrow, a.rounding)  # float32, as qonnx / torch
@@ -248,11 +250,17 @@ def _float_output(layer: MVAULayer, acc: np.ndarray) -> np.ndarray:
                 y = y + beta.reshape(shape)
         elif op == "relu":
             y = np.maximum(y, np.float32(0))
-        elif op == "rsub":
-            y = K.binary(arg, y, "sub")
-        else:  # mul, div, add, sub by a Scalar value or a constant, as the functional executor computes them
-            y = K.binary(y, arg, op)
+        else:
+            y = _arith(y, op, arg)
     return np.asarray(y, dtype=np.float32)
+
+
+def _arith(y: np.ndarray, op: str, arg) -> np.ndarray:
+    """``y`` mul / div / add / sub a Scalar value or a constant, or the constant minus / over ``y`` ("rsub",
+    "rdiv"), as the functional executor computes them."""
+    if op in ("rsub", "rdiv"):
+        return K.binary(arg, y, op[1:])
+    return K.binary(y, arg, op)
 
 
 def _decode(enc, v: np.ndarray) -> np.ndarray:
@@ -279,9 +287,21 @@ def _acc_pool(layer: AccPoolLayer, v: np.ndarray) -> np.ndarray:
     for dy in range(kh):
         for dx in range(kw):
             out += x[:, :, dy:dy + sh * (oh - 1) + 1:sh, dx:dx + sw * (ow - 1) + 1:sw]
-    if layer.shift:  # a Trunc: the output right shift (floor), the accumulator preloaded with shift_add
-        out = (out + layer.shift_add) >> layer.shift
+    if layer.shift:  # a Trunc: the output right shift, the accumulator preloaded with shift_add
+        out += layer.shift_add
+        dropped = out & ((1 << layer.shift) - 1)
+        out >>= layer.shift
+        if layer.rounding == "ROUND":  # half to even: the floored value minus its offset decides a tie
+            half = 1 << (layer.shift - 1)
+            out += (dropped > half) | ((dropped == half) & ((out - layer.out.offset - _clamp_lo(layer)) & 1 == 1))
+    if layer.clamp is not None:  # a Trunc version 2: saturate to its bit width, codes counted from the lowest kept
+        out = np.clip(out, *layer.clamp) - layer.clamp[0]
     return out.astype(_codes_dtype(layer.out))
+
+
+def _clamp_lo(layer: AccPoolLayer) -> int:
+    """How far a clamp moved the output offset (the shift's offset is ``out.offset + clamp[0]``)."""
+    return layer.clamp[0] if layer.clamp is not None else 0
 
 
 def _step(layer, ins: list[np.ndarray], enc_in, decomposed: bool, kept: dict | None):
