@@ -114,7 +114,10 @@ from mapping.fpga_dag import (
     clamp_pool,
     concat_layer,
     multithreshold_layer,
+    no_layer,
     pool_layer,
+    product_refused,
+    same_grid,
     threshold_layer,
     trunc_pool,
 )
@@ -217,13 +220,13 @@ class _Walk:
         if n.op == Op.CONSTANT:  # the operand of a scale / bias: checked where it is used
             users = self.users.get(n.name, [])
             if not users or any(u.op not in _ARITH for u in users) or n.name in self.g.outputs:
-                raise _no_layer(n)
+                raise no_layer(n)
             self.consts[n.name] = n
             return
         if n.op in (Op.MATMUL, Op.ATTENTION):
-            raise _product_refused(n, self.producers)
+            raise product_refused(n, self.producers)
         if n.op not in _XNOR_OPS:
-            raise _no_layer(n)
+            raise no_layer(n)
         operand = self._operand(n) if n.op in _ARITH else None
         data = [i for i in n.inputs if i not in self.consts]
         fused = [i for i in data if i in self.pending]
@@ -342,7 +345,7 @@ class _Walk:
         if n.inputs[0] in self.host:
             self._emit(n, InputLayer(n.name, src.shape, out, n.attrs if n.op == Op.QUANTIZE else None, (src.layer,),
                                      self.pre.get(n.inputs[0], ())))
-        elif _same_grid(src.enc, out):  # a quantizer that keeps every value (Brevitas re-quantizing): a no-op
+        elif same_grid(src.enc, out):  # a quantizer that keeps every value (Brevitas re-quantizing): a no-op
             self.vals[n.name] = src
         elif src.enc.kind in (Enc.CODES, Enc.BINARY):
             self._emit(n, threshold_layer(n, src, out))
@@ -422,31 +425,6 @@ def _with_out(layer: Layer, enc: Encoding, node: str) -> Layer:
     if isinstance(layer, PoolLayer):
         return dataclasses.replace(layer, enc=enc)
     return dataclasses.replace(layer, out=enc)
-
-
-def _same_grid(enc: Encoding, out: Encoding) -> bool:
-    """Does quantizer ``out`` reproduce every value of ``enc`` exactly (same kind and scale, range covered)?"""
-    if enc.kind != out.kind or enc.scale != out.scale:
-        return False
-    if enc.kind == Enc.BINARY:
-        return True
-    return -out.offset <= -enc.offset and enc.n_levels - 1 - enc.offset <= out.n_levels - 1 - out.offset
-
-
-def _no_layer(n: Node) -> UnsupportedOpError:
-    return UnsupportedOpError(f"op {n.op.value!r} (node {n.name!r}, module {n.module!r}) has no XNOR engine layer "
-                              "(supported: binary/quantized conv, depthwise conv and linear, batchnorm, scale/bias "
-                              "constants, sign, quantize, max / average pool, residual add, concat, flatten)")
-
-
-def _product_refused(n: Node, producers: dict) -> UnsupportedOpError:
-    """The refusal of a MATMUL / ATTENTION: the engine's MVAUs multiply activations by stored weights only."""
-    what = "attention" if n.op == Op.ATTENTION else "matmul of two activations"
-    binary = all(src in producers and producers[src].op == Op.SIGN for src in n.inputs)
-    kind = "binary" if binary else "non-binary"
-    return UnsupportedOpError(f"the XNOR engine computes binary/k-bit weight layers; {kind} {what} (node {n.name!r}, "
-                              f"op {n.op.value}, module {n.module!r}) is not supported"
-                              + (" (it has no activation x activation unit)" if binary else ""))
 
 
 def _start_mvau(graph: Graph, n: Node, enc: Encoding, shape: tuple[int, ...], src: tuple[str, ...]) -> _Pending:

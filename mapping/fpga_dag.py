@@ -23,7 +23,8 @@ from mapping.fpga_streamline import BIG, integer_thresholds, multithreshold_enco
 from mapping.graph import AdaptivePool, Node, Op, Pool, quant_levels
 
 __all__ = ["add_layer", "concat_layer", "pool_layer", "threshold_layer", "add_encoding", "code_affine",
-           "multithreshold_layer", "trunc_pool", "clamp_pool"]
+           "multithreshold_layer", "trunc_pool", "clamp_pool",
+           "same_grid", "no_layer", "product_refused"]
 
 
 def _what(n: Node) -> str:
@@ -225,3 +226,29 @@ def clamp_pool(n: Node, pool: AccPoolLayer, enc: Encoding) -> AccPoolLayer:
     bits = max(1, (levels - 1).bit_length())
     out = Encoding(Enc.CODES, bits, enc.scale, enc.offset - lo, 0 if levels == 2**bits else levels)
     return dataclasses.replace(pool, out=out, clamp=(lo, hi))
+
+
+def same_grid(enc: Encoding, out: Encoding) -> bool:
+    """Does quantizer ``out`` reproduce every value of ``enc`` exactly (same kind and scale, range covered)?"""
+    if enc.kind != out.kind or enc.scale != out.scale:
+        return False
+    if enc.kind == Enc.BINARY:
+        return True
+    return -out.offset <= -enc.offset and enc.n_levels - 1 - enc.offset <= out.n_levels - 1 - out.offset
+
+
+def no_layer(n: Node) -> UnsupportedOpError:
+    """The refusal of an op the engine has no layer for."""
+    return UnsupportedOpError(f"op {n.op.value!r} (node {n.name!r}, module {n.module!r}) has no XNOR engine layer "
+                              "(supported: binary/quantized conv, depthwise conv and linear, batchnorm, scale/bias "
+                              "constants, sign, quantize, max / average pool, residual add, concat, flatten)")
+
+
+def product_refused(n: Node, producers: dict) -> UnsupportedOpError:
+    """The refusal of a MATMUL / ATTENTION: the engine's MVAUs multiply activations by stored weights only."""
+    what = "attention" if n.op == Op.ATTENTION else "matmul of two activations"
+    binary = all(src in producers and producers[src].op == Op.SIGN for src in n.inputs)
+    kind = "binary" if binary else "non-binary"
+    return UnsupportedOpError(f"the XNOR engine computes binary/k-bit weight layers; {kind} {what} (node {n.name!r}, "
+                              f"op {n.op.value}, module {n.module!r}) is not supported"
+                              + (" (it has no activation x activation unit)" if binary else ""))
