@@ -34,8 +34,8 @@ def graph(net: str):
 
 def terms(spec: CPUSpec, net: str) -> np.ndarray:
     """Per layer of ``net`` on ``spec`` (n = spec.cores threads): rows (gemm_s, dw+vec_s, t_m, streaming, counted,
-    winograd gemm_s)
-    of :func:`hwsim.cpu.cost.runtime_layer_terms` (the parts that do not depend on the fitted parameters)."""
+    winograd gemm_s, GEMM share and other share of the busiest thread, counted / clock) of
+    :func:`hwsim.cpu.cost.runtime_layer_terms` (the parts that do not depend on the fitted parameters)."""
     g = graph(net)
     act = peak_live_elements(g) * g.batch * spec.bytes_per_element
     place = placement(g, spec, act, spec.cores)
@@ -49,36 +49,36 @@ def terms(spec: CPUSpec, net: str) -> np.ndarray:
         t, t_m, streaming, _ = runtime_layer_terms(g, node, spec, place, spec.cores, sizes)
         wino = t.algo.startswith("winograd")
         rows.append((0.0 if wino else t.gemm_s, t.dw_s + t.vec_s, t_m, float(streaming), float(t.algo != "fused"),
-                     t.gemm_s if wino else 0.0))
+                     t.gemm_s if wino else 0.0, *t.split.shares(spec.cores), float(t.algo != "fused") / spec.clock_hz))
     return np.asarray(rows)
 
 
 def predict(tm: np.ndarray, theta: np.ndarray, n: int) -> float:
-    """Latency in s from per-layer terms and parameters (eff_gemm, eff_dw, layer_s, parallel_eff, thread_s,
-    eff_wino) on n threads: the formula of hwsim.cpu.cost._runtime_layer_cost."""
-    eg, ed, ls, pe, ts, ew = theta
-    t_c = (tm[:, 0] / eg + tm[:, 5] / (ew or eg) + tm[:, 1] / ed) * (1.0 + (n - 1) * (1.0 - pe)) / n
+    """Latency in s from per-layer terms (of :func:`terms` on ``n`` threads) and parameters (eff_gemm, eff_dw,
+    layer_cycles, contention, thread_s, eff_wino): the formula of hwsim.cpu.cost._runtime_layer_cost."""
+    eg, ed, ls, kappa, ts, ew = theta
+    t_c = ((tm[:, 0] / eg + tm[:, 5] / (ew or eg)) * tm[:, 6] + tm[:, 1] / ed * tm[:, 7]) * (1.0 + (n - 1) * kappa)
     body = np.where(tm[:, 3] > 0, t_c + tm[:, 2], np.maximum(t_c, tm[:, 2]))
-    return float(body.sum() + (ls + (n - 1) * ts) * tm[:, 4].sum())
+    return float(body.sum() + ls * tm[:, 8].sum() + (n - 1) * ts * tm[:, 4].sum())
 
 
 # ----------------------------------------------------------------------------- fitting
-# parameter order: eff_gemm, eff_dw, layer_s, parallel_eff, thread_s, eff_wino (Cortex-A only: the M runtimes run
+# parameter order: eff_gemm, eff_dw, layer_cycles, contention, thread_s, eff_wino (Cortex-A only: the M runtimes run
 # no Winograd conv, eff_wino stays 0 = eff_gemm there)
-LO, HI = np.array([0.02, 0.02, 0.0, 0.0, 0.0, 0.02]), np.array([1.0, 1.0, 2e-3, 1.0, 2e-4, 1.0])
-THETA0 = np.array([0.5, 0.3, 2e-5, 0.8, 2e-6, 0.5])
-SCALE = np.array([0.1, 0.1, 1e-5, 0.1, 1e-6, 0.1])
+LO, HI = np.array([0.02, 0.02, 0.0, 0.0, 0.0, 0.02]), np.array([1.0, 1.0, 2e6, 1.0, 2e-4, 1.0])
+THETA0 = np.array([0.5, 0.3, 2e4, 0.1, 2e-6, 0.5])
+SCALE = np.array([0.1, 0.1, 1e4, 0.1, 1e-6, 0.1])
 
 
-def fit(samples: list[tuple[np.ndarray, int, float]], parallel: float = THETA0[3], thread_s: float = 0.0) -> np.ndarray:
+def fit(samples: list[tuple[np.ndarray, int, float]], contention: float = THETA0[3], thread_s: float = 0.0) -> np.ndarray:
     """Parameters minimising Σ log(pred / measured)^2 over (terms, threads, measured s) samples. With fewer than two
-    thread counts, parallel_eff and thread_s are not identifiable (a 4-thread-only board's level trades against its
-    scaling): they are fixed to ``parallel`` and ``thread_s``."""
+    thread counts, contention and thread_s are not identifiable (a 4-thread-only board's level trades against its
+    scaling): they are fixed to ``contention`` and ``thread_s``."""
     multi = len({n for _, n, _ in samples}) > 1
     wino = any(tm[:, 5].any() for tm, _, _ in samples)
     free = [0, 1, 2] + ([3, 4] if multi else []) + ([5] if wino else [])
     def full(x):
-        th = np.array([x[0], x[1], x[2], parallel, thread_s, 0.0])
+        th = np.array([x[0], x[1], x[2], contention, thread_s, 0.0])
         th[free] = x
         return th
 
@@ -93,6 +93,6 @@ def fit(samples: list[tuple[np.ndarray, int, float]], parallel: float = THETA0[3
 def theta_dict(theta: np.ndarray, boards: list[str]) -> dict:
     """The entry of hwsim/cpu/runtime/fitted.py for parameters ``theta`` fitted on ``boards``."""
     return dict(eff_gemm=round(float(theta[0]), 4), eff_dw=round(float(theta[1]), 4),
-                layer_s=float(f"{theta[2]:.4g}"), parallel_eff=round(float(theta[3]), 4),
+                layer_cycles=float(f"{theta[2]:.4g}"), contention=round(float(theta[3]), 4),
                 thread_s=float(f"{theta[4]:.4g}"), eff_wino=round(float(theta[5]), 4),
                 fitted_on=", ".join(sorted(boards)))

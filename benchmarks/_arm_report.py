@@ -60,6 +60,7 @@ def same_soc_floor(rows: list[Row], era: str | None = None) -> dict:
 BEFORE = {  # (rows, median, max, over 40 %) of the earlier runs of this bench, for the record
     "d9ecb79: torchvision/megvii topologies, all rows": (971, 18.0, 152.1, 213),
     "ncnn topologies (layout='ncnn'), all rows": (971, 17.4, 148.4, 213),
+    "one Amdahl parallel fraction per core x precision, layer_s in seconds; current-ncnn rows": (256, 19.0, 243.9, 50),
 }
 
 
@@ -84,7 +85,7 @@ def markdown(res: dict) -> str:
            "| run | rows | median_abs_err_pct | max_abs_err_pct | over_40_pct |", "|---|---|---|---|---|"]
     md += [f"| {k} | {' | '.join(str(x) for x in v)} |" for k, v in BEFORE.items()]
     cur = res["summary"]["cortex-a ncnn, predicted (LOBO)"]
-    md += [f"| this run: current-ncnn rows only (rule 1), unsteady rows out (rule 2) | {cur['rows']} | "
+    md += [f"| this run: threads split as ncnn's loops + contention, layer_cycles; current-ncnn rows | {cur['rows']} | "
            f"{cur['median_abs_err_pct']} | {cur['max_abs_err_pct']} | {cur['over_40_pct']} |", ""]
     md += ["## Comparability rules (fixed before fitting; see the bench's docstring and DATA_DATE)", "",
            f"1. ncnn version: fp32 rows whose README lines were committed before {KERNELS_SINCE['fp32']}, int8 rows",

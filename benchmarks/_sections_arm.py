@@ -60,7 +60,7 @@ def arm_boards() -> str:
             "its benchmark topologies, `layout=\"ncnn\"` where the zoo default differs) on Cortex-A boards, fp32 and "
             "int8, 1-12 threads; MLPerf Tiny (closed division) latency and energy on Cortex-M boards (CMSIS-NN, "
             "X-CUBE-AI). Per core × runtime × precision six parameters (GEMM / depthwise / Winograd efficiency, "
-            "per-layer and per-thread overheads, parallel efficiency) are **fitted** by least squares on the boards "
+            "per-layer and per-thread overheads, per-thread contention; the split of each layer over threads follows ncnn's parallel loops, not fitted) are **fitted** by least squares on the boards "
             "of that core (pooled over the other cores where a core has no board measured with current kernels; the "
             "last table names the boards of each fit). *Fitted (in-sample)*: the shipped parameters on their own training rows. *Predicted*: each "
             "board from parameters fitted without it (leave one board out; a core's only board from its nearest "
@@ -135,9 +135,9 @@ def _arm_details(d: dict) -> str:
     fit = d.get("fitted", {})
     if fit:
         out += _details("The shipped parameter sets and the boards each was fitted on", _table(
-            ["core/runtime/precision", "GEMM eff.", "depthwise eff.", "Winograd eff.", "parallel eff.", "fitted on"],
+            ["core/runtime/precision", "GEMM eff.", "depthwise eff.", "Winograd eff.", "contention", "fitted on"],
             [[k, _f(v.get("eff_gemm"), ".3g"), _f(v.get("eff_dw"), ".3g"), _f(v.get("eff_wino"), ".3g"),
-              _f(v.get("parallel_eff"), ".3g"), str(v.get("fitted_on", "")).replace("|", "/")[:160]]
+              _f(v.get("contention"), ".3g"), str(v.get("fitted_on", "")).replace("|", "/")[:160]]
              for k, v in fit.items()]))
     return out
 

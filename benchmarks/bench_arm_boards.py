@@ -96,7 +96,7 @@ def cortex_a(rows: list[Row]) -> tuple[dict, list[dict]]:
     pooled = {p: fit(xy(v)) for p, v in pooled_all.items() if v}
 
     def fit_core(pairs, pool):  # a core's fit; its thread scaling from ``pool`` when its rows cannot tell (fit)
-        return fit(xy(pairs), parallel=pool[3], thread_s=pool[4])
+        return fit(xy(pairs), contention=pool[3], thread_s=pool[4])
 
     final = {(c, p): fit_core(v, pooled[p]) for (c, p), v in samples.items()}
     fitted = {(c, "ncnn", p): theta_dict(final[(c, p)], list({r.board for r, _ in v})) for (c, p), v in samples.items()}
@@ -175,7 +175,7 @@ def raspberry_pi(fitted: dict) -> list[dict]:
                 continue
             spec = replace(load_preset(preset), runtime="ncnn", precision=prec, cores=n, **changes)
             v = fitted[(spec.core, "ncnn", prec)]
-            theta = np.array([v["eff_gemm"], v["eff_dw"], v["layer_s"], v["parallel_eff"], v["thread_s"],
+            theta = np.array([v["eff_gemm"], v["eff_dw"], v["layer_cycles"], v["contention"], v["thread_s"],
                               v["eff_wino"]])
             ms = 1e3 * predict(terms(spec, net), theta, n)
             out.append(dict(board=label, core=spec.core, precision=prec, threads=n, net=net, measured_ms=float(avg),

@@ -115,8 +115,8 @@ def test_activations_fuse_into_their_conv_only():
 # ----------------------------------------------------------------------------- cost formula
 def test_runtime_cost_of_a_1x1_conv_follows_the_formula():
     """A compute-bound 1x1 int8 conv on an A76 with ncnn: t = (MACs / (clock · int8 MACs/cycle · eff_gemm) + input
-    quantization ops / (clock · fp32 lanes · eff_dw)) · (1 + (n - 1)(1 - parallel_eff)) / n (Amdahl) + layer_s
-    + (n - 1) · thread_s."""
+    quantization ops / (clock · fp32 lanes · eff_dw)) · (1 + (n - 1) · contention) / n (256 output channels split
+    evenly into ncnn's TILE_M blocks) + layer_cycles / clock + (n - 1) · thread_s."""
     g = trace(torch.nn.Conv2d(256, 256, 1, bias=False), (1, 256, 14, 14))
     spec = CPUSpec(clock_hz=2e9, cores=2, runtime="ncnn", precision="int8", core="cortex-a76", dram_bw_bytes_s=1e13,
                    l1d_bytes=65536, l2_bytes=2**20)
@@ -124,9 +124,9 @@ def test_runtime_cost_of_a_1x1_conv_follows_the_formula():
     c = layer_cost(g, node, spec, placement(g, spec, 0, 2), 2)
     p = runtime_params(spec)
     macs = 256 * 256 * 14 * 14
-    t_c = (macs / (2e9 * 32 * p.eff_gemm) + 256 * 14 * 14 / (2e9 * 4 * p.eff_dw)) * (2 - p.parallel_eff) / 2
+    t_c = (macs / (2e9 * 32 * p.eff_gemm) + 256 * 14 * 14 / (2e9 * 4 * p.eff_dw)) * (1 + p.contention) / 2
     assert c.kind == "gemm" and math.isclose(c.compute_s, t_c, rel_tol=1e-12)
-    assert math.isclose(c.overhead_s, p.layer_s + p.thread_s, rel_tol=1e-12)
+    assert math.isclose(c.overhead_s, p.layer_cycles / 2e9 + p.thread_s, rel_tol=1e-12)
     assert math.isclose(c.latency_s, max(c.compute_s, c.memory_s) + c.overhead_s, rel_tol=1e-12)
     assert c.weight_bytes == 256 * 256  # one byte per int8 weight
 
@@ -167,7 +167,7 @@ def test_presets_name_core_runtime_and_have_fitted_parameters(name):
     assert (s.runtime, s.precision) == (("ncnn", "fp32") if profile == "A" else ("cmsis-nn", "int8"))
     assert s.board_cores >= s.cores
     p = runtime_params(s)
-    assert 0 < p.eff_gemm <= 1 and 0 < p.eff_dw <= 1 and p.layer_s >= 0 and p.fitted_on
+    assert 0 < p.eff_gemm <= 1 and 0 < p.eff_dw <= 1 and p.layer_cycles >= 0 and p.fitted_on
     assert (s.core, s.runtime, s.precision) in FITTED
 
 
@@ -192,21 +192,54 @@ def test_benchmark_fit_formula_equals_the_cost_model():
     g = trace(nets.get("resnet20"), (1, 3, 32, 32))
     bench._GRAPHS["resnet20-test"] = fold_bn(g)
     v = FITTED[(spec.core, "ncnn", "fp32")]
-    theta = [v["eff_gemm"], v["eff_dw"], v["layer_s"], v["parallel_eff"], v["thread_s"], v["eff_wino"]]
+    theta = [v["eff_gemm"], v["eff_dw"], v["layer_cycles"], v["contention"], v["thread_s"], v["eff_wino"]]
     got = bench.predict(bench.terms(spec, "resnet20-test"), theta, spec.cores)
     assert math.isclose(got, cost_report(g, spec).latency_s, rel_tol=1e-9)
 
 
-def test_thread_scaling_is_amdahl_in_the_parallel_fraction():
-    """compute_s on n threads = compute_s on one · (1 + (n - 1)(1 - p)) / n: n-fold for p = 1, none for p = 0."""
+def test_even_split_scales_as_n_over_contention():
+    """compute_s on n threads of an evenly split layer = compute_s on one · (1 + (n - 1) · contention) / n."""
     from hwsim.cpu.runtime import RuntimeParams, Terms, compute_s
 
     t = Terms("gemm", 1.0, 0.5, 0.25, 0.0)
-    for par in (0.0, 0.6, 1.0):
-        p = RuntimeParams(eff_gemm=0.5, eff_dw=0.25, layer_s=0.0, parallel_eff=par, fitted_on="test")
+    for kappa in (0.0, 0.2, 1.0):
+        p = RuntimeParams(eff_gemm=0.5, eff_dw=0.25, layer_cycles=0.0, contention=kappa, fitted_on="test")
         one = compute_s(t, p, 1)
         assert math.isclose(one, 1.0 / 0.5 + 0.75 / 0.25, rel_tol=1e-12)
-        assert math.isclose(compute_s(t, p, 4), one * (1 + 3 * (1 - par)) / 4, rel_tol=1e-12)
+        assert math.isclose(compute_s(t, p, 4), one * (1 + 3 * kappa) / 4, rel_tol=1e-12)
+
+
+def test_ncnn_tiles_limit_the_threads_a_small_layer_uses():
+    """ncnn's aarch64 tile solvers (convolution_im2col_gemm.h, convolution_3x3_winograd.h): 16 output channels on
+    4 threads are 2 blocks of 8 (half the work on the busiest thread); 40 are 16 + 16 + 8; 256 split evenly; a
+    Winograd GEMM cuts 8-row blocks; OpenMP's static schedule gives thread t blocks [t·c, (t+1)·c)."""
+    from hwsim.cpu.runtime.threads import busiest_share, ncnn_tile_m
+
+    assert ncnn_tile_m(16, 4, "gemm") == 8 and busiest_share(16, 8, 4) == 0.5
+    assert ncnn_tile_m(40, 4, "gemm") == 16 and busiest_share(40, 16, 4) == pytest.approx(0.4)
+    assert busiest_share(256, ncnn_tile_m(256, 4, "gemm"), 4) == pytest.approx(0.25)
+    assert ncnn_tile_m(64, 4, "winograd") == 8 and busiest_share(64, 8, 4) == pytest.approx(0.25)
+    assert busiest_share(5, 1, 4) == pytest.approx(0.4)  # blocks [0,1], [2,3], [4]: the busiest holds 2 of 5
+    assert ncnn_tile_m(96, 1, "gemm") == 32 and busiest_share(96, 32, 1) == 1.0
+
+
+def test_layer_split_follows_ncnn_loops():
+    """A channel concatenation runs on one thread (concat_arm.cpp has no omp loop on the channel axis); a grouped
+    conv's GEMM splits over the rows of one group; other runtimes split evenly."""
+    from hwsim.cpu.runtime.threads import layer_split
+
+
+    class Two(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x], dim=1)
+
+    g = trace(Two(), (1, 16, 8, 8))
+    node = next(n for n in g.nodes if n.op.name == "CONCAT")
+    assert layer_split(node, "copy", "ncnn", wide=False, fp16=False).shares(4) == (1.0, 1.0)
+    assert layer_split(node, "copy", "xnnpack", wide=False, fp16=False).shares(4) == (0.25, 0.25)
+    gc = trace(torch.nn.Conv2d(64, 64, 3, padding=1, groups=8), (1, 64, 8, 8))
+    s_gemm, _ = layer_split(gc.nodes[0], "im2col-gemm", "ncnn", wide=False, fp16=False).shares(4)
+    assert s_gemm == 1.0  # 8 rows per group: one block, one thread
 
 
 def test_benchmark_comparability_rules_come_from_the_data():
@@ -224,3 +257,19 @@ def test_benchmark_comparability_rules_come_from_the_data():
     assert {r.era for r in rows} == {"current", "older ncnn"}
     assert all((r.era == "current") == (r.data_date >= bench.KERNELS_SINCE[r.precision]) for r in rows)
     assert all(e["reason"].startswith("unsteady") for e in excluded)
+
+
+def test_a_16_channel_conv_gains_only_2x_on_4_ncnn_threads():
+    """Through the cost model: a 3x3 conv with 16 output channels (2 Winograd blocks of 8) computes on 4 threads in
+    half its one-thread time (times the contention factor), not a quarter; on XNNPACK's fine tiles, a quarter."""
+    from hwsim.cpu.runtime import compute_s, runtime_params, runtime_terms
+
+    g = trace(torch.nn.Conv2d(16, 16, 3, padding=1, bias=False), (1, 16, 56, 56))
+    for runtime, share in (("ncnn", 0.5), ("xnnpack", 0.25)):
+        spec = dataclasses.replace(hwsim.load_preset("cpu/cortex-a72"), runtime=runtime)
+        t, p = runtime_terms(g, g.nodes[0], spec, False), runtime_params(spec)
+        assert t.algo.startswith("winograd") == (runtime == "ncnn")
+        assert t.split.shares(4)[0] == share
+        assert math.isclose(compute_s(t._replace(dw_s=0.0, vec_s=0.0), p, 4),
+                            compute_s(t._replace(dw_s=0.0, vec_s=0.0), p, 1) * share * (1 + 3 * p.contention),
+                            rel_tol=1e-12)

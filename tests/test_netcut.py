@@ -103,7 +103,9 @@ def test_digits_transfer_across_cpu_presets():
     full = {p: float(netcut(model, p, 1.0).candidates["est_latency_s"].iloc[-1])
             for p in ("cpu/cortex-m4", "cpu/cortex-a72")}
     assert full["cpu/cortex-m4"] > 5 * full["cpu/cortex-a72"]  # a microcontroller is much slower
-    r = netcut(model, "cpu/cortex-m4", full["cpu/cortex-m4"] / 2, train_fn=train_fn)
+    # a deadline every cut point but the deepest meets (from the candidates' own latencies: no fitted constant in it)
+    lat = sorted(netcut(model, "cpu/cortex-m4", 1.0).candidates["est_latency_s"])
+    r = netcut(model, "cpu/cortex-m4", (lat[-2] + lat[-1]) / 2, train_fn=train_fn)
     assert 0 < len(r.table) < len(r.candidates) and r.table["accuracy"].between(0, 1).all()
     assert r.best["accuracy"] == r.table["accuracy"].max() > 0.5  # well above chance (0.2) on digits 5-9
     with torch.no_grad():

@@ -57,12 +57,19 @@ class ArmCore:
 
 _A_SRC = "Arm Cortex-{} Software Optimization Guide, ASIMD instruction tables; Cortex-{} TRM, introduction"
 CORES: dict[str, ArmCore] = {c.name: c for c in (
-    # in-order dual-issue, 64-bit NEON datapath: a Q-form FMLA issues every other cycle (SWOG: throughput 1/2)
+    # in-order dual-issue, 64-bit NEON datapath: a Q-form FMLA holds the MAC pipe two cycles (throughput 1/2);
+    # a dependent FMLA chain recurs every 4 cycles (the addend forwards). Arm publishes no A53 optimization guide:
+    # the timings are Arm's "Cortex-A53 Software Optimisation Specification - Instruction Timings" as transcribed in
+    # LLVM's llvm/lib/Target/AArch64/AArch64SchedA53.td (A53WriteFMACQ: ReleaseAtCycles 2; A53ReadFPMA4)
     ArmCore("cortex-a53", "A", "Armv8.0-A", 2, False, 128, 2.0, 4.0, "smlal (8x int16 MAC per Q-form, half rate)", 4,
-            _A_SRC.format("A53", "A53") + " (DDI 0500)"),
-    # in-order dual-issue; dot-product extension (Armv8.2): SDOT Q-form 16 MACs; FMLA/SDOT Q-form 1 per cycle
+            "Cortex-A53 TRM (DDI 0500), introduction; LLVM AArch64SchedA53.td (Q-form ASIMD ops occupy the 64-bit "
+            "FP/ASIMD pipe 2 cycles; FP MAC chain every 4 cycles)"),
+    # in-order dual-issue; two 64-bit FP/ASIMD pipes, a Q-form op takes both for one cycle (LLVM's
+    # AArch64SchedA55.td: CortexA55WriteVq uses [FPALU, FPALU]); dot-product extension (Armv8.2): SDOT Q-form 16 MACs;
+    # FMLA / SDOT Q-form 1 per cycle
     ArmCore("cortex-a55", "A", "Armv8.2-A", 2, False, 128, 4.0, 16.0, "sdot (16x int8 MAC per Q-form)", 4,
-            _A_SRC.format("A55", "A55") + " (ARM-EPM-128372, DDI 0442)", fp16_fma_per_cycle=8.0),
+            _A_SRC.format("A55", "A55") + " (ARM-EPM-128372, DDI 0442); LLVM AArch64SchedA55.td (Q-form on both "
+            "64-bit FP/ASIMD pipes)", fp16_fma_per_cycle=8.0),
     # 3-wide out-of-order; FP/ASIMD pipes F0/F1, Q-form FMLA throughput 1 per cycle, latency 10 (chained 5)
     ArmCore("cortex-a57", "A", "Armv8.0-A", 3, True, 128, 4.0, 8.0, "smlal (8x int16 MAC per Q-form)", 10,
             _A_SRC.format("A57", "A57") + " (UAN 0015B, DDI 0488)"),

@@ -481,7 +481,8 @@ def _runtime_layer_cost(graph: Graph, node: Node, spec: CPUSpec, place: Placemen
                         sizes: tuple[int, int, int]) -> LayerCost:
     """A layer on a runtime other than PyTorch: compute from :mod:`hwsim.cpu.runtime` (its algorithm, the core's
     rates, the fitted efficiencies), memory from :func:`_memory_s` at the spec's precision, ``t = max(t_c, t_m)``
-    (``t_c + t_m`` for the streaming kinds) ``+ layer_s``; an activation fused into its producer costs nothing."""
+    (``t_c + t_m`` for the streaming kinds) ``+ layer_cycles / f + (n − 1) · thread_s`` (the runtime's fixed cost per
+    layer, :func:`hwsim.cpu.runtime.overhead_s`); an activation fused into its producer costs nothing."""
     in_b, out_b, w_b = sizes
     terms, t_m, streaming, (level, main_bytes, flash_bytes, w_home) = runtime_layer_terms(graph, node, spec, place,
                                                                                           n, sizes)

@@ -6,13 +6,15 @@ The hardware is the core record (:mod:`hwsim.cpu.arm`) and the board's clock and
 board measurements (:mod:`hwsim.cpu.runtime.fitted`, written by ``benchmarks/bench_arm_boards.py``), say how much of
 the core's peak each kind of kernel reaches. For one execution of a layer on ``n`` threads:
 
-``t_compute = (macs / (f · R_mac · eff) + dw_macs / (f · R_dw · eff_dw) + vec_ops / (f · lanes · eff_dw))``
-``            · (1 + (n − 1) · (1 − parallel_eff)) / n``
+``t_compute = (macs / (f · R_mac · eff) · s_gemm(n)``
+``             + (dw_macs / (f · R_dw) + vec_ops / (f · lanes)) / eff_dw · s_vec(n)) · (1 + (n − 1) · contention)``
 
-(Amdahl's law, Amdahl, AFIPS 1967: ``parallel_eff`` is the parallel fraction p of a layer's compute on ``n`` threads,
-speed-up ``n / (1 + (1 − p)(n − 1))``; the 1-to-4-thread rows of ncnn_arm_boards.csv scale sub-linearly (a median
-1.6-1.9x at 2 threads, 2.0-3.0x at 4 threads on the A53/A55/A72/A73 boards), which a linear ``1 + (n − 1) · p``
-fitted on 2-thread rows over-predicts at 4)
+(``s_gemm(n)`` and ``s_vec(n)``: the share of the layer's GEMM and of its other work on the busiest of the ``n``
+threads, from how the runtime splits the layer (:mod:`hwsim.cpu.runtime.threads`: ncnn's ``omp parallel for`` over
+blocks of ``TILE_M`` output channels, channel blocks, or one thread for a channel concatenation); ``contention`` the
+fractional slow-down of each busy thread per other busy thread, from the L2, interconnect and DRAM the cluster's
+cores share, fitted per core × runtime × precision on the boards' 2- and 4-thread rows. On one thread both shares
+are 1 and the factor is 1.)
 
 (``eff = eff_wino`` for the Winograd-domain GEMM of a Winograd conv: 36 or 64 small batched GEMMs, one per
 transformed tile position, with their own efficiency; ``eff_gemm`` for every other GEMM-like loop)
@@ -24,10 +26,11 @@ with ``f`` the clock (Hz), ``R_mac`` the core's MACs per cycle at the precision 
 (1 on a core without one). ncnn runs "fp32" models in fp16 on the Armv8.2 cores with FP16 vector arithmetic
 (A55, A76, A78): benchncnn sets ``use_fp16_storage`` and ``use_fp16_arithmetic`` (benchmark/benchncnn.cpp), and the
 Arm layers take their ``*_fp16s`` paths (e.g. src/layer/arm/convolution_arm_asimdhp.cpp) when the CPU reports
-asimdhp: there ``R_mac = R_dw = fp16_fma_per_cycle``. The layer also pays ``layer_s + (n − 1) · thread_s`` (dispatch,
-pipeline set-up, the cold caches a layer inside a net meets; the OpenMP fork/join and barrier of each extra thread of
-ncnn's ``#pragma omp parallel for`` loops); the memory time and the roofline are :mod:`hwsim.cpu.cost`'s, with 1 byte per int8
-element.
+asimdhp: there ``R_mac = R_dw = fp16_fma_per_cycle``. The layer also pays ``layer_cycles / f + (n − 1) · thread_s``
+(``layer_cycles``: dispatch, pipeline set-up, the cold caches a layer inside a net meets: work of the core, so
+counted in its cycles; ``thread_s``: the OpenMP fork/join and barrier of each extra thread of ncnn's
+``#pragma omp parallel for`` loops); the memory time and the roofline are :mod:`hwsim.cpu.cost`'s, with 1 byte per
+int8 element.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from typing import NamedTuple
 
 from hwsim.cpu.arm import ArmCore, core
 from hwsim.cpu.runtime.algorithms import FUSABLE_ACTIVATIONS, Work, work
+from hwsim.cpu.runtime.threads import EVEN, Split, layer_split
 from hwsim.errors import SpecError
 from mapping.graph import Graph, Node, Op
 
@@ -45,12 +49,12 @@ __all__ = ["RuntimeParams", "runtime_params", "Terms", "runtime_terms", "compute
 
 @dataclass(frozen=True, slots=True)
 class RuntimeParams:
-    """Free parameters of one core × runtime × precision (fractions of peak, seconds, a fraction per thread)."""
+    """Free parameters of one core × runtime × precision (fractions of peak, cycles, seconds, a slow-down)."""
 
     eff_gemm: float  # fraction of R_mac a packed GEMM / Winograd GEMM / GEMV inner loop reaches
     eff_dw: float  # fraction of R_dw a depthwise kernel (and of the lanes an elementwise kernel) reaches
-    layer_s: float  # fixed time per executed layer, s
-    parallel_eff: float  # Amdahl's parallel fraction of a layer's compute (module docstring)
+    layer_cycles: float  # fixed core cycles per executed layer (dispatch, set-up), cycles
+    contention: float  # slow-down of a busy thread per other busy thread (shared L2 / DRAM; module docstring)
     fitted_on: str  # the boards (or "assumed: ...") the figures come from
     thread_s: float = 0.0  # fixed time per executed layer and extra thread (fork/join, barrier), s
     eff_wino: float = 0.0  # fraction of R_mac the Winograd-domain batched GEMM reaches; 0 = eff_gemm
@@ -73,13 +77,16 @@ def runtime_params(spec) -> RuntimeParams:
 
 class Terms(NamedTuple):
     """Compute side of one layer for the whole batch on one thread at efficiency 1: the algorithm, the seconds of
-    its GEMM, depthwise and vector streams, and its MAC-equivalent work."""
+    its GEMM, depthwise and vector streams, its MAC-equivalent work, and how the runtime splits it over threads
+    (:class:`hwsim.cpu.runtime.threads.Split`; the default: evenly)."""
 
     algo: str
     gemm_s: float
     dw_s: float
     vec_s: float
     ops: float
+    split: Split = EVEN
+    clock_hz: float = 1e9  # the core's clock (the fixed per-layer cycles' rate), Hz
 
 
 def fused_activations(graph: Graph) -> frozenset[str]:
@@ -119,17 +126,21 @@ def runtime_terms(graph: Graph, node: Node, spec, fused: bool) -> Terms:
     w = work(graph, node, spec.runtime, spec.precision, fused)
     batch = node.shape[0]
     r_mac, r_dw, r_vec = _rates(c, spec, w)
+    fp16 = spec.precision == "fp32" and spec.runtime == "ncnn" and c.fp16_fma_per_cycle > 0
     return Terms(w.algo, w.macs * batch / r_mac, w.dw_macs * batch / r_dw, w.vec_ops * batch / r_vec,
-                 (w.macs + w.dw_macs + w.vec_ops) * batch)
+                 (w.macs + w.dw_macs + w.vec_ops) * batch,
+                 layer_split(node, w.algo, spec.runtime, wide=fp16 or spec.precision == "int8", fp16=fp16),
+                 spec.clock_hz)
 
 
 def compute_s(t: Terms, p: RuntimeParams, n: int) -> float:
     """Compute seconds of a layer with terms ``t`` on ``n`` threads (module docstring); its fixed cost apart."""
     eff = (p.eff_wino or p.eff_gemm) if t.algo.startswith("winograd") else p.eff_gemm
-    return (t.gemm_s / eff + (t.dw_s + t.vec_s) / p.eff_dw) * (1.0 + (n - 1) * (1.0 - p.parallel_eff)) / n
+    s_gemm, s_vec = t.split.shares(n)
+    return (t.gemm_s / eff * s_gemm + (t.dw_s + t.vec_s) / p.eff_dw * s_vec) * (1.0 + (n - 1) * p.contention)
 
 
 def overhead_s(t: Terms, p: RuntimeParams, n: int) -> float:
-    """Fixed seconds of a layer on ``n`` threads: ``layer_s + (n − 1) · thread_s``, none for an activation fused
-    into its producer."""
-    return 0.0 if t.algo == "fused" else p.layer_s + (n - 1) * p.thread_s
+    """Fixed seconds of a layer on ``n`` threads: ``layer_cycles / f + (n − 1) · thread_s``, none for an activation
+    fused into its producer."""
+    return 0.0 if t.algo == "fused" else p.layer_cycles / t.clock_hz + (n - 1) * p.thread_s
