@@ -12,6 +12,7 @@ from torch import nn
 import mapping
 import nets
 from hwsim.cpu import binary as B
+from hwsim.cpu.runtime import runtime_params
 from hwsim.cpu.simulate import simulate
 from hwsim.functional import run
 from hwsim.specs import load_preset
@@ -122,18 +123,42 @@ def test_relu_and_bn_after_a_binary_conv_are_fused():
 
 
 def test_binary_gemm_instruction_count():
-    """One 3x3 conv, 256 -> 256 channels on 14x14: the formula of binary_layer_time written out."""
+    """One 3x3 conv, 256 -> 256 channels on 14x14 (LCE's BGEMM path): the formula of binary_layer_time written out."""
     model = nn.Sequential(BinarySign(), BinaryConv2d(256, 256, 3, padding=1, pad_value=1.0))
     g = mapping.trace(model, (1, 256, 14, 14))
     conv = g.nodes[-1]
     t = B.binary_layer_time(g, conv, A72, 1)
-    m, n = 14 * 14, 256
-    ops = -(-m // 4) * (n // 8) * 9 * 2 * 96 + m * n * 6 / 4  # two 128-bit chunks, 96 ops per 4x8x128 block
+    m, n, k = 14 * 14, 256, 9 * 256 // 32  # pixels, channels, packed words per im2col row
+    blocks, steps = (n // 8) * (m // 4), k // 4
+    ops = blocks * (steps * 96 + 48)  # 96 per 8x4x128-bit step (32 eor, 32 cnt, 28 addp, 4 uadalp), 48 per output
+    # A72 slots: cnt, scvtf, fmul, fadd take both pipes (GCC cortex-a57.md): 128 per step, 72 per output block
+    slots = blocks * (steps * 128 + 72)
+    copied = 4 * m * k + 4 * m * 4 * steps  # im2col + ruy's packing, 16 bytes per cycle
     assert t.kind == "binary-gemm" and t.vector_ops == ops and t.binary_macs == m * n * 9 * 256
-    assert t.compute_s == pytest.approx(ops / (2.0 * A72.clock_hz))
+    assert t.compute_s == pytest.approx((slots / 2.0 + copied / 16) / A72.clock_hz)
+    # threads and fixed cost: the spec's runtime's (ncnn on the preset), as for the float layers of the same graph
+    rp = runtime_params(A72)
     t4 = B.binary_layer_time(g, conv, A72, 4)
-    assert t4.compute_s == pytest.approx(t.compute_s / (1 + 3 * A72.parallel_eff))
+    assert t4.compute_s == pytest.approx(t.compute_s * (1 + 3 * rp.contention) / 4)
+    assert t.overhead_s == pytest.approx(rp.layer_cycles / A72.clock_hz)
+    eager = dataclasses.replace(A72, runtime="pytorch")  # the spec's own pytorch fields
+    assert B.binary_layer_time(g, conv, eager, 4).compute_s == pytest.approx(t.compute_s / (1 + 3 * A72.parallel_eff))
     assert B.binary_layer_time(g, g.nodes[0], A72, 1).kind == "bitpack"
+    a76 = load_preset("cpu/cortex-a76")  # no double-slot instruction known there: same work, one slot each
+    assert B.issue_cycles(B.binary_gemm_work(g, conv)[0], a76.core) == pytest.approx(ops / 2.0)
+
+
+def test_binary_gemm_depth_padding_copies_and_groups():
+    """Depth padded to 4 words, no im2col for a 1x1 stride-1 conv, grouped convs on the indirect kernels."""
+    g = mapping.trace(nn.Sequential(BinarySign(), BinaryConv2d(32, 16, 1)), (1, 32, 6, 6))
+    ops, copied = B.binary_gemm_work(g, g.nodes[-1])  # K = 1 word -> one step; 2 x 9 blocks
+    assert ops["eor"] == 2 * 9 * 32 and ops["fmul"] == 2 * 9 * 8
+    assert copied == 4 * 36 * 4  # packing only: 36 pixels x 4 words (3 of them padding)
+    g = mapping.trace(nn.Sequential(BinarySign(), BinaryConv2d(128, 64, 3, padding=1, groups=2,
+                                                               pad_value=1.0)), (1, 128, 8, 8))
+    ops, copied = B.binary_gemm_work(g, g.nodes[-1])  # per group: 64 channels = 2 words -> 64-bit chunks
+    blocks = (32 // 8) * (64 // 4)
+    assert copied == 0 and ops["eor"] == 2 * blocks * 9 * 16 and "uadalp" not in ops
 
 
 def test_cost_model_needs_an_arm_a_core():

@@ -31,7 +31,7 @@ from hwsim.kernels import binary as BK
 from mapping.graph import Graph, Node, Op
 
 __all__ = ["is_binary_layer", "binary_layers", "binary_kernels", "run_binary", "binary_input", "BinaryLayerTime",
-           "binary_layer_time", "binary_layer_cost"]
+           "binary_gemm_work", "issue_cycles", "binary_layer_time", "binary_layer_cost"]
 
 # ops whose output is ±1 wherever their (data) inputs are ±1
 _PASS_THROUGH = (Op.RESHAPE, Op.SLICE, Op.PERMUTE, Op.CHANNEL_SHUFFLE, Op.MAXPOOL)
@@ -150,29 +150,48 @@ def run_binary(graph: Graph, x: np.ndarray) -> list[np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- cost: Arm NEON binary GEMM
-# Vector instructions of one Larq Compute Engine aarch64 indirect-bgemm block — 4 output pixels x 8 output channels
-# x one chunk of the packed input channels — by chunk width in bits (larq/compute-engine @ e6860fc,
-# larq_compute_engine/core/indirect_bgemm/kernel_8x4x{4,2,1}_aarch64.h, macro XOR_POPCOUNT_ACCUM_LOAD_BLOCK_*):
-#   128-bit chunk (kernel 8x4x4): 32 eor + 32 cnt + 28 addp + 4 uadalp = 96 for 4*8*128 = 4096 binary MACs
-#    64-bit chunk (kernel 8x4x2): 16 eor + 16 cnt + 12 addp            = 44 for 2048 binary MACs
-#    32-bit chunk (kernel 8x4x1):  8 eor +  8 cnt +  4 addp            = 20 for 1024 binary MACs
-# LCE's select_kernel.h picks the widest chunk dividing the input channels per group (packed in 32-bit words).
-BLOCK_VECTOR_OPS = {128: 96, 64: 44, 32: 20}
-BLOCK_PIXELS, BLOCK_CHANNELS = 4, 8
-# Q-form ASIMD integer instructions (eor, cnt, addp) one core issues per cycle: the pipes that execute "ASIMD
+# Which kernel runs. LCE's benchmark tool registers LceBconv2d with Register_BCONV_2D() unless run with
+# --use_indirect_bgemm=true (larq/compute-engine @ e6860fc, tflite/benchmark/lce_benchmark_main.cc: default false;
+# tflite/kernels/lce_ops_register.h), and Register_BCONV_2D() is the ruy BGEMM path under TFLITE_WITH_RUY
+# (tflite/kernels/bconv2d.cc): im2col of the bitpacked input (core/bconv2d/optimized_bgemm.h: none for a 1x1 stride-1
+# conv), ruy's packing of that matrix into 4-column blocks (core/bgemm/ruy_pack.h: 16-byte memcpys), then the
+# 8x4 kernel with 16-bit accumulators (core/bgemm/kernels_aarch64.h, BinaryKernelNeon8x4; chosen whenever
+# taps * channels + 512 < 2^16, i.e. always here). That BGEMM refuses grouped convs, which LCE runs only with the
+# indirect kernels (core/indirect_bgemm/kernel_8x4x{4,2,1}_aarch64.h): hwsim costs groups > 1 with those.
+#
+# Vector instructions per 8 output channels x 4 output pixels x one 128-bit depth step (4 packed words) of the BGEMM
+# kernel (macros LCE_XOR, LCE_CNT_ACCUM*: per output pixel 8 eor, 8 cnt, 7 addp, 1 uadalp); the depth is the
+# packed im2col row, taps * ceil(C / 32) words, padded to a multiple of 4 words by ruy's 4x4 kernel layout.
+BGEMM_STEP_OPS = {"eor": 32, "cnt": 32, "addp": 28, "uadalp": 4}
+BGEMM_ROWS, BGEMM_COLS, BGEMM_DEPTH_WORDS = 8, 4, 4  # output channels, output pixels, 32-bit words per step
+# Indirect kernels (groups > 1), per 8 output channels x 4 output pixels x one chunk of a tap's packed input
+# channels, by chunk width in bits (kernel_8x4x{4,2,1}_aarch64.h, XOR_POPCOUNT_ACCUM_LOAD_BLOCK_*); LCE's
+# select_kernel.h takes the widest chunk dividing the channels per group.
+INDIRECT_CHUNK_OPS = {128: {"eor": 32, "cnt": 32, "addp": 28, "uadalp": 4},
+                      64: {"eor": 16, "cnt": 16, "addp": 12}, 32: {"eor": 8, "cnt": 8, "addp": 4}}
+# Float output transform of one 8x4 block (kernels_aarch64.h, IF_FLOAT_OR_INT8_OUTPUT: widen with the
+# back-transform shift, clamp = the fused ReLU, convert, per-channel multiply and add = the fused batch norm).
+OUTPUT_BLOCK_OPS = {"ushll": 8, "smax": 8, "smin": 8, "scvtf": 8, "fmul": 8, "fadd": 8}
+# Q-form ASIMD instructions one core issues per cycle when each takes one pipe slot: the pipes that execute "ASIMD
 # logical", "ASIMD arith, basic" (addp) and "ASIMD count" (cnt) in each core's Software Optimization Guide, ASIMD
-# integer instruction table. A57 / A72: F0 and F1, throughput 2 (UAN 0015B, UAN 0016A section 3.14); A73: two NEON
-# pipes (Cortex-A73 TRM DDI 0557, 2); A76 / A78: V0 and V1, throughput 2 (PJDOC-466751330-7215, section 3.16);
-# A53: 64-bit NEON datapath, a Q-form op occupies it 2 cycles (Cortex-A53 TRM DDI 0500: 0.5, as arm.py's FMLA rate);
-# A55: one 128-bit ASIMD integer pipe for these ops (A55 SWOG, ARM-EPM-128372: 1). uadalp (F1 / V1 only on A72 /
-# A76, 4 of 96 ops) is not a bottleneck and is counted with the others. The arm.py records lack these rates; the
-# SWOG PDFs could not be reopened when this table was written: re-check the rows before relying on them.
+# integer instruction table. A57 / A72: F0 and F1 (UAN 0015B, UAN 0016A section 3.14); A73: two NEON pipes
+# (Cortex-A73 TRM DDI 0557, 2); A76 / A78: V0 and V1 (PJDOC-466751330-7215, section 3.16); A53: 64-bit NEON
+# datapath, a Q-form op occupies it 2 cycles (Cortex-A53 TRM DDI 0500: 0.5, as arm.py's FMLA rate); A55: one 128-bit
+# ASIMD integer pipe for these ops (A55 SWOG, ARM-EPM-128372: 1). The arm.py records lack these rates; the SWOG PDFs
+# could not be reopened when this table was written: re-check the rows before relying on them.
 ASIMD_INT_Q_PER_CYCLE = {"cortex-a53": 0.5, "cortex-a55": 1.0, "cortex-a57": 2.0, "cortex-a72": 2.0,
                          "cortex-a73": 2.0, "cortex-a76": 2.0, "cortex-a78": 2.0}
-# Output transform of a bconv with float output (LCE bconv2d/output_transform.h): per 4 outputs (one Q register)
-# widen the int16 accumulators (uxtl), convert (scvtf), the fused batch-norm multiply-add (fmla), clamp (fmax, fmin)
-# and store: 6 vector instructions — our count of that code path, not a measured figure.
-OUTPUT_OPS_PER_4 = 6.0
+# Q-form instructions that take both ASIMD pipes (two slots) on a core. A57 / A72 — GCC's Cortex-A57 pipeline
+# description (gcc/config/arm/cortex-a57.md; GCC schedules -mtune=cortex-a72 with it, aarch64-cores.def) reserves
+# ca57_cx1 + ca57_cx2 for neon_cnt_q ("neon_bitops_q"), neon_int_to_fp_s_q (scvtf), neon_fp_mul_s_q and
+# neon_fp_addsub_s_q; LLVM's AArch64SchedA57.td agrees for the Q-form FP ops (A57Write_5cyc_2V) but keeps CNT on one
+# V pipe: hwsim follows GCC, whose grouping (cnt_q with bsl_q, rev_q, rbit_q) matches the SWOG's Q-form rows. Other
+# cores: none known (their rates above already count a Q-form op once).
+DOUBLE_SLOT = {"cortex-a57": frozenset({"cnt", "scvtf", "fmul", "fadd"}),
+               "cortex-a72": frozenset({"cnt", "scvtf", "fmul", "fadd"})}
+# im2col and ruy's packing copy the packed matrix in 16-byte pieces: one Q load and one Q store each, and the
+# cores above have one load and one store pipe (A57 / A72: L and S, SWOG section 2.1), so 16 bytes per cycle.
+COPY_BYTES_PER_CYCLE = 16.0
 # Bitpacking (LCE bitpacking/bitpack_aarch64.h): 128 floats -> 4 words with 16 ld2 + 8 uzp2 + 4 uzp2 + 2 uzp2 +
 # ushr/shrn + store, about 32 instructions: 0.25 per float element; the source notes it is memory-bound.
 PACK_OPS_PER_ELEMENT = 0.25
@@ -193,6 +212,44 @@ def _gemm_shape(graph: Graph, node: Node) -> tuple[int, int, int, int, int]:
     return m, a.out_channels // a.groups, a.kernel[0] * a.kernel[1], a.in_channels // a.groups, a.groups
 
 
+def _scaled(ops: dict, times: float) -> dict:
+    return {k: v * times for k, v in ops.items()}
+
+
+def _add(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in a.keys() | b.keys()}
+
+
+def binary_gemm_work(graph: Graph, node: Node) -> tuple[dict, float]:
+    """(vector instructions by mnemonic, bytes copied by im2col and packing) of a binary conv / linear, all groups.
+
+    Ungrouped (LCE's BGEMM): ``K = T * ceil(C/32)`` packed words per output pixel, ``steps = ceil(K/4)``,
+    ``blocks = ceil(N/8) * ceil(M/4)``; instructions ``blocks * (steps * BGEMM_STEP_OPS + OUTPUT_BLOCK_OPS)``;
+    copies ``4 M K`` bytes of im2col (not for a 1x1 stride-1 conv or a linear) + ``4 * (4 ceil(M/4)) * (4 steps)``
+    bytes of packing (32-bit words x padded columns x padded depth). Grouped (the indirect kernels), per group:
+    ``blocks * T * ceil(C/b) * INDIRECT_CHUNK_OPS[b] + blocks * OUTPUT_BLOCK_OPS``, no copies. A dilated conv is
+    costed as its undilated im2col (LCE's DilatedIm2col copies the same bytes)."""
+    m, nn, taps, cin, groups = _gemm_shape(graph, node)
+    blocks = -(-nn // BGEMM_ROWS) * -(-m // BGEMM_COLS)
+    if groups == 1:
+        k = taps * -(-cin // 32)
+        steps = -(-k // BGEMM_DEPTH_WORDS)
+        ops = _add(_scaled(BGEMM_STEP_OPS, blocks * steps), _scaled(OUTPUT_BLOCK_OPS, blocks))
+        im2col = node.op == Op.CONV2D and not (taps == 1 and tuple(node.attrs.stride) == (1, 1))
+        copied = 4.0 * ((m * k if im2col else 0) + BGEMM_COLS * -(-m // BGEMM_COLS) * BGEMM_DEPTH_WORDS * steps)
+        return ops, copied
+    b = _chunk_bits(cin)
+    per_group = _add(_scaled(INDIRECT_CHUNK_OPS[b], blocks * taps * -(-cin // b)), _scaled(OUTPUT_BLOCK_OPS, blocks))
+    return _scaled(per_group, groups), 0.0
+
+
+def issue_cycles(ops: dict, core: str) -> float:
+    """Cycles one ``core`` needs to issue ``ops`` (instructions by mnemonic): the pipe slots they take (2 for a
+    :data:`DOUBLE_SLOT` instruction, else 1) over :data:`ASIMD_INT_Q_PER_CYCLE`."""
+    double = DOUBLE_SLOT.get(core, frozenset())
+    return sum(v * (2 if k in double else 1) for k, v in ops.items()) / ASIMD_INT_Q_PER_CYCLE[core]
+
+
 @dataclass(frozen=True, slots=True)
 class BinaryLayerTime:
     """One execution of a binary layer (or of the sign that bitpacks its input) on ``cores`` cores."""
@@ -200,9 +257,9 @@ class BinaryLayerTime:
     kind: KernelKind  # BINARY_GEMM | BITPACK | FUSED (a ReLU / batch norm in the binary layer's output transform)
     binary_macs: float  # ±1 multiply-accumulates (0 for a bitpack)
     vector_ops: float  # ASIMD instructions of the kernel, all cores together
-    compute_s: float  # seconds of the vector instructions
+    compute_s: float  # seconds of the vector instructions and of the im2col / packing copies
     memory_s: float  # seconds of the bytes beyond the cache that holds them
-    overhead_s: float  # per-layer dispatch (spec.layer_overhead_s, + parallel_overhead_s on several cores)
+    overhead_s: float  # per-layer dispatch of the spec's runtime (:func:`_fixed_and_speedup`)
     latency_s: float
     main_memory_bytes: float  # bytes to / from DRAM
     energy_j: float  # idle + active core power over the latency + DRAM bytes (0 when the spec has no powers)
@@ -232,28 +289,44 @@ def fused_into_binary(graph: Graph, node: Node) -> bool:
     return is_binary_layer(graph, prod)
 
 
+def _fixed_and_speedup(spec, n: int) -> tuple[float, float]:
+    """(fixed seconds per layer, speed-up on ``n`` threads) of the runtime the spec names. LCE runs its binary ops in
+    the same interpreter graph as the float ops, so they pay the same dispatch and share the same L2 / DRAM: for a
+    runtime other than PyTorch, its fitted figures (:func:`hwsim.cpu.runtime.runtime_params`: ``layer_cycles / f +
+    (n - 1) * thread_s`` and a work split evenly over the threads (ruy's block map), slowed by ``contention`` per
+    other busy thread: speed-up ``n / (1 + (n - 1) * contention)``); for ``runtime="pytorch"`` the spec's own
+    ``layer_overhead_s`` (+ ``parallel_overhead_s``) and ``1 + (n - 1) * parallel_eff``."""
+    if spec.runtime == "pytorch":
+        return (spec.layer_overhead_s + (spec.parallel_overhead_s if n > 1 else 0.0),
+                1 + (n - 1) * spec.parallel_eff)
+    from hwsim.cpu.runtime import runtime_params
+
+    p = runtime_params(spec)
+    return p.layer_cycles / spec.clock_hz + (n - 1) * p.thread_s, n / (1 + (n - 1) * p.contention)
+
+
 def binary_layer_time(graph: Graph, node: Node, spec, cores: int) -> BinaryLayerTime | None:
     """Time (and energy) of ``node`` as Larq Compute Engine runs it on the spec's Arm core, or None when the model
     does not apply (not a binary layer, a fused ReLU / batch norm or a sign feeding only binary layers; a core
     without a NEON record — the host, Cortex-M; an int8 spec).
 
-    Binary conv / linear (an indirect binary GEMM, no im2col), per group: ``M`` output pixels, ``N`` output
-    channels, ``T`` taps, ``C`` input channels, chunk width ``b`` (:func:`_chunk_bits`)::
+    Binary conv / linear: the instructions and copied bytes of :func:`binary_gemm_work` (LCE's BGEMM; the indirect
+    kernels for a grouped conv), on ``n`` cores::
 
-        ops = ceil(M/4) * ceil(N/8) * T * ceil(C/b) * BLOCK_VECTOR_OPS[b]  +  M * N * OUTPUT_OPS_PER_4 / 4
-        t_c = ops / (ASIMD_INT_Q_PER_CYCLE[core] * clock * speedup(n)),  speedup(n) = 1 + (n - 1) * parallel_eff
+        t_c = (issue_cycles(ops, core) + copied / COPY_BYTES_PER_CYCLE) / (clock * speedup(n))
+
+    with ``speedup(n)`` and the fixed per-layer time of the spec's runtime (:func:`_fixed_and_speedup`).
 
     A ReLU / batch norm fused into the binary layer's output transform (:func:`fused_into_binary`) costs nothing
-    (kind "fused"; its work is in the ``OUTPUT_OPS_PER_4`` term). A sign feeding only binary layers is LCE's
-    bitpacking (``LceQuantize``): ``ops = elements *
-    PACK_OPS_PER_ELEMENT``. Memory: the float bytes of the layer (output of a bconv, input of a bitpack; packed
-    operands are 1/32 of that) cross to DRAM when input + output exceed the last-level cache,
-    ``t_m = bytes / dram_bw``. ``t = max(t_c, t_m) + overhead`` (a bitpack: ``t_c + t_m``, it streams).
-    Nothing is fitted: the instruction counts are LCE's kernels, the rates the SWOGs', ``parallel_eff`` and the
-    overheads the spec's.
+    (kind "fused"; its work is in ``OUTPUT_BLOCK_OPS``). A sign feeding only binary layers is LCE's bitpacking
+    (``LceQuantize``): ``elements * PACK_OPS_PER_ELEMENT`` one-slot instructions. Memory: the float bytes of the
+    layer (output of a bconv, input of a bitpack; packed operands are 1/32 of that) cross to DRAM when input + output
+    exceed the last-level cache, ``t_m = bytes / dram_bw``. ``t = max(t_c, t_m) + overhead`` (a bitpack:
+    ``t_c + t_m``, it streams). Nothing is fitted: the instruction counts are LCE's kernels, the issue rates the
+    SWOGs' and GCC's pipeline model, the thread scaling and the fixed costs the runtime's (fitted on float nets).
     """
-    rate = ASIMD_INT_Q_PER_CYCLE.get(getattr(spec, "core", ""))
-    if rate is None or getattr(spec, "precision", "fp32") != "fp32":
+    core = getattr(spec, "core", "")
+    if core not in ASIMD_INT_Q_PER_CYCLE or getattr(spec, "precision", "fp32") != "fp32":
         return None  # no NEON record, or an int8 spec (TFLite's int8 program, costed by the runtime model)
     n = max(1, min(int(cores), spec.cores))
     if fused_into_binary(graph, node):
@@ -262,27 +335,26 @@ def binary_layer_time(graph: Graph, node: Node, spec, cores: int) -> BinaryLayer
         if not _feeds_binary_only(graph, node):
             return None
         elems = float(np.prod(node.shape))
-        ops, kind, float_bytes, macs = elems * PACK_OPS_PER_ELEMENT, KernelKind.BITPACK, 4.0 * elems, 0.0
+        ops, copied, kind, float_bytes, macs = {"pack": elems * PACK_OPS_PER_ELEMENT}, 0.0, KernelKind.BITPACK, \
+            4.0 * elems, 0.0
     elif is_binary_layer(graph, node):
         m, nn, taps, cin, groups = _gemm_shape(graph, node)
-        b = _chunk_bits(cin)
-        blocks = -(-m // BLOCK_PIXELS) * -(-nn // BLOCK_CHANNELS) * taps * -(-cin // b)
-        ops = groups * (blocks * BLOCK_VECTOR_OPS[b] + m * nn * OUTPUT_OPS_PER_4 / 4)
+        ops, copied = binary_gemm_work(graph, node)
         kind, float_bytes = KernelKind.BINARY_GEMM, 4.0 * float(np.prod(node.shape))
         macs = float(groups) * m * nn * taps * cin
     else:
         return None
-    speedup = 1 + (n - 1) * spec.parallel_eff
-    t_c = ops / (rate * spec.clock_hz * speedup)
+    overhead, speedup = _fixed_and_speedup(spec, n)
+    t_c = (issue_cycles(ops, core) + copied / COPY_BYTES_PER_CYCLE) / (spec.clock_hz * speedup)
     llc = spec.l3_bytes or spec.l2_bytes
     act = float_bytes * (1 + 1 / 32)  # the float side and the packed side
     main = act if act > llc else 0.0
     t_m = main / spec.dram_bw_bytes_s
-    overhead = spec.layer_overhead_s + (spec.parallel_overhead_s if n > 1 else 0.0)
     latency = (t_c + t_m if kind == KernelKind.BITPACK else max(t_c, t_m)) + overhead
     e = {"static": latency * spec.idle_power_w, "cores": latency * n * spec.active_power_w_per_core,
          "memory": main * spec.mem_energy_j_per_byte}
-    return BinaryLayerTime(kind, macs, ops, t_c, t_m, overhead, latency, main, sum(e.values()), e)
+    return BinaryLayerTime(kind, macs, float(sum(ops.values())), t_c, t_m, overhead, latency, main, sum(e.values()),
+                           e)
 
 
 def binary_layer_cost(graph: Graph, node: Node, spec, place, cores: int):
