@@ -28,7 +28,10 @@ Unknown micro-architectures use the rates measured by :func:`measure_rates` (ind
 instruction chains in an inline-assembly loop, the minimum time of many short repeats). The
 measured ``xor + popcount + add`` rate per 64-bit word pair is the *op-mix bound* of an
 xnor-popcount kernel: 3 vector ALU micro-ops per word, i.e. 4/3 words per cycle on Zen 5 (4 ALU
-pipes) and 2/3 on Golden Cove (ports 0 and 5): 67 % of the popcount roofline in both cases.
+pipes) and 2/3 on Golden Cove (ports 0 and 5): 67 % of the popcount roofline in both cases. The
+``csa_mix`` rate (AVX-512 IFMA hosts) is that of a 3:2-compression mix with precomputed xor planes,
+8 micro-ops per 3 words (:func:`_csa_body`): 75 % of the popcount roofline on Zen 5, measured only
+(docs/targets/kernels.md explains why no GEMM uses it).
 
 The clock is measured (a chain of dependent register adds, one per cycle; the faster of two
 measurements around the issue-rate loops) because a VM's /proc/cpuinfo reports the TSC frequency,
@@ -48,8 +51,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-FLAGS = ("avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni", "avx512_bitalg", "avx_vnni", "amx_tile",
-         "amx_int8")
+FLAGS = ("avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni", "avx512_bitalg", "avx512ifma", "avx_vnni",
+         "amx_tile", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -126,12 +129,32 @@ def _bodies() -> dict:
     mix = "\n".join(f"vpxorq %zmm0, %zmm13, %zmm{i}\nvpopcntq %zmm{i}, %zmm{i}\nvpaddq %zmm{i}, %zmm{i + 6}, %zmm{i + 6}"
                     for i in range(1, 7))
     return {
+        **_csa_body(),
         "add_chain": ("add %rdx, %rax", 1, "~{rax},~{rdx},~{cc}"),
         "popcnt": (indep("vpopcntq %zmm0, %zmm{i}"), 12, _ZMM),
         "xnor_mix": (mix, 6, _ZMM),
         "fma": (indep("vfmadd231ps %zmm0, %zmm13, %zmm{i}"), 12, _ZMM),
         "vnni": (indep("vpdpbusd %zmm0, %zmm13, %zmm{i}"), 12, _ZMM),
     }
+
+
+def _csa_body() -> dict:
+    """``csa_mix``: 3:2 compression of three xor words with precomputed xor planes, per triple
+    ``d = w12^a12; t = d & (w13^a13); c = t^w1^a1; s = w123^a123; acc += pc(s); acc += 2*pc(c)``
+    (vpxorq, 2 vpternlogq, vpxorq, 2 vpopcntq, vpaddq, vpmadd52luq: 8 vector ops for 3 words, the
+    activation planes as {1to8} broadcasts from memory), 6 independent chains. Counted in words per
+    cycle like ``xnor_mix`` (3 per chain): 4 ALU pipes allow 1.5, i.e. 75 % of the popcount
+    roofline on Zen 5, against 67 % for xor+popcount+add."""
+    zmm = ",".join(f"~{{xmm{i}}}" for i in range(32)) + ",~{cc}"
+    lines = []
+    for c in range(6):
+        t, s, acc = 8 + 3 * c, 9 + 3 * c, 10 + 3 * c
+        m = [f"{8 * q + 64 * c}(%rsp){{1to8}}" for q in range(4)]
+        lines += [f"vpxorq {m[1]}, %zmm0, %zmm{t}", f"vpternlogq $$0x28, {m[2]}, %zmm5, %zmm{t}",
+                  f"vpternlogq $$0x96, {m[0]}, %zmm6, %zmm{t}", f"vpxorq {m[3]}, %zmm7, %zmm{s}",
+                  f"vpopcntq %zmm{t}, %zmm{t}", f"vpopcntq %zmm{s}, %zmm{s}", f"vpaddq %zmm{s}, %zmm{acc}, %zmm{acc}",
+                  f"vpmadd52luq %zmm{t}, %zmm1, %zmm{acc}"]
+    return {"csa_mix": ("\n".join(lines), 18, zmm)}
 
 
 def _best_seconds(fn, n: int, repeats: int) -> float:
@@ -153,12 +176,12 @@ def measure_clock_hz(repeats: int = 200) -> float:
 
 def measure_rates(flags: tuple[str, ...], clock_hz: float, repeats: int = 200) -> dict:
     """Measured instructions per cycle of each mix the CPU supports (AVX-512 only)."""
-    need = {"popcnt": "avx512_vpopcntdq", "xnor_mix": "avx512_vpopcntdq", "fma": "avx512f",
-            "vnni": "avx512_vnni"}
+    need = {"popcnt": ("avx512_vpopcntdq",), "xnor_mix": ("avx512_vpopcntdq",),
+            "csa_mix": ("avx512_vpopcntdq", "avx512ifma"), "fma": ("avx512f",), "vnni": ("avx512_vnni",)}
     out = {}
     n, reps = 2000, 10
     for name, (body, per, clob) in _bodies().items():
-        if name in need and need[name] in flags:
+        if name in need and all(f in flags for f in need[name]):
             t = _best_seconds(_asm_loop(body, reps, clob), n, repeats)
             out[name] = n * reps * per / (t * clock_hz)
     return out

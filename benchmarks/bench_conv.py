@@ -154,6 +154,43 @@ def measure(layers: list[ConvLayer], repeats: int, rng: np.random.Generator, pea
     return rows
 
 
+INT8_CONVS = [(64, 56), (128, 28), (256, 14)]  # ResNet-18 3x3 / stride-1 layers: (channels, map side)
+INT8_GEMMS = [(64, 512, 1000), (256, 1024, 256)]  # (N, K, O): a batch-64 classifier, a square block
+
+
+def measure_int8(repeats: int, rng: np.random.Generator, vnni_gops: float) -> list[dict]:
+    """The integer kernels of the CPU int8 path and the IMC exact path (``hwsim.kernels.int8``:
+    uint8 activations with a zero point, int8 weights, exact int32 accumulators) in GOP/s (2 ops
+    per MAC, minimum of ``repeats`` calls) and as a fraction of the host's VNNI peak. They run on the
+    float64 FMA kernels (exact below 2**53), not on VNNI: at most 16/128 of it on a 2-FMA core."""
+    from hwsim.kernels import int8
+    rows = []
+    cases = [("conv2d_int", c, hw) for c, hw in INT8_CONVS] + [("gemm_int",) + g for g in INT8_GEMMS]
+    for case in cases:
+        if case[0] == "conv2d_int":
+            _, c, hw = case
+            x = rng.integers(0, 256, (1, c, hw, hw)).astype(np.uint8)
+            w = rng.integers(-128, 128, (c, c, 3, 3)).astype(np.int8)
+            fn, ops, shape = (lambda x=x, w=w: int8.conv2d_int(x, w, (1, 1), (1, 1), x_zero_point=3),
+                              2 * c * c * 9 * hw * hw, f"{c}->{c} 3x3 @{hw}")
+        else:
+            _, n, k, o = case
+            x = rng.integers(0, 256, (n, k)).astype(np.uint8)
+            w = rng.integers(-128, 128, (o, k)).astype(np.int8)
+            fn, ops, shape = (lambda x=x, w=w: int8.gemm_int(x, w, x_zero_point=3), 2 * n * k * o, f"{n}x{k} @ {k}x{o}")
+        fn()
+        best = min(_timed(fn) for _ in range(repeats))
+        rows.append({"kernel": case[0], "shape": shape, "gops": ops / best / 1e9,
+                     "fraction_of_vnni_roofline": ops / best / 1e9 / vnni_gops if vnni_gops else None})
+    return rows
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=101)
@@ -170,6 +207,7 @@ def main() -> None:
     worst = rows[int(np.argmin(ratios))]
     extra = measure(mobilenet_v2_depthwise_layers(), args.repeats, rng, host.fp32_roofline_gflops)
     extra5 = measure(efficientnet_b0_depthwise5x5_layers(), args.repeats, rng, host.fp32_roofline_gflops)
+    int8_rows = measure_int8(min(args.repeats, 21), rng, host.int8_vnni_roofline_gops)
     result = {
         "description": "fp32 conv2d, hwsim (Numba, serial) vs torch F.conv2d (1 thread); "
                        "ratio = torch time / hwsim time (>1: hwsim faster)",
@@ -195,6 +233,7 @@ def main() -> None:
         "extra_depthwise5x5_layers": extra5,
         "extra_depthwise5x5_geomean_ratio_of_min_times":
             float(np.exp(np.mean([np.log(r["ratio_min"]) for r in extra5]))),
+        "int8_kernels": int8_rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -205,6 +244,10 @@ def main() -> None:
         print(f"{r['name']:24s} {shape:>22s} {r['torch_gflops']:10.1f} {r['hwsim_gflops']:10.1f}"
               f" {r['ratio']:6.2f} {r['ratio_min']:6.2f} {r['max_rel_err']:8.1e}"
               f" {r['torch_cpu_per_wall']:8.2f}")
+    for r in int8_rows:
+        frac = r["fraction_of_vnni_roofline"]
+        print(f"{r['kernel']:10s} {r['shape']:>22s} {r['gops']:8.1f} GOP/s"
+              + (f" = {100 * frac:.1f} % of the VNNI roofline" if frac else ""))
     print(f"{host.model} ({host.uarch}, {host.clock_ghz:.2f} GHz, fp32 roofline "
           f"{host.fp32_roofline_gflops:.0f} GFLOP/s)")
     print(f"geomean ratio {result['geomean_ratio']:.3f}, min ratio {result['min_ratio']:.3f} "

@@ -199,18 +199,20 @@ def test_binary_conv_nchw_tile_edges(n, cin, cout, h, w, stride):
     assert got.dtype == np.int32 and got.flags.c_contiguous and np.array_equal(got, ref)
 
 
-def test_pack_channels_one_pass_matches_numpy():
-    """Channel packing with the border, from uint8 0/1, other nonzero values, bool and float32."""
+@pytest.mark.parametrize("h, w", [(4, 5), (8, 8), (9, 11)])
+def test_pack_channels_one_pass_matches_numpy(h, w):
+    """Channel packing with the border, from uint8 0/1, other nonzero values, int8, bool and float32;
+    maps under 64 pixels (masked IR blocks), of exactly 64 and over 64 (overlapping last block)."""
     from hwsim.kernels import _binary_conv as BC
 
     rng = np.random.default_rng(5)
     for c, pad_bit in [(3, 0), (64, 1), (70, 1), (130, 0)]:
-        bits = rng.integers(0, 2, (2, c, 4, 5)).astype(np.uint8)
-        full = np.full((2, 6, 9, (c + 63) // 64 * 64), 0, np.uint8)
+        bits = rng.integers(0, 2, (2, c, h, w)).astype(np.uint8)
+        full = np.full((2, h + 2, w + 4, (c + 63) // 64 * 64), 0, np.uint8)
         full[..., :c] = pad_bit
-        full[:, 1:5, 2:7, :c] = bits.transpose(0, 2, 3, 1)
-        ref = np.packbits(full, axis=-1, bitorder="little").view("<u8").reshape(2, 6, 9, -1)
-        for x in (bits, bits * np.uint8(7), bits.astype(bool), bits.astype(np.float32)):
+        full[:, 1:h + 1, 2:w + 2, :c] = bits.transpose(0, 2, 3, 1)
+        ref = np.packbits(full, axis=-1, bitorder="little").view("<u8").reshape(2, h + 2, w + 4, -1)
+        for x in (bits, bits * np.uint8(7), bits.astype(np.int8) * np.int8(-3), bits.astype(bool), bits.astype(np.float32)):
             assert np.array_equal(BC.pack_channels(x, (1, 2), pad_bit), ref)
 
 
@@ -254,6 +256,11 @@ got = B.binary_conv2d(x, wt, (1, 1), (1, 1))
 xs = np.pad(2 * x.astype(np.int64) - 1, ((0, 0), (0, 0), (1, 1), (1, 1)))
 ref = np.einsum("nchwij,ocij->nohw", np.lib.stride_tricks.sliding_window_view(xs, (3, 3), axis=(2, 3)), wt)
 assert np.array_equal(got, ref)
+from hwsim.kernels import _binary_conv as BC
+for h, w in [(4, 5), (9, 11)]:  # the IR channel packer: masked and whole 64-pixel blocks
+    bits = rng.integers(0, 2, (2, 64, h, w)).astype(np.uint8)
+    padded = np.pad(bits.transpose(0, 2, 3, 1), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    assert np.array_equal(BC.pack_channels(bits, (1, 1), 0), np.packbits(padded, axis=-1, bitorder="little").view("<u8"))
 drive = njit(G.drive.py_func)
 panels, starts = G.pack_panels(B.pack_bits(np.ones((G.NP, 70))))
 c = np.empty((G.MR, G.NP), np.int32)

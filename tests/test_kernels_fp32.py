@@ -109,6 +109,45 @@ def test_conv2d_every_tile_family(monkeypatch, family):
         assert_close(fp32.conv2d(x, wt, b, s, p, 1, groups), ref)
 
 
+@pytest.mark.parametrize("family", [0, 1])
+def test_conv2d_narrow_last_column_tile_and_shared_padding(monkeypatch, family):
+    """Last column tiles of 1 to 5 vectors under each family (the 1- and 2-vector kernels, the
+    3-vector family as family 1's tail), on stride-1 rows sharing their padding (3x3 / pad 1 and 2,
+    5x5 / pad 2) and stride-2 phase pairs (odd and even widths, pad 0 to 3)."""
+    from hwsim.kernels import _conv
+    monkeypatch.setattr(_conv, "choose_family", lambda mg, nflat, nl: family)
+    rng = np.random.default_rng(10 + family)
+    for w in range(3, 24, 4):
+        for k, s, p in [(3, 1, 1), (3, 1, 2), (5, 1, 2), (3, 2, 1), (7, 2, 3), (3, 2, 0)]:
+            x = rand(rng, 1, 5, 6, w + s - 1)
+            wt = rand(rng, 11, 5, k, k)
+            b = rand(rng, 11)
+            ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b), s, p)
+            assert_close(fp32.conv2d(x, wt, b, s, p), ref)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_conv2d_row_aligned_tiles(parallel):
+    """Output rows a multiple of 16 wide on a wider phase grid (7x7/2 stems, padded 3x3 / 5x5) take
+    the row-aligned tiles written straight into the output (bias, groups, row tails of 8 / 4 / 2 / 1
+    output channels); the same through the int8 kernels' float64 path (8 lanes), bit-exact."""
+    from hwsim.kernels import int8
+    rng = np.random.default_rng(21)
+    for c, o, hw, k, s, p, groups in [(3, 64, 32, 7, 2, 3, 1), (6, 15, 64, 3, 2, 1, 3), (4, 19, 16, 3, 1, 1, 1),
+                                      (2, 5, 36, 5, 2, 2, 1)]:
+        x = rand(rng, 2, c, hw, hw)
+        wt = rand(rng, o, c // groups, k, k)
+        b = rand(rng, o)
+        ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b), s, p, 1, groups)
+        assert_close(fp32.conv2d(x, wt, b, s, p, 1, groups, parallel=parallel), ref)
+        xi = rng.integers(0, 256, x.shape).astype(np.uint8)
+        wi = rng.integers(-128, 128, wt.shape).astype(np.int8)
+        refi = F.conv2d(torch.from_numpy(xi.astype(np.float64) - 7), torch.from_numpy(wi.astype(np.float64)),
+                        None, s, p, 1, groups).numpy()
+        got = int8.conv2d_int(xi, wi, (s, s), (p, p), (1, 1), groups, x_zero_point=7, parallel=parallel)
+        assert np.array_equal(got, refi.astype(np.int64))
+
+
 def test_conv2d_accepts_ints_and_float64_and_leaves_inputs_alone():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 4, 9, 8))  # float64 on purpose

@@ -146,6 +146,30 @@ def test_gemm_int_bit_exact(n, k, o, xdt, zx, wdt, zw, parallel, seed):
     assert np.array_equal(ours, ref)
 
 
+@pytest.mark.parametrize("n, k, o, xdt, wdt, parallel", [
+    (64, 300, 37, np.uint8, np.int8, False), (100, 1000, 8, np.int8, np.uint8, True),
+    (70, 33, 200, np.int16, np.int8, False), (64, 200, 5, np.int32, np.int16, False)])
+def test_gemm_int_float64_path_bit_exact(n, k, o, xdt, wdt, parallel):
+    """From 64 rows ``gemm_int`` runs on the float64 GEMM where that is exact (8/16-bit operands);
+    int32 operands keep the integer loops. Both against the int64 product."""
+    rng = np.random.default_rng(n + k + o)
+    x, w = rand_int(rng, xdt, (n, k)), rand_int(rng, wdt, (o, k))
+    ours = int8.gemm_int(x, w, x_zero_point=3, w_zero_point=-2, parallel=parallel)
+    assert ours.dtype == int8.accumulator_dtype(xdt, wdt, k, 3, -2)
+    assert np.array_equal(ours, (x.astype(np.int64) - 3) @ (w.astype(np.int64) + 2).T)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_conv2d_int_depthwise_fused_path_bit_exact(parallel):
+    """Depthwise 3x3 / 5x5 through the fused float64 path (rows shorter and longer than one vector)."""
+    rng = np.random.default_rng(3)
+    for c, hw, s, k in [(40, 7, 1, 3), (24, 17, 2, 5), (16, 20, 1, 3)]:
+        x = rand_int(rng, np.uint8, (2, c, hw, hw))
+        w = rand_int(rng, np.int8, (c, 1, k, k))
+        got = int8.conv2d_int(x, w, (s, s), (k // 2, k // 2), (1, 1), c, x_zero_point=5, parallel=parallel)
+        assert np.array_equal(got, conv_ref(x, w, (s, s), (k // 2, k // 2), (1, 1), c, zx=5))
+
+
 def test_integer_kernels_reject_bad_input():
     x = np.zeros((1, 4, 5, 5), np.int8)
     with pytest.raises(ValueError, match="integer dtype"):

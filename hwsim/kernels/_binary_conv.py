@@ -23,6 +23,10 @@
    4 cost no pass of their own. Otherwise the (positions, channels) product is corrected on its
    border rows and transposed to NCHW in L1-sized blocks (:func:`to_nchw`).
 
+One-byte inputs (uint8, int8, bool) are packed by the LLVM-IR kernel of ``_binary_pack`` (64 pixels x
+64 channels per call, straight into the padded layout when rows are a multiple of 8 pixels; Numba's
+cache of this file's functions is keyed on this file only: touch it after editing ``_binary_pack``).
+
 Weights packed once (:func:`pack_conv_weights`, what a network does with its layers) leave per call
 the activation pass (1) and the GEMM (2, with 3 and 4 in its epilogue); geometry-only arrays (row
 offsets, classes) are cached per shape.
@@ -36,6 +40,11 @@ import numpy as np
 from numba import njit
 
 from hwsim.kernels import _binary_gemm as G
+from hwsim.kernels._binary_pack import PIX as _PIX
+from hwsim.kernels._binary_pack import make_pack64
+
+_PACK64 = make_pack64(False)
+_PACK64_MASKED = make_pack64(True)
 
 
 def out_size(n: int, k: int, s: int, p: int, d: int) -> int:
@@ -44,45 +53,115 @@ def out_size(n: int, k: int, s: int, p: int, d: int) -> int:
 
 
 @njit(cache=True)
+def _word_plane(xr, n, u, nb, acc, byte):
+    """``acc[p]`` = the word of channels ``64u .. 64u + nb`` of pixel ``p`` of image ``n`` (any numeric
+    dtype, nonzero = 1): 8 channel planes at a time ORed into a byte plane (64 byte lanes per AVX-512
+    op), then the byte planes into bits ``g .. g+7`` of the words."""
+    hw = xr.shape[2]
+    acc[:] = 0
+    for g in range(0, nb, 8):
+        byte[:] = 0
+        for b in range(min(8, nb - g)):
+            plane = xr[n, 64 * u + g + b]
+            m = np.uint8(1 << b)
+            for p in range(hw):
+                byte[p] |= m if plane[p] != 0 else np.uint8(0)
+        sh = np.uint64(g)
+        for p in range(hw):
+            acc[p] |= np.uint64(byte[p]) << sh
+
+
+@njit(cache=True)
+def _store_padded(acc, xp, n, u, ph, pw, h, w, border, interior):
+    """Border words of ``xp[n, :, :, u]`` set to ``border`` and, when ``interior``, the word plane
+    ``acc`` (H*W) copied inside (flat unsigned indices: no negative-index checks, so the row copies
+    vectorise)."""
+    hp, wp, cw = xp.shape[1], xp.shape[2], xp.shape[3]
+    xf = xp.reshape(-1)
+    ucw, uw = np.uint64(cw), np.uint64(w)
+    for y in range(hp):
+        row = np.uint64(((n * hp + y) * wp) * cw + u)
+        if y < ph or y >= ph + h:
+            for z in range(np.uint64(wp)):
+                xf[row + z * ucw] = border
+            continue
+        for z in range(np.uint64(pw)):
+            xf[row + z * ucw] = border
+            xf[row + (np.uint64(pw + w) + z) * ucw] = border
+        if not interior:
+            continue
+        src = np.uint64((y - ph) * w)
+        dst = row + np.uint64(pw * cw)
+        if cw == 1:  # contiguous row copy
+            for z in range(uw):
+                xf[dst + z] = acc[src + z]
+        else:
+            for z in range(uw):
+                xf[dst + z * ucw] = acc[src + z]
+
+
+@njit(cache=True, inline="always")
+def _border_word(nb, pad_bit):
+    if pad_bit == 0:
+        return np.uint64(0)
+    return np.uint64(0xFFFFFFFFFFFFFFFF) if nb == 64 else (np.uint64(1) << np.uint64(nb)) - np.uint64(1)
+
+
+@njit(cache=True)
 def _pack_channels(x, xp, ph, pw, pad_bit):
     """Fill ``xp`` (N, Hp, Wp, cw) from 0/1 ``x`` (N, C, H, W), any numeric dtype, in one pass over
     ``x``: channel ``c`` is bit ``c % 64`` of word ``c // 64``; border words hold the pad bit in every
-    valid channel. Per (image, channel word) the up-to-64 channel planes are ORed, 8 at a time into
-    a byte plane, then into one contiguous plane of H*W words (contiguous reads, long
-    LLVM-vectorised loops even for 7x7 maps), which is then stored into the padded layout at
-    stride ``cw``."""
+    valid channel. Per (image, channel word) one contiguous plane of H*W words (:func:`_word_plane`:
+    contiguous reads, long LLVM-vectorised loops even for 7x7 maps) is stored into the padded layout."""
     n_, c_n, h, w = x.shape
-    _, hp, wp, cw = xp.shape
-    hw = h * w
-    xr = x.reshape(n_, c_n, hw)
-    acc = np.empty(hw, np.uint64)
-    byte = np.empty(hw, np.uint8)
+    cw = xp.shape[3]
+    xr = x.reshape(n_, c_n, h * w)
+    acc = np.empty(h * w, np.uint64)
+    byte = np.empty(h * w, np.uint8)
     for u in range(cw):
         nb = min(64, c_n - 64 * u)
-        border = np.uint64(0) if pad_bit == 0 else (
-            np.uint64(0xFFFFFFFFFFFFFFFF) if nb == 64 else (np.uint64(1) << np.uint64(nb)) - np.uint64(1))
         for n in range(n_):
-            acc[:] = 0
-            for g in range(0, nb, 8):  # 8 channels into a byte plane (64 byte lanes per AVX-512 op) ...
-                byte[:] = 0
-                for b in range(min(8, nb - g)):
-                    plane = xr[n, 64 * u + g + b]
-                    m = np.uint8(1 << b)
-                    for p in range(hw):
-                        byte[p] |= m if plane[p] != 0 else np.uint8(0)
-                sh = np.uint64(g)
-                for p in range(hw):  # ... then into bits g..g+7 of the words
-                    acc[p] |= np.uint64(byte[p]) << sh
-            for y in range(hp):
-                if y < ph or y >= ph + h:
-                    for z in range(wp):
-                        xp[n, y, z, u] = border
-                    continue
-                for z in range(pw):
-                    xp[n, y, z, u] = border
-                    xp[n, y, pw + w + z, u] = border
-                for z in range(w):
-                    xp[n, y, pw + z, u] = acc[(y - ph) * w + z]
+            _word_plane(xr, n, u, nb, acc, byte)
+            _store_padded(acc, xp, n, u, ph, pw, h, w, _border_word(nb, pad_bit), True)
+
+
+@njit(cache=True)
+def _pack_channels_bytes(x, xp, ph, pw, pad_bit):
+    """:func:`_pack_channels` for one-byte inputs (uint8 / int8 / bool viewed as uint8): whole
+    64-channel words take the LLVM-IR ``pack64`` (64 pixels x 64 channels per call; the last block of
+    a map overlaps the previous one, maps under 64 pixels use masked loads), written straight into
+    the padded layout when there is one channel word and rows are a multiple of 8 pixels (8 words
+    per store never straddle a row), else into a word plane copied inside the border; channel tails
+    take the generic word plane."""
+    n_, c_n, h, w = x.shape
+    hp, wp, cw = xp.shape[1], xp.shape[2], xp.shape[3]
+    hw = h * w
+    xr = x.reshape(n_, c_n, hw)
+    xf, of = x.reshape(-1), xp.reshape(-1)
+    acc = np.empty(max(hw, _PIX), np.uint64)
+    byte = np.empty(hw if c_n % 64 else 0, np.uint8)  # only the generic word plane uses it
+    direct = cw == 1 and w % 8 == 0 and hw >= _PIX
+    dst = np.arange(0, max(hw, _PIX), 8)  # where the words of pixels 8g .. 8g+7 go: a word plane
+    for u in range(cw):
+        nb = min(64, c_n - 64 * u)
+        for n in range(n_):
+            base = (n * c_n + 64 * u) * hw
+            if direct:  # ... or the padded rows of image n (one channel word)
+                for y in range(h):
+                    for zg in range(w // 8):
+                        dst[y * (w // 8) + zg] = (n * hp + ph + y) * wp + pw + 8 * zg
+            if nb < 64:
+                _word_plane(xr, n, u, nb, acc, byte)
+            elif hw < _PIX:
+                _PACK64_MASKED(xf, base, hw, hw, acc, dst, 0, 0)
+            else:
+                for b in range((hw + _PIX - 1) // _PIX):
+                    p0 = min(b * _PIX, hw - _PIX)  # a multiple of 8 whenever direct
+                    if direct:
+                        _PACK64(xf, base + p0, hw, _PIX, of, dst, p0 // 8, 0)
+                    else:
+                        _PACK64(xf, base + p0, hw, _PIX, acc, dst, 0, p0)
+            _store_padded(acc, xp, n, u, ph, pw, h, w, _border_word(nb, pad_bit), not (direct and nb == 64))
 
 
 def pack_channels(x_bits: np.ndarray, padding, pad_bit: int) -> np.ndarray:
@@ -91,7 +170,11 @@ def pack_channels(x_bits: np.ndarray, padding, pad_bit: int) -> np.ndarray:
     n, c, h, w = x_bits.shape
     ph, pw = padding
     xp = np.empty((n, h + 2 * ph, w + 2 * pw, (c + 63) // 64), dtype=np.uint64)
-    _pack_channels(np.ascontiguousarray(x_bits), xp, ph, pw, int(pad_bit))
+    x = np.ascontiguousarray(x_bits)
+    if x.dtype == np.bool_:
+        x = x.view(np.uint8)
+    pack = _pack_channels_bytes if x.dtype in (np.uint8, np.int8) else _pack_channels
+    pack(x, xp, ph, pw, int(pad_bit))
     return xp
 
 

@@ -25,8 +25,13 @@ Algorithm (one image, one group; O_g = O/groups output channels, C_g input chann
    Tiles are scattered to NCHW with the bias added; when the phase grid equals the output grid
    (``Wq == OW``: unpadded 1x1 convs) full tiles are written in place.
 
-FLOP count of the work done: ``2 * O * K * NR * ceil(OH*Wq / NR)`` vs. ``2*O*K*OH*OW`` useful:
-the overhead is ``Wq/OW`` (3.6 % at 56x56, 29 % at 7x7 with pad 1) plus the last partial tile.
+FLOP count of the work done: ``2 * O * K * 16 * ceil(OH*Wq / 16)`` (float32) vs. ``2*O*K*OH*OW``
+useful: the last column tile of a row of tiles takes a 1- or 2-vector kernel (``_mk_narrow``)
+instead of a whole 3- or 4-vector one, and stride-1 rows share their padding (``Wq = W + pw``,
+:func:`shared_pad_width`), so the overhead is ``Wq/OW`` (1.8 % at 56x56, 3.6 % at 28x28, 7 % at
+14x14 with 3x3 / pad 1; with the full padded width and whole tiles it was 5.7 %, 10 % and 22 %)
+plus at most 15 columns. Numba caches the compiled functions of this file keyed on this file
+only: after editing ``_microkernel.py``, ``_conv_tiles.py`` or ``_stride2.py``, touch this file.
 
 ``conv_serial`` and ``conv_parallel`` are distinct compiled functions (a ``cache=True`` entry is
 keyed on the function, not on ``parallel=``); both call the same per-task functions.
@@ -40,8 +45,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from hwsim.kernels._conv_tiles import _mk_narrow, _mk_rows, lanes_of
 from hwsim.kernels._dwconv import depthwise3x3  # noqa: F401  (re-exported: the fused depthwise path)
-from hwsim.kernels._microkernel import FAMILIES, MK3_1, MK3_2, MK3_4, MK3_8, MK4_1, MK4_2, MK4_4, MK4_6, MK8_1, lanes
+from hwsim.kernels._microkernel import FAMILIES, lanes
+from hwsim.kernels._stride2 import deinterleave2_rows
 
 
 def plan(h: int, w: int, kh: int, kw: int, stride, padding, dilation):
@@ -62,6 +69,17 @@ def plan(h: int, w: int, kh: int, kw: int, stride, padding, dilation):
     ph_rh = np.array([p[0] for p in phases], dtype=np.int64)
     ph_rw = np.array([p[1] for p in phases], dtype=np.int64)
     return oh, ow, hq, wq, phases, ph_rh, ph_rw
+
+
+def shared_pad_width(w: int, kw: int, stride, padding, dilation, wq: int) -> int:
+    """Plane row stride ``W + pw`` (not ``W + 2*pw``) of a stride-1 convolution whose rows share their
+    padding: the right padding of a row is read from the left padding of the next (both zero; a plane's
+    last row reads the next plane's left padding or the zeroed slack); exact when ``1 <= pw <=
+    (kw - 1)*dw`` (``OW <= W + pw``). 3x3 / pad 1: 1 dropped column per row instead of 2."""
+    pw = padding[1]
+    if stride[0] == 1 and stride[1] == 1 and 1 <= pw <= (kw - 1) * dilation[1]:
+        return w + pw
+    return wq
 
 
 def tap_offsets(cg: int, kh: int, kw: int, hq: int, wq: int, stride, dilation, phases, n_chan: int):
@@ -108,13 +126,36 @@ def _pack_row(xf, P, row, src, wq, sw, j_lo, j_hi, skip_lo, skip_hi, zero_edges)
 
 
 @njit(cache=True)
+def _pack_pair(x, P, p, q, sh, ph, pw, hq, wq, rh, rw):
+    """Column phases ``rw`` (plane ``p``) and ``rw + 1`` (plane ``q``) of row phase ``rh`` of a
+    stride-2 convolution, whole rows with their zero padding: one ``deinterleave2_rows`` call per
+    channel over the rows inside the input, the padding rows zeroed."""
+    c_n, h, w = x.shape
+    xf = x.reshape(-1)
+    plane = hq * wq
+    zero = P.dtype.type(0)
+    i_lo = min(hq, max(0, (ph - rh + sh - 1) // sh))  # first phase row inside the input
+    i_hi = max(i_lo, min(hq, (h - 1 + ph - rh) // sh + 1))
+    for c in range(c_n):
+        for pl in (p, q):
+            b = np.uint64((pl * c_n + c) * plane)
+            for j in range(np.uint64(i_lo * wq)):
+                P[b + j] = zero
+            for j in range(np.uint64(i_hi * wq), np.uint64(plane)):
+                P[b + j] = zero
+        src = (c * h + i_lo * sh + rh - ph) * w
+        deinterleave2_rows(xf, src, w, rw - pw, P, (p * c_n + c) * plane + i_lo * wq,
+                           (q * c_n + c) * plane + i_lo * wq, wq, i_hi - i_lo, sh * w, wq)
+
+
+@njit(cache=True)
 def _pack_phases(x, P, sh, sw, ph, pw, hq, wq, ph_rh, ph_rw):
     """Fill ``P[(p*C + c)*hq*wq + i*wq + j]`` from one image ``x[C, H, W]`` (zeros outside).
 
-    With stride 2 the column phases 0 and 1 of the same row phase are filled in one pass over
-    each input row (an interleaved access LLVM vectorises with shuffles; a lone stride-2 read
-    does not vectorise). Planes with short rows (``wq <= 64``) are zeroed whole first, which
-    costs less than the per-row edge loops.
+    With stride 2 the column phases 0 and 1 of the same row phase are filled together
+    (:func:`_pack_pair`: masked vector loads, shuffles and masked stores of whole rows; a lone
+    stride-2 read does not vectorise). Planes with short rows (``wq <= 64``) are zeroed whole first,
+    which costs less than the per-row edge loops.
     """
     c_n, h, w = x.shape
     xf = x.reshape(-1)
@@ -122,57 +163,36 @@ def _pack_phases(x, P, sh, sw, ph, pw, hq, wq, ph_rh, ph_rw):
     n_ph = ph_rh.size
     done = np.zeros(n_ph, dtype=np.bool_)
     zero = P.dtype.type(0)
-    u1 = np.uint64(1)  # uint64 constants: an int64 literal would promote the index to float64
-    u2 = np.uint64(2)
     for p in range(n_ph):
         if done[p]:
             continue
-        partner = -1
         if sw == 2 and ph_rw[p] == 0:
+            partner = -1
             for q in range(n_ph):
                 if ph_rh[q] == ph_rh[p] and ph_rw[q] == 1:
                     partner = q
+            if partner >= 0:
+                done[partner] = True
+                _pack_pair(x, P, p, partner, sh, ph, pw, hq, wq, ph_rh[p], 0)
+                continue
         lo0, hi0 = _col_range(ph_rw[p], pw, sw, w, wq)
-        lo1, hi1 = lo0, lo0
-        f_lo, f_hi = lo0, lo0  # fused columns (both phases valid), empty without a partner
-        if partner >= 0:
-            done[partner] = True
-            lo1, hi1 = _col_range(1, pw, sw, w, wq)
-            f_lo, f_hi = max(lo0, lo1), max(max(lo0, lo1), min(hi0, hi1))
         short = wq <= 64
         for c in range(c_n):
             if short:
                 for j in range(np.uint64(plane)):
                     P[np.uint64((p * c_n + c) * plane) + j] = zero
-                if partner >= 0:
-                    for j in range(np.uint64(plane)):
-                        P[np.uint64((partner * c_n + c) * plane) + j] = zero
             for i in range(hq):
                 hi = i * sh + ph_rh[p] - ph
                 row0 = (p * c_n + c) * plane + i * wq
-                row1 = (partner * c_n + c) * plane + i * wq
                 if short and (hi < 0 or hi >= h):
                     continue
                 if hi < 0 or hi >= h:
                     for j in range(np.uint64(wq)):
                         P[np.uint64(row0) + j] = zero
-                    if partner >= 0:
-                        for j in range(np.uint64(wq)):
-                            P[np.uint64(row1) + j] = zero
                     continue
                 src_row = (c * h + hi) * w
                 _pack_row(xf, P, row0, src_row + lo0 * sw + ph_rw[p] - pw, wq, sw, lo0, hi0,
-                          f_lo, f_hi, not short)
-                if partner < 0:
-                    continue
-                _pack_row(xf, P, row1, src_row + lo1 * sw + 1 - pw, wq, sw, lo1, hi1, f_lo, f_hi,
-                          not short)
-                d0 = np.uint64(row0 + f_lo)
-                d1 = np.uint64(row1 + f_lo)
-                s0 = np.uint64(src_row + 2 * f_lo - pw)
-                for j in range(np.uint64(f_hi - f_lo)):
-                    P[d0 + j] = xf[s0 + u2 * j]
-                    P[d1 + j] = xf[s0 + u2 * j + u1]
+                          lo0, lo0, not short)
 
 
 @njit(cache=True, inline="always")
@@ -201,37 +221,6 @@ def _scatter(tile, t0, out, o, bias_v, q0, ncol, wq, oh_n, ow_n):
 
 
 @njit(cache=True)
-def _mk_rows(fam, left, w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc):
-    """Run the largest micro-kernel of family ``fam`` fitting ``left`` rows; return rows done."""
-    if fam == 0:
-        if left >= 8:
-            MK3_8(w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc)
-            return 8
-        if left >= 4:
-            MK3_4(w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc)
-            return 4
-        if left >= 2:
-            MK3_2(w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc)
-            return 2
-        MK3_1(w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc)
-        return 1
-    if fam == 1:
-        if left >= 6:
-            MK4_6(w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc)
-            return 6
-        if left >= 4:
-            MK4_4(w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc)
-            return 4
-        if left >= 2:
-            MK4_2(w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc)
-            return 2
-        MK4_1(w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc)
-        return 1
-    MK8_1(w, a0, k, P, b0, boff, k0, kn, dst, d0, ld, acc)
-    return 1
-
-
-@njit(cache=True)
 def _task(fam, nr, gi, c0, c1, P, w, boff, bias, has_bias, out, tile, mg, k, b_group, wq, oh_n,
           ow_n):
     """All output channels of group ``gi`` for column tiles ``c0 <= nt < c1`` (``nr`` wide each).
@@ -245,17 +234,22 @@ def _task(fam, nr, gi, c0, c1, P, w, boff, bias, has_bias, out, tile, mg, k, b_g
     ldt = (c1 - c0) * nr
     nflat = oh_n * wq
     direct = wq == ow_n
+    nl = lanes_of(P)
     for nt in range(c0, c1):
         q0 = nt * nr
         b0 = q0 + gi * b_group
         to_out = direct and q0 + nr <= nflat
         dst = out if to_out else tile
         ld = nflat if to_out else ldt
+        nv = (min(nr, nflat - q0) + nl - 1) // nl  # vectors this column tile needs
         i = 0
         while i < mg:
             o = gi * mg + i
             d0 = o * nflat + q0 if to_out else i * ldt + (nt - c0) * nr
-            i += _mk_rows(fam, mg - i, w, o * k, k, P, b0, boff, 0, k, dst, d0, ld, False)
+            if nv < 3 or (fam == 1 and nv == 3):
+                i += _mk_narrow(nv, mg - i, w, o * k, k, P, b0, boff, 0, k, dst, d0, ld, False)
+            else:
+                i += _mk_rows(fam, mg - i, w, o * k, k, P, b0, boff, 0, k, dst, d0, ld, False)
     q_full = min(c1 * nr, (nflat // nr) * nr) if direct else c0 * nr  # end of in-place tiles
     for i in range(mg):
         o = gi * mg + i
@@ -266,6 +260,38 @@ def _task(fam, nr, gi, c0, c1, P, w, boff, bias, has_bias, out, tile, mg, k, b_g
         if c1 * nr > q_full:  # tiles that went through the tile buffer
             _scatter(tile, i * ldt + (q_full - c0 * nr), out, o, bv, q_full, c1 * nr - q_full,
                      wq, oh_n, ow_n)
+
+
+@njit(cache=True)
+def _task_rows(fam, nr, gi, c0, c1, P, w, boff, bias, has_bias, out, mg, k, b_group, wq, oh_n, ow_n):
+    """:func:`_task` with column tiles aligned to output rows (``ow_n`` a multiple of the vector
+    lanes): tile ``nt`` covers columns ``seg*nr ..`` of output row ``oh`` (``tpr`` tiles per row, the
+    last one narrow), read at ``oh*wq + seg*nr`` on the phase grid and written straight into ``out``
+    (no dropped columns computed, no scatter). Used where ``ow_n % lanes == 0`` and ``wq > ow_n``
+    (ResNet's 7x7/2 stem: OW = 112, Wq = 115)."""
+    tpr = (ow_n + nr - 1) // nr
+    nout = oh_n * ow_n
+    nl = lanes_of(P)
+    for nt in range(c0, c1):
+        oh = nt // tpr
+        col = (nt - oh * tpr) * nr
+        b0 = oh * wq + col + gi * b_group
+        nv = (min(nr, ow_n - col) + nl - 1) // nl
+        i = 0
+        while i < mg:
+            o = gi * mg + i
+            d0 = o * nout + oh * ow_n + col
+            if nv < 3 or (fam == 1 and nv == 3):
+                i += _mk_narrow(nv, mg - i, w, o * k, k, P, b0, boff, 0, k, out, d0, nout, False)
+            else:
+                i += _mk_rows(fam, mg - i, w, o * k, k, P, b0, boff, 0, k, out, d0, nout, False)
+    if has_bias:
+        lo = (c0 // tpr) * ow_n + (c0 % tpr) * nr
+        hi = (c1 // tpr) * ow_n + (c1 % tpr) * nr
+        for i in range(mg):
+            o = gi * mg + i
+            for q in range(o * nout + lo, o * nout + hi):
+                out[q] += bias[o]
 
 
 @njit(cache=True)
@@ -298,13 +324,13 @@ def _task_dw(c, c0, c1, nr, P, w, boff, bias, has_bias, out, tile, b_group, wq, 
 
 @njit(cache=True)
 def conv_serial(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw, ph, pw, hq, wq,
-                ph_rh, ph_rw, oh_n, ow_n, fam, nr, tpt, tile):
+                ph_rh, ph_rw, oh_n, ow_n, fam, nr, tpt, tile, row_tiles):
     """Serial convolution of each image ``x[n]`` into ``out[n]`` (flat ``O*OH*OW``).
 
     Tasks are (group, run of ``tpt`` column tiles of width ``nr``, micro-kernel family ``fam``);
     ``tile`` (at least ``mg * tpt * nr`` elements) is the caller's scratch buffer.
     """
-    n_nt = (oh_n * wq + nr - 1) // nr
+    n_nt = oh_n * ((ow_n + nr - 1) // nr) if row_tiles else (oh_n * wq + nr - 1) // nr
     n_ch = (n_nt + tpt - 1) // tpt
     b_group = cg * hq * wq
     for n in range(x.shape[0]):
@@ -316,6 +342,9 @@ def conv_serial(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw, p
             if fam == FAM_DW:
                 _task_dw(gi, c0, min(c0 + tpt, n_nt), nr, P, w, boff, bias, has_bias, on, tile,
                          b_group, wq, oh_n, ow_n, k)
+            elif row_tiles:
+                _task_rows(fam, nr, gi, c0, min(c0 + tpt, n_nt), P, w, boff, bias, has_bias, on, mg, k,
+                           b_group, wq, oh_n, ow_n)
             else:
                 _task(fam, nr, gi, c0, min(c0 + tpt, n_nt), P, w, boff, bias, has_bias, on,
                       tile, mg, k, b_group, wq, oh_n, ow_n)
@@ -323,10 +352,10 @@ def conv_serial(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw, p
 
 @njit(cache=True, parallel=True)
 def conv_parallel(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw, ph, pw, hq, wq,
-                  ph_rh, ph_rw, oh_n, ow_n, fam, nr, tpt, tile_unused):
+                  ph_rh, ph_rw, oh_n, ow_n, fam, nr, tpt, tile_unused, row_tiles):
     """Same as ``conv_serial`` with the tasks of each image spread over threads by prange
     (each task allocates its own tile)."""
-    n_nt = (oh_n * wq + nr - 1) // nr
+    n_nt = oh_n * ((ow_n + nr - 1) // nr) if row_tiles else (oh_n * wq + nr - 1) // nr
     n_ch = (n_nt + tpt - 1) // tpt
     b_group = cg * hq * wq
     for n in range(x.shape[0]):
@@ -339,12 +368,16 @@ def conv_parallel(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw,
             if fam == FAM_DW:
                 _task_dw(gi, c0, min(c0 + tpt, n_nt), nr, P, w, boff, bias, has_bias, on, tile,
                          b_group, wq, oh_n, ow_n, k)
+            elif row_tiles:
+                _task_rows(fam, nr, gi, c0, min(c0 + tpt, n_nt), P, w, boff, bias, has_bias, on, mg, k,
+                           b_group, wq, oh_n, ow_n)
             else:
                 _task(fam, nr, gi, c0, min(c0 + tpt, n_nt), P, w, boff, bias, has_bias, on,
                       tile, mg, k, b_group, wq, oh_n, ow_n)
 
 
 TILE_BYTES = 256 * 1024  # accumulator tile budget per task (L2-resident)
+FORCE_FLAT = False  # tests and measurements: never use the row-aligned tiles of _task_rows
 FAM_DW = len(FAMILIES)  # pseudo-family: depthwise direct loop (``_task_dw``)
 DW_BLOCK_BYTES = 8 * 1024  # flat block of a depthwise task (L1-resident)
 
@@ -375,8 +408,36 @@ def _workspace(slot: str, size: int, dtype) -> np.ndarray:
 
 
 def _cycles_per_k(mr: int, nv: int) -> float:
-    """Issue model of one micro-kernel k step: 2 FMA/cycle, 2 loads/cycle, 4-cycle FMA latency."""
-    return max(mr * nv / 2, (nv + mr) / 2, 4.0)
+    """Issue model of one micro-kernel k step: 2 FMA/cycle, 4-cycle FMA latency, 2 load slots per
+    cycle of which a 512-bit load takes two (measured on the Zen 5 host: 1 zmm load or 2 broadcasts
+    per cycle), so ``mr`` broadcasts and ``nv`` vector loads take ``(mr + 2*nv) / 2`` cycles."""
+    return max(mr * nv / 2, (2 * nv + mr) / 2, 4.0)
+
+
+def _rows_cost(mg: int, nv: int, rows) -> float:
+    """Modelled cycles per k step of ``mg`` rows covered greedily by tiles of ``rows`` x ``nv``."""
+    left, cost = mg, 0.0
+    for r in rows:
+        cost += (left // r) * _cycles_per_k(r, nv)
+        left %= r
+    return cost
+
+
+_NARROW_ROWS = {1: (8, 1), 2: (8, 4, 1), 3: FAMILIES[0][1]}  # the row tiles of _conv_tiles._mk_narrow
+
+
+def _tiles_cost(mg: int, fam: int, vectors: int) -> float:
+    """Modelled cycles per k step of ``vectors`` column vectors in tiles of family ``fam``: whole
+    tiles, then one narrow tile (1-3 vectors, ``_mk_narrow``) or, in the 8-vector family, one
+    more whole tile for a remainder of 4-7 vectors."""
+    nv, rows = FAMILIES[fam]
+    rem = vectors % nv
+    cost = (vectors // nv) * _rows_cost(mg, nv, rows)
+    if rem and (rem < 3 or (fam == 1 and rem == 3)):
+        cost += _rows_cost(mg, rem, _NARROW_ROWS[rem])
+    elif rem:
+        cost += _rows_cost(mg, nv, rows)
+    return cost
 
 
 def choose_family(mg: int, nflat: int, nl: int) -> int:
@@ -384,18 +445,18 @@ def choose_family(mg: int, nflat: int, nl: int) -> int:
 
     ``nl``: vector lanes (16 for float32, 8 for float64). Rows are covered greedily (largest
     tile first), as ``_mk_rows`` does. Wide tiles win for big maps with few output channels per
-    group (depthwise), 4-vector tiles for small maps (a 7x7 map has 63 flat positions).
+    group (depthwise), 4-vector tiles for small maps (a 7x7 map has 56 flat positions: one 4-vector
+    tile rather than 3 vectors and a load-bound 1-vector one).
     """
-    best, best_cost = 0, float("inf")
-    for fam, (nv, rows) in enumerate(FAMILIES):
-        left, cost = mg, 0.0
-        for r in rows:
-            cost += (left // r) * _cycles_per_k(r, nv)
-            left %= r
-        cost *= -(-nflat // (nv * nl))
-        if cost < best_cost:
-            best, best_cost = fam, cost
-    return best
+    costs = [_tiles_cost(mg, fam, -(-nflat // nl)) for fam in range(len(FAMILIES))]
+    return costs.index(min(costs))
+
+
+def choose_row_family(mg: int, row_vectors: int) -> int:
+    """Family 0 or 1 for the row-aligned tiles of ``_task_rows``: every output row of ``row_vectors``
+    vectors is covered by whole tiles and one narrow tile; e.g. 7 vectors (OW = 112) as 4 + 3 rather
+    than 3 + 3 + 1 (the 1-vector tile is load-bound)."""
+    return 0 if _tiles_cost(mg, 0, row_vectors) <= _tiles_cost(mg, 1, row_vectors) else 1
 
 
 def conv2d_gemm(x, w, b, stride, padding, dilation, groups, parallel: bool):
@@ -407,13 +468,19 @@ def conv2d_gemm(x, w, b, stride, padding, dilation, groups, parallel: bool):
     if mg == 1 and cg == 1 and (kh, kw) in ((3, 3), (5, 5)) and tuple(dilation) == (1, 1) and max(stride) <= 2:
         return depthwise3x3(x, w, b, stride, padding, parallel)
     oh, ow, hq, wq, phases, ph_rh, ph_rw = plan(h, wd, kh, kw, stride, padding, dilation)
+    wq = shared_pad_width(wd, kw, stride, padding, dilation, wq)
     k = cg * kh * kw
     if mg == 1 and cg == 1:  # depthwise (multiplier 1)
         fam, nr = FAM_DW, DW_BLOCK_BYTES // dt.itemsize
     else:
         fam = choose_family(mg, oh * wq, lanes(dt))
         nr = FAMILIES[fam][0] * lanes(dt)
-    n_nt = -(-(oh * wq) // nr)
+    # row-aligned tiles (_task_rows) where output rows are whole vectors; 3- / 4-vector families only
+    row_tiles = fam in (0, 1) and wq > ow and ow % lanes(dt) == 0 and not FORCE_FLAT
+    if row_tiles:
+        fam = choose_row_family(mg, ow // lanes(dt))
+        nr = FAMILIES[fam][0] * lanes(dt)
+    n_nt = oh * -(-ow // nr) if row_tiles else -(-(oh * wq) // nr)
     boff = tap_offsets(cg, kh, kw, hq, wq, stride, dilation, phases, c)
     # B reads reach at most one plane plus one column tile past the last plane's start; the
     # slack after the packed planes must be finite (it only feeds discarded columns).
@@ -429,5 +496,5 @@ def conv2d_gemm(x, w, b, stride, padding, dilation, groups, parallel: bool):
     tile = _workspace("tile", 1 if parallel else mg * tpt * nr, dt)
     fn = conv_parallel if parallel else conv_serial
     fn(x, w.reshape(-1), bias, has_bias, out, P, boff, groups, mg, k, cg, stride[0], stride[1],
-       padding[0], padding[1], hq, wq, ph_rh, ph_rw, oh, ow, fam, nr, tpt, tile)
+       padding[0], padding[1], hq, wq, ph_rh, ph_rw, oh, ow, fam, nr, tpt, tile, row_tiles)
     return out.reshape(n, o, oh, ow)

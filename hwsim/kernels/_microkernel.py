@@ -124,3 +124,8 @@ MK3_8, MK3_4, MK3_2, MK3_1 = (make_microkernel(r, 3) for r in (8, 4, 2, 1))
 MK4_6, MK4_4, MK4_2, MK4_1 = (make_microkernel(r, 4) for r in (6, 4, 2, 1))
 MK8_1 = make_microkernel(1, 8)
 FAMILIES = ((3, (8, 4, 2, 1)), (4, (6, 4, 2, 1)), (8, (1,)))
+# Narrow tiles for the last column tile of a row of tiles (1 or 2 vectors where the family's 3 or
+# 4 would compute up to 47 / 63 dropped columns: a 14x14 map with pad 1 has 210 flat positions,
+# 14 vectors instead of 15 or 16).
+MK2_8, MK2_4, MK2_1 = (make_microkernel(r, 2) for r in (8, 4, 1))
+MK1_8, MK1_1 = (make_microkernel(r, 1) for r in (8, 1))

@@ -35,6 +35,9 @@ OUT_DTYPES = (np.int8, np.uint8, np.int16, np.int32)
 _I32_MAX = 2**31 - 1
 _I64_MAX = 2**63 - 1
 _F64_EXACT = 2**53  # integers of smaller magnitude are exact in float64
+# gemm_int takes the float64 GEMM from this many rows of x (its columns there): below, the GEMM's register tile
+# is mostly empty and the integer loops are as fast or faster (timings: docs/targets/kernels.md, "Integer kernels").
+_F64_GEMM_MIN_ROWS = 64
 
 
 def _int_scalar(name: str, v) -> int:
@@ -111,6 +114,13 @@ def gemm_int(x, w, x_zero_point: int = 0, w_zero_point: int = 0,
     zw = _int_scalar("w_zero_point", w_zero_point)
     k = x.shape[1]
     acc_t = accumulator_dtype(x.dtype, w.dtype, k, zx, zw)
+    if x.shape[0] >= _F64_GEMM_MIN_ROWS and _span(x.dtype, zx) * _span(w.dtype, zw) * k < _F64_EXACT:
+        # exact in float64 (see the module docstring): the GEMM as a 1x1 convolution of one image with
+        # K channels and a 1 x N map on the register-tiled float64 kernels of _conv.py
+        xt = (x.astype(np.float64) - zx).T.reshape(1, k, 1, x.shape[0])
+        wf = (w.astype(np.float64) - zw).reshape(w.shape[0], k, 1, 1)
+        y = conv2d_gemm(np.ascontiguousarray(xt), wf, None, (1, 1), (0, 0), (1, 1), 1, bool(parallel))
+        return np.ascontiguousarray(y.reshape(w.shape[0], x.shape[0]).T).astype(acc_t)
     if acc_t == np.int64:
         _check_data_bound(x, w, k, zx, zw)
         _check_data_bound(x, w, k, zx, 0)  # the raw products summed before the correction
