@@ -288,3 +288,76 @@ def test_quantize_with_progress_equals_the_quantize_pass(capsys):
     a, b = quantize_with_progress(g, 7, 6, progress=True), quantize(g, 7, 6)
     assert [n.meta.get("quant") for n in a.nodes] == [n.meta.get("quant") for n in b.nodes]
     assert "quantizing weights" in capsys.readouterr().err  # the bar was drawn (forced on)
+
+
+# ----------------------------------------------------------------------------- fast ADC kernels vs the row-add kernel
+def test_bit_planes_hold_every_level():
+    from hwsim.imc import _bitplane as bp
+
+    lv = np.random.default_rng(0).integers(0, 8, (150, 7))
+    planes = bp.pack_planes(lv, 3, 2)  # [3 bits, 3 words, 7 pairs]
+    rows = np.arange(150)
+    bits = (planes[:, rows // 64, :] >> (rows % 64).astype(np.uint64)[None, :, None]) & np.uint64(1)
+    assert np.array_equal((bits.astype(np.int64) << np.arange(3)[:, None, None]).sum(axis=0), lv)
+    assert not (planes[:, 2, :] >> np.uint64(150 - 128)).any()  # rows beyond 150 are 0
+
+
+KERNEL_CASES = [  # (rows, dac_bits, input bits, cell bits, adc bits, mode, lsb, noise, analog)
+    (128, 1, 8, 2, 6, 0, 1.0, False, False), (100, 1, 8, 2, 5, 0, 1.0, False, False),
+    (200, 1, 16, 2, 7, 0, 1.0, False, False), (40, 2, 6, 3, 4, 0, 1.0, False, False),
+    (128, 1, 8, 2, 6, 1, 2.0, True, False), (70, 3, 9, 2, 5, 2, 1.0, False, False),
+    (128, 1, 8, 2, 6, 3, 1.0, False, True), (27, 1, 8, 2, 6, 3, 2.0, False, True),
+    (200, 1, 12, 2, 6, 3, 1.0, False, True), (64, 2, 8, 2, 5, 1, 1.0, True, True),
+    (90, 1, 16, 2, 8, 2, 4.0, False, True), (33, 3, 7, 1, 4, 3, 1.0, False, True)]
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES)
+def test_fast_adc_kernels_equal_the_row_add_kernel(case):
+    """The popcount kernel (integer cells) and the analog kernel (grid conductances) give the row-add kernel's
+    accumulators bit for bit: every ADC rule, 1-3-bit DAC steps, 1-16-bit inputs, 27-200 rows."""
+    from hwsim.imc import _analog as an
+    from hwsim.imc import _bitplane as bp
+    from hwsim.imc import xbar as xb
+
+    rows, d, nbits, cbits, adc, mode, lsb, noisy, analog = case
+    r = np.random.default_rng(rows * 31 + mode)
+    m, k0, q = 150, 5, 37
+    u = r.integers(0, 2**nbits, (m, k0 + rows + 3))
+    u[r.random(u.shape) < 0.4] = 0
+    base, off = np.zeros(1, np.int64), np.arange(u.shape[1], dtype=np.int64)
+    levels = r.integers(0, 2**cbits, (rows, q))
+    levels[:, 3] = 0  # an empty pair
+    colw = r.choice([-4.0, -1.0, 1.0, 2.0, 16.0], q)
+    colout = r.integers(0, 6, q).astype(np.int64)
+    top, jn = float(2**adc - 1), -(-nbits // d)
+    thr = np.sort(r.uniform(0.3, top, int(top))) if mode == 2 else np.zeros(0)
+    z = r.standard_normal((jn, m, q), dtype=np.float32) if noisy else np.zeros((0, 0, 0), np.float32)
+    zs = 0.3 * lsb if noisy else 0.0
+    acc0 = r.integers(-1000, 1000, (m, 6)).astype(np.float64)
+    ref, got = acc0.copy(), acc0.copy()
+    if analog:
+        cells = (np.rint((levels + 0.1 * r.standard_normal(levels.shape)).clip(0) * 2**12) / 2**12).astype(np.float32)
+        skip = -1 if noisy else 0
+        xb.split_adc(u, base, off, 0, m, k0, rows, cells, jn, d, colw, colout, lsb, top, mode, thr, 0.0, skip, z, zs,
+                     ref)
+        fast32 = mode == 3 and an.codes_fit_float32(top, jn, d)
+        for gb in (4, 8):  # rows per subset-sum group
+            got = acc0.copy()
+            an.split_adc_rows(u, base, off, 0, m, k0, rows, cells, jn, d, colw, colout, lsb, top, mode, thr, 0.0,
+                              skip, z, zs, fast32, gb, got)
+            assert np.array_equal(got, ref)
+    else:
+        skip = int(top // levels.max()) if mode == 0 else (-1 if noisy else 0)
+        xb.split_adc(u, base, off, 0, m, k0, rows, levels.astype(np.int16), jn, d, colw, colout, lsb, top, mode, thr,
+                     1.0, skip, z, zs, ref)
+        planes = bp.pack_planes(levels, max(2, cbits), 2)
+        bp.split_adc_bits(u, base, off, 0, m, k0, rows, planes, jn, d, colw, colout, lsb, top, mode, thr, skip, z, zs,
+                          got)
+        assert np.array_equal(got, ref)
+        for gb in (4, 8):  # the subset-sum kernel on integer cells
+            got = acc0.copy()
+            an.split_adc_rows(u, base, off, 0, m, k0, rows, levels.astype(np.int16), jn, d, colw, colout, lsb, top,
+                              mode, thr, 1.0, skip, z, zs, False, gb, got)
+            assert np.array_equal(got, ref)
+    assert not np.array_equal(ref, acc0)  # the case converts something
+    assert np.array_equal(got, ref)

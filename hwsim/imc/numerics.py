@@ -43,10 +43,16 @@ transcriptions, bit for bit, with every effect on):
   transfer) needs nothing else, the others get the correction ``col_w·2^(j·d)·(code·lsb − p)``, skipped for
   every step whose level sum times the largest cell cannot reach the top code. *Analog cells*: conductances
   on a 2^-F grid (exact float32 sums, :func:`hwsim.imc.physics.grid_bits`), every pair through the ADC.
-- :func:`hwsim.imc.xbar.split_adc` does the ADC path of one row split for a whole batch of pixels: per
-  pixel and step the rows with a non-zero DAC level are compacted, their cells summed over all pairs at
-  once, each sum converted and shifted into the accumulators. A step whose levels are all zero produces
-  partial sums of 0 and code 0 and is skipped (not with ADC noise).
+- The ADC path of one row split runs for a whole batch of pixels, per pixel and step: the partial sums of all
+  pairs at once, each converted and shifted into the accumulators. *Integer cells*:
+  :func:`hwsim.imc._bitplane.split_adc_bits` forms them as popcounts of the inputs' and the cells' bit planes
+  (64 rows per word; CLIP at LSB 1 fused with the shift-and-add in int64). *Analog cells*:
+  :func:`hwsim.imc._analog.split_adc_rows` adds precomputed sums of 4-8-row subsets of the conductances,
+  the subsets read from the input bit planes (float32 shift-and-add of the codes when exact). Both equal :func:`hwsim.imc.xbar.split_adc`, the
+  straightforward row-add kernel, bit for bit (tests). A step whose levels are all zero produces partial sums
+  of 0 and code 0 and is skipped (not with ADC noise).
+- Exact convolutions (the folded exact part, the OFFSET correction, the exact path) run on the float32 conv
+  kernels when every partial sum is an integer below 2^24, else on the int8 kernels' float64 path.
 """
 from __future__ import annotations
 
@@ -56,9 +62,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from hwsim.imc import _analog as an
+from hwsim.imc import _bitplane as bp
 from hwsim.imc import physics as ph
 from hwsim.imc import xbar as xb
 from hwsim.imc.spec import AdcMode, IMCSpec, SignedWeights
+from hwsim.kernels import fp32 as fp
 from hwsim.kernels import int8 as ik
 
 __all__ = ["adc_exact", "int_dtype", "patches", "program", "program_splits", "program_bytes", "read_program",
@@ -125,6 +134,7 @@ class SplitProgram:
     skip_sum: int
     mode: int
     grid: int = 0
+    planes: np.ndarray | None = None  # integer cells as bit planes [B, ⌈rows/64⌉, Q] uint64 (hwsim.imc._bitplane)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +150,8 @@ class Program:
 
     @property
     def nbytes(self) -> int:
-        return sum(sp.cells.nbytes for sp in self.splits) + (0 if self.exact is None else self.exact.nbytes)
+        return (sum(sp.cells.nbytes + (0 if sp.planes is None else sp.planes.nbytes) for sp in self.splits)
+                + (0 if self.exact is None else self.exact.nbytes))
 
 
 def _slices(u: np.ndarray, spec: IMCSpec) -> np.ndarray:
@@ -211,8 +222,9 @@ def _integer_split(g, colw, colout, k0, lsb, spec, ex) -> SplitProgram:
     mode = xb.ADC_TABLE if nonlin else (xb.ADC_RINT if noisy or lsb > 1 else xb.ADC_CLIP)
     # int16 partial sums are exact (and twice as many per vector as float32) while rows·dmax·gmax < 2^15
     dt = np.int16 if g.shape[0] * dmax * max(gmax, 1.0) < 2**15 else np.float32
-    return SplitProgram(k0, g.shape[0], np.ascontiguousarray(g[:, sel], dtype=dt), colw[sel], colout[sel],
-                        lsb, True, skip, mode)
+    cells = np.ascontiguousarray(g[:, sel], dtype=dt)
+    planes = bp.pack_planes(cells.astype(np.int64), max(2, int(gmax).bit_length()), 2)  # >= 2 x 2: fixed22
+    return SplitProgram(k0, g.shape[0], cells, colw[sel], colout[sel], lsb, True, skip, mode, planes=planes)
 
 
 def _analog_split(g, lv, colw, colout, k0, lsb, spec, ex) -> SplitProgram:
@@ -292,7 +304,7 @@ def read_split(sp: SplitProgram, spec: IMCSpec, rng: np.random.Generator) -> Spl
     g = ph.read_cells(sp.cells.astype(np.float64), spec, rng)
     f = ph.grid_bits(spec, float(g.max()) if g.size else 0.0)
     cells = np.ascontiguousarray(ph.grid(g, f))
-    return replace(sp, cells=cells, grid=f, mode=_analog_mode(spec, cells, f))
+    return replace(sp, cells=cells, grid=f, mode=_analog_mode(spec, cells, f), planes=None)
 
 
 def read_program(prog: Program, spec: IMCSpec, rng: np.random.Generator) -> Program:
@@ -318,6 +330,18 @@ def _adc_paths(splits, thresholds: np.ndarray, xp: np.ndarray, base: np.ndarray,
         for m0 in range(0, m, step):
             m1 = min(m, m0 + step)
             z = noise_rng.standard_normal((spec.input_steps, m1 - m0, q), dtype=np.float32) if noisy else empty
+            if sp.planes is not None:  # integer cells: partial sums by popcounts (same bits, less work)
+                bp.split_adc_bits(xp, base, off, m0, m1, sp.k0, sp.rows, sp.planes, spec.input_steps, spec.dac_bits,
+                                  sp.col_w, sp.col_out, sp.lsb, top, sp.mode, thresholds, sp.skip_sum, z,
+                                  spec.adc_noise_lsb * sp.lsb, out)
+                continue
+            if not sp.lin:  # analog cells: every pair through the ADC (active rows from bit planes)
+                fast32 = sp.mode == xb.ADC_RINT32 and an.codes_fit_float32(top, spec.input_steps, spec.dac_bits)
+                an.split_adc_rows(xp, base, off, m0, m1, sp.k0, sp.rows, sp.cells, spec.input_steps, spec.dac_bits,
+                                  sp.col_w, sp.col_out, sp.lsb, top, sp.mode, thresholds, 0.0, sp.skip_sum, z,
+                                  spec.adc_noise_lsb * sp.lsb, fast32,
+                                  an.group_bits(-(-sp.rows // 64), q, sp.cells.itemsize), out)
+                continue
             xb.split_adc(xp, base, off, m0, m1, sp.k0, sp.rows, sp.cells, spec.input_steps, spec.dac_bits, sp.col_w,
                          sp.col_out, sp.lsb, top, sp.mode, thresholds, 1.0 if sp.lin else 0.0, sp.skip_sum, z,
                          spec.adc_noise_lsb * sp.lsb, out)
@@ -360,17 +384,18 @@ def apply_conv(prog: Program, xq: np.ndarray, x_bits: int, x_signed: bool, spec:
     off = (np.arange(c)[:, None, None] * (hp * wp) + (np.arange(kh) * dh)[None, :, None] * wp
            + (np.arange(kw) * dw)[None, None, :]).ravel().astype(np.int64)
     m, k = n * oh * ow, c * kh * kw
-    out = np.zeros((m, prog.n), dtype=np.float64)
-    xd, zx = _operand(xq, x_bits, x_signed)
+    xmax = _absmax(xq)
 
     def conv(weights: np.ndarray) -> np.ndarray:  # [n_out, k] integers -> [M, n_out] float64, exact
-        r = ik.conv2d_int(xd, weights.reshape(-1, c, kh, kw), attrs.stride, attrs.padding, attrs.dilation, 1,
-                          x_zero_point=zx, parallel=parallel)
+        r = _conv_exact(xq, xmax, x_bits, x_signed, weights.reshape(-1, c, kh, kw), attrs, 1, parallel)
         return r.transpose(0, 2, 3, 1).reshape(m, -1).astype(np.float64)
 
+    out = np.zeros((m, prog.n), dtype=np.float64) if prog.exact is None or _absmax(prog.exact) >= 2**15 else None
     if prog.exact is not None:
-        if np.abs(prog.exact).max() < 2**15:
-            out += conv(prog.exact.T.astype(np.int16)) + ox * prog.exact.sum(axis=0)[None, :]
+        if out is None:  # the exact part fills every entry
+            out = conv(prog.exact.T.astype(np.int16))
+            if ox:
+                out += ox * prog.exact.sum(axis=0)[None, :]
         else:
             u = patches(xq.astype(np.int64) + ox, attrs.kernel, attrs.stride, attrs.padding, attrs.dilation, ox)
             xb.exact_gemm(u, prog.exact, out, int(u.max()) if u.size else 0)
@@ -434,11 +459,30 @@ def _operand(xq: np.ndarray, bits: int, signed: bool) -> tuple[np.ndarray, int]:
 
 def exact_conv(xq: np.ndarray, qw: np.ndarray, x_bits: int, x_signed: bool, w_bits: int, attrs,
                parallel: bool = False) -> np.ndarray:
-    """Exact integer conv accumulators [N, O, OH, OW] via the int8 kernels (:func:`hwsim.kernels.int8.conv2d_int`:
-    float64 implicit GEMM when every partial sum is below 2^53, which holds for inputs and weights of <= 16 bits)."""
+    """Exact integer conv accumulators [N, O, OH, OW] (:func:`_conv_exact`: float32 below 2^24, else the int8
+    kernels' float64 implicit GEMM, exact below 2^53, which holds for inputs and weights of <= 16 bits)."""
+    return _conv_exact(xq, _absmax(xq), x_bits, x_signed, qw.astype(int_dtype(w_bits, True), copy=False), attrs,
+                       attrs.groups, parallel)
+
+
+def _absmax(a: np.ndarray) -> int:
+    """max |a| of an integer array (0 if empty), without an |a| copy."""
+    return max(-int(a.min()), int(a.max())) if a.size else 0
+
+
+def _conv_exact(xq: np.ndarray, xmax: int, x_bits: int, x_signed: bool, w: np.ndarray, attrs, groups: int,
+                parallel: bool) -> np.ndarray:
+    """``Σ q_x·w`` over every window (padded taps 0) [N, O, OH, OW], exact. Float32 implicit GEMM
+    (:func:`hwsim.kernels.fp32.conv2d`) when every product and partial sum is an integer below 2^24 in magnitude
+    (``max|q_x| · max_o Σ_k |w[o, k]| < 2^24``: float32 holds them exactly in any summation order, fused or not);
+    otherwise the int8 kernels' exact float64 path (:func:`hwsim.kernels.int8.conv2d_int`)."""
+    wsum = int(np.abs(w.reshape(w.shape[0], -1), dtype=np.int64).sum(axis=1).max()) if w.size else 0
+    if xmax * wsum < 2**24:
+        return fp.conv2d(xq.astype(np.float32), w.astype(np.float32), None, attrs.stride, attrs.padding,
+                         attrs.dilation, groups, parallel)
     xd, zx = _operand(xq, x_bits, x_signed)
-    return ik.conv2d_int(xd, qw.astype(int_dtype(w_bits, True), copy=False), attrs.stride, attrs.padding,
-                         attrs.dilation, attrs.groups, x_zero_point=zx, parallel=parallel)
+    return ik.conv2d_int(xd, w, attrs.stride, attrs.padding, attrs.dilation, groups, x_zero_point=zx,
+                         parallel=parallel)
 
 
 def exact_linear(xq: np.ndarray, qw: np.ndarray) -> np.ndarray:

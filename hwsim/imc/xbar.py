@@ -9,7 +9,9 @@ operations they spend:
   float32 (bound < 2^24) or float64 (bound < 2^53) is exact in any summation order, with or without fused
   multiply-adds. Beyond 2^53 it refuses (no hwsim configuration gets there: 16-bit inputs and weights on
   2^20 rows stay below 2^52). Pixels are processed in chunks of at most ``CHUNK_BYTES`` of converted inputs.
-- :func:`split_adc`: for one row split, every pixel m and input step j, the rows whose DAC level is non-zero
+- :func:`split_adc` (the reference row-add kernel; the functional path runs the faster, bit-identical
+  :mod:`hwsim.imc._bitplane` for integer cells and :mod:`hwsim.imc._analog` for analog ones, which reuse its
+  converters): for one row split, every pixel m and input step j, the rows whose DAC level is non-zero
   are gathered once and their programmed conductances summed over all (sign, slice, column) pairs q of the
   split at once (one vectorised row add per active row), giving the bit-line partial sums ``p[m, j, q]``;
   each is converted (:data:`ADC_CLIP`, :data:`ADC_RINT` or :data:`ADC_TABLE`) and
