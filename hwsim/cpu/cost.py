@@ -130,8 +130,7 @@ ELEMENTWISE_OPS = {
 }
 # Ops per window tap of a pooling kernel (the "pool" kind; elementwise_ops counts the taps): an average pool loads
 # and adds (1), a max pool loads, compares and, when the tap wins, updates both the maximum and its index (2; ATen's
-# cpu_max_pool keeps the index of every output). Measured here, large maps at one thread: 3x3 max pool 2.4 ns per
-# tap, 2x2 max pool 2.5-3.7, 2x2 average pool 1.35.
+# cpu_max_pool keeps the index of every output); single-thread timings behind the counts: docs/targets/cpu-calibration.md.
 POOL_TAP_OPS = {Op.MAXPOOL: 2, Op.AVGPOOL: 1, Op.ADAPTIVE_AVGPOOL: 1}
 # Resampling (Op.UPSAMPLE) reads taps source pixels per output: bilinear 4 (2x2 neighbourhood), nearest 1. The
 # runtime's kernel computes source indices and weights per output and gathers (no straight vector stream): its
