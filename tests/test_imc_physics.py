@@ -1,5 +1,6 @@
 """IMC device and circuit physics, and the fast crossbar kernels against a slow straightforward transcription."""
 import dataclasses
+import zlib
 
 import numpy as np
 import pytest
@@ -33,6 +34,55 @@ def _levels(mat, k0, rows, spec):
     return lv, flip, shift
 
 
+def _ref_generator(rng, k0):
+    """The reference column's generator, written out: the split's seed entropy, its spawn key + (crc32 key, k0)."""
+    ss = rng.bit_generator.seed_seq
+    key = tuple(ss.spawn_key) + (zlib.crc32(b"reference-column"), k0)
+    return np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=key))
+
+
+def _by_hand(lv, spec, rng):
+    """Steps 1-4 of hwsim.imc.physics on levels lv (float64), cell by cell in the module docstring's order:
+    (g at t0, g at t)."""
+    cmax = 2**spec.cell_bits - 1
+    g_off = 0.0 if spec.on_off_ratio == 0 else cmax / (spec.on_off_ratio - 1.0)
+    if rng is not None and spec.stuck_at_rate > 0:
+        hit, high = rng.random(lv.shape) < spec.stuck_at_rate, rng.random(lv.shape) < 0.5
+        lv = np.where(hit, np.where(high, float(cmax), 0.0), lv)
+    g = lv + g_off
+    if rng is not None and spec.conductance_sigma > 0:
+        g = np.maximum(g * (1.0 + spec.conductance_sigma * rng.standard_normal(g.shape)), 0.0)
+    g0 = g
+    if rng is not None and ph.drifts(spec):
+        nu = np.abs(spec.drift_nu_mean + spec.drift_nu_std * rng.standard_normal(g.shape))
+        g = g * (spec.drift_time_s / spec.drift_t0_s) ** (-nu)
+    return g0, g
+
+
+def cells_by_hand(lv, spec, rng, k0):
+    """Programmed conductances of a row split (data cells [rows, Q], reference cells [rows] or None) by the
+    equations of hwsim.imc.physics, steps 1-5 and 7, before the subtraction."""
+    g0, g = _by_hand(lv.astype(np.float64), spec, rng)
+    ref = None
+    if spec.reference_column:
+        ref = _by_hand(np.zeros(lv.shape[0]), spec, None if rng is None else _ref_generator(rng, k0))[1]
+    if rng is not None and ph.drifts(spec) and spec.drift_compensation and g.sum() > 0:
+        a = g0.sum() / g.sum()
+        g, ref = g * a, (None if ref is None else ref * a)
+    if spec.ir_drop > 0:
+        att = 1.0 - spec.ir_drop * ((k0 % spec.rows) + np.arange(lv.shape[0])) / max(spec.rows - 1, 1)
+        g, ref = g * att[:, None], (None if ref is None else ref * att)
+    return g, ref
+
+
+def _on_grid(g, spec):
+    return ph.grid(g, ph.grid_bits(spec, np.abs(g).max())).astype(np.float64)
+
+
+def _read_by_hand(g, spec, rng):
+    return np.maximum(g * (1.0 + spec.read_sigma * rng.standard_normal(g.shape)), 0.0)
+
+
 def ref_matmul(xq, qw, x_signed, spec, seed, read_seed=None):
     """The crossbar model of hwsim.imc.numerics and hwsim.imc.physics written out densely: per row split, input
     step and (sign, slice, column) pair a float64 partial sum, one ADC conversion each, shift-and-add in int
@@ -57,13 +107,20 @@ def ref_matmul(xq, qw, x_signed, spec, seed, read_seed=None):
         lv = np.concatenate([p[0] for p in parts], axis=1)
         g = lv.astype(np.float64)
         rng = nm.rng_for(seed, "cells", "w", "0", str(k0)) if ph.per_seed(spec) else None
+        ref = None
         if ph.analog(spec) or rng is not None:
-            g = ph.program_cells(lv, spec, rng, k0)
-        if ph.analog(spec):
-            g = ph.grid(g, ph.grid_bits(spec, g.max())).astype(np.float64)
-        if read is not None:
-            g = ph.read_cells(g, spec, read)
-            g = ph.grid(g, ph.grid_bits(spec, g.max())).astype(np.float64)
+            g, ref = cells_by_hand(lv, spec, rng, k0)
+        if read is not None and ref is not None:  # both columns read afresh, then subtracted
+            g = _read_by_hand(_on_grid(g, spec), spec, read) - _read_by_hand(ref[:, None], spec,
+                                                                             _ref_generator(read, k0))
+            g = _on_grid(g, spec)
+        else:
+            if ref is not None:
+                g = g - ref[:, None]
+            if ph.analog(spec):
+                g = _on_grid(g, spec)
+            if read is not None:
+                g = _on_grid(_read_by_hand(g, spec, read), spec)
         fs = spec.partial_sum_max(rows)
         e = 0
         while spec.adc_mode == AdcMode.SCALE and top * 2**e < fs:
@@ -100,14 +157,22 @@ PHYSICS = [dict(), dict(conductance_sigma=0.05), dict(stuck_at_rate=0.02), dict(
            dict(drift_time_s=3600.0, drift_nu_mean=0.05, drift_nu_std=0.02, drift_compensation=True),
            dict(adc_inl_lsb=0.6, adc_dnl_lsb=0.2), dict(ir_drop=0.1), dict(read_sigma=0.03),
            dict(conductance_sigma=0.03, stuck_at_rate=0.01, adc_noise_lsb=0.3, on_off_ratio=50.0, ir_drop=0.05)]
+REFERENCE = [dict(on_off_ratio=17.0, reference_column=True), dict(on_off_ratio=10.0, reference_column=True),
+             dict(on_off_ratio=17.0, reference_column=True, conductance_sigma=0.05, stuck_at_rate=0.02, ir_drop=0.1,
+                  drift_time_s=3600.0, drift_nu_mean=0.05, drift_nu_std=0.02, drift_compensation=True),
+             dict(on_off_ratio=17.0, reference_column=True, read_sigma=0.03, conductance_sigma=0.02),
+             dict(on_off_ratio=5.0, reference_column=True, adc_noise_lsb=0.3, adc_inl_lsb=0.6, adc_dnl_lsb=0.2,
+                  stuck_at_rate=0.05),
+             dict(on_off_ratio=17.0, reference_column=True, adc_noise_lsb=0.4, conductance_sigma=0.05)]
 
 
-@pytest.mark.parametrize("phys", PHYSICS, ids=lambda p: ",".join(p) or "ideal")
+@pytest.mark.parametrize("phys", PHYSICS + REFERENCE, ids=lambda p: ",".join(p) or "ideal")
 @pytest.mark.parametrize("case", range(4))
 def test_fast_path_equals_transcription_bit_for_bit(phys, case):
     r = np.random.default_rng(100 + case)
     wb, xb = int(r.integers(3, 9)), int(r.integers(2, 9))
     diff, signed = bool(r.integers(2)), bool(r.integers(2))
+    diff = diff and "reference_column" not in phys  # the reference column is for offset weights
     cell = int(min(r.integers(1, 4), wb - 1 if diff else wb))
     spec = IMCSpec(rows=int(r.choice([8, 16, 40])), cols=128, cell_bits=cell, weight_bits=wb, input_bits=xb,
                    dac_bits=int(min(r.integers(1, 3), xb)), adc_bits=int(r.integers(2, 7)),
@@ -331,3 +396,93 @@ def test_program_cache_is_bounded_and_keeps_the_first_layers_of_a_net_larger_tha
     assert sum(v[1].nbytes for v in ik._PCACHE.values()) <= total // 2
     ik.clear_cache()
     assert not ik._PCACHE
+
+
+# ----------------------------------------------------------------------------- the reference column
+OFFSET = dataclasses.replace(BASE, signed_weights=SignedWeights.OFFSET)  # 64 x 3 x 3 = 192 <= 1023: exact ideal chip
+
+
+def test_reference_column_restores_the_offset_chip():
+    """Offset weights on cells with on/off ratio 17: the g_min leakage wrecks the outputs; the reference column
+    cancels it exactly (g_off = 3/16 is a float: l + g_off − g_off = l) and, with programming noise, keeps the
+    error at the noise's level."""
+    g, x = _net()
+    fp = functional.run(g, x)[0]
+    ideal = _run(OFFSET, g=g, x=x)
+    leak = _run(dataclasses.replace(OFFSET, on_off_ratio=17.0), g=g, x=x)
+    ref = _run(dataclasses.replace(OFFSET, on_off_ratio=17.0, reference_column=True), g=g, x=x)
+    assert np.array_equal(ref, ideal)
+    assert _rel(leak, fp) > 1000 * _rel(ideal, fp)  # measured: 174 vs 0.016
+    noisy = dict(on_off_ratio=17.0, conductance_sigma=0.03, read_sigma=0.02)
+    leak_n = _run(dataclasses.replace(OFFSET, **noisy), 1, read_index=0, g=g, x=x)
+    ref_n = _run(dataclasses.replace(OFFSET, reference_column=True, **noisy), 1, read_index=0, g=g, x=x)
+    assert _rel(ref_n, fp) < _rel(leak_n, fp) / 100  # measured: 0.080 vs 152
+
+
+def test_reference_column_leaves_the_data_cells_draws_unchanged():
+    """Its own generator: the data cells of a spec with it are those of the same spec without it, bit for bit,
+    and the reference cells equal the by-hand transcription."""
+    lv = np.random.default_rng(0).integers(0, 4, (40, 9))
+    kw = dict(on_off_ratio=17.0, conductance_sigma=0.05, stuck_at_rate=0.05, ir_drop=0.1, drift_time_s=3600.0,
+              drift_nu_mean=0.05, drift_nu_std=0.02, drift_compensation=True)
+    with_ref = dataclasses.replace(OFFSET, reference_column=True, **kw)
+    g, ref = ph.program_array(lv, with_ref, nm.rng_for(3, "cells", "5"), 24)
+    assert np.array_equal(g, ph.program_cells(lv, dataclasses.replace(OFFSET, **kw), nm.rng_for(3, "cells", "5"), 24))
+    want_g, want_ref = cells_by_hand(lv, with_ref, nm.rng_for(3, "cells", "5"), 24)
+    assert np.array_equal(g, want_g) and np.array_equal(ref, want_ref)
+    assert np.array_equal(ph.program_cells(lv, with_ref, nm.rng_for(3, "cells", "5"), 24), g - ref[:, None])
+    other = ph.program_array(lv, with_ref, nm.rng_for(3, "cells", "5"), 88)[1]  # another split: other draws
+    assert not np.array_equal(ref, other)
+    assert (g - ref[:, None]).min() < 0  # negative conductances do occur
+
+
+@pytest.mark.parametrize("phys", REFERENCE[2:], ids=lambda p: ",".join(p))
+def test_reference_column_is_reproducible_per_seed(phys):
+    s = dataclasses.replace(OFFSET, adc_bits=7, **phys)
+    a = _run(s, seed=9, read_index=0)
+    assert np.array_equal(a, _run(s, seed=9, read_index=0))
+    assert not np.array_equal(a, _run(s, seed=10, read_index=0))
+
+
+@pytest.mark.parametrize("phys", REFERENCE[2:], ids=lambda p: ",".join(p))
+@pytest.mark.parametrize("dac", [1, 2])
+def test_analog_kernel_equals_the_row_add_kernel_on_negative_cells(phys, dac):
+    """Every programmed split of a reference-column spec (conductances of both signs on the grid) through the
+    subset-sum kernel and the reference row-add kernel: the same accumulators bit for bit."""
+    from hwsim.imc import _analog as an
+    from hwsim.imc import xbar as xb
+
+    spec = dataclasses.replace(OFFSET, rows=100, adc_bits=6, dac_bits=dac, **phys)
+    r = np.random.default_rng(dac)
+    qw = r.integers(-31, 32, (230, 7))
+    u = r.integers(0, 64, (120, 230))
+    u[r.random(u.shape) < 0.4] = 0
+    prog = nm.program(qw, spec, lambda k0: nm.rng_for(2, "cells", str(k0)), nm.rng_for(2, "adc-transfer"))
+    if ph.per_read(spec):
+        prog = nm.read_program(prog, spec, nm.rng_for(2, "read"))
+    base, off = np.zeros(1, np.int64), np.arange(230, dtype=np.int64)
+    top, jn = float(2**spec.adc_bits - 1), spec.input_steps
+    negative = 0
+    for sp in prog.splits:
+        q = sp.cells.shape[1]
+        negative += int((sp.cells < 0).sum())
+        noisy = spec.adc_noise_lsb > 0
+        z = r.standard_normal((jn, 120, q), dtype=np.float32) if noisy else np.zeros((0, 0, 0), np.float32)
+        zs = spec.adc_noise_lsb * sp.lsb
+        want = np.zeros((120, 7))
+        xb.split_adc(u, base, off, 0, 120, sp.k0, sp.rows, sp.cells, jn, dac, sp.col_w, sp.col_out, sp.lsb, top,
+                     sp.mode, prog.thresholds, 0.0, sp.skip_sum, z, zs, want)
+        fast32 = sp.mode == 3 and an.codes_fit_float32(top, jn, dac)
+        for gb in (4, 8):
+            got = np.zeros((120, 7))
+            an.split_adc_rows(u, base, off, 0, 120, sp.k0, sp.rows, sp.cells, jn, dac, sp.col_w, sp.col_out, sp.lsb,
+                              top, sp.mode, prog.thresholds, 0.0, sp.skip_sum, z, zs, fast32, gb, got)
+            assert np.array_equal(got, want)
+    assert negative > 0
+
+
+@pytest.mark.parametrize("bad,words", [(dict(signed_weights=SignedWeights.DIFFERENTIAL), "offset"),
+                                       (dict(on_off_ratio=0.0), "on_off_ratio"), (dict(reference_column=1), "true")])
+def test_reference_column_refused_where_it_makes_no_sense(bad, words):
+    with pytest.raises(SpecError, match=words):
+        dataclasses.replace(OFFSET, **{"on_off_ratio": 17.0, "reference_column": True, **bad})

@@ -79,3 +79,29 @@ def test_adc_figures_scale_with_resolution():
          for b in (6, 7, 8)]
     assert e[0] < e[1] < e[2]
     assert IMCSpec(adc_bits=4).adc_energy_eff_pj == IMCSpec().adc_energy_pj  # no reference bits: no scaling
+
+
+def test_reference_column_is_off_by_default_and_costed_as_one_more_bit_line():
+    from hwsim.imc.cost import tile_area_mm2, tile_power_w
+
+    base = IMCSpec(on_off_ratio=17.0)
+    assert not base.reference_column and base.bitline_scale == 1.0
+    ref = dataclasses.replace(base, reference_column=True)
+    assert ref.bitline_scale == pytest.approx(129 / 128)
+    assert tile_power_w(ref)["crossbar"] == pytest.approx(tile_power_w(base)["crossbar"] * 129 / 128)
+    assert tile_power_w(ref)["adc"] == tile_power_w(base)["adc"]  # subtracted in analog: no extra conversions
+    extra = base.crossbars_per_tile * base.crossbar_area_um2 / 128 * 1e-6
+    assert tile_area_mm2(ref) == pytest.approx(tile_area_mm2(base) + extra)
+    e = [hwsim.simulate("resnet20", s, mode="layer").report.energy_breakdown for s in (base, ref)]
+    assert e[1]["crossbar"] == pytest.approx(e[0]["crossbar"] * 129 / 128) and e[1]["adc"] == e[0]["adc"]
+
+
+@pytest.mark.parametrize("kw,words", [
+    (dict(reference_column=True), "finite on_off_ratio"),
+    (dict(reference_column=True, on_off_ratio=17.0, signed_weights=SignedWeights.DIFFERENTIAL), "signed_weights"),
+    (dict(reference_column="yes", on_off_ratio=17.0), "reference_column"),
+])
+def test_reference_column_validation(kw, words):
+    with pytest.raises(SpecError, match=words) as e:
+        IMCSpec(**kw)
+    assert "\n" not in str(e.value)

@@ -53,7 +53,7 @@ EMULATED_FIELDS = frozenset({
     "rows", "cell_bits", "weight_bits", "input_bits", "dac_bits", "adc_bits", "adc_mode", "signed_weights",
     "column_flip", "conductance_sigma", "stuck_at_rate", "adc_noise_lsb", "on_off_ratio", "read_sigma",
     "drift_time_s", "drift_t0_s", "drift_nu_mean", "drift_nu_std", "drift_compensation", "adc_inl_lsb",
-    "adc_dnl_lsb", "ir_drop",
+    "adc_dnl_lsb", "ir_drop", "reference_column",
 })
 # IMCSpec fields that change cost, placement or timing but never the numbers the crossbars compute
 COST_ONLY_FIELDS = frozenset({
@@ -136,17 +136,16 @@ def _grid(g, spec: IMCSpec):
     :func:`hwsim.imc.physics.grid_bits`), straight-through."""
     import torch
 
-    gmax = g.detach().flatten(1).amax(1) if g.numel() else torch.zeros(g.shape[0])
+    gmax = g.detach().abs().flatten(1).amax(1) if g.numel() else torch.zeros(g.shape[0])
     sc = torch.tensor([2.0 ** ph.grid_bits(spec, float(m)) for m in gmax], dtype=g.dtype).view(-1, 1, 1)
     return g + (torch.round(g.detach() * sc) / sc - g.detach())
 
 
-def _physics(lv, spec: IMCSpec):
-    """Stored levels [G, rows, Q] of one row split -> the conductances one read sees, in levels (steps 1-6 of
-    :mod:`hwsim.imc.physics`, every random draw made afresh), on the simulator's grid when not integers."""
+def _cells(g, spec: IMCSpec):
+    """Steps 1-4 of :mod:`hwsim.imc.physics` (without the drift compensation) on levels [G, rows, Q], every random
+    draw made afresh: (g at t0, g at t)."""
     import torch
 
-    g = lv
     if spec.stuck_at_rate > 0:
         hit = torch.rand_like(g) < spec.stuck_at_rate
         high = torch.rand_like(g) < 0.5
@@ -154,20 +153,43 @@ def _physics(lv, spec: IMCSpec):
     g = g + ph.g_offset(spec)
     if spec.conductance_sigma > 0:
         g = torch.clamp(g * (1 + spec.conductance_sigma * torch.randn_like(g)), min=0.0)
+    g0 = g
     if ph.drifts(spec):
         nu = torch.abs(spec.drift_nu_mean + spec.drift_nu_std * torch.randn_like(g))
-        g0 = g
         g = g * (spec.drift_time_s / spec.drift_t0_s) ** (-nu)
-        if spec.drift_compensation:
-            s0, s1 = g0.sum((1, 2), keepdim=True), g.sum((1, 2), keepdim=True)
-            g = g * torch.where(s1 > 0, s0 / torch.where(s1 > 0, s1, 1.0), 1.0)
+    return g0, g
+
+
+def _read(g, spec: IMCSpec):
+    import torch
+
+    return torch.clamp(g * (1 + spec.read_sigma * torch.randn_like(g)), min=0.0)
+
+
+def _physics(lv, spec: IMCSpec):
+    """Stored levels [G, rows, Q] of one row split -> the conductances one read sees, in levels (steps 1-7 of
+    :mod:`hwsim.imc.physics`, every random draw made afresh), on the simulator's grid when not integers. With a
+    reference column, one level-0 cell per row takes the same effects and is subtracted from every column."""
+    import torch
+
+    g0, g = _cells(lv, spec)
+    ref = _cells(torch.zeros_like(lv[:, :, :1]), spec)[1] if spec.reference_column else None
+    if ph.drifts(spec) and spec.drift_compensation:
+        s0, s1 = g0.sum((1, 2), keepdim=True), g.sum((1, 2), keepdim=True)
+        alpha = torch.where(s1 > 0, s0 / torch.where(s1 > 0, s1, 1.0), 1.0)
+        g, ref = g * alpha, (None if ref is None else ref * alpha)
     if spec.ir_drop > 0:
         r = torch.arange(g.shape[1], dtype=g.dtype)
-        g = g * (1.0 - spec.ir_drop * r / max(spec.rows - 1, 1)).view(1, -1, 1)
+        att = (1.0 - spec.ir_drop * r / max(spec.rows - 1, 1)).view(1, -1, 1)
+        g, ref = g * att, (None if ref is None else ref * att)
+    if ref is not None and spec.read_sigma > 0:  # both columns read afresh, then subtracted
+        return _grid(_read(_grid(g, spec), spec) - _read(ref, spec), spec)
+    if ref is not None:
+        g = g - ref
     if ph.analog(spec):
         g = _grid(g, spec)
     if spec.read_sigma > 0:
-        g = _grid(torch.clamp(g * (1 + spec.read_sigma * torch.randn_like(g)), min=0.0), spec)
+        g = _grid(_read(g, spec), spec)
     return g
 
 

@@ -14,6 +14,10 @@ reference kernel:
   ``Σ_j 2^(j·d)·code_j`` is accumulated in float32 (integers below 2^24: exact) and scaled by the power-of-two
   LSB once: the same value as the float64 sum of ``2^(j·d)·code_j·lsb`` (every term and partial sum an exact
   integer multiple of the LSB), so the result is unchanged bit for bit.
+
+Conductances of either sign (a reference column subtracted) keep all of this exact: every subset sum is bounded by
+``rows·(2^d − 1)·max|g|`` like the whole split, the 1.5·2^23 rounding is exact for ``|p/lsb| < 2^22`` of either
+sign, and a negative partial sum converts to code 0.
 """
 from __future__ import annotations
 

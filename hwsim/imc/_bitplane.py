@@ -15,7 +15,8 @@ Packing: 8 rows' bytes form one uint64 ``g`` (row 8i + t in byte t); ``((g >> a)
 gathers bit a of the 8 bytes into one byte, row 8i + t at bit t (the products' cross terms land below bit 56 or
 beyond bit 63, so no carry reaches the result byte). The packed planes are built in uint64 arrays only (reading a
 byte array through a uint64 view let the compiler reorder the loads before the stores). Tests compare every
-result with the row-add kernel.
+result with the row-add kernel. Integer cells are never negative (a reference column needs a finite on/off ratio,
+so its splits are analog: :mod:`hwsim.imc._analog`).
 """
 from __future__ import annotations
 

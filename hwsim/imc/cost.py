@@ -10,10 +10,12 @@ on a layer with g groups of K x N, row splits rs, column splits cs, ``xb`` cross
   tiles)``; latency = max of the three (the ``bound`` column says which).
 - actions: ADC conversions ``P·J·(g·N·cpw)·rs`` (every weight column of every row split, every
   input step; rs = 1 for block-diagonal groups), DAC ``P·J·(g·K)·cs``, crossbar reads
-  ``P·J·xb``, S&H and shift-add one per conversion; buffer bits ``P·(g·K + g·N)·input_bits``
-  (im2col reads, output writes); NoC bits: the output once, plus partial sums between tiles
-  when row splits span several tiles; digital ops: the adds merging row splits and the
-  dequantization, ``P·g·N·rs``.
+  ``P·J·xb`` (read energy and array area x ``(cols + 1)/cols`` with a reference column: one more bit line
+  per crossbar, :attr:`IMCSpec.bitline_scale`; its subtraction is analog, so the ADC, S&H and shift-add
+  counts are unchanged, and the subtracting circuit itself is not costed), S&H and shift-add one per
+  conversion; buffer bits ``P·(g·K + g·N)·input_bits`` (im2col reads, output writes); NoC bits: the
+  output once, plus partial sums between tiles when row splits span several tiles; digital ops: the adds
+  merging row splits and the dequantization, ``P·g·N·rs``.
 - weights that did not fit (spilled) are reloaded from DRAM at every execution:
   ``weights·weight_bits`` bits at the DRAM bandwidth and energy, programmed at
   ``write_time_s_per_row`` per row and ``write_energy_pj_per_cell``; they compute on the crossbars
@@ -187,7 +189,7 @@ def tile_power_w(spec: IMCSpec) -> dict[str, float]:
     return {
         "adc": conv_rate * spec.adc_energy_eff_pj * 1e-12,
         "dac": n * spec.rows / st * spec.dac_energy_pj * 1e-12,
-        "crossbar": n / st * spec.crossbar_read_energy_pj * 1e-12,
+        "crossbar": n / st * spec.crossbar_read_energy_pj * spec.bitline_scale * 1e-12,
         "sample_hold": conv_rate * spec.sample_hold_energy_pj * 1e-12,
         "shift_add": conv_rate * spec.shift_add_energy_pj * 1e-12,
         "buffer": spec.buffer_bandwidth_bytes_s * 8 * spec.buffer_energy_pj_per_bit * 1e-12,
@@ -198,7 +200,8 @@ def tile_power_w(spec: IMCSpec) -> dict[str, float]:
 
 def tile_area_mm2(spec: IMCSpec) -> float:
     """Area of one tile: its crossbars with their ADCs, shift-adders, DACs and S&H, plus the rest."""
-    per_xbar_um2 = (spec.crossbar_area_um2 + spec.adcs_per_crossbar * (spec.adc_area_eff_um2 + spec.shift_add_area_um2)
+    per_xbar_um2 = (spec.crossbar_area_um2 * spec.bitline_scale
+                    + spec.adcs_per_crossbar * (spec.adc_area_eff_um2 + spec.shift_add_area_um2)
                     + spec.rows * spec.dac_area_um2 + spec.cols * spec.sample_hold_area_um2)
     return spec.crossbars_per_tile * per_xbar_um2 * 1e-6 + spec.tile_other_area_mm2
 
@@ -314,7 +317,7 @@ def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_x
     e = {
         "adc": conv * spec.adc_energy_eff_pj,
         "dac": P * J * ktot * lm.col_splits * spec.dac_energy_pj,
-        "crossbar": P * J * lm.crossbars * spec.crossbar_read_energy_pj,
+        "crossbar": P * J * lm.crossbars * spec.crossbar_read_energy_pj * spec.bitline_scale,
         "sample_hold": conv * spec.sample_hold_energy_pj,
         "shift_add": conv * spec.shift_add_energy_pj,
     }

@@ -29,8 +29,8 @@ When ``2^B - 1`` covers the largest partial sum of every row split and there is 
 2-4 equal the integer GEMM exactly; the fast path then computes ``acc`` with the exact integer
 kernels of :mod:`hwsim.kernels.int8`. Non-idealities (seeded; equations in :mod:`hwsim.imc.physics`): the
 cells' conductances (finite on/off ratio, stuck-at cells, programming noise, PCM drift with optional
-compensation, IR drop) are drawn once per weight key, row split and seed and folded into the programmed
-conductances; read noise is drawn again per inference; ADC noise (Gaussian, ``adc_noise_lsb`` LSB) per
+compensation, IR drop, the reference column's subtraction) are drawn once per weight key, row split and seed and
+folded into the programmed conductances; read noise is drawn again per inference; ADC noise (Gaussian, ``adc_noise_lsb`` LSB) per
 conversion, fixed per seed and node; the ADC transfer may carry INL/DNL (thresholds instead of rounding).
 
 Implementation (each path computes exactly the arithmetic above; tests check them against explicit
@@ -42,7 +42,9 @@ transcriptions, bit for bit, with every effect on):
   never exceed the ADC range (its column sum times the largest DAC level <= 2^B − 1, no noise, ideal
   transfer) needs nothing else, the others get the correction ``col_w·2^(j·d)·(code·lsb − p)``, skipped for
   every step whose level sum times the largest cell cannot reach the top code. *Analog cells*: conductances
-  on a 2^-F grid (exact float32 sums, :func:`hwsim.imc.physics.grid_bits`), every pair through the ADC.
+  on a 2^-F grid (exact float32 sums, :func:`hwsim.imc.physics.grid_bits` of the largest |g|), every pair through
+  the ADC. With a reference column (only with a finite on/off ratio, so always analog cells) conductances and
+  partial sums may be negative: every converter clips the code at 0, and the grid bound holds for |p|.
 - The ADC path of one row split runs for a whole batch of pixels, per pixel and step: the partial sums of all
   pairs at once, each converted and shifted into the accumulators. *Integer cells*:
   :func:`hwsim.imc._bitplane.split_adc_bits` forms them as popcounts of the inputs' and the cells' bit planes
@@ -66,9 +68,8 @@ from hwsim.imc import _analog as an
 from hwsim.imc import _bitplane as bp
 from hwsim.imc import physics as ph
 from hwsim.imc import xbar as xb
+from hwsim.imc._exact import absmax, conv_exact, exact_conv, exact_linear, int_dtype
 from hwsim.imc.spec import AdcMode, IMCSpec, SignedWeights
-from hwsim.kernels import fp32 as fp
-from hwsim.kernels import int8 as ik
 
 __all__ = ["adc_exact", "int_dtype", "patches", "program", "program_splits", "program_bytes", "read_program",
            "read_split", "apply", "apply_conv", "apply_streaming", "Program", "SplitProgram",
@@ -78,13 +79,6 @@ __all__ = ["adc_exact", "int_dtype", "patches", "program", "program_splits", "pr
 def rng_for(seed: int, *names: str) -> np.random.Generator:
     """A generator fixed by ``seed`` and names (stable across runs: crc32, not ``hash``)."""
     return np.random.default_rng([int(seed)] + [zlib.crc32(n.encode()) for n in names])
-
-
-def int_dtype(bits: int, signed: bool):
-    """Smallest operand dtype of the integer kernels holding ``bits``-bit values."""
-    if signed:
-        return np.int8 if bits <= 8 else (np.int16 if bits <= 16 else np.int32)
-    return np.uint8 if bits <= 8 else (np.int16 if bits <= 15 else np.int32)
 
 
 def adc_exact(spec: IMCSpec, rows_used: int) -> bool:
@@ -135,6 +129,10 @@ class SplitProgram:
     mode: int
     grid: int = 0
     planes: np.ndarray | None = None  # integer cells as bit planes [B, ⌈rows/64⌉, Q] uint64 (hwsim.imc._bitplane)
+    # with a reference column and read noise: the data cells before the subtraction [rows, Q] (on their own 2^-F
+    # grid) and the reference cells [rows] float64, which each inference reads afresh (:func:`read_split`)
+    dev: np.ndarray | None = None
+    ref: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +148,8 @@ class Program:
 
     @property
     def nbytes(self) -> int:
-        return (sum(sp.cells.nbytes + (0 if sp.planes is None else sp.planes.nbytes) for sp in self.splits)
-                + (0 if self.exact is None else self.exact.nbytes))
+        return (sum(sp.cells.nbytes + sum(0 if a is None else a.nbytes for a in (sp.planes, sp.dev, sp.ref))
+                    for sp in self.splits) + (0 if self.exact is None else self.exact.nbytes))
 
 
 def _slices(u: np.ndarray, spec: IMCSpec) -> np.ndarray:
@@ -227,18 +225,26 @@ def _integer_split(g, colw, colout, k0, lsb, spec, ex) -> SplitProgram:
     return SplitProgram(k0, g.shape[0], cells, colw[sel], colout[sel], lsb, True, skip, mode, planes=planes)
 
 
-def _analog_split(g, lv, colw, colout, k0, lsb, spec, ex) -> SplitProgram:
+def _absmax_f(g: np.ndarray) -> float:
+    """max |g| of a float array (0 if empty): the bound :func:`hwsim.imc.physics.grid_bits` takes."""
+    return float(max(-g.min(), g.max())) if g.size else 0.0
+
+
+def _analog_split(g, lv, colw, colout, k0, lsb, spec, ex, raw=None) -> SplitProgram:
     """Non-integer conductances on the 2^-F grid: the pairs through the ADC (direct values).
 
     A pair whose conductances stay so close to their integer levels l that ``dmax·Σ_k |g_k − l_k| < 1/2`` and
     whose largest integer sum ``dmax·Σ_k l_k`` is within the ADC range reads ``rint(p) = Σ_k X_k·l_k`` for every
     input (|p − Σ X·l| < 1/2, no tie, no clip): with LSB 1, no ADC noise, an ideal transfer and no read noise it
-    is folded into the exact GEMM with its levels (the top slices under small programming noise)."""
+    is folded into the exact GEMM with its levels (the top slices under small programming noise).
+
+    ``raw``: (data cells before the reference subtraction, reference cells) when each inference reads them afresh
+    (reference column and read noise); every pair is then kept (the reference's read noise reaches every column)."""
     noisy = spec.adc_noise_lsb > 0
     dmax = 2**spec.dac_bits - 1
-    f = ph.grid_bits(spec, float(g.max()) if g.size else 0.0)
+    f = ph.grid_bits(spec, _absmax_f(g))
     cells = ph.grid(g, f)
-    keep = np.ones(g.shape[1], bool) if noisy else cells.any(axis=0)
+    keep = np.ones(g.shape[1], bool) if noisy or raw is not None else cells.any(axis=0)
     if lsb == 1 and not (noisy or ph.nonlinear_adc(spec) or ph.per_read(spec)):
         near = (dmax * np.abs(cells.astype(np.float64) - lv).sum(axis=0) < 0.5) & \
             (dmax * lv.sum(axis=0) <= 2**spec.adc_bits - 1)
@@ -246,8 +252,12 @@ def _analog_split(g, lv, colw, colout, k0, lsb, spec, ex) -> SplitProgram:
             _fold(ex, lv[:, near].astype(np.float64), colw[near], colout[near])
             keep &= ~near
     sel = np.nonzero(keep)[0]
+    dev = ref = None
+    if raw is not None:
+        dev = np.ascontiguousarray(ph.grid(raw[0][:, sel], ph.grid_bits(spec, _absmax_f(raw[0][:, sel]))))
+        ref = raw[1]
     return SplitProgram(k0, g.shape[0], np.ascontiguousarray(cells[:, sel]), colw[sel], colout[sel], lsb, False,
-                        -1 if noisy else 0, _analog_mode(spec, cells, f), f)
+                        -1 if noisy else 0, _analog_mode(spec, cells, f), f, dev=dev, ref=ref)
 
 
 def _analog_mode(spec: IMCSpec, cells: np.ndarray, f: int) -> int:
@@ -267,9 +277,12 @@ def program_splits(qw: np.ndarray, spec: IMCSpec, split_rng=None) -> Iterator[tu
         mats, _ = _encoded(qw[k0:k0 + rows], spec)  # encoded split by split: int64 copies of one split only
         lv, colw, colout = _split_levels(mats, 0, rows, spec, ex)
         rng = split_rng(k0) if split_rng is not None else None
-        g = ph.program_cells(lv, spec, rng, k0) if (analog or rng is not None) else lv
+        g, ref = ph.program_array(lv, spec, rng, k0) if (analog or rng is not None) else (lv, None)
+        raw = (g, ref) if ref is not None and ph.per_read(spec) else None
+        if ref is not None:  # the reference column's current, subtracted from every column's before the ADC
+            g = g - ref[:, None]
         lsb = _lsb(spec, rows)
-        yield ex, (_analog_split(g, lv, colw, colout, k0, lsb, spec, ex) if analog
+        yield ex, (_analog_split(g, lv, colw, colout, k0, lsb, spec, ex, raw) if analog
                    else _integer_split(g, colw, colout, k0, lsb, spec, ex))
 
 
@@ -295,16 +308,24 @@ def program(qw: np.ndarray, spec: IMCSpec, split_rng=None, adc_rng: np.random.Ge
 
 
 def program_bytes(k: int, n: int, spec: IMCSpec) -> int:
-    """Upper bound of a programmed [k, n] matrix's memory: float32 cells of every pair plus the float64 exact part."""
-    return k * n * (4 * spec.columns_per_weight + 8)
+    """Upper bound of a programmed [k, n] matrix's memory: float32 cells of every pair plus the float64 exact part
+    (and the un-subtracted cells a reference column keeps for read noise, float32, plus its float64 cells)."""
+    raw = spec.reference_column and ph.per_read(spec)
+    return k * n * (4 * spec.columns_per_weight * (2 if raw else 1) + 8) + (8 * k if raw else 0)
 
 
 def read_split(sp: SplitProgram, spec: IMCSpec, rng: np.random.Generator) -> SplitProgram:
-    """The conductances one inference reads of one split (per-read noise, ``read_sigma``)."""
-    g = ph.read_cells(sp.cells.astype(np.float64), spec, rng)
-    f = ph.grid_bits(spec, float(g.max()) if g.size else 0.0)
+    """The conductances one inference reads of one split (per-read noise, ``read_sigma``). With a reference column
+    the data cells and the reference cells are read (the latter from :func:`hwsim.imc.physics.reference_rng` of
+    ``rng``), then subtracted."""
+    if sp.ref is not None:
+        g = (ph.read_cells(sp.dev.astype(np.float64), spec, rng)
+             - ph.read_cells(sp.ref[:, None], spec, ph.reference_rng(rng, sp.k0)))
+    else:
+        g = ph.read_cells(sp.cells.astype(np.float64), spec, rng)
+    f = ph.grid_bits(spec, _absmax_f(g))
     cells = np.ascontiguousarray(ph.grid(g, f))
-    return replace(sp, cells=cells, grid=f, mode=_analog_mode(spec, cells, f), planes=None)
+    return replace(sp, cells=cells, grid=f, mode=_analog_mode(spec, cells, f), planes=None, dev=None, ref=None)
 
 
 def read_program(prog: Program, spec: IMCSpec, rng: np.random.Generator) -> Program:
@@ -384,13 +405,13 @@ def apply_conv(prog: Program, xq: np.ndarray, x_bits: int, x_signed: bool, spec:
     off = (np.arange(c)[:, None, None] * (hp * wp) + (np.arange(kh) * dh)[None, :, None] * wp
            + (np.arange(kw) * dw)[None, None, :]).ravel().astype(np.int64)
     m, k = n * oh * ow, c * kh * kw
-    xmax = _absmax(xq)
+    xmax = absmax(xq)
 
     def conv(weights: np.ndarray) -> np.ndarray:  # [n_out, k] integers -> [M, n_out] float64, exact
-        r = _conv_exact(xq, xmax, x_bits, x_signed, weights.reshape(-1, c, kh, kw), attrs, 1, parallel)
+        r = conv_exact(xq, xmax, x_bits, x_signed, weights.reshape(-1, c, kh, kw), attrs, 1, parallel)
         return r.transpose(0, 2, 3, 1).reshape(m, -1).astype(np.float64)
 
-    out = np.zeros((m, prog.n), dtype=np.float64) if prog.exact is None or _absmax(prog.exact) >= 2**15 else None
+    out = np.zeros((m, prog.n), dtype=np.float64) if prog.exact is None or absmax(prog.exact) >= 2**15 else None
     if prog.exact is not None:
         if out is None:  # the exact part fills every entry
             out = conv(prog.exact.T.astype(np.int16))
@@ -447,44 +468,3 @@ def crossbar_matmul(xq: np.ndarray, qw: np.ndarray, x_signed: bool, spec: IMCSpe
     if prog is None:
         prog = program(qw, spec, split_rng)
     return apply(prog, u, spec, noise_rng, ox)
-
-
-def _operand(xq: np.ndarray, bits: int, signed: bool) -> tuple[np.ndarray, int]:
-    """Integer inputs in the narrowest dtype of the int8 kernels, with a zero point for unsigned 16-bit values
-    (stored as ``x − 2^15`` in int16, zero point −2^15): the kernels' float64 path stays exact (span·span·K < 2^53)."""
-    if bits <= 8 or (signed and bits <= 16) or bits <= 15:
-        return xq.astype(int_dtype(bits, signed), copy=False), 0
-    return (xq.astype(np.int32) - 2**15).astype(np.int16), -(2**15)
-
-
-def exact_conv(xq: np.ndarray, qw: np.ndarray, x_bits: int, x_signed: bool, w_bits: int, attrs,
-               parallel: bool = False) -> np.ndarray:
-    """Exact integer conv accumulators [N, O, OH, OW] (:func:`_conv_exact`: float32 below 2^24, else the int8
-    kernels' float64 implicit GEMM, exact below 2^53, which holds for inputs and weights of <= 16 bits)."""
-    return _conv_exact(xq, _absmax(xq), x_bits, x_signed, qw.astype(int_dtype(w_bits, True), copy=False), attrs,
-                       attrs.groups, parallel)
-
-
-def _absmax(a: np.ndarray) -> int:
-    """max |a| of an integer array (0 if empty), without an |a| copy."""
-    return max(-int(a.min()), int(a.max())) if a.size else 0
-
-
-def _conv_exact(xq: np.ndarray, xmax: int, x_bits: int, x_signed: bool, w: np.ndarray, attrs, groups: int,
-                parallel: bool) -> np.ndarray:
-    """``Σ q_x·w`` over every window (padded taps 0) [N, O, OH, OW], exact. Float32 implicit GEMM
-    (:func:`hwsim.kernels.fp32.conv2d`) when every product and partial sum is an integer below 2^24 in magnitude
-    (``max|q_x| · max_o Σ_k |w[o, k]| < 2^24``: float32 holds them exactly in any summation order, fused or not);
-    otherwise the int8 kernels' exact float64 path (:func:`hwsim.kernels.int8.conv2d_int`)."""
-    wsum = int(np.abs(w.reshape(w.shape[0], -1), dtype=np.int64).sum(axis=1).max()) if w.size else 0
-    if xmax * wsum < 2**24:
-        return fp.conv2d(xq.astype(np.float32), w.astype(np.float32), None, attrs.stride, attrs.padding,
-                         attrs.dilation, groups, parallel)
-    xd, zx = _operand(xq, x_bits, x_signed)
-    return ik.conv2d_int(xd, w, attrs.stride, attrs.padding, attrs.dilation, groups, x_zero_point=zx,
-                         parallel=parallel)
-
-
-def exact_linear(xq: np.ndarray, qw: np.ndarray) -> np.ndarray:
-    """Exact integer GEMM [M, K] x [N, K] -> [M, N] float64."""
-    return xb.exact_gemm(xq, qw.T)

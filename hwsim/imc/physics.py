@@ -9,7 +9,8 @@ drawn per functional run (:func:`read_cells`). For a cell storing level l in row
 1. finite on/off ratio r = ``on_off_ratio`` = g_max / g_min: ``g = l + g_off``, ``g_off = (2^c − 1)/(r − 1)``
    (the level-0 cell still conducts g_min; ``on_off_ratio = 0`` means r = inf: g_off = 0). DIFFERENTIAL weights cancel the leakage
    ``g_off·Σ_k X[k]`` (both columns of a weight see it; exact up to the two ADC roundings); OFFSET weights
-   do not (the periphery subtracts ``o_w·Σu`` only): their outputs carry ``+g_off·Σ_s 2^(s·c)·Σ u``.
+   do not (the periphery subtracts ``o_w·Σu`` only): their outputs carry ``+g_off·Σ_s 2^(s·c)·Σ u``, unless a
+   reference column (step 7) subtracts the leakage before the ADC.
 2. stuck-at faults (``stuck_at_rate``): the cell holds level 0 or 2^c − 1 (half each) whatever was written.
 3. programming noise (``conductance_sigma``): ``g ← max(g·(1 + σ_p·z), 0)``, z ~ N(0, 1) per cell.
 4. PCM drift at ``drift_time_s`` = t after programming (aihwkit's PCM model after Nandakumar et al., ICECS
@@ -23,9 +24,18 @@ drawn per functional run (:func:`read_cells`). For a cell storing level l in row
    fraction ``ir_drop`` of its current).
 6. read noise per inference (``read_sigma``): at every functional run, ``g ← max(g·(1 + σ_r·z'), 0)`` with a
    fresh z' per cell (aihwkit draws its 1/f read noise once per inference: ``apply_drift_noise_to_conductance``).
+7. reference column (``reference_column``, OFFSET weights with a finite on/off ratio only): each crossbar has one
+   more column of level-0 cells, ``g_ref[k]`` for row k, whose bit-line current is subtracted from every column's
+   before the ADC (after NeuroSim's dummy column, DNN_NeuroSim V1.3), so the ADC reads ``Σ_k X[k]·(g[k] − g_ref[k])``
+   and the leakage ``g_off·Σ_k X[k]`` cancels. The reference cells go through steps 1-6 like the others (their
+   stuck-at, programming-noise and drift draws from their own generator, :func:`reference_rng`, derived from the
+   split's seed with an extra key, so the data cells' draws are those of the same spec without it; its read noise
+   likewise from the inference's generator; the drift compensation's α of the data cells and the IR drop of their
+   row). Conductances ``g − g_ref`` may be negative, and so may a partial sum: the ADC then outputs code 0.
 
 Exactness of the sums: non-integer conductances are held on a grid of 2^-F levels, F = :func:`grid_bits`, chosen
-so that every partial sum ``Σ_k X[k]·g[k]`` is an integer multiple of 2^-F below 2^24·2^-F: float32
+so that every partial sum ``Σ_k X[k]·g[k]`` (and every sum of a subset of its terms) is an integer multiple of 2^-F
+below 2^24·2^-F in magnitude (F from the largest |g|: negative cells too): float32
 accumulates it exactly in any order (the fast kernels and a straightforward transcription agree bit for bit).
 F >= 12 for the presets' geometries (a grid 2.4e-4 of a level, far below any effect modelled).
 
@@ -39,12 +49,13 @@ per chip and seed, shared by every ADC.
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 
 from hwsim.imc.spec import IMCSpec
 
-__all__ = ["program_cells", "read_cells", "grid_bits", "grid", "per_seed", "per_read", "g_offset", "analog",
+__all__ = ["program_cells", "program_array", "reference_rng", "read_cells", "grid_bits", "grid", "per_seed", "per_read", "g_offset", "analog",
            "adc_thresholds", "nonlinear_adc"]
 
 
@@ -75,8 +86,9 @@ def g_offset(spec: IMCSpec) -> float:
 
 
 def grid_bits(spec: IMCSpec, gmax: float) -> int:
-    """F: the largest partial sum rows·(2^d − 1)·gmax, times 2^F, stays below 2^24 (float32 exact), F <= 20."""
-    pmax = spec.rows * (2**spec.dac_bits - 1) * max(gmax, 1.0)
+    """F: the largest partial-sum magnitude rows·(2^d − 1)·gmax, times 2^F, stays below 2^24 (float32 exact), F <= 20.
+    ``gmax``: the largest |g| of the cells (with the reference column conductances may be negative)."""
+    pmax = spec.rows * (2**spec.dac_bits - 1) * max(abs(gmax), 1.0)
     return int(min(20, 23 - math.ceil(math.log2(pmax + 1.0))))
 
 
@@ -87,11 +99,21 @@ def grid(g: np.ndarray, bits: int) -> np.ndarray:
     return out.astype(np.float32) if bits >= 0 else out
 
 
-def program_cells(levels: np.ndarray, spec: IMCSpec, rng: np.random.Generator | None, k0: int) -> np.ndarray:
-    """Stored levels [rows, Q] of one row split (first row k0 of the matrix) -> conductances [rows, Q] float64,
-    steps 1-5 of the module docstring (no grid rounding yet)."""
+def reference_rng(rng: np.random.Generator | None, k0: int) -> np.random.Generator | None:
+    """The reference column's own generator for the row split starting at row k0: derived from ``rng``'s seed with
+    an extra key (``rng`` itself is not drawn from, so the data cells' draws keep their bits). None for None."""
+    if rng is None:
+        return None
+    ss = rng.bit_generator.seed_seq
+    return np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (_REF_KEY, k0)))
+
+
+_REF_KEY = zlib.crc32(b"reference-column")
+
+
+def _device(lv: np.ndarray, spec: IMCSpec, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-4 (without the drift compensation) of levels ``lv`` float64: (g at t0, g at t)."""
     cmax = 2**spec.cell_bits - 1
-    lv = levels.astype(np.float64)
     if rng is not None and spec.stuck_at_rate > 0:
         hit = rng.random(lv.shape) < spec.stuck_at_rate
         high = rng.random(lv.shape) < 0.5
@@ -99,16 +121,39 @@ def program_cells(levels: np.ndarray, spec: IMCSpec, rng: np.random.Generator | 
     g = lv + g_offset(spec)
     if rng is not None and spec.conductance_sigma > 0:
         g = np.maximum(g * (1.0 + spec.conductance_sigma * rng.standard_normal(g.shape)), 0.0)
+    g0 = g
     if rng is not None and drifts(spec):
         nu = np.abs(spec.drift_nu_mean + spec.drift_nu_std * rng.standard_normal(g.shape))
-        g0 = g
         g = g * (spec.drift_time_s / spec.drift_t0_s) ** (-nu)
-        if spec.drift_compensation and g.sum() > 0:
-            g = g * (g0.sum() / g.sum())
+    return g0, g
+
+
+def program_array(levels: np.ndarray, spec: IMCSpec, rng: np.random.Generator | None,
+                  k0: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored levels [rows, Q] of one row split (first row k0 of the matrix) -> (conductances [rows, Q] float64,
+    the reference column's [rows] float64 or None), steps 1-5 and 7 of the module docstring, before the reference
+    subtraction and grid rounding."""
+    g0, g = _device(levels.astype(np.float64), spec, rng)
+    ref = None
+    if spec.reference_column:  # one level-0 cell per row, its own draws (reference_rng)
+        _, ref = _device(np.zeros(levels.shape[0]), spec, reference_rng(rng, k0))
+    if rng is not None and drifts(spec) and spec.drift_compensation and g.sum() > 0:
+        alpha = g0.sum() / g.sum()  # the block's read-out is scaled, the reference's with it
+        g = g * alpha
+        ref = None if ref is None else ref * alpha
     if spec.ir_drop > 0:
-        r = (k0 % spec.rows) + np.arange(lv.shape[0])  # row index within its crossbar
-        g = g * (1.0 - spec.ir_drop * r / max(spec.rows - 1, 1))[:, None]
-    return g
+        r = (k0 % spec.rows) + np.arange(levels.shape[0])  # row index within its crossbar
+        att = 1.0 - spec.ir_drop * r / max(spec.rows - 1, 1)
+        g = g * att[:, None]
+        ref = None if ref is None else ref * att
+    return g, ref
+
+
+def program_cells(levels: np.ndarray, spec: IMCSpec, rng: np.random.Generator | None, k0: int) -> np.ndarray:
+    """Stored levels [rows, Q] of one row split (first row k0 of the matrix) -> conductances [rows, Q] float64 as
+    the ADCs see them, steps 1-5 and 7 of the module docstring (reference subtracted; no grid rounding yet)."""
+    g, ref = program_array(levels, spec, rng, k0)
+    return g if ref is None else g - ref[:, None]
 
 
 def read_cells(g: np.ndarray, spec: IMCSpec, rng: np.random.Generator) -> np.ndarray:

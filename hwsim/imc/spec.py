@@ -153,6 +153,13 @@ class IMCSpec:
     # IR drop: fraction of its current the row farthest from the sense amplifier loses on the bit line, dimensionless;
     # row k of R is attenuated by 1 - ir_drop k / (R - 1) (static linear model; an assumed knob, no cited value)
     ir_drop: float = 0.0
+    # a reference column of level-0 (g_min) cells per crossbar whose bit-line current is subtracted from every column's
+    # before the ADC, cancelling the g_min leakage of OFFSET weights (bool; needs on_off_ratio > 1 and offset weights:
+    # differential pairs cancel it already). After NeuroSim's dummy column (DNN_NeuroSim V1.3,
+    # Inference_pytorch/modules/quantization_cpu_np_infer.py: one dummy column per sub-array, subtracted from every
+    # column's output; there it holds the mid level and is digitised); here level 0, subtracted in analog (the ADC count
+    # is unchanged), costed as one more bit line per crossbar (bitline_scale)
+    reference_column: bool = False
 
     def __post_init__(self) -> None:
         check_positive(self, "rows", "cols", "cell_bits", "weight_bits", "input_bits", "dac_bits", "cols_per_adc",
@@ -187,7 +194,7 @@ class IMCSpec:
             raise SpecError(f"IMCSpec.dac_bits ({self.dac_bits}) must be <= input_bits ({self.input_bits})")
         if self.cols_per_adc > self.cols:
             raise SpecError(f"IMCSpec.cols_per_adc ({self.cols_per_adc}) must be <= cols ({self.cols})")
-        for f in ("column_flip", "sample_hold", "drift_compensation"):
+        for f in ("column_flip", "sample_hold", "drift_compensation", "reference_column"):
             if not isinstance(getattr(self, f), bool):
                 raise SpecError(f"IMCSpec.{f} must be true or false, got {getattr(self, f)!r}")
         if not isinstance(self.name, str) or not self.name:
@@ -195,6 +202,12 @@ class IMCSpec:
         check_choice(self, "signed_weights", list(SignedWeights))
         check_choice(self, "duplication", list(Duplication))
         check_choice(self, "adc_mode", list(AdcMode))
+        if self.reference_column and self.signed_weights != SignedWeights.OFFSET:
+            raise SpecError("IMCSpec.reference_column needs signed_weights='offset' (differential column pairs already "
+                            "cancel the g_min leakage)")
+        if self.reference_column and self.on_off_ratio == 0:
+            raise SpecError("IMCSpec.reference_column needs a finite on_off_ratio (> 1): with g_min = 0 there is no "
+                            "leakage to subtract")
         if self.columns_per_weight > self.cols:
             raise SpecError(f"IMCSpec.cols ({self.cols}) is narrower than one weight "
                             f"({self.columns_per_weight} columns)")
@@ -214,6 +227,12 @@ class IMCSpec:
     def columns_per_weight(self) -> int:
         """Physical columns one weight occupies: slices, x2 for differential."""
         return self.slices * (2 if self.signed_weights == SignedWeights.DIFFERENTIAL else 1)
+
+    @property
+    def bitline_scale(self) -> float:
+        """Bit lines per crossbar over ``cols``: (cols + 1) / cols with the reference column, else 1. The array's area
+        and read energy are taken proportional to its bit lines (the reference column's cells and read current)."""
+        return (self.cols + 1) / self.cols if self.reference_column else 1.0
 
     @property
     def input_steps(self) -> int:

@@ -19,8 +19,10 @@ operations they spend:
   the whole ADC path; with ``lin = 1`` it is the correction to an exact GEMM that already holds ``Σ p``
   (integer cells), and a step whose level sum · ``gmax`` cannot exceed the ADC range (``skip_sum``) needs no
   work at all. The partial sums are exact: cells are integers or multiples of 2^-F with
-  ``rows·(2^d − 1)·max(cell)·2^F < 2^24`` (float32) — see :func:`hwsim.imc.physics.grid_bits` — so the sum
-  order (here: gathered rows, a transcription: a dense product) never changes a bit.
+  ``rows·(2^d − 1)·max|cell|·2^F < 2^24`` (float32) — see :func:`hwsim.imc.physics.grid_bits` — so the sum
+  order (here: gathered rows, a transcription: a dense product) never changes a bit. Cells may be negative (a
+  reference column subtracted, :mod:`hwsim.imc.physics` step 7; analog cells only): the bound is on ``|p|`` and
+  every converter outputs code 0 for a negative partial sum (clip at 0; the transfer's thresholds are > 0).
 """
 from __future__ import annotations
 
