@@ -26,12 +26,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["IdentityCache", "identity_cache", "clear_caches", "caches"]
+__all__ = ["IdentityCache", "identity_cache", "clear_caches", "caches", "on_clear"]
 
 V = TypeVar("V")
 
 _ALL: list[IdentityCache] = []  # every cache made, in order (module-level caches live as long as the process)
 _ALL_LOCK = threading.Lock()
+_CLEARERS: list[Callable[[], None]] = []  # caches with their own eviction rule (on_clear)
 
 
 class IdentityCache(Generic[V]):
@@ -106,8 +107,20 @@ def caches() -> tuple[IdentityCache, ...]:
         return tuple(_ALL)
 
 
+def on_clear(fn: Callable[[], None]) -> Callable[[], None]:
+    """Register ``fn`` (a cache's own clear function, for a cache whose eviction rule is not :class:`IdentityCache`'s
+    least-recently-used count) to be called by :func:`clear_caches`; returns ``fn`` (usable as a decorator)."""
+    with _ALL_LOCK:
+        _CLEARERS.append(fn)
+    return fn
+
+
 def clear_caches() -> None:
     """Empty every identity-keyed cache of hwsim (traced graphs' derived forms, quantized weights, crossbar
     programs): frees their memory; the next call computes afresh and returns the same values."""
     for c in caches():
         c.clear()
+    with _ALL_LOCK:
+        clearers = tuple(_CLEARERS)
+    for fn in clearers:
+        fn()

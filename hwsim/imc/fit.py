@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from hwsim.cache import IdentityCache
 from hwsim.imc.cost import Statics, statics
 from hwsim.imc.spec import Duplication, IMCSpec
 from hwsim.report import jsonable
@@ -36,21 +36,17 @@ __all__ = ["FitReport", "fit", "fit_from_mapping", "buffer_param_bytes", "prepar
 
 # The BN-folded graph, geometry and counts are shared by fit and simulate (which imports this module): cached
 # here, at the lower layer, so the two modules never import each other.
-_CACHE: OrderedDict[int, tuple] = OrderedDict()
+_PREPARED: IdentityCache[tuple] = IdentityCache("imc prepared graphs", maxsize=16)
 
 
 def prepare(graph: Graph) -> tuple[Graph, tuple, Statics]:
     """BN-folded graph, its weight geometry and per-node counts, cached per graph object (last 16)."""
-    hit = _CACHE.get(id(graph))
-    if hit is not None and hit[0] is graph:
-        _CACHE.move_to_end(id(graph))
-        return hit[1:]
+    return _PREPARED.get(graph, compute=lambda: _prepare(graph))
+
+
+def _prepare(graph: Graph) -> tuple[Graph, tuple, Statics]:
     folded = fold_bn_cached(graph)
-    geo = layer_geometry(folded)
-    _CACHE[id(graph)] = (graph, folded, geo, statics(folded))
-    while len(_CACHE) > 16:
-        _CACHE.popitem(last=False)
-    return _CACHE[id(graph)][1:]
+    return folded, layer_geometry(folded), statics(folded)
 
 
 @dataclass(frozen=True, slots=True)

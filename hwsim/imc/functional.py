@@ -8,12 +8,14 @@ float32). Every other op runs on the fp32 kernels (the chip's digital units).
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import numba
 import numpy as np
 
+from hwsim.cache import IdentityCache, on_clear
 from hwsim.imc import numerics as nm
 from hwsim.imc import physics as ph
 from hwsim.imc.spec import IMCSpec
@@ -23,25 +25,13 @@ from mapping.passes.quantize import QuantParams, dequantize, input_scale, quanti
 __all__ = ["make_kernels", "conv_acc", "linear_acc", "clear_cache", "next_read_index"]
 
 
-_WCACHE: OrderedDict[tuple, tuple] = OrderedDict()
+_WEIGHTS: IdentityCache[tuple[np.ndarray, np.ndarray]] = IdentityCache("imc quantized weights", maxsize=512)
 
 
 def weights_q(w: np.ndarray, bits: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Integer weights and scales of ``w``, cached per weight array (the chip programs them once).
-
-    The cache holds a reference to ``w`` and checks identity, so a new array is never confused
-    with a freed one; the last 512 arrays are kept.
-    """
-    k = (id(w), bits, per_channel)
-    hit = _WCACHE.get(k)
-    if hit is not None and hit[0] is w:
-        _WCACHE.move_to_end(k)
-        return hit[1], hit[2]
-    q, sc = _quantize_chunked(w, bits, per_channel)
-    _WCACHE[k] = (w, q, sc)
-    while len(_WCACHE) > 512:
-        _WCACHE.popitem(last=False)
-    return q, sc
+    """Integer weights and scales of ``w``, cached per weight array (the chip programs them once; the last 512
+    arrays are kept, by identity: :mod:`hwsim.cache`)."""
+    return _WEIGHTS.get(w, bits, per_channel, compute=lambda: _quantize_chunked(w, bits, per_channel))
 
 
 def _quantize_chunked(w: np.ndarray, bits: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -68,17 +58,24 @@ STREAM_BYTES = 256 << 20  # a linear layer whose program would exceed this is pr
 _READS: dict[int, int] = {}  # functional runs so far per seed with per-read noise (the next read index)
 
 
+_LOCK = threading.Lock()  # guards _PCACHE and _READS: evaluate and sweeps may run seeds on threads
+
+
+@on_clear
 def clear_cache() -> None:
-    """Forget every programmed crossbar, quantized weight and read counter (the next run programs afresh)."""
-    _PCACHE.clear()
-    _WCACHE.clear()
-    _READS.clear()
+    """Forget every programmed crossbar, quantized weight and read counter (the next run programs afresh); also
+    done by ``hwsim.clear_caches()``."""
+    with _LOCK:
+        _PCACHE.clear()
+        _READS.clear()
+    _WEIGHTS.clear()
 
 
 def next_read_index(seed: int) -> int:
     """The index of the next inference's read noise for ``seed``: 0, 1, 2, ... per process (see make_kernels)."""
-    i = _READS.get(seed, 0)
-    _READS[seed] = i + 1
+    with _LOCK:
+        i = _READS.get(seed, 0)
+        _READS[seed] = i + 1
     return i
 
 
@@ -98,19 +95,21 @@ def _programmed(qw_full: np.ndarray, gi: int, wg: np.ndarray, spec: IMCSpec, see
     evict each one before its next use); a program that does not fit is rebuilt, identically, at each use."""
     seeded = ph.per_seed(spec) or ph.nonlinear_adc(spec)
     ck = (id(qw_full), gi, spec, seed if seeded else None, key)
-    hit = _PCACHE.get(ck)
-    if hit is not None and hit[0] is qw_full:
-        _PCACHE[ck] = (qw_full, hit[1], _RUN[0])
-        _PCACHE.move_to_end(ck)
-        return hit[1]
+    with _LOCK:
+        hit = _PCACHE.get(ck)
+        if hit is not None and hit[0] is qw_full:
+            _PCACHE[ck] = (qw_full, hit[1], _RUN[0])
+            _PCACHE.move_to_end(ck)
+            return hit[1]
     prog = nm.program(wg, spec, _split_rng(spec, seed, key, gi), nm.rng_for(seed, "adc-transfer"))
-    held = sum(v[1].nbytes for v in _PCACHE.values())
-    for old in [k for k, v in _PCACHE.items() if v[2] < _RUN[0]]:  # least recently used first
+    with _LOCK:  # a program another thread made meanwhile is the same value: either copy may stay
+        held = sum(v[1].nbytes for v in _PCACHE.values())
+        for old in [k for k, v in _PCACHE.items() if v[2] < _RUN[0]]:  # least recently used first
+            if held + prog.nbytes <= PCACHE_BYTES:
+                break
+            held -= _PCACHE.pop(old)[1].nbytes
         if held + prog.nbytes <= PCACHE_BYTES:
-            break
-        held -= _PCACHE.pop(old)[1].nbytes
-    if held + prog.nbytes <= PCACHE_BYTES:
-        _PCACHE[ck] = (qw_full, prog, _RUN[0])
+            _PCACHE[ck] = (qw_full, prog, _RUN[0])
     return prog
 
 
@@ -180,7 +179,8 @@ def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False, rea
     """
     if read_index is None and ph.per_read(spec):
         read_index = next_read_index(seed)
-    _RUN[0] += 1
+    with _LOCK:
+        _RUN[0] += 1
 
     def conv(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
         qp = n.meta["quant"]

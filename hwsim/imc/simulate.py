@@ -12,11 +12,11 @@ sweep over specs re-runs only the cheap vectorised arithmetic.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
+from hwsim.cache import IdentityCache
 from hwsim.errors import SpecError
 from hwsim.imc.cost import CrossbarCost, DigitalCost, node_costs, tile_area_mm2, tile_power_w
 from hwsim.imc.fit import buffer_param_bytes, fit_from_mapping, prepare
@@ -81,7 +81,7 @@ class IMCReport(Report):
         return Report.summary(self) + "\n" + extra
 
 
-_QCACHE: OrderedDict[tuple, tuple[Graph, Graph]] = OrderedDict()
+_QUANTIZED: IdentityCache[Graph] = IdentityCache("imc quantized graphs", maxsize=16)
 
 
 def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, progress: bool | None = None) -> Graph:
@@ -109,15 +109,8 @@ def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, prog
 
 def _quantized(folded: Graph, weight_bits: int, input_bits: int) -> Graph:
     """The quantize pass applied to ``folded``, cached per graph object and bit widths (last 16)."""
-    k = (id(folded), weight_bits, input_bits)
-    hit = _QCACHE.get(k)
-    if hit is not None and hit[0] is folded:
-        return hit[1]
-    gq = quantize_with_progress(folded, weight_bits, input_bits)
-    _QCACHE[k] = (folded, gq)
-    while len(_QCACHE) > 16:
-        _QCACHE.popitem(last=False)
-    return gq
+    return _QUANTIZED.get(folded, weight_bits, input_bits,
+                          compute=lambda: quantize_with_progress(folded, weight_bits, input_bits))
 
 
 def _outputs(folded: Graph, spec: IMCSpec, x: np.ndarray, seed: int, read_seed: int | None):
