@@ -262,3 +262,216 @@ def test_quantize_per_channel_matches_torch():
     assert np.abs(q).max() == 127
     back = int8.dequantize(q, scales, 0, axis=0)
     assert np.abs(back - w).max() <= scales.max() / 2 + 1e-6
+
+
+# --- VNNI (vpdpbusd) path and its fallback -------------------------------------------------------
+from hwsim.kernels import _vnni_gemm as vnni  # noqa: E402
+from hwsim.kernels._vnni_microkernel import has_avx512_vnni  # noqa: E402
+
+HOST_VNNI = has_avx512_vnni()
+# Both paths where the host has VNNI; the fallback (float64 / integer loops) everywhere.
+VNNI_MODES = [False, True] if HOST_VNNI else [False]
+
+
+def _spy(mp):
+    """Count the calls of the two VNNI products (``product``: row tiles; ``product_t``: the
+    transposed tiles), through which every VNNI gemm_int / conv2d_int passes."""
+    calls = []
+    for name in ("product", "product_t"):
+        real = getattr(vnni, name)
+
+        def counted(*args, _real=real):
+            calls.append(args[0].shape)
+            return _real(*args)
+        mp.setattr(vnni, name, counted)
+    return calls
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 20), st.integers(1, 300), st.integers(1, 150),
+       st.sampled_from([np.int8, np.uint8]), st.integers(-300, 300),
+       st.sampled_from([np.int8, np.uint8]), st.integers(-300, 300),
+       st.booleans(), st.sampled_from(VNNI_MODES), st.integers(0, 2**31 - 1))
+def test_gemm_int_8bit_vnni_and_fallback_bit_exact(n, k, o, xdt, zx, wdt, zw, parallel, use_vnni, seed):
+    """8-bit operands, any zero points (also outside the dtype), edges in M (tile 6), N (panel 64)
+    and K (quads), with the VNNI kernel on and forced off."""
+    rng = np.random.default_rng(seed)
+    x, w = rand_int(rng, xdt, (n, k)), rand_int(rng, wdt, (o, k))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(int8, "USE_VNNI", use_vnni)
+        calls = _spy(mp)
+        ours = int8.gemm_int(x, w, x_zero_point=zx, w_zero_point=zw, parallel=parallel)
+    assert len(calls) == int(use_vnni)
+    assert ours.dtype == int8.accumulator_dtype(xdt, wdt, k, zx, zw)
+    assert np.array_equal(ours, (x.astype(np.int64) - zx) @ (w.astype(np.int64) - zw).T)
+
+
+@settings(max_examples=40, deadline=None)
+@given(int_conv_cases(), st.sampled_from(VNNI_MODES), st.booleans())
+def test_conv2d_int_8bit_vnni_and_fallback_bit_exact(case, use_vnni, parallel):
+    """The conv cases (groups=1 8-bit ones take the implicit VNNI GEMM) with VNNI on and forced off."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(int8, "USE_VNNI", use_vnni)
+        _check_conv(case, parallel)
+
+
+@pytest.mark.skipif(not HOST_VNNI, reason="the host has no AVX-512 VNNI (fallback tested above)")
+@pytest.mark.parametrize("zx, zw, wdt, taken", [
+    (3, 0, np.int8, True), (-128, 0, np.int8, True),  # int8 x: pad value zx + 128 = 0 fits uint8
+    (0, 100, np.int8, False),  # w - zw leaves int8: float64 path
+    (300, 0, np.int8, False),  # pad value zx + sx outside uint8: float64 path
+    (0, 128, np.uint8, True)])  # uint8 weights with the symmetric zero point: w - 128 fits int8
+def test_conv2d_int_vnni_routing_and_refusal_bit_exact(zx, zw, wdt, taken):
+    rng = np.random.default_rng(abs(zx) + zw)
+    xdt = np.int8 if zx == -128 else np.uint8
+    x, w = rand_int(rng, xdt, (2, 5, 9, 8)), rand_int(rng, wdt, (7, 5, 3, 3))
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _spy(mp)
+        got = int8.conv2d_int(x, w, (2, 1), (1, 2), x_zero_point=zx, w_zero_point=zw)
+    assert len(calls) == int(taken)
+    assert np.array_equal(got, conv_ref(x, w, (2, 1), (1, 2), (1, 1), 1, zx, zw))
+
+
+@pytest.mark.skipif(not HOST_VNNI, reason="the host has no AVX-512 VNNI")
+def test_vnni_int32_bound_extremes_and_long_k_fallback():
+    """K = MAX_K with the extreme products (255 * -128 and 255 * 127) is exact in int32; one more
+    K leaves the VNNI kernel (int64 accumulators) and stays exact."""
+    k = vnni.MAX_K
+    a = np.full((7, k), 255, np.uint8)
+    w = np.full((65, k), -128, np.int8)
+    w[1::2] = 127
+    got = vnni.gemm(a, w)
+    ref = a[:, :1].astype(np.int64) * w[:, 0].astype(np.int64)[None] * k
+    assert np.array_equal(got, ref) and got.min() == -255 * 128 * k
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _spy(mp)
+        long = int8.gemm_int(a[:2, :1].repeat(k + 1, 1), w[:3, :1].repeat(k + 1, 1))
+    assert not calls and long.dtype == np.int64
+    assert np.array_equal(long, 255 * w[:3, 0].astype(np.int64)[None].repeat(2, 0) * (k + 1))
+
+
+@pytest.mark.parametrize("use_vnni", VNNI_MODES)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_weights_changed_in_place_are_repacked(use_vnni, stride):
+    """The packed weights are cached per array (``_vnni_pack``): writing into the same array between
+    calls (same address, shape and dtype) must give the new result, never the stale one."""
+    rng = np.random.default_rng(stride)
+    x = rand_int(rng, np.uint8, (1, 8, 9, 9))
+    w = rand_int(rng, np.int8, (6, 8, 3, 3))
+    xg = rand_int(rng, np.int8, (5, 40))
+    wg = rand_int(rng, np.uint8, (70, 40))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(int8, "USE_VNNI", use_vnni)
+        for _ in range(3):
+            got = int8.conv2d_int(x, w, stride, 1, x_zero_point=9)
+            assert np.array_equal(got, conv_ref(x, w, (stride, stride), (1, 1), (1, 1), 1, zx=9))
+            gg = int8.gemm_int(xg, wg, x_zero_point=-3, w_zero_point=128)
+            assert np.array_equal(gg, (xg.astype(np.int64) + 3) @ (wg.astype(np.int64) - 128).T)
+            w[rng.integers(0, 6), rng.integers(0, 8), 1, 2] ^= 0x55  # one weight, in place
+            wg[rng.integers(0, 70), rng.integers(0, 40)] ^= 0x0F
+
+
+@pytest.mark.skipif(not HOST_VNNI, reason="the host has no AVX-512 VNNI")
+@pytest.mark.parametrize("parallel", [False, True])
+def test_vnni_gemm_with_int64_accumulators_bit_exact(parallel):
+    """A zero point far outside uint8 makes the accumulator int64 while K stays within MAX_K: the
+    VNNI product is exact in int32 and the corrections are applied in int64."""
+    rng = np.random.default_rng(7)
+    x, w = rand_int(rng, np.uint8, (9, 1000)), rand_int(rng, np.int8, (67, 1000))
+    x[0] = 255
+    w[0] = -128
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _spy(mp)
+        got = int8.gemm_int(x, w, x_zero_point=-30000, w_zero_point=0, parallel=parallel)
+    assert calls and got.dtype == np.int64
+    ref = (x.astype(np.int64) + 30000) @ w.astype(np.int64).T
+    assert abs(int(ref[0, 0])) > 2**31 and np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("use_vnni", VNNI_MODES)
+@pytest.mark.parametrize("n, c, o, hw, k, pad, dil", [
+    (2, 7, 30, (14, 14), (3, 3), (1, 1), (1, 1)),  # 210 flat columns: the 12 x 32 transposed tile
+    (1, 5, 13, (20, 9), (5, 5), (2, 2), (1, 1)),
+    (1, 8, 7, (6, 11), (1, 1), (1, 1), (1, 1)),  # pw > dw*(kw-1): rows keep both pads
+    (1, 12, 70, (9, 10), (3, 2), (2, 1), (2, 3)),
+    (3, 4, 64, (1, 1), (1, 1), (0, 0), (1, 1))])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_conv2d_int_stride1_layouts_bit_exact(use_vnni, n, c, o, hw, k, pad, dil, parallel):
+    """Stride-1 convolutions across the transposed tiles, row pitches and channel quads."""
+    rng = np.random.default_rng(c * o)
+    x, w = rand_int(rng, np.int8, (n, c, *hw)), rand_int(rng, np.int8, (o, c, *k))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(int8, "USE_VNNI", use_vnni)
+        got = int8.conv2d_int(x, w, 1, pad, dil, x_zero_point=-7, parallel=parallel)
+    assert np.array_equal(got, conv_ref(x, w, (1, 1), pad, dil, 1, zx=-7))
+
+
+def test_vnni_pack_cache_is_bounded_and_verified():
+    """The packing cache keeps at most MAX_ENTRIES entries / MAX_BYTES bytes, and a hit is used only
+    when the weight bytes are unchanged."""
+    from hwsim.kernels import _vnni_pack as vpack
+    made = []
+
+    def make_of(w):
+        def make():
+            made.append(1)
+            return (w.astype(np.int64) * 2,)
+        return make
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vpack, "_CACHE", type(vpack._CACHE)())
+        mp.setattr(vpack, "_SIZE", [0])
+        mp.setattr(vpack, "MAX_ENTRIES", 3)
+        ws = [np.full((4, 9), i, np.int8) for i in range(5)]
+        for w in ws:
+            assert np.array_equal(vpack.packed("t", w, (), make_of(w))[0], w * 2)
+        assert len(vpack._CACHE) == 3 and len(made) == 5
+        vpack.packed("t", ws[4], (), make_of(ws[4]))
+        assert len(made) == 5  # hit
+        ws[4][1, 2] = 7
+        assert vpack.packed("t", ws[4], (), make_of(ws[4]))[0][1, 2] == 14 and len(made) == 6
+        mp.setattr(vpack, "MAX_BYTES", 1)
+        vpack.packed("t", ws[0], (), make_of(ws[0]))
+        assert len(vpack._CACHE) == 1 and vpack._SIZE[0] == sum(e[2] for e in vpack._CACHE.values())
+
+
+@pytest.mark.parametrize("use_vnni", VNNI_MODES)
+def test_non_contiguous_8bit_operands_bit_exact(use_vnni):
+    rng = np.random.default_rng(11)
+    x = rand_int(rng, np.int8, (2, 6, 11, 13))[:, ::2, :, ::-1]
+    w = rand_int(rng, np.int8, (12, 3, 3, 5)).transpose(0, 1, 3, 2)
+    xg, wg = rand_int(rng, np.uint8, (30, 40)).T, rand_int(rng, np.int8, (30, 90)).T
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(int8, "USE_VNNI", use_vnni)
+        for s in (1, 2):
+            got = int8.conv2d_int(x, w, s, (2, 1), x_zero_point=5)
+            assert np.array_equal(got, conv_ref(x, w, (s, s), (2, 1), (1, 1), 1, zx=5))
+        got = int8.gemm_int(xg, wg, x_zero_point=1, w_zero_point=2)
+    assert np.array_equal(got, (xg.astype(np.int64) - 1) @ (wg.astype(np.int64) - 2).T)
+
+
+def test_packed_weight_cache_on_many_threads(monkeypatch):
+    """Eight threads share the packed-weight cache (two entries: constant eviction) and each gets the exact GEMM;
+    hwsim.clear_caches() empties it."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    import hwsim
+    from hwsim.kernels import _vnni_pack
+
+    monkeypatch.setattr(_vnni_pack, "MAX_ENTRIES", 2)
+    rng = np.random.default_rng(7)
+    xs = [rng.integers(0, 256, (64, 96)).astype(np.uint8) for _ in range(4)]
+    ws = [rng.integers(-128, 128, (40, 96)).astype(np.int8) for _ in range(6)]
+    refs = {(i, j): xs[i].astype(np.int64) @ ws[j].astype(np.int64).T for i in range(4) for j in range(6)}
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(8) as ex:
+            got = list(ex.map(lambda ij: (ij, int8.gemm_int(xs[ij[0]], ws[ij[1]])), list(refs) * 3))
+    finally:
+        sys.setswitchinterval(interval)
+    for ij, out in got:
+        assert np.array_equal(out, refs[ij]), ij
+    assert len(_vnni_pack._CACHE) <= 2
+    hwsim.clear_caches()
+    assert len(_vnni_pack._CACHE) == 0 and _vnni_pack._SIZE[0] == 0

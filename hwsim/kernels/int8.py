@@ -13,6 +13,19 @@ Conventions (chosen here, relied on by the simulators):
   convolution runs on the float64 implicit-GEMM kernels of ``_conv.py``: every product and
   partial sum is an integer below 2**53 and therefore exact in float64, in any order, so the
   result is bit-exact. Otherwise (wide int32 operands) exact integer loops run in int64.
+- VNNI path (taken first where it applies): on hosts with AVX-512 VNNI (``USE_VNNI``), 8-bit
+  operands run on the exact u8 x s8 -> int32 ``vpdpbusd`` kernels of ``_vnni_gemm.py`` /
+  ``_vnni_conv.py`` (:func:`_vnni_gemm_int`, :func:`_vnni_conv2d_int`; convolutions with groups=1):
+  int8 activations are made unsigned by adding 128 (``a = x + sx``), uint8 weights signed by
+  subtracting 128 (``b = w - sw``), and the shifts and zero points are removed with
+  ``sum (a - ex)(b - ew) = sum a*b - ew*sum_k a - ex*sum_k b + K*ex*ew`` (``ex = zx + sx``,
+  ``ew = zw - sw``). ``sum a*b`` stays in int32 for ``K <= _vnni_gemm.MAX_K`` (255 * 128 * K < 2**31);
+  larger K keeps the paths above. Where the accumulator dtype is int32 the corrections are the
+  kernel's starting values (int32 wrap-around arithmetic: exact because the true result fits int32),
+  else they are applied in int64. A convolution uses ``b = w - zw`` directly (it must fit int8, checked
+  on the weights) and pads with ``a = ex`` (must fit uint8), else it keeps the float64 path. The
+  packed weights are cached per weight array and reused only while its bytes are unchanged
+  (``_vnni_pack.py``).
 - ``requantize`` multiplies in float64 and rounds half to even (``np.rint``, the rule of
   ``torch.quantize_per_tensor``'s ``nearbyint``), adds the output zero point, applies ReLU (clamp at
   the zero point) if asked, then saturates to the output dtype. This is the real-valued reference
@@ -22,11 +35,17 @@ Conventions (chosen here, relied on by the simulators):
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from hwsim.kernels import _checks as chk
 from hwsim.kernels import _int_loops as loops
+from hwsim.kernels import _vnni_conv as vconv
+from hwsim.kernels import _vnni_gemm as vnni
+from hwsim.kernels import _vnni_pack as vpack
 from hwsim.kernels._conv import conv2d_gemm, plan, tap_offsets
+from hwsim.kernels._vnni_microkernel import has_avx512_vnni
 
 __all__ = ["conv2d_int", "gemm_int", "requantize", "quantize", "dequantize", "accumulator_dtype"]
 
@@ -38,6 +57,10 @@ _F64_EXACT = 2**53  # integers of smaller magnitude are exact in float64
 # gemm_int takes the float64 GEMM from this many rows of x (its columns there): below, the GEMM's register tile
 # is mostly empty and the integer loops are as fast or faster (timings: docs/targets/kernels.md, "Integer kernels").
 _F64_GEMM_MIN_ROWS = 64
+# 8-bit operands take the VNNI kernels when the compile target has AVX-512 VNNI (a test sets this
+# False to exercise the other paths on such a host).
+USE_VNNI = has_avx512_vnni()
+_EIGHT_BIT = (np.int8, np.uint8)
 
 
 def _int_scalar(name: str, v) -> int:
@@ -48,8 +71,14 @@ def _int_scalar(name: str, v) -> int:
 
 def _span(dtype, zp: int) -> int:
     """Largest ``|v - zp|`` over all values ``v`` of ``dtype``."""
+    lo, hi = _int_range(np.dtype(dtype))
+    return max(abs(lo - zp), abs(hi - zp))
+
+
+@functools.lru_cache(maxsize=None)
+def _int_range(dtype: np.dtype) -> tuple[int, int]:
     info = np.iinfo(dtype)
-    return max(abs(int(info.min) - zp), abs(int(info.max) - zp))
+    return int(info.min), int(info.max)
 
 
 def accumulator_dtype(x_dtype, w_dtype, k: int, x_zero_point: int = 0, w_zero_point: int = 0):
@@ -85,6 +114,10 @@ def conv2d_int(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int
     o, cg, kh, kw = w.shape
     k = cg * kh * kw
     acc_t = accumulator_dtype(x.dtype, w.dtype, k, zx, zw)
+    if groups == 1 and _vnni_operands(x, w, k):
+        y = _vnni_conv2d_int(x, w, s, p, d, oh, ow, zx, zw, acc_t, bool(parallel))
+        if y is not None:
+            return y
     if _span(x.dtype, zx) * _span(w.dtype, zw) * k < _F64_EXACT:
         xf = x.astype(np.float64)
         xf -= zx
@@ -114,6 +147,8 @@ def gemm_int(x, w, x_zero_point: int = 0, w_zero_point: int = 0,
     zw = _int_scalar("w_zero_point", w_zero_point)
     k = x.shape[1]
     acc_t = accumulator_dtype(x.dtype, w.dtype, k, zx, zw)
+    if _vnni_operands(x, w, k):
+        return _vnni_gemm_int(x, w, zx, zw, acc_t, bool(parallel))
     if x.shape[0] >= _F64_GEMM_MIN_ROWS and _span(x.dtype, zx) * _span(w.dtype, zw) * k < _F64_EXACT:
         # exact in float64 (see the module docstring): the GEMM as a 1x1 convolution of one image with
         # K channels and a 1 x N map on the register-tiled float64 kernels of _conv.py
@@ -128,6 +163,102 @@ def gemm_int(x, w, x_zero_point: int = 0, w_zero_point: int = 0,
     corr = zw * xa.sum(axis=1)
     out = np.empty((x.shape[0], w.shape[0]), dtype=acc_t)
     (loops.gemm_int_parallel if parallel else loops.gemm_int_serial)(xa, w, corr, out)
+    return out
+
+
+def _vnni_operands(x, w, k: int) -> bool:
+    """True when the VNNI kernels apply: enabled, both operands 8-bit, 0 < K <= MAX_K, not empty."""
+    return (USE_VNNI and x.dtype.type in _EIGHT_BIT and w.dtype.type in _EIGHT_BIT
+            and 0 < k <= vnni.MAX_K and x.size > 0 and w.size > 0)
+
+
+def _as_u8(x):
+    """8-bit ``x`` as uint8 ``a = x + shift`` (int8: flip the sign bit, shift 128) and the shift."""
+    if x.dtype == np.uint8:
+        return x, 0
+    return x.view(np.uint8) ^ np.uint8(0x80), 128
+
+
+def _as_s8(w):
+    """8-bit weights as int8 ``b = w - sw`` and the shift ``sw`` (0 for int8, 128 for uint8)."""
+    if w.dtype == np.int8:
+        return w, 0
+    return (w ^ np.uint8(0x80)).view(np.int8), 128
+
+
+def _vnni_gemm_int(x, w, zx: int, zw: int, acc_t, parallel: bool) -> np.ndarray:
+    """gemm_int on the VNNI kernel: ``a = x + sx`` (uint8), ``b = w - sw`` (int8, packed into panels
+    once per weight array: ``_vnni_pack``), ``sum a*b`` corrected with ``ex = sx + zx``,
+    ``ew = zw - sw`` (module docstring). With int32 accumulators the corrections are the tile's
+    starting values (int32 wrap-around: exact, as the true result fits int32); with int64 ones they
+    are applied afterwards in int64."""
+    a, sx = _as_u8(x)
+    k = x.shape[1]
+    ex = sx + zx
+
+    def make():
+        b, sw = _as_s8(w)
+        return vnni.panels_of(b), vnni.row_sums(b), sw, {}
+    pan, wsum, sw, icols = vpack.packed("gemm", w, (), make)
+    ew = zw - sw
+    if acc_t == np.int32:
+        if ex not in icols:  # -ex * sum_k b as the int32 column starts, per activation shift
+            if len(icols) >= 8:
+                icols.clear()
+            icols[ex] = (-ex * wsum).astype(np.int32)
+        irow = (-(ew * vnni.row_sums(a) - k * ex * ew)).astype(np.int32) if ew else None
+        return np.ascontiguousarray(vnni.gemm(a, None, parallel, pan, irow, icols[ex]))
+    row_corr = (ew * vnni.row_sums(a) - k * ex * ew) if ew else np.zeros(a.shape[0], np.int64)
+    out = np.empty((x.shape[0], w.shape[0]), dtype=acc_t)
+    vnni.finish_gemm(vnni.gemm(a, None, parallel, pan), row_corr, ex * wsum, out)
+    return out
+
+
+def _conv_weights(w, zw: int):
+    """(``wq = weight_quads(w - zw)``, its row sums, a dict of further packings of ``wq`` filled on
+    demand), or () when ``w - zw`` leaves int8; cached per weight array (``_vnni_pack``)."""
+    def make():
+        if (w.dtype == np.int8 and zw == 0) or (w.dtype == np.uint8 and zw == 128):
+            b = _as_s8(w)[0]
+        else:
+            b16 = w.astype(np.int16) - zw
+            if int(b16.min()) < -128 or int(b16.max()) > 127:
+                return ()
+            b = b16.astype(np.int8)
+        wq = vconv.weight_quads(np.ascontiguousarray(b))
+        return wq, vnni.row_sums(wq), {}
+    return vpack.packed("conv", w, (zw,), make)
+
+
+def _vnni_conv2d_int(x, w, s, p, d, oh: int, ow: int, zx: int, zw: int, acc_t, parallel: bool):
+    """groups=1 conv2d_int on the VNNI kernels, or None when they do not apply: the weights are
+    used as ``b = w - zw``, which must fit int8 (checked on the data), and the padded taps hold
+    ``a = zx + sx``, which must fit uint8; then ``acc = sum a*b - (zx + sx) * sum_k b``, whose true
+    value fits int32 (``|a - zx - sx| <= 255``, ``|b| <= 128``, K <= MAX_K). Stride 1 runs on the
+    channel-quad-planar transposed tile (``_vnni_conv``), other strides on the NHWC implicit GEMM."""
+    a, sx = _as_u8(x)
+    ex = zx + sx
+    if not 0 <= ex <= 255:
+        return None
+    packed = _conv_weights(w, zw)
+    if not packed:
+        return None
+    wq, wsum, more = packed
+    n, o = x.shape[0], w.shape[0]
+    kernel = w.shape[2:]
+    out = np.empty((n, o, oh, ow), dtype=acc_t)
+    if s == (1, 1):
+        def wpan_of(rows):
+            if rows not in more:
+                more[rows] = vnni.row_panels(wq, rows)
+            return more[rows]
+        vconv.conv2d_s1(a, ex, wpan_of, wsum, kernel, p, d, oh, ow, out, parallel)
+        return out
+    if "panels" not in more:
+        more["panels"] = vnni.panels_of(wq)
+    xp, rbase, aoff = vnni.conv_operands(a, ex, kernel, s, p, d, oh, ow)
+    raw = vnni.product(xp, rbase, aoff, more["panels"], parallel, None, (-ex * wsum).astype(np.int32))
+    vnni.finish_nchw(raw, out.reshape(n, o, oh * ow))
     return out
 
 
