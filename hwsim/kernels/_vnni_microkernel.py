@@ -54,6 +54,16 @@ def _vpdpbusd(builder):
     return call
 
 
+def _store_tile(builder, acc, c_p, c0, ldc, vt) -> None:
+    """Store the tile's accumulators ``acc[i][j]`` (int32 vectors) to row ``c0 + i * ldc``, lanes ``LANES * j``."""
+    i64 = ir.IntType(64)
+    for i, row in enumerate(acc):
+        crow = builder.gep(c_p, [builder.add(c0, builder.mul(ldc, ir.Constant(i64, i)))])
+        for j, a in enumerate(row):
+            p = builder.bitcast(builder.gep(crow, [ir.Constant(i64, LANES * j)]), vt.as_pointer())
+            builder.store(builder.load(a), p, align=4)
+
+
 def make_vnni_microkernel(mr: int, nv: int):
     """Return an intrinsic ``mk(A, rbase, r0, aoff, W, w0, ldw, nq, C, c0, ldc, irow, icol, col0)``
     computing the ``mr`` x ``nv*16`` int32 tile ``C = irow[r0 + i] + icol[col0 + j] + sum_k A(u8) * W(s8)``
@@ -103,11 +113,7 @@ def make_vnni_microkernel(mr: int, nv: int):
                     av = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)), undef, splat)
                     for j in range(nv):
                         builder.store(dot(builder.load(acc[i][j]), av, wv[j]), acc[i][j])
-            for i in range(mr):
-                crow = builder.gep(c_p, [builder.add(c0_, builder.mul(ldc_, ir.Constant(i64, i)))])
-                for j in range(nv):
-                    p = builder.bitcast(builder.gep(crow, [ir.Constant(i64, LANES * j)]), vt.as_pointer())
-                    builder.store(builder.load(acc[i][j]), p, align=4)
+            _store_tile(builder, acc, c_p, c0_, ldc_, vt)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -170,11 +176,7 @@ def make_vnni_microkernel_wbcast(mr: int, nv: int):
                     wb = bcast(wq)
                     for j in range(nv):
                         builder.store(dot(builder.load(acc[i][j]), vv[j], wb), acc[i][j])
-            for i in range(mr):
-                crow = builder.gep(c_p, [builder.add(c0_, builder.mul(ldc_, ir.Constant(i64, i)))])
-                for j in range(nv):
-                    p = builder.bitcast(builder.gep(crow, [ir.Constant(i64, LANES * j)]), vt.as_pointer())
-                    builder.store(builder.load(acc[i][j]), p, align=4)
+            _store_tile(builder, acc, c_p, c0_, ldc_, vt)
             return context.get_dummy_value()
 
         return sig, codegen
