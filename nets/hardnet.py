@@ -23,6 +23,8 @@ ThreshNet and TripleNet were trained on CIFAR-10 by their authors).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -48,8 +50,15 @@ def harmonic_links(layer: int, base_ch: int, growth: int, grmul: float) -> tuple
     Layer k links to k - 2^n for all n with k % 2^n == 0; width = growth * grmul^(#links - 1),
     rounded to an even integer as ``int(int(w + 1) / 2) * 2`` (the official code's rounding).
     """
+    out, cin, links = _harmonic_links(layer, base_ch, growth, grmul)
+    return out, cin, list(links)
+
+
+@functools.lru_cache(maxsize=4096)
+def _harmonic_links(layer: int, base_ch: int, growth: int, grmul: float) -> tuple[int, int, tuple[int, ...]]:
+    """:func:`harmonic_links`, memoized: the in-channel sum recurses over every linked layer (exponential without)."""
     if layer == 0:
-        return base_ch, 0, []
+        return base_ch, 0, ()
     out, links = growth, []
     for i in range(10):
         dv = 2**i
@@ -58,8 +67,8 @@ def harmonic_links(layer: int, base_ch: int, growth: int, grmul: float) -> tuple
             if i > 0:
                 out *= grmul
     out = int(int(out + 1) / 2) * 2
-    cin = sum(harmonic_links(j, base_ch, growth, grmul)[0] for j in links)
-    return out, cin, links
+    cin = sum(_harmonic_links(j, base_ch, growth, grmul)[0] for j in links)
+    return out, cin, tuple(links)
 
 
 class HarDBlock(nn.Module):

@@ -103,7 +103,8 @@ def test_bn_statistics_prune_the_channels_a_relu_kills(key, layer, bn):
             torch.testing.assert_close(remove_channels(model, deps, remove)(x), model(x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("key", ["resnet20", "mobilenetv2", "ghostnet", "densenet-bc"])
+@pytest.mark.parametrize("key", ["resnet20", "mobilenetv2", pytest.param("ghostnet", marks=pytest.mark.slow),  # 1 s
+                                 "densenet-bc"])
 def test_gamma_and_bn_stat_pruning_run_on_the_zoo(key):
     model, shape = small_net(key)
     deps = analyze(model, shape)

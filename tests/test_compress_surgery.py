@@ -161,6 +161,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
+@pytest.mark.slow  # 20 random removal sets, 2-4 s; the quick run keeps test_pruned_equals_masked_original
 @settings(max_examples=20, deadline=None)
 @given(key=st.sampled_from(["resnet20", "ghostnet", "densenet-bc"]), seed=st.integers(0, 2**31 - 1),
        frac=st.floats(0.05, 0.9))

@@ -54,8 +54,14 @@ METHODS = {
 }
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
-@pytest.mark.parametrize("key", ["resnet20", "mobilenetv2", "ghostnet", "densenet-bc"])
+# The quick run: every pass on the cheap resnet20 and densenet-bc, and on a few each of the dearer mobilenetv2 and
+# ghostnet (0.3-1.7 s a pass); --slow: every pass on every family.
+_QUICK_PASSES = {"mobilenetv2": {"bn-statistics", "complexity", "slimming"}, "ghostnet": {"magnitude", "sparse-connectivity"}}
+
+
+@pytest.mark.parametrize("key,method", [
+    pytest.param(key, method, marks=() if method in _QUICK_PASSES.get(key, METHODS) else pytest.mark.slow)
+    for key in ["resnet20", "mobilenetv2", "ghostnet", "densenet-bc"] for method in sorted(METHODS)])
 def test_structured_pass_shrinks_the_network(key, method):
     model, shape, base = _net(key)
     x = torch.randn(4, *shape[1:])
@@ -67,7 +73,8 @@ def test_structured_pass_shrinks_the_network(key, method):
     assert rep.latency_s < base.latency_s
 
 
-@pytest.mark.parametrize("key", ["resnet20", "mobilenetv2", "ghostnet", "densenet-bc"])
+@pytest.mark.parametrize("key", ["resnet20", "mobilenetv2", pytest.param("ghostnet", marks=pytest.mark.slow),
+                                 "densenet-bc"])
 def test_quantization_passes_run(key):
     model, shape, _ = _net(key)
     x = torch.randn(2, *shape[1:])

@@ -14,13 +14,9 @@ from hwsim.evaluate import Evaluation, EvaluationError, LabelError, as_dataset, 
 
 
 @pytest.fixture(scope="module")
-def digits():
-    """A DigitsCNN trained on digits 0-4 (about 2 s) and its held-out test split (270 images)."""
-    from hwsim.codesign.digits import load_split, pretrained_cnn
-
-    model = pretrained_cnn(width=8, epochs=10, seed=0)
-    _, _, xte, yte = load_split((0, 1, 2, 3, 4), seed=0)
-    return model, xte.numpy(), yte.numpy()
+def digits(digits_cnn):
+    """A DigitsCNN trained on digits 0-4 and its held-out test split (270 images): conftest's digits_cnn."""
+    return digits_cnn
 
 
 def _torch_accuracy(model, x, y) -> float:
@@ -54,6 +50,7 @@ def test_imc_exact_adc_agrees_with_float_and_3_bit_adc_loses_accuracy(digits):
     assert low.report.energy_j < exact.report.energy_j  # the cost report is of the spec evaluated
 
 
+@pytest.mark.slow  # 3 to 6 s: 9 noisy bit-level evaluations
 def test_seeds_differ_only_with_noise(digits):
     model, x, y = digits
     x, y = x[:40], y[:40]
@@ -70,6 +67,7 @@ def test_seeds_differ_only_with_noise(digits):
         assert r["rel_rms_error"] == by_seed.loc[r["seed"], "rel_rms_error"]
 
 
+@pytest.mark.slow  # 4 to 7 s: 8 noisy bit-level evaluations
 def test_dataloader_graph_and_executor_give_the_same_table(digits):
     model, x, y = digits
     x, y = x[:40], y[:40]

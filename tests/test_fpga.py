@@ -66,6 +66,7 @@ def _check_bit_exact(model: nn.Sequential, x: torch.Tensor, decomposed: bool = T
     return checked
 
 
+@pytest.mark.slow  # 20 random BNNs, 2-4 s; the quick run keeps the zoo BNNs and test_kbit_net_exact
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**31), k=st.sampled_from([1, 2, 3]), stride=st.sampled_from([1, 2]),
        pad=st.integers(0, 1), pad_value=st.sampled_from([0.0, 1.0, -1.0]), groups=st.sampled_from([1, 2]),
@@ -132,7 +133,7 @@ def test_negative_gamma_flips_weights():
 
 @pytest.mark.parametrize("name,preset", [("tfc-w1a1", "fpga/pynq-z1"), ("sfc-w1a1", "fpga/ultra96"),
                                          pytest.param("lfc-w1a1", "fpga/zc706", marks=pytest.mark.slow),
-                                         ("cnv-w1a1", "fpga/pynq-z1"),
+                                         pytest.param("cnv-w1a1", "fpga/pynq-z1", marks=pytest.mark.slow),  # 2-3 s
                                          pytest.param("cnv-w2a2", "fpga/ultra96", marks=pytest.mark.slow),
                                          pytest.param("vgg-small-w1a1", "fpga/zc706", marks=pytest.mark.slow)])
 def test_zoo_nets_bit_exact(name, preset):

@@ -25,7 +25,7 @@ def _bnn_pynq(name: str, tmp_path):
     return model, x, export(model, x, tmp_path / f"{name}.onnx")
 
 
-@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_2w2a",
+@pytest.mark.parametrize("name", ["tfc_1w1a", pytest.param("tfc_2w2a", marks=pytest.mark.slow),
                                   pytest.param("cnv_1w1a", marks=pytest.mark.slow),
                                   pytest.param("cnv_2w2a", marks=pytest.mark.slow)])
 def test_bnn_pynq_models_bit_exact_with_their_preprocessing(tmp_path, name):

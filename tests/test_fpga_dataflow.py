@@ -115,7 +115,8 @@ def _check_codes(path: str, x: np.ndarray) -> set:
 
 
 # ----------------------------------------------------------------------------- bit-exact end to end
-@pytest.mark.parametrize("wb,ab", [(1, 1), (1, 2), (2, 2), (4, 4)])
+@pytest.mark.parametrize("wb,ab", [(1, 1), pytest.param(1, 2, marks=pytest.mark.slow), (2, 2),
+                                   pytest.param(4, 4, marks=pytest.mark.slow)])
 def test_residual_depthwise_concat_gap_bit_exact(tmp_path, wb, ab):
     path, model, x = _model(tmp_path, wb, ab)
     with torch.no_grad():
@@ -156,7 +157,7 @@ def test_program_structure_of_the_residual_net(tmp_path):
     assert vvau.cycles == 4 * 4 * 9 * 7  # FINN VVAU: OFM pixels * k^2 / SIMD * C / PE
 
 
-@pytest.mark.parametrize("ab", [6, 8])
+@pytest.mark.parametrize("ab", [6, pytest.param(8, marks=pytest.mark.slow)])
 def test_wide_activations_and_8bit_image(tmp_path, ab):
     # k-bit activations up to 8 bits (the residual sum re-quantized to 8 bits too), the 8-bit image first layer
     path, model, x = _model(tmp_path, 2, ab)
@@ -323,7 +324,8 @@ def test_random_residual_and_concat_graphs_bit_exact(seed, cin, width, stride, a
 
 
 # ----------------------------------------------------------------------------- weights packed once
-@pytest.mark.parametrize("wb,ab", [(1, 1), (2, 1), (2, 2)])
+@pytest.mark.parametrize("wb,ab", [(1, 1), pytest.param(2, 1, marks=pytest.mark.slow),
+                                   pytest.param(2, 2, marks=pytest.mark.slow)])
 def test_weights_packed_once_per_program(tmp_path, monkeypatch, wb, ab):
     # binary inputs with ±1 weights (one plane), odd 2-bit weights (planes) and 2-bit codes: every MVAU's weight
     # planes are packed on the first run only; a second run repacks nothing and gives the same bits

@@ -1,6 +1,7 @@
 """QONNX MultiThreshold and Trunc on the FPGA XNOR engine, on small hand-built QONNX graphs: a MultiThreshold
 after a conv becomes that MVAU's thresholds, a standalone one a Thresholding unit, and a Trunc after an average
-pool (AveragePool, Mul by the window, Trunc: Brevitas's TruncAvgPool) the pool's output right shift. Every output
+pool (AveragePool, Mul by the window, Trunc: Brevitas's TruncAvgPool; version 1, or version 2 with its clamp) the
+pool's output right shift (rounding down or half to even, saturating). Every output
 equals qonnx's executor exactly (integers times dyadic scales); what the engine cannot stream is refused in one
 line."""
 import numpy as np
@@ -19,24 +20,24 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::U
 QDOMAIN = "qonnx.custom_op.general"
 
 
-def _model(tmp_path, nodes, inits, in_shape, out_shape, name="hand"):
+def _model(tmp_path, nodes, inits, in_shape, out_shape, name="hand", qonnx_opset=1):
     graph = helper.make_graph(
         nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))],
         [numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in inits.items()])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(QDOMAIN, 1)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                helper.make_opsetid(QDOMAIN, qonnx_opset)])
     path = tmp_path / f"{name}.onnx"
     path.write_bytes(m.SerializeToString())
     return str(path)
 
 
-def _kbit_net(tmp_path, rounding="FLOOR", trunc_scale=1.0, mt2_bias=-0.5, name="kbit"):
-    """8-bit input Quant -> conv 3->5 (3-bit weights) -> MultiThreshold (3 per channel, uint2) -> AveragePool 2x2
-    -> Mul 4 -> Trunc (4 -> 2 bits) -> MultiThreshold (2 per channel, codes with offset 1, scale 0.5)."""
+def _pool_front():
+    """(nodes, inits) of 8-bit input Quant -> conv 3->5 (3-bit weights) -> MultiThreshold (3 per channel, uint2)
+    -> AveragePool 2x2 -> Mul 4: window sums of 4 bits in "sum"."""
     rng = np.random.default_rng(3)
     w = rng.integers(-3, 4, (5, 3, 3, 3))
     t1 = np.sort(rng.integers(-40, 40, (5, 3)) + 0.5, axis=1)  # between integer accumulators times the scale
-    t2 = np.array([[0.5, 1.5], [1.0, 2.0], [-0.5, 0.5], [1.5, 2.5], [0.0, 1.0]])
     nodes = [
         helper.make_node("Quant", ["x", "s_in", "zp", "b8"], ["xq"], domain=QDOMAIN, signed=1, narrow=0),
         helper.make_node("Quant", ["w", "s_w", "zp", "b3"], ["wq"], domain=QDOMAIN, signed=1, narrow=1),
@@ -44,13 +45,66 @@ def _kbit_net(tmp_path, rounding="FLOOR", trunc_scale=1.0, mt2_bias=-0.5, name="
         helper.make_node("MultiThreshold", ["conv", "t1"], ["a1"], domain=QDOMAIN, out_dtype="UINT2"),
         helper.make_node("AveragePool", ["a1"], ["avg"], kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Mul", ["avg", "four"], ["sum"]),
+    ]
+    inits = {"s_in": 1 / 16, "zp": 0.0, "b8": 8.0, "w": w, "s_w": 1.0, "b3": 3.0, "t1": t1 / 16, "four": 4.0}
+    return nodes, inits
+
+
+def _kbit_net(tmp_path, rounding="FLOOR", trunc_scale=1.0, mt2_bias=-0.5, name="kbit"):
+    """:func:`_pool_front` -> Trunc (4 -> 2 bits) -> MultiThreshold (2 per channel, codes with offset 1, scale 0.5)."""
+    nodes, inits = _pool_front()
+    t2 = np.array([[0.5, 1.5], [1.0, 2.0], [-0.5, 0.5], [1.5, 2.5], [0.0, 1.0]])
+    nodes += [
         helper.make_node("Trunc", ["sum", "s_t", "zp", "b4", "b2"], ["tr"], domain=QDOMAIN, rounding_mode=rounding),
         helper.make_node("MultiThreshold", ["tr", "t2"], ["y"], domain=QDOMAIN, out_dtype="INT2", out_scale=0.5,
                          out_bias=mt2_bias),
     ]
-    inits = {"s_in": 1 / 16, "zp": 0.0, "b8": 8.0, "w": w, "s_w": 1.0, "b3": 3.0, "t1": t1 / 16, "four": 4.0,
-             "s_t": trunc_scale, "b4": 4.0, "b2": 2.0, "t2": t2}
+    inits.update({"s_t": trunc_scale, "b4": 4.0, "b2": 2.0, "t2": t2})
     return _model(tmp_path, nodes, inits, (2, 3, 6, 6), (2, 5, 3, 3), name)
+
+
+def _trunc_v2_net(tmp_path, rounding: str, signed: int):
+    """:func:`_pool_front` -> Trunc version 2 (sums of 4 bits, output scale 2: one bit dropped; 2 output bits: the
+    clamp saturates)."""
+    nodes, inits = _pool_front()
+    nodes.append(helper.make_node("Trunc", ["sum", "one", "zp", "b4", "two", "b2"], ["y"], domain=QDOMAIN,
+                                  rounding_mode=rounding, signed=signed, narrow=0))
+    inits.update({"one": 1.0, "b4": 4.0, "two": 2.0, "b2": 2.0})
+    return _model(tmp_path, nodes, inits, (2, 3, 6, 6), (2, 5, 3, 3), f"trunc_v2_{rounding}_{signed}", qonnx_opset=2)
+
+
+def _window_sums(kept, pool) -> np.ndarray:
+    """The 2x2 window sums of the codes an accumulating pool reads."""
+    v = kept[pool.src[0]].astype(np.int64)
+    return v[:, :, 0::2, 0::2] + v[:, :, 1::2, 0::2] + v[:, :, 0::2, 1::2] + v[:, :, 1::2, 1::2]
+
+
+@pytest.mark.parametrize("rounding", ["ROUND", "FLOOR"])
+@pytest.mark.parametrize("signed", [0, 1])
+def test_trunc_v2_clamp_saturates_bit_exact(tmp_path, rounding, signed):
+    """QONNX Trunc version 2 (what Brevitas's TruncAvgPool2d exports) after a pool: the shift rounds (half to even
+    or down) and the clamp to the output bit width saturates, code for code as qonnx's executor."""
+    path = _trunc_v2_net(tmp_path, rounding, signed)
+    x = (np.random.default_rng(0).standard_normal((2, 3, 6, 6)) * 2).astype(np.float32)
+    ref = reference_outputs(path, x)[0]
+    np.testing.assert_array_equal(hwsim.simulate(path, "fpga/pynq-z1", x=x).outputs, ref)
+    program = map_xnor(mapping.from_onnx(path, verify=False))
+    pool = program.layers[-1]
+    assert isinstance(pool, AccPoolLayer) and pool.shift == 1 and pool.rounding == rounding
+    hi = 1 if signed else 3  # the largest integer of the Trunc's 2 output bits
+    assert pool.clamp is not None and np.any(ref == hi * 2.0)
+    _, kept = run_program(program, x, keep=True)
+    sums = _window_sums(kept, pool)
+    assert np.any(sums // 2 > hi) and np.any(sums % 2 == 1)  # saturated windows and ties both occur
+
+
+def test_a_tie_rounds_to_even():
+    from mapping.fpga_dag import _round_shift
+
+    assert [_round_shift(v, 1, "ROUND") for v in range(-3, 4)] == [-2, -1, 0, 0, 0, 1, 2]  # -1.5 -> -2, 0.5 -> 0
+    assert [_round_shift(v, 2, "ROUND") for v in (2, 6, 10, 5, 7)] == [0, 2, 2, 1, 2]
+    assert [_round_shift(v, 2, "FLOOR") for v in (-1, 3, 4)] == [-1, 0, 1]
+    assert [int(np.round(v / 2)) for v in range(-3, 4)] == [_round_shift(v, 1, "ROUND") for v in range(-3, 4)]
 
 
 def _binary_net(tmp_path):

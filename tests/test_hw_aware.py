@@ -88,8 +88,9 @@ def _compare(model, spec, x):
     return emu, sim
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("clip-flip-rowsplit", "scale-diff-dac2")
-                                  else n for n in SPECS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)  # physics-diff has physics-offset's physics
+                                  if n in ("clip-flip-rowsplit", "scale-diff-dac2", "physics-offset") else n
+                                  for n in SPECS])
 def test_forward_equals_bit_level_simulator(name, digits):
     """Noise off: the emulation computes what hwsim's bit-level simulator computes, within fp32 rounding (the
     deterministic physics included)."""

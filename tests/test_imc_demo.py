@@ -3,11 +3,13 @@ model (the ItNet is untrained: no labels), computed by hwsim.evaluate on the bit
 import re
 
 import numpy as np
+import pytest
 
 import hwsim
 import hwsim.imc.demo
 
 
+@pytest.mark.slow  # 3-5 s; the quick run checks its design quality below and its fit verdict in test_imc_fit
 def test_demo(tmp_path):
     text = hwsim.imc.demo.demo(tmp_path)
     assert "shared   weights: FITS" in text and "unshared weights: does NOT fit" in text

@@ -158,8 +158,15 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
-@pytest.mark.parametrize("case", list(CASES))
+def _exporters(cases, quick_dynamo) -> list:
+    """Every case through both exporters; the quick run takes the dynamo exporter (0.5-1.4 s an export) for
+    ``quick_dynamo`` only, --slow for every case."""
+    return [pytest.param(case, dynamo, id=f"{case}-{'dynamo' if dynamo else 'torchscript'}",
+                         marks=pytest.mark.slow if dynamo and case not in quick_dynamo else ())
+            for case in cases for dynamo in (False, True)]
+
+
+@pytest.mark.parametrize("case,dynamo", _exporters(CASES, {"cnn", "many-ops"}))
 def test_torch_exports_import_verified_and_compute_torchs_outputs(tmp_path, case, dynamo):
     make, shape = CASES[case]
     torch.manual_seed(0)
@@ -377,8 +384,7 @@ def assert_same_values(outs, refs, rel=1e-4):
     assert_close([o.reshape(r.shape) for o, r in zip(outs, refs)], refs, rel)
 
 
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
-@pytest.mark.parametrize("case", list(MOVERS))
+@pytest.mark.parametrize("case,dynamo", _exporters(MOVERS, {"timm-attention"}))
 def test_models_that_move_the_batch_import_with_batch_1(tmp_path, case, dynamo):
     make, shape = MOVERS[case]
     torch.manual_seed(0)

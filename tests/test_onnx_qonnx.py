@@ -60,7 +60,7 @@ def brevitas_model(bits: int, tmp_path):
     return model, path
 
 
-@pytest.mark.parametrize("bits", [1, 2, 4])
+@pytest.mark.parametrize("bits", [1, pytest.param(2, marks=pytest.mark.slow), 4])  # 1-1.5 s each
 def test_brevitas_exports_import_and_match_qonnx_and_brevitas(tmp_path, bits):
     model, path = brevitas_model(bits, tmp_path)
     g = mapping.from_onnx(path)  # verified node by node against qonnx's executor

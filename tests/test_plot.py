@@ -82,9 +82,14 @@ def _sweep(nets):
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("nets", [["resnet20"], ["resnet20", "tfc-w1a1"], ["a", "b", "c", "d"]])
-@pytest.mark.parametrize("kw", [{}, {"floor": {"accuracy": 0.9}}, {"also": {"accuracy": "max"}},
-                                {"hue": "adc_bits", "floor": {"accuracy": 0.9}}])
+_LEGEND_NETS = [["resnet20"], ["resnet20", "tfc-w1a1"], ["a", "b", "c", "d"]]
+_LEGEND_KW = [{}, {"floor": {"accuracy": 0.9}}, {"also": {"accuracy": "max"}}, {"hue": "adc_bits", "floor": {"accuracy": 0.9}}]
+_LEGEND_QUICK = {(0, 0), (1, 1), (2, 2), (3, 2)}  # every option and every number of nets once; --slow: all 12
+
+
+@pytest.mark.parametrize("kw,nets", [
+    pytest.param(kw, nets, id=f"kw{i}-nets{j}", marks=() if (i, j) in _LEGEND_QUICK else pytest.mark.slow)
+    for i, kw in enumerate(_LEGEND_KW) for j, nets in enumerate(_LEGEND_NETS)])
 def test_pareto_legends_never_cover_a_long_title(nets, kw):
     fig = plot.pareto(_sweep(nets), title=LONG_TITLE, **kw)
     assert_readable(fig, unit_labels=2)  # legends, titles and suptitle apart and inside the figure

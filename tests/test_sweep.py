@@ -275,7 +275,7 @@ if __name__ == "__main__":  # worker processes import the main module
 
 
 @pytest.mark.subprocess
-@pytest.mark.parametrize("suffix, workers", [(".csv", 1), (".parquet", 2)])
+@pytest.mark.parametrize("suffix, workers", [(".csv", 1), pytest.param(".parquet", 2, marks=pytest.mark.slow)])
 def test_sigkill_mid_sweep_then_rerun_has_every_point_exactly_once(tmp_path, suffix, workers):
     out = tmp_path / f"killed{suffix}"
     log = Path(str(out) + ".journal.csv") if suffix == ".parquet" else out  # what grows while it runs

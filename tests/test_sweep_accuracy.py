@@ -15,12 +15,10 @@ from hwsim.evaluate import EvaluationError, LabelError, load_data
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from hwsim.codesign.digits import load_split, pretrained_cnn
-
-    model = pretrained_cnn(width=8, epochs=10, seed=0)
-    _, _, xte, yte = load_split((0, 1, 2, 3, 4), seed=0)
-    return model, xte.numpy()[:120], yte.numpy()[:120]
+def digits(digits_cnn):
+    """conftest's trained DigitsCNN and the first 120 images of its test split."""
+    model, x, y = digits_cnn
+    return model, x[:120], y[:120]
 
 
 def test_accuracy_columns_equal_evaluate_and_drop_with_a_small_adc(digits):

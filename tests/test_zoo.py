@@ -15,6 +15,15 @@ TOL = 0.02  # relative tolerance against published counts
 
 NAMES = nets.names()
 BIG = {"vgg16", "resnet50", "densenet121", "hardnet68", "hardnet85", "ghostnet", "alexnet"}  # slow: left out of the quick run
+# The quick run builds a representative of each family; these members, each of a family a cheaper net of the quick
+# run represents (resnet18, mobilenet-v1-w4a4, threshnet95, g-ghostnet, quicknet-small, cnv-w1a1, triplenet-s,
+# condensenet86, mobilenetv2 / efficientnet-b0, vgg-small), run with --slow (0.2-1.3 s each).
+ALSO_SLOW = {"resnet34", "resnet50-w1a2", "threshnet79", "c-ghostnet", "quicknet", "quicknet-large", "birealnet18",
+             "vgg-small-w1a1", "triplenet-b", "condensenet", "mnasnet1.0", "proxylessnas-mobile", "vgg8"}
+
+
+def _zoo_params(names, slow) -> list:
+    return [pytest.param(n, marks=pytest.mark.slow if n in slow else ()) for n in names]
 FOUNDATION = ["resnet18", "resnet20", "vgg8", "vgg-small", "mobilenetv2", "itnet"]
 # Forward passes and traces of the ImageNet-size nets run at 64x64 (all their pools are adaptive; 64 px
 # survives five stride-2 stages) and the CamVid net at 96x128, to keep the suite fast on 2 cores. Their
@@ -107,7 +116,7 @@ def test_info_fields(name):
 
 
 # ---------------------------------------------------------------- forward passes
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in BIG else ()) for n in NAMES])
+@pytest.mark.parametrize("name", _zoo_params(NAMES, BIG | ALSO_SLOW))
 def test_forward_and_ir_counts(name):
     """Forward pass (finite outputs of the right shape, eval mode), and the IR's independent counts.
 
@@ -133,7 +142,7 @@ def test_forward_and_ir_counts(name):
     assert t.macs == count_macs(m, shape)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if "num_classes" in nets.keywords(n)])
+@pytest.mark.parametrize("name", _zoo_params([n for n in NAMES if "num_classes" in nets.keywords(n)], ALSO_SLOW))
 def test_num_classes_kwarg(name):
     shape = nets.info(name).input_shape
     try:
@@ -146,7 +155,7 @@ def test_num_classes_kwarg(name):
         assert y.shape[1] == 7
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if nets.info(n).input_shape[-1] <= 64])
+@pytest.mark.parametrize("name", _zoo_params([n for n in NAMES if nets.info(n).input_shape[-1] <= 64], ALSO_SLOW))
 def test_deterministic(name):
     shape = nets.info(name).input_shape
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
@@ -166,7 +175,7 @@ def test_deterministic(name):
 PUBLISHED = [n for n in NAMES if nets.info(n).published_params is not None or nets.info(n).published_macs is not None]
 
 
-@pytest.mark.parametrize("name", PUBLISHED)
+@pytest.mark.parametrize("name", _zoo_params(PUBLISHED, ALSO_SLOW | {"densenet121"}))  # densenet121: 0.9 s on meta
 def test_counts_match_published(name):
     i = nets.info(name)
     p, macs = _counts(name, i.input_shape)
@@ -198,7 +207,17 @@ def test_mac_counter_on_hand_computed_net():
     assert count_params(m) == 6 * 2 * 9 + 6 + 150 * 3 + 3
 
 
-@pytest.mark.parametrize("v", VARIANTS, ids=[v.label for v in VARIANTS])
+def _variant_params() -> list:
+    """Every variant; the quick run checks the first variant of each net, --slow the others."""
+    seen: set[str] = set()
+    params = []
+    for v in VARIANTS:
+        params.append(pytest.param(v, id=v.label, marks=pytest.mark.slow if v.name in seen else ()))
+        seen.add(v.name)
+    return params
+
+
+@pytest.mark.parametrize("v", _variant_params())
 def test_variants_match_published(v):
     """Non-default configurations against their published counts: 2 % plus the rounding of the published figure."""
     m = _meta_build(v.name, **v.kwargs)

@@ -15,7 +15,7 @@ def graph(name):
     return mapping.trace(nets.get(name), nets.info(name).input_shape)
 
 
-# the quick run (-m "not slow") keeps a cheap member of most families; the README's command runs the whole zoo
+# the quick run (plain pytest) keeps a cheap member of most families; --slow (the README's command) runs the whole zoo
 QUICK = {"resnet20", "itnet", "itnet-seg", "mobilenetv1", "shufflenetv2", "effcnet", "augshufflenet", "tfc-w1a1",
          "sfc-w1a1"}
 
@@ -31,7 +31,8 @@ def test_zoo_net_simulates(name, hw):
     assert rep.to_pandas()["latency_s"].ge(0).all()
 
 
-@pytest.mark.parametrize("name", [n for n in nets.names() if "binary" in nets.info(n).tags])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n == "vgg-small-w1a1" else ())  # 1 s; cnv-w1a1
+                                  for n in nets.names() if "binary" in nets.info(n).tags])  # is a binary CIFAR VGG too
 def test_binary_zoo_net_runs_on_the_xnor_engine(name):
     rep = hwsim.simulate(graph(name), "fpga/zc706").report
     assert rep.fps > 0 and rep.latency_s > 0 and rep.luts > 0
