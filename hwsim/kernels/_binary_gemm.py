@@ -13,9 +13,8 @@ values). The caller guarantees ``N >= NP`` and ``M >= MR`` (smaller operands are
 Tile per ISA (chosen once at import from the features LLVM compiles for, i.e. the host unless
 ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` say otherwise), not tuned at run time:
 
-* AVX-512 (32 zmm): 6 rows x 4 vectors = 24 accumulators. Measured on the development host
-  (AMD EPYC Zen 5, one thread, GOP/s for 256x256x4096 / 1024^3 / 900x128x576): 6x4 5552/5042/4893,
-  5x4 5378/5104/4870, 4x4 5439/5081/4774, 3x8 5490/5114/4712, 12x2 5286/5055/4719, 8x3 5335/4995/4228.
+* AVX-512 (32 zmm): 6 rows x 4 vectors = 24 accumulators, the fastest tile timed (docs/targets/kernels.md,
+  "Tile choices").
 * AVX2 (16 ymm, an 8-lane vector is 2 ymm, and LLVM's ``vpshufb`` popcount needs 2 constant
   registers): 4 rows x 1 vector = 8 ymm accumulators. Not measured on an AVX2-only host; its
   correctness is tested by compiling for ``haswell`` (tests/test_binary_kernels.py).
@@ -51,10 +50,8 @@ MR, NV = TILE
 NP = NV * LANES  # output columns per panel
 _MK = make_xnor_microkernel(MR, NV)
 # Convolutions on AVX-512 hosts: 8 rows (so that the epilogue transposes 8x8 blocks in registers and
-# stores NCHW directly, _binary_conv) x 2 vectors; None = GEMM + to_nchw. Measured on the development
-# host (Zen 5, one thread, binary_conv2d end to end over the GEMM's rate on ResNet-18's five 3x3
-# shapes): 8x2 0.83/0.76/0.89/0.84/0.86, 8x3 0.70/0.67/0.78/0.82/0.82 (16-column panels split
-# 64/128 channels exactly, 24-column ones recompute 12.5 %).
+# stores NCHW directly, _binary_conv) x 2 vectors (16-column panels split 64/128 channels exactly, 24-column ones
+# recompute 12.5 %; timings: docs/targets/kernels.md, "Tile choices"); None = GEMM + to_nchw.
 NCHW_NV = 2 if has_avx512_popcount() else None
 NCHW_MR = 8
 NCHW_NP = (NCHW_NV or 0) * LANES

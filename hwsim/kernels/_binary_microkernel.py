@@ -27,7 +27,7 @@ Issue bound (why about 2/3 of the popcount roofline is the ceiling of this op mi
 word pair costs three vector ALU micro-ops (xor, popcount, add). Zen 5 issues 4 such ops per
 cycle but only 2 popcounts, Golden Cove / Sapphire Rapids 2 zmm ops per cycle (ports 0 and 5)
 but 1 popcount (port 5): in both cases 3 ops per word cap the rate at 4/3 resp. 2/3 words per
-cycle = 67 % of the popcount issue rate. Measured on this host by ``benchmarks/_host.py``.
+cycle = 67 % of the popcount issue rate (``benchmarks/_host.py`` measures both rates on the host it runs on).
 """
 from __future__ import annotations
 

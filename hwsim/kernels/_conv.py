@@ -409,8 +409,8 @@ def _workspace(slot: str, size: int, dtype) -> np.ndarray:
 
 def _cycles_per_k(mr: int, nv: int) -> float:
     """Issue model of one micro-kernel k step: 2 FMA/cycle, 4-cycle FMA latency, 2 load slots per
-    cycle of which a 512-bit load takes two (measured on the Zen 5 host: 1 zmm load or 2 broadcasts
-    per cycle), so ``mr`` broadcasts and ``nv`` vector loads take ``(mr + 2*nv) / 2`` cycles."""
+    cycle of which a 512-bit load takes two (Zen 5: 1 zmm load or 2 broadcasts per cycle, timed by
+    ``benchmarks/_host.py``), so ``mr`` broadcasts and ``nv`` vector loads take ``(mr + 2*nv) / 2`` cycles."""
     return max(mr * nv / 2, (2 * nv + mr) / 2, 4.0)
 
 

@@ -1,5 +1,5 @@
 """The fused 3x3 and 5x5 depthwise convolutions (dilation 1, stride <= 2: MobileNet's and EfficientNet's
-depthwise layers; 5x5 measured on this host at 0.15-0.73x torch on the generic depthwise loop).
+depthwise layers; the generic depthwise loop ran 5x5 at 0.15-0.73x torch: docs/targets/kernels.md, "Tile choices").
 
 Split out of :mod:`hwsim.kernels._conv`, which dispatches to :func:`depthwise3x3` (and re-exports it): each channel
 is filled into its ``stride_h * stride_w`` stride phases once (zero padding included), then the nine taps are

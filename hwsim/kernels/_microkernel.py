@@ -113,11 +113,9 @@ def make_microkernel(mr: int, nv: int):
 
 
 # Tile families used by the convolution driver, as (vectors per row, row counts tried largest
-# first); a float32 vector holds 16 columns, a float64 vector 8. Measured on the development
-# machine (Zen 5, one thread, float32, K = 576, B from L2): 8x48 285 GFLOP/s, 6x64 283, 4x64 225;
-# 7x64 (28 accumulators) spills and drops to 103. A 12x32 tile reached 287 in isolation but only
-# ~100 inside the convolution (12 weight rows K*4 bytes apart conflict in L1 for large K), so it
-# is not used. The driver picks 4-vector tiles where they waste fewer padded columns (a 7x7 map
+# first); a float32 vector holds 16 columns, a float64 vector 8. 8x3 and 6x4 vectors were the fastest
+# tiles timed; 7x4 (28 accumulators) spills, and 12x2 (12 weight rows K*4 bytes apart) conflicts in L1
+# inside the convolution (timings: docs/targets/kernels.md, "Tile choices"). The driver picks 4-vector tiles where they waste fewer padded columns (a 7x7 map
 # has 63 flat positions: one 64-wide tile instead of two 48-wide ones); family 2 (1 row x 8
 # vectors) serves depthwise and other narrow groups on larger maps.
 MK3_8, MK3_4, MK3_2, MK3_1 = (make_microkernel(r, 3) for r in (8, 4, 2, 1))

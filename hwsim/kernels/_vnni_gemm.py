@@ -20,10 +20,8 @@ Exactness: every product is at most 255 * 128 in magnitude, so with ``K <= MAX_K
 sum leaves int32 (``vpdpbusd`` wraps, it does not saturate); with starting values (corrections) the
 arithmetic is modulo 2**32, exact whenever the true result fits int32 (the caller's condition).
 
-Tiles, measured on the development host (AMD EPYC Zen 5, one thread, % of the VNNI peak for the bare
-kernel, weights packed): row tiles 6x4 92 / 96 / 97 % on 64x512x1000 / 256x1024x256 / 3136x576x64,
-8x3 97 / 87 / 64, 4x4 92 / 94 / 96, 5x4 92 / 90 / 95, 12x2 41 / 47, 3x8 30 / 35: 6x4 is used.
-Transposed tiles: see ``MR_N`` below.
+Tiles: 6 rows x 4 vectors, the fastest row tile timed (docs/targets/kernels.md, "Tile choices");
+transposed tiles: see ``MR_N`` below.
 
 Numba's on-disk cache of the drivers below is keyed on this file only: after editing the code
 generator, touch this file.
@@ -41,11 +39,9 @@ MAX_K = (2**31 - 1) // (255 * 128)  # 65,793: |sum_k a*b| <= 255*128*K stays in 
 _MK = make_vnni_microkernel(MR, NV)
 _MK_T = make_vnni_microkernel_wbcast(MR, NV)  # the transposed tile: MR weight rows x NP activations
 # A narrower transposed tile (12 weight rows x 2 vectors, also 24 accumulators) for maps whose flat
-# width is closer to a multiple of 32 columns than of 64 (a 14x14 map: 210 columns, 7 x 32 vs 4 x 64).
-# Measured on the development host (Zen 5, one thread, 256 -> 256 3x3 at 14x14, ms for 210 useful
-# flat columns): 12x2 0.254, 8x3 0.263, 6x3 0.268, 6x4 0.278; at 56x56 (64 -> 64): 6x4 0.228, 8x3
-# 0.222, 12x2 0.247. With the weights broadcast from their plain rows (K bytes apart) instead of
-# row panels the 12x2 tile took 0.657 (L1 set conflicts), the others about the same.
+# width is closer to a multiple of 32 columns than of 64 (a 14x14 map: 210 columns, 7 x 32 vs 4 x 64);
+# weights broadcast from row panels, not their plain rows K bytes apart (L1 set conflicts). Timings:
+# docs/targets/kernels.md, "Tile choices".
 MR_N, NP_N = 12, 2 * LANES
 _MK_TN = make_vnni_microkernel_wbcast(MR_N, 2)
 
