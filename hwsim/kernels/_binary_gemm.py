@@ -32,6 +32,7 @@ from numba import njit, prange
 from numba.core import config
 
 from hwsim.kernels._binary_microkernel import LANES, make_xnor_microkernel, make_xnor_microkernel_nchw
+from hwsim.kernels._panels import pack_panels_of_width
 
 
 def target_features() -> str:
@@ -56,24 +57,6 @@ NCHW_NV = 2 if has_avx512_popcount() else None
 NCHW_MR = 8
 NCHW_NP = (NCHW_NV or 0) * LANES
 _MK_NCHW = make_xnor_microkernel_nchw(NCHW_NV or 1)
-
-
-@njit(cache=True)
-def pack_panels_of_width(w, width):
-    """(N, nw) packed rows -> (flat panels, panel start columns), N >= ``width``. Panel ``p`` holds
-    columns ``starts[p] .. starts[p] + width`` word-major: ``flat[(p*nw + t)*width + j] = w[starts[p] + j, t]``."""
-    n, nw = w.shape
-    npan = (n + width - 1) // width
-    starts = np.empty(npan, np.int64)
-    flat = np.empty(npan * nw * width, np.uint64)
-    for p in range(npan):
-        s = min(p * width, n - width)
-        starts[p] = s
-        base = p * nw * width
-        for j in range(width):
-            for t in range(nw):
-                flat[base + t * width + j] = w[s + j, t]
-    return flat, starts
 
 
 def pack_panels(w):

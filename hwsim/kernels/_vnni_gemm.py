@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from hwsim.kernels._panels import pack_panels_of_width
 from hwsim.kernels._vnni_microkernel import LANES, make_vnni_microkernel, make_vnni_microkernel_wbcast
 
 MR, NV = 6, 4
@@ -46,22 +47,11 @@ MR_N, NP_N = 12, 2 * LANES
 _MK_TN = make_vnni_microkernel_wbcast(MR_N, 2)
 
 
-@njit(cache=True)
 def pack_panels(w4):
     """(N, kq) K quads of int8 weights viewed as int32 (N >= NP) -> (flat panels, panel start
     columns): ``flat[(p*kq + t)*NP + j] = w4[starts[p] + j, t]``, i.e. byte ``((p*kq + t)*NP + j)*4 + q``
-    of the panels is weight ``(starts[p] + j, 4t + q)``."""
-    n, kq = w4.shape
-    npan = (n + NP - 1) // NP
-    starts = np.empty(npan, np.int64)
-    flat = np.empty(npan * kq * NP, np.int32)
-    for p in range(npan):
-        s = min(p * NP, n - NP)
-        starts[p] = s
-        base = p * kq * NP
-        for j in range(NP):
-            for t in range(kq):
-                flat[base + t * NP + j] = w4[s + j, t]
+    of the panels is weight ``(starts[p] + j, 4t + q)`` (the binary GEMM's panel layout, of int32 words)."""
+    flat, starts = pack_panels_of_width(w4, NP)
     return flat.view(np.int8), starts
 
 
