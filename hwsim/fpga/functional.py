@@ -179,16 +179,14 @@ def _codes_planes(layer: MVAULayer, role: str, groups: int) -> list:
     def make() -> list:
         w = _operand(layer, role)
         wm = w.reshape(groups, w.shape[0] // groups, -1)
-        return [([B.pack_gemm_weights(B.pack_bits(p)) for p in B.weight_planes(wg, layer.weight_bits)],
-                 wg.astype(np.int64).sum(axis=1)) for wg in wm]
+        return [B.pack_kbit_weights(wg, layer.weight_bits) for wg in wm]
     return _PACKED.get(layer, role, "codes", groups, compute=make)
 
 
 def _codes_product(layer: MVAULayer, x: np.ndarray, role: str, args) -> np.ndarray:
     """``sum w * q`` for unsigned codes ``q`` of ``b`` bits and odd weights, by ``b * weight_bits`` xnor-popcount
-    branches on the packed planes: with ``q = sum_m 2^m q_m`` and bits as ±1 values ``s = 2 q_m - 1``,
-    ``2 sum w q = sum_m sum_k 2^(m+k) (s_m . t_k) + (2^b - 1) sum w`` (the algebra of
-    :func:`hwsim.kernels.binary.kbit_matmul_decomposed`, zero (code 0) padding as :func:`~hwsim.kernels.binary.kbit_conv2d`)."""
+    branches on the weights packed once (:func:`hwsim.kernels.binary.kbit_matmul_packed`; zero (code 0) padding as
+    :func:`~hwsim.kernels.binary.kbit_conv2d`)."""
     xb = layer.in_enc.bits
     conv = args is not None
     groups = args[3] if conv else 1
@@ -198,18 +196,7 @@ def _codes_product(layer: MVAULayer, x: np.ndarray, role: str, args) -> np.ndarr
                                 groups, 0)
     else:
         cols = x.astype(np.int64, copy=False)[None]
-    k = cols.shape[2]
-    out = []
-    for g, (planes, sums) in enumerate(per_group):
-        acc = np.zeros((cols.shape[1], sums.shape[0]), dtype=np.int64)
-        for m in range(xb):
-            a = B.pack_bits((cols[g] >> m) & 1)
-            for kk, pan in enumerate(planes):
-                acc += np.int64(2 ** (m + kk)) * B.xnor_gemm(a, pan, k)
-        acc += (2**xb - 1) * sums[None, :]
-        if np.any(acc & 1):  # pragma: no cover - algebraic identity
-            raise AssertionError("decomposed k-bit recombination is not even")
-        out.append(acc // 2)
+    out = [B.kbit_matmul_packed(cols[g], xb, planes, sums, cols.shape[2]) for g, (planes, sums) in enumerate(per_group)]
     acc = np.concatenate(out, axis=1) if len(out) > 1 else out[0]
     if not conv:
         return acc

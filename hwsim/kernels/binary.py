@@ -37,7 +37,8 @@ from hwsim.kernels import _binary_gemm as G
 __all__ = [
     "popcount64", "aligned_empty", "pack_bits", "words_for", "pack_gemm_weights", "xnor_gemm", "xnor_gemm_parallel",
     "xnor_gemm_masked", "im2col", "pack_conv_weights", "binary_conv2d", "binary_linear", "kbit_matmul_native",
-    "kbit_matmul_decomposed", "kbit_conv2d", "threshold", "max_pool_codes", "weight_planes",
+    "kbit_matmul_decomposed", "pack_kbit_weights", "kbit_matmul_packed", "kbit_conv2d", "threshold", "max_pool_codes",
+    "weight_planes",
 ]
 
 
@@ -310,20 +311,34 @@ def weight_planes(w_int: np.ndarray, bits: int) -> list[np.ndarray]:
     return [((u >> kk) & 1).astype(np.uint8) for kk in range(bits)]
 
 
-def kbit_matmul_decomposed(x_codes: np.ndarray, x_bits: int, w_int: np.ndarray, w_bits: int) -> np.ndarray:
-    """``x_codes`` (M, K) unsigned codes < 2^x_bits times odd weights ``w_int`` (N, K) of w_bits, by
-    x_bits * w_bits xnor-popcount branches recombined exactly (see module docstring). int64 (M, N)."""
-    k = x_codes.shape[1]
-    wp = [pack_bits(p) for p in weight_planes(w_int, w_bits)]
-    acc = np.zeros((x_codes.shape[0], w_int.shape[0]), dtype=np.int64)
+def pack_kbit_weights(w_int: np.ndarray, w_bits: int) -> tuple[list, np.ndarray]:
+    """Odd ``w_bits``-bit weights (N, K) packed once for :func:`kbit_matmul_packed`: the GEMM panels of their ±1
+    planes (``w = sum_k 2^k t_k``, :func:`weight_planes`) and ``sum w`` per row (int64, N)."""
+    return ([pack_gemm_weights(pack_bits(p)) for p in weight_planes(w_int, w_bits)],
+            w_int.astype(np.int64).sum(axis=1))
+
+
+def kbit_matmul_packed(x_codes: np.ndarray, x_bits: int, planes: list, row_sums: np.ndarray, k: int) -> np.ndarray:
+    """``x_codes`` (M, K) unsigned codes < 2^x_bits times odd weights packed by :func:`pack_kbit_weights`, by
+    x_bits * w_bits xnor-popcount branches recombined exactly: with ``q = sum_m 2^m q_m`` and bits as ±1 values
+    ``s = 2 q_m - 1``, ``2 sum w q = sum_m sum_k 2^(m+k) (s_m . t_k) + (2^x_bits - 1) sum w`` (module docstring).
+    int64 (M, N)."""
+    acc = np.zeros((x_codes.shape[0], row_sums.shape[0]), dtype=np.int64)
     for m in range(x_bits):
         a = pack_bits((x_codes >> m) & 1)
-        for kk, w in enumerate(wp):
+        for kk, w in enumerate(planes):
             acc += np.int64(2 ** (m + kk)) * xnor_gemm(a, w, k)
-    acc += (2**x_bits - 1) * w_int.astype(np.int64).sum(axis=1)[None, :]
+    acc += (2**x_bits - 1) * row_sums[None, :]
     if np.any(acc & 1):  # pragma: no cover - algebraic identity
         raise AssertionError("decomposed k-bit recombination is not even")
     return acc // 2
+
+
+def kbit_matmul_decomposed(x_codes: np.ndarray, x_bits: int, w_int: np.ndarray, w_bits: int) -> np.ndarray:
+    """``x_codes`` (M, K) unsigned codes < 2^x_bits times odd weights ``w_int`` (N, K) of w_bits, by
+    x_bits * w_bits xnor-popcount branches recombined exactly (:func:`kbit_matmul_packed`). int64 (M, N)."""
+    planes, row_sums = pack_kbit_weights(w_int, w_bits)
+    return kbit_matmul_packed(x_codes, x_bits, planes, row_sums, x_codes.shape[1])
 
 
 def kbit_conv2d(x_codes: np.ndarray, x_bits: int, w_int: np.ndarray, w_bits: int, stride=(1, 1),
