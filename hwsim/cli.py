@@ -138,7 +138,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     import hwsim
+    from hwsim.specs import OLD_TARGET_NAMES
 
+    if args.target in OLD_TARGET_NAMES:
+        print(f"note: target {args.target!r} is now named {OLD_TARGET_NAMES[args.target]!r}", file=sys.stderr)
     names = hwsim.preset_names(args.target)  # an unknown target is an UnknownNameError (exit 2)
     if args.json:
         print(json.dumps(names))

@@ -29,6 +29,9 @@ def test_presets_lists_shipped_presets(capsys):
 
     rc, out, _ = run(["presets", "--json"], capsys)
     assert rc == 0 and json.loads(out) == hwsim.preset_names()
+    with pytest.warns(DeprecationWarning):
+        rc, out, err = run(["presets", "xnor"], capsys)  # the FPGA target's old name: listed, with a note
+    assert rc == 0 and out.split() == hwsim.preset_names("fpga") and "now named 'fpga'" in err
 
 
 @pytest.mark.parametrize("argv,fragment", [
