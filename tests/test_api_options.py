@@ -26,3 +26,16 @@ def test_a_type_error_inside_a_simulation_is_not_reported_as_a_bad_option(monkey
     monkeypatch.setattr(hwsim.cpu, "simulate", broken)
     with pytest.raises(TypeError, match="unexpected keyword argument 'p'"):
         hwsim.simulate("resnet20", "cpu/host", threads=1)
+
+
+def test_a_sweep_refuses_an_unknown_option_before_any_net_is_built(monkeypatch):
+    import importlib
+
+    sweep_mod = importlib.import_module("hwsim.codesign.sweep")  # the module (hwsim.codesign.sweep is the function)
+
+    def no_nets(*a, **k):
+        raise AssertionError("nets built before the options were checked")
+
+    monkeypatch.setattr(sweep_mod, "as_net_refs", no_nets)
+    with pytest.raises(SpecError, match=r"imc target: unknown option 'mod'; it takes mode"):
+        hwsim.sweep(["resnet20"], ("imc/isaac", {"adc_bits": [5, 6]}), target_options={"mod": "layer"})

@@ -50,3 +50,17 @@ def test_a_calibration_set_of_the_callers_is_used_for_every_batch(digits_small):
     ref = _torch(model, x)
     assert ev.rel_rms_error_mean == data_metrics(_int8_outputs(graph, x, calib, 60), ref, y)["rel_rms_error"]
     assert not any("calibrated once" in n for n in ev.report.notes)
+
+
+def test_a_calibration_set_of_the_wrong_shape_is_refused_before_the_reference_runs(digits_small, monkeypatch):
+    import hwsim.evaluate as ev_mod
+    from hwsim.errors import ShapeError
+
+    model, x, y = digits_small
+
+    def no_reference(*a, **k):
+        raise AssertionError("reference outputs computed before the calibration set was checked")
+
+    monkeypatch.setattr(ev_mod, "reference_outputs", no_reference)
+    with pytest.raises(ShapeError, match=r"\(4, 1, 4, 4\)"):
+        evaluate(model, "cpu/cortex-m4", x, y, batch_size=60, options={"calib": np.zeros((4, 1, 4, 4), np.float32)})

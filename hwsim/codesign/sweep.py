@@ -190,8 +190,9 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
                 chunksize=chunksize, metrics=metrics, progress=progress, executor=executor)
     if out is not None:
         out = _results_path(out)
-    refs = as_net_refs(nets, input_shape)
     points = expand_specs(specs_or_grid)
+    _check_target_options(points, target_options or {})
+    refs = as_net_refs(nets, input_shape)
     metrics_t = _metrics_tuple(metrics)
     ds = _sweep_data(data, metrics_t, refs)
     settings = EvalSettings(bool(functional) or ds is not None, int(seed),
@@ -235,6 +236,17 @@ def _results_path(out: str | os.PathLike) -> Path:
     return check_output_path(out, "results file")
 # what matplotlib's Agg canvas writes (FigureCanvasBase.get_supported_filetypes, less the raw/latex ones)
 PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".svgz")
+
+
+def _check_target_options(points, options: Mapping[str, Any]) -> None:
+    """Every target option is one each swept target's ``simulate`` takes (one line naming it, before any point
+    runs; :func:`hwsim.api.check_options`)."""
+    from hwsim.api import check_options
+    from hwsim.specs import spec_target
+    from hwsim.target import load_target
+
+    for target in sorted({spec_target(p.spec) for p in points if p.spec is not None}):
+        check_options(load_target(target).simulate, target, options)
 
 
 def _check_args(*, functional, workers, seed, target_options, chunksize, metrics, progress, executor) -> None:

@@ -150,12 +150,11 @@ def simulate(graph: Graph, spec: CPUSpec, x: np.ndarray | None = None, *, seed: 
     g = fold_bn_pass(graph) if fold_bn else graph  # folded once, for the cost and the outputs
     if int8 and x is not None:
         check_int8(g)  # an op the int8 functional path cannot run is refused before any work
-    if x is not None:
-        from hwsim.functional import check_input
+    if x is not None or calib is not None:  # a calibration batch is checked even when no input runs (evaluate's
+        from hwsim.functional import check_input  # cost report comes first)
 
-        x = check_input(g, x)
-        if int8 and calib is not None:
-            calib = check_input(g, calib)
+        x = None if x is None else check_input(g, x)
+        calib = None if calib is None else check_input(g, calib)
     report = _report(graph.name, g, spec, _cores_used(spec, threads), fold_bn)
     outputs: Sequence[np.ndarray] | np.ndarray | None = None
     if x is not None:
