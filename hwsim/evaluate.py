@@ -163,13 +163,12 @@ def reference_outputs(graph, ds: Dataset, batch_size: int, module: Any = None) -
 
 def _takes(spec: Any, option: str) -> bool:
     """Does the spec's target's ``simulate`` take ``option``?"""
-    import importlib
     import inspect
 
     from hwsim.specs import spec_target
+    from hwsim.target import load_target
 
-    fn = importlib.import_module(f"hwsim.{spec_target(spec)}").simulate
-    return option in inspect.signature(fn).parameters
+    return option in inspect.signature(load_target(spec_target(spec)).simulate).parameters
 
 
 def _reads_per_batch(spec: Any) -> bool:

@@ -140,6 +140,7 @@ from mapping.fpga_program import (
 from mapping.fpga_streamline import (
     Affine,
     act_encoding,
+    arith_name,
     integer_thresholds,
     layer_weights,
     multithreshold_encoding,
@@ -376,9 +377,7 @@ class _Walk:
         if src not in self.host:
             raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) on a float value the XNOR engine does not "
                                      "stream")
-        name = {Op.MUL: "mul", Op.ADD: "add", Op.DIV: "rdiv" if operand[1] else "div",
-                Op.SUB: "rsub" if operand[1] else "sub"}[n.op]
-        self.pre[n.name] = self.pre.get(src, ()) + ((name, operand[0]),)
+        self.pre[n.name] = self.pre.get(src, ()) + ((arith_name(n.op, operand[1]), operand[0]),)
         self.host.add(n.name)
         self.vals[n.name] = dataclasses.replace(self.vals[src], shape=tuple(n.shape[1:]))
 

@@ -15,7 +15,7 @@ from mapping.fpga_program import Enc, Encoding
 from mapping.graph import Graph, Node, Op, quant_levels
 
 __all__ = ["integer_thresholds", "decision_levels", "act_encoding", "layer_weights", "Affine", "BIG",
-           "multithreshold_encoding", "multithreshold_thresholds"]
+           "multithreshold_encoding", "multithreshold_thresholds", "arith_name"]
 
 BIG = 2**62  # threshold meaning "never" / "always" (beyond any accumulator)
 
@@ -193,8 +193,13 @@ class Affine:
         else:
             raise UnsupportedOpError(f"{n.op.value} {n.name!r} ({n.module}) divides a constant by the layer output: "
                                      "not an affine map, it cannot fold into thresholds")
-        name = {Op.MUL: "mul", Op.DIV: "div", Op.ADD: "add", Op.SUB: "rsub" if reverse else "sub"}[n.op]
-        self.post.append((name, operand))
+        self.post.append((arith_name(n.op, reverse), operand))
+
+
+def arith_name(op: Op, reverse: bool) -> str:
+    """The name of a float op replayed on a value (``MVAULayer.float_out``, ``InputLayer.pre``): "mul", "add",
+    "div" / "rdiv" (the constant over the value), "sub" / "rsub" (the constant minus the value)."""
+    return {Op.MUL: "mul", Op.ADD: "add", Op.DIV: "rdiv" if reverse else "div", Op.SUB: "rsub" if reverse else "sub"}[op]
 
 
 def _per_channel(n: Node, operand, channels: int) -> np.ndarray:
