@@ -30,7 +30,7 @@ from hwsim.errors import HwsimError
 from hwsim.kernels import binary as BK
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["is_binary_layer", "binary_layers", "binary_kernels", "run_binary", "binary_input", "BinaryLayerTime",
+__all__ = ["is_binary_layer", "binary_layers", "binary_kernels", "run_binary", "BinaryLayerTime",
            "binary_gemm_work", "issue_cycles", "binary_layer_time", "binary_layer_cost"]
 
 # ops whose output is ±1 wherever their (data) inputs are ±1
@@ -61,20 +61,11 @@ def _is_binary(graph: Graph, node: Node, pm1: frozenset[str]) -> bool:
 
 
 @identity_cache(maxsize=16)
-def _analysis(graph: Graph) -> tuple[frozenset[str], dict[str, int]]:
-    """(names of the binary layers, readers per value) of a graph, remembered per graph object (graphs are not
-    modified after tracing; a report asks once per node)."""
+def _analysis(graph: Graph) -> tuple[frozenset[str], dict[str, list[Node]]]:
+    """(names of the binary layers, the nodes reading each value) of a graph, remembered per graph object (graphs
+    are not modified after tracing; a report asks once per node)."""
     pm1 = _pm1_values(graph)
-    readers: dict[str, int] = {}
-    for n in graph.nodes:
-        for i in n.inputs:
-            readers[i] = readers.get(i, 0) + 1
-    return frozenset(n.name for n in graph.nodes if _is_binary(graph, n, pm1)), readers
-
-
-def binary_input(graph: Graph, name: str) -> bool:
-    """Whether the value ``name`` is ±1 by construction (a SIGN, through ±1-preserving ops)."""
-    return name in _pm1_values(graph)
+    return frozenset(n.name for n in graph.nodes if _is_binary(graph, n, pm1)), graph.consumers()
 
 
 def is_binary_layer(graph: Graph, node: Node) -> bool:
@@ -267,7 +258,7 @@ class BinaryLayerTime:
 
 
 def _feeds_binary_only(graph: Graph, node: Node) -> bool:
-    users = [n for n in graph.nodes if node.name in n.inputs]
+    users = _analysis(graph)[1].get(node.name, [])
     return bool(users) and all(is_binary_layer(graph, u) for u in users)
 
 
@@ -281,8 +272,8 @@ def fused_into_binary(graph: Graph, node: Node) -> bool:
     each link the sole reader of its producer (and no graph output)."""
     if node.op not in _CLAMPS + (Op.BATCHNORM,) or len(node.inputs) != 1:
         return False
-    prod = next((n for n in graph.nodes if n.name == node.inputs[0]), None)
-    if prod is None or _analysis(graph)[1].get(prod.name, 0) != 1 or prod.name in graph.outputs:
+    prod = graph[node.inputs[0]] if node.inputs[0] in graph else None  # None: a graph input
+    if prod is None or len(_analysis(graph)[1].get(prod.name, [])) != 1 or prod.name in graph.outputs:
         return False
     if node.op == Op.BATCHNORM and prod.op in _CLAMPS:
         return fused_into_binary(graph, prod)
@@ -297,8 +288,9 @@ def _fixed_and_speedup(spec, n: int) -> tuple[float, float]:
     other busy thread: speed-up ``n / (1 + (n - 1) * contention)``); for ``runtime="pytorch"`` the spec's own
     ``layer_overhead_s`` (+ ``parallel_overhead_s``) and ``1 + (n - 1) * parallel_eff``."""
     if spec.runtime == "pytorch":
-        return (spec.layer_overhead_s + (spec.parallel_overhead_s if n > 1 else 0.0),
-                1 + (n - 1) * spec.parallel_eff)
+        from hwsim.cpu.cost_ops import speedup
+
+        return spec.layer_overhead_s + (spec.parallel_overhead_s if n > 1 else 0.0), speedup(spec, n)
     from hwsim.cpu.runtime import runtime_params
 
     p = runtime_params(spec)

@@ -40,10 +40,10 @@ def _up(x: int, r: int = _R) -> int:
     return (x + r - 1) // r * r
 
 
-def ncnn_tile_m(m: int, n: int, kernel: str, cpus: int = 0) -> int:
+def ncnn_tile_m(m: int, n: int, kernel: str) -> int:
     """``TILE_M`` of ncnn's aarch64 tile solver for a GEMM of ``m`` output rows on ``n`` threads; ``kernel`` is
     ``"gemm"`` (fp32 / int8 im2col GEMM: first blocks of 32 rows), ``"gemm-fp16"`` (64 rows) or ``"winograd"``
-    (8 rows); ``cpus``: the board's cores (0 = ``n``)."""
+    (8 rows)."""
     n = max(1, n)
     if kernel == "winograd":
         tile = _R
@@ -51,7 +51,7 @@ def ncnn_tile_m(m: int, n: int, kernel: str, cpus: int = 0) -> int:
         first = 64 if kernel == "gemm-fp16" else 32
         nn = (m + first - 1) // first
         tile = max(_R, _up((m + nn - 1) // nn))
-    tile *= min(n, cpus or n)
+    tile *= n
     nn = (m + tile - 1) // tile
     tile = min(tile, _up((m + nn - 1) // nn))
     if n > 1:
