@@ -486,3 +486,13 @@ def test_analog_kernel_equals_the_row_add_kernel_on_negative_cells(phys, dac):
 def test_reference_column_refused_where_it_makes_no_sense(bad, words):
     with pytest.raises(SpecError, match=words):
         dataclasses.replace(OFFSET, **{"on_off_ratio": 17.0, "reference_column": True, **bad})
+
+
+def test_analog_sums_beyond_the_exact_grid_are_refused():
+    """rows x DAC levels x conductance beyond 2^23 levels: the analog sums cannot stay exact, a one-line SpecError
+    (the conductances were rounded to multiples of several levels before)."""
+    spec = dataclasses.replace(hwsim.load_preset("imc/isaac"), rows=512, dac_bits=8, cell_bits=8, on_off_ratio=10,
+                               conductance_sigma=0.02)
+    with pytest.raises(SpecError, match="exceed the 2\\^23 levels"):
+        ph.grid_bits(spec, 294.0)
+    assert ph.grid_bits(dataclasses.replace(spec, rows=128, dac_bits=1), 294.0) >= 0

@@ -44,7 +44,7 @@ import numpy as np
 
 from hwsim.errors import HwsimError, UnsupportedOpError
 from hwsim.imc import physics as ph
-from hwsim.imc.spec import AdcMode, IMCSpec, SignedWeights
+from hwsim.imc.spec import IMCSpec, SignedWeights
 
 __all__ = ["hw_aware", "check_spec", "crossbar_acc", "EMULATED_FIELDS", "COST_ONLY_FIELDS"]
 
@@ -124,11 +124,10 @@ def _autograd():
 
 
 def _lsb(spec: IMCSpec, rows: int) -> float:
-    """ADC LSB of a row split of ``rows`` rows (as :func:`hwsim.imc.numerics.program` sets it)."""
-    fs, top = spec.partial_sum_max(rows), float(2**spec.adc_bits - 1)
-    if spec.adc_mode == AdcMode.CLIP or fs <= top:
-        return 1.0
-    return float(2 ** int(np.ceil(np.log2(fs / top))))
+    """ADC LSB of a row split of ``rows`` rows (the simulator's own, :func:`hwsim.imc.numerics._lsb`)."""
+    from hwsim.imc.numerics import _lsb as lsb
+
+    return lsb(spec, rows)
 
 
 def _grid(g, spec: IMCSpec):

@@ -53,6 +53,7 @@ import zlib
 
 import numpy as np
 
+from hwsim.errors import SpecError
 from hwsim.imc.spec import IMCSpec
 
 __all__ = ["program_cells", "program_array", "reference_rng", "read_cells", "grid_bits", "grid", "per_seed", "per_read", "g_offset", "analog",
@@ -89,7 +90,12 @@ def grid_bits(spec: IMCSpec, gmax: float) -> int:
     """F: the largest partial-sum magnitude rows·(2^d − 1)·gmax, times 2^F, stays below 2^24 (float32 exact), F <= 20.
     ``gmax``: the largest |g| of the cells (with the reference column conductances may be negative)."""
     pmax = spec.rows * (2**spec.dac_bits - 1) * max(abs(gmax), 1.0)
-    return int(min(20, 23 - math.ceil(math.log2(pmax + 1.0))))
+    f = int(min(20, 23 - math.ceil(math.log2(pmax + 1.0))))
+    if f < 0:  # the sums would need a grid coarser than one level: the analog values could not be kept
+        raise SpecError(f"{spec.name}: partial sums of rows={spec.rows} x dac_bits={spec.dac_bits} x conductances up "
+                        f"to {gmax:.3g} levels exceed the 2^23 levels the exact analog sums hold; use fewer rows, DAC "
+                        "bits or cell bits, or a larger on_off_ratio")
+    return f
 
 
 def grid(g: np.ndarray, bits: int) -> np.ndarray:
