@@ -31,6 +31,7 @@ writes to the IODMAs, the polling loop on the output IODMA's done bit, the Pytho
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -82,8 +83,8 @@ def with_movers(stages: Sequence[Stage], input_elems: int, mover_in: Mover | Non
     chunks per frame, so its cycles spread over the frame."""
     out = list(stages)
     if mover_in is not None:
-        out = [Stage(st.kind, st.name, tuple(mover_in.name if s == "input" else s for s in st.srcs), st.cycles,
-                     st.layer, st.in_elems, st.out_elems, st.units, st.pe, st.simd, st.branches) for st in out]
+        out = [dataclasses.replace(st, srcs=tuple(mover_in.name if s == "input" else s for s in st.srcs))
+               for st in out]
         units = math.gcd(input_elems, mover_in.cycles)
         out.insert(0, Stage("elementwise", mover_in.name, ("input",), mover_in.cycles, None, (input_elems,),
                             input_elems, units))

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from hwsim.cache import on_clear
 from hwsim.kernels import _binary_gemm as G
 from hwsim.kernels._binary_pack import PIX as _PIX
 from hwsim.kernels._binary_pack import make_pack64
@@ -381,6 +382,9 @@ def _geometry(n: int, h: int, w: int, out_hw, kernel, stride, padding, dilation,
     for a in (rbase, aoff, coff, cls, taps_out):
         a.flags.writeable = False
     return rbase, aoff, coff, cls, taps_out
+
+
+on_clear(_geometry.cache_clear)  # hwsim.clear_caches() frees it too
 
 
 def _conv_nchw(x, pk: PackedConvWeights, stride, padding, dilation, pad_value: float, parallel: bool,

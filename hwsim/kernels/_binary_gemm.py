@@ -32,7 +32,7 @@ from numba import njit, prange
 from numba.core import config
 
 from hwsim.kernels._binary_microkernel import LANES, make_xnor_microkernel, make_xnor_microkernel_nchw
-from hwsim.kernels._panels import pack_panels_of_width
+from hwsim.kernels._panels import pack_panels_of_width, pad_rows
 
 
 def target_features() -> str:
@@ -117,15 +117,6 @@ def drive_nchw_parallel(a, rbase, m, aoff, wp, starts, nw, res, coff, cs, k, cls
         r = m - NCHW_MR if b == nblk - 1 else b * NCHW_MR
         _MK_NCHW(a, rbase, r, aoff, wp, p * nw * NCHW_NP, NCHW_NP, nw, res, coff, starts[p], cs, k, cls, corr,
                  ldcorr)
-
-
-def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
-    """``x`` (R, words) with zero rows appended up to ``rows`` (unchanged when R >= rows)."""
-    if x.shape[0] >= rows:
-        return x
-    out = np.zeros((rows, x.shape[1]), dtype=x.dtype)
-    out[:x.shape[0]] = x
-    return out
 
 
 @dataclass(frozen=True)

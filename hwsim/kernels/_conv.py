@@ -377,7 +377,6 @@ def conv_parallel(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw,
 
 
 TILE_BYTES = 256 * 1024  # accumulator tile budget per task (L2-resident)
-FORCE_FLAT = False  # tests and measurements: never use the row-aligned tiles of _task_rows
 FAM_DW = len(FAMILIES)  # pseudo-family: depthwise direct loop (``_task_dw``)
 DW_BLOCK_BYTES = 8 * 1024  # flat block of a depthwise task (L1-resident)
 
@@ -476,7 +475,7 @@ def conv2d_gemm(x, w, b, stride, padding, dilation, groups, parallel: bool):
         fam = choose_family(mg, oh * wq, lanes(dt))
         nr = FAMILIES[fam][0] * lanes(dt)
     # row-aligned tiles (_task_rows) where output rows are whole vectors; 3- / 4-vector families only
-    row_tiles = fam in (0, 1) and wq > ow and ow % lanes(dt) == 0 and not FORCE_FLAT
+    row_tiles = fam in (0, 1) and wq > ow and ow % lanes(dt) == 0
     if row_tiles:
         fam = choose_row_family(mg, ow // lanes(dt))
         nr = FAMILIES[fam][0] * lanes(dt)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["pack_panels_of_width"]
+__all__ = ["pack_panels_of_width", "pad_rows"]
 
 
 @njit(cache=True)
@@ -26,3 +26,13 @@ def pack_panels_of_width(w, width):
             for t in range(nw):
                 flat[base + t * width + j] = w[s + j, t]
     return flat, starts
+
+
+def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    """``x`` (R, ...) with zero rows appended up to ``rows`` (unchanged when R >= rows): a matrix too small for a
+    whole panel or register tile."""
+    if x.shape[0] >= rows:
+        return x
+    out = np.zeros((rows,) + x.shape[1:], dtype=x.dtype)
+    out[:x.shape[0]] = x
+    return out

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from hwsim.kernels._panels import pack_panels_of_width
+from hwsim.kernels._panels import pack_panels_of_width, pad_rows
 from hwsim.kernels._vnni_microkernel import LANES, make_vnni_microkernel, make_vnni_microkernel_wbcast
 
 MR, NV = 6, 4
@@ -186,17 +186,9 @@ def product_t(v: np.ndarray, vbase: np.ndarray, cstart: np.ndarray, voff: np.nda
     return c[:o]
 
 
-def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
-    if x.shape[0] >= rows:
-        return x
-    out = np.zeros((rows,) + x.shape[1:], dtype=x.dtype)
-    out[:x.shape[0]] = x
-    return out
-
-
 def panels_of(w: np.ndarray) -> tuple:
     """(flat panels, panel starts, N) of (N, K) int8 weights (fewer than NP rows are padded)."""
-    flat, starts = pack_panels(quads(_pad_rows(w, NP)).view(np.int32))
+    flat, starts = pack_panels(quads(pad_rows(w, NP)).view(np.int32))
     return flat, starts, w.shape[0]
 
 
