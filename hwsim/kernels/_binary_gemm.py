@@ -26,18 +26,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import llvmlite.binding as llb
 import numpy as np
 from numba import njit, prange
-from numba.core import config
 
 from hwsim.kernels._binary_microkernel import LANES, make_xnor_microkernel, make_xnor_microkernel_nchw
+from hwsim.kernels._microkernel import target_features
 from hwsim.kernels._panels import pack_panels_of_width, pad_rows
-
-
-def target_features() -> str:
-    """The CPU feature string LLVM compiles Numba code for (host unless overridden)."""
-    return config.CPU_FEATURES or llb.get_host_cpu_features().flatten()
 
 
 def has_avx512_popcount(features: str | None = None) -> bool:

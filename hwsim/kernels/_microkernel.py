@@ -26,12 +26,18 @@ guarantees that ``boff[kk] + b0 + NR`` stays inside B.
 """
 from __future__ import annotations
 
+import llvmlite.binding as llb
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
 VECTOR_BYTES = 64  # one 512-bit register: 16 float32 or 8 float64 lanes (AVX-512)
+
+
+def target_features() -> str:
+    """The CPU feature string LLVM compiles Numba code for (the host unless ``NUMBA_CPU_FEATURES`` overrides it)."""
+    return config.CPU_FEATURES or llb.get_host_cpu_features().flatten()
 
 
 def lanes(dtype) -> int:

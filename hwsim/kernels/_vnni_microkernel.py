@@ -25,8 +25,10 @@ from __future__ import annotations
 import llvmlite.binding as llb
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils, config
+from numba.core import cgutils
 from numba.extending import intrinsic
+
+from hwsim.kernels._microkernel import target_features
 
 LANES = 16  # int32 columns per zmm
 # LLVM 21 changed the byte operands of the VNNI intrinsics from <16 x i32> to <64 x i8> (older
@@ -37,7 +39,7 @@ _BYTE_OPERANDS = llb.llvm_version_info >= (21,)
 def has_avx512_vnni(features: str | None = None) -> bool:
     """True when the features LLVM compiles Numba code for (the host unless ``NUMBA_CPU_FEATURES``
     says otherwise) include AVX-512F and AVX-512 VNNI."""
-    f = (config.CPU_FEATURES or llb.get_host_cpu_features().flatten()) if features is None else features
+    f = target_features() if features is None else features
     return "+avx512f" in f and "+avx512vnni" in f
 
 
