@@ -81,8 +81,7 @@ def _operand(layer: MVAULayer, role: str) -> np.ndarray:
             return w
         if role == "ones":
             return np.ones_like(w)
-        e = np.where(layer.flip, -1, 1).astype(np.int64)
-        return 2 * w + e.reshape((-1,) + (1,) * (w.ndim - 1))  # odd levels on weight_bits planes
+        return 2 * w + _flips(layer).reshape((-1,) + (1,) * (w.ndim - 1))  # odd levels on weight_bits planes
     return _OPERANDS.get(layer, role, compute=make)
 
 
