@@ -452,6 +452,31 @@ def test_simulate_int8_runs_the_int8_program_and_plans_memory(int8_m7):
     assert "flash" in simulate(g, small_flash).report.fit_reason
 
 
+def test_simulate_int8_quantizes_once_per_calibration_set(int8_m7, monkeypatch):
+    """evaluate runs a data set batch by batch with one calibration set: the program is built once for it, and a
+    calibration set with other content (same shape) builds a new one, with that set's outputs."""
+    import importlib
+
+    from hwsim.cpu import simulate
+
+    S = importlib.import_module("hwsim.cpu.simulate")
+    S._INT8_PROGRAMS.clear()
+    torch.manual_seed(0)
+    g = _graph(SmallCNN(), (1, 3, 16, 16))
+    cal, other = _data((8, 3, 16, 16), 1), _data((8, 3, 16, 16), 3)
+    calls = []
+    real = quantize_int8
+    monkeypatch.setattr("hwsim.cpu.int8.quantize_int8", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for seed in (2, 4, 5):
+        x = _data((2, 3, 16, 16), seed)
+        np.testing.assert_array_equal(simulate(g, int8_m7, x, calib=cal.copy()).outputs,
+                                      run_int8(real(g, cal), x)[0])
+    assert len(calls) == 1
+    x = _data((2, 3, 16, 16), 2)
+    np.testing.assert_array_equal(simulate(g, int8_m7, x, calib=other).outputs, run_int8(real(g, other), x)[0])
+    assert len(calls) == 2
+
+
 def test_simulate_int8_refuses_unsupported_op_before_work(int8_m7, monkeypatch):
     import importlib
 

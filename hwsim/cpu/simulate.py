@@ -23,10 +23,12 @@ as LCE does).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
+from hwsim.cache import IdentityCache
 from hwsim.cpu.arena import flash_bytes, plan_int8_arena
 from hwsim.cpu.binary import binary_layer_cost, binary_layers
 from hwsim.cpu.cost import KernelKind, LayerCost, layer_cost, placement
@@ -181,8 +183,19 @@ def _run_binary(graph: Graph, x: np.ndarray) -> list[np.ndarray]:
     return run(graph, x)
 
 
+_INT8_PROGRAMS = IdentityCache("cpu int8 programs", maxsize=8)
+
+
 def _run_int8(g: Graph, x: np.ndarray, calib: np.ndarray | None) -> list[np.ndarray]:
+    """``x`` through the int8 program of ``g`` calibrated on ``calib`` (on ``x`` itself when None). A program
+    calibrated on a given batch is remembered per graph and the batch's content (shape, dtype, a BLAKE2 digest of
+    its bytes), so a data set evaluated batch by batch against one calibration set is quantized once."""
     from hwsim.cpu.functional import run_int8
     from hwsim.cpu.int8 import quantize_int8
 
-    return run_int8(quantize_int8(g, x if calib is None else calib, fold_bn=False), x)
+    if calib is None:
+        return run_int8(quantize_int8(g, x, fold_bn=False), x)
+    data = np.ascontiguousarray(calib)
+    key = (data.shape, data.dtype.str, hashlib.blake2b(data.view(np.uint8).reshape(-1), digest_size=16).digest())
+    prog = _INT8_PROGRAMS.get(g, key, compute=lambda: quantize_int8(g, data, fold_bn=False))
+    return run_int8(prog, x)
