@@ -136,6 +136,24 @@ def test_random_physics_matches_simulator_in_distribution(digits):
         assert not torch.equal(hw(x), hw(x))  # drawn afresh per forward pass
 
 
+def test_one_adc_transfer_per_forward_pass(monkeypatch):
+    """The simulator draws one ADC transfer per chip and seed for all its ADCs: a forward pass of the emulation (one
+    chip) draws one for every layer; a layer called on its own draws its own."""
+    spec = dataclasses.replace(SPECS["clip-5bit"], adc_dnl_lsb=0.2, adc_inl_lsb=0.3)
+    hw = hw_aware_fn(_randomize_bn(_Mixed()), spec)
+    drawn = []
+    real = hwa.ph.adc_thresholds
+    monkeypatch.setattr(hwa.ph, "adc_thresholds", lambda *a: drawn.append(1) or real(*a))
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        hw(x)
+        assert len(drawn) == 1
+        hw(x)
+        assert len(drawn) == 2  # a new chip per batch
+        hw.net.fc2(torch.rand(2, 12))
+        assert len(drawn) == 3
+
+
 def test_gradients_flow_to_every_parameter(digits):
     x, y = digits
     spec = dataclasses.replace(SPECS["clip-flip-rowsplit"], conductance_sigma=0.05, adc_noise_lsb=0.5)

@@ -18,7 +18,8 @@
    ``drift_time_s`` with optional global compensation, IR drop (``ir_drop``), read noise (``read_sigma``), the
    2^-F conductance grid, Gaussian ADC noise (``adc_noise_lsb``) and the ADC transfer (``adc_inl_lsb``,
    ``adc_dnl_lsb``). Every random draw is made afresh at every forward pass (a new chip per batch, so training
-   sees the spread over chips, where the simulator fixes the per-seed ones for a seed);
+   sees the spread over chips, where the simulator fixes the per-seed ones for a seed); the ADC transfer is drawn
+   once per forward pass and shared by every layer's ADCs, as the simulator draws one per chip and seed;
 5. dequantization ``acc · s_x · s_w[o] + bias``.
 
 Gradients are straight-through (STE): every ``rint`` passes its gradient unchanged; a bit or cell slice of an
@@ -33,6 +34,7 @@ names) to simulate or evaluate on the bit-level simulator.
 """
 from __future__ import annotations
 
+import contextvars
 import copy
 import dataclasses
 import functools
@@ -192,14 +194,26 @@ def _physics(lv, spec: IMCSpec):
     return g
 
 
-def _thresholds(spec: IMCSpec):
-    """The ADC transfer thresholds (float64 tensor) when INL/DNL are set (DNL drawn afresh), else None."""
+# the ADC transfer of the chip a forward pass of HwAware runs on (None outside one: each layer call draws its own)
+_CHIP_ADC: contextvars.ContextVar = contextvars.ContextVar("hw_aware_chip_adc", default=None)
+
+
+def _draw_thresholds(spec: IMCSpec):
+    """One ADC transfer (float64 tensor of thresholds, DNL drawn from torch's generator) when INL/DNL are set, else
+    None."""
     import torch
 
     if not ph.nonlinear_adc(spec):
         return None
     seed = int(torch.randint(0, 2**31 - 1, (1,))) if spec.adc_dnl_lsb > 0 else 0
     return torch.from_numpy(ph.adc_thresholds(spec, np.random.default_rng(seed)))
+
+
+def _thresholds(spec: IMCSpec):
+    """The ADC transfer of the current chip: the one :class:`HwAware`'s forward pass drew for every layer (the
+    simulator draws one per chip and seed, shared by all its ADCs), or a fresh one for a layer called alone."""
+    chip = _CHIP_ADC.get()
+    return chip[0] if chip is not None and chip[1] == spec else _draw_thresholds(spec)
 
 
 # ----------------------------------------------------------------------------- the crossbar
@@ -397,7 +411,11 @@ def _classes() -> dict[str, Any]:
             self.net, self.spec = net, spec
 
         def forward(self, *args, **kwargs):
-            return self.net(*args, **kwargs)
+            token = _CHIP_ADC.set((_draw_thresholds(self.spec), self.spec))  # one chip per forward pass
+            try:
+                return self.net(*args, **kwargs)
+            finally:
+                _CHIP_ADC.reset(token)
 
         def plain(self) -> nn.Module:
             """A deep copy of the network with its ordinary layer classes back, in eval mode (to simulate)."""
