@@ -172,3 +172,15 @@ def test_not_binary_without_sign():
     model = nn.Sequential(nn.ReLU(), BinaryConv2d(4, 4, 3))
     g = mapping.trace(model, (1, 4, 6, 6))
     assert B.binary_layers(g) == ()
+
+
+def test_dabnn_runtime_is_costed_by_its_own_model():
+    """runtime='dabnn': binary_layer_cost hands every layer to hwsim.cpu.runtime.dabnn; LCE's model refuses it."""
+    g = mapping.trace(nn.Sequential(BinarySign(), BinaryConv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64)).eval(),
+                      (1, 64, 8, 8))
+    dabnn = dataclasses.replace(A72, runtime="dabnn", cores=1)
+    rep = simulate(g, dabnn).report
+    assert [lr.extra["kernel"] for lr in rep.layers] == ["bitpack", "binary-gemm"]  # batch norm folded: an Affine
+    assert rep.layers[1].extra["overhead_s"] == pytest.approx(2 * rep.layers[0].extra["overhead_s"])
+    with pytest.raises(B.HwsimError, match="dabnn"):
+        B.binary_layer_time(g, g.nodes[1], dabnn, 1)

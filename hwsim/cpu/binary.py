@@ -317,6 +317,9 @@ def binary_layer_time(graph: Graph, node: Node, spec, cores: int) -> BinaryLayer
     ``t_c + t_m``, it streams). Nothing is fitted: the instruction counts are LCE's kernels, the issue rates the
     SWOGs' and GCC's pipeline model, the thread scaling and the fixed costs the runtime's (fitted on float nets).
     """
+    if getattr(spec, "runtime", "") == "dabnn":
+        raise HwsimError("binary_layer_time models Larq Compute Engine's kernels; runtime='dabnn' is costed by "
+                         "hwsim.cpu.runtime.dabnn.layer_cost")
     core = getattr(spec, "core", "")
     if core not in ASIMD_INT_Q_PER_CYCLE or getattr(spec, "precision", "fp32") != "fp32":
         return None  # no NEON record, or an int8 spec (TFLite's int8 program, costed by the runtime model)
@@ -351,7 +354,12 @@ def binary_layer_time(graph: Graph, node: Node, spec, cores: int) -> BinaryLayer
 
 def binary_layer_cost(graph: Graph, node: Node, spec, place, cores: int):
     """:func:`binary_layer_time` as a :class:`hwsim.cpu.cost.LayerCost` (None where it does not apply): the one
-    call :func:`hwsim.cpu.cost.layer_cost` (or a report) makes before its own model."""
+    call :func:`hwsim.cpu.cost.layer_cost` (or a report) makes before its own model. With ``runtime="dabnn"``
+    every layer, float or binary, is daBNN's own kernel (:func:`hwsim.cpu.runtime.dabnn.layer_cost`)."""
+    if getattr(spec, "runtime", "") == "dabnn":
+        from hwsim.cpu.runtime.dabnn import layer_cost
+
+        return layer_cost(graph, node, spec, place)
     t = binary_layer_time(graph, node, spec, cores)
     if t is None:
         return None

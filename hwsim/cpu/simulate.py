@@ -120,7 +120,10 @@ def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Repo
     notes = [f"{n} of {spec.cores} cores; {precision(spec)} weights in {place.weight_home}"
              + ("; batch norm folded" if folded else "")]
     nbin = 0 if int8 else sum(1 for lr in layers if lr.extra["kernel"] == KernelKind.BINARY_GEMM)
-    if nbin:
+    if nbin and spec.runtime == "dabnn":
+        notes.append(f"{nbin} binary layers on the xnor-popcount kernels; every layer costed with daBNN's own "
+                     "kernels (direct 3x3 bconv or im2col + bgemm, hwsim.cpu.runtime.dabnn)")
+    elif nbin:
         notes.append(f"{nbin} binary layers on the xnor-popcount kernels, costed as an Arm NEON binary GEMM "
                      "(Larq Compute Engine's bgemm: eor, cnt, addp per 128-bit word)")
     if int8:

@@ -16,7 +16,7 @@ from hwsim.specs import check_choice, check_positive, check_range, spec_class
 __all__ = ["CPUSpec", "BYTES_PER_ELEMENT", "RUNTIMES", "PRECISIONS"]
 
 BYTES_PER_ELEMENT = 4  # fp32 weights and activations
-RUNTIMES = ("pytorch", "ncnn", "xnnpack", "cmsis-nn", "x-cube-ai")
+RUNTIMES = ("pytorch", "ncnn", "xnnpack", "cmsis-nn", "x-cube-ai", "dabnn")
 PRECISIONS = ("fp32", "int8")
 # Which cores each runtime runs on: ncnn and XNNPACK are Cortex-A (and x86) libraries; CMSIS-NN and X-CUBE-AI
 # are Cortex-M libraries (X-CUBE-AI: STM32 parts, all Cortex-M); PyTorch needs an OS (Cortex-A or the host).
@@ -138,8 +138,9 @@ class CPUSpec:
     Runtime and core
         runtime: the inference runtime whose kernels the cost model follows: ``"pytorch"`` (eager PyTorch, the
             host model above, fp32 only), ``"ncnn"`` and ``"xnnpack"`` (TFLite) on Cortex-A cores or the host,
-            ``"cmsis-nn"`` (TFLite Micro + CMSIS-NN, int8 only) and ``"x-cube-ai"`` (ST's runtime) on Cortex-M.
-            See :mod:`hwsim.cpu.runtime`.
+            ``"cmsis-nn"`` (TFLite Micro + CMSIS-NN, int8 only) and ``"x-cube-ai"`` (ST's runtime) on Cortex-M,
+            ``"dabnn"`` (JDAI-CV/dabnn's binary-network engine: aarch64 Cortex-A, fp32, one thread, every layer by
+            its own kernels, :mod:`hwsim.cpu.runtime.dabnn`). See :mod:`hwsim.cpu.runtime`.
         precision: ``"fp32"`` or ``"int8"`` (per-channel int8 weights, per-tensor int8 activations, int32
             accumulation: 1 byte per weight and activation element).
         core: the Arm core (:data:`hwsim.cpu.arm.CORE_NAMES`, e.g. ``"cortex-a72"``) whose issue width and SIMD /
@@ -293,7 +294,25 @@ def _check_runtime(spec: CPUSpec) -> None:
     if spec.runtime == "cmsis-nn" and spec.precision != "int8":
         raise SpecError("CPUSpec.precision must be 'int8' for runtime='cmsis-nn' (CMSIS-NN has no fp32 kernels); "
                         "use runtime 'x-cube-ai' for fp32 on a Cortex-M")
+    if spec.runtime == "dabnn":
+        _check_dabnn(spec)
     if spec.core in M_PROFILE and spec.cores != 1:
         raise SpecError(f"CPUSpec.cores must be 1 on core={spec.core!r} (a single-core microcontroller), got {spec.cores}")
     if spec.board_cores and spec.cores > spec.board_cores:
         raise SpecError(f"CPUSpec.cores={spec.cores} threads exceed the chip's board_cores={spec.board_cores}")
+
+
+def _check_dabnn(spec: CPUSpec) -> None:
+    """daBNN (JDAI-CV/dabnn @ 6916de5) runs its optimized kernels on aarch64 NEON only (``#ifdef __aarch64__`` in
+    dabnn/bconv.h), in fp32 with bit-packed binary layers (no int8 path), on one thread (no threading in dabnn/)."""
+    from hwsim.cpu.binary import ASIMD_INT_Q_PER_CYCLE
+
+    if spec.core not in ASIMD_INT_Q_PER_CYCLE:
+        raise SpecError(f"CPUSpec.runtime='dabnn' needs an aarch64 Cortex-A core with NEON "
+                        f"({', '.join(ASIMD_INT_Q_PER_CYCLE)}), got core={spec.core!r}")
+    if spec.precision != "fp32":
+        raise SpecError(f"CPUSpec.precision={spec.precision!r} is not available with runtime='dabnn' (daBNN runs "
+                        "fp32 float layers and bit-packed binary layers, no int8); use precision='fp32'")
+    if spec.cores != 1:
+        raise SpecError(f"CPUSpec.cores={spec.cores}: daBNN is single-threaded (no threading in dabnn/); "
+                        "set cores=1 for runtime='dabnn'")

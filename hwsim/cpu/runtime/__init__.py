@@ -31,6 +31,10 @@ asimdhp: there ``R_mac = R_dw = fp16_fma_per_cycle``. The layer also pays ``laye
 counted in its cycles; ``thread_s``: the OpenMP fork/join and barrier of each extra thread of ncnn's
 ``#pragma omp parallel for`` loops); the memory time and the roofline are :mod:`hwsim.cpu.cost`'s, with 1 byte per
 int8 element.
+
+``runtime="dabnn"`` (JDAI-CV/dabnn, a binary-network engine) is modelled apart, layer by layer from its own kernels
+(:mod:`hwsim.cpu.runtime.dabnn`, reached through :func:`hwsim.cpu.binary.binary_layer_cost`); it borrows only the
+ncnn fit's per-layer cycles from this module.
 """
 from __future__ import annotations
 
