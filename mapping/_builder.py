@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 
-from hwsim.errors import UnsupportedOpError
+from hwsim.errors import ConversionError, UnsupportedOpError
 from mapping.graph import Concat, Graph, Input, NoAttrs, Node, Op, Reshape, Slice
 
 __all__ = ["Builder", "module_path", "untuple"]
@@ -301,10 +301,18 @@ class Builder:
 
     def references(self) -> dict[str, np.ndarray]:
         """The source's value of every IR value that an fx data node holds (for :func:`mapping.verify.verify`)."""
-        refs = {}
+        refs: dict[str, np.ndarray] = {}
+        first: dict[str, str] = {}
         for fx_name, ir_name in self.ir.items():
             v = self.values.get(fx_name)
             if isinstance(v, torch.Tensor) and ir_name in self.shapes and ir_name != self.input_name:
                 if int(np.prod(self.shapes[ir_name])) == v.numel():
-                    refs.setdefault(ir_name, v.detach().numpy().reshape(self.shapes[ir_name]))
+                    a = v.detach().numpy().reshape(self.shapes[ir_name])
+                    if ir_name not in refs:
+                        refs[ir_name], first[ir_name] = a, fx_name
+                    elif not np.array_equal(refs[ir_name], a, equal_nan=True):  # a pass-through that is not one
+                        raise ConversionError(f"'{fx_name}' is converted as the value of '{first[ir_name]}' (a "
+                                              "pass-through: dropout, identity, clone, contiguous, ...), but torch's "
+                                              "values differ (a dropout left in training mode, e.g. "
+                                              "F.dropout(x, p) without training=self.training?)")
         return refs

@@ -6,7 +6,9 @@
    overrides none of its methods; otherwise it is traced through (its forward must be made of supported ops) —
    never converted as its base. When fx cannot
    trace the model (Python control flow on values), ``torch.export`` (ATen ops) is tried before refusing.
-2. **Record**: the traced module runs once on a sample input (seeded standard normal), keeping every value.
+2. **Record**: the traced module runs once on a sample input (seeded standard normal), keeping every value as
+   computed; a returned value that an in-place op changed afterwards (``y.add_(1); return y``) is refused, as is
+   a pass-through (dropout, identity, clone) whose value differs from its input (``verify``).
 3. **Build**: every fx node becomes IR nodes (``mapping._builder``, ``mapping._torch_ops``); anything else is
    refused with the op and its module path, never later inside a kernel.
 4. **Verify** (``verify=True``, the default): every IR node is executed with hwsim's reference fp32 kernels on
@@ -219,16 +221,36 @@ def _mha(b: Builder, n: fx.Node, m: nn.MultiheadAttention) -> None:
 
 
 class _Recorder(fx.Interpreter):
-    """Runs the traced module once, keeping a copy of every node's value (in-place ops cannot rewrite it)."""
+    """Runs the traced module once, keeping a copy of every node's value (in-place ops cannot rewrite it), and the
+    names of the returned values that an in-place op changed after they were computed (``changed``)."""
 
     def __init__(self, gm: fx.GraphModule):
         super().__init__(gm)
         self.values: dict[str, Any] = {}
+        self.changed: list[str] = []
 
     def run_node(self, n: fx.Node) -> Any:
+        if n.op == "output":  # what forward() returns is each value as it is now, after every in-place op
+            for a in _arg_nodes(n.args):
+                live, then = self.env.get(a), self.values.get(a.name)
+                if isinstance(live, torch.Tensor) and isinstance(then, torch.Tensor) and not _same(live, then):
+                    self.changed.append(a.name)
         v = super().run_node(n)
         self.values[n.name] = _copy(v)
         return v
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same shape, dtype and values (NaN equal to NaN)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return bool(torch.equal(a, b) or (a.is_floating_point() and ((a == b) | (a.isnan() & b.isnan())).all()))
+
+
+def _arg_nodes(args: Any) -> list[fx.Node]:
+    found: list[fx.Node] = []
+    fx.node.map_arg(args, found.append)
+    return found
 
 
 def _copy(v: Any) -> Any:
@@ -337,6 +359,10 @@ def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | No
     except Exception as e:
         raise ShapeError(f"{type(model).__name__} cannot take an input of shape {tuple(x.shape)}: "
                          f"{first_line(e)}") from e
+    if rec.changed:  # the graph would hold each value as computed, torch returns it as changed later
+        raise ConversionError(f"{type(model).__name__} returns value(s) {rec.changed} changed in place after they "
+                              "were computed (an in-place op such as relu_(), add_(), nn.ReLU(inplace=True) or out= "
+                              "whose result is not used); return the in-place op's result instead")
     b = Builder(gm, rec.values, int(x.shape[0]), name or type(model).__name__)
     return canonical(b.build(handle)), b
 

@@ -694,3 +694,63 @@ def test_real_models(source, name, shape):
         assert sum(n.op == Op.RELU6 for n in g) == acts > 0
     lat = hwsim.simulate(g, "imc/isaac").report.latency_s
     assert math.isfinite(lat) and lat > 0
+
+
+class _Mutates(nn.Module):
+    """Returns a value an in-place op changed after it was computed (the op's own result unused)."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.c, self.r, self.how = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), how
+
+    def forward(self, x):
+        y = self.c(x)
+        if self.how == "relu_module":
+            self.r(y)
+        elif self.how == "add_":
+            y.add_(1.0)
+        elif self.how == "view":
+            y.view(y.shape[0], -1).mul_(2.0)
+        elif self.how == "out":
+            torch.clamp(y, min=0.0, out=y)
+        elif self.how == "unsqueeze_":
+            y.unsqueeze_(-1)
+        return y
+
+
+@pytest.mark.parametrize("how", ["relu_module", "add_", "view", "out", "unsqueeze_"])
+def test_a_returned_value_changed_in_place_is_refused(how):
+    """torch returns the value after the in-place op; the graph would hold it before: refused, verify or not."""
+    for verify in (True, False):
+        with pytest.raises(ConversionError, match=r"changed in place.*\['c'\]|\['c'\] changed in place") as e:
+            mapping.trace(_Mutates(how), (1, 3, 6, 6), verify=verify)
+        assert "\n" not in str(e.value)
+
+
+def test_in_place_activations_whose_result_is_used_still_import():
+    class Uses(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.r = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            y = self.r(self.c(x))
+            y += 1.0
+            return F.relu(y, inplace=True)
+
+    check(Uses(), (1, 3, 6, 6), [Op.CONV2D, Op.RELU, Op.ADD, Op.RELU])
+
+
+def test_a_pass_through_that_changes_values_is_refused():
+    """F.dropout's default training=True is not the identity the graph would make of it."""
+
+    class Drop(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return F.dropout(self.c(x), 0.5)
+
+    with pytest.raises(ConversionError, match="pass-through.*training"):
+        mapping.trace(Drop(), (1, 3, 6, 6))
