@@ -142,7 +142,9 @@ def layer_weights(graph: Graph, n: Node) -> tuple[np.ndarray, int, float | np.nd
     levels = str(n.meta.get("weight_levels", "odd"))
     ws = weight / (np.reshape(scale, (-1,) + (1,) * (weight.ndim - 1)) if isinstance(scale, np.ndarray) else scale)
     w_int = np.rint(ws).astype(np.int64)
-    off_grid = np.abs(w_int - ws) > 1e-6
+    # on the grid up to float32 rounding: weight = fl32(w_int * scale) is within 2^-24 |w_int * scale| of the product,
+    # so |weight / scale - w_int| <= 2^-24 |w_int| (a 6- to 8-bit level of 127 lies ~7.6e-6 off); 8 ulp of slack
+    off_grid = np.abs(w_int - ws) > 1e-6 + 2.0**-21 * np.abs(w_int)
     if levels == "odd":
         if (off_grid | ((w_int & 1) == 0) | (np.abs(w_int) > 2**bits - 1)).any():
             raise MappingError(f"layer {n.name!r} ({n.module}): weights are not odd {bits}-bit levels times "
@@ -150,10 +152,18 @@ def layer_weights(graph: Graph, n: Node) -> tuple[np.ndarray, int, float | np.nd
     elif levels == "int":
         if (off_grid | (w_int < -(2 ** (bits - 1))) | (w_int > 2 ** (bits - 1) - 1)).any():
             raise MappingError(f"layer {n.name!r} ({n.module}): weights are not integers of a signed {bits}-bit "
-                               f"quantizer times {scale} (unsigned weight quantizers are not mapped)")
+                               f"quantizer times {scale} ({_grid_miss(ws, w_int, off_grid, bits)})")
     else:
         raise MappingError(f"layer {n.name!r} ({n.module}): unknown weight_levels {levels!r}")
     return w_int, bits, scale, levels
+
+
+def _grid_miss(ws: np.ndarray, w_int: np.ndarray, off_grid: np.ndarray, bits: int) -> str:
+    """Why signed-integer weights were refused: off the grid (by how much) or outside the signed range."""
+    if off_grid.any():
+        return f"up to {np.abs(w_int - ws).max():.3g} of a level off the grid"
+    return f"levels {int(w_int.min())}..{int(w_int.max())} outside [{-(2 ** (bits - 1))}, {2 ** (bits - 1) - 1}]" \
+        " (an unsigned weight quantizer? those are not mapped)"
 
 
 # ----------------------------------------------------------------------------- affine folding

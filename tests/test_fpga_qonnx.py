@@ -109,13 +109,14 @@ def _check_codes(path: str, x: np.ndarray, decomposed: bool) -> int:
 
 
 # ----------------------------------------------------------------------------- bit-exact end to end
-# the quick run: a binary MLP, a conv net with 2-bit activations, 4-bit weights and activations; --slow: all 8
-_QUICK_BITS = {("mlp", 1, 1), ("cnn", 1, 2), ("mlp", 4, 4)}
+# the quick run: a binary MLP, a conv net with 2-bit activations, 4-bit weights and activations, 8-bit weights (their
+# float32 weights lie up to 2^-24 |level| off the grid); --slow: all 10
+_QUICK_BITS = {("mlp", 1, 1), ("cnn", 1, 2), ("mlp", 4, 4), ("cnn", 8, 4)}
 
 
 @pytest.mark.parametrize("arch,wb,ab", [
     pytest.param(arch, wb, ab, marks=() if (arch, wb, ab) in _QUICK_BITS else pytest.mark.slow)
-    for arch in ("mlp", "cnn") for wb, ab in [(1, 1), (1, 2), (2, 2), (4, 4)]])
+    for arch in ("mlp", "cnn") for wb, ab in [(1, 1), (1, 2), (2, 2), (4, 4), (8, 4)]])
 def test_brevitas_qonnx_on_the_xnor_engine(tmp_path, arch, wb, ab):
     torch.manual_seed(10 * wb + ab)
     model = trained_bn((mlp if arch == "mlp" else cnn)(wb, ab), wb + ab)
