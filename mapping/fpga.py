@@ -167,6 +167,11 @@ def map_xnor(graph: Graph) -> XnorProgram:
     return _Walk(graph).run()
 
 
+# a sign (BipolarQuant) of a ReLU's output: what a QONNX graph says, and where such graphs come from
+_RELU_SIGN = ("(the graph's output would be constant +1; Brevitas exports QuantReLU(bit_width=1), which computes "
+              "{0, scale}, as Relu + BipolarQuant: use bit_width >= 2 or a signed 1-bit activation)")
+
+
 class _Pending:
     """An MVAU being assembled: its conv/linear node, fields, fused nodes and affine map."""
 
@@ -279,7 +284,7 @@ class _Walk:
                                      "only a quantizer may follow it (the ReLU folds into its thresholds)")
         out = act_encoding(n)
         if out.kind == Enc.BINARY:
-            raise UnsupportedOpError(f"ReLU before sign in {n.module!r} (the output would be constant +1)")
+            raise UnsupportedOpError(f"ReLU before sign in {n.module!r} {_RELU_SIGN}")
         self._emit(n, threshold_layer(n, self.vals[src], out, relu=True))
 
     def _emit(self, n: Node, layer: Layer, enc: Encoding | None = None) -> None:
@@ -316,7 +321,7 @@ class _Walk:
         if n.op in (Op.SIGN, Op.QUANTIZE):
             out = act_encoding(n)
             if p.affine.relu and out.kind == Enc.BINARY:
-                raise UnsupportedOpError(f"ReLU before sign in {n.module!r} (the output would be constant +1)")
+                raise UnsupportedOpError(f"ReLU before sign in {n.module!r} {_RELU_SIGN}")
             p.nodes.append(n.name)
             self.vals[n.name] = self._close(p, out, n.name)
             return

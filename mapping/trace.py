@@ -312,8 +312,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
     shape = tuple(int(s) for s in input_shape)
     if not 2 <= len(shape) <= 5 or any(s <= 0 for s in shape):
         raise ShapeError(f"input_shape must be positive and batch first, (N, C, H, W) or (N, F), got {tuple(input_shape)}")
+    _refuse_brevitas(model)
     if _converter_for(model) is not None:  # a bare layer: trace it as a one-layer network ("0")
         model = nn.Sequential(model)
+    _warn_if_training(model)
     if sample is None:
         sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     x = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
@@ -345,6 +347,27 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
         return graph
     finally:
         model.train(was_training)
+
+
+def _refuse_brevitas(model: nn.Module) -> None:
+    """Brevitas layers carry quantizers torch.fx cannot trace: their graph comes in through QONNX."""
+    layer = next((m for m in model.modules() if type(m).__module__.startswith("brevitas.")), None)
+    if layer is not None:
+        raise UnsupportedOpError(f"{type(model).__name__} has Brevitas layers ({type(layer).__name__}): export it "
+                                 "with brevitas.export.export_qonnx(model, input_t=x, export_path='model.onnx') and "
+                                 "simulate 'model.onnx'")
+
+
+def _warn_if_training(model: nn.Module) -> None:
+    """hwsim computes a model as in eval mode; say so when that changes what a batch norm or dropout does."""
+    moving = [k for k, m in model.named_modules() if m.training and isinstance(
+        m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))]
+    if moving:
+        import warnings
+
+        warnings.warn(f"{type(model).__name__} is in training mode: hwsim computes it in eval mode (batch norm with "
+                      f"its running statistics, dropout off), e.g. module {moving[0]!r}; call model.eval() first",
+                      stacklevel=4)
 
 
 def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | None) -> tuple[Graph, Builder]:

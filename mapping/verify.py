@@ -78,6 +78,10 @@ def verify(graph: Graph, x: np.ndarray, reference: Mapping[str, np.ndarray], *, 
     """
     from hwsim.functional import FP32_KERNELS  # the reference kernels (imported here: hwsim depends on mapping)
 
+    returned = [o for o in graph.outputs if o in {i.name for i in graph.inputs}]
+    if returned:
+        raise ConversionError(f"the model returns its input {returned} unchanged as an output: hwsim simulates "
+                              "values computed from the input (leave the input out of the returned values)")
     missing = [o for o in graph.outputs if o not in reference]
     if missing:
         raise ConversionError(f"cannot verify the import: the source gives no value for output(s) {missing}")

@@ -305,3 +305,17 @@ def test_cli_runs_a_brevitas_export(tmp_path, capsys):
     rc = main(["run", "--model", path, "--hw", "fpga/zc706", "--functional"])
     out, _ = capsys.readouterr()
     assert rc == 0 and "fps" in out and "LUTs" in out
+
+
+def test_a_one_bit_quant_relu_export_is_refused_with_its_cause(tmp_path):
+    """Brevitas exports QuantReLU(bit_width=1) (values {0, scale}) as Relu + BipolarQuant (values +-scale, here
+    always +scale): the graph is refused, naming the export as the cause."""
+    torch.manual_seed(0)
+    model = nn.Sequential(qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
+                          qnn.QuantConv2d(3, 4, 3, bias=False, weight_bit_width=2), nn.BatchNorm2d(4),
+                          qnn.QuantReLU(bit_width=1, return_quant_tensor=True), nn.Flatten(),
+                          qnn.QuantLinear(4 * 36, 3, bias=False, weight_bit_width=2)).eval()
+    x = _inputs("cnn", 2)
+    path = export(model, x, tmp_path / "relu1.onnx")
+    with pytest.raises(UnsupportedOpError, match=r"constant \+1.*QuantReLU\(bit_width=1\)"):
+        hwsim.simulate(path, PRESETS[0], x=x)

@@ -159,3 +159,18 @@ def test_sweep_has_its_real_signature():
     for name in ("nets", "specs_or_grid", "metrics", "functional", "executor", "out", "progress", "workers",
                  "input_shape", "seed", "target_options", "chunksize", "data"):
         assert name in params, name
+
+
+def test_a_module_without_an_input_shape_takes_the_datas():
+    """A user's torch module with no hwsim_input_shape sweeps over its data as it simulates on it (the docs'
+    ``hwsim.sweep(my_model, ..., data=(x_test, y_test))``); without data the shape is still asked for."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(3 * 36, 4)).eval()
+    x = np.random.default_rng(0).standard_normal((12, 1, 8, 8)).astype(np.float32)
+    y = np.arange(12) % 4
+    df = hwsim.sweep(model, "cpu/cortex-a72", data=(x, y), metrics=["latency_s", "accuracy"])
+    assert (df["error"] == "").all()
+    assert df["accuracy"].iloc[0] == hwsim.evaluate(model, "cpu/cortex-a72", x, y).accuracy_mean
+    with pytest.raises(ShapeError, match="input_shape"):
+        hwsim.sweep(model, "cpu/cortex-a72")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -754,3 +755,37 @@ def test_a_pass_through_that_changes_values_is_refused():
 
     with pytest.raises(ConversionError, match="pass-through.*training"):
         mapping.trace(Drop(), (1, 3, 6, 6))
+
+
+def test_a_model_returning_its_input_is_refused_with_the_reason():
+    class Both(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return self.c(x), x
+
+    with pytest.raises(ConversionError, match=r"returns its input \['x'\] unchanged"):
+        mapping.trace(Both(), (1, 3, 4, 4))
+
+
+def test_a_model_in_training_mode_is_computed_in_eval_mode_and_says_so():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())  # training mode, as nn.Module starts
+    with pytest.warns(UserWarning, match=r"training mode.*eval mode.*module '1'"):
+        g = mapping.trace(m, (2, 3, 6, 6))
+    assert m.training  # the mode is restored
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(run(g, x)[0], m.eval()(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mapping.trace(m, (2, 3, 6, 6))  # in eval mode: no warning
+
+
+def test_a_brevitas_model_is_sent_to_qonnx():
+    qnn = pytest.importorskip("brevitas.nn")
+    m = nn.Sequential(qnn.QuantIdentity(bit_width=4), qnn.QuantConv2d(3, 4, 3, weight_bit_width=4))
+    with pytest.raises(UnsupportedOpError, match=r"Brevitas layers \(QuantIdentity\).*export_qonnx") as e:
+        hwsim.simulate(m, "fpga/pynq-z1", input_shape=(1, 3, 8, 8))
+    assert "\n" not in str(e.value)

@@ -130,7 +130,7 @@ def graph_digest(graph) -> str:
     return h.hexdigest()[:20]
 
 
-def _net_ref(net: Any, input_shape: Sequence[int] | None) -> NetRef:
+def _net_ref(net: Any, input_shape: Sequence[int] | None, data_shape: Sequence[int] | None = None) -> NetRef:
     from mapping.graph import Graph
 
     if isinstance(net, (ZooNet, GraphNet)):
@@ -160,6 +160,8 @@ def _net_ref(net: Any, input_shape: Sequence[int] | None) -> NetRef:
     if torch is not None and isinstance(net, torch.nn.Module):
         from hwsim.api import as_graph
 
+        if input_shape is None and getattr(net, "hwsim_input_shape", None) is None:
+            input_shape = data_shape  # the data's samples (None without data: as_graph asks for a shape)
         with torch_threads(1):
             g = as_graph(net, input_shape)
         label = getattr(net, "hwsim_name", None) or g.name or type(net).__name__
@@ -215,15 +217,17 @@ def _check_zoo(name: str, kwargs: Mapping[str, Any]) -> None:
         raise HwsimError(f"net {name!r} has no keyword(s) {bad}; valid: {nets.keywords(name)}")
 
 
-def as_net_refs(nets_arg: Any, input_shape: Sequence[int] | None = None) -> list[NetRef]:
-    """Normalise the ``nets`` argument of a sweep (one net or a list of nets) into net references."""
+def as_net_refs(nets_arg: Any, input_shape: Sequence[int] | None = None,
+                data_shape: Sequence[int] | None = None) -> list[NetRef]:
+    """Normalise the ``nets`` argument of a sweep (one net or a list of nets) into net references. ``data_shape``
+    (a sample of the sweep's data, batch 1) traces a torch module that has no ``input_shape`` of its own or given."""
     from mapping.graph import Graph
 
     input_shape = check_shape(input_shape)
     single = isinstance(nets_arg, (str, Mapping, Graph)) or _is_pair(nets_arg) or _is_module(nets_arg)
     if single or not isinstance(nets_arg, Iterable):
         nets_arg = [nets_arg]
-    refs = [_net_ref(n, input_shape) for n in nets_arg]
+    refs = [_net_ref(n, input_shape, data_shape) for n in nets_arg]
     if not refs:
         raise HwsimError("sweep: no nets given")
     out: list[NetRef] = []

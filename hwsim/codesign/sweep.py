@@ -43,6 +43,7 @@ from hwsim.codesign.sweep_eval import (  # noqa: F401 (the worker side; re-expor
     clear_graph_cache,
     evaluate_chunk,
     report_metrics,
+    sweep_dataset,
 )
 from hwsim.codesign.sweep_yaml import _YAML_KEYS, YAML_HELP, sweep_from_yaml  # noqa: F401 (re-exported)
 from hwsim.errors import HwsimError
@@ -192,9 +193,10 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
         out = _results_path(out)
     points = expand_specs(specs_or_grid)
     _check_target_options(points, target_options or {})
-    refs = as_net_refs(nets, input_shape)
+    ds = None if data is None else sweep_dataset(data)
+    refs = as_net_refs(nets, input_shape, None if ds is None else (1,) + tuple(ds.x.shape[1:]))
     metrics_t = _metrics_tuple(metrics)
-    ds = _sweep_data(data, metrics_t, refs)
+    ds = _sweep_data(ds, metrics_t, refs)
     settings = EvalSettings(bool(functional) or ds is not None, int(seed),
                             tuple(sorted((target_options or {}).items())), metrics_t, ds)
     extra = settings.key_extra()

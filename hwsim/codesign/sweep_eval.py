@@ -226,11 +226,19 @@ def _data_figures(graph, spec: Any, settings: EvalSettings, ref) -> dict[str, fl
     return data_metrics(out, ref, data.y)
 
 
+def sweep_dataset(data: Any):
+    """A sweep's ``data`` argument (``(x, y)``, ``x``, a loader, a :class:`~hwsim.evaluate_data.Dataset` or a name) as
+    a Dataset."""
+    from hwsim.evaluate import as_dataset
+
+    return as_dataset(*data) if isinstance(data, tuple) and len(data) == 2 else as_dataset(data)
+
+
 def _sweep_data(data: Any, metrics: Any, refs: Sequence[ZooNet | GraphNet]):
     """The sweep's data set (None without one), checked against the metrics and every net's input before any point:
     a data metric without data or accuracy without labels, a net that cannot take the samples: one line."""
     from hwsim.errors import ShapeError
-    from hwsim.evaluate import DATA_METRICS, LabelError, as_dataset
+    from hwsim.evaluate import DATA_METRICS, LabelError
 
     names = [] if metrics is None else [m if isinstance(m, str) else m[1] for m in metrics]
     wanted = [m for m in names if isinstance(m, str) and m in DATA_METRICS]
@@ -239,7 +247,7 @@ def _sweep_data(data: Any, metrics: Any, refs: Sequence[ZooNet | GraphNet]):
             raise HwsimError(f"sweep: metric {wanted[0]!r} needs a data set: pass data=(x, y) "
                              "(YAML: data: digits or a .npz file)")
         return None
-    ds = as_dataset(*data) if isinstance(data, tuple) and len(data) == 2 else as_dataset(data)
+    ds = sweep_dataset(data)
     if "accuracy" in wanted and ds.y is None:
         raise LabelError("sweep: metric 'accuracy' needs labels: pass data=(x, y)")
     for r in refs:
