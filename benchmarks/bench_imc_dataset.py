@@ -112,6 +112,8 @@ def resnet20_speed(batch: int, repeats: int) -> dict:
                      "column_flip": spec.column_flip, "conductance_sigma": spec.conductance_sigma,
                      "seconds": w, "cpu_seconds": c, "target_x_torch": TARGETS.get(kind),
                      "rel_rms_error_vs_fp32": rel})
+        if kind == "clip_adc_with_variation":
+            rows[-1]["cpu_seconds_row_kernel_only"] = row_kernel_only(call, repeats)
         tw2, tc2 = torch_time()  # torch again between configurations: the minimum over the whole session
         tw, tc = min(tw, tw2), min(tc, tc2)
     for r in rows:
@@ -120,10 +122,23 @@ def resnet20_speed(batch: int, repeats: int) -> dict:
         if r["kind"] != "exact":
             r["work"] = work_counts(graph, spec, x)
             r["passes"] = spec.input_steps * spec.dac_bits * spec.columns_per_weight
-    bound = {"macs": network_macs(graph), "rates_mac_per_s": gemm_rates()}
+    bound = {"macs": network_macs(graph), "rates_mac_per_s": gemm_rates(), "row_add_ps": row_add_rates()}
     return {"network": "resnet20", "input": list(x.shape), "torch_fp32_s": tw, "torch_fp32_cpu_s": tc, "bound": bound,
             "rows": rows, "load_average_before": list(load0), "load_average_after": list(os.getloadavg()),
             "before_this_change": BEFORE}
+
+
+def row_kernel_only(call, repeats: int) -> float:
+    """CPU seconds of ``call`` with the chunked analog kernel (:mod:`hwsim.imc._gather`) switched off, so every
+    analog split takes the row kernel: the previous implementation, timed in the same session."""
+    from hwsim.imc import _gather as ga
+
+    fits = ga.fits
+    ga.fits = lambda rows, q: False
+    try:
+        return _min_time(call, repeats)[1]
+    finally:
+        ga.fits = fits
 
 
 def _count_kernel():
@@ -233,6 +248,34 @@ def gemm_rates() -> dict:
     return out
 
 
+def row_add_rates(q: int = 384, adds: int = 16) -> dict:
+    """Picoseconds per float32 addition of the analog row kernel's gathered-row loop
+    (:func:`hwsim.imc._analog._row_sum1`: eight table rows per pass over the q pairs), timed alone on tables of
+    random rows of ``q`` pairs (ResNet-20's widest split) held in L1 (32 KB), L2 (1 MB) or beyond (4 MB), each call
+    summing ``adds`` random rows (a pixel-step with 16 non-empty groups); the best of 5."""
+    from numba import njit
+
+    from hwsim.imc._analog import _row_sum1
+
+    @njit(cache=True)
+    def loop(table, idx, p, reps):
+        s = 0.0
+        for r in range(reps):
+            _row_sum1(table, idx[r % idx.shape[0]], idx.shape[1], p)
+            s += p[0]
+        return s
+
+    rng = np.random.default_rng(0)
+    out, reps = {}, 20000
+    for kb in (32, 1024, 4096):
+        table = rng.random((kb * 1024 // (4 * q), q), dtype=np.float32)
+        idx = rng.integers(0, table.shape[0], (64, adds)).astype(np.int64)
+        p = np.zeros(q, np.float32)
+        loop(table, idx, p, 10)
+        out[f"{kb}KB"] = 1e12 * _min_time(lambda t=table, i=idx, v=p: loop(t, i, v, reps), 5)[1] / (reps * adds * q)
+    return out
+
+
 _VGG_CHILD = r"""
 import gc, json, os, sys
 import numpy as np
@@ -330,6 +373,23 @@ def bound_markdown(s: dict) -> list[str]:
                 "at GEMM speed; this one does not (the gap is the gathered-row addition rate, not the work). "
                 "Integer cells (no variation) need no additions: their partial sums are popcounts of input-bit and "
                 "cell-bit planes (64 rows per word, 8 words per instruction), below the dense int8 bound."]
+        ra = b.get("row_add_ps")
+        if ra:
+            budget = 10 * tc - (r["cpu_seconds"] - w["adc_kernel_cpu_s"])  # the kernel's share of 10x torch
+            out += ["", "Measured floor of the additions: the row kernel's gathered-row loop timed alone (rows of 384 "
+                    "pairs, 16 rows per sum) adds one pair in " + ", ".join(f"{v:.0f} ps ({k} table)" for k, v in
+                                                                  ra.items())
+                    + f". The {w['group_adds'] / 1e9:.1f} G additions alone take "
+                    + ", ".join(f"{w['group_adds'] * v * 1e-12:.2f} s at the {k} rate" for k, v in ra.items())
+                    + f". For 10x the ADC kernel may take {budget:.2f} s (10x torch less the rest of this run): "
+                    f"{1e12 * budget / max(1, w['group_adds']):.0f} ps per pair addition with nothing else done, "
+                    "an L1 rate, while 8-row subset sums of 16 pairs fill 256 KB per 128 rows (L2)."]
+        if "cpu_seconds_row_kernel_only" in r:
+            out += ["", "The chunked kernel (hwsim/imc/_gather.py: 16-pair chunks, four 8-row groups a pass over the "
+                    "partial sums, 16-float vectors; splits of at most 4 MB of table) against the row kernel alone "
+                    f"in the same session: {r['cpu_seconds']:.3f} s vs {r['cpu_seconds_row_kernel_only']:.3f} s CPU "
+                    f"for the whole run ({r['cpu_seconds_row_kernel_only'] / tc:.1f}x torch with the row kernel "
+                    "alone)."]
     return out
 
 

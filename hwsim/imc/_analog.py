@@ -10,6 +10,9 @@ reference kernel:
   pixels at a time); with 1-bit steps the rows are taken in groups of 4 or 8 and each non-empty group adds one
   precomputed subset sum (:func:`_subset_sums`, built per call: 2^g − 1 row additions per group) instead of one
   row per active input: about half the additions at ResNet-20's densities;
+- with 1-bit steps, float32 codes and no noise (the common case) :mod:`hwsim.imc._gather` does the same with the
+  tables laid out 16 pairs to a chunk and 8-row groups added four at a time as 16-float vectors, so the table
+  being read stays in L1/L2 (10-25 % less time on ResNet-20's splits than this row kernel);
 - with the float32 rounding rule (``ADC_RINT32``) and ``top·(2^(J·d) − 1) < 2^24`` the shift-and-add of the codes
   ``Σ_j 2^(j·d)·code_j`` is accumulated in float32 (integers below 2^24: exact) and scaled by the power-of-two
   LSB once: the same value as the float64 sum of ``2^(j·d)·code_j·lsb`` (every term and partial sum an exact
@@ -26,6 +29,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from hwsim.imc import _bitplane as bp
+from hwsim.imc import _gather as ga
 from hwsim.imc import xbar as xb
 
 __all__ = ["split_adc_rows", "codes_fit_float32", "group_bits"]
@@ -136,12 +140,25 @@ def _codes32(p, inv_lsb, top, wj, acc32):
         acc32[q] += w * min(max(c, np.float32(0.0)), tp)
 
 
-@njit(cache=True, parallel=True)
 def split_adc_rows(xp, base, off, m0, m1, k0, rows, cells, jn, d, colw, colout, lsb, top, mode, thr, lin, skip_sum,
                    noise, zs, fast32, gb, acc):
     """:func:`hwsim.imc.xbar.split_adc` (same arguments, same result bit for bit; module docstring) plus
     ``fast32``: mode 3 with codes that fit float32 (:func:`codes_fit_float32`), and gb: rows per subset-sum group
-    for 1-bit steps (4 or 8, :func:`group_bits`). CLIP with ``lin = 1`` (integer cells, LSB 1) accumulates its
+    for 1-bit steps (4 or 8, :func:`group_bits`). The common case (1-bit steps, float32 codes, no noise, analog
+    float32 cells, a table within :data:`hwsim.imc._gather.TABLE_BYTES`) runs the chunked kernel
+    :func:`hwsim.imc._gather.split_adc_chunks` (same bits, its tables in L1/L2), the rest the row kernel."""
+    if (d == 1 and fast32 and mode == xb.ADC_RINT32 and lin == 0.0 and skip_sum == 0 and noise.shape[0] == 0
+            and cells.dtype == np.float32 and ga.fits(rows, cells.shape[1])):
+        ga.split_adc_chunks(xp, base, off, m0, m1, k0, rows, cells, jn, colw, colout, lsb, top, acc)
+    else:
+        _split_adc_rows(xp, base, off, m0, m1, k0, rows, cells, jn, d, colw, colout, lsb, top, mode, thr, lin,
+                        skip_sum, noise, zs, fast32, gb, acc)
+
+
+@njit(cache=True, parallel=True)
+def _split_adc_rows(xp, base, off, m0, m1, k0, rows, cells, jn, d, colw, colout, lsb, top, mode, thr, lin, skip_sum,
+                    noise, zs, fast32, gb, acc):
+    """The row kernel of :func:`split_adc_rows`. CLIP with ``lin = 1`` (integer cells, LSB 1) accumulates its
     corrections ``(min(p, top) − p)·2^(j·d)`` in int64 (exact)."""
     n_pix = base.shape[0]
     q_n = cells.shape[1]
