@@ -33,7 +33,8 @@ __all__ = ["Target", "TargetContractError", "load_target", "contract_problems", 
 
 TARGETS = ("cpu", "imc", "fpga")  # the target packages hwsim ships
 # What every target's numbers go through besides its own package: folders and files under the repository root.
-COMMON_SOURCES = ("hwsim/kernels", "hwsim/functional.py", "hwsim/report.py", "hwsim/specs.py", "mapping")
+COMMON_SOURCES = ("hwsim/kernels", "hwsim/functional.py", "hwsim/report.py", "hwsim/specs.py", "hwsim/api.py",
+                  "hwsim/evaluate.py", "hwsim/evaluate_data.py", "hwsim/codesign/sweep_eval.py", "mapping")
 
 
 class TargetContractError(HwsimError):

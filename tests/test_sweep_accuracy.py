@@ -147,6 +147,10 @@ def test_cost_model_version_follows_the_targets_source(tmp_path, monkeypatch):
         (root / "hwsim/kernels/a.py").write_text("x = 3\n")  # shared by every target
         points.source_digest.cache_clear()
         assert points.cost_model_version("cpu") != before[1]
+        mid = points.cost_model_version("cpu")
+        (root / "hwsim/evaluate.py").write_text("ACCURACY = 1\n")  # the accuracy columns are computed there
+        points.source_digest.cache_clear()
+        assert points.cost_model_version("cpu") != mid
     finally:
         points.source_digest.cache_clear()
 

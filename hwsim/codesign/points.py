@@ -386,9 +386,9 @@ def cost_model_version(target: str) -> str:
     """The cost-model version of a target: its package's ``cost_model_version()`` (the target contract,
     :func:`hwsim.target.load_target`). The shipped targets derive it from their source
     (:func:`hwsim.target.source_version`: a digest of ``hwsim/<target>/`` and what every target's numbers go through,
-    ``hwsim/kernels/``, ``functional.py``, ``report.py``, ``specs.py``, ``mapping/``). Any edit there (a cost formula,
-    a kernel, a mapping rule, also a comment) gives a new version, so a resumed sweep recomputes rows an older model
-    wrote instead of reusing them; nothing has to be bumped by hand."""
+    :data:`hwsim.target.COMMON_SOURCES`: the kernels, the mapping, the import, the accuracy metrics). Any edit there (a
+    cost formula, a kernel, a mapping rule, an accuracy formula, also a comment) gives a new version, so a resumed
+    sweep recomputes rows an older model wrote instead of reusing them; nothing has to be bumped by hand."""
     from hwsim.target import load_target
 
     return load_target(target).cost_model_version()

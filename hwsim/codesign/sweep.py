@@ -189,8 +189,7 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
     """
     _check_args(functional=functional, workers=workers, seed=seed, target_options=target_options,
                 chunksize=chunksize, metrics=metrics, progress=progress, executor=executor)
-    if out is not None:
-        out = _results_path(out)
+    out = None if out is None else _results_path(out)
     points = expand_specs(specs_or_grid)
     _check_target_options(points, target_options or {})
     ds = None if data is None else sweep_dataset(data)
