@@ -122,8 +122,8 @@ def simulate(model_or_graph: Any, spec: Any, x: np.ndarray | None = None, input_
     """
     spec = as_spec(spec)
     input_shape = _shape_arg(input_shape)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise HwsimError(f"seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise HwsimError(f"seed must be a non-negative integer, got {seed!r}")
     if x is not None:
         from hwsim.functional import check_values
 

@@ -182,6 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import hwsim
 
     spec = hwsim.load_preset(args.hw)  # a bad preset before the net is built or traced
+    if args.seed < 0:
+        raise HwsimError(f"--seed must be a non-negative integer, got {args.seed}")
     options = _dict([_option(o) for o in args.option or []], "--option")
     what = args.net or Path(args.model).name
     stages = _Stages(["import", "trace", "simulate"] + (["check"] if args.functional else []), f"hwsim run {what}")

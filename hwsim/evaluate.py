@@ -373,9 +373,9 @@ def _check_args(seeds: Any, batch_size: Any, executor: Any, workers: Any, option
     seeds = list(seeds)
     if not seeds:
         raise EvaluationError("seeds=(): give at least one device seed, e.g. seeds=(0,) or seeds=range(5)")
-    bad = [s for s in seeds if not integer(s)]
+    bad = [s for s in seeds if not integer(s) or s < 0]
     if bad:
-        raise EvaluationError(f"seeds must be integers, got {bad[0]!r}")
+        raise EvaluationError(f"seeds must be non-negative integers, got {bad[0]!r}")
     if len(set(seeds)) != len(seeds):
         raise EvaluationError(f"seeds must be distinct, got {seeds}")
     if not integer(batch_size) or batch_size < 1:

@@ -46,6 +46,7 @@ def place(tmp_path, monkeypatch):
         "s_enum.yaml": "nets: [tfc-w1a1]\nbase: imc/isaac\ngrid: {adc_mode: [clamp]}\n",
         "s_field.yaml": "nets: [tfc-w1a1]\nbase: cpu/cortex-m7\ngrid: {clockhz: [1e8]}\n",
         "s_seed.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "seed: abc\n",
+        "s_seed_neg.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "seed: -1\nfunctional: true\n",
         "s_workers.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "workers: 0\n",
         "s_functional.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "functional: maybe\n",
         "s_options.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "options: [mode, layer]\n",
@@ -118,6 +119,7 @@ CLI_CASES = [
     (["sweep", "s_enum.yaml"], "adc_mode"),
     (["sweep", "s_field.yaml"], "clockhz"),
     (["sweep", "s_seed.yaml"], "seed"),
+    (["sweep", "s_seed_neg.yaml"], "a non-negative integer"),
     (["sweep", "s_workers.yaml"], "workers"),
     (["sweep", "s_functional.yaml"], "functional"),
     (["sweep", "s_options.yaml"], "options"),
@@ -146,6 +148,7 @@ CLI_CASES = [
     (["run", "--net", "tfc-w1a1"], "--hw"),  # argparse's own errors are one line too
     (["simulate", "--net", "tfc-w1a1"], "simulate"),
     (["run", "--net", "tfc-w1a1", "--hw", "cpu/cortex-a72", "--seed", "abc"], "--seed"),
+    (["run", "--net", "tfc-w1a1", "--hw", "imc/isaac", "--seed", "-1", "--functional"], "--seed must be a non-negative"),
 ]
 
 
@@ -347,7 +350,8 @@ def _evaluate_cases():
         ((x, np.zeros(4, bool)), {}, LabelError, "dtype bool"),
         ((x, np.array([0, 1, 2, 4])), {}, LabelError, "label 4 is not a class"),
         ((x,), {"seeds": ()}, EvaluationError, "seeds=()"),
-        ((x,), {"seeds": ["a"]}, EvaluationError, "seeds must be integers"),
+        ((x,), {"seeds": ["a"]}, EvaluationError, "seeds must be non-negative integers"),
+        ((x,), {"seeds": [0, -1]}, EvaluationError, "seeds must be non-negative integers, got -1"),
         ((x,), {"batch_size": -1}, EvaluationError, "batch_size"),
         ((x,), {"options": {"warp": 1}}, SpecError, "warp"),
         ((np.zeros((4, 1, 5, 4), np.float32),), {}, ShapeError, "cannot take the data's samples of shape (1, 5, 4)"),
@@ -359,7 +363,7 @@ def _evaluate_cases():
     ]
 
 
-@pytest.mark.parametrize("case", range(14))
+@pytest.mark.parametrize("case", range(15))
 def test_bad_evaluate_input_is_one_line_before_any_work(case, monkeypatch):
     args, kwargs, exc, words = _evaluate_cases()[case]
     monkeypatch.setattr("hwsim.evaluate.hardware_outputs", None)  # any inference would fail with a TypeError

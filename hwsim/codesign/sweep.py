@@ -261,8 +261,8 @@ def _check_args(*, functional, workers, seed, target_options, chunksize, metrics
         raise HwsimError(f"sweep: workers must be a positive integer, got {workers!r}")
     if chunksize is not None and (not integer(chunksize) or chunksize < 1):
         raise HwsimError(f"sweep: chunksize must be a positive integer, got {chunksize!r}")
-    if not integer(seed):
-        raise HwsimError(f"sweep: seed must be an integer, got {seed!r}")
+    if not integer(seed) or seed < 0:
+        raise HwsimError(f"sweep: seed must be a non-negative integer, got {seed!r}")
     if target_options is not None and (not isinstance(target_options, Mapping)
                                        or not all(isinstance(k, str) for k in target_options)):
         raise HwsimError(f"sweep: options (target options) must be a mapping of option names to values, "

@@ -96,8 +96,8 @@ def _check_yaml(path: Path, cfg: dict) -> None:
         raise bad("functional", "true or false")
     if cfg.get("workers") is not None and not (integer(cfg["workers"]) and cfg["workers"] >= 1):
         raise bad("workers", "a positive integer")
-    if "seed" in cfg and not integer(cfg["seed"]):
-        raise bad("seed", "an integer")
+    if "seed" in cfg and (not integer(cfg["seed"]) or cfg["seed"] < 0):
+        raise bad("seed", "a non-negative integer")
     if "dask_timeout_s" in cfg and (isinstance(cfg["dask_timeout_s"], bool)
                                     or not isinstance(cfg["dask_timeout_s"], (int, float))
                                     or not math.isfinite(cfg["dask_timeout_s"]) or cfg["dask_timeout_s"] <= 0):
