@@ -152,6 +152,30 @@ def check_options(simulate_fn: Any, target: str, options: Mapping[str, Any]) -> 
     if unknown:
         raise SpecError(f"{target} target: unknown option{'s' if len(unknown) > 1 else ''} "
                         f"{', '.join(map(repr, unknown))}; it takes {', '.join(takes) or 'none'}")
+    for k, v in options.items():
+        want = _SCALAR_OPTIONS.get(str(params[k].annotation))
+        if want is not None and not want[0](v):
+            raise SpecError(f"{target} target: option {k}={v!r} must be {want[1]} (on the command line a JSON "
+                            "value: true, false, 3, 0.5, null)")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v: Any) -> bool:
+    return _is_int(v) or isinstance(v, (float, np.floating))
+
+
+# target options whose annotation is one of these scalar types: (check, what the message asks for)
+_SCALAR_OPTIONS = {
+    "bool": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
+    "int": (_is_int, "an integer"),
+    "int | None": (lambda v: v is None or _is_int(v), "an integer or null"),
+    "float": (_is_real, "a number"),
+    "float | None": (lambda v: v is None or _is_real(v), "a number or null"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+}
 
 
 def fit(model_or_graph: Any, spec: Any, input_shape: Sequence[int] | None = None, *, verify: bool = True) -> Any:

@@ -39,3 +39,22 @@ def test_a_sweep_refuses_an_unknown_option_before_any_net_is_built(monkeypatch):
     monkeypatch.setattr(sweep_mod, "as_net_refs", no_nets)
     with pytest.raises(SpecError, match=r"imc target: unknown option 'mod'; it takes mode"):
         hwsim.sweep(["resnet20"], ("imc/isaac", {"adc_bits": [5, 6]}), target_options={"mod": "layer"})
+
+
+@pytest.mark.parametrize("target,options,words", [
+    ("cpu/cortex-a72", {"fold_bn": "False"}, "fold_bn='False' must be true or false"),  # a truthy string
+    ("cpu/cortex-a72", {"threads": 2.0}, "threads=2.0 must be an integer or null"),
+    ("imc/isaac", {"max_chunks": True}, "max_chunks=True must be an integer"),
+    ("fpga/pynq-z1", {"target_fps": "fast"}, "target_fps='fast' must be a number or null"),
+])
+def test_an_option_of_the_wrong_type_is_refused_before_any_work(monkeypatch, target, options, words):
+    monkeypatch.setattr("hwsim.api.as_graph", lambda *a, **k: pytest.fail("traced before the refusal"))
+    with pytest.raises(SpecError, match=words):
+        hwsim.simulate("tfc-w1a1", target, **options)
+
+
+def test_options_of_the_right_type_pass():
+    import numpy as np
+
+    r = hwsim.simulate("tfc-w1a1", "cpu/cortex-a72", fold_bn=np.bool_(False), threads=np.int64(1))
+    assert r.report.latency_s > 0

@@ -95,9 +95,9 @@ def _cores_used(spec: CPUSpec, threads: int | None) -> int:
     """Validate the spec and ``threads``; the cores the run uses (threads capped at ``spec.cores``)."""
     if not isinstance(spec, CPUSpec):
         raise SpecError(f"the cpu target needs a CPUSpec, got {type(spec).__name__}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
         raise SpecError(f"threads must be a positive integer, got {threads!r}")
-    return spec.cores if threads is None else min(threads, spec.cores)
+    return spec.cores if threads is None else min(int(threads), spec.cores)
 
 
 def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Report:
