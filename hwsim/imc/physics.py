@@ -22,8 +22,9 @@ drawn per functional run (:func:`read_cells`). For a cell storing level l in row
 5. IR drop (``ir_drop``): row k of a crossbar of R rows reaches the ADC attenuated by
    ``1 − ir_drop·k/(R − 1)`` (a static linear model: row 0 nearest the sense amplifier, the far row losing the
    fraction ``ir_drop`` of its current).
-6. read noise per inference (``read_sigma``): at every functional run, ``g ← max(g·(1 + σ_r·z'), 0)`` with a
-   fresh z' per cell (aihwkit draws its 1/f read noise once per inference: ``apply_drift_noise_to_conductance``).
+6. read noise per functional run (``read_sigma``; the samples of one batch share the draw): at every functional
+   run, ``g ← max(g·(1 + σ_r·z'), 0)`` with a fresh z' per cell (aihwkit draws its 1/f read noise once per
+   inference: ``apply_drift_noise_to_conductance``).
 7. reference column (``reference_column``, OFFSET weights with a finite on/off ratio only): each crossbar has one
    more column of level-0 cells, ``g_ref[k]`` for row k, whose bit-line current is subtracted from every column's
    before the ADC (after NeuroSim's dummy column, DNN_NeuroSim V1.3), so the ADC reads ``Σ_k X[k]·(g[k] − g_ref[k])``

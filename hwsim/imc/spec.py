@@ -136,7 +136,8 @@ class IMCSpec:
     # g_max / g_min of a cell, dimensionless; 0 means infinite (g_min = 0, the ideal). NeuroSim V1.4 Param.cpp: RRAM
     # on/off 17 (Ron 100 kOhm); aihwkit's PCM converter maps weights to [0, 25 uS] (g_min 0)
     on_off_ratio: float = 0.0
-    # relative std of each cell's conductance drawn again at every inference (1/f read noise), dimensionless;
+    # relative std of each cell's conductance drawn again at every functional run (1/f read noise; the samples of one
+    # batch share a draw), dimensionless;
     # aihwkit PCMLikeNoiseModel: 0.0088 / (g/g_max)^0.65 x sqrt(ln((t + t_read) / (2 t_read))), ~0.037 at g_max, t = 20 s
     read_sigma: float = 0.0
     drift_time_s: float = 0.0  # time since programming at which the chip is read, s (drift acts when > drift_t0_s)
