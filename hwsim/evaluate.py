@@ -176,12 +176,17 @@ def _reads_per_batch(spec: Any) -> bool:
     return _takes(spec, "read_seed")
 
 
+# samples of x an int8 evaluation calibrates its activation ranges on (whatever the batch size)
+CALIB_SAMPLES = 256
+
+
 def _fixed_calibration(spec: Any, x: np.ndarray, size: int, opts: tuple) -> tuple[tuple, str | None]:
     """The run options with one fixed int8 calibration batch, and the note saying so.
 
     A target that calibrates int8 activations (``calib=``; the CPU target's int8 precision) would otherwise calibrate
     each simulated batch on itself: a different quantized model per batch, unlike a deployed one. Unless the caller
-    passed ``options={"calib": ...}``, every batch uses the first ``size`` samples of ``x``."""
+    passed ``options={"calib": ...}``, every batch uses the first ``size`` samples of ``x`` (:data:`CALIB_SAMPLES`,
+    or 1 for a graph that computes one sample: the result does not depend on ``batch_size``)."""
     if "calib" in dict(opts) or getattr(spec, "precision", None) != "int8" or not _takes(spec, "calib"):
         return opts, None
     calib = x[:size]
@@ -423,7 +428,7 @@ def evaluate(model: Any, spec: Any, x: Any, y: Any = None, *, seeds: Iterable[in
     module = model if _is_module(model) else None
     ref = reference_outputs(graph, ds, size, module)
     batches = _batches(ds.x, size)
-    run_opts, note = _fixed_calibration(spec, ds.x, size, opts)
+    run_opts, note = _fixed_calibration(spec, ds.x, 1 if graph.batch_fixed else CALIB_SAMPLES, opts)
     if note:
         report = dataclasses.replace(report, notes=report.notes + (note,))
     net = GraphNet(graph.name, graph_digest(graph), graph)

@@ -30,16 +30,20 @@ def _int8_outputs(graph, x, calib, size):
     return np.concatenate(outs)
 
 
-def test_int8_calibrates_once_on_the_first_batch_not_per_batch(digits_small):
+def test_int8_calibrates_once_on_the_first_samples_whatever_the_batch_size(digits_small, monkeypatch):
     model, x, y = digits_small
+    monkeypatch.setattr("hwsim.evaluate.CALIB_SAMPLES", 80)
     ev = evaluate(model, "cpu/cortex-m4", x, y, batch_size=50)
     graph = hwsim.as_graph(model, (1,) + x.shape[1:])
     ref = _torch(model, x)  # evaluate's reference for a torch module
-    fixed = _int8_outputs(graph, x, x[:50], 50)  # every batch quantized with the first 50 samples' ranges
+    fixed = _int8_outputs(graph, x, x[:80], 50)  # every batch quantized with the first 80 samples' ranges
     assert ev.table.iloc[0].to_dict() == {"seed": 0, **data_metrics(fixed, ref, y)}
+    other = evaluate(model, "cpu/cortex-m4", x, y, batch_size=7).table.iloc[0]  # not the batch size's calibration
+    assert other["accuracy"] == ev.table.iloc[0]["accuracy"]  # (the float reference moves with torch's batching)
+    assert other["rel_rms_error"] == pytest.approx(ev.table.iloc[0]["rel_rms_error"], rel=1e-4)
     per_batch = np.concatenate([hwsim.simulate(graph, "cpu/cortex-m4", x[i:i + 50]).outputs for i in (0, 50, 100)])
     assert not np.array_equal(per_batch, fixed)  # what calibrating each batch on itself would have given
-    assert any("calibrated once, on the first 50 samples" in n for n in ev.report.notes)
+    assert any("calibrated once, on the first 80 samples" in n for n in ev.report.notes)
 
 
 def test_a_calibration_set_of_the_callers_is_used_for_every_batch(digits_small):
