@@ -47,6 +47,8 @@ def place(tmp_path, monkeypatch):
         "s_field.yaml": "nets: [tfc-w1a1]\nbase: cpu/cortex-m7\ngrid: {clockhz: [1e8]}\n",
         "s_seed.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "seed: abc\n",
         "s_seed_neg.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "seed: -1\nfunctional: true\n",
+        "s_dask.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "dask: notanaddress\ndask_timeout_s: 1\n",
+        "s_proc.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "out: /proc/hwsim-results.csv\n",
         "s_workers.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "workers: 0\n",
         "s_functional.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "functional: maybe\n",
         "s_options.yaml": "nets: [tfc-w1a1]\n" + GOOD_GRID + "options: [mode, layer]\n",
@@ -120,6 +122,8 @@ CLI_CASES = [
     (["sweep", "s_field.yaml"], "clockhz"),
     (["sweep", "s_seed.yaml"], "seed"),
     (["sweep", "s_seed_neg.yaml"], "a non-negative integer"),
+    (["sweep", "s_dask.yaml"], "not a Dask scheduler address: 'notanaddress'"),
+    (["sweep", "s_proc.yaml"], "/proc/hwsim-results.csv"),  # not writable whoever runs it (root passes os.access)
     (["sweep", "s_workers.yaml"], "workers"),
     (["sweep", "s_functional.yaml"], "functional"),
     (["sweep", "s_options.yaml"], "options"),

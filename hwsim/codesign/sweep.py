@@ -371,4 +371,6 @@ def dask_executor(address: str, timeout_s: float = 10.0) -> Executor:
         client = Client(address, timeout=timeout_s)
     except (OSError, TimeoutError) as e:
         raise HwsimError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s: {e}") from None
+    except ValueError as e:  # distributed's address parser: "missing port number in address ..."
+        raise HwsimError(f"not a Dask scheduler address: {address!r} ({e}); e.g. tcp://host:8786") from None
     return client.get_executor()
