@@ -7,6 +7,7 @@ assert the exception type and message. A few run the console script in a subproc
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import subprocess
 import sys
@@ -468,3 +469,13 @@ def test_the_old_fpga_module_name_resolves_with_a_warning():
         assert hwsim.xnor.XnorSpec is hwsim.fpga.FPGASpec
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         hwsim.xnor.nothing  # noqa: B018
+
+
+@pytest.mark.parametrize("metrics,words", [(["latncy_s"], "metric 'latncy_s' is not a figure of any report"),
+                                           ([], "metrics is empty"),
+                                           ({"lat": "latncy_s"}, "'latncy_s'")])
+def test_bad_sweep_metrics_refused_before_any_point(metrics, words, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("hwsim.codesign.sweep"), "_run",
+                        lambda *a, **k: pytest.fail("a point ran"))
+    with pytest.raises(HwsimError, match=words):
+        hwsim.sweep("tfc-w1a1", "cpu/cortex-a72", metrics=metrics)

@@ -47,6 +47,7 @@ from hwsim.codesign.sweep_eval import (  # noqa: F401 (the worker side; re-expor
 )
 from hwsim.codesign.sweep_yaml import _YAML_KEYS, YAML_HELP, sweep_from_yaml  # noqa: F401 (re-exported)
 from hwsim.errors import HwsimError
+from hwsim.report import figure_names
 
 __all__ = ["sweep", "sweep_from_yaml", "report_metrics", "dask_executor", "clear_graph_cache"]
 
@@ -135,13 +136,28 @@ def _progress_bar(total: int, progress: bool | None):
     return progress_bar(total, "hwsim sweep", progress, unit="pt", leave=True)
 
 
-def _metrics_tuple(metrics: Sequence[str] | Mapping[str, Any] | None) -> tuple | None:
-    """``metrics`` as :class:`EvalSettings` holds it: None, names, or (column, name-or-callable) pairs."""
+def _metrics_tuple(metrics: Sequence[str] | Mapping[str, Any] | None, points) -> tuple | None:
+    """``metrics`` as :class:`EvalSettings` holds it: None, names, or (column, name-or-callable) pairs; a name no
+    swept target's report has, or no metric at all, is a one-line error before any point runs."""
+    from hwsim.evaluate import DATA_METRICS
+    from hwsim.specs import spec_target
+    from hwsim.target import load_target
+
     if metrics is None:
         return None
-    if isinstance(metrics, Mapping):
-        return tuple((str(k), v) for k, v in metrics.items())
-    return tuple(str(m) for m in metrics)
+    out = (tuple((str(k), v) for k, v in metrics.items()) if isinstance(metrics, Mapping)
+           else tuple(str(m) for m in metrics))
+    if not out:
+        raise HwsimError("sweep: metrics is empty: name at least one (or leave metrics out for every figure)")
+    for target in {spec_target(p.spec) for p in points if p.spec is not None}:
+        load_target(target)  # imports the target's report class
+    known = set(DATA_METRICS) | figure_names()
+    for m in out:
+        how = m if isinstance(m, str) else m[1]
+        if isinstance(how, str) and how not in known:
+            raise HwsimError(f"sweep: metric {how!r} is not a figure of any report; e.g. latency_s, energy_j, "
+                             f"fits_on_chip, {', '.join(DATA_METRICS)}")
+    return out
 
 
 def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str, Any] | None = None,
@@ -194,7 +210,7 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
     _check_target_options(points, target_options or {})
     ds = None if data is None else sweep_dataset(data)
     refs = as_net_refs(nets, input_shape, None if ds is None else (1,) + tuple(ds.x.shape[1:]))
-    metrics_t = _metrics_tuple(metrics)
+    metrics_t = _metrics_tuple(metrics, points)
     ds = _sweep_data(ds, metrics_t, refs)
     settings = EvalSettings(bool(functional) or ds is not None, int(seed),
                             tuple(sorted((target_options or {}).items())), metrics_t, ds)
