@@ -62,9 +62,14 @@ def as_graph(model: Any, input_shape: Sequence[int] | None = None, *, verify: bo
         from mapping.onnx import from_onnx
 
         return from_onnx(model, input_shape, verify=verify)
+    import torch
+
     import nets
     from mapping.trace import trace
 
+    if not isinstance(model, (str, torch.nn.Module)):
+        raise HwsimError(f"cannot simulate a model given as {type(model).__name__}: pass a zoo name, a torch "
+                         "nn.Module, a traced Graph or an ONNX / QONNX model (.onnx path or onnx.ModelProto)")
     name = None
     if isinstance(model, str):
         name = model

@@ -252,6 +252,14 @@ def test_bad_simulate_arguments(kwargs, exc, words):
         hwsim.simulate(_mlp(), "cpu/cortex-m7", **kwargs)
 
 
+@pytest.mark.parametrize("model", [None, 42, np.zeros(3)])
+def test_a_model_of_no_known_kind_is_named(model):
+    with pytest.raises(HwsimError, match=f"a model given as {type(model).__name__}: pass a zoo name"):
+        hwsim.simulate(model, "cpu/cortex-m7", input_shape=(1, 1, 4, 4))
+    with pytest.raises(HwsimError, match=f"a model given as {type(model).__name__}"):
+        hwsim.evaluate(model, "cpu/cortex-m7", np.zeros((2, 1, 4, 4), np.float32))
+
+
 def test_fit_checks_its_input_shape():
     with pytest.raises(ShapeError, match="input_shape"):
         hwsim.fit(_mlp(), "imc/isaac", input_shape=[1, "x"])
