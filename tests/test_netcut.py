@@ -93,6 +93,50 @@ def test_bad_input(resnet20):
         netcut(nets.get("itnet", channels=8, iterations=2), "cpu/cortex-m4", 1.0, input_shape=SHAPE)
 
 
+
+def _small():
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+
+
+def test_numpy_scalars_are_numbers_and_bools_are_not():
+    import numpy as np
+
+    m, shp = _small(), (1, 1, 8, 8)
+    ref = netcut(m, "cpu/cortex-m7", 1.0, input_shape=shp, cut_points=[1, 3])
+    r = netcut(m, "cpu/cortex-m7", np.float32(1.0), input_shape=shp, cut_points=[np.int64(1), np.int32(3)])
+    assert list(r.candidates["cut"]) == list(ref.candidates["cut"]) == ["1", "3"]
+    assert list(r.candidates["est_latency_s"]) == list(ref.candidates["est_latency_s"])
+    assert r.deadline_s == 1.0 and type(r.deadline_s) is float
+    for bad in (True, np.bool_(True), "1"):
+        with pytest.raises(HwsimError, match="deadline_s must be a positive number"):
+            netcut(m, "cpu/cortex-m7", bad, input_shape=shp)
+    with pytest.raises(HwsimError, match="must be a block index"):
+        netcut(m, "cpu/cortex-m7", 1.0, input_shape=shp, cut_points=[True])
+    with pytest.raises(HwsimError, match="non-empty list"):
+        netcut(m, "cpu/cortex-m7", 1.0, input_shape=shp, cut_points=[])
+
+
+def test_train_fn_must_return_an_accuracy_in_0_1():
+    m, shp = _small(), (1, 1, 8, 8)
+
+    def returning(value):
+        def finetune(model):
+            return value
+        return finetune
+
+    for out in (float("nan"), 2.0, 93.0, -0.1, "high", None, True, {"acc": 1.0}, {"accuracy": float("nan")}):
+        with pytest.raises(HwsimError, match=r"train_fn .*finetune returned .* accuracy in \[0, 1\]") as e:
+            netcut(m, "cpu/cortex-m7", 1.0, input_shape=shp, train_fn=returning(out))
+        assert "\n" not in str(e.value)
+    for out in (0.0, 1, 0.75, {"accuracy": 0.5}):
+        r = netcut(m, "cpu/cortex-m7", 1.0, input_shape=shp, train_fn=returning(out))
+        acc = out["accuracy"] if isinstance(out, dict) else out
+        assert (r.table["accuracy"] == float(acc)).all()
+
 def test_digits_transfer_across_cpu_presets():
     pytest.importorskip("sklearn")
     from hwsim.codesign.digits import make_train_fn, pretrained_cnn

@@ -72,3 +72,15 @@ def test_accuracy_is_maximised_when_named_without_a_direction():
     assert set(pareto_front(df, ["energy_j", "accuracy"]).index) == brute_force(df, {"energy_j": "min",
                                                                                      "accuracy": "max"})
     assert list(pareto_front(df, {"energy_j": "min", "accuracy": "min"}).index) == [3]  # an explicit direction wins
+
+
+def test_non_table_non_numeric_column_and_missing_objectives_are_one_line_errors():
+    df = pd.DataFrame({"lat": [1.0, 2.0], "name": ["a", "b"], "mixed": [1.0, None]})
+    for call, match in [(lambda: pareto_front([{"lat": 1.0}], ["lat"]), "needs a pandas DataFrame, got list"),
+                        (lambda: pareto_front(df, None), "objectives must be .* got NoneType"),
+                        (lambda: pareto_front(df, 3), "got int"),
+                        (lambda: pareto_front(df, ["lat", "name"]), "column 'name' is not numeric \\(value 'a'\\)")]:
+        with pytest.raises(HwsimError, match=match) as e:
+            call()
+        assert "\n" not in str(e.value)
+    assert list(pareto_front(df, ["lat", "mixed"]).index) == [0]  # None is a missing value, not an error

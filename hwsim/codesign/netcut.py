@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -185,13 +186,21 @@ def _measure_host(model, input_shape, repeats: int) -> tuple[float, float]:
     return times[len(times) // 2], times[0]
 
 
-def _train(train_fn, model) -> tuple[float, float]:
+def _is_real(x: Any) -> bool:
+    """A real number: Python or numpy int/float scalars; not a bool (``deadline_s=True`` is a mistake, not 1 s)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and type(x).__name__ != "bool_"
+
+
+def _train(train_fn, model, cut: str) -> tuple[float, float]:
+    """(accuracy, wall time in s) of ``train_fn(model)``; the accuracy must be a fraction in [0, 1]."""
     t0 = time.perf_counter()
     out = train_fn(model)
     dt = time.perf_counter() - t0
     acc = out.get("accuracy") if isinstance(out, dict) else out
-    if acc is None or not isinstance(acc, (int, float)):
-        raise HwsimError(f"train_fn must return an accuracy (a number) or a dict with 'accuracy', got {out!r}")
+    name = getattr(train_fn, "__qualname__", None) or repr(train_fn)
+    if not _is_real(acc) or not 0.0 <= float(acc) <= 1.0:  # NaN fails the range test too
+        raise HwsimError(f"train_fn {name} returned {out!r} for the TRN cut after {cut!r}: it must return an "
+                         "accuracy in [0, 1] (a fraction, not a percentage) or a dict with such an 'accuracy'")
     return float(acc), dt
 
 
@@ -219,8 +228,9 @@ def netcut(model, spec, deadline_s: float, *, cut_points: Sequence[int | str] | 
     from hwsim.api import as_spec
     from hwsim.specs import spec_target
 
-    if not (isinstance(deadline_s, (int, float)) and deadline_s > 0 and math.isfinite(deadline_s)):
+    if not (_is_real(deadline_s) and deadline_s > 0 and math.isfinite(deadline_s)):
         raise HwsimError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
+    deadline_s = float(deadline_s)
     spec = as_spec(spec)
     if measure is None:
         measure = str(getattr(spec, "name", "")).rsplit("/", 1)[-1] == "host"
@@ -246,7 +256,7 @@ def netcut(model, spec, deadline_s: float, *, cut_points: Sequence[int | str] | 
         acc, tt = {}, {}
         for r in rows:
             if r["meets_deadline"] or train_all:
-                acc[r["cut"]], tt[r["cut"]] = _train(train_fn, models[r["cut"]])
+                acc[r["cut"]], tt[r["cut"]] = _train(train_fn, models[r["cut"]], r["cut"])
         cand["accuracy"] = cand["cut"].map(acc)
         cand["train_s"] = cand["cut"].map(tt)
         train_s = float(sum(tt[c] for c in cand.loc[cand["meets_deadline"], "cut"]))
@@ -297,15 +307,20 @@ def _select_cuts(blocks, shapes, cut_points) -> list[int]:
     if cut_points is None:
         ks = [k for k in range(len(blocks)) if _cut_allowed(blocks, k)]
     else:
+        if isinstance(cut_points, (str, bytes)) or not list(cut_points):
+            raise HwsimError(f"cut_points must be a non-empty list of block indices or names, got {cut_points!r}; "
+                             f"blocks: {names}")
         ks = []
         for c in cut_points:
             if isinstance(c, str):
                 if c not in names:
                     raise HwsimError(f"cut point {c!r} is not a block; blocks: {names}")
                 c = names.index(c)
-            if not isinstance(c, int) or not 0 <= c < len(blocks):
+            if not isinstance(c, numbers.Integral) or isinstance(c, bool) or type(c).__name__ == "bool_":
+                raise HwsimError(f"cut point {c!r} must be a block index (an integer) or a block name; blocks: {names}")
+            if not 0 <= c < len(blocks):
                 raise HwsimError(f"cut point {c!r} out of range 0..{len(blocks) - 1}; blocks: {names}")
-            ks.append(c)
+            ks.append(int(c))
     ks = [k for k in ks if len(shapes[k]) == 4]  # the pool + linear head needs feature maps
     if not ks:
         raise HwsimError(f"no cut point yields a feature map (N, C, H, W); blocks: {names}")

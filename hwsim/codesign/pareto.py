@@ -28,6 +28,9 @@ def normalize_objectives(objectives: Mapping[str, str] | Sequence[str] | str) ->
     column of :data:`MAXIMISED`)."""
     if isinstance(objectives, str):
         objectives = [objectives]
+    if not isinstance(objectives, (Mapping, Sequence, set, frozenset)):
+        raise HwsimError(f"objectives must be a column name, a list of columns or {{column: 'min'|'max'}}, "
+                         f"got {type(objectives).__name__}")
     if isinstance(objectives, Mapping):
         out = {}
         for k, d in objectives.items():
@@ -65,7 +68,13 @@ def pareto_mask(values: np.ndarray) -> np.ndarray:
 def pareto_front(df, objectives: Mapping[str, str] | Sequence[str] | str):
     """The non-dominated rows of ``df`` (a pandas DataFrame) for ``objectives``, in ``df``'s order.
 
-    Raises :class:`HwsimError` naming a column that is not in ``df``."""
+    Raises :class:`HwsimError` for a ``df`` that is not a DataFrame and naming a column that is not in ``df`` or
+    is not numeric."""
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise HwsimError(f"pareto_front needs a pandas DataFrame, got {type(df).__name__} "
+                         "(wrap records with pandas.DataFrame(...))")
     obj = normalize_objectives(objectives)
     missing = [c for c in obj if c not in df.columns]
     if missing:
@@ -73,8 +82,25 @@ def pareto_front(df, objectives: Mapping[str, str] | Sequence[str] | str):
     sub = df
     if "error" in df.columns:
         sub = sub[sub["error"].fillna("").astype(str) == ""]
-    vals = sub[list(obj)].apply(lambda s: s.astype(float)).to_numpy()
+    vals = np.column_stack([_numeric(sub[c], c) for c in obj]) if len(sub) else np.zeros((0, len(obj)))
     ok = ~np.isnan(vals).any(axis=1)
     sub, vals = sub[ok], vals[ok]
     signs = np.array([1.0 if d == "min" else -1.0 for d in obj.values()])
     return sub[pareto_mask(vals * signs)]
+
+
+def _numeric(col, name: str) -> np.ndarray:
+    """An objective column as float64 (NaN and None kept as NaN), or a one-line error naming the column."""
+    try:
+        return col.astype(float).to_numpy()
+    except (TypeError, ValueError):
+        bad = next((v for v in col if not _is_number(v)), None)
+        raise HwsimError(f"objective column {name!r} is not numeric (value {bad!r})") from None
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True

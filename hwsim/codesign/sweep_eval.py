@@ -234,7 +234,7 @@ def sweep_dataset(data: Any):
     return as_dataset(*data) if isinstance(data, tuple) and len(data) == 2 else as_dataset(data)
 
 
-def _sweep_data(data: Any, metrics: Any, refs: Sequence[ZooNet | GraphNet]):
+def _sweep_data(data: Any, metrics: Any, refs: Sequence[ZooNet | GraphNet], who: str = "sweep"):
     """The sweep's data set (None without one), checked against the metrics and every net's input before any point:
     a data metric without data or accuracy without labels, a net that cannot take the samples: one line."""
     from hwsim.errors import ShapeError
@@ -244,15 +244,15 @@ def _sweep_data(data: Any, metrics: Any, refs: Sequence[ZooNet | GraphNet]):
     wanted = [m for m in names if isinstance(m, str) and m in DATA_METRICS]
     if data is None:
         if wanted:
-            raise HwsimError(f"sweep: metric {wanted[0]!r} needs a data set: pass data=(x, y) "
+            raise HwsimError(f"{who}: metric {wanted[0]!r} needs a data set: pass data=(x, y) "
                              "(YAML: data: digits or a .npz file)")
         return None
     ds = sweep_dataset(data)
     if "accuracy" in wanted and ds.y is None:
-        raise LabelError("sweep: metric 'accuracy' needs labels: pass data=(x, y)")
+        raise LabelError(f"{who}: metric 'accuracy' needs labels: pass data=(x, y)")
     for r in refs:
         shape = sample_shape(r)
         if tuple(shape[1:]) != tuple(ds.x.shape[1:]):
-            raise ShapeError(f"sweep: net {r.label} takes samples of shape {tuple(shape[1:])}, the data's are "
+            raise ShapeError(f"{who}: net {r.label} takes samples of shape {tuple(shape[1:])}, the data's are "
                              f"{tuple(ds.x.shape[1:])} (give the net an input_shape, or other data)")
     return ds
