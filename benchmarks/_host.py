@@ -24,6 +24,15 @@ with their sources:
   Measured on the development host (EPYC, family 26, KVM, 2 vCPUs) with :func:`measure_rates`:
   popcount 2.00, FMA 2.00, VNNI 1.98 per cycle at 4.22 GHz.
 
+AVX2 (hosts without VPOPCNTDQ, or a Numba build for an AVX2-only target): ``alu256`` 256-bit vector ALU ops
+per cycle / :data:`AVX2_OPS_PER_WORD` x 256 bit-MACs x 2 x clock, the *AVX2 op-mix roofline*: every op of the
+``vpshufb`` nibble-table popcount mix runs on the vector ALU pipes, so their issue width bounds it. Zen 4 / Zen 5:
+4 vector ALU pipes FP0-FP3 (AMD Software Optimization Guides for Zen 4, pub. 57647, and Zen 5, pub. 58455,
+"Floating-Point Unit"); Golden Cove / Sunny Cove: 3 vector ALU ports 0, 1 and 5 (Intel Optimization Reference
+Manual, execution-port table). Shuffles and shifts go to a subset of those pipes on every one of these cores,
+but the mix has 3 of them per 8 ops, which fits. ``avx2_mix`` (:func:`_avx2_body`) measures the mix on the
+host: 3.92-4.05 ops/cycle on the development host (Zen 5; clock error included), i.e. the table's 4 pipes, with nothing else binding.
+
 Unknown micro-architectures use the rates measured by :func:`measure_rates` (independent
 instruction chains in an inline-assembly loop, the minimum time of many short repeats). The
 measured ``xor + popcount + add`` rate per 64-bit word pair is the *op-mix bound* of an
@@ -63,14 +72,19 @@ class IssueRates:
     fma: float  # VFMADD231PS zmm per cycle
     vnni: float  # VPDPBUSD zmm per cycle
     source: str
+    alu256: float = 0.0  # 256-bit vector integer ALU ops (vpxor/vpand/vpaddb/vpshufb/vpsrlw) per cycle
 
 
 ISSUE_RATES = {
-    "golden-cove": IssueRates(1.0, 2.0, 2.0, "uops.info VPOPCNTQ zmm (p5); Intel Optimization Reference Manual"),
-    "sunny-cove": IssueRates(1.0, 2.0, 2.0, "uops.info VPOPCNTQ zmm (p5); Intel Optimization Reference Manual"),
-    "zen4": IssueRates(1.0, 1.0, 1.0, "uops.info Zen 4; Agner Fog microarchitecture guide, Zen 4"),
-    "zen5": IssueRates(2.0, 2.0, 2.0, "AMD Zen 5 Software Optimization Guide 58455; measured 2.00/2.00/1.98"),
+    "golden-cove": IssueRates(1.0, 2.0, 2.0, "uops.info VPOPCNTQ zmm (p5); Intel Optimization Reference Manual", 3.0),
+    "sunny-cove": IssueRates(1.0, 2.0, 2.0, "uops.info VPOPCNTQ zmm (p5); Intel Optimization Reference Manual", 3.0),
+    "zen4": IssueRates(1.0, 1.0, 1.0, "uops.info Zen 4; Agner Fog microarchitecture guide, Zen 4", 4.0),
+    "zen5": IssueRates(2.0, 2.0, 2.0, "AMD Zen 5 Software Optimization Guide 58455; measured 2.00/2.00/1.98", 4.0),
 }
+# AVX2 xnor-popcount without VPOPCNTDQ (the ``_binary_microkernel._k_loop_avx2`` op mix): per 256-bit word pair
+# vpxor, vpand, vpsrlw, vpand, 2 vpshufb, 2 vpaddb (byte accumulators; their vpsadbw + vpaddq fold once per 31
+# words, not counted) = 8 vector ALU ops. LLVM's own ctpop.v4i64 lowering costs 9 (vpsadbw + vpaddq per word).
+AVX2_OPS_PER_WORD = 8
 
 
 def uarch(vendor: str, family: int, model: int) -> str:
@@ -129,7 +143,7 @@ def _bodies() -> dict:
     mix = "\n".join(f"vpxorq %zmm0, %zmm13, %zmm{i}\nvpopcntq %zmm{i}, %zmm{i}\nvpaddq %zmm{i}, %zmm{i + 6}, %zmm{i + 6}"
                     for i in range(1, 7))
     return {
-        **_csa_body(),
+        **_csa_body(), **_avx2_body(),
         "add_chain": ("add %rdx, %rax", 1, "~{rax},~{rdx},~{cc}"),
         "popcnt": (indep("vpopcntq %zmm0, %zmm{i}"), 12, _ZMM),
         "xnor_mix": (mix, 6, _ZMM),
@@ -157,6 +171,20 @@ def _csa_body() -> dict:
     return {"csa_mix": ("\n".join(lines), 18, zmm)}
 
 
+def _avx2_body() -> dict:
+    """``avx2_mix``: the AVX2 xnor-popcount op mix of :data:`AVX2_OPS_PER_WORD` ops per 256-bit word
+    (``t = a ^ w; acc += lut[t & 15] + lut[(t >> 4) & 15]``, byte accumulators), 4 independent chains in the
+    16 ymm registers (ymm14 table, ymm15 mask, ymm0 / ymm13 the operands), counted in ops per cycle."""
+    lines = []
+    for c in range(4):
+        t, h, acc = 1 + 3 * c, 2 + 3 * c, 3 + 3 * c
+        lines += [f"vpxor %ymm0, %ymm13, %ymm{t}", f"vpsrlw $$4, %ymm{t}, %ymm{h}", f"vpand %ymm15, %ymm{t}, %ymm{t}",
+                  f"vpand %ymm15, %ymm{h}, %ymm{h}", f"vpshufb %ymm{t}, %ymm14, %ymm{t}",
+                  f"vpshufb %ymm{h}, %ymm14, %ymm{h}", f"vpaddb %ymm{t}, %ymm{acc}, %ymm{acc}",
+                  f"vpaddb %ymm{h}, %ymm{acc}, %ymm{acc}"]
+    return {"avx2_mix": ("\n".join(lines), 4 * AVX2_OPS_PER_WORD, _ZMM)}
+
+
 def _best_seconds(fn, n: int, repeats: int) -> float:
     fn(8)
     best = float("inf")
@@ -175,9 +203,10 @@ def measure_clock_hz(repeats: int = 200) -> float:
 
 
 def measure_rates(flags: tuple[str, ...], clock_hz: float, repeats: int = 200) -> dict:
-    """Measured instructions per cycle of each mix the CPU supports (AVX-512 only)."""
+    """Measured instructions per cycle of each mix the CPU supports (``avx2_mix``: 256-bit ops per cycle)."""
     need = {"popcnt": ("avx512_vpopcntdq",), "xnor_mix": ("avx512_vpopcntdq",),
-            "csa_mix": ("avx512_vpopcntdq", "avx512ifma"), "fma": ("avx512f",), "vnni": ("avx512_vnni",)}
+            "csa_mix": ("avx512_vpopcntdq", "avx512ifma"), "fma": ("avx512f",), "vnni": ("avx512_vnni",),
+            "avx2_mix": ("avx2",)}
     out = {}
     n, reps = 2000, 10
     for name, (body, per, clob) in _bodies().items():
@@ -203,6 +232,7 @@ class Host:
     measured_rates: dict  # instructions/cycle measured on this host
     binary_roofline_gops: float  # popcount issue rate x 512 x 2 x clock, GOP/s
     binary_opmix_bound_gops: float  # xor+popcount+add rate x 512 x 2 x clock, GOP/s
+    binary_avx2_roofline_gops: float  # alu256 / AVX2_OPS_PER_WORD x 256 x 2 x clock, GOP/s (AVX2 op-mix roofline)
     fp32_roofline_gflops: float  # FMA rate x 16 x 2 x clock, GFLOP/s
     int8_vnni_roofline_gops: float  # VPDPBUSD rate x 64 x 2 x clock, GOP/s (0 without VNNI)
     int8_amx_roofline_gops: float  # 1024 x 2 x clock, GOP/s (0 without AMX)
@@ -227,7 +257,9 @@ def detect(repeats: int = 200) -> Host:
     table = ISSUE_RATES.get(arch)
     rates = dict(measured)
     if table is not None:
-        rates.update(popcnt=table.popcnt, fma=table.fma, vnni=table.vnni)
+        rates.update(popcnt=table.popcnt, fma=table.fma, vnni=table.vnni, alu256=table.alu256)
+    elif "avx2_mix" in measured:
+        rates["alu256"] = measured["avx2_mix"]
     src = table.source if table else "measured on this host (micro-architecture not in the table)"
     ghz = hz / 1e9
     has = flags.__contains__
@@ -237,6 +269,7 @@ def detect(repeats: int = 200) -> Host:
         rates_source=src, measured_rates=measured,
         binary_roofline_gops=rates.get("popcnt", 0.0) * 512 * 2 * ghz,
         binary_opmix_bound_gops=rates.get("xnor_mix", 0.0) * 512 * 2 * ghz,
+        binary_avx2_roofline_gops=rates.get("alu256", 0.0) / AVX2_OPS_PER_WORD * 256 * 2 * ghz if has("avx2") else 0.0,
         fp32_roofline_gflops=rates.get("fma", 0.0) * 16 * 2 * ghz,
         int8_vnni_roofline_gops=rates.get("vnni", 0.0) * 64 * 2 * ghz if has("avx512_vnni") else 0.0,
         int8_amx_roofline_gops=1024 * 2 * ghz if has("amx_int8") else 0.0,

@@ -247,15 +247,21 @@ from numba import njit
 from hwsim.kernels import _binary_gemm as G, binary as B
 assert (G.MR, G.NV) == (4, 1) and G.NCHW_NV is None, (G.MR, G.NV, G.NCHW_NV)
 rng = np.random.default_rng(0)
-for m, n, k in [(3, 5, 70), (9, 11, 700), (40, 17, 64)]:
+# K of 31 words (one full byte-accumulator chunk), 32, 62 and 63 + 5 bits (chunk boundaries, a partial last chunk)
+for m, n, k in [(3, 5, 70), (9, 11, 700), (40, 17, 64), (5, 9, 64 * 31), (6, 8, 64 * 32), (4, 10, 64 * 62),
+                (7, 12, 64 * 62 + 5)]:
     a, w = rng.integers(0, 2, (m, k)), rng.integers(0, 2, (n, k))
     assert np.array_equal(B.xnor_gemm(B.pack_bits(a), B.pack_bits(w), k), (2 * a - 1) @ (2 * w - 1).T)
-x = rng.integers(0, 2, (1, 70, 6, 6)).astype(np.uint8)
-wt = rng.choice([-1, 1], (9, 70, 3, 3))
-got = B.binary_conv2d(x, wt, (1, 1), (1, 1))
-xs = np.pad(2 * x.astype(np.int64) - 1, ((0, 0), (0, 0), (1, 1), (1, 1)))
-ref = np.einsum("nchwij,ocij->nohw", np.lib.stride_tricks.sliding_window_view(xs, (3, 3), axis=(2, 3)), wt)
-assert np.array_equal(got, ref)
+for k in (64 * 31, 64 * 93):  # every bit differs: each byte accumulator reaches 31 * 8 = 248 before its flush
+    a, w = np.ones((4, k), np.int64), np.zeros((8, k), np.int64)
+    assert np.array_equal(B.xnor_gemm(B.pack_bits(a), B.pack_bits(w), k), np.full((4, 8), -k))
+for cin in (70, 256):  # 18 and 36 words per output (the latter over one byte-accumulator chunk)
+    x = rng.integers(0, 2, (1, cin, 6, 6)).astype(np.uint8)
+    wt = rng.choice([-1, 1], (9, cin, 3, 3))
+    got = B.binary_conv2d(x, wt, (1, 1), (1, 1))
+    xs = np.pad(2 * x.astype(np.int64) - 1, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    ref = np.einsum("nchwij,ocij->nohw", np.lib.stride_tricks.sliding_window_view(xs, (3, 3), axis=(2, 3)), wt)
+    assert np.array_equal(got, ref)
 from hwsim.kernels import _binary_conv as BC
 for h, w in [(4, 5), (9, 11)]:  # the IR channel packer: masked and whole 64-pixel blocks
     bits = rng.integers(0, 2, (2, 64, h, w)).astype(np.uint8)

@@ -475,3 +475,41 @@ def test_packed_weight_cache_on_many_threads(monkeypatch):
     assert len(_vnni_pack._CACHE) <= 2
     hwsim.clear_caches()
     assert len(_vnni_pack._CACHE) == 0 and _vnni_pack._SIZE[0] == 0
+
+
+@pytest.mark.skipif(not HOST_VNNI, reason="the VNNI row tiles need an AVX-512 VNNI compile target")
+@pytest.mark.parametrize("parallel", [False, True])
+def test_vnni_row_tiles_both_chosen_and_bit_exact(parallel):
+    """``row_tile`` picks 8 x 48 where it computes fewer edge outputs than 6 x 64, and one packed weight
+    array serves both tiles (each tile's panels built on first use), bit-exact either way."""
+    rng = np.random.default_rng(5)
+    assert vnni.row_tile(64, 1000) == (vnni.MR_S, vnni.NP_S) and vnni.row_tile(256, 256) == (vnni.MR, vnni.NP)
+    assert vnni.row_tile(3, 40) == (vnni.MR, vnni.NP)  # equal cost: the 6 x 64 tile
+    w = rng.integers(-128, 128, (96, 37)).astype(np.int8)  # 96 columns: 2 x 48, or 128 computed by 6 x 64
+    pan = vnni.panels_of(w)
+    for m, narrow in ((1, False), (5, False), (6, False), (8, True), (12, False), (13, True), (36, True), (64, True)):
+        assert (vnni.row_tile(m, 96) == (vnni.MR_S, vnni.NP_S)) == narrow, m
+        x = rng.integers(0, 256, (m, 37)).astype(np.uint8)
+        irow = rng.integers(-1000, 1000, m).astype(np.int32)
+        icol = rng.integers(-1000, 1000, 96).astype(np.int32)
+        ref = x.astype(np.int64) @ w.astype(np.int64).T + irow[:, None] + icol[None, :]
+        assert np.array_equal(vnni.gemm(x, None, parallel, pan, irow, icol), ref), m
+    assert set(pan[2]) == {vnni.NP, vnni.NP_S}
+
+
+def test_packed_weight_comparison_is_bytewise():
+    """``_vnni_pack._same``: equal only when every byte is (memcmp and numpy paths, any position)."""
+    from hwsim.kernels import _vnni_pack as vpack
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, 100_003).astype(np.uint8)
+    for memcmp in (vpack._MEMCMP, None):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(vpack, "_MEMCMP", memcmp)
+            assert vpack._same(a, a.copy()) and vpack._same(a[:0], a[:0].copy())
+            assert not vpack._same(a, a[:-1].copy())
+            for pos in (0, 1, 50_000, 100_002):
+                b = a.copy()
+                b[pos] ^= 0x80
+                assert not vpack._same(a, b)
+            assert vpack._same(a[1:], a[1:].copy())  # unaligned start
+            assert vpack._same(a[::2], np.ascontiguousarray(a[::2]))  # non-contiguous: numpy's comparison

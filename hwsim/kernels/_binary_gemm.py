@@ -15,9 +15,14 @@ Tile per ISA (chosen once at import from the features LLVM compiles for, i.e. th
 
 * AVX-512 (32 zmm): 6 rows x 4 vectors = 24 accumulators, the fastest tile timed (docs/targets/kernels.md,
   "Tile choices").
-* AVX2 (16 ymm, an 8-lane vector is 2 ymm, and LLVM's ``vpshufb`` popcount needs 2 constant
-  registers): 4 rows x 1 vector = 8 ymm accumulators. Not measured on an AVX2-only host; its
-  correctness is tested by compiling for ``haswell`` (tests/test_binary_kernels.py).
+* AVX2 without VPOPCNTDQ (16 ymm, an 8-lane vector is 2 ymm, the ``vpshufb`` popcount needs 2 constant
+  registers): 4 rows x 1 vector = 8 ymm byte accumulators, with the byte-accumulating K loop
+  (``_binary_microkernel._k_loop_avx2``: 8 vector ops per 256-bit word instead of LLVM's 9). Timed on an
+  *emulated AVX2 target on a Zen 5 host* (Numba compiled for ``haswell``, ``bench_xnor_gemm.py --isa avx2``):
+  no tile from 1 x 2 to 8 x 1 was faster on all three shapes timed (the op mix, not loads or registers,
+  binds), 4 x 1 kept; the byte accumulators gained 9-16 % on every shape (docs/targets/kernels.md, "AVX2
+  fallback").
+  Correctness: tests/test_binary_kernels.py compiles it for ``haswell``.
 
 Numba's on-disk cache of the drivers below is keyed on this file only: after editing the code
 generator, touch this file.
@@ -40,10 +45,16 @@ def has_avx512_popcount(features: str | None = None) -> bool:
     return "+avx512f" in f and "+avx512vpopcntdq" in f
 
 
+def has_avx2_only(features: str | None = None) -> bool:
+    """True when the compile target has AVX2 but not AVX-512 VPOPCNTDQ (the ``vpshufb`` popcount path)."""
+    f = target_features() if features is None else features
+    return "+avx2" in f and not has_avx512_popcount(f)
+
+
 TILE = (6, 4) if has_avx512_popcount() else (4, 1)  # (rows MR, vectors NV); see module docstring
 MR, NV = TILE
 NP = NV * LANES  # output columns per panel
-_MK = make_xnor_microkernel(MR, NV)
+_MK = make_xnor_microkernel(MR, NV, avx2_bytes=has_avx2_only())
 # Convolutions on AVX-512 hosts: 8 rows (so that the epilogue transposes 8x8 blocks in registers and
 # stores NCHW directly, _binary_conv) x 2 vectors (16-column panels split 64/128 channels exactly, 24-column ones
 # recompute 12.5 %; timings: docs/targets/kernels.md, "Tile choices"); None = GEMM + to_nchw.

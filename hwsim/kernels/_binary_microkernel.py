@@ -68,9 +68,71 @@ def _k_loop(builder, mr, nv, a_p, rb_p, r0_, off_p, w_p, w0_, ldw_, nw_):
     return [[builder.load(slot) for slot in row] for row in acc]
 
 
-def make_xnor_microkernel(mr: int, nv: int):
+BYTE_CHUNK = 31  # words per byte-accumulator flush: a byte gains <= 8 per word, 31 * 8 = 248 <= 255
+_NIBBLE_POPCOUNT = [0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4] * 2  # vpshufb table, both 128-bit lanes
+
+
+def _k_loop_avx2(builder, mr, nv, a_p, rb_p, r0_, off_p, w_p, w0_, ldw_, nw_):
+    """:func:`_k_loop` for AVX2 targets (``vpshufb`` nibble look-up), with *byte* accumulators.
+
+    Per 256-bit word ``x = a ^ w``: ``lo = x & 0x0F``, ``hi = (x >> 4) & 0x0F`` (a 16-bit shift),
+    ``acc8 += lut[lo] + lut[hi]`` (two ``vpshufb``, two ``vpaddb``): 8 vector ops. LLVM's own
+    ``ctpop.v4i64`` lowering ends every word with ``vpsadbw`` + ``vpaddq`` instead of the last
+    ``vpaddb`` (9 ops). The byte sums are folded into the 64-bit sums (``vpsadbw`` against zero,
+    ``vpaddq``) once every :data:`BYTE_CHUNK` words, before a byte can overflow. Only valid for
+    targets with AVX2 (``llvm.x86.avx2.*`` intrinsics). Returns ``<8 x i64>`` sums like :func:`_k_loop`."""
+    i8, i16, i32, i64 = (ir.IntType(b) for b in (8, 16, 32, 64))
+    h64, b32, w16 = ir.VectorType(i64, 4), ir.VectorType(i8, 32), ir.VectorType(i16, 16)
+    mod = builder.module
+    pshufb = cgutils.get_or_insert_function(mod, ir.FunctionType(b32, [b32, b32]), "llvm.x86.avx2.pshuf.b")
+    psad = cgutils.get_or_insert_function(mod, ir.FunctionType(h64, [b32, b32]), "llvm.x86.avx2.psad.bw")
+    lut, mask = ir.Constant(b32, _NIBBLE_POPCOUNT), ir.Constant(b32, [15] * 32)
+    four, zb = ir.Constant(w16, [4] * 16), ir.Constant(b32, [0] * 32)
+    undef = ir.Constant(h64, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(i32, 4), [0] * 4)
+    shape = [(i, j, h) for i in range(mr) for j in range(nv) for h in range(2)]
+    acc = {key: cgutils.alloca_once(builder, h64) for key in shape}
+    acc8 = {key: cgutils.alloca_once(builder, b32) for key in shape}
+    for slot in acc.values():
+        builder.store(ir.Constant(h64, [0] * 4), slot)
+    rows = [builder.gep(a_p, [builder.load(builder.gep(rb_p, [builder.add(r0_, ir.Constant(i64, i))]))])
+            for i in range(mr)]
+    chunk = ir.Constant(i64, BYTE_CHUNK)
+    nchunk = builder.udiv(builder.add(nw_, ir.Constant(i64, BYTE_CHUNK - 1)), chunk)
+    with cgutils.for_range(builder, nchunk) as outer:
+        t0 = builder.mul(outer.index, chunk)
+        left = builder.sub(nw_, t0)
+        cnt = builder.select(builder.icmp_signed("<", left, chunk), left, chunk)
+        for slot in acc8.values():
+            builder.store(zb, slot)
+        with cgutils.for_range(builder, cnt) as loop:
+            t = builder.add(t0, loop.index)
+            at = builder.load(builder.gep(off_p, [t]))
+            wrow = builder.gep(w_p, [builder.add(w0_, builder.mul(t, ldw_))])
+            wv = [[builder.load(builder.bitcast(builder.gep(wrow, [ir.Constant(i64, LANES * j + 4 * h)]),
+                                                h64.as_pointer()), align=8) for h in range(2)] for j in range(nv)]
+            for i in range(mr):
+                a = builder.load(builder.gep(rows[i], [at]))
+                av = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)), undef, splat)
+                for j in range(nv):
+                    for h in range(2):
+                        x = builder.xor(av, wv[j][h])
+                        lo = builder.and_(builder.bitcast(x, b32), mask)
+                        hi = builder.and_(builder.bitcast(builder.lshr(builder.bitcast(x, w16), four), b32), mask)
+                        pc = builder.add(builder.call(pshufb, [lut, lo]), builder.call(pshufb, [lut, hi]))
+                        slot = acc8[(i, j, h)]
+                        builder.store(builder.add(builder.load(slot), pc), slot)
+        for key, slot in acc.items():
+            builder.store(builder.add(builder.load(slot), builder.call(psad, [builder.load(acc8[key]), zb])), slot)
+    return [[builder.shuffle_vector(builder.load(acc[(i, j, 0)]), builder.load(acc[(i, j, 1)]),
+                                    ir.Constant(ir.VectorType(i32, 8), list(range(8)))) for j in range(nv)]
+            for i in range(mr)]
+
+
+def make_xnor_microkernel(mr: int, nv: int, avx2_bytes: bool = False):
     """Return an intrinsic ``mk(A, rbase, r0, aoff, W, w0, ldw, nw, C, c0, ldc, k)`` computing an
-    ``mr`` x ``nv*8`` tile of ±1 dot products over ``nw`` words (``k`` valid bits)."""
+    ``mr`` x ``nv*8`` tile of ±1 dot products over ``nw`` words (``k`` valid bits).
+    ``avx2_bytes`` selects :func:`_k_loop_avx2` (AVX2 targets without VPOPCNTDQ only)."""
     if mr <= 0 or nv <= 0:
         raise ValueError(f"xnor micro-kernel tile {mr} rows x {nv} vectors must be positive")
 
@@ -94,7 +156,8 @@ def make_xnor_microkernel(mr: int, nv: int):
             off_p = context.make_array(sa[3])(context, builder, off_arr).data
             w_p = context.make_array(sa[4])(context, builder, w_arr).data
             c_p = context.make_array(sa[8])(context, builder, c_arr).data
-            loaded = _k_loop(builder, mr, nv, a_p, rb_p, r0_, off_p, w_p, w0_, ldw_, nw_)
+            loaded = (_k_loop_avx2 if avx2_bytes else _k_loop)(builder, mr, nv, a_p, rb_p, r0_, off_p, w_p, w0_,
+                                                                ldw_, nw_)
             splat = ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
             kv = builder.trunc(k_, i32)
             kvec = builder.shuffle_vector(

@@ -4,7 +4,7 @@ VNNI hosts).
 
 Row tiles (:func:`product`, :func:`gemm`): ``C[m, o] = irow[m] + icol[o] + sum_k A[m, k] * W[o, k]``
 with A uint8 and W int8, as MR x NP tiles (NP = NV * 16 columns). Weights are packed into
-4-byte-interleaved column panels (:func:`panels_of`, K padded with zeros to a multiple of 4). Rows are
+4-byte-interleaved column panels (:func:`panels_of`, :func:`panels_for`, K padded with zeros to a multiple of 4). Rows are
 addressed through ``rbase`` (row offsets) and ``aoff`` (K-quad offsets), so the same driver serves a
 GEMM and a convolution over a padded NHWC input (:func:`conv_operands`; strided convolutions).
 
@@ -20,13 +20,17 @@ Exactness: every product is at most 255 * 128 in magnitude, so with ``K <= MAX_K
 sum leaves int32 (``vpdpbusd`` wraps, it does not saturate); with starting values (corrections) the
 arithmetic is modulo 2**32, exact whenever the true result fits int32 (the caller's condition).
 
-Tiles: 6 rows x 4 vectors, the fastest row tile timed (docs/targets/kernels.md, "Tile choices");
-transposed tiles: see ``MR_N`` below.
+Tiles: 6 rows x 4 vectors, the fastest row tile timed (docs/targets/kernels.md, "Tile choices"), and
+8 rows x 3 vectors where it computes fewer edge rows and columns (:func:`row_tile`: a 64-row GEMM with
+1000 columns computes 64 x 1008 instead of 66 x 1024; both 24 accumulators); transposed tiles: see
+``MR_N`` below.
 
 Numba's on-disk cache of the drivers below is keyed on this file only: after editing the code
 generator, touch this file.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 from numba import njit, prange
@@ -45,13 +49,15 @@ _MK_T = make_vnni_microkernel_wbcast(MR, NV)  # the transposed tile: MR weight r
 # docs/targets/kernels.md, "Tile choices".
 MR_N, NP_N = 12, 2 * LANES
 _MK_TN = make_vnni_microkernel_wbcast(MR_N, 2)
+MR_S, NP_S = 8, 3 * LANES  # the second row tile (row_tile)
+_MK_S = make_vnni_microkernel(MR_S, 3)
 
 
-def pack_panels(w4):
-    """(N, kq) K quads of int8 weights viewed as int32 (N >= NP) -> (flat panels, panel start
-    columns): ``flat[(p*kq + t)*NP + j] = w4[starts[p] + j, t]``, i.e. byte ``((p*kq + t)*NP + j)*4 + q``
+def pack_panels(w4, width: int = NP):
+    """(N, kq) K quads of int8 weights viewed as int32 (N >= width) -> (flat int8 panels, panel start
+    columns): ``flat[(p*kq + t)*width + j] = w4[starts[p] + j, t]``, i.e. byte ``((p*kq + t)*width + j)*4 + q``
     of the panels is weight ``(starts[p] + j, 4t + q)`` (the binary GEMM's panel layout, of int32 words)."""
-    flat, starts = pack_panels_of_width(w4, NP)
+    flat, starts = pack_panels_of_width(w4, width)
     return flat.view(np.int8), starts
 
 
@@ -90,6 +96,38 @@ def drive_parallel(a, rbase, m, aoff, wp, starts, nq, c, ldc, irow, icol):
         r = _row_start(task % nblk, nblk, m)
         _MK(a, rbase, r, aoff, wp, p * nq * NP * 4, NP * 4, nq, c, r * ldc + starts[p], ldc, irow, icol,
             starts[p])
+
+
+@njit(cache=True)
+def drive_s(a, rbase, m, aoff, wp, starts, nq, c, ldc, irow, icol):
+    """:func:`drive` with the MR_S x NP_S tile (panels of width NP_S)."""
+    nblk = (m + MR_S - 1) // MR_S
+    for p in range(starts.shape[0]):
+        w0 = p * nq * NP_S * 4
+        for b in range(nblk):
+            r = m - MR_S if b == nblk - 1 else b * MR_S
+            _MK_S(a, rbase, r, aoff, wp, w0, NP_S * 4, nq, c, r * ldc + starts[p], ldc, irow, icol, starts[p])
+
+
+@njit(cache=True, parallel=True)
+def drive_s_parallel(a, rbase, m, aoff, wp, starts, nq, c, ldc, irow, icol):
+    """:func:`drive_s` with the tiles split over Numba's threads."""
+    nblk = (m + MR_S - 1) // MR_S
+    for task in prange(starts.shape[0] * nblk):
+        p = task // nblk
+        b = task % nblk
+        r = m - MR_S if b == nblk - 1 else b * MR_S
+        _MK_S(a, rbase, r, aoff, wp, p * nq * NP_S * 4, NP_S * 4, nq, c, r * ldc + starts[p], ldc, irow, icol,
+              starts[p])
+
+
+def row_tile(m: int, n: int) -> tuple[int, int]:
+    """(rows, columns) of the row tile for an M x N product: (MR_S, NP_S) where it computes fewer
+    outputs than (MR, NP) (edge tiles overlap, so ``ceil(M / rows) * rows`` rows are computed, likewise
+    columns), else (MR, NP). Chosen on the development host (Zen 5), docs/targets/kernels.md."""
+    def cost(mr, width):
+        return -(-max(m, mr) // mr) * mr * (-(-max(n, width) // width) * width)
+    return (MR_S, NP_S) if cost(MR_S, NP_S) < cost(MR, NP) else (MR, NP)
 
 
 @njit(cache=True)
@@ -187,9 +225,22 @@ def product_t(v: np.ndarray, vbase: np.ndarray, cstart: np.ndarray, voff: np.nda
 
 
 def panels_of(w: np.ndarray) -> tuple:
-    """(flat panels, panel starts, N) of (N, K) int8 weights (fewer than NP rows are padded)."""
-    flat, starts = pack_panels(quads(pad_rows(w, NP)).view(np.int32))
-    return flat, starts, w.shape[0]
+    """(K-quad rows, N, panels) of (N, K) int8 weights: the rows as int32 K quads (fewer than NP rows are
+    padded with zeros, K to a multiple of 4; otherwise a *view* of ``w``: no copy, whose fresh pages cost
+    more than the packing on a first call) and a dict in which :func:`panels_for` keeps the column panels
+    of each tile width, packed on first use (a weight array used with one tile is packed once). As the
+    rows may be ``w`` itself, ``w`` must not change while ``pan`` is used: ``int8`` gets ``pan`` from
+    ``_vnni_pack``, which checks the weight bytes against its copy before every use."""
+    return quads(pad_rows(w, NP)).view(np.int32), w.shape[0], {}
+
+
+def panels_for(pan: tuple, width: int) -> tuple:
+    """(flat int8 panels, panel starts) of ``pan = panels_of(w)`` for tiles ``width`` columns wide."""
+    built = pan[2]
+    got = built.get(width)
+    if got is None:  # a whole value stored at once: threads racing here build equal panels
+        got = built[width] = pack_panels(pan[0], width)
+    return got
 
 
 def _padded(v: np.ndarray | None, n: int, size: int) -> np.ndarray:
@@ -205,16 +256,23 @@ def _padded(v: np.ndarray | None, n: int, size: int) -> np.ndarray:
 def product(a: np.ndarray, rbase: np.ndarray, aoff: np.ndarray, pan: tuple, parallel: bool,
             irow: np.ndarray | None = None, icol: np.ndarray | None = None) -> np.ndarray:
     """``C[m, o] = irow[m] + icol[o] + sum_t sum_q a[rbase[m] + aoff[t] + q] * w[o, 4t + q]`` int32
-    (M, N) (wrap-around), with ``a`` flat uint8, ``pan = panels_of(w)`` of ``w`` (N, K) int8,
+    (M, N) (wrap-around) on the :func:`row_tile` of (M, N), with ``a`` flat uint8, ``pan = panels_of(w)`` of
+    ``w`` (N, K) int8,
     ``len(aoff) == ceil(K / 4)`` and ``irow``, ``icol`` int32 (zeros when None)."""
     m, nq = rbase.shape[0], aoff.shape[0]
-    flat, starts, n = pan
-    if m < MR:
-        rbase = np.concatenate([rbase, np.full(MR - m, rbase[0], np.int64)])
+    n = pan[1]
+    mr, width = row_tile(m, n)
+    flat, starts = panels_for(pan, width)
+    if width == NP_S:
+        run = drive_s_parallel if parallel else drive_s
+    else:
+        run = drive_parallel if parallel else drive
+    if m < mr:
+        rbase = np.concatenate([rbase, np.full(mr - m, rbase[0], np.int64)])
     mc, nc = rbase.shape[0], max(n, NP)
     irow_c, icol_c = _padded(irow, m, mc), _padded(icol, n, nc)
     c = np.empty((mc, nc), dtype=np.int32)
-    (drive_parallel if parallel else drive)(a, rbase, mc, aoff, flat, starts, nq, c.reshape(-1), nc, irow_c, icol_c)
+    run(a, rbase, mc, aoff, flat, starts, nq, c.reshape(-1), nc, irow_c, icol_c)
     return c if (mc == m and nc == n) else c[:m, :n]
 
 
@@ -224,10 +282,17 @@ def gemm(a: np.ndarray, w: np.ndarray | None, parallel: bool = False, pan: tuple
     (or its ``pan = panels_of(w)``): int32 (M, N), exact for K <= MAX_K when the result fits int32."""
     m, k = a.shape
     kq = (k + 3) // 4
-    a = quads(a)
-    rbase = np.arange(m, dtype=np.int64) * (4 * kq)
-    return product(a.reshape(-1), rbase, np.arange(kq, dtype=np.int64) * 4,
-                   panels_of(w) if pan is None else pan, parallel, irow, icol)
+    rbase, aoff = _gemm_offsets(m, kq)
+    return product(quads(a).reshape(-1), rbase, aoff, panels_of(w) if pan is None else pan, parallel, irow, icol)
+
+
+@functools.lru_cache(maxsize=64)
+def _gemm_offsets(m: int, kq: int) -> tuple:
+    """Read-only (rbase, aoff) of an (M, 4*kq) uint8 GEMM operand, cached per shape (a network repeats
+    its shapes: two ``np.arange`` cost 2 us, 2 % of a 64 x 512 x 1000 product)."""
+    rbase, aoff = np.arange(m, dtype=np.int64) * (4 * kq), np.arange(kq, dtype=np.int64) * 4
+    rbase.flags.writeable = aoff.flags.writeable = False
+    return rbase, aoff
 
 
 def conv_operands(a: np.ndarray, pad_value: int, kernel, stride, padding, dilation, oh: int, ow: int):

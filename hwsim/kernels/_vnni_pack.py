@@ -6,12 +6,13 @@ into the K-quad layouts of ``_vnni_gemm`` / ``_vnni_conv`` costs about one pass 
 256 -> 256 3x3 layer at 14x14 that is a third of the VNNI compute time). So the packed form is kept
 in a small LRU cache keyed by the array's address, shape, strides, dtype and the packing's own
 parameters, next to a *copy* of the weights it was built from: a hit is used only if the current
-weights are byte-for-byte equal to that copy (:func:`_same`, one vectorised pass, far cheaper than
-the packing), so an array changed in place, or a new one at a freed address, is repacked: never a
+weights are byte-for-byte equal to that copy (:func:`_same`, the C library's ``memcmp``, far cheaper
+than the packing), so an array changed in place, or a new one at a freed address, is repacked: never a
 stale result.
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections import OrderedDict
 
@@ -27,8 +28,28 @@ _SIZE = [0]  # bytes counted over _CACHE
 _LOCK = threading.Lock()  # the network's layers may run on several threads (evaluate, sweeps)
 
 
+def _libc_memcmp():
+    """The C library's ``memcmp`` through ctypes (None where there is no such library, e.g. Windows)."""
+    try:
+        fn = ctypes.CDLL(None).memcmp
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+    return fn
+
+
+_MEMCMP = _libc_memcmp()
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """``a == b`` for two flat uint8 arrays of equal length (numpy's comparison: any alignment of either array)."""
+    """``a == b`` for two flat, contiguous uint8 arrays: the C library's ``memcmp`` (a byte comparison that
+    reads each array once, 2.3x faster than ``np.array_equal``'s elementwise ``==`` and reduction on 512 KB
+    here, a fifth of a 64 x 512 x 1000 VNNI GEMM's time before), else numpy's comparison."""
+    if a.shape != b.shape:
+        return False
+    if _MEMCMP is not None and a.flags.c_contiguous and b.flags.c_contiguous:
+        return a.nbytes == 0 or _MEMCMP(a.ctypes.data, b.ctypes.data, a.nbytes) == 0
     return bool(np.array_equal(a, b))
 
 
