@@ -245,3 +245,12 @@ def test_every_spec_field_is_classified():
     fields = {f.name for f in dataclasses.fields(IMCSpec)}
     assert fields == hwa.EMULATED_FIELDS | hwa.COST_ONLY_FIELDS
     assert not hwa.EMULATED_FIELDS & hwa.COST_ONLY_FIELDS
+
+
+def test_a_module_outside_the_zoo_needs_its_input_shape_named():
+    from hwsim.errors import ShapeError
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3)).eval()
+    with pytest.raises(ShapeError, match=r"hw_aware: pass input_shape=\(1, C, H, W\)"):
+        hw_aware_fn(model, SPECS["clip-5bit"])
+    assert hw_aware_fn(model, SPECS["clip-5bit"], input_shape=(1, 1, 8, 8)) is not None

@@ -485,6 +485,11 @@ def hw_aware(model, spec, input_shape: Sequence[int] | None = None):
     net = copy.deepcopy(model).eval()
     cls = _classes()
     mods = dict(net.named_modules())
+    if input_shape is None and getattr(model, "hwsim_input_shape", None) is None:
+        from hwsim.errors import ShapeError
+
+        raise ShapeError("hw_aware: pass input_shape=(1, C, H, W) (e.g. x_test[:1].shape) for a torch module that "
+                         "does not come from the zoo: the layers the crossbars run are found by tracing it")
     for name, bn_name in _pairs(net, input_shape).items():
         layer, bn = mods[name], (mods[bn_name] if bn_name else None)
         layer.__dict__.update(_hw_class=type(layer), _hw_spec=spec, _hw_bn=bn)
