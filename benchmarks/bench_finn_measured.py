@@ -53,6 +53,7 @@ from hwsim.fpga.io import (  # noqa: E402
     frame_interval,
     iodma_width,
     with_movers,
+    with_width_converters,
 )
 from hwsim.fpga.schedule import run_pipeline  # noqa: E402
 from mapping.fpga import map_xnor  # noqa: E402
@@ -188,7 +189,14 @@ _BNNPYNQ_CNV_IO = (64, 384, 64, 16, "bnn-pynq", None,
 BNNPYNQ_LFC_FIFO_ELEMS = 512
 _BNNPYNQ_LFC_IO = (64, 13, 64, 1, "bnn-pynq", BNNPYNQ_LFC_FIFO_ELEMS,
                    "lfcW1A*/hw/top.cpp: 13 x 64-bit words in, 1 out; FIFOs inter0..2 of 512 / PE words (512 "
-                   "elements)")
+                   "elements); L3's input width converter 32 -> 8 elements (fclayer.h WidthAdjustedInputStream) "
+                   "with a 2-word default stream")
+# Designs whose top.cpp stream widths are transcribed: lfcW1A*/hw/top.cpp declares inter2 at L2_PE = 32 elements
+# per word into L3 (SIMD 8), so finn-hlslib fclayer.h's WidthAdjustedInputStream puts a StreamingDataWidthConverter
+# (32 -> 8 elements, streamtools.h) with a default-depth internal stream in front of L3 (hwsim.fpga.io.
+# with_width_converters); the other inter-layer streams match their consumer's SIMD. CNV's converters are not
+# transcribed (its FIFOs are not either: unbounded, where a held word costs ~1 cycle per frame of 32768).
+WIDTH_CONVERTER_DESIGNS = ("BNN-PYNQ lfcW1A1", "BNN-PYNQ lfcW1A2")
 IO = {
     "BNN-PYNQ cnvW1A1": _BNNPYNQ_CNV_IO, "BNN-PYNQ cnvW1A2": _BNNPYNQ_CNV_IO, "BNN-PYNQ cnvW2A2": _BNNPYNQ_CNV_IO,
     "BNN-PYNQ lfcW1A1": _BNNPYNQ_LFC_IO, "BNN-PYNQ lfcW1A2": _BNNPYNQ_LFC_IO,
@@ -265,8 +273,9 @@ def _movers(design: str, ii: int) -> tuple[Mover | None, Mover | None, int | Non
 
 NOTES = (
     "BNN-PYNQ LFC: 841 cycles per image measured at 100 and 300 MHz alike (fabric-bound); the 512-element FIFOs of",
-    "top.cpp couple the layers (721 cycles in the SimPy run, 512 without); the other 120 are most likely the HLS",
-    "handshake on the run's 44 stalled reads per frame (~2.7 cycles each; no source gives the per-stall cost). FINN",
+    "top.cpp couple the layers (721 cycles in the SimPy run, 512 without), and L3's 32 -> 8 input width converter,",
+    "a stalled HLS pipeline, holds the last byte of each word until the next word arrives, so L3 finishes reading",
+    "frame f only after L2's first output of frame f + 1 (835 cycles; 836 with a 1-word default stream). FINN",
     "end-to-end TFC: the three notebook runs are one driver call on N = 1000 / 10000 images each, the 2020-09-21 run",
     "a UINT8-input design whose 64-bit IODMA (98 cycles per image) binds. Details: docs/targets/fpga.md.",
 )
@@ -317,6 +326,8 @@ def _pipeline(design: str, net: str, fold_key: str, cache: dict) -> dict:
         stages = dsg.stages if why else with_movers(dsg.stages, n_in, m_in, m_out)
         layer_names = [st.name for st in dsg.stages]
         depth = {f"{a}->{b}": fifo for a, b in zip(layer_names, layer_names[1:])} if fifo else None
+        if design in WIDTH_CONVERTER_DESIGNS:
+            stages, depth = with_width_converters(stages, depth)
         cache[key] = {"interval_cycles": frame_interval(stages, n_in, depth),
                       "latency_cycles": run_pipeline(list(stages), n_in, 1, depth).frame_done[0],
                       "mover_in_cycles": m_in.cycles if m_in else None,

@@ -9,7 +9,15 @@ import pytest
 import mapping
 from hwsim.errors import HwsimError, MappingError
 from hwsim.fpga.cost import build_design
-from hwsim.fpga.io import FINN_DRIVER_CALL_S, Mover, batch_rate, frame_interval, iodma_width, with_movers
+from hwsim.fpga.io import (
+    FINN_DRIVER_CALL_S,
+    Mover,
+    batch_rate,
+    frame_interval,
+    iodma_width,
+    with_movers,
+    with_width_converters,
+)
 from hwsim.fpga.schedule import run_pipeline
 from mapping.fpga import map_xnor
 from nets.finn import finn_fc
@@ -17,8 +25,8 @@ from nets.finn import finn_fc
 LFC_FOLD = [(32, 64), (64, 32), (32, 64), (16, 8)]  # BNN-PYNQ lfcW1A1 config.h (PE, SIMD)
 
 
-def _design(hidden: int, fold):
-    prog = map_xnor(mapping.trace(finn_fc(hidden, 3, 10, wbits=1, abits=1, in_bits=1), (1, 1, 28, 28)))
+def _design(hidden: int, fold, classes: int = 10):
+    prog = map_xnor(mapping.trace(finn_fc(hidden, 3, classes, wbits=1, abits=1, in_bits=1), (1, 1, 28, 28)))
     return build_design(prog, fold, decomposed=False), math.prod(prog.input_shape)
 
 
@@ -89,6 +97,69 @@ def test_fifo_coupling_matches_a_cycle_level_mvau_transcription(depth):
         assert dsg.ii_cycles == 512 and got > 1.3 * dsg.ii_cycles
     else:  # a whole frame of every layer's output: no coupling
         assert got == dsg.ii_cycles
+
+
+def _stalled_pipeline_interval(fifo_words, stream_depth: int, depth: int = 2, frames: int = 12) -> int:
+    """Cycle-stepped BNN-PYNQ lfcW1A1 DoCompute (top.cpp, finn-hlslib mvau.hpp / streamtools.h): four MVAU loops and
+    L3's 32 -> 8 element width converter, each an II=1 stalled pipeline of ``depth`` stages reading in its first
+    stage and writing in its last; it advances only if its entering iteration's read finds a word and its leaving
+    iteration's write finds room (FIFO levels at the start of the cycle). Words, not elements; the source and the
+    sink never stall."""
+    def mvau(sf, nf):
+        return [(n == 0, s == sf - 1) for n in range(nf) for s in range(sf)]
+
+    conv = [(o == 0, True) for o in range(4)]
+    pats = [mvau(13, 32), mvau(32, 16), mvau(16, 32), conv, mvau(128, 4)]
+    caps = list(fifo_words) + [stream_depth]  # inter0, inter1, inter2, the converter's stream
+    level, it = [0] * len(caps), [0] * len(pats)
+    pipe = [[None] * depth for _ in pats]
+    done, t = [], 0
+    while len(done) < frames:
+        start = list(level)
+        for i, pat in enumerate(pats):
+            rd = i > 0 and pat[it[i] % len(pat)][0]
+            leaving = pipe[i][-2] if depth > 1 else it[i]
+            wr = leaving is not None and pat[leaving % len(pat)][1]
+            if (rd and start[i - 1] == 0) or (wr and i < len(caps) and start[i] >= caps[i]):
+                continue
+            if rd:
+                level[i - 1] -= 1
+            if wr and i < len(caps):
+                level[i] += 1
+            if wr and i == len(pats) - 1 and leaving % len(pat) == len(pat) - 1:
+                done.append(t)
+            pipe[i] = [it[i]] + pipe[i][:-1]
+            it[i] += 1
+        t += 1
+    return done[-2] - done[-3]
+
+
+@pytest.mark.parametrize("stream_depth", [1, 2])
+def test_width_converter_hold_matches_a_stalled_pipeline_transcription(stream_depth):
+    """BNN-PYNQ lfcW1A1: L3 (SIMD 8) reads inter2 (L2's 32-element words) through a width converter that, as a
+    stalled HLS pipeline, holds each word's last byte until the next word: the frame interval grows from the FIFO
+    coupling alone to the cycle-level transcription's, which moves by < 1.5 % with the pipelines' depth (>= 2)."""
+    dsg, n_in = _design(1024, LFC_FOLD, classes=64)  # config.h: L3_MH 64 (classes padded), 4 neuron folds
+    names = [s.name for s in dsg.stages]
+    fifo = {f"{a}->{b}": 512 for a, b in zip(names, names[1:])}  # top.cpp: 512 / PE words of PE elements
+    stages, depth = with_width_converters(dsg.stages, fifo, stream_depth)
+    assert [s.kind for s in stages] == ["fc", "fc", "fc", "dwc", "fc"]
+    assert depth[f"{names[2]}->{names[3]}_dwc"] == 512 and depth[f"{names[3]}_dwc->{names[3]}"] == 8 * stream_depth
+    got, coupled = frame_interval(stages, n_in, depth), frame_interval(dsg.stages, n_in, fifo)
+    ref = _stalled_pipeline_interval((16, 8, 16), stream_depth)
+    assert got == pytest.approx(ref, rel=0.01)
+    assert got > coupled + 100
+    assert _stalled_pipeline_interval((16, 8, 16), stream_depth, depth=5) == pytest.approx(ref, rel=0.015)
+    # a converter that wrote in the stage it reads (depth 1) would hold nothing: the FIFO coupling alone
+    assert _stalled_pipeline_interval((16, 8, 16), stream_depth, depth=1) == pytest.approx(coupled, abs=3)
+    # unbounded FIFOs: the converter neither binds nor couples
+    assert frame_interval(stages, n_in) == dsg.ii_cycles
+
+
+def test_width_converter_refuses_up_conversion():
+    dsg, _ = _design(64, [(8, 16), (8, 16), (8, 8), (10, 8)])  # PE 8 into SIMD 16
+    with pytest.raises(MappingError, match="not a whole-word down-conversion"):
+        with_width_converters(dsg.stages, None)
 
 
 def test_batch_rate_of_a_driver_call():

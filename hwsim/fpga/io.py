@@ -23,6 +23,16 @@ built with. Both can set the frame interval:
 
 With unbounded FIFOs the interval is the slowest stage's cycles: max(II, mover cycles).
 
+* **Width converters** (:func:`with_width_converters`): finn-hlslib's ``StreamingFCLayer_Batch`` (``fclayer.h``)
+  wraps its input stream in a ``WidthAdjustedInputStream``; where the stream is wider than SIMD x input bits that
+  is a ``StreamingDataWidthConverter_Batch`` process of its own (``streamtools.h``) writing into an internal
+  ``hls::stream`` with no depth pragma (the HLS default FIFO depth, :data:`HLS_STREAM_DEPTH` words). BNN-PYNQ
+  declares every inter-layer stream at its producer's width (``inter<k>`` of ``L<k>_PE x (API + APF)`` bits in
+  ``lfcW1A*/hw/top.cpp``), so a consumer with SIMD < the producer's PE gets one. Its rate (one output word per
+  cycle) never binds, but as a stalled HLS pipeline it holds the last output word of every input word until the
+  next input word arrives (:meth:`hwsim.fpga.schedule._Sim.dwc`): the consumer cannot finish reading frame f before
+  its producer has emitted the first word of frame f + 1, which couples the layers further.
+
 **A measured batch** (:func:`batch_rate`): FINN's PYNQ driver measures ``throughput[images/s] = N / runtime`` with
 ``runtime`` the wall time of one ``execute`` call on a batch of ``N`` images (the driver template's
 ``throughput_test``, ``src/finn/transformation/fpgadataflow/templates.py`` in 2020; ``driver_base.py`` later): the
@@ -39,8 +49,8 @@ from dataclasses import dataclass
 from hwsim.errors import MappingError
 from hwsim.fpga.schedule import Stage, run_pipeline
 
-__all__ = ["Mover", "iodma_width", "with_movers", "frame_interval", "batch_rate", "BNNPYNQ_MOVER_BITS",
-           "FINN_MIN_IODMA_BITS", "FINN_DRIVER_CALL_S"]
+__all__ = ["Mover", "iodma_width", "with_movers", "with_width_converters", "frame_interval", "batch_rate",
+           "BNNPYNQ_MOVER_BITS", "FINN_MIN_IODMA_BITS", "FINN_DRIVER_CALL_S", "HLS_STREAM_DEPTH"]
 
 BNNPYNQ_MOVER_BITS = 64  # finn-hlslib dma.h Mem2Stream_Batch<64, ...> / Stream2Mem_Batch<64, ...> in BNN-PYNQ top.cpp
 FINN_MIN_IODMA_BITS = 8  # FINN insert_iodma.py: assert intfwidth % 8 == 0 (the narrowest IODMA interface)
@@ -49,6 +59,11 @@ FINN_MIN_IODMA_BITS = 8  # FINN insert_iodma.py: assert intfwidth % 8 == 0 (the 
 # MNIST image, 808 us per loop (Zynq board not recorded; execute() also packs and copies that one image, a few us of
 # the 808). A measurement, not fitted to the rows it is applied to.
 FINN_DRIVER_CALL_S = 808e-6
+# Depth (words) of an hls::stream without a STREAM depth pragma: 2 (Vitis HLS UG1399 "HLS Stream Library": "An
+# hls::stream<> internal to the design is implemented as a FIFO with a default depth of 2"; config_dataflow
+# -fifo_depth default 2). Vivado HLS's UG902 text of the BNN-PYNQ era says depth 1; the LFC interval moves by a few
+# cycles between the two (docs/targets/fpga.md).
+HLS_STREAM_DEPTH = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,17 +111,48 @@ def with_movers(stages: Sequence[Stage], input_elems: int, mover_in: Mover | Non
     return out
 
 
+def with_width_converters(stages: Sequence[Stage], fifo_depth: Mapping[str, int] | None,
+                          stream_depth: int = HLS_STREAM_DEPTH) -> tuple[list[Stage], dict[str, int]]:
+    """BNN-PYNQ's input width converters (module docstring): a ``"dwc"`` stage in front of every MVAU whose SIMD is
+    smaller than its MVAU producer's PE. Returns the stages and the FIFO depths: the producer's FIFO now feeds the
+    converter (``"p->c"`` becomes ``"p->c_dwc"``), the converter's own FIFO holds ``stream_depth`` words of SIMD
+    elements. Raises :class:`MappingError` where a converter would widen the stream or the widths do not divide
+    (not modelled)."""
+    by_name = {st.name: st for st in stages}
+    depth = dict(fifo_depth or {})
+    out: list[Stage] = []
+    for st in stages:
+        src = by_name.get(st.srcs[0]) if st.srcs else None
+        if st.kind != "fc" or src is None or src.kind != "fc" or src.pe == st.simd or st.branches != 1:
+            out.append(st)
+            continue
+        if src.pe < st.simd or src.pe % st.simd:
+            raise MappingError(f"width converter {src.name} -> {st.name}: PE {src.pe} into SIMD {st.simd} is not a "
+                               "whole-word down-conversion (not modelled)")
+        name = f"{st.name}_dwc"
+        n = st.in_elems[0]
+        out.append(Stage("dwc", name, (src.name,), -(-n // st.simd), None, (n,), n, -(-n // src.pe), pe=src.pe,
+                         simd=st.simd))
+        out.append(dataclasses.replace(st, srcs=(name,) + st.srcs[1:]))
+        old = depth.pop(f"{src.name}->{st.name}", None)
+        if old is not None:
+            depth[f"{src.name}->{name}"] = old
+        depth[f"{name}->{st.name}"] = stream_depth * st.simd
+    return out, depth
+
+
 def frame_interval(stages: Sequence[Stage], input_elems: int, fifo_depth: Mapping[str, int] | None = None,
                    frames: int = 8) -> float:
     """Steady-state cycles between frames. Unbounded FIFOs: the slowest stage's cycles. With ``fifo_depth``
-    (elements per ``"producer->consumer"`` FIFO): the last frame interval of a SimPy run of ``frames`` frames
-    whose input is all available (a batch in DDR)."""
+    (elements per ``"producer->consumer"`` FIFO): the interval before the last frame of a SimPy run of ``frames``
+    frames whose input is all available (a batch in DDR); the last frame ends the run, where stalled pipelines
+    flush (a width converter's held word), so it is not a steady-state frame."""
     if not fifo_depth:
         return float(max(st.cycles for st in stages))
     if frames < 3:
         raise MappingError(f"frame_interval needs >= 3 frames for a steady state, got {frames}")
     done = run_pipeline(list(stages), input_elems, frames, dict(fifo_depth)).frame_done
-    return float(done[-1] - done[-2])
+    return float(done[-2] - done[-3])
 
 
 def batch_rate(interval_cycles: float, latency_cycles: float, batch: int, clock_hz: float,

@@ -30,9 +30,11 @@ class Stage:
     """One process of the pipeline.
 
     kind: "window" (a sliding-window layer: conv, VVAU, pool; per output pixel), "fc" (an MVAU on vectors: per
-        neuron fold) or "elementwise" (add, concat, thresholding: per pixel of all its inputs).
+        neuron fold), "elementwise" (add, concat, thresholding: per pixel of all its inputs) or "dwc" (a
+        down-converting stream width converter in front of an MVAU, :meth:`_Sim.dwc`).
     srcs: the stages (or "input") whose outputs it reads, in order.
-    cycles: cycles per frame. layer: the program layer (shapes). pe / simd / branches: folding of an "fc" stage.
+    cycles: cycles per frame. layer: the program layer (shapes). pe / simd / branches: folding of an "fc" stage; of
+        a "dwc": elements per input word (pe) and per output word (simd).
     """
 
     kind: str
@@ -135,7 +137,7 @@ class _Sim:
         self.done: list[float] = []
         if pace is not None:
             self.env.process(self.source())
-        run = {"window": self.window, "fc": self.fc, "elementwise": self.elementwise}
+        run = {"window": self.window, "fc": self.fc, "elementwise": self.elementwise, "dwc": self.dwc}
         for st in stages:
             self.env.process(run[st.kind](st))
 
@@ -184,6 +186,33 @@ class _Sim:
                 yield self.env.timeout(sf * st.branches)
                 yield from self.emit(st.name, min(st.pe, mh - k * st.pe))
             self.finished(st)
+
+    def dwc(self, st: Stage):
+        """finn-hlslib ``StreamingDataWidthConverter_Batch`` with InWidth > OutWidth (``streamtools.h``): one loop
+        of ``words x (pe / simd)`` iterations, ``PIPELINE II=1``, reading an input word when ``o == 0`` and writing
+        one output word every iteration. HLS schedules the write one pipeline stage after the read (the write's data
+        is the read's data), and a loop pipeline stalls as a whole while a read waits (Vivado HLS's default stalled
+        pipeline, UG1448 "Pipeline Styles": "prevent already computed outputs from being delivered, if inputs to next
+        iterations are missing"). So the last output word of an input word leaves only when the next input word is
+        read; the last one of the run when the loop ends."""
+        inp = self.fifos[(st.srcs[0], st.name)]
+        e, per = st.in_elems[0], st.pe // st.simd
+        held = 0
+        for f in range(self.frames):
+            for w in range(-(-e // st.pe)):
+                yield from inp.wait(f * e + min((w + 1) * st.pe, e))
+                if held:
+                    yield from self.emit(st.name, held)
+                for k in range(per):
+                    yield self.env.timeout(1)
+                    n = max(0, min(st.simd, e - w * st.pe - k * st.simd))
+                    if k < per - 1:
+                        yield from self.emit(st.name, n)
+                    else:
+                        held = n
+            self.finished(st)
+        if held:
+            yield from self.emit(st.name, held)
 
     def elementwise(self, st: Stage):
         ins = [self.fifos[(s, st.name)] for s in st.srcs]
