@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from hwsim.cache import identity_cache
 from hwsim.errors import HwsimError, ShapeError, SpecError
 from hwsim.report import Result
 from hwsim.specs import load_preset, spec_target
@@ -49,8 +50,27 @@ def as_graph(model: Any, input_shape: Sequence[int] | None = None, *, verify: bo
     default input shape is then used). For an ONNX model it is required when the model's input has
     dynamic dims, and otherwise may only change the batch. For a Graph, ``input_shape`` may only change the batch.
     ``verify``: check every imported node against the source (torch, onnxruntime, qonnx's executor);
-    a divergence raises :class:`~hwsim.errors.ConversionError` naming the node.
+    a divergence raises :class:`~hwsim.errors.ConversionError` naming the node. A parameter holding NaN or inf is a
+    one-line :class:`~hwsim.errors.ShapeError` (no target computes a meaningful number from it).
     """
+    graph = _as_graph(model, input_shape, verify)
+    bad = _non_finite_param(graph)
+    if bad is not None:
+        raise ShapeError(f"{graph.name}: parameter {bad!r} holds NaN/inf values")
+    return graph
+
+
+@identity_cache(maxsize=32)
+def _non_finite_param(graph: Graph) -> str | None:
+    """The first parameter of ``graph`` holding a NaN or an inf, or None (remembered per graph)."""
+    for key, value in graph.params.items():
+        a = np.asarray(value)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            return key
+    return None
+
+
+def _as_graph(model: Any, input_shape: Sequence[int] | None, verify: bool) -> Graph:
     if isinstance(model, Graph):
         if input_shape is not None and tuple(input_shape)[1:] != model.input_shape[1:]:
             raise ShapeError(f"input_shape {tuple(input_shape)} does not match the traced graph's "

@@ -379,7 +379,7 @@ def _evaluate_cases():
 @pytest.mark.parametrize("case", range(15))
 def test_bad_evaluate_input_is_one_line_before_any_work(case, monkeypatch):
     args, kwargs, exc, words = _evaluate_cases()[case]
-    monkeypatch.setattr("hwsim.evaluate.hardware_outputs", None)  # any inference would fail with a TypeError
+    monkeypatch.setattr(importlib.import_module("hwsim.evaluate"), "hardware_outputs", None)  # any inference would fail with a TypeError
     with pytest.raises(exc) as e:
         hwsim.evaluate(_mlp(), "imc/isaac", *args, **kwargs)
     assert words in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -169,7 +170,7 @@ def test_data_metrics_formulas():
 def test_bad_inputs_before_any_work(args, kwargs, exc, words, monkeypatch):
     from hwsim.codesign.digits import DigitsCNN
 
-    monkeypatch.setattr("hwsim.evaluate.hardware_outputs", None)  # any inference would fail with a TypeError
+    monkeypatch.setattr(importlib.import_module("hwsim.evaluate"), "hardware_outputs", None)  # any inference would fail with a TypeError
     with pytest.raises(exc, match=words.replace("(", r"\(").replace(")", r"\)")) as e:
         evaluate(DigitsCNN(4, 5), "imc/isaac", *args, **kwargs)
     assert "\n" not in str(e.value)

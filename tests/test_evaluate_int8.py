@@ -1,6 +1,8 @@
 """hwsim.evaluate on an int8 CPU spec: one quantized model for the whole data set, as deployed."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,7 @@ def _int8_outputs(graph, x, calib, size):
 
 def test_int8_calibrates_once_on_the_first_samples_whatever_the_batch_size(digits_small, monkeypatch):
     model, x, y = digits_small
-    monkeypatch.setattr("hwsim.evaluate.CALIB_SAMPLES", 80)
+    monkeypatch.setattr(importlib.import_module("hwsim.evaluate"), "CALIB_SAMPLES", 80)
     ev = evaluate(model, "cpu/cortex-m4", x, y, batch_size=50)
     graph = hwsim.as_graph(model, (1,) + x.shape[1:])
     ref = _torch(model, x)  # evaluate's reference for a torch module

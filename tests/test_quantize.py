@@ -1,9 +1,11 @@
 """The quantize pass and its helpers, against a plain numpy oracle."""
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hwsim
 import mapping
 import nets
 from mapping.passes import fold_bn, quantize
@@ -27,9 +29,28 @@ def test_zero_channel_and_per_tensor():
     w = np.zeros((2, 4), np.float32)
     w[1] = [1, -2, 0.5, 0]
     q, s = quantize_weights(w, 4)
-    assert s[0] == 1.0 and not q[0].any()
+    assert s[0] == 0.0 and not q[0].any()  # a pruned channel dequantizes to its bias whatever its accumulator holds
+    acc = np.array([[123456, 7]], dtype=np.int64)  # e.g. ADC clipping error on offset-encoded zero weights
+    bias = np.array([0.5, -1.0], np.float32)
+    assert dequantize(acc, 0.1, s, bias, 1)[0, 0] == np.float32(0.5)
     q2, s2 = quantize_weights(w, 4, per_channel=False)
     assert s2.shape == (1,) and s2[0] == pytest.approx(2 / 7)
+    assert quantize_weights(np.zeros((2, 3)), 4, per_channel=False)[1][0] == 0.0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_refused(bad):
+    from hwsim.errors import ShapeError
+
+    w = np.ones((2, 3))
+    w[1, 2] = bad
+    with pytest.raises(ShapeError, match="NaN/inf"):
+        quantize_weights(w, 8)
+    m = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        m.weight[1, 2] = bad
+    with pytest.raises(ShapeError, match=r"parameter '0.weight' holds NaN/inf"):
+        hwsim.simulate(m, "cpu/cortex-a72", input_shape=(1, 3))
 
 
 def test_inputs_unsigned_and_signed():

@@ -305,7 +305,8 @@ def _quant_weight(w, bits: int):
     s = torch.where(m > 0, m / qmax, torch.ones_like(m))
     sb = s.view((-1,) + (1,) * (w.dim() - 1))
     q = torch.clamp(torch.round(wd / sb), -qmax, qmax).to(w.dtype)
-    return w / sb.to(w.dtype) + (q - w / sb.to(w.dtype)).detach(), s
+    # an all-zero channel dequantizes with scale 0, as quantize_weights gives it
+    return w / sb.to(w.dtype) + (q - w / sb.to(w.dtype)).detach(), torch.where(m > 0, s, torch.zeros_like(s))
 
 
 def _folded(layer, bn):

@@ -134,8 +134,9 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
     read_seed: which inference's read noise (``spec.read_sigma``) to draw; None: the next one of this process for
     ``seed`` (every call reads fresh noise; the same sequence of calls in a fresh process repeats it).
     """
-    if read_seed is not None and (isinstance(read_seed, bool) or not isinstance(read_seed, (int, np.integer))):
-        raise SpecError(f"imc target: read_seed must be an integer or None, got {read_seed!r}")
+    if read_seed is not None and (isinstance(read_seed, bool) or not isinstance(read_seed, (int, np.integer))
+                                  or read_seed < 0):
+        raise SpecError(f"imc target: read_seed must be a non-negative integer or None, got {read_seed!r}")
     if mode not in MODES:
         raise SpecError(f"imc target: mode must be one of {list(MODES)}, got {mode!r}")
     if not isinstance(max_chunks, int) or max_chunks < 1:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwsim.errors import ShapeError, SpecError
 from mapping.graph import Graph, Op
 
 __all__ = ["QuantParams", "quantize", "quantize_weights", "input_scale", "quantize_input", "dequantize"]
@@ -44,19 +45,24 @@ class QuantParams:
 
 
 def quantize_weights(w: np.ndarray, bits: int, per_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Integer weights (int64, same shape as ``w``) and scales (float64, one per output channel or one)."""
+    """Integer weights (int64, same shape as ``w``) and scales (float64, one per output channel or one). An
+    all-zero channel (a pruned filter) gets the integers 0 and the scale 0: whatever the hardware adds to its
+    accumulator dequantizes to nothing (a scale of 1 would turn ADC clipping or noise on its offset-encoded cells
+    into outputs of the accumulator's size). Non-finite weights are refused."""
     if bits < 2:
-        raise ValueError(f"weight bits must be >= 2 for symmetric signed quantization, got {bits}")
+        raise SpecError(f"weight_bits must be >= 2 for symmetric signed quantization, got {bits}")
     qmax = 2 ** (bits - 1) - 1
     w64 = np.asarray(w, dtype=np.float64)
+    if not np.isfinite(w64).all():
+        raise ShapeError(f"weights of shape {w64.shape} hold NaN/inf values: they cannot be quantized")
     if per_channel:
         m = np.abs(w64.reshape(w64.shape[0], -1)).max(axis=1)
     else:
         m = np.array([np.abs(w64).max()])
-    scale = np.where(m > 0, m / qmax, 1.0)
-    s = scale.reshape((-1,) + (1,) * (w64.ndim - 1)) if per_channel else scale[0]
+    safe = np.where(m > 0, m / qmax, 1.0)
+    s = safe.reshape((-1,) + (1,) * (w64.ndim - 1)) if per_channel else safe[0]
     q = np.clip(np.rint(w64 / s), -qmax, qmax).astype(np.int64)
-    return q, scale
+    return q, np.where(m > 0, m / qmax, 0.0)
 
 
 def input_scale(x: np.ndarray, bits: int) -> tuple[float, bool]:
@@ -64,7 +70,8 @@ def input_scale(x: np.ndarray, bits: int) -> tuple[float, bool]:
     signed = bool(np.min(x) < 0)
     qmax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
     if qmax < 1:
-        raise ValueError(f"{bits}-bit signed inputs have no positive level; use >= 2 bits for signed inputs")
+        raise SpecError(f"input_bits={bits} leaves signed inputs (a layer after an op that can go negative) no "
+                        "positive level; use input_bits >= 2")
     m = float(np.max(np.abs(x)))
     return (m / qmax if m > 0 else 1.0), signed
 
