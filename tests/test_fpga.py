@@ -182,11 +182,13 @@ def test_lfc_max_finn17():
 
 
 def test_bram18_rule():
-    # FINN-R table: 16Kx1, 8Kx2, 4Kx4, 2Kx9, 1Kx18, 512x36
+    # FINN's bram_estimation: 16Kx1, 8Kx2, 4Kx4, then 2K, 1K, 512 deep at 8, 16, 32 data bits (no parity bits)
     assert bram18_for(16384, 1) == 1 and bram18_for(16385, 1) == 2
-    assert bram18_for(8192, 2) == 1 and bram18_for(4096, 8) == 2 and bram18_for(2048, 9) == 1
-    assert bram18_for(1024, 18) == 1 and bram18_for(512, 36) == 1 and bram18_for(512, 72) == 2
-    assert bram18_for(2048, 32) == 4  # depth > 512: 1K x 18 blocks
+    assert bram18_for(8192, 2) == 1 and bram18_for(4096, 8) == 2 and bram18_for(2048, 8) == 1
+    assert bram18_for(2048, 9) == 2 and bram18_for(1024, 16) == 1 and bram18_for(1024, 18) == 2
+    assert bram18_for(512, 32) == 1 and bram18_for(512, 36) == 2 and bram18_for(512, 64) == 2
+    assert bram18_for(2048, 32) == 4  # depth > 512: 1K x 16 blocks
+    assert bram18_for(144, 512) == 16 and bram18_for(2304, 256) == 48  # FINN's figures for two MVAU memories
 
 
 def test_auto_folding_meets_target_and_is_cheaper_for_lower_rates():

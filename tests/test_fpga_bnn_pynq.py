@@ -44,11 +44,12 @@ def test_bnn_pynq_models_bit_exact_with_their_preprocessing(tmp_path, name):
 def test_preprocessing_without_an_input_quantizer_is_refused(tmp_path):
     import torch.nn as nn
     from brevitas import nn as qnn
+    from brevitas.quant import SignedBinaryWeightPerTensorConst
 
     class NoInputQuant(nn.Module):
         def __init__(self):
-            super().__init__()
-            self.fc = qnn.QuantLinear(16, 4, bias=False, weight_bit_width=1)
+            super().__init__()  # (weight_bit_width=1 alone exports +-inf weights: refused as non-finite)
+            self.fc = qnn.QuantLinear(16, 4, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
 
         def forward(self, x):
             return self.fc(2.0 * x.flatten(1) - 1.0)

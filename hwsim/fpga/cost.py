@@ -27,8 +27,8 @@ TRETS 2018):
   by default (FINN's FIFO sizing aims for that); with ``fifo_depth`` elements per FIFO the producer
   stalls on a full FIFO (back-pressure) and the frame interval can exceed the II.
 * Weight memory: depth ω = MW·MH/(PE·SIMD) words of width PE·SIMD·W bits; ω <= 128 goes to LUTRAM
-  (PE·SIMD·W·ceil(ω/64) LUTs), otherwise BRAM18 by the FINN-R rule (widths 1, 2, 4, 9, 18, 36 at
-  depths 16K, 8K, 4K, 2K, 1K, 512). Thresholds live in LUTRAM.
+  (PE·SIMD·W·ceil(ω/64) LUTs), otherwise BRAM18 by FINN's ``bram_estimation`` (data widths 1, 2, 4, 8, 16, 32 at
+  depths 16K, 8K, 4K, 2K, 1K, 512: the parity bits unused). Thresholds live in LUTRAM.
 * LUTs (FINN-R as implemented in FINN's MVAU ``lut_estimation``): 300 + 1.1·PE·(mult + adder +
   acc + thr + comp) + LUTRAM, mult = SIMD·(2·ceil((W+A)/6) - 1)·(W+A), adder = (W+A)·(2·SIMD - 1),
   acc = accumulator bits, thr = (2^B - 1)·acc·ceil(TMEM/64), comp = (2^B - 1)·acc. A decomposed layer with
@@ -106,8 +106,10 @@ def mvau_cycles(layer: MVAULayer, pe: int, simd: int, decomposed: bool = True) -
 
 
 def bram18_for(depth: int, width: int) -> int:
-    """BRAM18 blocks for a memory of ``depth`` words of ``width`` bits (FINN-R rule, RAMB18 in SDP
-    mode, UG473 aspect ratios 16Kx1, 8Kx2, 4Kx4, 2Kx9, 1Kx18, 512x36)."""
+    """BRAM18 blocks for a memory of ``depth`` words of ``width`` bits: FINN's rule (``bram_estimation`` of the
+    MVAU, ``src/finn/custom_op/fpgadataflow/matrixvectoractivation.py``): RAMB18 in SDP mode at the UG473 aspect
+    ratios 16Kx1, 8Kx2, 4Kx4, 2Kx9, 1Kx18, 512x36, of which FINN counts the data bits only (8, 16, 32 bits per
+    word at the three widest ratios: weights are not packed into the parity bits)."""
     if depth <= 0 or width <= 0:
         return 0
     if width == 1:
@@ -117,10 +119,10 @@ def bram18_for(depth: int, width: int) -> int:
     if width <= 4:
         return _cdiv(depth, 4096) * _cdiv(width, 4)
     if width <= 9:
-        return _cdiv(depth, 2048) * _cdiv(width, 9)
+        return _cdiv(depth, 2048) * _cdiv(width, 8)
     if width <= 18 or depth > 512:
-        return _cdiv(depth, 1024) * _cdiv(width, 18)
-    return _cdiv(depth, 512) * _cdiv(width, 36)
+        return _cdiv(depth, 1024) * _cdiv(width, 16)
+    return _cdiv(depth, 512) * _cdiv(width, 32)
 
 
 def _wa_bits(layer: MVAULayer, decomposed: bool) -> tuple[int, int]:
