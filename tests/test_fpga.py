@@ -335,3 +335,12 @@ def test_fifo_depth_back_pressure():
     assert any("stall" in n for n in shallow.notes)
     with pytest.raises(MappingError, match="fifo_depth"):
         hwsim.simulate("lfc-w1a1", "fpga/pynq-z1", folding=fold, fifo_depth=0)
+
+
+def test_auto_folding_says_when_the_target_rate_does_not_fit_the_device():
+    g = hwsim.as_graph("tfc-w1a1")
+    rep = hwsim.simulate(g, "fpga/pynq-z1", folding="auto", target_fps=1e7).report
+    assert not rep.fits_on_chip
+    assert any("does not fit fpga/pynq-z1" in n and "LUTs" in n for n in rep.notes), rep.notes
+    ok = hwsim.simulate(g, "fpga/pynq-z1", folding="auto", target_fps=1e5).report
+    assert ok.fits_on_chip and not any("does not fit" in n for n in ok.notes)

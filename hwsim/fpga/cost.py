@@ -340,6 +340,13 @@ def auto_folding(program: XnorProgram, spec: FPGASpec, target_fps: float | None,
             note = (f"target_fps {target_fps:g} is unreachable at {spec.clock_hz / 1e6:g} MHz: fully unfolded, "
                     f"the slowest layer needs {floor} cycles ({spec.clock_hz / floor:.4g} fps); using the "
                     "cheapest folding that reaches that rate")
+        luts, brams = sum(p[1] for p in picks), sum(p[2] for p in picks)
+        if luts > lut_budget or brams > bram_budget:  # the rate is reachable, not on this device
+            over = "; ".join(f"{name} {need} of {have}" for name, need, have in
+                             (("LUTs", luts, lut_budget), ("BRAM18", brams, bram_budget)) if need > have)
+            note = "; ".join(x for x in (note, f"the cheapest folding reaching target_fps {target_fps:g} does not fit "
+                                         f"{spec.name}: its MVAUs need {over} left by the other blocks (omit "
+                                         "target_fps for the fastest folding that fits)") if x)
         return tuple((p[3], p[4]) for p in picks), note
     candidates = sorted({o[0] for opts in all_opts for o in opts})
     lo, hi = 0, len(candidates) - 1
