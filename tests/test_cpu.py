@@ -213,7 +213,8 @@ def test_latency_monotone_in_clock_cores_and_bandwidth(resnet18):
     assert lat(base, threads=1) > lat(base, threads=2) > lat(base, threads=4)
     assert lat(dataclasses.replace(base, dram_bw_bytes_s=1e9)) > t0
     assert lat(dataclasses.replace(base, dram_bw_bytes_s=1e12)) <= t0
-    assert lat(base, threads=64) == lat(base, threads=4)  # capped at the spec's cores
+    with pytest.raises(SpecError, match="threads=64 exceeds the spec's cores=4"):
+        lat(base, threads=64)  # more threads than the spec's cores: refused, not capped
 
 
 def test_threads_must_be_positive(resnet20):

@@ -208,7 +208,7 @@ def _calibrate_single(raw: dict[str, object], caches: _Caches, measured: list[_M
     l3, bw_l2, bw_l3, bw_dram = raw["l3"], raw["bw_l2"], raw["bw_l3"], raw["bw_dram"]
     overhead, view, w_reorder = raw["overhead"], raw["view"], raw["w_reorder"]
     spec = CPUSpec(
-        name="cpu/host", clock_hz=float(clock), cores=_ncpus(), simd_bits=lanes_bits,
+        name="cpu/host", clock_hz=float(clock), cores=_ncpus(), board_cores=_ncpus(), simd_bits=lanes_bits,
         fma_per_cycle=float(FMA_PIPES_X86), l1d_bytes=int(l1), l2_bytes=int(l2), l3_bytes=int(l3),
         l2_per_core=bool(l2_per_core), l2_bw_bytes_s=float(bw_l2), l3_bw_bytes_s=float(bw_l3),
         dram_bw_bytes_s=float(bw_dram), ram_bytes=_ram_bytes(), flash_bytes=0, flash_bw_bytes_s=0.0,

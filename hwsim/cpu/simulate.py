@@ -92,12 +92,15 @@ def cost_report(graph: Graph, spec: CPUSpec, *, threads: int | None = None, fold
 
 
 def _cores_used(spec: CPUSpec, threads: int | None) -> int:
-    """Validate the spec and ``threads``; the cores the run uses (threads capped at ``spec.cores``)."""
+    """Validate the spec and ``threads`` (at most ``spec.cores``); the cores the run uses."""
     if not isinstance(spec, CPUSpec):
         raise SpecError(f"the cpu target needs a CPUSpec, got {type(spec).__name__}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
         raise SpecError(f"threads must be a positive integer, got {threads!r}")
-    return spec.cores if threads is None else min(int(threads), spec.cores)
+    if threads is not None and threads > spec.cores:
+        raise SpecError(f"threads={threads} exceeds the spec's cores={spec.cores} ({spec.name}); raise cores (up to "
+                        "board_cores) or ask for fewer threads")
+    return spec.cores if threads is None else int(threads)
 
 
 def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Report:
@@ -141,8 +144,8 @@ def simulate(graph: Graph, spec: CPUSpec, x: np.ndarray | None = None, *, seed: 
              threads: int | None = None, fold_bn: bool = True, calib: np.ndarray | None = None) -> Result:
     """Run ``graph`` on the CPU ``spec``.
 
-    ``x``: input batch (N×C×H×W numpy) or None for the cost model only. ``threads``: cores to use
-    (default: all of ``spec.cores``). ``fold_bn``: fold batch norm into conv/linear first (what a deployed
+    ``x``: input batch (N×C×H×W numpy) or None for the cost model only. ``threads``: cores to use, at most
+    ``spec.cores`` (default: all of them). ``fold_bn``: fold batch norm into conv/linear first (what a deployed
     runtime does; outputs equal the unfolded net up to fp32 rounding). ``seed`` is accepted for the
     common signature; the CPU model has no random parts. ``calib``: int8 specs only, the batch (N x input dims)
     that calibrates the activation ranges (default: ``x``; calibrating on the evaluated batch is the optimistic
