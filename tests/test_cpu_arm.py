@@ -103,13 +103,19 @@ def test_winograd_work_counts_transformed_multiplies():
     assert work(dw, dw.nodes[0], "cmsis-nn", "int8", False).algo == "depthwise"
 
 
-def test_activations_fuse_into_their_conv_only():
+def test_activations_fuse_into_their_conv_on_ncnn_and_into_adds_on_tflite_runtimes():
     g = fold_bn(trace(nets.get("resnet20"), (1, 3, 32, 32)))  # as the runtime runs it: BN folded into the convs
-    fused = fused_activations(g)
+    fused = fused_activations(g, "ncnn")
     by_name = {n.name: n for n in g.nodes}
     assert fused and all(g[by_name[f].inputs[0]].op.name in ("CONV2D", "LINEAR") for f in fused)
     after_add = [n for n in g.nodes if n.op.name == "RELU" and g[n.inputs[0]].op.name == "ADD"]
     assert after_add and not any(n.name in fused for n in after_add)
+    from hwsim.cpu.int8 import fused_activations as int8_fused
+
+    for runtime in ("cmsis-nn", "xnnpack", "x-cube-ai"):  # the int8 program TFLite runs fuses them into the add
+        tfl = fused_activations(g, runtime)
+        assert tfl == fused | {n.name for n in after_add}
+        assert tfl == {a.name for a in int8_fused(g).values()}
 
 
 # ----------------------------------------------------------------------------- cost formula

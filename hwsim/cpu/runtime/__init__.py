@@ -93,15 +93,24 @@ class Terms(NamedTuple):
     clock_hz: float = 1e9  # the core's clock (the fixed per-layer cycles' rate), Hz
 
 
-def fused_activations(graph: Graph) -> frozenset[str]:
-    """Names of activation nodes a runtime fuses into the conv / fully connected layer that feeds them (their only
-    input is such a layer's output and that output has no other reader)."""
+# runtimes built on TFLite's graph (its ADD carries a fused activation: TFLite's converter folds a following
+# ReLU / ReLU6 into it, and XNNPACK, CMSIS-NN's arm_elementwise_add_s8 and X-CUBE-AI's generated code apply it as
+# the output clamp), as :func:`hwsim.cpu.int8.fused_activations` computes the int8 graph; ncnn runs its ReLU layer
+# after a BinaryOp as a layer of its own (no fused activation on ncnn's BinaryOp)
+FUSE_INTO_ADD = frozenset({"xnnpack", "cmsis-nn", "x-cube-ai"})
+
+
+def fused_activations(graph: Graph, runtime: str = "ncnn") -> frozenset[str]:
+    """Names of activation nodes a runtime fuses into the layer that feeds them (their only input is that layer's
+    output and that output has no other reader): a conv or fully connected layer, and for the TFLite runtimes
+    (:data:`FUSE_INTO_ADD`) also an add."""
+    producers = {Op.CONV2D, Op.LINEAR} | ({Op.ADD} if runtime in FUSE_INTO_ADD else set())
     readers = graph.consumers()
     fused = set()
     for node in graph.nodes:
         if node.op in FUSABLE_ACTIVATIONS and len(node.inputs) == 1 and node.inputs[0] in graph:
             src = graph[node.inputs[0]]
-            if src.op in (Op.CONV2D, Op.LINEAR) and len(readers.get(src.name, ())) == 1:
+            if src.op in producers and len(readers.get(src.name, ())) == 1:
                 fused.add(node.name)
     return frozenset(fused)
 
