@@ -142,12 +142,13 @@ class Report:
         fit = "fits on chip" if self.fits_on_chip else f"does NOT fit on chip ({self.fit_reason})"
         lines = [
             f"{self.network} on {self.spec_name or self.target}: latency {_si(self.latency_s, 's')}, "
-            f"energy {_si(self.energy_j, 'J')}, {self.macs / 1e6:.1f} M MACs",
+            f"energy {_si(self.energy_j, 'J')}, {_si(self.macs, '').strip()} MACs",
             f"weights on chip {_si(self.onchip_weight_bytes, 'B')} of {_si(self.onchip_capacity_bytes, 'B')}: {fit}",
             f"peak activations {_si(self.peak_activation_bytes, 'B')}",
         ]
         if self.arena_bytes or self.flash_bytes:
-            lines.append(f"int8 arena {_si(self.arena_bytes, 'B')}, weights in flash {_si(self.flash_bytes, 'B')}")
+            lines.append(f"int8 arena {_si(self.arena_bytes, 'B')}, int8 model (weights, biases) "
+                         f"{_si(self.flash_bytes, 'B')}")
         if len(self.exits) > 1:
             lines.append("exits: " + ", ".join(f"{e.name} {_si(e.latency_s, 's')}/{_si(e.energy_j, 'J')}"
                                                for e in self.exits))
