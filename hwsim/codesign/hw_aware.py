@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.errors import HwsimError, UnsupportedOpError
+from hwsim.errors import HwsimError, ShapeError, UnsupportedOpError
 from hwsim.imc import physics as ph
 from hwsim.imc.spec import IMCSpec, SignedWeights
 
@@ -487,8 +487,6 @@ def hw_aware(model, spec, input_shape: Sequence[int] | None = None):
     cls = _classes()
     mods = dict(net.named_modules())
     if input_shape is None and getattr(model, "hwsim_input_shape", None) is None:
-        from hwsim.errors import ShapeError
-
         raise ShapeError("hw_aware: pass input_shape=(1, C, H, W) (e.g. x_test[:1].shape) for a torch module that "
                          "does not come from the zoo: the layers the crossbars run are found by tracing it")
     for name, bn_name in _pairs(net, input_shape).items():
