@@ -44,6 +44,8 @@ __all__ = ["simulate", "cost_report", "memory_verdict", "precision"]
 
 
 def _mib(b: float) -> str:
+    if b >= 2**30:
+        return f"{b / 2**30:.2f} GiB"
     return f"{b / 2**20:.2f} MiB" if b >= 2**20 else f"{b / 2**10:.1f} KiB"
 
 
