@@ -291,10 +291,10 @@ def _fixed_and_speedup(spec, n: int) -> tuple[float, float]:
         from hwsim.cpu.cost_ops import speedup
 
         return spec.layer_overhead_s + (spec.parallel_overhead_s if n > 1 else 0.0), speedup(spec, n)
-    from hwsim.cpu.runtime import runtime_params
+    from hwsim.cpu.runtime import fixed_s, runtime_params
 
     p = runtime_params(spec)
-    return p.layer_cycles / spec.clock_hz + (n - 1) * p.thread_s, n / (1 + (n - 1) * p.contention)
+    return fixed_s(p, spec.clock_hz, n), n / (1 + (n - 1) * p.contention)
 
 
 def binary_layer_time(graph: Graph, node: Node, spec, cores: int) -> BinaryLayerTime | None:
@@ -354,12 +354,8 @@ def binary_layer_time(graph: Graph, node: Node, spec, cores: int) -> BinaryLayer
 
 def binary_layer_cost(graph: Graph, node: Node, spec, place, cores: int):
     """:func:`binary_layer_time` as a :class:`hwsim.cpu.cost.LayerCost` (None where it does not apply): the one
-    call :func:`hwsim.cpu.cost.layer_cost` (or a report) makes before its own model. With ``runtime="dabnn"``
-    every layer, float or binary, is daBNN's own kernel (:func:`hwsim.cpu.runtime.dabnn.layer_cost`)."""
-    if getattr(spec, "runtime", "") == "dabnn":
-        from hwsim.cpu.runtime.dabnn import layer_cost
-
-        return layer_cost(graph, node, spec, place)
+    call :func:`hwsim.cpu.cost.layer_cost` (or a report) makes before its own model. (``runtime="dabnn"`` costs
+    every layer with :func:`hwsim.cpu.runtime.dabnn.layer_cost` instead: :func:`hwsim.cpu.simulate` routes it.)"""
     t = binary_layer_time(graph, node, spec, cores)
     if t is None:
         return None

@@ -113,8 +113,14 @@ def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Repo
     act_bytes = arena if int8 else peak_live_elements(g) * g.batch * BYTES_PER_ELEMENT
     place = placement(g, spec, act_bytes, n)
     layers, cum_t, cum_e, at = [], 0.0, 0.0, {}
+    dabnn = spec.runtime == "dabnn"  # daBNN runs every layer, float or binary, with its own kernels
+    if dabnn:
+        from hwsim.cpu.runtime import dabnn as D
+
+        D.check_graph(g)  # a graph daBNN cannot convert, refused before any layer is costed
     for node in g.nodes:
-        c = binary_layer_cost(g, node, spec, place, n) or layer_cost(g, node, spec, place, n)
+        c = D.layer_cost(g, node, spec, place) if dabnn else (binary_layer_cost(g, node, spec, place, n)
+                                                            or layer_cost(g, node, spec, place, n))
         layers.append(_layer_report(g, node, c, spec))
         cum_t += c.latency_s
         cum_e += c.energy_j

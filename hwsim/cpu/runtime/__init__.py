@@ -33,7 +33,7 @@ counted in its cycles; ``thread_s``: the OpenMP fork/join and barrier of each ex
 int8 element.
 
 ``runtime="dabnn"`` (JDAI-CV/dabnn, a binary-network engine) is modelled apart, layer by layer from its own kernels
-(:mod:`hwsim.cpu.runtime.dabnn`, reached through :func:`hwsim.cpu.binary.binary_layer_cost`); it borrows only the
+(:mod:`hwsim.cpu.runtime.dabnn`, reached through :func:`hwsim.cpu.simulate`); it borrows only the
 ncnn fit's per-layer cycles from this module.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ from hwsim.cpu.runtime.threads import EVEN, Split, layer_split
 from hwsim.errors import SpecError
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["RuntimeParams", "runtime_params", "Terms", "runtime_terms", "compute_s", "overhead_s", "fused_activations",
+__all__ = ["RuntimeParams", "runtime_params", "Terms", "runtime_terms", "compute_s", "fixed_s", "overhead_s", "fused_activations",
            "Work"]
 
 
@@ -153,7 +153,11 @@ def compute_s(t: Terms, p: RuntimeParams, n: int) -> float:
     return (t.gemm_s / eff * s_gemm + (t.dw_s + t.vec_s) / p.eff_dw * s_vec) * (1.0 + (n - 1) * p.contention)
 
 
+def fixed_s(p: RuntimeParams, clock_hz: float, n: int) -> float:
+    """A layer's fixed seconds on ``n`` threads: ``layer_cycles / f + (n − 1) · thread_s``."""
+    return p.layer_cycles / clock_hz + (n - 1) * p.thread_s
+
+
 def overhead_s(t: Terms, p: RuntimeParams, n: int) -> float:
-    """Fixed seconds of a layer on ``n`` threads: ``layer_cycles / f + (n − 1) · thread_s``, none for an activation
-    fused into its producer."""
-    return 0.0 if t.algo == "fused" else p.layer_cycles / t.clock_hz + (n - 1) * p.thread_s
+    """:func:`fixed_s` of a layer, none for an activation fused into its producer."""
+    return 0.0 if t.algo == "fused" else fixed_s(p, t.clock_hz, n)

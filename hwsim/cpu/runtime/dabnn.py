@@ -37,11 +37,12 @@ benchmark.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from hwsim.cpu.binary import ASIMD_INT_Q_PER_CYCLE, COPY_BYTES_PER_CYCLE, is_binary_layer, issue_cycles
+from hwsim.cpu.binary import ASIMD_INT_Q_PER_CYCLE, COPY_BYTES_PER_CYCLE, _add, _scaled, is_binary_layer, issue_cycles
 from hwsim.cpu.cost_ops import KernelKind
 from hwsim.errors import SpecError
 from mapping.graph import Graph, Node, Op
@@ -232,14 +233,6 @@ def _fconv_work(graph: Graph, node: Node, spec) -> tuple[float, float, float]:
     return cycles, float(m_pix * taps), copied
 
 
-def _scaled(ops: dict, times: float) -> dict:
-    return {key: v * times for key, v in ops.items()}
-
-
-def _add(a: dict, b: dict) -> dict:
-    return {key: a.get(key, 0.0) + b.get(key, 0.0) for key in a.keys() | b.keys()}
-
-
 def _elems(graph: Graph, name: str) -> int:
     return int(math.prod(graph.shape_of(name)))
 
@@ -332,6 +325,7 @@ def dabnn_layers(graph: Graph, node: Node) -> int:
     return 2 if node.op in (Op.CONV2D, Op.LINEAR) and node.meta.get("folded_bn") else 1
 
 
+@functools.lru_cache(maxsize=64)  # one per spec: every layer of a report asks
 def layer_fixed_cycles(spec) -> float:
     """Fixed core cycles per daBNN layer: **borrowed**, not fitted here — the ``layer_cycles`` that
     ``benchmarks/bench_arm_boards.py`` fitted for ncnn fp32 on the spec's core (:mod:`hwsim.cpu.runtime.fitted`:
@@ -349,11 +343,10 @@ def layer_fixed_cycles(spec) -> float:
 
 
 def layer_cost(graph: Graph, node: Node, spec, place):
-    """:class:`hwsim.cpu.cost.LayerCost` of ``node`` on daBNN, one thread (module docstring)."""
+    """:class:`hwsim.cpu.cost.LayerCost` of ``node`` on daBNN, one thread (module docstring); the graph has passed
+    :func:`check_graph` (as :func:`hwsim.cpu.simulate` does before costing any layer)."""
     from hwsim.cpu.cost import LayerCost
 
-    if node.name == graph.nodes[0].name:
-        check_graph(graph)
     kernel, cycles, fbytes, macs = layer_work(graph, node, spec)
     t_c = cycles / spec.clock_hz
     llc = spec.l3_bytes or spec.l2_bytes
