@@ -53,25 +53,8 @@ def as_graph(model: Any, input_shape: Sequence[int] | None = None, *, verify: bo
     a divergence raises :class:`~hwsim.errors.ConversionError` naming the node. A parameter holding NaN or inf is a
     one-line :class:`~hwsim.errors.ShapeError` (no target computes a meaningful number from it).
     """
-    graph = _as_graph(model, input_shape, verify)
-    bad = _non_finite_param(graph)
-    if bad is not None:
-        raise ShapeError(f"{graph.name}: parameter {bad!r} holds NaN/inf values")
-    return graph
-
-
-@identity_cache(maxsize=32)
-def _non_finite_param(graph: Graph) -> str | None:
-    """The first parameter of ``graph`` holding a NaN or an inf, or None (remembered per graph)."""
-    for key, value in graph.params.items():
-        a = np.asarray(value)
-        if a.dtype.kind in "fc" and not np.isfinite(a).all():
-            return key
-    return None
-
-
-def _as_graph(model: Any, input_shape: Sequence[int] | None, verify: bool) -> Graph:
     if isinstance(model, Graph):
+        _finite_params(model)  # (a traced or imported model is checked on import, before its verification)
         if input_shape is not None and tuple(input_shape)[1:] != model.input_shape[1:]:
             raise ShapeError(f"input_shape {tuple(input_shape)} does not match the traced graph's "
                              f"input {model.input_shape}; trace the model again for another size")
@@ -101,6 +84,15 @@ def _as_graph(model: Any, input_shape: Sequence[int] | None, verify: bool) -> Gr
         if input_shape is None:
             raise ShapeError("input_shape is required for a torch module that does not come from the zoo")
     return trace(model, input_shape, name=name or getattr(model, "hwsim_name", None), verify=verify)
+
+
+@identity_cache(maxsize=32)
+def _finite_params(graph: Graph) -> bool:
+    """:func:`mapping.verify.check_finite_params` once per graph object (sweeps pass the same graph per point)."""
+    from mapping.verify import check_finite_params
+
+    check_finite_params(graph)
+    return True
 
 
 def _rebatch(graph: Graph, batch: int) -> Graph:

@@ -71,6 +71,9 @@ def from_onnx(model: Any, input_shape: Any = None, *, verify: bool = True) -> Gr
                              "dynamic batch)") from None
         raise
     graph = Importer(fixed, values, inp.name, shape[0], name, qonnx=qonnx).build()
+    from mapping.verify import check_finite_params
+
+    check_finite_params(graph)
     if verify:
         from mapping.verify import verify as check
 

@@ -333,6 +333,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
                     graph, b = _build(model, _export_module(model, x), x, name)
                 except Exception:
                     raise e_fx from None
+        from mapping.verify import check_finite_params
+
+        check_finite_params(graph)
         if verify:
             from mapping.verify import verify as check
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from hwsim.errors import ConversionError
-from mapping.graph import Graph, Node
+from hwsim.errors import ConversionError, ShapeError
+from mapping.graph import Graph, Node, Op
 
 __all__ = ["verify", "RTOL", "ATOL"]
 
@@ -67,6 +67,20 @@ def _mismatch(y: np.ndarray, ref: np.ndarray, ins, rtol: float, atol: float) -> 
 def _describe(node: Node) -> str:
     where = f", module '{node.module}'" if node.module else ""
     return f"node '{node.name}' (op {node.op.value}{where})"
+
+
+_LEARNED = frozenset({Op.CONV2D, Op.LINEAR, Op.BATCHNORM, Op.LAYERNORM, Op.GROUPNORM, Op.PRELU})  # ops whose parameters are trained
+
+
+def check_finite_params(graph: Graph) -> None:
+    """A one-line :class:`~hwsim.errors.ShapeError` naming the first weight, bias or normalization parameter of
+    ``graph`` that holds a NaN or an inf: no target computes a meaningful number from it (checked on import, before
+    verification). Other constants may be infinite on purpose (an additive attention mask of -inf)."""
+    keys = dict.fromkeys(k for n in graph.nodes if n.op in _LEARNED for k in n.params.values())
+    for key in keys:
+        a = np.asarray(graph.params[key])
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise ShapeError(f"{graph.name}: parameter {key!r} holds NaN/inf values")
 
 
 def verify(graph: Graph, x: np.ndarray, reference: Mapping[str, np.ndarray], *, source: str,

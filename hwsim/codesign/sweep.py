@@ -208,9 +208,9 @@ def sweep(nets: Any, specs_or_grid: Any, *, metrics: Sequence[str] | Mapping[str
     out = None if out is None else _results_path(out)
     points = expand_specs(specs_or_grid)
     _check_target_options(points, target_options or {})
+    metrics_t = _metrics_tuple(metrics, points)  # before any net is traced
     ds = None if data is None else sweep_dataset(data)
     refs = as_net_refs(nets, input_shape, None if ds is None else (1,) + tuple(ds.x.shape[1:]))
-    metrics_t = _metrics_tuple(metrics, points)
     ds = _sweep_data(ds, metrics_t, refs)
     settings = EvalSettings(bool(functional) or ds is not None, int(seed),
                             tuple(sorted((target_options or {}).items())), metrics_t, ds)
