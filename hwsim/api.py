@@ -17,7 +17,7 @@ import numpy as np
 from hwsim.cache import identity_cache
 from hwsim.errors import HwsimError, ShapeError, SpecError
 from hwsim.report import Result
-from hwsim.specs import load_preset, spec_target
+from hwsim.specs import is_integer, is_real, load_preset, spec_target
 from hwsim.target import Target, load_target
 from mapping.graph import Graph, Input
 
@@ -176,21 +176,13 @@ def check_options(simulate_fn: Any, target: str, options: Mapping[str, Any]) -> 
                             "value: true, false, 3, 0.5, null)")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_real(v: Any) -> bool:
-    return _is_int(v) or isinstance(v, (float, np.floating))
-
-
 # target options whose annotation is one of these scalar types: (check, what the message asks for)
 _SCALAR_OPTIONS = {
     "bool": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
-    "int": (_is_int, "an integer"),
-    "int | None": (lambda v: v is None or _is_int(v), "an integer or null"),
-    "float": (_is_real, "a number"),
-    "float | None": (lambda v: v is None or _is_real(v), "a number or null"),
+    "int": (is_integer, "an integer"),
+    "int | None": (lambda v: v is None or is_integer(v), "an integer or null"),
+    "float": (is_real, "a number"),
+    "float | None": (lambda v: v is None or is_real(v), "a number or null"),
     "str": (lambda v: isinstance(v, str), "a string"),
 }
 

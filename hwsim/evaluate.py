@@ -45,6 +45,7 @@ from hwsim.evaluate_data import (  # noqa: F401 (the data side; re-exported, as 
     as_dataset,
     load_data,
 )
+from hwsim.specs import is_integer
 
 __all__ = ["evaluate", "Evaluation", "Dataset", "as_dataset", "load_data", "net_graph", "check_data",
            "reference_outputs", "hardware_outputs", "data_metrics", "DATA_METRICS", "EvaluationError", "LabelError"]
@@ -370,22 +371,19 @@ class Evaluation:
 
 # ----------------------------------------------------------------------------- the entry point
 def _check_args(seeds: Any, batch_size: Any, executor: Any, workers: Any, options: Any) -> tuple[int, ...]:
-    def integer(v: Any) -> bool:
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         seeds = [seeds]
     seeds = list(seeds)
     if not seeds:
         raise EvaluationError("seeds=(): give at least one device seed, e.g. seeds=(0,) or seeds=range(5)")
-    bad = [s for s in seeds if not integer(s) or s < 0]
+    bad = [s for s in seeds if not is_integer(s) or s < 0]
     if bad:
         raise EvaluationError(f"seeds must be non-negative integers, got {bad[0]!r}")
     if len(set(seeds)) != len(seeds):
         raise EvaluationError(f"seeds must be distinct, got {seeds}")
-    if not integer(batch_size) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise EvaluationError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if workers is not None and (not integer(workers) or workers < 1):
+    if workers is not None and (not is_integer(workers) or workers < 1):
         raise EvaluationError(f"workers must be a positive integer, got {workers!r}")
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise EvaluationError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import numbers
 import os
 import types
 import typing
@@ -336,6 +337,16 @@ def load_preset(name_or_path: str | Path) -> Any:
 
 
 # ----------------------------------------------------------------------------- output paths
+def is_integer(v: Any) -> bool:
+    """A Python or numpy integer, not a bool (``True`` for 1 is a mistake, not a count)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_real(v: Any) -> bool:
+    """A Python or numpy int or float, not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 def check_output_path(path: str | os.PathLike, what: str, suffixes: Iterable[str] | None = None, *,
                       folder: bool = False) -> Path:
     """Check a path hwsim will write to, *before* any work, and return it (relative to the current directory).

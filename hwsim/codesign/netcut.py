@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from typing import Any
 
 from hwsim.codesign.points import torch_threads
 from hwsim.errors import HwsimError, ShapeError
+from hwsim.specs import is_integer, is_real
 
 __all__ = ["netcut", "NetCutResult", "trn_blocks", "default_head", "build_trn"]
 
@@ -186,11 +186,6 @@ def _measure_host(model, input_shape, repeats: int) -> tuple[float, float]:
     return times[len(times) // 2], times[0]
 
 
-def _is_real(x: Any) -> bool:
-    """A real number: Python or numpy int/float scalars; not a bool (``deadline_s=True`` is a mistake, not 1 s)."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool) and type(x).__name__ != "bool_"
-
-
 def _train(train_fn, model, cut: str) -> tuple[float, float]:
     """(accuracy, wall time in s) of ``train_fn(model)``; the accuracy must be a fraction in [0, 1]."""
     t0 = time.perf_counter()
@@ -198,7 +193,7 @@ def _train(train_fn, model, cut: str) -> tuple[float, float]:
     dt = time.perf_counter() - t0
     acc = out.get("accuracy") if isinstance(out, dict) else out
     name = getattr(train_fn, "__qualname__", None) or repr(train_fn)
-    if not _is_real(acc) or not 0.0 <= float(acc) <= 1.0:  # NaN fails the range test too
+    if not is_real(acc) or not 0.0 <= float(acc) <= 1.0:  # NaN fails the range test too
         raise HwsimError(f"train_fn {name} returned {out!r} for the TRN cut after {cut!r}: it must return an "
                          "accuracy in [0, 1] (a fraction, not a percentage) or a dict with such an 'accuracy'")
     return float(acc), dt
@@ -228,7 +223,7 @@ def netcut(model, spec, deadline_s: float, *, cut_points: Sequence[int | str] | 
     from hwsim.api import as_spec
     from hwsim.specs import spec_target
 
-    if not (_is_real(deadline_s) and deadline_s > 0 and math.isfinite(deadline_s)):
+    if not (is_real(deadline_s) and deadline_s > 0 and math.isfinite(deadline_s)):
         raise HwsimError(f"deadline_s must be a positive number of seconds, got {deadline_s!r}")
     deadline_s = float(deadline_s)
     spec = as_spec(spec)
@@ -316,7 +311,7 @@ def _select_cuts(blocks, shapes, cut_points) -> list[int]:
                 if c not in names:
                     raise HwsimError(f"cut point {c!r} is not a block; blocks: {names}")
                 c = names.index(c)
-            if not isinstance(c, numbers.Integral) or isinstance(c, bool) or type(c).__name__ == "bool_":
+            if not is_integer(c):
                 raise HwsimError(f"cut point {c!r} must be a block index (an integer) or a block name; blocks: {names}")
             if not 0 <= c < len(blocks):
                 raise HwsimError(f"cut point {c!r} out of range 0..{len(blocks) - 1}; blocks: {names}")

@@ -13,16 +13,13 @@ from typing import Any
 
 from hwsim.codesign.points import _check_grid_value
 from hwsim.errors import HwsimError, SpecError
+from hwsim.specs import is_integer
 
 __all__ = ["fingerprint", "ScoreFnError"]
 
 
 class ScoreFnError(HwsimError):
     """The user's ``score_fn`` raised, or returned something that is not ``{name: number}``."""
-
-
-def _integer(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _is_range(values: Any) -> bool:
@@ -33,13 +30,13 @@ def _is_range(values: Any) -> bool:
 
 def _check_args(n_trials, population_size, n_jobs, seed, study_name, score_fn, target_options) -> None:
     """One-line errors for arguments Optuna would refuse late (or accept wrongly: ``n_trials=2.5``)."""
-    if not _integer(n_trials) or n_trials < 0:
+    if not is_integer(n_trials) or n_trials < 0:
         raise HwsimError(f"search: n_trials must be an integer >= 0 (the total of finished trials), got {n_trials!r}")
-    if population_size is not None and (not _integer(population_size) or population_size < 2):
+    if population_size is not None and (not is_integer(population_size) or population_size < 2):
         raise HwsimError(f"search: population_size must be an integer >= 2, got {population_size!r}")
-    if not _integer(n_jobs) or not (n_jobs >= 1 or n_jobs == -1):
+    if not is_integer(n_jobs) or not (n_jobs >= 1 or n_jobs == -1):
         raise HwsimError(f"search: n_jobs must be an integer >= 1 (or -1: one per CPU), got {n_jobs!r}")
-    if not _integer(seed) or not 0 <= seed < 2**32:
+    if not is_integer(seed) or not 0 <= seed < 2**32:
         raise HwsimError(f"search: seed must be an integer in [0, 2**32), got {seed!r}")
     if not isinstance(study_name, str) or not study_name.strip():
         raise HwsimError(f"search: study_name must be a non-empty string, got {study_name!r}")
@@ -97,7 +94,7 @@ def _suggest(trial, name: str, values: Sequence) -> Any:
     """A list is a categorical choice; a 2-tuple of numbers is a range (int if both are ints)."""
     if _is_range(values):
         lo, hi = values
-        if _integer(lo) and _integer(hi):
+        if is_integer(lo) and is_integer(hi):
             return trial.suggest_int(name, int(lo), int(hi))
         return trial.suggest_float(name, float(lo), float(hi))
     from hwsim.specs import plain_value
@@ -108,7 +105,7 @@ def _suggest(trial, name: str, values: Sequence) -> Any:
 
 def _first(values: Sequence) -> Any:
     v = getattr(values[0], "value", values[0])
-    return int(v) if _integer(v) else v
+    return int(v) if is_integer(v) else v
 
 
 # ----------------------------------------------------------------------------- fingerprint

@@ -48,6 +48,7 @@ from hwsim.codesign.sweep_eval import (  # noqa: F401 (the worker side; re-expor
 from hwsim.codesign.sweep_yaml import _YAML_KEYS, YAML_HELP, sweep_from_yaml  # noqa: F401 (re-exported)
 from hwsim.errors import HwsimError
 from hwsim.report import figure_names
+from hwsim.specs import is_integer
 
 __all__ = ["sweep", "sweep_from_yaml", "report_metrics", "dask_executor", "clear_graph_cache"]
 
@@ -268,16 +269,13 @@ def _check_target_options(points, options: Mapping[str, Any]) -> None:
 
 def _check_args(*, functional, workers, seed, target_options, chunksize, metrics, progress, executor) -> None:
     """One-line errors, before any work, for arguments of :func:`sweep` of the wrong type."""
-    def integer(v: Any) -> bool:
-        return not isinstance(v, bool) and isinstance(v, (int, np.integer))
-
     if not isinstance(functional, (bool, np.bool_)):
         raise HwsimError(f"sweep: functional must be true or false, got {functional!r}")
-    if workers is not None and (not integer(workers) or workers < 1):
+    if workers is not None and (not is_integer(workers) or workers < 1):
         raise HwsimError(f"sweep: workers must be a positive integer, got {workers!r}")
-    if chunksize is not None and (not integer(chunksize) or chunksize < 1):
+    if chunksize is not None and (not is_integer(chunksize) or chunksize < 1):
         raise HwsimError(f"sweep: chunksize must be a positive integer, got {chunksize!r}")
-    if not integer(seed) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise HwsimError(f"sweep: seed must be a non-negative integer, got {seed!r}")
     if target_options is not None and (not isinstance(target_options, Mapping)
                                        or not all(isinstance(k, str) for k in target_options)):

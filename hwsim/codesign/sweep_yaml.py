@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.errors import HwsimError
+from hwsim.specs import is_integer
 
 __all__ = ["sweep_from_yaml", "YAML_HELP"]
 
@@ -73,9 +74,6 @@ def _check_yaml(path: Path, cfg: dict) -> None:
     def bad(key: str, want: str) -> HwsimError:
         return HwsimError(f"{path}: '{key}:' must be {want}, got {cfg[key]!r}")
 
-    def integer(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
     nets = cfg["nets"]
     if not (isinstance(nets, (str, dict)) or (isinstance(nets, list) and nets
                                                and all(isinstance(n, (str, dict)) for n in nets))):
@@ -94,9 +92,9 @@ def _check_yaml(path: Path, cfg: dict) -> None:
         raise bad("metrics", "a list of report figure names")
     if "functional" in cfg and not isinstance(cfg["functional"], bool):
         raise bad("functional", "true or false")
-    if cfg.get("workers") is not None and not (integer(cfg["workers"]) and cfg["workers"] >= 1):
+    if cfg.get("workers") is not None and not (is_integer(cfg["workers"]) and cfg["workers"] >= 1):
         raise bad("workers", "a positive integer")
-    if "seed" in cfg and (not integer(cfg["seed"]) or cfg["seed"] < 0):
+    if "seed" in cfg and (not is_integer(cfg["seed"]) or cfg["seed"] < 0):
         raise bad("seed", "a non-negative integer")
     if "dask_timeout_s" in cfg and (isinstance(cfg["dask_timeout_s"], bool)
                                     or not isinstance(cfg["dask_timeout_s"], (int, float))
