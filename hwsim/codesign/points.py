@@ -414,5 +414,11 @@ def point_key(net: NetRef, data: Mapping[str, Any], extra: Mapping[str, Any]) ->
     target = str(data.get("target", ""))
     payload = {"net": net.key_identity(), "spec": dict(data), "version": hwsim.__version__,
                "cost_model": cost_model_version(target) if target else "", "extra": dict(extra)}
-    text = json.dumps(payload, sort_keys=True, default=repr, separators=(",", ":"))
+    return json_digest(payload)
+
+
+def json_digest(obj: Any) -> str:
+    """Stable 16-hex-digit SHA-256 of ``obj`` as canonical JSON (sorted keys, ``repr`` for what JSON lacks): the
+    keys of sweep rows and the fingerprint of a search study."""
+    text = json.dumps(obj, sort_keys=True, default=repr, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

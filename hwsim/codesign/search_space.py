@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
-import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hwsim.codesign.points import _check_grid_value
+from hwsim.codesign.points import _check_grid_value, json_digest
 from hwsim.errors import HwsimError, SpecError
 from hwsim.specs import is_integer
 
@@ -99,7 +97,7 @@ def _suggest(trial, name: str, values: Sequence) -> Any:
         return trial.suggest_float(name, float(lo), float(hi))
     from hwsim.specs import plain_value
 
-    choices = [plain_value(v.value if hasattr(v, "value") else v) for v in values]
+    choices = [plain_value(v) for v in values]
     return trial.suggest_categorical(name, choices)
 
 
@@ -109,15 +107,10 @@ def _first(values: Sequence) -> Any:
 
 
 # ----------------------------------------------------------------------------- fingerprint
-def _digest(obj: Any) -> str:
-    text = json.dumps(obj, sort_keys=True, default=repr, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def _space(values: Sequence) -> list:
     from hwsim.specs import plain_value
 
-    return ["range" if _is_range(values) else "choice", [plain_value(getattr(v, "value", v)) for v in values]]
+    return ["range" if _is_range(values) else "choice", [plain_value(v) for v in values]]
 
 
 def _fn_name(fn: Any) -> str:
@@ -159,7 +152,7 @@ def fingerprint(nets: Mapping[str, Mapping[str, Sequence]], base: Any, hw: Mappi
         "target options": dict(target_options or {}),
         "hwsim/cost-model version": [hwsim.__version__, cost_model_version(target)],
     }
-    return {k: _digest(v) for k, v in parts.items()}
+    return {k: json_digest(v) for k, v in parts.items()}
 
 
 def _check_resume(study, fp: Mapping[str, str], url: str | None, study_name: str) -> None:
