@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LayerReport", "ExitReport", "Report", "Result", "StrEnum", "write_json", "jsonable", "figure_names"]
+__all__ = ["LayerReport", "ExitReport", "Report", "Result", "StrEnum", "write_json", "jsonable"]
 
 
 class StrEnum(str, enum.Enum):
@@ -199,18 +199,3 @@ def write_json(report: Report, path: str | Path) -> Path:
     path = Path(path)
     path.write_text(json.dumps(report.to_dict(), indent=2))
     return path
-
-
-def figure_names() -> frozenset[str]:
-    """The figures a report can hold: the fields and properties of :class:`Report` and of every subclass imported so
-    far (a target's report class), methods left out."""
-    classes, todo = [], [Report]
-    while todo:
-        c = todo.pop()
-        classes.append(c)
-        todo.extend(c.__subclasses__())
-    names: set[str] = set()
-    for c in classes:
-        names |= {f.name for f in dataclasses.fields(c)}
-        names |= {n for n in dir(c) if not n.startswith("_") and not callable(getattr(c, n, None))}
-    return frozenset(names)

@@ -42,12 +42,12 @@ from hwsim.codesign.sweep_eval import (  # noqa: F401 (the worker side; re-expor
     _sweep_data,
     clear_graph_cache,
     evaluate_chunk,
+    figure_names,
     report_metrics,
     sweep_dataset,
 )
 from hwsim.codesign.sweep_yaml import _YAML_KEYS, YAML_HELP, sweep_from_yaml  # noqa: F401 (re-exported)
 from hwsim.errors import HwsimError
-from hwsim.report import figure_names
 from hwsim.specs import is_integer
 
 __all__ = ["sweep", "sweep_from_yaml", "report_metrics", "dask_executor", "clear_graph_cache"]

@@ -96,6 +96,20 @@ def _report_layout(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return fields, tuple(props)
 
 
+def figure_names() -> frozenset[str]:
+    """Every name a report can hold (:func:`_report_layout` of :class:`~hwsim.report.Report` and of every subclass
+    imported so far, a target's report class, plus the fields no sweep column shows): what a metric may name."""
+    from hwsim.report import Report
+
+    names, todo = set(_SKIP_FIELDS), [Report]
+    while todo:
+        cls = todo.pop()
+        fields, props = _report_layout(cls)
+        names |= set(fields) | set(props)
+        todo.extend(cls.__subclasses__())
+    return frozenset(names)
+
+
 def report_metrics(report: Any) -> dict[str, Any]:
     """The scalar totals of a report: its dataclass fields (target-specific ones included), its
     scalar properties (``macs``, ``edp_js``, ...) and, for a net with several exits, each exit's
