@@ -386,17 +386,14 @@ def check_output_path(path: str | os.PathLike, what: str, suffixes: Iterable[str
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise HwsimError(f"{what} {p}: cannot create folder {d}: {e.strerror or e}") from None
-    if not os.access(d, os.W_OK | os.X_OK):
-        raise HwsimError(f"{what} {p}: no permission to write in folder {d}")
-    if not folder and p.exists() and not os.access(p, os.W_OK):
-        raise HwsimError(f"{what} {p}: the file exists and is not writable")
     _probe_write(p, d, folder, what)
     return p
 
 
 def _probe_write(p: Path, d: Path, folder: bool, what: str) -> None:
-    """Open the file (or a scratch file in the folder) for writing once, leaving nothing behind: permission bits do
-    not tell (root passes ``os.access`` on read-only file systems and pseudo-files such as ``/proc``)."""
+    """Open the file (or a scratch file in the folder) for writing once, leaving nothing behind: the one test that
+    answers for every case (permission bits do not: root passes ``os.access`` on read-only file systems and
+    pseudo-files such as ``/proc``)."""
     import tempfile
 
     from hwsim.errors import HwsimError
