@@ -133,7 +133,7 @@ def _codes32(p, inv_lsb, top, wj, acc32):
     """acc32[q] += wj·clip(rint(p/lsb), 0, top) in float32 (1.5·2^23 rounding, as ADC_RINT32; exact integers)."""
     il = np.float32(inv_lsb)
     tp = np.float32(top)
-    mg = np.float32(12582912.0)
+    mg = np.float32(xb._RINT_MAGIC32)
     w = np.float32(wj)
     for q in range(p.shape[0]):
         c = (p[q] * il + mg) - mg

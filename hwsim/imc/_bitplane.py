@@ -24,6 +24,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from hwsim.imc import xbar as xb
+
 __all__ = ["pack_planes", "split_adc_bits"]
 
 _LOW_BITS = np.uint64(0x0101010101010101)
@@ -179,24 +181,12 @@ def _clip_correction(p, top, sh, acci):
 
 @njit(cache=True)
 def _convert(p, z, zs, inv_lsb, lsb, top, mode, thr, wj, accq):
-    """accq[q] += wj·(code·lsb − p): ADC_RINT (mode 1) or ADC_TABLE (mode 2) of :mod:`hwsim.imc.xbar`, same
-    float64 operations."""
-    mg = 6755399441055744.0  # 1.5·2^52: (v + M) − M rounds |v| < 2^51 half to even
-    for q in range(p.shape[0]):
-        v = np.float64(p[q])
-        x = (v + zs * np.float64(z[q])) * inv_lsb
-        if mode == 1:
-            c = min(max((x + mg) - mg, 0.0), top)
-        else:
-            lo, hi = 0, thr.shape[0]
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if thr[mid] <= x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            c = float(min(lo, top))
-        accq[q] += wj * (c * lsb - v)
+    """accq[q] += wj·(code·lsb − p): the converters of :mod:`hwsim.imc.xbar`, ADC_RINT (mode 1) or ADC_TABLE
+    (mode 2), with ``lin = 1`` (``1.0·p`` is exact: the same bits)."""
+    if mode == 1:
+        xb._convert_rint(p, z, zs, inv_lsb, lsb, top, 1.0, wj, accq)
+    else:
+        xb._convert_table(p, z, zs, inv_lsb, lsb, top, thr, 1.0, wj, accq)
 
 
 @njit(cache=True, parallel=True)

@@ -31,6 +31,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from hwsim.imc import _bitplane as bp
+from hwsim.imc import xbar as xb
 
 __all__ = ["LANES", "GROUP", "TABLE_BYTES", "BLOCK", "chunk_table", "fits", "split_adc_chunks"]
 
@@ -39,7 +40,7 @@ GROUP = 8  # rows per subset-sum group: one byte of a 64-row input bit-plane wor
 TABLE_BYTES = 1 << 22  # at most 4 MB of table; wider splits take the row kernel (measured faster on ResNet-20's
 # 384-pair splits of 4096 pixels, 6.3 MB: its long rows stream; slower on the narrower ones)
 BLOCK = 1024  # pixels per parallel work item (scratch allocated once per item)
-_MAGIC32 = 12582912.0  # 1.5·2^23, as hwsim.imc.xbar._RINT_MAGIC32
+_MAGIC32 = xb._RINT_MAGIC32  # 1.5·2^23: float32 rounding half to even
 
 
 def _vec_ptr(context, builder, ty, arr, offset):
