@@ -36,7 +36,7 @@ from numba import njit, prange
 
 from hwsim.kernels._binary_microkernel import LANES, make_xnor_microkernel, make_xnor_microkernel_nchw
 from hwsim.kernels._microkernel import target_features
-from hwsim.kernels._panels import pack_panels_of_width, pad_rows
+from hwsim.kernels._panels import pack_panels_of_width, pad_rows, row_start
 
 
 def has_avx512_popcount(features: str | None = None) -> bool:
@@ -69,11 +69,6 @@ def pack_panels(w):
     return pack_panels_of_width(w, NP)
 
 
-@njit(cache=True, inline="always")
-def _row_start(b, nblk, m):
-    return m - MR if b == nblk - 1 else b * MR
-
-
 @njit(cache=True)
 def drive(a, rbase, m, aoff, wp, starts, nw, c, ldc, k):
     """Serial: every (panel, row block) tile; ``m`` rows (>= MR) of ``rbase`` are used."""
@@ -81,7 +76,7 @@ def drive(a, rbase, m, aoff, wp, starts, nw, c, ldc, k):
     for p in range(starts.shape[0]):
         w0 = p * nw * NP
         for b in range(nblk):
-            r = _row_start(b, nblk, m)
+            r = row_start(b, nblk, m, MR)
             _MK(a, rbase, r, aoff, wp, w0, NP, nw, c, r * ldc + starts[p], ldc, k)
 
 
@@ -93,7 +88,7 @@ def drive_parallel(a, rbase, m, aoff, wp, starts, nw, c, ldc, k):
     npan = starts.shape[0]
     for task in prange(npan * nblk):
         p = task // nblk
-        r = _row_start(task % nblk, nblk, m)
+        r = row_start(task % nblk, nblk, m, MR)
         _MK(a, rbase, r, aoff, wp, p * nw * NP, NP, nw, c, r * ldc + starts[p], ldc, k)
 
 

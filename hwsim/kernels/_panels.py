@@ -9,6 +9,14 @@ from numba import njit
 __all__ = ["pack_panels_of_width", "pad_rows"]
 
 
+
+@njit(cache=True, inline="always")
+def row_start(b, nblk, m, mr):
+    """First row of row block ``b`` of ``nblk`` blocks of ``mr`` rows over ``m >= mr`` rows: the last block starts
+    at ``m - mr`` and overlaps the one before (its rows are recomputed with the same values)."""
+    return m - mr if b == nblk - 1 else b * mr
+
+
 @njit(cache=True)
 def pack_panels_of_width(w, width):
     """(N, nw) packed rows (any dtype: uint64 bit words here, int32 byte quads for the VNNI GEMM) -> (flat panels of

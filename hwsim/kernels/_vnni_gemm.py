@@ -35,7 +35,7 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from hwsim.kernels._panels import pack_panels_of_width, pad_rows
+from hwsim.kernels._panels import pack_panels_of_width, pad_rows, row_start
 from hwsim.kernels._vnni_microkernel import LANES, make_vnni_microkernel, make_vnni_microkernel_wbcast
 
 MR, NV = 6, 4
@@ -69,11 +69,6 @@ def quads(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-@njit(cache=True, inline="always")
-def _row_start(b, nblk, m):
-    return m - MR if b == nblk - 1 else b * MR
-
-
 @njit(cache=True)
 def drive(a, rbase, m, aoff, wp, starts, nq, c, ldc, irow, icol):
     """Serial: every (panel, row block) tile; ``m`` rows (>= MR) of ``rbase`` are used; tile element
@@ -82,7 +77,7 @@ def drive(a, rbase, m, aoff, wp, starts, nq, c, ldc, irow, icol):
     for p in range(starts.shape[0]):
         w0 = p * nq * NP * 4
         for b in range(nblk):
-            r = _row_start(b, nblk, m)
+            r = row_start(b, nblk, m, MR)
             _MK(a, rbase, r, aoff, wp, w0, NP * 4, nq, c, r * ldc + starts[p], ldc, irow, icol, starts[p])
 
 
@@ -93,7 +88,7 @@ def drive_parallel(a, rbase, m, aoff, wp, starts, nq, c, ldc, irow, icol):
     nblk = (m + MR - 1) // MR
     for task in prange(starts.shape[0] * nblk):
         p = task // nblk
-        r = _row_start(task % nblk, nblk, m)
+        r = row_start(task % nblk, nblk, m, MR)
         _MK(a, rbase, r, aoff, wp, p * nq * NP * 4, NP * 4, nq, c, r * ldc + starts[p], ldc, irow, icol,
             starts[p])
 
@@ -158,7 +153,7 @@ def drive_t(v, vbase, cstart, voff, wpan, o_n, nq, c, ldc, init):
     nblk = (o_n + MR - 1) // MR
     for p in range(vbase.shape[0]):
         for b in range(nblk):
-            o0 = _row_start(b, nblk, o_n)
+            o0 = row_start(b, nblk, o_n, MR)
             _MK_T(v, vbase[p], voff, wpan, b * nq * MR * 4, 4, MR * 4, nq, c, o0 * ldc + cstart[p], ldc, init, o0)
 
 
@@ -169,7 +164,7 @@ def drive_t_parallel(v, vbase, cstart, voff, wpan, o_n, nq, c, ldc, init):
     for task in prange(vbase.shape[0] * nblk):
         p = task // nblk
         b = task % nblk
-        o0 = _row_start(b, nblk, o_n)
+        o0 = row_start(b, nblk, o_n, MR)
         _MK_T(v, vbase[p], voff, wpan, b * nq * MR * 4, 4, MR * 4, nq, c, o0 * ldc + cstart[p], ldc, init, o0)
 
 
@@ -179,7 +174,7 @@ def drive_tn(v, vbase, cstart, voff, wpan, o_n, nq, c, ldc, init):
     nblk = (o_n + MR_N - 1) // MR_N
     for p in range(vbase.shape[0]):
         for b in range(nblk):
-            o0 = o_n - MR_N if b == nblk - 1 else b * MR_N
+            o0 = row_start(b, nblk, o_n, MR_N)
             _MK_TN(v, vbase[p], voff, wpan, b * nq * MR_N * 4, 4, MR_N * 4, nq, c, o0 * ldc + cstart[p], ldc,
                    init, o0)
 
@@ -191,7 +186,7 @@ def drive_tn_parallel(v, vbase, cstart, voff, wpan, o_n, nq, c, ldc, init):
     for task in prange(vbase.shape[0] * nblk):
         p = task // nblk
         b = task % nblk
-        o0 = o_n - MR_N if b == nblk - 1 else b * MR_N
+        o0 = row_start(b, nblk, o_n, MR_N)
         _MK_TN(v, vbase[p], voff, wpan, b * nq * MR_N * 4, 4, MR_N * 4, nq, c, o0 * ldc + cstart[p], ldc,
                init, o0)
 
