@@ -47,7 +47,7 @@ from numba import njit, prange
 
 from hwsim.kernels._conv_tiles import _mk_narrow, _mk_rows, lanes_of
 from hwsim.kernels._dwconv import depthwise3x3  # noqa: F401  (re-exported: the fused depthwise path)
-from hwsim.kernels._microkernel import FAMILIES, lanes
+from hwsim.kernels._microkernel import FAMILIES, NARROW_ROWS, lanes
 from hwsim.kernels._stride2 import deinterleave2_rows
 
 
@@ -422,7 +422,7 @@ def _rows_cost(mg: int, nv: int, rows) -> float:
     return cost
 
 
-_NARROW_ROWS = {1: (8, 1), 2: (8, 4, 1), 3: FAMILIES[0][1]}  # the row tiles of _conv_tiles._mk_narrow
+_NARROW_ROWS = {**NARROW_ROWS, 3: FAMILIES[0][1]}  # the row tiles of _conv_tiles._mk_narrow
 
 
 def _tiles_cost(mg: int, fam: int, vectors: int) -> float:

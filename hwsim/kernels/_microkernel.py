@@ -131,5 +131,6 @@ FAMILIES = ((3, (8, 4, 2, 1)), (4, (6, 4, 2, 1)), (8, (1,)))
 # Narrow tiles for the last column tile of a row of tiles (1 or 2 vectors where the family's 3 or
 # 4 would compute up to 47 / 63 dropped columns: a 14x14 map with pad 1 has 210 flat positions,
 # 14 vectors instead of 15 or 16).
-MK2_8, MK2_4, MK2_1 = (make_microkernel(r, 2) for r in (8, 4, 1))
-MK1_8, MK1_1 = (make_microkernel(r, 1) for r in (8, 1))
+NARROW_ROWS = {1: (8, 1), 2: (8, 4, 1)}  # row tiles of the 1- and 2-vector narrow tiles
+MK2_8, MK2_4, MK2_1 = (make_microkernel(r, 2) for r in NARROW_ROWS[2])
+MK1_8, MK1_1 = (make_microkernel(r, 1) for r in NARROW_ROWS[1])
