@@ -21,6 +21,7 @@ Conventions (the ones the papers' tables use):
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from mapping.graph import Graph, Node, Op
 
 __all__ = ["node_macs", "node_params", "elementwise_ops", "function_ops", "FUNCTION_OPS", "PRODUCT_OPS", "MOVE_ONLY",
-           "LayerStats", "layer_table", "Totals", "totals", "peak_live_elements", "reshape_free"]
+           "LayerStats", "layer_table", "Totals", "totals", "peak_live_elements", "reshape_free", "activation_fusions"]
 
 WEIGHT_OPS = frozenset({Op.CONV2D, Op.LINEAR})
 PRODUCT_OPS = frozenset({Op.MATMUL, Op.ATTENTION})  # products of two (three) activations: MACs without weights
@@ -227,3 +228,18 @@ def peak_live_elements(graph: Graph) -> int:
                 del live[v]
     return int(peak)
 
+
+def activation_fusions(graph: Graph, producers: Collection[Op], is_activation: Callable[[Node], bool],
+                       exclude_outputs: bool = False) -> dict[str, Node]:
+    """Producer name -> the activation node a runtime fuses into it: a one-input node ``is_activation`` accepts,
+    whose input is made by an op in ``producers`` that no other node reads (nor, with ``exclude_outputs``, is a
+    graph output)."""
+    readers = graph.consumers()
+    outs = set(graph.outputs) if exclude_outputs else set()
+    found = {}
+    for n in graph.nodes:
+        if is_activation(n) and len(n.inputs) == 1:
+            src = n.inputs[0]
+            if src in graph and graph[src].op in producers and len(readers.get(src, ())) == 1 and src not in outs:
+                found[src] = n
+    return found

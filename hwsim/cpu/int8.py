@@ -187,15 +187,9 @@ def activation_kind(n: Node) -> str | None:
 def fused_activations(graph: Graph) -> dict[str, Node]:
     """Producer name -> the ReLU/ReLU6 node fused into it: the producer is a conv, fully connected or add whose only
     reader is that activation and which is not itself a graph output (TFLite's fused activation)."""
-    readers = graph.consumers()
-    outs = set(graph.outputs)
-    fused = {}
-    for n in graph.nodes:
-        if activation_kind(n) is not None and len(n.inputs) == 1:
-            src = n.inputs[0]
-            if src in graph and graph[src].op in _FUSABLE and len(readers[src]) == 1 and src not in outs:
-                fused[src] = n
-    return fused
+    from mapping.analysis import activation_fusions
+
+    return activation_fusions(graph, _FUSABLE, lambda n: activation_kind(n) is not None, exclude_outputs=True)
 
 
 def _check_conv(n: Node) -> None:

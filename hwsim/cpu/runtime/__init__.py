@@ -104,15 +104,10 @@ def fused_activations(graph: Graph, runtime: str = "ncnn") -> frozenset[str]:
     """Names of activation nodes a runtime fuses into the layer that feeds them (their only input is that layer's
     output and that output has no other reader): a conv or fully connected layer, and for the TFLite runtimes
     (:data:`FUSE_INTO_ADD`) also an add."""
+    from mapping.analysis import activation_fusions
+
     producers = {Op.CONV2D, Op.LINEAR} | ({Op.ADD} if runtime in FUSE_INTO_ADD else set())
-    readers = graph.consumers()
-    fused = set()
-    for node in graph.nodes:
-        if node.op in FUSABLE_ACTIVATIONS and len(node.inputs) == 1 and node.inputs[0] in graph:
-            src = graph[node.inputs[0]]
-            if src.op in producers and len(readers.get(src.name, ())) == 1:
-                fused.add(node.name)
-    return frozenset(fused)
+    return frozenset(a.name for a in activation_fusions(graph, producers, lambda n: n.op in FUSABLE_ACTIVATIONS).values())
 
 
 def _rates(c: ArmCore, spec, w: Work) -> tuple[float, float, float]:
