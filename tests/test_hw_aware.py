@@ -73,6 +73,7 @@ SPECS["physics-offset"] = dataclasses.replace(SPECS["clip-5bit"], on_off_ratio=1
                                               drift_time_s=86400.0, drift_nu_mean=0.05, drift_compensation=True)
 SPECS["physics-diff"] = dataclasses.replace(SPECS["scale-diff-dac2"], on_off_ratio=10.0, ir_drop=0.03,
                                             adc_inl_lsb=0.3, drift_time_s=3e7, drift_nu_mean=0.03)
+SPECS["physics-refcol"] = dataclasses.replace(SPECS["physics-offset"], reference_column=True)  # g_min subtracted
 
 
 def _compare(model, spec, x):

@@ -125,13 +125,6 @@ def _autograd():
     return Digits, Adc
 
 
-def _lsb(spec: IMCSpec, rows: int) -> float:
-    """ADC LSB of a row split of ``rows`` rows (the simulator's own, :func:`hwsim.imc.numerics._lsb`)."""
-    from hwsim.imc.numerics import _lsb as lsb
-
-    return lsb(spec, rows)
-
-
 def _grid(g, spec: IMCSpec):
     """Conductances [G, rows, Q] on the simulator's 2^-F grid (F per group from its largest cell;
     :func:`hwsim.imc.physics.grid_bits`), straight-through."""
@@ -246,6 +239,8 @@ def crossbar_acc(qx, qw, x_signed: bool, spec: IMCSpec):
     import torch
     import torch.nn.functional as F
 
+    from hwsim.imc.numerics import _lsb as adc_lsb
+
     digits, adc = _autograd()
     gn, m, k = qx.shape
     j_n, top = spec.input_steps, float(2**spec.adc_bits - 1)
@@ -263,7 +258,7 @@ def crossbar_acc(qx, qw, x_signed: bool, spec: IMCSpec):
         cells, coef, flip_w = _split_cells(nominals, k0, rows, spec)
         g = _physics(cells, spec)  # [G, rows, Q]
         p = torch.matmul(xs[:, :, k0:k0 + rows], g)  # [G, J·M, Q]: the bit-line partial sums
-        lsb = _lsb(spec, rows)
+        lsb = adc_lsb(spec, rows)  # the simulator's own
         v = adc.apply(p, lsb, top, spec.adc_noise_lsb * lsb, thr)
         # Σ_j 2^(j·d)·value: exact in float32 while its bound (codes·lsb·2^input_bits) stays below 2^24
         dt = torch.float32 if top * lsb * 2.0**spec.input_bits < 2**24 else torch.float64
