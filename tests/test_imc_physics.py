@@ -496,3 +496,16 @@ def test_analog_sums_beyond_the_exact_grid_are_refused():
     with pytest.raises(SpecError, match="exceed the 2\\^23 levels"):
         ph.grid_bits(spec, 294.0)
     assert ph.grid_bits(dataclasses.replace(spec, rows=128, dac_bits=1), 294.0) >= 0
+
+
+def test_too_wide_analog_sums_are_refused_before_any_layer_runs(monkeypatch):
+    import importlib
+
+    spec = dataclasses.replace(hwsim.load_preset("imc/isaac"), rows=512, dac_bits=8, cell_bits=8, on_off_ratio=10,
+                               conductance_sigma=0.02)
+    S = importlib.import_module("hwsim.imc.simulate")
+    monkeypatch.setattr(S, "_outputs", lambda *a, **k: pytest.fail("a layer ran before the refusal"))
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with pytest.raises(SpecError, match="exceed the 2\\^23 levels"):
+        hwsim.simulate("resnet20", spec, x=x)
+    assert hwsim.simulate("resnet20", spec).report.latency_s > 0  # the cost model alone still runs

@@ -18,6 +18,7 @@ import numpy as np
 
 from hwsim.cache import IdentityCache
 from hwsim.errors import SpecError
+from hwsim.imc import physics as ph
 from hwsim.imc.cost import CrossbarCost, DigitalCost, node_costs, tile_area_mm2, tile_power_w
 from hwsim.imc.fit import buffer_param_bytes, fit_from_mapping, prepare
 from hwsim.imc.spec import IMCSpec
@@ -141,6 +142,8 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
         raise SpecError(f"imc target: mode must be one of {list(MODES)}, got {mode!r}")
     if not isinstance(max_chunks, int) or max_chunks < 1:
         raise SpecError(f"imc target: max_chunks must be a positive int, got {max_chunks!r}")
+    if x is not None and ph.analog(spec):  # the nominal largest conductance already too wide for exact sums: refused
+        ph.grid_bits(spec, 2**spec.cell_bits - 1 + ph.g_offset(spec))  # before any layer runs (noise may add later)
     from hwsim.imc.schedule import schedule
 
     folded, geo, st = prepare(graph)
