@@ -61,7 +61,7 @@ from mapping.graph import Op
 
 ROOT = Path(__file__).resolve().parents[1]
 LCE_COMMIT = "larq/compute-engine@e6860fcfda03a21eef157a181cc2351cef7a22bc README.md"
-DABNN_COMMIT = "JDAI-CV/dabnn@d93aa950788319d92ade545eb7fe7ac6f1589fd1 README.md"
+DABNN_README = "JDAI-CV/dabnn@d93aa950788319d92ade545eb7fe7ac6f1589fd1 README.md"
 # (zoo net, device, threads, published ms, engine, source)
 PUBLISHED = [
     ("quicknet-small", "rpi4", 1, 27.7, "LCE", LCE_COMMIT), ("quicknet", "rpi4", 1, 45.0, "LCE", LCE_COMMIT),
@@ -69,7 +69,7 @@ PUBLISHED = [
     ("quicknet", "rpi4", 4, 20.8, "LCE", LCE_COMMIT), ("quicknet-large", "rpi4", 4, 31.7, "LCE", LCE_COMMIT),
     ("quicknet-small", "pixel1", 1, 16.8, "LCE", LCE_COMMIT), ("quicknet", "pixel1", 1, 25.5, "LCE", LCE_COMMIT),
     ("quicknet-large", "pixel1", 1, 44.2, "LCE", LCE_COMMIT), ("birealnet18", "pixel1", 1, 41.6, "LCE", LCE_COMMIT),
-    ("birealnet18", "pixel1", 1, 61.3, "daBNN", DABNN_COMMIT),
+    ("birealnet18", "pixel1", 1, 61.3, "daBNN", DABNN_README),
 ]
 DABNN_BENCH = "JDAI-CV/dabnn@d93aa950788319d92ade545eb7fe7ac6f1589fd1 docs/benchmark_and_comparison.md"
 # (benchmark, published ms, input channels, output channels, kernel, stride, output height = width)
@@ -198,7 +198,7 @@ def markdown(res: dict) -> str:
             f"(LPDDR4 peak) replaced by the Pi 4's measured STREAM bandwidth, {RPI4_STREAM_BW / 1e9:g} GB/s "
             "(sci-pi.org.uk/bench/stream.html); median abs error then "
             f"{res['summary']['rpi4 (LCE)']['median_abs_error_pct_at_stream_bw']:.1f} %.", "",
-            "Sources: " + LCE_COMMIT + "; " + DABNN_COMMIT + "; " + DABNN_BENCH + ". pixel1 = Kryo approximated by the cortex-a72 "
+            "Sources: " + LCE_COMMIT + "; " + DABNN_README + "; " + DABNN_BENCH + ". pixel1 = Kryo approximated by the cortex-a72 "
             "record at 2.15 GHz (no Kryo record in hwsim; its double-slot Q-form instructions are the A72's, and "
             "the phone's memory is the Pi 4 preset's)."]
     return "\n".join(out) + "\n"
