@@ -48,7 +48,7 @@ from hwsim.evaluate_data import (  # noqa: F401 (the data side; re-exported, as 
 from hwsim.specs import is_integer
 
 __all__ = ["evaluate", "Evaluation", "Dataset", "as_dataset", "load_data", "net_graph", "check_data",
-           "reference_outputs", "hardware_outputs", "data_metrics", "DATA_METRICS", "EvaluationError", "LabelError"]
+           "reference_outputs", "hardware_outputs", "fixed_calibration", "data_metrics", "DATA_METRICS", "EvaluationError", "LabelError"]
 
 DATA_METRICS = ("accuracy", "top1_agreement", "rel_rms_error")  # columns computed from a data set
 
@@ -181,16 +181,17 @@ def _reads_per_batch(spec: Any) -> bool:
 CALIB_SAMPLES = 256
 
 
-def _fixed_calibration(spec: Any, x: np.ndarray, size: int, opts: tuple) -> tuple[tuple, str | None]:
+def fixed_calibration(spec: Any, x: np.ndarray, graph, opts: tuple) -> tuple[tuple, str | None]:
     """The run options with one fixed int8 calibration batch, and the note saying so.
 
     A target that calibrates int8 activations (``calib=``; the CPU target's int8 precision) would otherwise calibrate
     each simulated batch on itself: a different quantized model per batch, unlike a deployed one. Unless the caller
-    passed ``options={"calib": ...}``, every batch uses the first ``size`` samples of ``x`` (:data:`CALIB_SAMPLES`,
-    or 1 for a graph that computes one sample: the result does not depend on ``batch_size``)."""
+    passed ``options={"calib": ...}``, every batch uses the first :data:`CALIB_SAMPLES` samples of ``x`` (1 for a
+    ``graph`` that computes one sample): the result depends neither on the batch size nor on the caller
+    (:func:`evaluate`, a sweep's or a search's accuracy columns)."""
     if "calib" in dict(opts) or getattr(spec, "precision", None) != "int8" or not _takes(spec, "calib"):
         return opts, None
-    calib = x[:size]
+    calib = x[:1 if graph.batch_fixed else CALIB_SAMPLES]
     note = (f"int8 activation ranges calibrated once, on the first {len(calib)} samples of x (optimistic; "
             "options={'calib': array} calibrates on other data)")
     return tuple(sorted({**dict(opts), "calib": calib}.items())), note
@@ -426,7 +427,7 @@ def evaluate(model: Any, spec: Any, x: Any, y: Any = None, *, seeds: Iterable[in
     module = model if _is_module(model) else None
     ref = reference_outputs(graph, ds, size, module)
     batches = _batches(ds.x, size)
-    run_opts, note = _fixed_calibration(spec, ds.x, 1 if graph.batch_fixed else CALIB_SAMPLES, opts)
+    run_opts, note = fixed_calibration(spec, ds.x, graph, opts)
     if note:
         report = dataclasses.replace(report, notes=report.notes + (note,))
     net = GraphNet(graph.name, graph_digest(graph), graph)

@@ -70,3 +70,37 @@ def test_a_calibration_set_of_the_wrong_shape_is_refused_before_the_reference_ru
     monkeypatch.setattr(ev_mod, "reference_outputs", no_reference)
     with pytest.raises(ShapeError, match=r"\(4, 1, 4, 4\)"):
         evaluate(model, "cpu/cortex-m4", x, y, batch_size=60, options={"calib": np.zeros((4, 1, 4, 4), np.float32)})
+
+
+
+def test_sweep_accuracy_calibrates_once_as_evaluate_does(digits_small, monkeypatch):
+    """A sweep's accuracy columns on an int8 spec come from the same single calibration as hwsim.evaluate (each
+    data batch was calibrated on itself: the same data gave other int8 figures in a sweep than in evaluate)."""
+    sweep_eval = importlib.import_module("hwsim.codesign.sweep_eval")
+    model, x, y = digits_small
+    monkeypatch.setattr(importlib.import_module("hwsim.evaluate"), "CALIB_SAMPLES", 80)
+    monkeypatch.setattr(sweep_eval, "DATA_BATCH", 50)  # three data batches, none of them the calibration set
+    ev = evaluate(model, "cpu/cortex-m4", x, y, batch_size=50).table.iloc[0]
+    df = hwsim.sweep(model, "cpu/cortex-m4", data=(x, y), metrics=["accuracy", "rel_rms_error"], workers=1)
+    assert df["accuracy"].iloc[0] == ev["accuracy"]
+    assert df["rel_rms_error"].iloc[0] == pytest.approx(ev["rel_rms_error"], rel=1e-4)
+    graph = hwsim.as_graph(model, (1,) + x.shape[1:])
+    per_batch = np.concatenate([hwsim.simulate(graph, "cpu/cortex-m4", x[i:i + 50]).outputs for i in (0, 50, 100)])
+    assert data_metrics(per_batch, _torch(model, x), y)["rel_rms_error"] != pytest.approx(ev["rel_rms_error"], rel=1e-4)
+
+
+def test_search_accuracy_calibrates_once_as_evaluate_does(monkeypatch):
+    import nets
+    from hwsim.codesign.search import search
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((12, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 12)
+    monkeypatch.setattr(importlib.import_module("hwsim.evaluate"), "CALIB_SAMPLES", 4)
+    monkeypatch.setattr(importlib.import_module("hwsim.codesign.sweep"), "DATA_BATCH", 4)
+    r = search({"resnet20": {"base_width": [4]}}, "cpu/cortex-m4", storage=":memory:", n_trials=1,
+                      objectives=["latency_s", "rel_rms_error"], data=(x, y))
+    trial = r.trials[r.trials.state == "COMPLETE"].iloc[0]
+    ev = evaluate(nets.get("resnet20", base_width=4), "cpu/cortex-m4", x, y, batch_size=4)
+    assert trial["top1_agreement"] == ev.top1_agreement_mean
+    assert trial["rel_rms_error"] == pytest.approx(ev.rel_rms_error_mean, rel=1e-4)

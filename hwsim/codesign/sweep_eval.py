@@ -231,12 +231,13 @@ def _reference(net: ZooNet | GraphNet, graph, data) -> Any:
 
 def _data_figures(graph, spec: Any, settings: EvalSettings, ref) -> dict[str, float]:
     """accuracy (when the data has labels), top1_agreement and rel_rms_error of ``spec``'s outputs on the data."""
-    from hwsim.evaluate import data_metrics, hardware_outputs
+    from hwsim.evaluate import data_metrics, fixed_calibration, hardware_outputs
 
     data = settings.data
     size = 1 if graph.batch_fixed else DATA_BATCH
     batches = [data.x[i:i + size] for i in range(0, len(data), size)]
-    out = hardware_outputs(graph, spec, batches, settings.seed, dict(settings.options))
+    opts, _ = fixed_calibration(spec, data.x, graph, tuple(settings.options))
+    out = hardware_outputs(graph, spec, batches, settings.seed, dict(opts))
     return data_metrics(out, ref, data.y)
 
 
