@@ -170,19 +170,30 @@ def check_options(simulate_fn: Any, target: str, options: Mapping[str, Any]) -> 
         raise SpecError(f"{target} target: unknown option{'s' if len(unknown) > 1 else ''} "
                         f"{', '.join(map(repr, unknown))}; it takes {', '.join(takes) or 'none'}")
     for k, v in options.items():
-        want = _SCALAR_OPTIONS.get(str(params[k].annotation))
+        want = _SCALAR_OPTIONS.get(annotation_key(params[k].annotation))
         if want is not None and not want[0](v):
             raise SpecError(f"{target} target: option {k}={v!r} must be {want[1]} (on the command line a JSON "
                             "value: true, false, 3, 0.5, null)")
 
 
-# target options whose annotation is one of these scalar types: (check, what the message asks for)
+def annotation_key(annotation: Any) -> str:
+    """A target option's annotation as :data:`_SCALAR_OPTIONS` names it: the string of a postponed annotation
+    (``from __future__ import annotations``) or a type's name, spaces dropped, ``Optional[X]`` as ``X|None``."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    text = text.replace(" ", "").replace("typing.", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        text = text[len("Optional["):-1] + "|None"
+    return text
+
+
+# target options whose annotation is one of these scalar types: (check, what the message asks for); an option of
+# another type is its target's to check (tests/test_api_options.py holds the list)
 _SCALAR_OPTIONS = {
     "bool": (lambda v: isinstance(v, (bool, np.bool_)), "true or false"),
     "int": (is_integer, "an integer"),
-    "int | None": (lambda v: v is None or is_integer(v), "an integer or null"),
+    "int|None": (lambda v: v is None or is_integer(v), "an integer or null"),
     "float": (is_real, "a number"),
-    "float | None": (lambda v: v is None or is_real(v), "a number or null"),
+    "float|None": (lambda v: v is None or is_real(v), "a number or null"),
     "str": (lambda v: isinstance(v, str), "a string"),
 }
 

@@ -235,20 +235,23 @@ def check_values(x, what: str = "x") -> np.ndarray:
     return f
 
 
-def check_input(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """Validate an input array against the graph's input (any batch size) and make it float32 C-order.
+def check_input(graph: Graph, x: np.ndarray, what: str = "input") -> np.ndarray:
+    """Validate an input array (``what``: its name in a message) against the graph's input (any batch size) and
+    make it float32 C-order.
 
     Refused with a one-line :class:`~hwsim.errors.ShapeError`: a shape that does not match, complex, boolean or
     non-numeric dtypes, and NaN/inf values (:func:`check_values`)."""
+    if what != "input":
+        x = check_values(x, what)  # not an array of numbers at all: say so before its shape
     x = np.asarray(x)
     want = graph.input_shape
     if x.ndim != len(want) or tuple(x.shape[1:]) != tuple(want[1:]):
-        raise ShapeError(f"input of shape {tuple(x.shape)} does not match the network's input "
+        raise ShapeError(f"{what} of shape {tuple(x.shape)} does not match the network's input "
                          f"(N, {', '.join(map(str, want[1:]))})")
     if graph.batch_fixed and x.shape[0] != 1:
         raise ShapeError(f"{graph.name} moves or merges the batch dimension, so its graph computes one sample: "
                          f"run it with batch 1 (got a batch of {x.shape[0]})")
-    return check_values(x)
+    return check_values(x, "x" if what == "input" else what)
 
 
 # ----------------------------------------------------------------------------- progress

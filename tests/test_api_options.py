@@ -58,3 +58,55 @@ def test_options_of_the_right_type_pass():
 
     r = hwsim.simulate("tfc-w1a1", "cpu/cortex-a72", fold_bn=np.bool_(False), threads=np.int64(1))
     assert r.report.latency_s > 0
+
+
+# options whose annotation is no scalar: checked by their target (a one-line error there, tested with it)
+TARGET_CHECKED = {("cpu", "calib"), ("fpga", "folding")}
+
+
+def test_every_target_option_is_type_checked_before_work():
+    """An option added with an annotation :data:`hwsim.api._SCALAR_OPTIONS` does not know (``Optional[int]``, a new
+    spelling) would go unchecked: each is either a known scalar or named as its target's to check."""
+    import inspect
+
+    from hwsim.api import _SCALAR_OPTIONS, annotation_key
+    from hwsim.target import load_target
+
+    for target in ("cpu", "imc", "fpga"):
+        params = inspect.signature(load_target(target).simulate).parameters
+        for name, p in params.items():
+            if p.kind is p.KEYWORD_ONLY and name != "seed":
+                assert annotation_key(p.annotation) in _SCALAR_OPTIONS or (target, name) in TARGET_CHECKED, \
+                    (target, name, p.annotation)
+
+
+@pytest.mark.parametrize("annotation, key", [("int | None", "int|None"), ("Optional[int]", "int|None"),
+                                             ("typing.Optional[float]", "float|None"), (bool, "bool"),
+                                             ("Sequence[tuple[int, int]] | str", "Sequence[tuple[int,int]]|str")])
+def test_annotation_spellings_name_one_check(annotation, key):
+    from hwsim.api import annotation_key
+
+    assert annotation_key(annotation) == key
+
+
+def test_an_optional_int_option_is_checked(monkeypatch):
+    from typing import Optional
+
+    def simulate(graph, spec, x=None, *, seed: int = 0, rows: Optional[int] = None):  # noqa: UP045 (the spelling tested)
+        raise AssertionError("ran before its option was checked")
+
+    from hwsim.api import check_options
+
+    with pytest.raises(SpecError, match=r"rows='4' must be an integer or null"):
+        check_options(simulate, "imc", {"rows": "4"})
+
+
+@pytest.mark.parametrize("calib, words", [("abc", "calib must be an array of real numbers"),
+                                          ([1.0, 2.0], r"calib of shape \(2,\) does not match")])
+def test_a_calibration_set_that_is_no_batch_is_named(calib, words):
+    import numpy as np
+
+    from hwsim.errors import ShapeError
+
+    with pytest.raises(ShapeError, match=words):
+        hwsim.simulate("resnet20", "cpu/cortex-m4", np.zeros((1, 3, 32, 32), np.float32), calib=calib)

@@ -170,7 +170,7 @@ def simulate(graph: Graph, spec: CPUSpec, x: np.ndarray | None = None, *, seed: 
         from hwsim.functional import check_input  # cost report comes first)
 
         x = None if x is None else check_input(g, x)
-        calib = None if calib is None else check_input(g, calib)
+        calib = None if calib is None else check_input(g, calib, "calib")
     report = _report(graph.name, g, spec, _cores_used(spec, threads), fold_bn)
     outputs: Sequence[np.ndarray] | np.ndarray | None = None
     if x is not None:
