@@ -77,10 +77,13 @@ def test_bad_data_refused_before_any_point(digits, monkeypatch):
         (dict(data=(x, y.astype(np.float32))), LabelError, "dtype float32"),
         (dict(data=(x[:, :, :4], y)), ShapeError, "takes samples of shape (1, 8, 8)"),
         (dict(data="nowhere.npz"), EvaluationError, "does not exist"),
+        (dict(data=(x, np.where(y == 0, 12, y))), LabelError, "sweep: label 12 is not a class of"),
     ]
     for kwargs, exc, words in cases:
         with pytest.raises(exc, match=words.replace("(", r"\(").replace(")", r"\)")):
             hwsim.sweep(model, grid, **kwargs)
+    with pytest.raises(LabelError, match="sweep: label 12 is not a class of resnet20, whose output has 10"):
+        hwsim.sweep(["resnet20"], grid, data=(np.zeros((2, 3, 32, 32), np.float32), np.array([1, 12])))
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

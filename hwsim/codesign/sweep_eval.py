@@ -251,9 +251,10 @@ def sweep_dataset(data: Any):
 
 def _sweep_data(data: Any, metrics: Any, refs: Sequence[ZooNet | GraphNet], who: str = "sweep"):
     """The sweep's data set (None without one), checked against the metrics and every net's input before any point:
-    a data metric without data or accuracy without labels, a net that cannot take the samples: one line."""
+    a data metric without data or accuracy without labels, a net that cannot take the samples, labels that are no
+    class of a net's output (each net traced here, once: the points reuse the trace in this process): one line."""
     from hwsim.errors import ShapeError
-    from hwsim.evaluate import DATA_METRICS, LabelError
+    from hwsim.evaluate import DATA_METRICS, LabelError, check_data
 
     names = [] if metrics is None else [m if isinstance(m, str) else m[1] for m in metrics]
     wanted = [m for m in names if isinstance(m, str) and m in DATA_METRICS]
@@ -270,4 +271,10 @@ def _sweep_data(data: Any, metrics: Any, refs: Sequence[ZooNet | GraphNet], who:
         if tuple(shape[1:]) != tuple(ds.x.shape[1:]):
             raise ShapeError(f"{who}: net {r.label} takes samples of shape {tuple(shape[1:])}, the data's are "
                              f"{tuple(ds.x.shape[1:])} (give the net an input_shape, or other data)")
+    if ds.y is not None:
+        for r in refs:
+            try:
+                check_data(ds, _graph(r))
+            except LabelError as e:
+                raise LabelError(f"{who}: {e}") from None
     return ds
