@@ -287,6 +287,38 @@ def _export_module(model: nn.Module, x: torch.Tensor) -> fx.GraphModule:
     return ep.module()
 
 
+def _module_state(model: nn.Module) -> list[tuple]:
+    """What tracing may change in ``model``: each submodule's attributes, parameters and submodules (a forward that
+    assigns ``self.x = ...`` leaves a torch.fx Proxy there when tracing runs it) and its buffers' values (a forward
+    that updates a buffer in place); :func:`_restore` puts them back, so an import, done or refused, leaves the
+    model as it was."""
+    return [(m, dict(m.__dict__), dict(m._parameters), dict(m._modules),
+             {k: (b, None if b is None else b.detach().clone()) for k, b in m._buffers.items()})
+            for m in model.modules()]
+
+
+def _changed_buffers(state: list[tuple]) -> list[str]:
+    """Buffers whose values the import's forward passes changed in place (a stateful forward)."""
+    names = {id(m): k for k, m in state[0][0].named_modules()}
+    return [f"{names[id(m)] + '.' if names[id(m)] else ''}{k}" for m, *_, buffers in state
+            for k, (b, value) in buffers.items() if b is not None and not torch.equal(b, value)]
+
+
+def _restore(state: list[tuple]) -> None:
+    for m, attrs, params, modules, buffers in state:
+        m.__dict__.clear()
+        m.__dict__.update(attrs)
+        m._parameters.clear()
+        m._parameters.update(params)
+        m._modules.clear()
+        m._modules.update(modules)
+        m._buffers.clear()
+        for k, (b, value) in buffers.items():
+            if b is not None:
+                b.copy_(value)  # the same tensor object, its value before the import
+            m._buffers[k] = b
+
+
 def _graph_module(model: nn.Module, x: torch.Tensor) -> tuple[fx.GraphModule, str]:
     try:
         return _fx_module(model), "torch.fx"
@@ -319,6 +351,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
     if sample is None:
         sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     x = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
+    state = _module_state(model)
     was_training = model.training
     model.eval()
     try:
@@ -335,6 +368,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
                     raise e_fx from None
         from mapping.verify import check_finite_params
 
+        changed = _changed_buffers(state)
+        if changed:
+            raise UnsupportedOpError(f"{type(model).__name__}.forward changes buffer {changed[0]!r} in place: each call "
+                                     "computes something else, so no one graph is the model (the buffer is restored)")
         check_finite_params(graph)
         if verify:
             from mapping.verify import verify as check
@@ -349,6 +386,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
                 raise
         return graph
     finally:
+        with torch.no_grad():
+            _restore(state)
         model.train(was_training)
 
 

@@ -1,0 +1,79 @@
+"""An import never changes the user's model: attributes a forward assigns, buffers it updates, whether the import
+is done or refused; a forward that changes its own buffers is refused (no one graph computes it)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import hwsim
+from hwsim.errors import UnsupportedOpError
+
+X = np.random.default_rng(0).standard_normal((2, 8, 6, 6)).astype(np.float32)
+
+
+class EmaOverBatch(nn.Module):
+    """Assigns a new tensor to a buffer from a batch mean: refused (a batch-wise op), after torch.fx ran forward
+    on proxies, which it left in ``self.ema``."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(8, 8, 1)
+        self.register_buffer("ema", torch.zeros(8))
+
+    def forward(self, x):
+        y = self.c(x)
+        self.ema = 0.9 * self.ema + 0.1 * y.mean((0, 2, 3))
+        return y - self.ema.view(1, -1, 1, 1)
+
+
+class KeepsLast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(8, 8, 1)
+        self.last = None
+
+    def forward(self, x):
+        y = self.c(x)
+        self.last = y
+        return torch.relu(y)
+
+
+class DoublesScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(8, 8, 1)
+        self.register_buffer("scale", torch.ones(1))
+
+    def forward(self, x):
+        self.scale.mul_(2.0)
+        return self.c(x) * self.scale
+
+
+def test_a_refused_import_leaves_the_model_as_it_was():
+    m = EmaOverBatch().eval()
+    with pytest.raises(UnsupportedOpError, match="batch"):
+        hwsim.simulate(m, "cpu/host", X)
+    assert type(m.ema) is torch.Tensor and torch.equal(m.ema, torch.zeros(8))
+    assert list(m.state_dict()) == ["ema", "c.weight", "c.bias"]
+    with torch.no_grad():
+        assert isinstance(m(torch.from_numpy(X)), torch.Tensor)  # the user's model still runs
+    with pytest.raises(UnsupportedOpError, match="batch"):  # and a second import says the same
+        hwsim.simulate(m, "cpu/host", X)
+
+
+def test_a_done_import_leaves_assigned_attributes_as_they_were():
+    m = KeepsLast().eval()
+    out = hwsim.simulate(m, "cpu/host", X).outputs
+    assert m.last is None
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(torch.from_numpy(X)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_forward_that_changes_its_buffers_is_refused_and_the_buffer_restored():
+    m = DoublesScale().eval()
+    scale = m.scale
+    with pytest.raises(UnsupportedOpError, match="DoublesScale.forward changes buffer 'scale' in place"):
+        hwsim.simulate(m, "cpu/host", X)
+    assert m.scale is scale and m.scale.item() == 1.0
