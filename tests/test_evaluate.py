@@ -51,6 +51,16 @@ def test_imc_exact_adc_agrees_with_float_and_3_bit_adc_loses_accuracy(digits):
     assert low.report.energy_j < exact.report.energy_j  # the cost report is of the spec evaluated
 
 
+def test_imc_accuracy_does_not_depend_on_the_batch_size(digits):
+    """Inputs are quantized per sample on an ideal chip: the same figures whatever batch_size groups them."""
+    model, x, y = digits
+    spec = dataclasses.replace(hwsim.load_preset("imc/isaac"), adc_bits=4)
+    a = evaluate(model, spec, x[:60], y[:60], batch_size=60).table
+    b = evaluate(model, spec, x[:60], y[:60], batch_size=7).table
+    assert a["accuracy"].iloc[0] == b["accuracy"].iloc[0] and a["top1_agreement"].iloc[0] == b["top1_agreement"].iloc[0]
+    assert a["rel_rms_error"].iloc[0] == pytest.approx(b["rel_rms_error"].iloc[0], rel=1e-5)  # (torch's batching)
+
+
 @pytest.mark.slow  # 3 to 6 s: 9 noisy bit-level evaluations
 def test_seeds_differ_only_with_noise(digits):
     model, x, y = digits

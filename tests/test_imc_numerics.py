@@ -144,13 +144,15 @@ def test_conv_layer_bit_exact(cfg, bitlevel):
     x = np.random.default_rng(0).normal(size=(2, cin, hw, hw)).astype(np.float32)
     spec = IMCSpec(rows=20, cols=64, cell_bits=1, adc_bits=5, weight_bits=8, input_bits=6)  # 20 rows x 1 x 1 <= 31
     got = make_kernels(spec, force_bitlevel=bitlevel)[Op.CONV2D](graph, node, [x])
-    sx, signed = input_scale(x, 6)
-    xq = quantize_input(x, 6, sx, signed)
     qw, sw = quantize_weights(graph.param(node, "weight"), 8)
     a = node.attrs
-    acc = ref_conv_int(xq, qw, a.stride, a.padding, a.dilation, a.groups)
-    want = dequantize(acc, sx, sw, graph.param(node, "bias"), channel_axis=1)
-    assert np.array_equal(got, want)
+
+    def alone(xi):  # one sample, quantized with its own scale (a chip converts one input at a time)
+        sx, signed = input_scale(xi, 6)
+        acc = ref_conv_int(quantize_input(xi, 6, sx, signed), qw, a.stride, a.padding, a.dilation, a.groups)
+        return dequantize(acc, sx, sw, graph.param(node, "bias"), channel_axis=1)
+
+    assert np.array_equal(got, np.concatenate([alone(x[i:i + 1]) for i in range(len(x))]))
     ref = conv(torch.from_numpy(x)).detach().numpy()
     assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()  # and close to float
 
@@ -174,6 +176,11 @@ def test_conv_layer_bit_exact_with_column_flip(cfg):
 
 
 # ----------------------------------------------------------------------------- whole networks
+def _each_sample(layer):
+    """``layer`` (one sample -> outputs) run on every sample of a batch alone: the per-sample input scale."""
+    return lambda g, n, xs: np.concatenate([layer(g, n, [xs[0][i:i + 1]]) for i in range(len(xs[0]))])
+
+
 def _ref_kernels():
     def conv(g, n, xs):
         qp = n.meta["quant"]
@@ -191,7 +198,7 @@ def _ref_kernels():
         qw, sw = quantize_weights(g.param(n, "weight"), qp.weight_bits)
         return dequantize(xq @ qw.T, sx, sw, g.param(n, "bias") if "bias" in n.params else None, 1)
 
-    return {Op.CONV2D: conv, Op.LINEAR: linear}
+    return {Op.CONV2D: _each_sample(conv), Op.LINEAR: _each_sample(linear)}
 
 
 NETS = [("itnet", dict(iterations=2), (1, 3, 32, 32)), ("resnet20", {}, (1, 3, 32, 32)),
@@ -361,3 +368,20 @@ def test_fast_adc_kernels_equal_the_row_add_kernel(case):
             assert np.array_equal(got, ref)
     assert not np.array_equal(ref, acc0)  # the case converts something
     assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("spec", [IMCSpec(rows=20, cols=64, cell_bits=1, adc_bits=5, weight_bits=8, input_bits=6),
+                                  IMCSpec(weight_bits=8, input_bits=8)], ids=["clipping-adc", "exact"])
+def test_a_samples_outputs_do_not_depend_on_its_batch(spec):
+    """Inputs are quantized per sample (a chip converts one input at a time): a sample alone, beside a mate ten
+    times larger, or beside one with no negative value (unsigned, the other group) gives the same outputs."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 6 * 6, 5)).eval()
+    graph = hwsim.as_graph(net, (1, 3, 6, 6))
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1, 3, 6, 6)).astype(np.float32)
+    alone = hwsim.simulate(graph, spec, x).outputs
+    for mate in (10 * rng.normal(size=x.shape), np.abs(rng.normal(size=x.shape))):
+        both = hwsim.simulate(graph, spec, np.concatenate([mate.astype(np.float32), x])).outputs
+        assert np.array_equal(both[1:], alone)
+        assert np.array_equal(both[:1], hwsim.simulate(graph, spec, mate.astype(np.float32)).outputs)

@@ -6,7 +6,7 @@
 
 1. batch norm folded into the conv/linear before it, exactly as ``mapping.passes.fold_bn`` does it (with the
    BN's running statistics, which are frozen during fine-tuning; gamma and beta train through the fold);
-2. inputs quantized per tensor (max-abs of the actual tensor, signed iff it has a negative value) to
+2. inputs quantized per sample (max-abs of each sample's input, signed iff it has a negative value) to
    ``input_bits``, weights per output channel (symmetric) to ``weight_bits`` (``mapping.passes.quantize``);
 3. the crossbar: offset or differential weight encoding, inputs in ``dac_bits`` steps, weights in ``cell_bits``
    cells, rows split in ``spec.rows``, ISAAC's column flips, one partial sum per (row split, input step, cell
@@ -35,7 +35,6 @@ names) to simulate or evaluate on the bit-level simulator.
 from __future__ import annotations
 
 import contextvars
-import copy
 import dataclasses
 import functools
 import warnings
@@ -47,6 +46,7 @@ import numpy as np
 from hwsim.errors import HwsimError, ShapeError, UnsupportedOpError
 from hwsim.imc import physics as ph
 from hwsim.imc.spec import IMCSpec, SignedWeights
+from mapping.trace import copy_module
 
 __all__ = ["hw_aware", "check_spec", "crossbar_acc", "EMULATED_FIELDS", "COST_ONLY_FIELDS"]
 
@@ -70,8 +70,7 @@ COST_ONLY_FIELDS = frozenset({
 
 
 def check_spec(spec: IMCSpec) -> list[str]:
-    """The spec fields the emulation does not reproduce that are set away from their defaults (:func:`hw_aware`
-    warns once for each); an empty list when the emulation covers the spec's numerics."""
+    """The spec fields set away from their defaults that the emulation does not reproduce (hw_aware warns once each)."""
     default = IMCSpec()
     return [f.name for f in dataclasses.fields(spec)
             if f.name not in EMULATED_FIELDS | COST_ONLY_FIELDS and getattr(spec, f.name) != getattr(default, f.name)]
@@ -166,6 +165,7 @@ def _physics(lv, spec: IMCSpec):
     reference column, one level-0 cell per row takes the same effects and is subtracted from every column."""
     import torch
 
+    dtype, lv = lv.dtype, lv.double()  # float64, as the simulator computes them, before the grid rounds them
     g0, g = _cells(lv, spec)
     ref = _cells(torch.zeros_like(lv[:, :, :1]), spec)[1] if spec.reference_column else None
     if ph.drifts(spec) and spec.drift_compensation:
@@ -177,14 +177,14 @@ def _physics(lv, spec: IMCSpec):
         att = (1.0 - spec.ir_drop * r / max(spec.rows - 1, 1)).view(1, -1, 1)
         g, ref = g * att, (None if ref is None else ref * att)
     if ref is not None and spec.read_sigma > 0:  # both columns read afresh, then subtracted
-        return _grid(_read(_grid(g, spec), spec) - _read(ref, spec), spec)
+        return _grid(_read(_grid(g, spec), spec) - _read(ref, spec), spec).to(dtype)
     if ref is not None:
         g = g - ref
     if ph.analog(spec):
         g = _grid(g, spec)
     if spec.read_sigma > 0:
         g = _grid(_read(g, spec), spec)
-    return g
+    return g.to(dtype)
 
 
 # the ADC transfer of the chip a forward pass of HwAware runs on (None outside one: each layer call draws its own)
@@ -232,10 +232,10 @@ def _split_cells(nominals: list, k0: int, rows: int, spec: IMCSpec):
     return torch.cat(cells, dim=2), torch.cat(coef, dim=1), flip_w
 
 
-def crossbar_acc(qx, qw, x_signed: bool, spec: IMCSpec):
+def crossbar_acc(qx, qw, x_signed, spec: IMCSpec):
     """``Σ_k q_x[g, m, k]·q_w[g, k, n]`` as the crossbars compute it (:mod:`hwsim.imc.numerics` steps 1-4 with the
     physics of :mod:`hwsim.imc.physics`): [G, M, N] float64. qx [G, M, K], qw [G, K, N]: integer-valued float
-    tensors (straight-through to the float ones)."""
+    tensors (straight-through to the float ones); x_signed: one bool, or one per row m."""
     import torch
     import torch.nn.functional as F
 
@@ -244,8 +244,8 @@ def crossbar_acc(qx, qw, x_signed: bool, spec: IMCSpec):
     digits, adc = _autograd()
     gn, m, k = qx.shape
     j_n, top = spec.input_steps, float(2**spec.adc_bits - 1)
-    ox = 2.0 ** (spec.input_bits - 1) if x_signed else 0.0
-    u = qx + ox
+    ox = 2.0 ** (spec.input_bits - 1) * torch.as_tensor(x_signed, dtype=torch.float64).reshape(1, -1, 1)
+    u = qx + ox.to(qx.dtype)
     xs = digits.apply(u.transpose(1, 2), spec.dac_bits, j_n).permute(1, 0, 3, 2).reshape(gn, j_n * m, k)
     ow = 2.0 ** (spec.weight_bits - 1) if spec.signed_weights == SignedWeights.OFFSET else 0.0
     mats = [(qw + ow, 1.0)] if ow else [(F.relu(qw), 1.0), (F.relu(-qw), -1.0)]
@@ -268,25 +268,26 @@ def crossbar_acc(qx, qw, x_signed: bool, spec: IMCSpec):
             acc = acc + u[:, :, k0:k0 + rows].sum(-1, keepdim=True).to(torch.float64) * flip_w.unsqueeze(1)
     if ow:
         acc = acc - ow * u.sum(-1, keepdim=True).to(torch.float64)
-    if ox:
-        acc = acc - ox * qw.sum(1, keepdim=True).to(torch.float64)
-    return acc
+    return acc - ox * qw.sum(1, keepdim=True).to(torch.float64)
 
 
-def _quant_input(x, bits: int):
-    """Per-tensor max-abs quantization (``mapping.passes.quantize.input_scale`` / ``quantize_input``): the
-    integer-valued tensor (straight-through), its scale and signedness."""
+def _quant_input(x, bits: int, per_sample: bool):
+    """Max-abs quantization of each sample (axis 0; of the whole tensor if not ``per_sample``) as ``input_scales``
+    / ``quantize_input`` do it: integer-valued tensor (straight-through), float64 scales [N], signedness [N]."""
     import torch
 
     xd = x.detach()
-    signed = bool(xd.min() < 0)
-    qmax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
-    if qmax < 1:
+    flat = xd.reshape(len(xd) if per_sample else 1, -1)
+    signed, half = flat.amin(1) < 0, 2.0 ** (bits - 1) - 1
+    if half < 1 and bool(signed.any()):
         raise HwsimError(f"{bits}-bit signed inputs have no positive level; use input_bits >= 2 for signed inputs")
-    mx = float(xd.abs().max())
-    s = mx / qmax if mx > 0 else 1.0
-    q = torch.clamp(torch.round(xd.double() / s), -qmax if signed else 0, qmax).to(x.dtype)
-    return x / s + (q - x / s).detach(), s, signed
+    qmax = torch.where(signed, half, 2.0**bits - 1).double()
+    mx = flat.abs().amax(1).double()
+    s = torch.where(mx > 0, mx / qmax, torch.ones_like(mx))
+    sb, lo = s.view((-1,) + (1,) * (x.dim() - 1)), torch.where(signed, -qmax, 0.0)
+    q = torch.clamp(torch.round(xd.double() / sb), lo.view_as(sb), qmax.view_as(sb)).to(x.dtype)
+    xs = x / sb.to(x.dtype)
+    return xs + (q - xs).detach(), s.expand(len(x)), signed.expand(len(x))
 
 
 def _quant_weight(w, bits: int):
@@ -320,7 +321,7 @@ def _folded(layer, bn):
     return wf, ((b - mean) * s + beta).to(w.dtype)
 
 
-def _dequant(acc, sx: float, sw, bias, dtype):
+def _dequant(acc, sx, sw, bias, dtype):
     """``acc · s_x · s_w[o] + bias`` on [..., O] (float64, then rounded to the layer's dtype)."""
     y = acc * (sx * sw)
     if bias is not None:
@@ -345,7 +346,8 @@ def _conv_forward(layer, x):
     if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
         raise UnsupportedOpError(f"hw_aware: conv padding {layer.padding!r} / mode {layer.padding_mode!r}")
     w, b = _folded(layer, layer._hw_bn)
-    qx, sx, signed = _quant_input(x, spec.input_bits)
+    qx, sx, signed = _quant_input(x, spec.input_bits, layer._hw_per_sample)
+    sx = sx.view(-1, 1, 1, 1)
     qw, sw = _quant_weight(w, spec.weight_bits)
     g, kg = layer.groups, qw[0].numel()
     if _exact(spec, kg):  # the simulator's exact integer conv
@@ -358,7 +360,7 @@ def _conv_forward(layer, x):
     cols = F.unfold(qx, layer.kernel_size, layer.dilation, layer.padding, layer.stride)  # [N, C·kh·kw, L]
     cols = cols.view(n, g, kg, -1).permute(1, 0, 3, 2).reshape(g, -1, kg)  # [G, N·L, Kg]
     og = layer.out_channels // g
-    acc = crossbar_acc(cols, qw.reshape(g, og, kg).transpose(1, 2), signed, spec)  # [G, N·L, Og]
+    acc = crossbar_acc(cols, qw.reshape(g, og, kg).transpose(1, 2), signed.repeat_interleave(oh * ow), spec)
     acc = acc.view(g, n, oh, ow, og).permute(1, 2, 3, 0, 4).reshape(n, oh, ow, g * og)
     return _dequant(acc, sx, sw, b, x.dtype).permute(0, 3, 1, 2)
 
@@ -367,7 +369,9 @@ def _linear_forward(layer, x):
     """What an emulating linear computes (module docstring), on [..., F] inputs."""
     spec: IMCSpec = layer._hw_spec
     w, b = _folded(layer, layer._hw_bn)
-    qx, sx, signed = _quant_input(x.reshape(-1, x.shape[-1]), spec.input_bits)
+    qx, sx, signed = _quant_input(x, spec.input_bits, layer._hw_per_sample)
+    rows = x[0].numel() // x.shape[-1]  # GEMM rows per sample
+    qx, sx, signed = qx.reshape(-1, x.shape[-1]), sx.repeat_interleave(rows).view(-1, 1), signed.repeat_interleave(rows)
     qw, sw = _quant_weight(w, spec.weight_bits)
     if _exact(spec, qw.shape[1]):  # the simulator's exact integer GEMM
         acc = qx.double() @ qw.double().T
@@ -415,12 +419,12 @@ def _classes() -> dict[str, Any]:
 
         def plain(self) -> nn.Module:
             """A deep copy of the network with its ordinary layer classes back, in eval mode (to simulate)."""
-            net = copy.deepcopy(self.net)
+            net = copy_module(self.net)
             for mod in net.modules():
                 if "_hw_class" in mod.__dict__:
                     mod.__class__ = mod.__dict__.pop("_hw_class")
-                    mod.__dict__.pop("_hw_spec", None)
-                    mod.__dict__.pop("_hw_bn", None)
+                    for k in ("_hw_spec", "_hw_bn", "_hw_per_sample"):
+                        mod.__dict__.pop(k, None)
             return net.eval()
 
     return {"swap": {nn.Conv2d: CrossbarConv2d, nn.Linear: CrossbarLinear}, "bn": FoldedBatchNorm,
@@ -433,9 +437,10 @@ def __getattr__(name: str) -> Any:  # ``HwAware`` is built on first use
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _pairs(model, input_shape: Sequence[int] | None) -> dict[str, str | None]:
+def _pairs(model, input_shape: Sequence[int] | None) -> tuple[dict[str, str | None], bool]:
     """``{conv/linear module name: name of the batch norm the simulator folds into it, or None}`` for every
-    conv/linear node of the traced, BN-folded graph; refuses nodes the emulation cannot reach."""
+    conv/linear node of the traced, BN-folded graph (refusing nodes the emulation cannot reach), and whether inputs
+    are quantized per sample (not when the graph's batch axis holds parts of one sample: per tensor)."""
     from hwsim.api import as_graph
     from mapping.graph import Op
     from mapping.passes.fold_bn import fold_bn
@@ -455,7 +460,7 @@ def _pairs(model, input_shape: Sequence[int] | None) -> dict[str, str | None]:
         if len(bns) > 1:
             raise UnsupportedOpError(f"hw_aware: module {name!r} is followed by different batch norms at different "
                                      f"executions ({sorted(map(str, bns))}); fold them first")
-    return {k: next(iter(v)) for k, v in found.items()}
+    return {k: next(iter(v)) for k, v in found.items()}, not graph.batch_fixed
 
 
 def hw_aware(model, spec, input_shape: Sequence[int] | None = None):
@@ -478,15 +483,16 @@ def hw_aware(model, spec, input_shape: Sequence[int] | None = None):
     for f in check_spec(spec):
         warnings.warn(f"hw_aware: IMCSpec.{f}={getattr(spec, f)!r} is not emulated (training ignores it; the "
                       "bit-level simulator does not)", stacklevel=2)
-    net = copy.deepcopy(model).eval()
+    net = copy_module(model).eval()
     cls = _classes()
     mods = dict(net.named_modules())
     if input_shape is None and getattr(model, "hwsim_input_shape", None) is None:
         raise ShapeError("hw_aware: pass input_shape=(1, C, H, W) (e.g. x_test[:1].shape) for a torch module that "
                          "does not come from the zoo: the layers the crossbars run are found by tracing it")
-    for name, bn_name in _pairs(net, input_shape).items():
+    pairs, per_sample = _pairs(net, input_shape)
+    for name, bn_name in pairs.items():
         layer, bn = mods[name], (mods[bn_name] if bn_name else None)
-        layer.__dict__.update(_hw_class=type(layer), _hw_spec=spec, _hw_bn=bn)
+        layer.__dict__.update(_hw_class=type(layer), _hw_spec=spec, _hw_bn=bn, _hw_per_sample=per_sample)
         layer.__class__ = cls["swap"][type(layer)]
         if bn is not None and "_hw_class" not in bn.__dict__:
             bn.__dict__["_hw_class"] = type(bn)

@@ -8,6 +8,7 @@ float32). Every other op runs on the fp32 kernels (the chip's digital units).
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from hwsim.imc import numerics as nm
 from hwsim.imc import physics as ph
 from hwsim.imc.spec import IMCSpec
 from mapping.graph import Graph, Node, Op
-from mapping.passes.quantize import QuantParams, dequantize, input_scale, quantize_input, quantize_weights
+from mapping.passes.quantize import QuantParams, dequantize, input_scales, quantize_input, quantize_weights
 
 __all__ = ["make_kernels", "conv_acc", "linear_acc", "clear_cache", "next_read_index"]
 
@@ -113,12 +114,23 @@ def _programmed(qw_full: np.ndarray, gi: int, wg: np.ndarray, spec: IMCSpec, see
     return prog
 
 
-def _x_quant(qp: QuantParams, x: np.ndarray) -> tuple[np.ndarray, float, bool]:
-    if qp.input_scale is None:
-        s, signed = input_scale(x, qp.input_bits)
-    else:
+def _x_groups(qp: QuantParams, x: np.ndarray, per_sample: bool) -> list[tuple]:
+    """The layer's integer inputs: ``(samples, q_x, s_x, signed)`` per group of samples that share a signedness
+    (one group with a fixed, calibrated scale). A dynamic scale is each sample's own (max-abs of its input along
+    axis 0, or of the whole tensor when not ``per_sample``: a graph whose batch axis holds parts of one sample), as
+    a chip converting one input at a time has it; the kernels take one signedness per call, so a batch mixing
+    signed and unsigned samples runs as two groups."""
+    if qp.input_scale is None and not per_sample:
+        scales, signed = input_scales(x.reshape(1, -1), qp.input_bits)
+        qp = dataclasses.replace(qp, input_scale=float(scales[0]), input_signed=bool(signed[0]))
+    if qp.input_scale is not None:
         s, signed = qp.input_scale, bool(qp.input_signed)
-    return quantize_input(x, qp.input_bits, s, signed), s, signed
+        return [(slice(None), quantize_input(x, qp.input_bits, s, signed), s, signed)]
+    scales, signed = input_scales(x, qp.input_bits)
+    if signed.all() or not signed.any():
+        return [(slice(None), quantize_input(x, qp.input_bits, scales, bool(signed[0])), scales, bool(signed[0]))]
+    return [(idx, quantize_input(x[idx], qp.input_bits, scales[idx], sg), scales[idx], sg)
+            for sg in (False, True) for idx in [np.flatnonzero(signed == sg)]]
 
 
 def _read(prog: nm.Program, spec: IMCSpec, seed: int, read_index: int | None, node: Node, gi: int) -> nm.Program:
@@ -184,21 +196,25 @@ def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False, rea
 
     def conv(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
         qp = n.meta["quant"]
-        xq, sx, signed = _x_quant(qp, xs[0])
         qw, sw = weights_q(g.param(n, "weight"), qp.weight_bits, len(qp.weight_scale) > 1)
-        acc = conv_acc(g, n, xq, signed, qw, spec, seed, force_bitlevel, read_index)
         b = g.param(n, "bias") if "bias" in n.params else None
-        return dequantize(np.asarray(acc), sx, sw, b, channel_axis=1)
+        y = np.empty((len(xs[0]),) + tuple(n.shape[1:]), np.float32)
+        for idx, xq, sx, signed in _x_groups(qp, xs[0], not g.batch_fixed):
+            acc = conv_acc(g, n, xq, signed, qw, spec, seed, force_bitlevel, read_index)
+            y[idx] = dequantize(np.asarray(acc), sx, sw, b, channel_axis=1)
+        return y
 
     def linear(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
         qp = n.meta["quant"]
         x = xs[0]
-        lead = x.shape[:-1]
-        xq, sx, signed = _x_quant(qp, x.reshape(-1, x.shape[-1]))
         qw, sw = weights_q(g.param(n, "weight"), qp.weight_bits, len(qp.weight_scale) > 1)
-        acc = linear_acc(g, n, xq, signed, qw, spec, seed, force_bitlevel, read_index)
         b = g.param(n, "bias") if "bias" in n.params else None
-        y = dequantize(np.asarray(acc), sx, sw, b, channel_axis=1)
-        return y.reshape(lead + (y.shape[-1],))
+        y = np.empty(x.shape[:-1] + (qw.shape[0],), np.float32)
+        rows = x[0].size // x.shape[-1]  # rows of the GEMM per sample
+        for idx, xq, sx, signed in _x_groups(qp, x, not g.batch_fixed):
+            acc = linear_acc(g, n, xq.reshape(-1, x.shape[-1]), signed, qw, spec, seed, force_bitlevel, read_index)
+            sx_rows = np.repeat(sx, rows) if np.ndim(sx) else sx
+            y[idx] = dequantize(np.asarray(acc), sx_rows, sw, b, channel_axis=1).reshape(xq.shape[:-1] + (-1,))
+        return y
 
     return {Op.CONV2D: conv, Op.LINEAR: linear}

@@ -4,10 +4,12 @@ Scheme (the one integer accelerators and the IMC target use):
 - weights: symmetric, per output channel (or per tensor): ``s_w[o] = max|W[o]| / (2^(b-1) - 1)``,
   ``q = clip(rint(W / s_w), -(2^(b-1) - 1), 2^(b-1) - 1)`` (the level -2^(b-1) is never used, so
   the range is symmetric and ``-q`` is always representable);
-- inputs: per tensor, max-abs; unsigned ``[0, 2^b - 1]`` when the tensor has no negative value
-  (post-ReLU activations), else signed two's complement ``[-(2^(b-1) - 1), 2^(b-1) - 1]``:
-  ``s_x = max|x| / qmax``. With no calibration range the scale is *dynamic*: computed from the
-  actual tensor at run time (``input_scale``).
+- inputs: max-abs; unsigned ``[0, 2^b - 1]`` when the input has no negative value (post-ReLU
+  activations), else signed two's complement ``[-(2^(b-1) - 1), 2^(b-1) - 1]``:
+  ``s_x = max|x| / qmax``. With a calibration range (``input_ranges``) the scale is fixed; without,
+  it is *dynamic*: computed at run time from each sample's own input to the layer
+  (``input_scales``), as a chip that converts one input at a time would, so a sample's result does not
+  depend on the other samples of its batch.
 - the layer's integer result ``acc = Σ q_x·q_w`` is dequantized as ``acc · s_x · s_w[o] + bias``.
 
 The pass never changes parameters or nodes' arithmetic: it annotates each conv/linear node with
@@ -23,7 +25,7 @@ import numpy as np
 from hwsim.errors import ShapeError, SpecError
 from mapping.graph import Graph, Op
 
-__all__ = ["QuantParams", "quantize", "quantize_weights", "input_scale", "quantize_input", "dequantize"]
+__all__ = ["QuantParams", "quantize", "quantize_weights", "input_scale", "input_scales", "quantize_input", "dequantize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,22 @@ def input_scale(x: np.ndarray, bits: int) -> tuple[float, bool]:
     return (m / qmax if m > 0 else 1.0), signed
 
 
-def quantize_input(x: np.ndarray, bits: int, scale: float, signed: bool) -> np.ndarray:
-    """Integer inputs (int64): ``clip(rint(x / scale))`` to the unsigned or signed range."""
+def input_scales(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample :func:`input_scale` of ``x`` (samples along axis 0): float64 scales [N] and signedness [N]."""
+    flat = np.asarray(x).reshape(len(x), -1)
+    signed = flat.min(axis=1, initial=0.0) < 0
+    qmax = np.where(signed, 2 ** (bits - 1) - 1, 2**bits - 1).astype(np.float64)
+    if signed.any() and 2 ** (bits - 1) - 1 < 1:
+        input_scale(flat[signed][:1], bits)  # its one-line error
+    m = np.abs(flat).max(axis=1, initial=0.0).astype(np.float64)
+    return np.where(m > 0, m / qmax, 1.0), signed
+
+
+def quantize_input(x: np.ndarray, bits: int, scale: float | np.ndarray, signed: bool) -> np.ndarray:
+    """Integer inputs (int64): ``clip(rint(x / scale))`` to the unsigned or signed range; ``scale`` one float or
+    one per sample (axis 0)."""
+    scale = np.asarray(scale, dtype=np.float64)
+    scale = scale.reshape((-1,) + (1,) * (np.ndim(x) - 1)) if scale.ndim else scale
     if signed:
         lo, hi = -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
     else:
@@ -85,12 +101,15 @@ def quantize_input(x: np.ndarray, bits: int, scale: float, signed: bool) -> np.n
     return np.clip(np.rint(np.asarray(x, dtype=np.float64) / scale), lo, hi).astype(np.int64)
 
 
-def dequantize(acc: np.ndarray, x_scale: float, w_scale: np.ndarray, bias: np.ndarray | None,
+def dequantize(acc: np.ndarray, x_scale: float | np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None,
                channel_axis: int) -> np.ndarray:
-    """``acc · s_x · s_w[o] (+ bias)`` in float64, rounded once to float32; ``acc`` is integer."""
+    """``acc · s_x · s_w[o] (+ bias)`` in float64, rounded once to float32; ``acc`` is integer; ``x_scale`` one
+    float or one per row of ``acc`` (axis 0: a sample, or a position of one)."""
     shape = [1] * acc.ndim
     shape[channel_axis] = -1
-    s = (x_scale * np.asarray(w_scale, dtype=np.float64)).reshape(shape) if np.size(w_scale) > 1 else \
+    if np.ndim(x_scale):
+        x_scale = np.asarray(x_scale, dtype=np.float64).reshape((-1,) + (1,) * (acc.ndim - 1))
+    s = (x_scale * np.asarray(w_scale, dtype=np.float64).reshape(shape)) if np.size(w_scale) > 1 else \
         x_scale * float(np.asarray(w_scale).ravel()[0])
     y = acc.astype(np.float64) * s
     if bias is not None:
