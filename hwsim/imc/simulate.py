@@ -86,8 +86,8 @@ _QUANTIZED: IdentityCache[Graph] = IdentityCache("imc quantized graphs", maxsize
 
 
 def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, progress: bool | None = None) -> Graph:
-    """``mapping.passes.quantize.quantize(graph, weight_bits, input_bits)`` (per-channel weight scales, dynamic input
-    scales), with a progress bar over the weight matrices (VGG-16's take seconds). The integer weights it computes
+    """``mapping.passes.quantize.quantize(graph, weight_bits, input_bits)`` (per-channel weight scales; the input
+    scales the graph's nodes were calibrated with, else dynamic), with a progress bar over the weight matrices (VGG-16's take seconds). The integer weights it computes
     are kept in the crossbar kernels' cache (:func:`hwsim.imc.functional.weights_q`), so the run does not quantize
     them again."""
     from hwsim.functional import progress_bar
@@ -103,9 +103,28 @@ def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, prog
             _, sc = weights_q(graph.params[key], weight_bits, True)
             scales[key] = tuple(float(v) for v in sc)
             bar.update()
-    nodes = tuple(n.replace(meta={**n.meta, "quant": QuantParams(weight_bits, scales[n.params["weight"]], input_bits)})
+    nodes = tuple(n.replace(meta={**n.meta, "quant": QuantParams(weight_bits, scales[n.params["weight"]], input_bits,
+                                                                  *_calibrated(n, input_bits))})
                   if n.op in layers else n for n in graph.nodes)
     return graph.replace(nodes=nodes)
+
+
+def _calibrated(node, input_bits: int) -> tuple[float | None, bool | None]:
+    """A fixed input scale the node's graph already carries (a calibration, e.g. ``quantize_ptq(...).graph()``'s
+    ranges), at the chip's ``input_bits``: the same range ``input_scale · qmax`` over the chip's qmax. None, None:
+    none (a dynamic scale, each sample's own)."""
+    qp = node.meta.get("quant")
+    if qp is None or qp.input_scale is None:
+        return None, None
+    signed = bool(qp.input_signed)
+
+    def qmax(bits: int) -> int:
+        return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+
+    if qmax(input_bits) < 1:
+        raise SpecError(f"input_bits={input_bits} leaves the signed inputs of {node.name} (calibrated) no positive "
+                        "level; use input_bits >= 2")
+    return qp.input_scale * qmax(qp.input_bits) / qmax(input_bits), signed
 
 
 def _quantized(folded: Graph, weight_bits: int, input_bits: int) -> Graph:
