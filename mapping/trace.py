@@ -45,7 +45,7 @@ from mapping.graph import (
     Reshape,
 )
 
-__all__ = ["trace", "register_module", "ModuleConversion", "Tracer"]
+__all__ = ["trace", "register_module", "ModuleConversion", "Tracer", "copy_module"]
 
 
 
@@ -302,6 +302,17 @@ def _changed_buffers(state: list[tuple]) -> list[str]:
     names = {id(m): k for k, m in state[0][0].named_modules()}
     return [f"{names[id(m)] + '.' if names[id(m)] else ''}{k}" for m, *_, buffers in state
             for k, (b, value) in buffers.items() if b is not None and not torch.equal(b, value)]
+
+
+def copy_module(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model``. A tensor attribute autograd computed (the ``weight`` torch.nn.utils.prune recomputes
+    from ``weight_orig`` and its mask) is copied detached: ``copy.deepcopy`` refuses tensors that are no graph
+    leaves."""
+    import copy
+
+    memo = {id(t): t.detach().clone() for m in model.modules() for t in m.__dict__.values()
+            if isinstance(t, torch.Tensor) and t.grad_fn is not None}
+    return copy.deepcopy(model, memo)
 
 
 def _restore(state: list[tuple]) -> None:

@@ -13,11 +13,12 @@ that calls ``Tensor.item()``) is counted from one real forward pass on zeros ins
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from mapping.trace import copy_module
 
 __all__ = ["count_params", "count_macs", "layer_macs", "count_ops_condensenet_convention", "Call", "module_calls"]
 
@@ -61,7 +62,7 @@ def _hooked_pass(model: nn.Module, input_shape: tuple[int, ...], types: tuple[ty
 def module_calls(model: nn.Module, input_shape: tuple[int, ...], types: tuple[type, ...]) -> list[Call]:
     """Every execution of a module of ``types`` in one forward pass at ``input_shape``, in order."""
     try:
-        return _hooked_pass(copy.deepcopy(model).to("meta").eval(), input_shape, types, "meta")
+        return _hooked_pass(copy_module(model).to("meta").eval(), input_shape, types, "meta")
     except (RuntimeError, NotImplementedError):
         pass  # not runnable on meta: count from a real pass on the model itself
     was_training = model.training

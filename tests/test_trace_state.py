@@ -77,3 +77,24 @@ def test_a_forward_that_changes_its_buffers_is_refused_and_the_buffer_restored()
     with pytest.raises(UnsupportedOpError, match="DoublesScale.forward changes buffer 'scale' in place"):
         hwsim.simulate(m, "cpu/host", X)
     assert m.scale is scale and m.scale.item() == 1.0
+
+
+def test_a_model_pruned_with_torch_prune_copies_and_imports():
+    """torch.nn.utils.prune recomputes ``weight`` with autograd (no graph leaf): copy.deepcopy refuses it, so every
+    copy of a user's model goes through mapping.trace.copy_module (the weight detached, the model unchanged)."""
+    import torch.nn.utils.prune as prune
+
+    from hwsim.codesign.hw_aware import hw_aware
+    from mapping.trace import copy_module
+
+    m = nn.Sequential(nn.Conv2d(8, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    prune.l1_unstructured(m[0], "weight", amount=0.5)
+    assert m[0].weight.grad_fn is not None  # what deepcopy refuses
+    c = copy_module(m)
+    assert torch.equal(c[0].weight, m[0].weight) and c[0].weight is not m[0].weight
+    out = hwsim.simulate(m, "cpu/host", X).outputs
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(torch.from_numpy(X)).numpy(), rtol=1e-5, atol=1e-6)
+    emu = hw_aware(m, "imc/isaac", input_shape=(1, 8, 6, 6))
+    with torch.no_grad():
+        assert emu(torch.from_numpy(X)).shape == (2, 3)

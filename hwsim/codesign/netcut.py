@@ -21,7 +21,6 @@ The result says how long exploration took (estimation + fine-tuning of proposals
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections import OrderedDict
@@ -32,6 +31,7 @@ from typing import Any
 from hwsim.codesign.points import torch_threads
 from hwsim.errors import HwsimError, ShapeError
 from hwsim.specs import is_integer, is_real
+from mapping.trace import copy_module
 
 __all__ = ["netcut", "NetCutResult", "trn_blocks", "default_head", "build_trn"]
 
@@ -113,7 +113,7 @@ def build_trn(blocks: list[tuple[str, Any]], k: int, head) -> Any:
     """TRN k: a deep copy of blocks 0..k followed by ``head`` (an ``nn.Sequential``)."""
     from torch import nn
 
-    body = [(n.replace(".", "_"), copy.deepcopy(m)) for n, m in blocks[: k + 1]]
+    body = [(n.replace(".", "_"), copy_module(m)) for n, m in blocks[: k + 1]]
     return nn.Sequential(OrderedDict(body + [("head", head)]))
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils import prune as tprune
 
+from mapping.trace import copy_module
 from nets.compress.deps import analyze
 from nets.compress.errors import CompressError
 from nets.compress.surgery import remove_channels
@@ -135,8 +136,7 @@ def remove_dead_filters(model: nn.Module, input_shape: Sequence[int]) -> fx.Grap
             keep_one.add(g.classes[0])
     plain = model
     if any(tprune.is_pruned(m) for m in model.modules()):
-        import copy
 
         from nets.compress.magnitude import make_permanent
-        plain = make_permanent(copy.deepcopy(model))
+        plain = make_permanent(copy_module(model))
     return remove_channels(plain, deps, [c for c in dead if c not in keep_one])

@@ -15,7 +15,6 @@ channels removed that way left 54.5 % accuracy after fine-tuning). The least imp
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -23,6 +22,7 @@ import torch.fx as fx
 from torch import nn
 from torch.nn.utils import prune as tprune
 
+from mapping.trace import copy_module
 from nets.compress.deps import DependencyGraph, analyze
 from nets.compress.errors import CompressError, check_ratio
 from nets.compress.select import SCOPES, prune_by_scores
@@ -64,7 +64,7 @@ def prune_unstructured(model: nn.Module, sparsity: float, scope: str = "global",
     sparsity = check_ratio(sparsity, "sparsity")
     if scope not in SCOPES:
         raise CompressError(f"scope must be one of {SCOPES}, got {scope!r}")
-    out = copy.deepcopy(model)
+    out = copy_module(model)
     chosen = _layers(out, layers)
     if not chosen:
         raise CompressError("the model has no conv2d/linear layer to prune")

@@ -26,7 +26,6 @@ expects of a first layer (an all-binary/quantized network maps onto it). BatchNo
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from torch import nn
 from mapping.graph import Graph, Op
 from mapping.passes.quantize import quantize as quantize_graph
 from mapping.passes.quantize import quantize_weights
-from mapping.trace import trace
+from mapping.trace import copy_module, trace
 from nets.compress.calib import as_batches
 from nets.compress.deps import fx_trace
 from nets.compress.errors import CompressError
@@ -113,7 +112,7 @@ def quantize_ptq(model: nn.Module, calib, input_shape: Sequence[int], weight_bit
     _bits(act_bits, 2, 16, "act_bits")
     shape = tuple(int(s) for s in input_shape)
     batches = as_batches(calib, shape)
-    out = copy.deepcopy(model).eval()
+    out = copy_module(model).eval()
     layers = {n: m for n, m in out.named_modules() if type(m) in (nn.Conv2d, nn.Linear)}
     if not layers:
         raise CompressError(f"{type(model).__name__} has no plain conv2d/linear layer to quantize")
@@ -185,7 +184,7 @@ def _convert(model: nn.Module, input_shape: Sequence[int], make_layer, make_act,
         skip.add(order[0])
     if keep_last and order:
         skip.add(order[-1])
-    gm = fx_trace(copy.deepcopy(model))
+    gm = fx_trace(copy_module(model))
     acts: dict[str, str] = {}
     kept_float = []
     converted = 0

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mapping.graph import Op
+from mapping.trace import copy_module
 from nets.compress.calib import as_batches
 from nets.compress.deps import DependencyGraph, analyze
 from nets.compress.errors import check_ratio
@@ -161,10 +162,9 @@ def compensate(model: nn.Module, deps: DependencyGraph, maps: dict[int, np.ndarr
     read the probed map directly. A removed map that is an exact multiple of a kept one is then
     reproduced exactly; other readers of the channel (e.g. across a residual add) are left as they are.
     """
-    import copy
 
     rm = set(int(c) for c in remove)
-    out = copy.deepcopy(model)
+    out = copy_module(model)
     mods = dict(out.named_modules())
     probes = _probes(deps)
     with torch.no_grad():

@@ -9,7 +9,6 @@ class reaches the output only through those columns, since pinned classes are ne
 """
 from __future__ import annotations
 
-import copy
 import operator
 from collections.abc import Iterable
 
@@ -19,6 +18,7 @@ import torch.fx as fx
 from torch import nn
 
 from mapping.graph import BUFFER_ROLES, Op
+from mapping.trace import copy_module
 from nets.compress.deps import DependencyGraph, fx_trace
 from nets.compress.errors import CompressError, UnprunableError
 
@@ -82,7 +82,7 @@ def _index(t: torch.Tensor, rows: np.ndarray | None, cols: np.ndarray | None) ->
 
 def _new_layer(mod: nn.Module, name: str, op: Op, ko: np.ndarray, ki: np.ndarray) -> nn.Module:
     """A copy of ``mod`` keeping output rows ``ko`` and input columns ``ki``."""
-    new = copy.deepcopy(mod)
+    new = copy_module(mod)
     if op == Op.BATCHNORM:
         if not isinstance(mod, nn.modules.batchnorm._BatchNorm):
             raise UnprunableError(f"layer '{name}' is a {type(mod).__name__}, not a torch BatchNorm")
@@ -150,7 +150,7 @@ def remove_channels(model: nn.Module, deps: DependencyGraph, remove: Iterable[in
     train/eval mode, and carries ``hwsim_input_shape`` / ``hwsim_name`` when the original did.
     """
     rm = check_removal(deps, remove)
-    gm = fx_trace(copy.deepcopy(model))
+    gm = fx_trace(copy_module(model))
     fx_nodes = {n.name: n for n in gm.graph.nodes}
     for n in deps.graph.nodes:
         if n.name not in fx_nodes:  # pragma: no cover - both traces use the same tracer
@@ -182,7 +182,7 @@ def mask_channels(model: nn.Module, deps: DependencyGraph, remove: Iterable[int]
     """Reference for :func:`remove_channels`: a copy of ``model`` whose weight columns reading a
     removed channel (conv groups 1, linear) are zero. Its outputs equal the pruned network's."""
     rm = check_removal(deps, remove)
-    masked = copy.deepcopy(model)
+    masked = copy_module(model)
     with torch.no_grad():
         for c in rm:
             for module, col in deps.consumers.get(c, ()):
