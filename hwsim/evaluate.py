@@ -144,15 +144,11 @@ def reference_outputs(graph, ds: Dataset, batch_size: int, module: Any = None) -
         import torch
 
         from hwsim.codesign.points import torch_threads
+        from mapping.trace import eval_mode
 
-        was_training = module.training
-        module.eval()
-        try:
-            with torch.no_grad(), torch_threads(max(1, torch.get_num_threads())):
-                for xb in _batches(ds.x, batch_size):
-                    outs.append(_array(_last(module(torch.from_numpy(xb)))).astype(np.float32))
-        finally:
-            module.train(was_training)
+        with eval_mode(module), torch.no_grad(), torch_threads(max(1, torch.get_num_threads())):
+            for xb in _batches(ds.x, batch_size):
+                outs.append(_array(_last(module(torch.from_numpy(xb)))).astype(np.float32))
         return np.concatenate(outs)
     from hwsim.functional import progress_default, run
 

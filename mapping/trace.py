@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ from mapping.graph import (
     Reshape,
 )
 
-__all__ = ["trace", "register_module", "ModuleConversion", "Tracer", "copy_module"]
+__all__ = ["trace", "register_module", "ModuleConversion", "Tracer", "copy_module", "eval_mode"]
 
 
 
@@ -315,6 +316,19 @@ def copy_module(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """``model`` in eval mode for the block, then each submodule's own train/eval flag back (``model.train(was)``
+    would give every submodule the root's: a frozen batch norm of a model in training would start updating)."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in flags:
+            m.training = training
+
+
 def _restore(state: list[tuple]) -> None:
     for m, attrs, params, modules, buffers in state:
         m.__dict__.clear()
@@ -362,8 +376,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
     if sample is None:
         sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     x = torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32))
-    state = _module_state(model)
-    was_training = model.training
+    state = _module_state(model)  # each submodule's attributes, its train/eval flag among them
     model.eval()
     try:
         with torch.no_grad():
@@ -399,7 +412,6 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
     finally:
         with torch.no_grad():
             _restore(state)
-        model.train(was_training)
 
 
 def _refuse_brevitas(model: nn.Module) -> None:

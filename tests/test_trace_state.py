@@ -98,3 +98,18 @@ def test_a_model_pruned_with_torch_prune_copies_and_imports():
     emu = hw_aware(m, "imc/isaac", input_shape=(1, 8, 6, 6))
     with torch.no_grad():
         assert emu(torch.from_numpy(X)).shape == (2, 3)
+
+
+def test_each_submodules_train_eval_flag_comes_back():
+    """Fine-tuning with frozen batch norms: the model trains, its BNs are in eval mode. An import (or evaluate's
+    float reference) gave every submodule the root's flag back, so the next training step moved the frozen
+    statistics."""
+    import warnings
+
+    m = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()).train()
+    m[1].eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the training-mode warning
+        hwsim.simulate(m, "cpu/host", X)
+        hwsim.evaluate(m, "cpu/host", X)
+    assert m.training and m[0].training and not m[1].training

@@ -31,7 +31,7 @@ from typing import Any
 from hwsim.codesign.points import torch_threads
 from hwsim.errors import HwsimError, ShapeError
 from hwsim.specs import is_integer, is_real
-from mapping.trace import copy_module
+from mapping.trace import copy_module, eval_mode
 
 __all__ = ["netcut", "NetCutResult", "trn_blocks", "default_head", "build_trn"]
 
@@ -134,9 +134,7 @@ def _check_decomposition(model, blocks, input_shape) -> list[tuple[int, ...]]:
 
     x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0))
     shapes = []
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             y = x
             for name, m in blocks:
@@ -162,8 +160,6 @@ def _check_decomposition(model, blocks, input_shape) -> list[tuple[int, ...]]:
             if not same:
                 raise HwsimError(f"{type(model).__name__}: running its children in order does not reproduce its "
                                  "forward pass; pass blocks=[(name, module), ...] in execution order")
-    finally:
-        model.train(was)
     return shapes
 
 

@@ -38,7 +38,7 @@ from torch import nn
 from mapping.graph import Graph, Op
 from mapping.passes.quantize import quantize as quantize_graph
 from mapping.passes.quantize import quantize_weights
-from mapping.trace import copy_module, trace
+from mapping.trace import copy_module, eval_mode, trace
 from nets.compress.calib import as_batches
 from nets.compress.deps import fx_trace
 from nets.compress.errors import CompressError
@@ -281,14 +281,9 @@ def quantize_xnor(model: nn.Module, input_shape: Sequence[int], bits: int = 2, c
                     interp_vals[n.name] = max(interp_vals.get(n.name, 0.0), float(v.detach().max()))
                 return v
 
-        was = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                for b in batches:
-                    _Peak(gm0).run(b)
-        finally:
-            model.train(was)
+        with eval_mode(model), torch.no_grad():
+            for b in batches:
+                _Peak(gm0).run(b)
         peaks = interp_vals
 
     def act(src):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mapping.graph import Op
-from mapping.trace import copy_module
+from mapping.trace import copy_module, eval_mode
 from nets.compress.calib import as_batches
 from nets.compress.deps import DependencyGraph, analyze
 from nets.compress.errors import check_ratio
@@ -63,15 +63,12 @@ def feature_maps(model: nn.Module, deps: DependencyGraph, calib) -> dict[int, np
         return fn
 
     handles = [mods[m].register_forward_hook(hook(m)) for m in wanted]
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             for b in batches:
                 calls.clear()
                 model(b)
     finally:
-        model.train(was)
         for h in handles:
             h.remove()
     outs = {m: torch.cat(v) for m, v in seen.items()}
