@@ -381,6 +381,15 @@ class Input:
     shape: tuple[int, ...]
 
 
+def _read_only(a: Any) -> Any:
+    """A parameter as the graph holds it: a read-only view of an array (an edit in place, a fault injected into
+    ``graph.params[k]``, fails loudly instead of leaving the simulators' per-array caches stale)."""
+    if isinstance(a, np.ndarray) and a.flags.writeable:
+        a = a.view()
+        a.flags.writeable = False
+    return a
+
+
 @dataclass(frozen=True)
 class Graph:
     """A traced network. Build new graphs with :meth:`replace` (passes never mutate)."""
@@ -395,7 +404,7 @@ class Graph:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
-        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        object.__setattr__(self, "params", MappingProxyType({k: _read_only(v) for k, v in self.params.items()}))
         index = {n.name: n for n in self.nodes}
         if len(index) != len(self.nodes):
             raise ValueError("duplicate node names in graph")

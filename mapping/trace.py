@@ -370,6 +370,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
     if not 2 <= len(shape) <= 5 or any(s <= 0 for s in shape):
         raise ShapeError(f"input_shape must be positive and batch first, (N, C, H, W) or (N, F), got {tuple(input_shape)}")
     _refuse_brevitas(model)
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UnsupportedOpError(f"{type(model).__name__} is a TorchScript module (torch.jit.script / trace), which "
+                                 "hwsim cannot trace: pass the nn.Module it was made from, or export it to ONNX")
     if _converter_for(model) is not None:  # a bare layer: trace it as a one-layer network ("0")
         model = nn.Sequential(model)
     _warn_if_training(model)

@@ -113,3 +113,10 @@ def test_each_submodules_train_eval_flag_comes_back():
         hwsim.simulate(m, "cpu/host", X)
         hwsim.evaluate(m, "cpu/host", X)
     assert m.training and m[0].training and not m[1].training
+
+
+@pytest.mark.parametrize("script", [torch.jit.script, lambda m: torch.jit.trace(m, torch.from_numpy(X))])
+def test_a_torchscript_module_is_refused_in_one_line(script):
+    m = script(nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU()).eval())
+    with pytest.raises(UnsupportedOpError, match="TorchScript module .* pass the nn.Module it was made from"):
+        hwsim.simulate(m, "cpu/host", X)

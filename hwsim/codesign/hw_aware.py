@@ -27,10 +27,8 @@ integer ``v`` passes ``1 / (n·2^shift)`` of it (n slices), so the shift-and-add
 clipping by the ADC stops the gradient of the clipped partial sums (the gradient of ``clamp``); quantization
 scales are treated as constants. With no noise and no clipping the gradient is that of the integer GEMM.
 
-Not emulated: any op the simulator runs on the digital units (those run in float32 there and in torch here);
-spec fields this module does not know: a non-default value of one raises a warning naming it.
-``HwAware.plain()`` returns the fine-tuned network as an ordinary torch module (same class, same parameter
-names) to simulate or evaluate on the bit-level simulator.
+Not emulated: ops the simulator runs on the digital units (float32 there, torch here); spec fields this module does
+not know (a non-default one warns). ``HwAware.plain()`` gives the fine-tuned net as a plain torch module.
 """
 from __future__ import annotations
 
@@ -46,7 +44,6 @@ import numpy as np
 from hwsim.errors import HwsimError, ShapeError, UnsupportedOpError
 from hwsim.imc import physics as ph
 from hwsim.imc.spec import IMCSpec, SignedWeights
-from mapping.trace import copy_module
 
 __all__ = ["hw_aware", "check_spec", "crossbar_acc", "EMULATED_FIELDS", "COST_ONLY_FIELDS"]
 
@@ -419,6 +416,8 @@ def _classes() -> dict[str, Any]:
 
         def plain(self) -> nn.Module:
             """A deep copy of the network with its ordinary layer classes back, in eval mode (to simulate)."""
+            from mapping.trace import copy_module
+
             net = copy_module(self.net)
             for mod in net.modules():
                 if "_hw_class" in mod.__dict__:
@@ -474,6 +473,7 @@ def hw_aware(model, spec, input_shape: Sequence[int] | None = None):
     import torch
 
     from hwsim.api import as_spec
+    from mapping.trace import copy_module
 
     if not isinstance(model, torch.nn.Module):
         raise HwsimError(f"hw_aware: model must be a torch nn.Module, got {type(model).__name__}")

@@ -31,7 +31,6 @@ from typing import Any
 from hwsim.codesign.points import torch_threads
 from hwsim.errors import HwsimError, ShapeError
 from hwsim.specs import is_integer, is_real
-from mapping.trace import copy_module, eval_mode
 
 __all__ = ["netcut", "NetCutResult", "trn_blocks", "default_head", "build_trn"]
 
@@ -113,6 +112,8 @@ def build_trn(blocks: list[tuple[str, Any]], k: int, head) -> Any:
     """TRN k: a deep copy of blocks 0..k followed by ``head`` (an ``nn.Sequential``)."""
     from torch import nn
 
+    from mapping.trace import copy_module
+
     body = [(n.replace(".", "_"), copy_module(m)) for n, m in blocks[: k + 1]]
     return nn.Sequential(OrderedDict(body + [("head", head)]))
 
@@ -131,6 +132,8 @@ def _check_decomposition(model, blocks, input_shape) -> list[tuple[int, ...]]:
     tail on the flattened pooled features) and return each block's output shape."""
     import torch
     from torch import nn
+
+    from mapping.trace import eval_mode
 
     x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0))
     shapes = []
