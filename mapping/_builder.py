@@ -32,6 +32,8 @@ _IMAGE_OPS = frozenset({Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, 
 _MAX_WINDOWS = 64
 # ops whose value depends on their input's shape only: constants for a traced input shape
 _SHAPE_ONLY = frozenset({"zeros_like", "ones_like", "full_like", "new_zeros", "new_ones", "new_full", "new_tensor"})
+# ops that turn a tensor's values into Python numbers (torch.export writes .item() as _local_scalar_dense)
+_TO_PYTHON = frozenset({"item", "tolist", "_local_scalar_dense", "__bool__", "__int__", "__float__", "__index__"})
 
 
 def _target_name(n: fx.Node) -> str:
@@ -134,6 +136,10 @@ class Builder:
         tensors = isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and any(
             isinstance(t, torch.Tensor) for t in v))
         if not tensors:
+            if _target_name(n) in _TO_PYTHON and any(self.kinds.get(i.name) == "data" for i in n.all_input_nodes):
+                raise UnsupportedOpError(f"{self.what(n)} takes a Python number from values computed from the input: "
+                                         "a graph would freeze it at the check input's value; keep it a tensor "
+                                         "(e.g. y / y.abs().amax(dim, keepdim=True), not y / y.abs().max().item())")
             return "python"
         if _target_name(n) in _SHAPE_ONLY:  # torch.zeros_like(x): its value does not depend on x's values
             return "const"

@@ -390,7 +390,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
                 if how != "torch.fx":
                     raise
                 try:
-                    graph, b = _build(model, _export_module(model, x), x, name)
+                    gm = _export_module(model, x)
+                    graph, b = _build(model, gm, x, name)
                 except Exception:
                     raise e_fx from None
         from mapping.verify import check_finite_params
@@ -411,10 +412,42 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
                     raise ConversionError(f"{e}; modules {hooked[:3]} have forward hooks, which tracing does not "
                                           "see") from None
                 raise
+            _check_calls(model, gm, x)
         return graph
     finally:
         with torch.no_grad():
             _restore(state)
+
+
+def _leaves(v: Any) -> list[torch.Tensor]:
+    """The tensors of a model's output (a tensor, or tuples, lists and dicts of them), in order."""
+    if isinstance(v, torch.Tensor):
+        return [v]
+    if isinstance(v, dict):
+        v = list(v.values())
+    return [t for e in v for t in _leaves(e)] if isinstance(v, (list, tuple)) else []
+
+
+def _check_calls(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor) -> None:
+    """The traced graph module ``gm`` (what the IR was converted from, node by node) computes what calling the model
+    computes, on the sample ``x`` and on two other inputs (values in [0, 1), and wide ones): a hook on the model itself, a forward replaced on the
+    instance, autocast, or a value computed from the input and frozen by tracing (``.item()``, ``.tolist()``, a
+    Python branch on values) would otherwise give a verified graph of something else."""
+    rng = np.random.default_rng(1)
+    others = [rng.random(tuple(x.shape)), 30.0 * rng.standard_normal(tuple(x.shape))]  # image-like, wide
+    for what, xi in [("the check input", x)] + [("another input", torch.from_numpy(o.astype(np.float32))) for o in others]:
+        with torch.no_grad():
+            want, got = _leaves(model(xi)), _leaves(gm(xi))
+        same = len(want) == len(got) and all(
+            w.numel() == g.numel() and torch.allclose(g.reshape(w.shape).float(), w.float(), rtol=1e-5,
+                                                      atol=1e-6 * float(w.abs().max()) if w.numel() else 0.0,
+                                                      equal_nan=True)
+            for w, g in zip(want, got))
+        if not same:
+            raise ConversionError(f"{type(model).__name__}: its traced graph computes other outputs than calling the "
+                                  f"model on {what}: a hook on the model, a forward replaced on the instance, autocast, "
+                                  "or a value computed from the input that tracing froze (.item(), .tolist(), a branch "
+                                  "on values); hwsim converts the module's own forward only")
 
 
 def _refuse_brevitas(model: nn.Module) -> None:

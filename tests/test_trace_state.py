@@ -120,3 +120,16 @@ def test_a_torchscript_module_is_refused_in_one_line(script):
     m = script(nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU()).eval())
     with pytest.raises(UnsupportedOpError, match="TorchScript module .* pass the nn.Module it was made from"):
         hwsim.simulate(m, "cpu/host", X)
+
+
+def test_a_graphs_parameters_are_read_only():
+    """The simulators cache per parameter array (the IMC target's programmed crossbars): an edit in place (a fault
+    injected into graph.params[k]) would have been ignored by a second run on IMC; it fails loudly instead. The
+    caller's own array stays writable (the graph holds a read-only view)."""
+    g = hwsim.as_graph(KeepsLast().eval(), (1, 8, 6, 6))
+    w = g.params[g.nodes[0].params["weight"]]
+    with pytest.raises(ValueError, match="read-only"):
+        w[...] = 0.0
+    mine = np.ones((8, 8, 1, 1), np.float32)
+    g2 = g.replace(params={**g.params, g.nodes[0].params["weight"]: mine[:, :, :, :]})
+    assert mine.flags.writeable and not g2.params[g.nodes[0].params["weight"]].flags.writeable
