@@ -76,7 +76,9 @@ class _InputQuant:
             self.lo = min(self.lo, float(x.detach().min()))
             self.hi = max(self.hi, float(x.detach().max()))
         scale, qmin, qmax = self._params()
-        q = torch.clamp(torch.round(x / scale), qmin, qmax) * scale
+        # x / scale in float64, as mapping.passes.quantize.quantize_input rounds it: the integer codes of the IMC
+        # target (float32 rounds some exact .5 ties, e.g. digits' k/16 pixels, to the other side)
+        q = (torch.clamp(torch.round(x.double() / scale), qmin, qmax) * scale).to(x.dtype)
         return (x + (q - x).detach(),) + tuple(args[1:])
 
 
