@@ -111,6 +111,9 @@ def test_cost_report_uses_binary_gemm_model():
     kinds = [lr.extra["kernel"] for lr in rep.layers]
     assert kinds.count("binary-gemm") == 16 and kinds.count("bitpack") == 16
     assert any("binary layers" in s for s in rep.notes)
+    # the report's weights are its layers' weights: 1 bit in the binary layers (were counted at fp32: 11x larger)
+    assert rep.onchip_weight_bytes == pytest.approx(sum(lr.weight_bytes for lr in rep.layers), rel=0.02)
+    assert "1 bit in binary layers" in rep.notes[0]
 
 
 def test_relu_and_bn_after_a_binary_conv_are_fused():

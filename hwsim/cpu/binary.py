@@ -73,6 +73,19 @@ def is_binary_layer(graph: Graph, node: Node) -> bool:
     return node.name in _analysis(graph)[0]
 
 
+def weight_bytes(graph: Graph, spec) -> int:
+    """Bytes of the parameters the nodes use at the spec's precision, one bit each for the weights of a binary
+    layer the binary kernels run (an fp32 spec on an Arm core with a NEON record: Larq Compute Engine's or
+    daBNN's bit-packed operands), as the layer's own cost counts them."""
+    used = {k for n in graph.nodes for k in n.params.values()}
+    packed: set[str] = set()
+    if getattr(spec, "core", "") in ASIMD_INT_Q_PER_CYCLE and spec.precision == "fp32":
+        names = _analysis(graph)[0]
+        packed = {n.params["weight"] for n in graph.nodes if n.name in names}
+    return int(sum(graph.params[k].size * spec.bytes_per_element if k not in packed
+                   else -(-graph.params[k].size // 8) for k in used))
+
+
 def binary_layers(graph: Graph) -> tuple[str, ...]:
     """Names of the binary layers of ``graph``, in order."""
     names = _analysis(graph)[0]

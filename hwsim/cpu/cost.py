@@ -248,9 +248,11 @@ def _level_bw(spec: CPUSpec, n: int) -> dict[str, float]:
 
 
 def placement(graph: Graph, spec: CPUSpec, peak_activation_bytes: int, cores: int) -> Placement:
-    """Decide the steady-state home of the weights (smallest cache holding all weights + peak activations)."""
-    used = {k for n in graph.nodes for k in n.params.values()}
-    wbytes = int(sum(graph.params[k].size for k in used)) * spec.bytes_per_element
+    """Decide the steady-state home of the weights (smallest cache holding all weights + peak activations; the
+    weights' bytes: :func:`hwsim.cpu.binary.weight_bytes`)."""
+    from hwsim.cpu.binary import weight_bytes
+
+    wbytes = weight_bytes(graph, spec)
     home = "flash" if spec.weights_in_flash else "dram"
     if not spec.weights_in_flash:
         for name, cap, _, _ in _caches(spec, cores):

@@ -128,9 +128,9 @@ def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Repo
     exits = tuple(ExitReport(name=o, latency_s=at[o][0], energy_j=at[o][1]) for o in g.outputs)
     weight_bytes = flash if int8 else place.total_weight_bytes
     fits, reason, capacity = memory_verdict(spec, weight_bytes, act_bytes, "arena" if int8 else "peak activations")
-    notes = [f"{n} of {spec.cores} cores; {precision(spec)} weights in {place.weight_home}"
-             + ("; batch norm folded" if folded else "")]
     nbin = 0 if int8 else sum(1 for lr in layers if lr.extra["kernel"] == KernelKind.BINARY_GEMM)
+    notes = [f"{n} of {spec.cores} cores; {precision(spec)} weights{' (1 bit in binary layers)' if nbin else ''} in "
+             f"{place.weight_home}" + ("; batch norm folded" if folded else "")]
     if nbin and spec.runtime == "dabnn":
         notes.append(f"{nbin} binary layers on the xnor-popcount kernels; every layer costed with daBNN's own "
                      "kernels (direct 3x3 bconv or im2col + bgemm, hwsim.cpu.runtime.dabnn)")
