@@ -1,0 +1,95 @@
+"""The imported graph is what calling the model computes: forwards the trace does not see are refused, never
+converted as the class's own forward (checked against model(x) on the check input and on two other inputs)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import hwsim
+from hwsim.errors import ConversionError, UnsupportedOpError
+
+X = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Linear(8, 4)
+
+    def features(self, x):
+        return F.relu(self.c2(F.relu(self.c1(x))))
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+class CallOverride(Net):
+    def __call__(self, x):
+        return torch.softmax(super().__call__(x), 1)
+
+
+def _patched_forward():
+    m = Net()
+    m.forward = m.features  # "backbone only": the instance's forward, not the class's
+    return m
+
+
+def _root_hook():
+    m = Net()
+    m.register_forward_hook(lambda mod, args, out: out * 2)
+    return m
+
+
+def _root_pre_hook():
+    m = Net()
+    m.register_forward_pre_hook(lambda mod, args: ((args[0] - 0.5) / 0.25,))  # input normalisation
+    return m
+
+
+@pytest.mark.parametrize("make", [_patched_forward, CallOverride, _root_hook, _root_pre_hook],
+                         ids=["instance-forward", "call-override", "hook", "pre-hook"])
+def test_a_forward_the_trace_does_not_see_is_refused(make):
+    with pytest.raises(ConversionError, match="computes other outputs than calling the model"):
+        hwsim.simulate(make().eval(), "cpu/host", X)
+
+
+def test_hooks_on_inner_blocks_are_seen_and_the_import_holds():
+    m = Net().eval()
+    m.c2.register_forward_hook(lambda mod, args, out: out)  # a read-only hook (feature extraction)
+    out = hwsim.simulate(m, "cpu/host", X).outputs
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(torch.from_numpy(X)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+class DynScale(Net):  # "normalise each image's activations to [0, 1]" with a Python float (batch 1, as on an MCU)
+    def forward(self, x):
+        y = F.relu(self.c1(x))
+        return self.fc(F.relu(self.c2(y / y.flatten(1).amax(1).item())).mean((2, 3)))
+
+
+class TolistScale(Net):
+    def forward(self, x):
+        y = F.relu(self.c1(x))
+        s = y.flatten(1).mean(1).tolist()
+        return self.fc(F.relu(self.c2(y * s[0])).mean((2, 3)))
+
+
+@pytest.mark.parametrize("cls", [DynScale, TolistScale])
+def test_a_python_number_taken_from_the_input_is_refused(cls):
+    with pytest.raises(UnsupportedOpError, match="takes a Python number from values computed from the input"):
+        hwsim.simulate(cls().eval(), "cpu/host", X[:1])
+
+
+def test_python_numbers_from_shapes_and_parameters_still_import():
+    class ShapeAndParam(Net):
+        def forward(self, x):
+            y = F.relu(self.c1(x)) * (x.shape[-1] / 8) * self.c1.bias.abs().max().item()
+            return self.fc(F.relu(self.c2(y)).mean((2, 3)))
+
+    m = ShapeAndParam().eval()
+    out = hwsim.simulate(m, "cpu/host", X).outputs
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(torch.from_numpy(X)).numpy(), rtol=1e-5, atol=1e-6)
