@@ -255,3 +255,13 @@ def test_pipelined_layers_queue_for_the_dram_interface():
     assert len(dram) == 2 and min(dram) > 0
     span = max(c.finish_s for c in convs) - min(c.start_s for c in convs)
     assert span >= sum(dram) * (1 - 1e-9)
+
+
+def test_spilled_layers_on_a_chip_with_no_crossbar_free_are_flagged_optimistic():
+    """No crossbar free: the spilled layers are costed on the whole chip without the resident weights' reload;
+    the report says so (a few free crossbars: costed in passes on those, no such note)."""
+    base = hwsim.load_preset("imc/edge-small")
+    full = hwsim.simulate("resnet20", dataclasses.replace(base, tiles=3)).report
+    some = hwsim.simulate("resnet20", dataclasses.replace(base, tiles=4)).report
+    assert not full.fits_on_chip and any("no crossbar is left free" in n for n in full.notes)
+    assert not some.fits_on_chip and not any("no crossbar is left free" in n for n in some.notes)

@@ -188,6 +188,10 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
     notes = []
     if not mp.fits:
         notes.append(f"{len(mp.spilled)} weight matrices reloaded from DRAM at every execution ({dram} B per inference)")
+        if mp.crossbars_used >= mp.crossbars_available:  # hwsim.imc.cost.node_costs: no crossbar left free
+            notes.append("no crossbar is left free for the spilled layers: they are costed on the whole chip, "
+                         "overwriting resident weights whose reload is not charged (optimistic; a chip with a few "
+                         "crossbars free runs them in passes on those, which can be slower)")
     if dram_act:
         n = sum(1 for c in costs if c.detail.dram_activation_bytes)
         notes.append(f"{n} layers' feature maps exceed the {spec.activation_buffer_bytes} B of buffers and "
