@@ -148,7 +148,12 @@ def reference_outputs(graph, ds: Dataset, batch_size: int, module: Any = None) -
 
         with eval_mode(module), torch.no_grad(), torch_threads(max(1, torch.get_num_threads())):
             for xb in _batches(ds.x, batch_size):
-                outs.append(_array(_last(module(torch.from_numpy(xb)))).astype(np.float32))
+                try:
+                    y = module(torch.from_numpy(xb))
+                except Exception as e:  # a model that runs one sample at a time
+                    raise ShapeError(f"{type(module).__name__} cannot run a batch of {len(xb)}: {first_line(e)} "
+                                     "(pass batch_size=1)") from None
+                outs.append(_array(_last(y)).astype(np.float32))
         return np.concatenate(outs)
     from hwsim.functional import progress_default, run
 

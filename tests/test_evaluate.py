@@ -208,3 +208,20 @@ def test_a_multi_exit_module_is_compared_on_its_last_exit():
     ev = evaluate(model, "cpu/cortex-a72", x)
     assert ev.table["top1_agreement"].iloc[0] == 1.0
     assert ev.table["rel_rms_error"].iloc[0] < 1e-4
+
+
+def test_a_model_that_runs_one_sample_at_a_time_is_named_in_one_line():
+    class OneAtATime(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            if x.shape[0] != 1:
+                raise RuntimeError("batch 1 only")
+            return self.fc(x)
+
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    with pytest.raises(hwsim.ShapeError, match=r"OneAtATime cannot run a batch of 3: batch 1 only \(pass batch_size=1\)"):
+        evaluate(OneAtATime().eval(), "cpu/host", x, batch_size=3)
+    assert len(evaluate(OneAtATime().eval(), "cpu/host", x, batch_size=1).table) == 1
