@@ -29,7 +29,7 @@ from torch import nn
 
 import hwsim
 import nets.compress as nc
-from mapping import trace
+from mapping import Graph, trace
 from mapping.analysis import totals
 
 INPUT_SHAPE = (1, 1, 8, 8)
@@ -91,9 +91,10 @@ def accuracy(model: nn.Module, data) -> float:
         return float((model(data[2]).argmax(1) == data[3]).float().mean())
 
 
-def simulate_costs(model: nn.Module, data, binary: bool) -> dict:
-    """Counts and simulated latencies (µs) / energies (µJ) of ``model`` at batch 1."""
-    g = trace(model, INPUT_SHAPE)
+def simulate_costs(model, data, binary: bool) -> dict:
+    """Counts and simulated latencies (µs) / energies (µJ) of ``model`` (a module, or the graph of a PTQ model,
+    whose input-quantizing hooks tracing refuses) at batch 1."""
+    g = model if isinstance(model, Graph) else trace(model, INPUT_SHAPE)
     t = totals(g)
     row = {"params": t.params, "macs": t.macs}
     if binary:
@@ -120,14 +121,14 @@ def run(epochs: int, ft_epochs: int, seed: int) -> list[dict]:
     rows = []
 
     def record(method: str, setting: str, model: nn.Module, t_start: float, finetune=True, binary=False,
-               ft_fn=None) -> None:
+               ft_fn=None, graph=None) -> None:
         acc0 = accuracy(model, data)
         if finetune:
             (ft_fn or (lambda m: train(m, data, ft_epochs, 1e-3, seed + 1)))(model)
         acc1 = accuracy(model, data) if finetune else acc0
         row = {"method": method, "setting": setting, "acc_compressed": acc0, "acc_finetuned": acc1,
                "fine_tune_epochs": ft_epochs if finetune else 0, "seconds": time.time() - t_start}
-        row.update(simulate_costs(model, data, binary))
+        row.update(simulate_costs(model if graph is None else graph, data, binary))
         rows.append(row)
         print(f"{method:<24} {setting:<34} acc {acc0:.3f} -> {acc1:.3f}  MACs {row['macs']:>7}  "
               f"params {row['params']:>6}  {row['seconds']:.1f}s", flush=True)
@@ -172,7 +173,7 @@ def run(epochs: int, ft_epochs: int, seed: int) -> list[dict]:
     for bits in (8, 4):
         t = time.time()
         res = nc.quantize_ptq(base, calib, INPUT_SHAPE, weight_bits=bits, act_bits=bits)
-        record("ptq", f"{bits}-bit per-channel W; per-tensor A", res.model, t, finetune=False)
+        record("ptq", f"{bits}-bit per-channel W; per-tensor A", res.model, t, finetune=False, graph=res.graph())
         spec = dataclasses.replace(hwsim.load_preset("imc/edge-small"), weight_bits=bits, input_bits=bits)
         rep = hwsim.simulate(res.graph(), spec).report
         rows[-1].update(imc_latency_us=rep.latency_s * 1e6, imc_energy_uj=rep.energy_j * 1e6)
