@@ -265,3 +265,16 @@ def test_spilled_layers_on_a_chip_with_no_crossbar_free_are_flagged_optimistic()
     some = hwsim.simulate("resnet20", dataclasses.replace(base, tiles=4)).report
     assert not full.fits_on_chip and any("no crossbar is left free" in n for n in full.notes)
     assert not some.fits_on_chip and not any("no crossbar is left free" in n for n in some.notes)
+
+
+def test_outputs_that_do_not_depend_on_the_input_are_flagged(monkeypatch):
+    """A chip whose ADCs clip everything gives one value everywhere (timm's mobilenetv3_small on a 4-bit-ADC
+    preset: all-zero logits): the report says so instead of a plausible-looking result."""
+    import hwsim.imc.simulate as sim
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    monkeypatch.setattr(sim, "_outputs", lambda *a, **k: np.zeros((2, 10), np.float32))
+    rep = hwsim.simulate("resnet20", "imc/edge-small", x).report
+    assert any("every output value is 0" in n for n in rep.notes)
+    monkeypatch.undo()
+    assert not any("every output value" in n for n in hwsim.simulate("resnet20", "imc/isaac", x).report.notes)

@@ -192,6 +192,10 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
             notes.append("no crossbar is left free for the spilled layers: they are costed on the whole chip, "
                          "overwriting resident weights whose reload is not charged (optimistic; a chip with a few "
                          "crossbars free runs them in passes on those, which can be slower)")
+    last = None if outputs is None else (outputs[-1] if isinstance(outputs, list) else outputs)
+    if last is not None and last.size > 1 and np.ptp(last) == 0:
+        notes.append(f"every output value is {float(last.flat[0]):g}: the chip computes nothing that depends on the "
+                     "input (every ADC code clipped or zero?); compare rel_rms_error with hwsim.evaluate")
     if dram_act:
         n = sum(1 for c in costs if c.detail.dram_activation_bytes)
         notes.append(f"{n} layers' feature maps exceed the {spec.activation_buffer_bytes} B of buffers and "
