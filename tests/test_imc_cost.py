@@ -270,8 +270,9 @@ def test_spilled_layers_on_a_chip_with_no_crossbar_free_are_flagged_optimistic()
 def test_outputs_that_do_not_depend_on_the_input_are_flagged(monkeypatch):
     """A chip whose ADCs clip everything gives one value everywhere (timm's mobilenetv3_small on a 4-bit-ADC
     preset: all-zero logits): the report says so instead of a plausible-looking result."""
-    import hwsim.imc.simulate as sim
+    import importlib
 
+    sim = importlib.import_module("hwsim.imc.simulate")
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     monkeypatch.setattr(sim, "_outputs", lambda *a, **k: np.zeros((2, 10), np.float32))
     rep = hwsim.simulate("resnet20", "imc/edge-small", x).report
