@@ -385,3 +385,18 @@ def test_a_samples_outputs_do_not_depend_on_its_batch(spec):
         both = hwsim.simulate(graph, spec, np.concatenate([mate.astype(np.float32), x])).outputs
         assert np.array_equal(both[1:], alone)
         assert np.array_equal(both[:1], hwsim.simulate(graph, spec, mate.astype(np.float32)).outputs)
+
+
+def test_a_layer_fed_by_a_quantizer_reads_its_codes():
+    """kws-mlp-w3a3: each linear reads a 3-bit quantizer's codes (step 0.125). The crossbar's input scale is that
+    step when the codes fit input_bits (exact integer inputs), not a max-abs scale that puts them on another grid;
+    a chip narrower than the codes keeps the dynamic scale."""
+    import nets
+    from hwsim.imc.simulate import quantize_with_progress
+
+    g = hwsim.as_graph(nets.get("kws-mlp-w3a3").eval(), (1, 1, 10, 49))
+    q = {n.name: n.meta["quant"] for n in quantize_with_progress(g, 8, 8).nodes if "quant" in n.meta}
+    assert q["_5"].input_scale == 0.125 and q["_5"].input_signed is False
+    assert q["_2"].input_scale == 0.00390625  # the 8-bit input quantizer's step
+    narrow = {n.name: n.meta["quant"] for n in quantize_with_progress(g, 8, 2).nodes if "quant" in n.meta}
+    assert narrow["_5"].input_scale is None  # 3-bit codes do not fit 2-bit inputs

@@ -103,19 +103,39 @@ def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, prog
             _, sc = weights_q(graph.params[key], weight_bits, True)
             scales[key] = tuple(float(v) for v in sc)
             bar.update()
+    producer = {n.name: n for n in graph.nodes}
     nodes = tuple(n.replace(meta={**n.meta, "quant": QuantParams(weight_bits, scales[n.params["weight"]], input_bits,
-                                                                  *_calibrated(n, input_bits))})
+                                                                  *(_calibrated(n, input_bits)
+                                                                    or _codes(n, producer, input_bits)))})
                   if n.op in layers else n for n in graph.nodes)
     return graph.replace(nodes=nodes)
 
 
-def _calibrated(node, input_bits: int) -> tuple[float | None, bool | None]:
+_CODE_VIEWS = frozenset({Op.RESHAPE, Op.MAXPOOL})  # ops that pass a quantizer's codes through unchanged
+
+
+def _codes(node, producer: dict, input_bits: int) -> tuple[float | None, bool | None]:
+    """The step of the quantizer that feeds ``node`` (through reshapes and max pools) when its codes fit the chip's
+    ``input_bits``: the crossbar then reads those codes exactly (a max-abs scale would re-quantize them onto another
+    grid, and a next low-bit quantizer turns that rounding into a whole step). None, None: a dynamic scale."""
+    src = producer.get(node.inputs[0])
+    while src is not None and src.op in _CODE_VIEWS:
+        src = producer.get(src.inputs[0])
+    if src is None or src.op != Op.QUANTIZE or src.attrs.zero_point != 0.0 or src.attrs.rounding != "ROUND":
+        return None, None
+    q = src.attrs
+    low = 2 ** (q.bits - 1) - (1 if q.narrow else 0) if q.signed else 0  # |most negative code|
+    high = 2 ** (q.bits - 1) - 1 if q.signed else 2**q.bits - 1 - (1 if q.narrow else 0)
+    fits = max(low, high) <= (2 ** (input_bits - 1) - 1 if q.signed else 2**input_bits - 1)
+    return (float(q.scale), bool(q.signed)) if fits and q.bits > 1 else (None, None)
+
+
+def _calibrated(node, input_bits: int) -> tuple[float, bool] | None:
     """A fixed input scale the node's graph already carries (a calibration, e.g. ``quantize_ptq(...).graph()``'s
-    ranges), at the chip's ``input_bits``: the same range ``input_scale · qmax`` over the chip's qmax. None, None:
-    none (a dynamic scale, each sample's own)."""
+    ranges), at the chip's ``input_bits``: the same range ``input_scale · qmax`` over the chip's qmax. None: none."""
     qp = node.meta.get("quant")
     if qp is None or qp.input_scale is None:
-        return None, None
+        return None
     signed = bool(qp.input_signed)
 
     def qmax(bits: int) -> int:
