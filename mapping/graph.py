@@ -466,8 +466,10 @@ class Graph:
 
     @property
     def param_count(self) -> int:
-        """Distinct learnable parameters referenced by nodes (a shared block counts once), as
-        torch's ``parameters()`` counts them: batch-norm running statistics are buffers, not counted."""
+        """Distinct constant tensors referenced by nodes (a shared block counts once): what the hardware stores.
+        Batch-norm running statistics are not counted; for a forward that reads only its parameters this is torch's
+        ``parameters()`` count (docs/concepts/ir.md: buffers used as operands and weights used in two layouts
+        count too)."""
         used = {k for n in self.nodes for role, k in n.params.items() if role not in BUFFER_ROLES}
         return int(sum(self.params[k].size for k in used))
 
