@@ -104,7 +104,7 @@ from hwsim.cpu.cost_ops import lane_util as _lane_util
 from hwsim.cpu.cost_ops import speedup as _speedup
 from hwsim.cpu.cost_ops import unfold_s as _unfold_s
 from hwsim.cpu.cost_ops import valid_tap_fraction as _valid_tap_fraction
-from hwsim.cpu.runtime import Terms, fused_activations, runtime_params, runtime_terms
+from hwsim.cpu.runtime import Terms, fused_activations, runs_in_place, runtime_params, runtime_terms
 from hwsim.cpu.runtime import compute_s as runtime_compute_s
 from hwsim.cpu.runtime import overhead_s as runtime_overhead_s
 from hwsim.cpu.spec import CPUSpec
@@ -434,8 +434,8 @@ def _memory_s(graph: Graph, node: Node, kind: KernelKind, spec: CPUSpec, n: int,
     # im2col: the unfolded K×M matrix is written once and read once by the GEMM; attention: its score matrix
     unfold_b = 2 * gemms[0].m * gemms[0].k * bpe if kind == KernelKind.IM2COL else 0
     unfold_b += score_bytes(graph, node, bpe)
-    # an in-place activation (meta["inplace"]) overwrites its input: one buffer's traffic, no fresh output buffer
-    inplace = kind == KernelKind.ELEMENTWISE and bool(node.meta.get("inplace", False))
+    # an activation the runtime runs in place (runs_in_place) overwrites its input: one buffer, no fresh output
+    inplace = kind == KernelKind.ELEMENTWISE and runs_in_place(graph, node, spec.runtime)
     act_b = 0 if kind == KernelKind.VIEW else (in_b if inplace else in_b + out_b + unfold_b)
     act_home = next((nm for nm, cap, _, _ in caches if nm != "reg" and act_b <= cap), "dram")
     w_home = place.weight_home if w_b else act_home

@@ -41,13 +41,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from hwsim.cache import identity_cache
 from hwsim.cpu.arm import ArmCore, core
 from hwsim.cpu.runtime.algorithms import FUSABLE_ACTIVATIONS, Work, work
 from hwsim.cpu.runtime.threads import EVEN, Split, layer_split
 from hwsim.errors import SpecError
-from mapping.graph import Graph, Node, Op
+from mapping.graph import ACTIVATIONS, Graph, Node, Op
 
 __all__ = ["RuntimeParams", "runtime_params", "Terms", "runtime_terms", "compute_s", "fixed_s", "overhead_s", "fused_activations",
+           "runs_in_place",
            "Work"]
 
 
@@ -108,6 +110,25 @@ def fused_activations(graph: Graph, runtime: str = "ncnn") -> frozenset[str]:
 
     producers = {Op.CONV2D, Op.LINEAR} | ({Op.ADD} if runtime in FUSE_INTO_ADD else set())
     return frozenset(a.name for a in activation_fusions(graph, producers, lambda n: n.op in FUSABLE_ACTIVATIONS).values())
+
+
+@identity_cache(maxsize=16)
+def _sole_reader_activations(graph: Graph) -> frozenset[str]:
+    """Activation nodes whose input no other node reads."""
+    readers = graph.consumers()
+    return frozenset(n.name for n in graph.nodes if n.op in ACTIVATIONS and len(readers.get(n.inputs[0], ())) == 1)
+
+
+def runs_in_place(graph: Graph, node: Node, runtime: str) -> bool:
+    """Does ``runtime`` overwrite ``node``'s input with its output (no fresh output buffer)? PyTorch: as the model
+    says (``meta["inplace"]``, ``nn.ReLU(inplace=True)``). ncnn: an activation layer (``support_inplace = true``,
+    src/layer/relu.cpp and the others) runs in place in lightmode, benchncnn's default, after cloning its input
+    when another layer still reads it (src/net.cpp, ``NetPrivate::do_forward_layer``, a4d2ea1): in place when it
+    is its input's only reader, whatever the torch flag (which an ONNX export drops). The TFLite runtimes write
+    every op's output to a tensor of its own."""
+    if runtime == "pytorch":
+        return bool(node.meta.get("inplace", False))
+    return runtime == "ncnn" and node.name in _sole_reader_activations(graph)
 
 
 def _ncnn_fp16(c: ArmCore, spec) -> bool:
