@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError, first_line
 from mapping._builder import Builder, module_path
+from mapping._model_state import _changed_buffers, _module_state, _restore, copy_module, eval_mode
 from mapping._trace_modules import (  # noqa: F401 (the leaf modules' converters; re-exported, as before the split)
     _MODULES,
     ModuleConversion,
@@ -268,7 +269,6 @@ def _fx_module(model: nn.Module) -> fx.GraphModule:
 
 def _export_module(model: nn.Module, x: torch.Tensor) -> fx.GraphModule:
     """ATen graph of ``model`` specialised to ``x``'s shape (parameters as get_attr nodes)."""
-    import contextlib
     import io
     import logging
     import warnings
@@ -286,62 +286,6 @@ def _export_module(model: nn.Module, x: torch.Tensor) -> fx.GraphModule:
         for lg, lv in zip(quiet, levels):
             lg.setLevel(lv)
     return ep.module()
-
-
-def _module_state(model: nn.Module) -> list[tuple]:
-    """What tracing may change in ``model``: each submodule's attributes, parameters and submodules (a forward that
-    assigns ``self.x = ...`` leaves a torch.fx Proxy there when tracing runs it) and its buffers' values (a forward
-    that updates a buffer in place); :func:`_restore` puts them back, so an import, done or refused, leaves the
-    model as it was."""
-    return [(m, dict(m.__dict__), dict(m._parameters), dict(m._modules),
-             {k: (b, None if b is None else b.detach().clone()) for k, b in m._buffers.items()})
-            for m in model.modules()]
-
-
-def _changed_buffers(state: list[tuple]) -> list[str]:
-    """Buffers whose values the import's forward passes changed in place (a stateful forward)."""
-    names = {id(m): k for k, m in state[0][0].named_modules()}
-    return [f"{names[id(m)] + '.' if names[id(m)] else ''}{k}" for m, *_, buffers in state
-            for k, (b, value) in buffers.items() if b is not None and not torch.equal(b, value)]
-
-
-def copy_module(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model``. A tensor attribute autograd computed (the ``weight`` torch.nn.utils.prune recomputes
-    from ``weight_orig`` and its mask) is copied detached: ``copy.deepcopy`` refuses tensors that are no graph
-    leaves."""
-    import copy
-
-    memo = {id(t): t.detach().clone() for m in model.modules() for t in m.__dict__.values()
-            if isinstance(t, torch.Tensor) and t.grad_fn is not None}
-    return copy.deepcopy(model, memo)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """``model`` in eval mode for the block, then each submodule's own train/eval flag back (``model.train(was)``
-    would give every submodule the root's: a frozen batch norm of a model in training would start updating)."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in flags:
-            m.training = training
-
-
-def _restore(state: list[tuple]) -> None:
-    for m, attrs, params, modules, buffers in state:
-        m.__dict__.clear()
-        m.__dict__.update(attrs)
-        m._parameters.clear()
-        m._parameters.update(params)
-        m._modules.clear()
-        m._modules.update(modules)
-        m._buffers.clear()
-        for k, (b, value) in buffers.items():
-            if b is not None:
-                b.copy_(value)  # the same tensor object, its value before the import
-            m._buffers[k] = b
 
 
 def _graph_module(model: nn.Module, x: torch.Tensor) -> tuple[fx.GraphModule, str]:
@@ -373,6 +317,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
     if isinstance(model, torch.jit.ScriptModule):
         raise UnsupportedOpError(f"{type(model).__name__} is a TorchScript module (torch.jit.script / trace), which "
                                  "hwsim cannot trace: pass the nn.Module it was made from, or export it to ONNX")
+    wide = next((p.dtype for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32), None)
+    if wide is not None:
+        raise UnsupportedOpError(f"{type(model).__name__} has {wide} parameters; hwsim imports float32 models: pass "
+                                 "model.float() (the target's own precision is the spec's)")
     if _converter_for(model) is not None:  # a bare layer: trace it as a one-layer network ("0")
         model = nn.Sequential(model)
     _warn_if_training(model)

@@ -93,3 +93,9 @@ def test_python_numbers_from_shapes_and_parameters_still_import():
     out = hwsim.simulate(m, "cpu/host", X).outputs
     with torch.no_grad():
         np.testing.assert_allclose(out, m(torch.from_numpy(X)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cast", [nn.Module.double, nn.Module.half], ids=["float64", "float16"])
+def test_a_model_that_is_not_float32_is_named_as_such(cast):
+    with pytest.raises(UnsupportedOpError, match="parameters; hwsim imports float32 models: pass model.float()"):
+        hwsim.simulate(cast(Net().eval()), "cpu/host", X)
