@@ -8,8 +8,9 @@ Per step kind (TFLite reference kernels, tensorflow/lite/kernels/internal/refere
   fused activation's range;
 - fc (fully_connected.h, per-channel): the same over ``x`` [N, K] (:func:`hwsim.kernels.int8.gemm_int`);
 - add, maxpool, avgpool, mean, requantize, relu: :mod:`hwsim.kernels._int8_tflite`;
-- concat and reshape move int8 values (the concat's inputs already share its scale); softmax dequantizes its input
-  and runs the fp32 kernel.
+- concat and reshape move int8 values (the concat's inputs already share its scale); pad (kernels/pad.cc, a zero
+  pad) writes the input's zero point, the int8 code of 0.0, around the input; softmax dequantizes its input and
+  runs the fp32 kernel.
 
 An int32 intermediate that would overflow (TFLite would wrap) raises :class:`~hwsim.cpu.int8.Int8OverflowError`
 naming the node.
@@ -79,6 +80,11 @@ def _pool(step: Step, xs: list[np.ndarray], out_shape: tuple[int, ...]) -> np.nd
     return T.avg_pool_int8(xs[0], a.kernel, a.stride, a.padding, hw)
 
 
+def _pad(step: Step, xs: list[np.ndarray]) -> np.ndarray:
+    """TFLite PAD on int8: the pads filled with the output's zero point (= the input's; the IR pad's value is 0.0)."""
+    return np.pad(xs[0], step.attrs.pads, mode="constant", constant_values=np.int8(step.out_q.zero_point))
+
+
 def _softmax(step: Step, xs: list[np.ndarray]) -> np.ndarray:
     from hwsim.kernels import fp32 as K
 
@@ -87,7 +93,7 @@ def _softmax(step: Step, xs: list[np.ndarray]) -> np.ndarray:
 
 _EXEC: Mapping[str, Callable[[Step, list[np.ndarray]], np.ndarray]] = {
     "conv": _conv, "depthwise": _conv, "fc": _fc, "add": _add, "requantize": _rescale, "relu": _rescale,
-    "mean": _mean, "softmax": _softmax,
+    "mean": _mean, "softmax": _softmax, "pad": _pad,
     "concat": lambda step, xs: np.concatenate(xs, axis=step.attrs.dim),
 }
 

@@ -12,7 +12,8 @@ arithmetic of tensorflow/lite/tools/optimize/quantization_utils.cc, in float32 a
   *float* network, widened to include 0, ``s = (max - min) / 255``, ``zp = round(-128 - min / s)`` clamped to
   [-128, 127] (``GetAsymmetricQuantizationParams``); a tensor that is 0 on the whole calibration batch gets s = 1;
 - bias: int32, scale ``s_in · s_w[c]``, zero point 0 (``SymmetricPerChannelBiasQuantize``);
-- max/avg pooling and reshape keep their input's scale and zero point (the spec's "same scale" restriction); a
+- max/avg pooling, reshape and a constant-zero pad keep their input's scale and zero point (the spec's "same scale"
+  restriction; TFLite's PAD fills with the input's zero point, the exact int8 code of 0.0: kernels/pad.cc); a
   concat's inputs whose (scale, zero point) differ from the concat's are requantized first (the QUANTIZE int8->int8
   op the converter inserts); ReLU/ReLU6 right after a conv, fully connected or add are fused into it as the clamp
   of its output range (``CalculateActivationRangeQuantized``); a ReLU that cannot be fused is TFLite's RELU kernel
@@ -158,7 +159,7 @@ class Step:
 
 
 KINDS = ("conv", "depthwise", "fc", "add", "maxpool", "avgpool", "mean", "concat", "requantize", "relu", "reshape",
-         "softmax")
+         "pad", "softmax")
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,6 +210,17 @@ def _check_pool(n: Node) -> None:
         raise _refuse(n, "padded average pooling with count_include_pad=True: TFLite divides by the in-bounds taps")
 
 
+def _check_pad(n: Node) -> None:
+    a = n.attrs
+    if float(a.value) != 0.0:
+        raise _refuse(n, f"constant pad with value {a.value!r} (only a zero pad: 0.0 is the input's zero point, exact "
+                         "in int8)")
+    if a.pads and tuple(a.pads[0]) != (0, 0):
+        raise _refuse(n, f"pad of the batch dimension {tuple(a.pads[0])}")
+    if any(p < 0 for pair in a.pads for p in pair):
+        raise _refuse(n, f"negative pad (a crop) {tuple(map(tuple, a.pads))}: TFLite's PAD takes pads >= 0")
+
+
 def _check_node(g: Graph, n: Node, outs: set[str], readers: Mapping[str, list[Node]]) -> None:
     shape_in = [g.shape_of(i) for i in n.inputs]
     if n.op == Op.CONV2D:
@@ -219,6 +231,8 @@ def _check_node(g: Graph, n: Node, outs: set[str], readers: Mapping[str, list[No
         raise _refuse(n, "int8 add takes two tensors of one shape (no scalar operand, no broadcasting)")
     elif n.op in (Op.MAXPOOL, Op.AVGPOOL):
         _check_pool(n)
+    elif n.op == Op.PAD:
+        _check_pad(n)
     elif n.op == Op.ADAPTIVE_AVGPOOL and tuple(n.attrs.output_size) != (1, 1):
         raise _refuse(n, f"adaptive pooling to {n.attrs.output_size} (only global pooling, TFLite's MEAN)")
     elif n.op == Op.CONCAT and (n.attrs.dim != 1 or len(shape_in[0]) not in (2, 4)):
@@ -229,10 +243,11 @@ def _check_node(g: Graph, n: Node, outs: set[str], readers: Mapping[str, list[No
     elif n.op == Op.BATCHNORM:
         raise _refuse(n, "batch norm not folded into a preceding conv/linear (int8 needs fold_bn=True and a "
                          "conv/linear before every batch norm)")
-    elif n.op not in (Op.CONV2D, Op.LINEAR, Op.ADD, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.CONCAT,
+    elif n.op not in (Op.CONV2D, Op.LINEAR, Op.ADD, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.CONCAT, Op.PAD,
                       Op.SOFTMAX, Op.RESHAPE) and activation_kind(n) is None:
         raise _refuse(n, "no int8 kernel for it in this model (supported: conv2d, depthwise, linear, add, relu, "
-                         "relu6 (or a clamp to [0, 6]), max/avg pool, global avg pool, concat, reshape, a final softmax)")
+                         "relu6 (or a clamp to [0, 6]), max/avg pool, global avg pool, concat, reshape, zero pad, a "
+                         "final softmax)")
 
 
 def check_int8(graph: Graph) -> None:
@@ -345,8 +360,8 @@ def _build_node(b: _Builder, n: Node, fused: Mapping[str, Node], skip: set[str])
         b.add(_add(b, n, out, act), shape)
     elif activation_kind(n) is not None:
         b.add(_rescale(b, "relu", n.name, n.inputs[0], n.name, b.own(n.name), activation_kind(n)), n.shape)
-    elif n.op in (Op.MAXPOOL, Op.AVGPOOL, Op.RESHAPE):
-        _same_scale(b, n, {Op.MAXPOOL: "maxpool", Op.AVGPOOL: "avgpool", Op.RESHAPE: "reshape"}[n.op])
+    elif n.op in (Op.MAXPOOL, Op.AVGPOOL, Op.RESHAPE, Op.PAD):
+        _same_scale(b, n, {Op.MAXPOOL: "maxpool", Op.AVGPOOL: "avgpool", Op.RESHAPE: "reshape", Op.PAD: "pad"}[n.op])
     elif n.op == Op.ADAPTIVE_AVGPOOL:
         b.add(_rescale(b, "mean", n.name, n.inputs[0], n.name, b.own(n.name), attrs=n.attrs), n.shape)
     elif n.op == Op.CONCAT:

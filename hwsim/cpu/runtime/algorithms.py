@@ -17,7 +17,8 @@ rates (:mod:`hwsim.cpu.runtime` turns them into seconds):
 An activation that directly follows a conv or a fully connected layer is fused into it (ncnn's ``activation_type``
 of Convolution: ``src/layer/arm/convolution_arm.cpp`` applies it in the kernel's store; CMSIS-NN applies the
 clamp of ``activation_min/max`` inside ``arm_nn_requantize``; XNNPACK fuses min/max into its microkernels'
-``params``) and costs nothing; batch norm is folded beforehand (hwsim's ``fold_bn``, as the converters do).
+``params``) and costs nothing; batch norm is folded beforehand (hwsim's ``fold_bn``, as the converters do). On the
+TFLite runtimes a zero pad read only by a conv is folded into that conv too (:func:`pad_folds_into_conv`).
 """
 from __future__ import annotations
 
@@ -27,13 +28,24 @@ from typing import NamedTuple
 from mapping.analysis import elementwise_ops, node_macs
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["Work", "algorithm", "work", "FUSABLE_ACTIVATIONS", "winograd_tile"]
+__all__ = ["Work", "algorithm", "work", "FUSABLE_ACTIVATIONS", "winograd_tile", "PAD_FOLDING_RUNTIMES",
+           "pad_folds_into_conv"]
 
 FUSABLE_ACTIVATIONS = frozenset({Op.RELU, Op.RELU6, Op.HARDSWISH, Op.SIGMOID, Op.HARDSIGMOID, Op.CLAMP,
                                  Op.LEAKY_RELU})
 MOVE_OPS = frozenset({Op.CONCAT, Op.CHANNEL_SHUFFLE, Op.PERMUTE, Op.PAD})
 FREE_OPS = frozenset({Op.RESHAPE, Op.SLICE, Op.CONSTANT})  # views: no data moved (a per-layer fixed cost only)
 POOL_OPS = frozenset({Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL})
+# Runtimes that run a zero pad feeding a conv inside the conv. Keras' Conv2D(padding='same') becomes one TFLite
+# CONV_2D / DEPTHWISE_CONV_2D with padding SAME, whose kernel computes the (possibly asymmetric: the extra row or
+# column after) padding itself (tensorflow/lite/kernels/padding.h, ComputePaddingHeightWidth; CMSIS-NN's
+# arm_convolve_s8 / arm_depthwise_conv_s8 take pad_x / pad_y and the output size and skip out-of-bounds taps);
+# X-CUBE-AI generates its C code from that TFLite / Keras graph; XNNPACK folds a zero-valued spatial constant pad
+# into the next [depthwise] convolution's input_padding (src/subgraph.c, xnn_subgraph_fusion, the static constant
+# pad case). ncnn is left out: pnnx's fuse_padding_convolution pass (tools/pnnx/src/pass_ncnn/, 2025) folds a
+# constant Padding into the next Convolution, but a model converted otherwise runs Padding as its own layer, and the
+# ncnn fits were made on benchncnn's models as shipped.
+PAD_FOLDING_RUNTIMES = frozenset({"xnnpack", "cmsis-nn", "x-cube-ai"})
 
 
 class Work(NamedTuple):
@@ -95,14 +107,31 @@ def _winograd_work(node: Node, m: int) -> Work:
     return Work(f"winograd{m}3", float(macs), 0.0, float(vec))
 
 
+def pad_folds_into_conv(graph: Graph, node: Node, runtime: str) -> bool:
+    """Whether ``runtime`` folds the PAD ``node`` into the conv that reads it (:data:`PAD_FOLDING_RUNTIMES`): a
+    constant pad of value 0, of the spatial dims (H, W) of an N x C x H x W tensor only, by pads >= 0, not a graph
+    output, whose only reader is a conv taking it as its input. The conv then reads the unpadded tensor and pads
+    inside; its MACs and output are those of the padded input, so its own work is unchanged."""
+    if node.op != Op.PAD or runtime not in PAD_FOLDING_RUNTIMES or node.name in graph.outputs:
+        return False
+    pads = tuple(tuple(p) for p in node.attrs.pads)
+    if float(node.attrs.value) != 0.0 or len(pads) != 4 or pads[0] != (0, 0) or pads[1] != (0, 0):
+        return False
+    if any(p < 0 for pair in pads for p in pair):
+        return False
+    readers = graph.consumers().get(node.name, [])
+    return len(readers) == 1 and readers[0].op == Op.CONV2D and tuple(readers[0].inputs[:1]) == (node.name,)
+
+
 def algorithm(graph: Graph, node: Node, runtime: str, precision: str, fused: bool) -> str:
     """The algorithm name of :func:`work` (for reports)."""
     return work(graph, node, runtime, precision, fused).algo
 
 
 def work(graph: Graph, node: Node, runtime: str, precision: str, fused: bool) -> Work:
-    """The :class:`Work` of ``node`` on ``runtime`` (``fused``: an activation folded into its producer)."""
-    if fused:
+    """The :class:`Work` of ``node`` on ``runtime`` (``fused``: an activation folded into its producer; a zero pad
+    the runtime folds into its conv, :func:`pad_folds_into_conv`, is "fused" too)."""
+    if fused or pad_folds_into_conv(graph, node, runtime):
         return Work("fused", 0.0, 0.0, 0.0)
     if node.op in FREE_OPS:
         return Work("view", 0.0, 0.0, 0.0)
