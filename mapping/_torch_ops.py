@@ -4,7 +4,8 @@ One handler per operation, shared by its functional form (``F.max_pool2d``), its
 operator form (``x @ y``) and its ATen op (``aten.max_pool2d``, from ``torch.export``): their positional
 arguments come in the same order, so :func:`arg` reads them alike. Anything not listed here is refused with
 the op and its module path. Data movement lives in :mod:`mapping._torch_moves`, ``torch.einsum`` in
-:mod:`mapping._torch_einsum`.
+:mod:`mapping._torch_einsum`, ops made of several IR ops (instance norm, var, addcmul, ...) in
+:mod:`mapping._torch_composite`.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from hwsim.errors import UnsupportedOpError
 from mapping._builder import Builder
+from mapping._torch_composite import composite
 from mapping._torch_einsum import einsum
 from mapping._torch_moves import MISSING as _MISSING
 from mapping._torch_moves import Handler, _first_only, _inplace, _pair, _x, arg, moves
@@ -421,6 +423,7 @@ def _handlers() -> dict[str, Handler]:
         "floor_divide": _refuse("integer division is not supported"),
     })
     h.update(moves())
+    h.update(composite())
     h["einsum"] = einsum
     bn_aten = _batch_norm("aten")
     h["_native_batch_norm_legit_no_training"] = _batch_norm("legit")

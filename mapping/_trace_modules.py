@@ -140,6 +140,20 @@ def _groupnorm(m: nn.GroupNorm, ins, out) -> ModuleConversion:
     return ModuleConversion(Op.GROUPNORM, GroupNorm(int(m.num_groups), float(m.eps)), params)
 
 
+def _instancenorm(rank: int) -> ModuleConverter:
+    """InstanceNorm1d/2d of a batch-first value: GROUPNORM with one channel per group; with
+    ``track_running_stats`` (computed in eval) the running statistics make it a per-channel affine: BATCHNORM."""
+    def convert(m: nn.modules.instancenorm._InstanceNorm, ins, out) -> ModuleConversion:
+        if len(ins[0]) != rank:
+            raise UnsupportedOpError(f"a {len(ins[0])}-d input (a batch-first {rank}-d one is supported)")
+        params = (("gamma", "weight"), ("beta", "bias")) if m.affine else ()
+        if m.track_running_stats:
+            return ModuleConversion(Op.BATCHNORM, BatchNorm(int(ins[0][1]), float(m.eps)),
+                                    (("mean", "running_mean"), ("var", "running_var")) + params)
+        return ModuleConversion(Op.GROUPNORM, GroupNorm(int(ins[0][1]), float(m.eps)), params)
+    return convert
+
+
 def _softmax(log: bool) -> ModuleConverter:
     def convert(m, ins, out) -> ModuleConversion:
         if m.dim is None:
@@ -185,6 +199,9 @@ for _cls, _fn in [
     (nn.PReLU, lambda m, ins, out: ModuleConversion(Op.PRELU, params=(("weight", "weight"),))),
     (nn.Hardtanh, _hardtanh), (nn.LayerNorm, _layernorm), (nn.GroupNorm, _groupnorm),
     (nn.Softmax, _softmax(False)), (nn.LogSoftmax, _softmax(True)),
+    (nn.InstanceNorm1d, _instancenorm(3)), (nn.InstanceNorm2d, _instancenorm(4)),
+    # logsigmoid(x) = -log(1 + exp(-x)): softplus with beta -1 (mapping._torch_composite._logsigmoid)
+    (nn.LogSigmoid, _simple(Op.SOFTPLUS, lambda m: Softplus(-1.0, 20.0))),
 ]:
     if _fn is not None:
         register_module(_cls, _fn)

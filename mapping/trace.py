@@ -56,7 +56,7 @@ _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaD
                  nn.Identity)
 _RESHAPES = (nn.Flatten, nn.Unflatten)
 # torch.nn modules whose forward is one supported functional call: traced through rather than converted
-_TRACE_THROUGH = (nn.AdaptiveMaxPool2d, nn.ZeroPad2d, nn.ConstantPad2d, nn.Softmax2d)
+_TRACE_THROUGH = (nn.AdaptiveMaxPool2d, nn.ZeroPad2d, nn.ConstantPad2d, nn.Softmax2d, nn.GLU, nn.InstanceNorm3d)
 # methods a subclass may define without changing what the layer computes
 _HARMLESS = frozenset({"__init__", "extra_repr", "reset_parameters", "__repr__", "__setstate__", "_load_from_state_dict",
                        "__constants__", "__annotations__", "__doc__", "__module__", "__qualname__", "__dict__",
@@ -409,8 +409,9 @@ def _refuse_brevitas(model: nn.Module) -> None:
 
 def _warn_if_training(model: nn.Module) -> None:
     """hwsim computes a model as in eval mode; say so when that changes what a batch norm or dropout does."""
-    moving = [k for k, m in model.named_modules() if m.training and isinstance(
-        m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))]
+    moving = [k for k, m in model.named_modules() if m.training and (isinstance(
+        m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)) or isinstance(
+        m, nn.modules.instancenorm._InstanceNorm) and m.track_running_stats)]
     if moving:
         import warnings
 
