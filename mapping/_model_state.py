@@ -18,14 +18,24 @@ def _module_state(model: nn.Module) -> list[tuple]:
     that updates a buffer in place); :func:`_restore` puts them back, so an import, done or refused, leaves the
     model as it was."""
     return [(m, dict(m.__dict__), dict(m._parameters), dict(m._modules),
-             {k: (b, None if b is None else b.detach().clone()) for k, b in m._buffers.items()})
-            for m in model.modules()]
+             {k: (b, None if b is None else b.detach().clone()) for k, b in m._buffers.items()},
+             _containers(m)) for m in model.modules()]
+
+
+_MODULE_DICTS = frozenset({"_parameters", "_buffers", "_modules"})
+
+
+def _containers(m: nn.Module) -> list[tuple]:
+    """The plain dicts and lists a module holds (a cache a forward fills in place: timm's LeViT keeps its attention
+    biases in ``self.attention_bias_cache``, where tracing leaves a torch.fx Proxy) with a copy of their contents."""
+    return [(v, dict(v) if isinstance(v, dict) else list(v)) for k, v in m.__dict__.items()
+            if type(v) in (dict, list) and k not in _MODULE_DICTS]
 
 
 def _changed_buffers(state: list[tuple]) -> list[str]:
     """Buffers whose values the import's forward passes changed in place (a stateful forward)."""
     names = {id(m): k for k, m in state[0][0].named_modules()}
-    return [f"{names[id(m)] + '.' if names[id(m)] else ''}{k}" for m, *_, buffers in state
+    return [f"{names[id(m)] + '.' if names[id(m)] else ''}{k}" for m, *_, buffers, _ in state
             for k, (b, value) in buffers.items() if b is not None and not torch.equal(b, value)]
 
 
@@ -54,7 +64,10 @@ def eval_mode(model: nn.Module):
 
 
 def _restore(state: list[tuple]) -> None:
-    for m, attrs, params, modules, buffers in state:
+    for m, attrs, params, modules, buffers, containers in state:
+        for v, items in containers:  # the same dict / list objects, their contents before the import
+            v.clear()
+            v.update(items) if isinstance(v, dict) else v.extend(items)
         m.__dict__.clear()
         m.__dict__.update(attrs)
         m._parameters.clear()

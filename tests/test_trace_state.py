@@ -133,3 +133,27 @@ def test_a_graphs_parameters_are_read_only():
     mine = np.ones((8, 8, 1, 1), np.float32)
     g2 = g.replace(params={**g.params, g.nodes[0].params["weight"]: mine[:, :, :, :]})
     assert mine.flags.writeable and not g2.params[g.nodes[0].params["weight"]].flags.writeable
+
+
+class CachesBias(nn.Module):
+    """timm's LeViT: an eval-mode cache filled in forward (tracing put a torch.fx Proxy in it: the model's next call,
+    hwsim's own check among them, raised a TraceError)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(8, 8, 1)
+        self.bias = nn.Parameter(torch.randn(8))
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def forward(self, x):
+        if "b" not in self.cache:
+            self.cache["b"] = self.bias.view(1, -1, 1, 1) * 2
+        return self.c(x) + self.cache["b"]
+
+
+def test_a_cache_a_forward_fills_is_emptied_again_and_the_import_holds():
+    m = CachesBias().eval()
+    out = hwsim.simulate(m, "cpu/host", X).outputs
+    assert m.cache == {}  # as the user left it
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(torch.from_numpy(X)).numpy(), rtol=1e-5, atol=1e-6)
