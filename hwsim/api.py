@@ -7,6 +7,7 @@ contract (:class:`hwsim.target.Target`: ``SPEC``, ``simulate(graph, spec, x, *, 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -153,7 +154,18 @@ def simulate(model_or_graph: Any, spec: Any, x: np.ndarray | None = None, input_
     target = _target_module(spec)
     check_options(target.simulate, spec_target(spec), target_options)
     graph = as_graph(model_or_graph, input_shape, verify=verify)
-    return target.simulate(graph, spec, x, seed=seed, **target_options)
+    return _source_shaped(graph, target.simulate(graph, spec, x, seed=seed, **target_options))
+
+
+def _source_shaped(graph, res):
+    """A graph of one sample whose outputs do not keep the batch first: each output in the source model's shape
+    (``meta["source_shape"]``; the IR holds a leading unit dim)."""
+    if not graph.batch_fixed or res.outputs is None:
+        return res
+    shapes = [graph[o].meta.get("source_shape") if o in graph else None for o in graph.outputs]
+    outs = res.outputs if isinstance(res.outputs, list) else [res.outputs]
+    outs = [np.reshape(y, s) if s is not None and np.size(y) == int(np.prod(s)) else y for y, s in zip(outs, shapes)]
+    return dataclasses.replace(res, outputs=outs if isinstance(res.outputs, list) else outs[0])
 
 
 def check_options(simulate_fn: Any, target: str, options: Mapping[str, Any]) -> None:

@@ -153,13 +153,15 @@ def reference_outputs(graph, ds: Dataset, batch_size: int, module: Any = None) -
                 except Exception as e:  # a model that runs one sample at a time
                     raise ShapeError(f"{type(module).__name__} cannot run a batch of {len(xb)}: {first_line(e)} "
                                      "(pass batch_size=1)") from None
-                outs.append(_array(_last(y)).astype(np.float32))
+                out = _array(_last(y)).astype(np.float32)  # a one-sample net may drop the batch dim (squeeze)
+                outs.append(out.reshape(len(xb), -1) if graph.batch_fixed else out)
         return np.concatenate(outs)
     from hwsim.functional import progress_default, run
 
     with progress_default(False):
         for xb in _batches(ds.x, batch_size):
-            outs.append(_last(run(_rebatched(graph, len(xb)), xb)))
+            out = _last(run(_rebatched(graph, len(xb)), xb))
+            outs.append(out.reshape(len(xb), -1) if graph.batch_fixed else out)
     return np.concatenate(outs)
 
 
@@ -216,7 +218,8 @@ def hardware_outputs(graph, spec: Any, batches: Sequence[np.ndarray], seed: int,
             if per_batch:
                 opts["read_seed"] = first_batch + k
             res = simulate(_rebatched(graph, len(xb)), spec, xb, seed=int(seed), **opts)
-            outs.append(_last(res.outputs))
+            out = _last(res.outputs)  # simulate gives a one-sample graph's outputs in the source's shape
+            outs.append(out.reshape(len(xb), -1) if graph.batch_fixed else out)
     return np.concatenate(outs)
 
 

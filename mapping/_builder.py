@@ -23,7 +23,7 @@ import torch
 import torch.fx as fx
 
 from hwsim.errors import ConversionError, UnsupportedOpError
-from mapping.graph import Concat, Graph, Input, NoAttrs, Node, Op, Reshape, Slice
+from mapping.graph import Concat, Graph, Input, NoAttrs, Node, Op, Reshape, Slice, with_source_shapes
 
 __all__ = ["Builder", "module_path", "untuple"]
 
@@ -280,6 +280,7 @@ class Builder:
         """Convert every node with ``handle(builder, fx_node)`` (for call_* nodes of kind data)."""
         inputs: list[Input] = []
         outputs: list[str] = []
+        sources: dict[str, tuple[int, ...]] = {}  # output -> its torch shape
         untuple(self.gm, self.values)
         for n in self.gm.graph.nodes:
             self.kinds[n.name] = self._classify(n) if n.op != "output" else "output"
@@ -295,6 +296,7 @@ class Builder:
                     if not isinstance(o, fx.Node) or self.kinds.get(o.name) != "data":
                         raise UnsupportedOpError(f"model output {o!r} is not a tensor computed from the input")
                     outputs.append(self.ref(o))
+                    sources[self.ref(o)] = tuple(self.values[o.name].shape)
             elif self.kinds[n.name] == "data":
                 if not n.users and not _target_name(n).endswith("_"):  # dead (an unused output of a tuple)
                     continue
@@ -302,8 +304,8 @@ class Builder:
                 if isinstance(v, torch.Tensor) and v.dtype != torch.float32:
                     raise UnsupportedOpError(f"{self.what(n)} produces a {v.dtype} tensor; hwsim computes float32")
                 handle(self, n)
-        return Graph(tuple(self.nodes), tuple(inputs), tuple(outputs), self.params, self.name,
-                     batch_fixed=self.batch_fixed)
+        return with_source_shapes(Graph(tuple(self.nodes), tuple(inputs), tuple(outputs), self.params, self.name,
+                                         batch_fixed=self.batch_fixed), sources)
 
     def references(self) -> dict[str, np.ndarray]:
         """The source's value of every IR value that an fx data node holds (for :func:`mapping.verify.verify`)."""

@@ -483,3 +483,13 @@ class Graph:
         for n in self.nodes:
             lines.append(f"  {n.name:<28} {n.op.value:<16} {str(list(n.shape)):<22} <- {', '.join(n.inputs)}")
         return "\n".join(lines)
+
+
+def with_source_shapes(graph: Graph, shapes: Mapping[str, tuple[int, ...]]) -> Graph:
+    """``graph`` with each output node's shape in the source model (``meta["source_shape"]``) when the graph is
+    ``batch_fixed``: there an output that does not keep the batch first carries a leading unit dim in the IR, and
+    :func:`hwsim.simulate` gives the user the source's shape back (the values are the same)."""
+    if not graph.batch_fixed:
+        return graph
+    return graph.replace(nodes=tuple(n.replace(meta={**n.meta, "source_shape": tuple(shapes[n.name])})
+                                     if n.name in shapes else n for n in graph.nodes))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.errors import HwsimError, UnsupportedOpError, first_line
-from mapping.graph import Graph
+from mapping.graph import Graph, with_source_shapes
 
 __all__ = ["BATCH_ONE", "DEFAULT_DOMAINS", "QONNX_DOMAINS", "Importer", "first_line", "registrar"]
 
@@ -112,8 +112,9 @@ class Importer:
                 raise UnsupportedOpError(f"{self.where(n)} cannot be converted: {type(e).__name__}: "
                                          f"{first_line(e)}") from e
         outputs = tuple(self._output(o.name) for o in self.g.output)
-        return Graph(tuple(self.nodes), (Input(self.input_name, self.shape(self.input_name)),), outputs,
-                     self.params, self.name, batch_fixed=self.batch_fixed)
+        graph = Graph(tuple(self.nodes), (Input(self.input_name, self.shape(self.input_name)),), outputs,
+                      self.params, self.name, batch_fixed=self.batch_fixed)
+        return with_source_shapes(graph, {ir: self.shape(o.name) for ir, o in zip(outputs, self.g.output)})
 
     def _live(self) -> set[int]:
         """The nodes the graph outputs depend on (a node nothing reads is neither converted nor refused)."""

@@ -99,3 +99,26 @@ def test_python_numbers_from_shapes_and_parameters_still_import():
 def test_a_model_that_is_not_float32_is_named_as_such(cast):
     with pytest.raises(UnsupportedOpError, match="parameters; hwsim imports float32 models: pass model.float()"):
         hwsim.simulate(cast(Net().eval()), "cpu/host", X)
+
+
+def test_a_one_sample_net_that_drops_the_batch_dim_gets_its_own_shape_back():
+    """logits.squeeze() at batch 1: the IR carries a leading unit dim; simulate returns torch's (10,), and evaluate
+    still scores it per sample."""
+    class Squeezed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(12, 10)
+
+        def forward(self, x):
+            return self.fc(x).squeeze()
+
+    m = Squeezed().eval()
+    x = np.random.default_rng(0).standard_normal((1, 12)).astype(np.float32)
+    out = hwsim.simulate(m, "cpu/host", x).outputs
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x)).numpy()
+    assert out.shape == ref.shape == (10,)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    xs = np.random.default_rng(1).standard_normal((5, 12)).astype(np.float32)
+    ev = hwsim.evaluate(m, "cpu/host", xs, np.arange(5))
+    assert ev.top1_agreement_mean == 1.0 and ev.rel_rms_error_mean < 1e-5
