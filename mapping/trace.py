@@ -314,9 +314,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
     if not 2 <= len(shape) <= 5 or any(s <= 0 for s in shape):
         raise ShapeError(f"input_shape must be positive and batch first, (N, C, H, W) or (N, F), got {tuple(input_shape)}")
     _refuse_brevitas(model)
-    if isinstance(model, torch.jit.ScriptModule):
-        raise UnsupportedOpError(f"{type(model).__name__} is a TorchScript module (torch.jit.script / trace), which "
-                                 "hwsim cannot trace: pass the nn.Module it was made from, or export it to ONNX")
+    script = next((k for k, m in model.named_modules() if isinstance(m, torch.jit.ScriptModule)), None)
+    if script is not None:
+        what = f"{type(model).__name__} is" if not script else f"module {script!r} of {type(model).__name__} is"
+        raise UnsupportedOpError(f"{what} a TorchScript module (torch.jit.script / trace), which hwsim cannot trace: "
+                                 "pass the nn.Module it was made from, or export the model to ONNX")
     wide = next((p.dtype for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32), None)
     if wide is not None:
         raise UnsupportedOpError(f"{type(model).__name__} has {wide} parameters; hwsim imports float32 models: pass "

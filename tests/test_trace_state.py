@@ -120,6 +120,12 @@ def test_a_torchscript_module_is_refused_in_one_line(script):
     m = script(nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU()).eval())
     with pytest.raises(UnsupportedOpError, match="TorchScript module .* pass the nn.Module it was made from"):
         hwsim.simulate(m, "cpu/host", X)
+    inner = nn.Sequential(nn.Conv2d(8, 4, 1), nn.ReLU()).eval()
+    inner[0] = script(inner[0])
+    with pytest.raises(UnsupportedOpError, match="module '0' of Sequential is a TorchScript module"):
+        hwsim.simulate(inner, "cpu/host", X)
+    with torch.no_grad():
+        assert inner(torch.from_numpy(X)).shape == (2, 4, 6, 6)  # and it still runs
 
 
 def test_a_graphs_parameters_are_read_only():
