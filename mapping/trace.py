@@ -389,7 +389,7 @@ def _check_calls(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor) -> None:
     others = [rng.random(tuple(x.shape)), 30.0 * rng.standard_normal(tuple(x.shape))]  # image-like, wide
     for what, xi in [("the check input", x)] + [("another input", torch.from_numpy(o.astype(np.float32))) for o in others]:
         try:
-            with torch.no_grad():
+            with torch.no_grad(), eval_mode(model):  # as traced (the user's train/eval flags come back after)
                 want, got = _leaves(model(xi)), _leaves(gm(xi))
         except Exception as e:  # a model that refuses such values (a range check): nothing to compare there
             if what == "another input":

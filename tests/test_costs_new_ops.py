@@ -169,6 +169,9 @@ def test_every_node_gets_a_finite_positive_cost(spec, make):
         if lr.op == "reshape":  # a view: free on every target
             assert lr.latency_s == 0
             continue
+        if lr.op == "pad" and spec == "cpu/cortex-m7":  # a zero pad before a conv: folded into it by CMSIS-NN
+            assert lr.latency_s == 0 and lr.extra["kernel"] == "fused"
+            continue
         assert 0 < lr.latency_s < 1 and math.isfinite(lr.energy_j) and lr.energy_j > 0, (spec, lr.name)
     assert {lr.name: lr.macs for lr in rep.layers if lr.op in ("matmul", "attention")} == \
         {n.name: node_macs(n, g) * g.batch for n in g.nodes if n.op in (Op.MATMUL, Op.ATTENTION)}
