@@ -264,7 +264,13 @@ def _copy(v: Any) -> Any:
 
 
 def _fx_module(model: nn.Module) -> fx.GraphModule:
-    return fx.GraphModule(model, Tracer().trace(model))
+    """``model``'s forward traced by torch.fx; arguments after the input that have defaults (``mask=None``) are
+    traced at their defaults, as hwsim calls the model with the input alone."""
+    import inspect
+
+    extra = list(inspect.signature(model.forward).parameters.values())[1:]
+    concrete = {p.name: p.default for p in extra if p.default is not p.empty and p.kind is p.POSITIONAL_OR_KEYWORD}
+    return fx.GraphModule(model, Tracer().trace(model, concrete_args=concrete or None))
 
 
 def _export_module(model: nn.Module, x: torch.Tensor) -> fx.GraphModule:

@@ -122,3 +122,22 @@ def test_a_one_sample_net_that_drops_the_batch_dim_gets_its_own_shape_back():
     xs = np.random.default_rng(1).standard_normal((5, 12)).astype(np.float32)
     ev = hwsim.evaluate(m, "cpu/host", xs, np.arange(5))
     assert ev.top1_agreement_mean == 1.0 and ev.rel_rms_error_mean < 1e-5
+
+
+def test_forward_arguments_with_defaults_are_traced_at_their_defaults():
+    """forward(x, mask=None, scale=2.0): hwsim calls the model with the input alone, so the trace takes the defaults
+    (torch.fx made mask a placeholder: `if mask is not None` held, and the import failed with a ShapeError)."""
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x, mask=None, scale: float = 2.0):
+            y = self.fc(x) * scale
+            return y if mask is None else y * mask
+
+    m = Masked().eval()
+    x = np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(hwsim.simulate(m, "cpu/host", x).outputs, m(torch.from_numpy(x)).numpy(),
+                                   rtol=1e-5, atol=1e-6)
