@@ -243,7 +243,9 @@ class Builder:
         on windows merged into the batch (IR shape (1, W, C, H, W)) is applied to each window in turn."""
         name = name or n.name
         shape = shape if shape is not None else self.out_shape(n)
-        if op in _IMAGE_OPS and len(shape) == 5 and inputs and len(self.shapes[inputs[0]]) == 5:
+        v = self.values.get(n.name)  # a 4-d torch value held 5-d in the IR: windows merged into the batch
+        if op in _IMAGE_OPS and len(shape) == 5 and inputs and len(self.shapes[inputs[0]]) == 5 and \
+                (not isinstance(v, torch.Tensor) or v.dim() == 4):
             return self._per_window(n, op, inputs[0], attrs, params, meta, name, shape, module)
         self.nodes.append(Node(name, op, tuple(inputs), shape, attrs, params or {},
                                module if module is not None else module_path(n), meta or {}))

@@ -213,3 +213,13 @@ def test_timm_models_with_grn_and_affine(name, kw, shape):
                     p.copy_(0.1 * torch.randn_like(p))
     got, want = run_hwsim(model, sample(shape))
     assert_close(got, want, rtol=1e-4)
+
+
+def test_group_norm_on_a_5d_volume_is_one_group_norm():
+    """A 5-d value whose torch value is 5-d too is a volume, not windows merged into the batch (GroupNorm(2, 4) on
+    (N, 4, 3, 4, 5) was applied window by window and refused by verification)."""
+    m = torch.nn.Sequential(torch.nn.GroupNorm(2, 4)).eval()
+    x = np.random.default_rng(0).standard_normal((2, 4, 3, 4, 5)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(hwsim.simulate(m, "cpu/host", x).outputs, m(torch.from_numpy(x)).numpy(),
+                                   rtol=1e-5, atol=1e-5)
