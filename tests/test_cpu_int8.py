@@ -181,8 +181,9 @@ def ref_step(step, xs, shape):
     raise AssertionError(k)
 
 
-def assert_bit_exact(program, x):
-    """Run the program and the reference side by side; every int8 tensor must match exactly."""
+def assert_bit_exact(program, x, ref_step=ref_step):
+    """Run the program and the reference (``ref_step`` per step) side by side; every int8 tensor must match
+    exactly."""
     outs, values = run_int8(program, x, keep=True)
     ref = {program.input: values[program.input]}
     for step in program.steps:

@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from test_cpu_int8 import assert_bit_exact as assert_int8_bit_exact
 from test_cpu_int8 import ref_step, rel_rms
 from torch import nn
 
@@ -41,18 +42,7 @@ def ref_step_pad(step, xs, shape):
 
 def assert_bit_exact(program, x):
     """Every int8 tensor of ``program`` on ``x`` equals the reference, step by step; returns the float outputs."""
-    outs, values = run_int8(program, x, keep=True)
-    ref = {program.input: values[program.input]}
-    for step in program.steps:
-        if step.kind == "softmax":
-            continue
-        shape = (x.shape[0],) + tuple(program.shapes[step.output][1:])
-        y = ref_step_pad(step, [ref[i] for i in step.inputs], shape)
-        got = values[step.output]
-        assert got.dtype == np.int8, step.output
-        np.testing.assert_array_equal(got.astype(np.int64), y, err_msg=f"{step.kind} {step.output}")
-        ref[step.output] = y.astype(np.int8)
-    return outs
+    return assert_int8_bit_exact(program, x, ref_step_pad)
 
 
 def _data(shape, seed):
