@@ -251,7 +251,7 @@ def check_input(graph: Graph, x: np.ndarray, what: str = "input") -> np.ndarray:
     if graph.batch_fixed and x.shape[0] != 1:
         raise ShapeError(f"{graph.name} moves or merges the batch dimension, so its graph computes one sample: "
                          f"run it with batch 1 (got a batch of {x.shape[0]})")
-    return check_values(x, "x" if what == "input" else what)
+    return check_values(x) if what == "input" else x  # a named array was checked above
 
 
 # ----------------------------------------------------------------------------- progress
