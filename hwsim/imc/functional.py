@@ -21,7 +21,7 @@ from hwsim.imc import numerics as nm
 from hwsim.imc import physics as ph
 from hwsim.imc.spec import IMCSpec
 from mapping.graph import Graph, Node, Op
-from mapping.passes.quantize import QuantParams, dequantize, input_scales, quantize_input, quantize_weights
+from mapping.passes.quantize import QuantParams, dequantize, input_scale, input_scales, quantize_input, quantize_weights
 
 __all__ = ["make_kernels", "conv_acc", "linear_acc", "clear_cache", "next_read_index"]
 
@@ -121,8 +121,8 @@ def _x_groups(qp: QuantParams, x: np.ndarray, per_sample: bool) -> list[tuple]:
     a chip converting one input at a time has it; the kernels take one signedness per call, so a batch mixing
     signed and unsigned samples runs as two groups."""
     if qp.input_scale is None and not per_sample:
-        scales, signed = input_scales(x.reshape(1, -1), qp.input_bits)
-        qp = dataclasses.replace(qp, input_scale=float(scales[0]), input_signed=bool(signed[0]))
+        s, signed = input_scale(x, qp.input_bits)
+        qp = dataclasses.replace(qp, input_scale=s, input_signed=signed)
     if qp.input_scale is not None:
         s, signed = qp.input_scale, bool(qp.input_signed)
         return [(slice(None), quantize_input(x, qp.input_bits, s, signed), s, signed)]
