@@ -25,6 +25,7 @@ from hwsim.imc.spec import IMCSpec
 from hwsim.report import ExitReport, LayerReport, Report, Result
 from mapping.graph import Graph, Op
 from mapping.imc import IMCMapping, map_graph
+from mapping.passes.quantize import input_qmax
 
 __all__ = ["IMCReport", "IMCLayerReport", "simulate", "prepare"]  # prepare lives in hwsim.imc.fit (fit needs it too)
 
@@ -126,7 +127,7 @@ def _codes(node, producer: dict, input_bits: int) -> tuple[float | None, bool | 
     q = src.attrs
     low = 2 ** (q.bits - 1) - (1 if q.narrow else 0) if q.signed else 0  # |most negative code|
     high = 2 ** (q.bits - 1) - 1 if q.signed else 2**q.bits - 1 - (1 if q.narrow else 0)
-    fits = max(low, high) <= (2 ** (input_bits - 1) - 1 if q.signed else 2**input_bits - 1)
+    fits = max(low, high) <= input_qmax(input_bits, q.signed)
     return (float(q.scale), bool(q.signed)) if fits and q.bits > 1 else (None, None)
 
 
@@ -137,14 +138,10 @@ def _calibrated(node, input_bits: int) -> tuple[float, bool] | None:
     if qp is None or qp.input_scale is None:
         return None
     signed = bool(qp.input_signed)
-
-    def qmax(bits: int) -> int:
-        return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
-
-    if qmax(input_bits) < 1:
+    if input_qmax(input_bits, signed) < 1:
         raise SpecError(f"input_bits={input_bits} leaves the signed inputs of {node.name} (calibrated) no positive "
                         "level; use input_bits >= 2")
-    return qp.input_scale * qmax(qp.input_bits) / qmax(input_bits), signed
+    return qp.input_scale * input_qmax(qp.input_bits, signed) / input_qmax(input_bits, signed), signed
 
 
 def _quantized(folded: Graph, weight_bits: int, input_bits: int) -> Graph:

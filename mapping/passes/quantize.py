@@ -25,7 +25,7 @@ import numpy as np
 from hwsim.errors import ShapeError, SpecError
 from mapping.graph import Graph, Op
 
-__all__ = ["QuantParams", "quantize", "quantize_weights", "input_scale", "input_scales", "quantize_input", "dequantize"]
+__all__ = ["QuantParams", "quantize", "quantize_weights", "input_qmax", "input_scale", "input_scales", "quantize_input", "dequantize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +67,15 @@ def quantize_weights(w: np.ndarray, bits: int, per_channel: bool = True) -> tupl
     return q, np.where(m > 0, m / qmax, 0.0)
 
 
+def input_qmax(bits: int, signed: bool) -> int:
+    """The largest input level: ``2^(b-1) - 1`` signed (symmetric), ``2^b - 1`` unsigned."""
+    return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+
+
 def input_scale(x: np.ndarray, bits: int) -> tuple[float, bool]:
     """Per-tensor max-abs scale and signedness of ``x`` for ``bits``-bit inputs."""
     signed = bool(np.min(x) < 0)
-    qmax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    qmax = input_qmax(bits, signed)
     if qmax < 1:
         raise SpecError(f"input_bits={bits} leaves signed inputs (a layer after an op that can go negative) no "
                         "positive level; use input_bits >= 2")
@@ -144,7 +149,7 @@ def quantize(graph: Graph, weight_bits: int = 8, input_bits: int = 8, per_channe
         if n.name in ranges:
             lo, hi = ranges[n.name]
             signed = lo < 0
-            qmax = 2 ** (input_bits - 1) - 1 if signed else 2**input_bits - 1
+            qmax = input_qmax(input_bits, signed)
             m = max(abs(lo), abs(hi))
             xs = m / qmax if m > 0 else 1.0
         q = QuantParams(weight_bits, cache[key], input_bits, xs, signed)

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mapping.graph import Graph, Op
+from mapping.passes.quantize import input_qmax, quantize_weights
 from mapping.passes.quantize import quantize as quantize_graph
-from mapping.passes.quantize import quantize_weights
 from mapping.trace import copy_module, eval_mode, trace
 from nets.compress.calib import as_batches
 from nets.compress.deps import fx_trace
@@ -66,7 +66,7 @@ class _InputQuant:
 
     def _params(self) -> tuple[float, int, int]:
         signed = self.lo < 0
-        qmax = 2 ** (self.bits - 1) - 1 if signed else 2**self.bits - 1
+        qmax = input_qmax(self.bits, signed)
         m = max(abs(self.lo), abs(self.hi))
         return (m / qmax if m > 0 else 1.0), (-qmax if signed else 0), qmax
 
