@@ -48,7 +48,7 @@ from hwsim.evaluate_data import (  # noqa: F401 (the data side; re-exported, as 
 from hwsim.specs import is_integer
 
 __all__ = ["evaluate", "Evaluation", "Dataset", "as_dataset", "load_data", "net_graph", "check_data",
-           "reference_outputs", "hardware_outputs", "fixed_calibration", "data_metrics", "DATA_METRICS", "EvaluationError", "LabelError"]
+           "reference_outputs", "hardware_outputs", "fixed_calibration", "data_figures", "data_metrics", "DATA_METRICS", "EvaluationError", "LabelError"]
 
 DATA_METRICS = ("accuracy", "top1_agreement", "rel_rms_error")  # columns computed from a data set
 
@@ -221,6 +221,15 @@ def hardware_outputs(graph, spec: Any, batches: Sequence[np.ndarray], seed: int,
             out = _last(res.outputs)  # simulate gives a one-sample graph's outputs in the source's shape
             outs.append(out.reshape(len(xb), -1) if graph.batch_fixed else out)
     return np.concatenate(outs)
+
+
+def data_figures(graph, spec: Any, data: Dataset, ref: np.ndarray, seed: int, options: tuple,
+                 batch_size: int) -> dict[str, float]:
+    """:func:`data_metrics` of ``spec``'s outputs on ``data`` in batches of ``batch_size`` (1 for a one-sample graph),
+    int8 calibrated once as :func:`evaluate` does (:func:`fixed_calibration`): a sweep's and a search's figures."""
+    opts, _ = fixed_calibration(spec, data.x, graph, options)
+    batches = _batches(data.x, 1 if graph.batch_fixed else batch_size)
+    return data_metrics(hardware_outputs(graph, spec, batches, seed, dict(opts)), ref, data.y)
 
 
 def data_metrics(out: np.ndarray, ref: np.ndarray, y: np.ndarray | None) -> dict[str, float]:

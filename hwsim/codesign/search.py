@@ -133,7 +133,7 @@ class _Objective:
     def data_figures(self, name: str, kw: dict, graph, spec) -> dict[str, float]:
         """accuracy (with labels), top1_agreement, rel_rms_error of the trial's net and hardware on the data."""
         from hwsim.codesign.sweep import DATA_BATCH
-        from hwsim.evaluate import check_data, data_metrics, fixed_calibration, hardware_outputs, reference_outputs
+        from hwsim.evaluate import check_data, data_figures, reference_outputs
 
         size = 1 if graph.batch_fixed else DATA_BATCH
         key = (name, tuple(sorted(kw.items())))
@@ -141,9 +141,7 @@ class _Objective:
             if key not in self.refs:
                 check_data(self.data, graph)
                 self.refs[key] = reference_outputs(graph, self.data, size)
-        batches = [self.data.x[i:i + size] for i in range(0, len(self.data), size)]
-        opts, _ = fixed_calibration(spec, self.data.x, graph, tuple(sorted(self.options.items())))
-        return data_metrics(hardware_outputs(graph, spec, batches, 0, dict(opts)), self.refs[key], self.data.y)
+        return data_figures(graph, spec, self.data, self.refs[key], 0, tuple(sorted(self.options.items())), size)
 
     def scores(self, name: str, kw: dict, graph, rep, finite: bool = False) -> dict[str, Any]:
         """``score_fn``'s figures; a raise, a non-mapping or a non-number objective (with ``finite``, a NaN or

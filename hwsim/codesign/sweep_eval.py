@@ -231,14 +231,9 @@ def _reference(net: ZooNet | GraphNet, graph, data) -> Any:
 
 def _data_figures(graph, spec: Any, settings: EvalSettings, ref) -> dict[str, float]:
     """accuracy (when the data has labels), top1_agreement and rel_rms_error of ``spec``'s outputs on the data."""
-    from hwsim.evaluate import data_metrics, fixed_calibration, hardware_outputs
+    from hwsim.evaluate import data_figures
 
-    data = settings.data
-    size = 1 if graph.batch_fixed else DATA_BATCH
-    batches = [data.x[i:i + size] for i in range(0, len(data), size)]
-    opts, _ = fixed_calibration(spec, data.x, graph, tuple(settings.options))
-    out = hardware_outputs(graph, spec, batches, settings.seed, dict(opts))
-    return data_metrics(out, ref, data.y)
+    return data_figures(graph, spec, settings.data, ref, settings.seed, tuple(settings.options), DATA_BATCH)
 
 
 def sweep_dataset(data: Any):
