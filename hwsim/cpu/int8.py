@@ -211,14 +211,11 @@ def _check_pool(n: Node) -> None:
 
 
 def _check_pad(n: Node) -> None:
-    a = n.attrs
-    if float(a.value) != 0.0:
-        raise _refuse(n, f"constant pad with value {a.value!r} (only a zero pad: 0.0 is the input's zero point, exact "
-                         "in int8)")
-    if a.pads and tuple(a.pads[0]) != (0, 0):
-        raise _refuse(n, f"pad of the batch dimension {tuple(a.pads[0])}")
-    if any(p < 0 for pair in a.pads for p in pair):
-        raise _refuse(n, f"negative pad (a crop) {tuple(map(tuple, a.pads))}: TFLite's PAD takes pads >= 0")
+    from hwsim.cpu.runtime.algorithms import zero_pad_problem
+
+    problem = zero_pad_problem(n)
+    if problem is not None:
+        raise _refuse(n, problem)
 
 
 def _check_node(g: Graph, n: Node, outs: set[str], readers: Mapping[str, list[Node]]) -> None:

@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 from hwsim.cache import identity_cache
 from hwsim.cpu.arm import ArmCore, core
-from hwsim.cpu.runtime.algorithms import FUSABLE_ACTIVATIONS, Work, work
+from hwsim.cpu.runtime.algorithms import FUSABLE_ACTIVATIONS, Work, readers, work
 from hwsim.cpu.runtime.threads import EVEN, Split, layer_split
 from hwsim.errors import SpecError
 from mapping.graph import ACTIVATIONS, Graph, Node, Op
@@ -115,8 +115,8 @@ def fused_activations(graph: Graph, runtime: str = "ncnn") -> frozenset[str]:
 @identity_cache(maxsize=16)
 def _sole_reader_activations(graph: Graph) -> frozenset[str]:
     """Activation nodes whose input no other node reads."""
-    readers = graph.consumers()
-    return frozenset(n.name for n in graph.nodes if n.op in ACTIVATIONS and len(readers.get(n.inputs[0], ())) == 1)
+    r = readers(graph)
+    return frozenset(n.name for n in graph.nodes if n.op in ACTIVATIONS and len(r.get(n.inputs[0], ())) == 1)
 
 
 def runs_in_place(graph: Graph, node: Node, runtime: str) -> bool:

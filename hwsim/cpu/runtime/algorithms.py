@@ -25,11 +25,12 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from hwsim.cache import identity_cache
 from mapping.analysis import elementwise_ops, node_macs
 from mapping.graph import Graph, Node, Op
 
 __all__ = ["Work", "algorithm", "work", "FUSABLE_ACTIVATIONS", "winograd_tile", "PAD_FOLDING_RUNTIMES",
-           "pad_folds_into_conv"]
+           "pad_folds_into_conv", "zero_pad_problem", "readers"]
 
 FUSABLE_ACTIVATIONS = frozenset({Op.RELU, Op.RELU6, Op.HARDSWISH, Op.SIGMOID, Op.HARDSIGMOID, Op.CLAMP,
                                  Op.LEAKY_RELU})
@@ -107,20 +108,36 @@ def _winograd_work(node: Node, m: int) -> Work:
     return Work(f"winograd{m}3", float(macs), 0.0, float(vec))
 
 
+def zero_pad_problem(node: Node) -> str | None:
+    """Why the PAD ``node`` is no plain zero pad of the non-batch dims (a non-zero value, the batch padded, a negative
+    pad: a crop), or None: the one rule of the int8 program's PAD and of :func:`pad_folds_into_conv`."""
+    a = node.attrs
+    if float(a.value) != 0.0:
+        return f"constant pad with value {a.value!r} (only a zero pad: 0.0 is the input's zero point, exact in int8)"
+    if a.pads and tuple(a.pads[0]) != (0, 0):
+        return f"pad of the batch dimension {tuple(a.pads[0])}"
+    if any(p < 0 for pair in a.pads for p in pair):
+        return f"negative pad (a crop) {tuple(map(tuple, a.pads))}: TFLite's PAD takes pads >= 0"
+    return None
+
+
+@identity_cache(maxsize=16)
+def readers(graph: Graph) -> dict[str, list[Node]]:
+    """``graph.consumers()``, remembered per graph object (graphs are not modified after they are built)."""
+    return graph.consumers()
+
+
 def pad_folds_into_conv(graph: Graph, node: Node, runtime: str) -> bool:
     """Whether ``runtime`` folds the PAD ``node`` into the conv that reads it (:data:`PAD_FOLDING_RUNTIMES`): a
-    constant pad of value 0, of the spatial dims (H, W) of an N x C x H x W tensor only, by pads >= 0, not a graph
-    output, whose only reader is a conv taking it as its input. The conv then reads the unpadded tensor and pads
-    inside; its MACs and output are those of the padded input, so its own work is unchanged."""
+    constant pad of value 0 (:func:`zero_pad_problem`) of the spatial dims (H, W) of an N x C x H x W tensor only,
+    not a graph output, whose only reader is a conv taking it as its input. The conv then reads the unpadded tensor
+    and pads inside; its MACs and output are those of the padded input, so its own work is unchanged."""
     if node.op != Op.PAD or runtime not in PAD_FOLDING_RUNTIMES or node.name in graph.outputs:
         return False
-    pads = tuple(tuple(p) for p in node.attrs.pads)
-    if float(node.attrs.value) != 0.0 or len(pads) != 4 or pads[0] != (0, 0) or pads[1] != (0, 0):
+    if zero_pad_problem(node) is not None or len(node.attrs.pads) != 4 or tuple(node.attrs.pads[1]) != (0, 0):
         return False
-    if any(p < 0 for pair in pads for p in pair):
-        return False
-    readers = graph.consumers().get(node.name, [])
-    return len(readers) == 1 and readers[0].op == Op.CONV2D and tuple(readers[0].inputs[:1]) == (node.name,)
+    r = readers(graph).get(node.name, [])
+    return len(r) == 1 and r[0].op == Op.CONV2D and tuple(r[0].inputs[:1]) == (node.name,)
 
 
 def algorithm(graph: Graph, node: Node, runtime: str, precision: str, fused: bool) -> str:
