@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.cache import identity_cache
-from hwsim.errors import HwsimError, ShapeError, SpecError
+from hwsim.errors import ConversionError, HwsimError, ShapeError, SpecError
 from hwsim.report import Result
 from hwsim.specs import is_integer, is_real, load_preset, spec_target
 from hwsim.target import Target, load_target
@@ -164,7 +164,10 @@ def _source_shaped(graph, res):
         return res
     shapes = [graph[o].meta.get("source_shape") if o in graph else None for o in graph.outputs]
     outs = res.outputs if isinstance(res.outputs, list) else [res.outputs]
-    outs = [np.reshape(y, s) if s is not None and np.size(y) == int(np.prod(s)) else y for y, s in zip(outs, shapes)]
+    if any(s is not None and np.size(y) != int(np.prod(s)) for y, s in zip(outs, shapes)):
+        raise ConversionError(f"{graph.name}: the target's outputs {[np.shape(y) for y in outs]} do not hold the "
+                              f"source model's {shapes}")
+    outs = [y if s is None else np.reshape(y, s) for y, s in zip(outs, shapes)]
     return dataclasses.replace(res, outputs=outs if isinstance(res.outputs, list) else outs[0])
 
 

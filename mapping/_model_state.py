@@ -19,7 +19,7 @@ def _module_state(model: nn.Module) -> list[tuple]:
     model as it was."""
     return [(m, dict(m.__dict__), dict(m._parameters), dict(m._modules),
              {k: (b, None if b is None else b.detach().clone()) for k, b in m._buffers.items()},
-             _containers(m)) for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]  # C++-held
+             _containers(m)) for m in model.modules()]  # (trace refuses TorchScript modules before this)
 
 
 _MODULE_DICTS = frozenset({"_parameters", "_buffers", "_modules"})

@@ -72,13 +72,17 @@ def input_qmax(bits: int, signed: bool) -> int:
     return 2 ** (bits - 1) - 1 if signed else 2**bits - 1
 
 
+def _check_levels(bits: int, signed: bool) -> None:
+    if input_qmax(bits, signed) < 1:
+        raise SpecError(f"input_bits={bits} leaves signed inputs (a layer after an op that can go negative) no "
+                        "positive level; use input_bits >= 2")
+
+
 def input_scale(x: np.ndarray, bits: int) -> tuple[float, bool]:
     """Per-tensor max-abs scale and signedness of ``x`` for ``bits``-bit inputs."""
     signed = bool(np.min(x) < 0)
     qmax = input_qmax(bits, signed)
-    if qmax < 1:
-        raise SpecError(f"input_bits={bits} leaves signed inputs (a layer after an op that can go negative) no "
-                        "positive level; use input_bits >= 2")
+    _check_levels(bits, signed)
     m = float(np.max(np.abs(x)))
     return (m / qmax if m > 0 else 1.0), signed
 
@@ -87,9 +91,8 @@ def input_scales(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample :func:`input_scale` of ``x`` (samples along axis 0): float64 scales [N] and signedness [N]."""
     flat = np.asarray(x).reshape(len(x), -1)
     signed = flat.min(axis=1, initial=0.0) < 0
-    qmax = np.where(signed, 2 ** (bits - 1) - 1, 2**bits - 1).astype(np.float64)
-    if signed.any() and 2 ** (bits - 1) - 1 < 1:
-        input_scale(flat[signed][:1], bits)  # its one-line error
+    _check_levels(bits, bool(signed.any()))
+    qmax = np.where(signed, input_qmax(bits, True), input_qmax(bits, False)).astype(np.float64)
     m = np.abs(flat).max(axis=1, initial=0.0).astype(np.float64)
     return np.where(m > 0, m / qmax, 1.0), signed
 

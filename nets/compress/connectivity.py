@@ -136,7 +136,6 @@ def remove_dead_filters(model: nn.Module, input_shape: Sequence[int]) -> fx.Grap
             keep_one.add(g.classes[0])
     plain = model
     if any(tprune.is_pruned(m) for m in model.modules()):
-
         from nets.compress.magnitude import make_permanent
         plain = make_permanent(copy_module(model))
     return remove_channels(plain, deps, [c for c in dead if c not in keep_one])

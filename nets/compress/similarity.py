@@ -159,7 +159,6 @@ def compensate(model: nn.Module, deps: DependencyGraph, maps: dict[int, np.ndarr
     read the probed map directly. A removed map that is an exact multiple of a kept one is then
     reproduced exactly; other readers of the channel (e.g. across a residual add) are left as they are.
     """
-
     rm = set(int(c) for c in remove)
     out = copy_module(model)
     mods = dict(out.named_modules())
