@@ -30,6 +30,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from hwsim.kernels._rowcopy import _low_mask
+
 XB = 4  # outputs of a row accumulated together (5x5; 8 for 3x3)
 
 
@@ -40,16 +42,6 @@ def _vtypes(dtype):
 
 def _ptr(builder, base, idx, vt):
     return builder.bitcast(builder.gep(base, [idx]), vt.as_pointer())
-
-
-def _lane_mask(builder, n, lanes):
-    """``<lanes x i1>``: lanes below ``n``."""
-    i32, i64 = ir.IntType(32), ir.IntType(64)
-    idx = ir.Constant(ir.VectorType(i64, lanes), list(range(lanes)))
-    lim = builder.insert_element(ir.Constant(idx.type, ir.Undefined), n, ir.Constant(i32, 0))
-    lim = builder.shuffle_vector(lim, ir.Constant(idx.type, ir.Undefined),
-                                 ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
-    return builder.icmp_signed("<", idx, lim)
 
 
 def _masked(builder, vt, name):
@@ -108,7 +100,7 @@ def pack_block(typingctx, xf, s0, pstride, npos, w, g, wp, ph, pw):
         with cgutils.for_range(builder, nchunk) as loop:
             p0 = builder.mul(loop.index, L)
             n = builder.sub(np_, p0)
-            mask = _lane_mask(builder, n, lanes)
+            mask = _low_mask(builder, n, lanes)
             rows = [builder.call(mload, [_ptr(builder, x_p, builder.add(builder.add(s0_, builder.mul(ps_, ir.Constant(i64, ch))), p0), vt),
                                          ir.Constant(ir.IntType(32), align), mask, ir.Constant(vt, [0.0] * lanes)])
                     for ch in range(lanes)]
@@ -150,7 +142,7 @@ def unpack_block(typingctx, o, npos, out, o0, pstride, bvec, b0):
         nchunk = builder.sdiv(builder.add(np_, ir.Constant(i64, lanes - 1)), L)
         with cgutils.for_range(builder, nchunk) as loop:
             p0 = builder.mul(loop.index, L)
-            mask = _lane_mask(builder, builder.sub(np_, p0), lanes)
+            mask = _low_mask(builder, builder.sub(np_, p0), lanes)
             rows = [builder.load(_ptr(builder, o_p, builder.mul(builder.add(p0, ir.Constant(i64, j)), L), vt), align=align)
                     for j in range(lanes)]
             for ch, v in enumerate(transpose(builder, rows)):
