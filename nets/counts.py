@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mapping.trace import copy_module
+from mapping.trace import copy_module, eval_mode
 
 __all__ = ["count_params", "count_macs", "layer_macs", "count_ops_condensenet_convention", "Call", "module_calls"]
 
@@ -65,11 +65,8 @@ def module_calls(model: nn.Module, input_shape: tuple[int, ...], types: tuple[ty
         return _hooked_pass(copy_module(model).to("meta").eval(), input_shape, types, "meta")
     except (RuntimeError, NotImplementedError):
         pass  # not runnable on meta: count from a real pass on the model itself
-    was_training = model.training
-    try:
-        return _hooked_pass(model.eval(), input_shape, types, "cpu")
-    finally:
-        model.train(was_training)
+    with eval_mode(model):  # each submodule's own flag back after (model.train(was) gave them all the root's)
+        return _hooked_pass(model, input_shape, types, "cpu")
 
 
 def _numel(shape: tuple[int, ...]) -> int:
