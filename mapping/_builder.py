@@ -25,7 +25,7 @@ import torch.fx as fx
 from hwsim.errors import ConversionError, UnsupportedOpError
 from mapping.graph import Concat, Graph, Input, NoAttrs, Node, Op, Reshape, Slice, with_source_shapes
 
-__all__ = ["Builder", "module_path", "untuple"]
+__all__ = ["Builder", "BatchMoved", "module_path", "untuple"]
 
 # ops of (N, C, H, W) values, applied window by window to windows merged into the batch (at most _MAX_WINDOWS)
 _IMAGE_OPS = frozenset({Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.UPSAMPLE, Op.GROUPNORM})
@@ -94,11 +94,17 @@ def module_path(n: fx.Node) -> str:
     return str(n.target) if n.op == "call_module" else ""
 
 
+class BatchMoved(UnsupportedOpError):
+    """A value moves or merges the batch dimension of a trace at batch > 1 (one graph per sample cannot hold it)."""
+
+
 class Builder:
     """Converts fx nodes one by one; handlers (``mapping._torch_ops``) call :meth:`emit`, :meth:`ref`, ..."""
 
-    def __init__(self, gm: fx.GraphModule, values: dict[str, Any], batch: int, name: str):
+    def __init__(self, gm: fx.GraphModule, values: dict[str, Any], batch: int, name: str,
+                 not_batch: frozenset[str] = frozenset()):
         self.gm, self.values, self.batch, self.name = gm, values, batch, name
+        self.not_batch = not_batch  # fx values whose first dim equals the batch size but is not the batch
         self.modules = dict(gm.named_modules())
         self.nodes: list[Node] = []
         self.params: dict[str, np.ndarray] = {}
@@ -170,11 +176,11 @@ class Builder:
     def out_shape(self, n: fx.Node, torch_shape: Sequence[int] | None = None) -> tuple[int, ...]:
         """The IR shape of fx node ``n``'s tensor value (see the module docstring for the batch rule)."""
         shape = tuple(int(s) for s in (torch_shape if torch_shape is not None else self.values[n.name].shape))
-        if shape and shape[0] == self.batch:
+        if shape and shape[0] == self.batch and n.name not in self.not_batch:
             return shape
         if self.batch != 1:
-            raise UnsupportedOpError(f"{self.what(n)} moves or merges the batch dimension (its value has shape "
-                                     f"{shape} for a batch of {self.batch}); trace such a model with batch 1")
+            raise BatchMoved(f"{self.what(n)} moves or merges the batch dimension (its value has shape "
+                             f"{shape} for a batch of {self.batch}); trace such a model with batch 1")
         self.batch_fixed = True
         return (1,) + shape
 
@@ -204,7 +210,7 @@ class Builder:
             arr = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
         if (a.name + tag, arr.ndim) in self.constants:
             return self.constants[(a.name + tag, arr.ndim)]
-        if arr.ndim and arr.shape[0] == self.batch and self.batch > 1:
+        if arr.ndim and arr.shape[0] == self.batch and self.batch > 1 and a.name not in self.not_batch:
             if not np.all(arr == arr[:1]):
                 raise UnsupportedOpError(f"constant '{a.name}' differs between the samples of the batch")
             arr = arr[:1]

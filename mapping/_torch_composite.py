@@ -1,6 +1,6 @@
 """torch ops the IR computes with ops it already has (handlers of :class:`mapping._builder.Builder`, dispatched by
 :mod:`mapping._torch_ops`): instance norm, ``addcmul``, ``var``/``std``, ``glu``, ``logsigmoid``, ``min`` along
-dims. Each handler's docstring states its rule; the ONNX importer maps the same ops onto the same IR ops
+dims, the transposing tensor attributes ``.T`` / ``.mT``. Each handler's docstring states its rule; the ONNX importer maps the same ops onto the same IR ops
 (``InstanceNormalization`` -> GROUPNORM, ``ReduceMin`` -> NEG, REDUCE_MAX, NEG, torch's ONNX export of ``var`` ->
 mean, subtract, square, reduce). Every result is verified against torch at import (:mod:`mapping.verify`).
 """
@@ -14,7 +14,7 @@ import torch.fx as fx
 
 from hwsim.errors import UnsupportedOpError
 from mapping._builder import Builder
-from mapping._torch_moves import Handler, _first_only, _inplace, _x, arg
+from mapping._torch_moves import Handler, _first_only, _inplace, _permute, _x, arg
 from mapping.graph import BatchNorm, GroupNorm, NoAttrs, Op, Reduce, Reshape, Scalar, Slice, Softplus
 
 __all__ = ["composite"]
@@ -161,7 +161,23 @@ def _min(b: Builder, n: fx.Node) -> None:
     _finish(b, n, Op.NEG, [mx], natural=red)
 
 
+def _tensor_attribute(b: Builder, n: fx.Node) -> None:
+    """``x.T`` / ``x.H`` (all dims reversed, as ``x.t()`` and ``permute(reversed dims)``), ``x.mT`` / ``x.mH`` (the
+    last two dims swapped, as ``x.transpose(-2, -1)``): the node is rewritten as that method call (real tensors:
+    ``H`` = ``T``) and converted as a permutation; ``x.data`` is ``x``; any other attribute is refused by name."""
+    x, attr = n.args[0], str(n.args[1])
+    if attr == "data":
+        b.alias(n, x)
+        return
+    if attr not in ("T", "H", "mT", "mH"):
+        raise UnsupportedOpError(f"{b.what(n)}: the tensor attribute {attr!r} is not supported")
+    n.op, n.target = "call_method", ("t" if attr in ("T", "H") else "transpose")
+    n.args = (x,) if attr in ("T", "H") else (x, -2, -1)
+    _permute(b, n)
+
+
 def composite() -> dict[str, Handler]:
     """The handlers of this module by function, method and ATen name."""
     return {"instance_norm": _instance_norm, "var": _var(False), "std": _var(True), "addcmul": _addcmul,
-            "glu": _glu, "log_sigmoid": _logsigmoid, "logsigmoid": _logsigmoid, "min": _min, "amin": _min}
+            "glu": _glu, "log_sigmoid": _logsigmoid, "logsigmoid": _logsigmoid, "min": _min, "amin": _min,
+            "getattr": _tensor_attribute}

@@ -487,7 +487,7 @@ _MODULES_OK = ("torch", "torch.nn.functional", "torch._C._nn", "torch._C._Variab
 
 def _known_function(t, name: str) -> bool:
     """Functions are matched by name only when they come from torch itself (or a known drop-path helper)."""
-    if isinstance(t, torch._ops.OpOverload) or t in _OPERATORS:
+    if isinstance(t, torch._ops.OpOverload) or t in _OPERATORS or t is getattr:  # getattr: a tensor's attribute
         return True
     mod = getattr(t, "__module__", None) or ""
     return mod in _MODULES_OK or mod.startswith("torch") or t in (F.pad, torch.flatten) or name == "drop_path" and \

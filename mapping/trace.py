@@ -27,7 +27,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError, first_line
-from mapping._builder import Builder, module_path
+from mapping._builder import BatchMoved, Builder, module_path
 from mapping._model_state import _changed_buffers, _module_state, _restore, copy_module, eval_mode
 from mapping._trace_modules import (  # noqa: F401 (the leaf modules' converters; re-exported, as before the split)
     _MODULES,
@@ -343,7 +343,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
             try:
                 graph, b = _build(model, gm, x, name)
             except UnsupportedOpError as e_fx:  # an op fx leaves opaque may decompose into supported ATen ops
-                if how != "torch.fx":
+                if how != "torch.fx" or isinstance(e_fx, BatchMoved):  # a batch move is one in any graph
                     raise
                 try:
                     gm = _export_module(model, x)
@@ -452,8 +452,39 @@ def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | No
         raise ConversionError(f"{type(model).__name__} returns value(s) {rec.changed} changed in place after they "
                               "were computed (an in-place op such as relu_(), add_(), nn.ReLU(inplace=True) or out= "
                               "whose result is not used); return the in-place op's result instead")
-    b = Builder(gm, rec.values, int(x.shape[0]), name or type(model).__name__)
+    b = Builder(gm, rec.values, int(x.shape[0]), name or type(model).__name__,
+                not_batch=_batch_coincidences(gm, rec.values, x))
     return canonical(b.build(handle)), b
+
+
+class _Shapes(fx.Interpreter):
+    """Runs the traced module, keeping only the shape of every tensor value."""
+
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        v = super().run_node(n)
+        if isinstance(v, torch.Tensor):
+            self.shapes[n.name] = tuple(v.shape)
+        return v
+
+
+def _batch_coincidences(gm: fx.GraphModule, values: dict[str, Any], x: torch.Tensor) -> frozenset[str]:
+    """The values whose first dimension equals the batch size ``B`` without being the batch (``x.transpose(0, 1)``
+    with as many channels as samples): run once more at batch ``B + 1``, their first dimension stays ``B``. Empty at
+    batch 1, and for a model that cannot run at ``B + 1`` (its batch is fixed)."""
+    batch = int(x.shape[0])
+    if batch == 1:
+        return frozenset()
+    run = _Shapes(gm)
+    try:
+        run.run(torch.cat([x, x[:1]]))
+    except Exception:
+        return frozenset()
+    return frozenset(k for k, v in values.items() if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch
+                     and run.shapes.get(k, (batch + 1,))[0] != batch + 1)
 
 
 def _check_modules(gm: fx.GraphModule) -> None:
