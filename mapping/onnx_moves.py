@@ -32,8 +32,11 @@ def _view(imp, n, src: str, name: str) -> None:
 @converts("Identity", "Dropout")
 def identity(imp, n) -> None:
     """Identity, and Dropout at inference -> no node: the output is the input's IR value."""
-    if n.op_type == "Dropout" and (imp.scalar(n.input[2]) if len(n.input) > 2 and n.input[2] else 0.0):
-        imp.refuse(n, "training mode")
+    if n.op_type == "Dropout" and len(n.input) > 2 and n.input[2]:
+        training = imp.const_input(n, 2, "training_mode")  # a bool tensor; refused when computed
+        if bool(np.asarray(training).reshape(-1)[0]):
+            imp.refuse(n, "in training mode (training_mode=True zeroes random values at every run); export the "
+                          "model in eval mode")
     if len(n.output) > 1 and n.output[1] and imp.consumers(n.output[1]):
         imp.refuse(n, "its mask output is used")
     imp.alias(n, n.input[0])

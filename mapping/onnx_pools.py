@@ -145,6 +145,9 @@ def resize(imp, n) -> None:
         attrs = Upsample(out[2:], "nearest")
     elif mode == "linear" and coords in ("half_pixel", "pytorch_half_pixel", "align_corners"):
         attrs = Upsample(out[2:], "bilinear", coords == "align_corners")
+    elif mode == "nearest" and coords == "asymmetric":
+        imp.refuse(n, f"nearest_mode {imp.attr(n, 'nearest_mode', 'round_prefer_floor')!r} (hwsim maps torch's "
+                      "nearest: nearest_mode 'floor' with coordinate_transformation_mode 'asymmetric')")
     else:
         imp.refuse(n, f"mode {mode!r} with coordinate_transformation_mode {coords!r} (hwsim maps torch's nearest "
                       "and bilinear)")
