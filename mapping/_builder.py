@@ -289,6 +289,8 @@ class Builder:
         inputs: list[Input] = []
         outputs: list[str] = []
         sources: dict[str, tuple[int, ...]] = {}  # output -> its torch shape
+        from mapping._torch_mask import BOOL_RESULTS  # (imports this module)
+
         untuple(self.gm, self.values)
         for n in self.gm.graph.nodes:
             self.kinds[n.name] = self._classify(n) if n.op != "output" else "output"
@@ -309,7 +311,8 @@ class Builder:
                 if not n.users and not _target_name(n).endswith("_"):  # dead (an unused output of a tuple)
                     continue
                 v = self.values[n.name]
-                if isinstance(v, torch.Tensor) and v.dtype != torch.float32:
+                if isinstance(v, torch.Tensor) and v.dtype != torch.float32 and not (
+                        v.dtype == torch.bool and _target_name(n) in BOOL_RESULTS):  # masks: float 0 / 1
                     raise UnsupportedOpError(f"{self.what(n)} produces a {v.dtype} tensor; hwsim computes float32")
                 handle(self, n)
         return with_source_shapes(Graph(tuple(self.nodes), tuple(inputs), tuple(outputs), self.params, self.name,
@@ -323,7 +326,7 @@ class Builder:
             v = self.values.get(fx_name)
             if isinstance(v, torch.Tensor) and ir_name in self.shapes and ir_name != self.input_name:
                 if int(np.prod(self.shapes[ir_name])) == v.numel():
-                    a = v.detach().numpy().reshape(self.shapes[ir_name])
+                    a = v.detach().float().numpy().reshape(self.shapes[ir_name])  # a bool mask: 0 / 1
                     if ir_name not in refs:
                         refs[ir_name], first[ir_name] = a, fx_name
                     elif not np.array_equal(refs[ir_name], a, equal_nan=True):  # a pass-through that is not one

@@ -21,6 +21,7 @@ from hwsim.errors import UnsupportedOpError
 from mapping._builder import Builder
 from mapping._torch_composite import composite
 from mapping._torch_einsum import einsum
+from mapping._torch_mask import masks
 from mapping._torch_moves import MISSING as _MISSING
 from mapping._torch_moves import Handler, _first_only, _inplace, _pair, _x, arg, moves
 from mapping.graph import (
@@ -425,6 +426,7 @@ def _handlers() -> dict[str, Handler]:
     h.update(moves())
     h.update(composite())
     h["einsum"] = einsum
+    h.update(masks())
     bn_aten = _batch_norm("aten")
     h["_native_batch_norm_legit_no_training"] = _batch_norm("legit")
     return h, bn_aten

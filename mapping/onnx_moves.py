@@ -44,8 +44,10 @@ def identity(imp, n) -> None:
 
 @converts("Cast")
 def cast(imp, n) -> None:
-    """Cast of a float32 activation to float32 -> no node; any other cast of an activation is refused."""
-    if int(imp.attr(n, "to", 0)) != 1 or imp.values[n.input[0]].dtype != np.float32:
+    """Cast of a float32 activation to float32, of a bool mask (held as float 0 / 1: :mod:`mapping.onnx_masks`) to
+    float32 or bool -> no node; any other cast of an activation is refused."""
+    to, src = int(imp.attr(n, "to", 0)), imp.values[n.input[0]].dtype  # TensorProto: 1 FLOAT, 9 BOOL
+    if not (to == 1 and src in (np.float32, np.bool_) or to == 9 and src == np.bool_):
         imp.refuse(n, "casts an activation to another type (hwsim's IR computes float32)")
     imp.alias(n, n.input[0])
 

@@ -35,6 +35,7 @@ from mapping.graph import (
 from mapping.onnx_importer import registrar
 from mapping.onnx_moves import CONVERTERS as _MOVES
 from mapping.onnx_pools import CONVERTERS as _POOLS
+from mapping.onnx_masks import CONVERTERS as _MASKS
 from mapping.onnx_pools import pads2d
 from mapping.qonnx import weight_meta
 
@@ -374,3 +375,4 @@ def groupnorm(imp, n) -> None:
 
 CONVERTERS.update(_MOVES)
 CONVERTERS.update(_POOLS)
+CONVERTERS.update(_MASKS)

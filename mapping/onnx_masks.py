@@ -1,0 +1,126 @@
+"""ONNX comparisons and boolean masks (Greater, Less, GreaterOrEqual, LessOrEqual, Equal, Not, And, Or, Xor,
+Where) as IR nodes: a bool tensor is held as float 0 / 1, with the exact rules of :mod:`mapping._torch_mask`
+(``ge(a, b) = relu(sign(a - b))``, ``where(c, a, b) = c·a + (1 − c)·b``, a ``±inf`` branch through ``log``).
+A Cast of a mask to float is the mask itself (:mod:`mapping.onnx_moves`); every value is verified against
+onnxruntime at import.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mapping.graph import Clamp, Op, Scalar
+from mapping.onnx_importer import registrar
+
+__all__ = ["CONVERTERS"]
+
+CONVERTERS: dict = {}
+converts = registrar(CONVERTERS)
+
+_ONE_MINUS = Scalar(1.0, reverse=True)
+
+
+def _number(imp, name: str) -> float | None:
+    """A one-element constant operand (numeric or bool) as a float; None for anything else."""
+    if not imp.is_const(name) or imp.const(name).size != 1:
+        return None
+    return float(imp.const(name).reshape(()))
+
+
+def _operands(imp, n, names) -> tuple[list, tuple[int, ...]]:
+    """Each operand as ``(ir_value, None)`` or ``(None, number)``, and the IR shape they broadcast to."""
+    rank = len(imp.shape(n.output[0]))
+    ops = [(None, _number(imp, a)) if _number(imp, a) is not None else (imp.operand(a, n, rank), None)
+           for a in names]
+    tensors = [imp.shapes[v] for v, _ in ops if v is not None]
+    if not tensors:
+        imp.refuse(n, "all operands constant")
+    return ops, tuple(np.broadcast_shapes(*tensors))
+
+
+def _diff(imp, n, x, y, shape, tag: str) -> str:
+    (vx, sx), (vy, sy) = x, y
+    if vy is None:
+        return imp.emit(n, Op.SUB, [vx], Scalar(sy), name=imp.fresh(n, tag), shape=shape)
+    if vx is None:
+        return imp.emit(n, Op.SUB, [vy], Scalar(sx, reverse=True), name=imp.fresh(n, tag), shape=shape)
+    return imp.emit(n, Op.SUB, [vx, vy], name=imp.fresh(n, tag), shape=shape)
+
+
+def _ge(imp, n, x, y, shape, last: bool = False) -> str:
+    """``float(x >= y)`` = relu(sign(x - y)); ``n``'s output when ``last``."""
+    s = imp.emit(n, Op.SIGN, [_diff(imp, n, x, y, shape, "diff")], name=imp.fresh(n, "sign"), shape=shape)
+    return imp.emit_as(n, Op.RELU, [s], None, shape) if last else \
+        imp.emit(n, Op.RELU, [s], name=imp.fresh(n, "ge"), shape=shape)
+
+
+@converts("Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal")
+def compare(imp, n) -> None:
+    """Comparisons -> SUB, SIGN, RELU (+ SUB from 1 / MUL): the rules of :mod:`mapping._torch_mask`."""
+    (x, y), shape = _operands(imp, n, n.input[:2])
+    kind = n.op_type
+    if kind in ("Less", "LessOrEqual"):
+        x, y, kind = y, x, {"Less": "Greater", "LessOrEqual": "GreaterOrEqual"}[kind]
+    if kind == "GreaterOrEqual":
+        _ge(imp, n, x, y, shape, last=True)
+    elif kind == "Greater":
+        imp.emit_as(n, Op.SUB, [_ge(imp, n, y, x, shape)], _ONE_MINUS, shape)
+    else:
+        imp.emit_as(n, Op.MUL, [_ge(imp, n, x, y, shape), _ge(imp, n, y, x, shape)], None, shape)
+
+
+def _mask(imp, n, name: str) -> str:
+    v = imp.values.get(name)
+    if v is None or np.asarray(v).dtype != np.bool_:
+        imp.refuse(n, f"operand '{name}' is not a bool tensor")
+    return imp.operand(name, n, len(imp.shape(n.output[0])))
+
+
+@converts("Not", "And", "Or", "Xor")
+def logical(imp, n) -> None:
+    """Not -> 1 - c; And -> MUL; Or -> min(a + b, 1) (ADD, CLAMP); Xor -> |a - b| (SUB, ABS)."""
+    masks = [_mask(imp, n, a) for a in n.input]
+    shape = tuple(np.broadcast_shapes(*(imp.shapes[m] for m in masks)))
+    if n.op_type == "Not":
+        imp.emit_as(n, Op.SUB, masks, _ONE_MINUS, shape)
+    elif n.op_type == "And":
+        imp.emit_as(n, Op.MUL, masks, None, shape)
+    elif n.op_type == "Or":
+        s = imp.emit(n, Op.ADD, masks, name=imp.fresh(n, "sum"), shape=shape)
+        imp.emit_as(n, Op.CLAMP, [s], Clamp(None, 1.0), shape)
+    else:
+        d = imp.emit(n, Op.SUB, masks, name=imp.fresh(n, "diff"), shape=shape)
+        imp.emit_as(n, Op.ABS, [d], None, shape)
+
+
+@converts("Where")
+def where(imp, n) -> None:
+    """Where(c, a, b) -> c·a + (1 − c)·b; a ±inf branch -> the other ± log of its gate (module docstring)."""
+    cond = _mask(imp, n, n.input[0])
+    (a, b), shape = _operands(imp, n, n.input[1:3])
+    shape = tuple(np.broadcast_shapes(shape, imp.shapes[cond]))
+    sa, sb = a[1], b[1]
+    if any(s is not None and math.isnan(s) for s in (sa, sb)) or (
+            sa is not None and sb is not None and math.isinf(sa) and math.isinf(sb)):
+        imp.refuse(n, f"branches {sa} and {sb} (a NaN or two infinite branches)")
+    not_c = imp.emit(n, Op.SUB, [cond], _ONE_MINUS, name=imp.fresh(n, "notc"), shape=shape)
+    for inf, (ov, os_), gate in ((sa, b, not_c), (sb, a, cond)):
+        if inf is not None and math.isinf(inf):
+            log = imp.emit(n, Op.LOG, [gate], name=imp.fresh(n, "log"), shape=shape)
+            if inf > 0:
+                log = imp.emit(n, Op.NEG, [log], name=imp.fresh(n, "neglog"), shape=shape)
+            ins, attrs = ([log], Scalar(os_)) if ov is None else ([log, ov], None)
+            imp.emit_as(n, Op.ADD, ins, attrs, shape)
+            return
+    terms = []
+    for (v, s), gate in ((a, cond), (b, not_c)):
+        if v is not None:
+            terms.append(imp.emit(n, Op.MUL, [gate, v], name=imp.fresh(n, "term"), shape=shape))
+        elif s != 0.0:
+            terms.append(gate if s == 1.0 else imp.emit(n, Op.MUL, [gate], Scalar(s), name=imp.fresh(n, "term"),
+                                                        shape=shape))
+    if len(terms) == 2:
+        imp.emit_as(n, Op.ADD, terms, None, shape)
+    else:
+        imp.emit_as(n, Op.MUL, terms[:1] or [cond], Scalar(1.0 if terms else 0.0), shape)
