@@ -119,6 +119,15 @@ def _sign(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
     return np.where(xs[0] >= 0, np.float32(1), np.float32(-1))  # sign(0) = +1 (binary nets)
 
 
+def _where(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
+    """x where cond != 0 else y; with a Scalar v: y = v (reverse: x = v). A select: inf / NaN in the branch not
+    taken never reach the result."""
+    cond, x = xs[0], xs[1]
+    y = xs[2] if len(xs) == 3 else np.float32(n.attrs.value)
+    x, y = (y, x) if len(xs) == 2 and n.attrs.reverse else (x, y)
+    return np.ascontiguousarray(np.broadcast_to(np.where(cond != 0, x, y), n.shape), dtype=np.float32)
+
+
 def _quantize(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
     a = n.attrs
     return K.quantize(xs[0], a.bits, a.scale, a.signed, a.zero_point, a.narrow, a.rounding)
@@ -167,6 +176,7 @@ FP32_KERNELS: Mapping[Op, Kernel] = {
     Op.UPSAMPLE: _upsample,
     Op.SLICE: _slice,
     Op.SIGN: _sign,
+    Op.WHERE: _where,
     Op.QUANTIZE: _quantize,
     Op.GELU: lambda g, n, xs: K.gelu(xs[0], n.attrs.approximate),
     Op.LEAKY_RELU: lambda g, n, xs: K.leaky_relu(xs[0], n.attrs.negative_slope),

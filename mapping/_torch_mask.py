@@ -8,9 +8,8 @@ A mask is held as float 0.0 / 1.0, the value torch itself gives a bool in arithm
   keeps the sign of the difference (gradual underflow), and the IR's SIGN gives +1 at 0; ``gt(a, b) = 1 - ge(b, a)``,
   ``le(a, b) = ge(b, a)``, ``lt(a, b) = gt(b, a)``, ``eq = ge(a, b) · ge(b, a)``, ``ne = 1 - eq``. A Python number
   is compared in float32, as torch compares it with a float32 tensor.
-* ``where(c, a, b) = c·a + (1 − c)·b`` (each product is ``a``, ``b`` or 0); a ``±inf`` branch (attention masks:
-  ``masked_fill(m, -inf)``) is ``b ± log(1 − c)`` / ``a ± log(c)``, as ``0 · inf`` would be NaN;
-  ``masked_fill(x, m, v) = where(m, v, x)``.
+* ``where(c, a, b)`` is the IR's WHERE, a select (``0 · inf`` would make a product formula NaN where torch's
+  ``where(y != 0, x / y, 0)`` is a number); ``masked_fill(x, m, v) = where(m, v, x)``.
 * ``not c = 1 − c``, ``a and b = a · b``, ``a or b = min(a + b, 1)``, ``a xor b = |a − b|`` (bool operands only).
 
 A comparison costs its few elementwise IR ops on every target (a runtime's one compare-and-select: the
@@ -19,8 +18,6 @@ elementwise work is counted up to 4x, negligible beside the layers around it). A
 verified against torch at import (:mod:`mapping.verify`).
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -113,37 +110,23 @@ def _mask(b: Builder, n: fx.Node, a, what: str) -> str:
 
 
 def _where(b: Builder, n: fx.Node, c, a, y) -> None:
-    """``where(c, a, y)`` (module docstring)."""
+    """``where(c, a, y)`` -> WHERE (a select: an inf or NaN in the branch not taken never reaches the result); a
+    number branch is its Scalar, two number branches select between ``c · 0 + a`` and ``y``."""
     rank = len(b.tshape(n))
     cond = _mask(b, n, c, "the condition")
-    shape = tuple(np.broadcast_shapes(b.shapes[cond], *(b.shapes[b.ref(v, n, rank)] for v in (a, y)
-                                                          if _number(b, n, v) is None)))
     sa, sy = _number(b, n, a), _number(b, n, y)
-    if any(s is not None and math.isnan(s) for s in (sa, sy)) or (sa is not None and sy is not None and
-                                                                  math.isinf(sa) and math.isinf(sy)):
-        raise UnsupportedOpError(f"{b.what(n)} with values {sa} and {sy} (a NaN or two infinite branches)")
-    not_c = _step(b, n, "notc", Op.SUB, [cond], shape, Scalar(1.0, reverse=True))
-    for inf, other, gate in ((sa, y, not_c), (sy, a, cond)):
-        if inf is not None and math.isinf(inf):  # other ± log(gate): log 1 = 0 keeps it, log 0 = -inf replaces it
-            log = _step(b, n, "log", Op.LOG, [gate], shape)
-            log = log if inf < 0 else _step(b, n, "neglog", Op.NEG, [log], shape)
-            so = _number(b, n, other)
-            ins, attrs = ([log], Scalar(so)) if so is not None else ([log, b.ref(other, n, rank)], NoAttrs())
-            _finish(b, n, Op.ADD, ins, attrs, natural=shape)
-            return
-    terms = []
-    for v, gate, tag in ((a, cond, "a"), (y, not_c, "b")):
-        s = _number(b, n, v)
-        if s is None:
-            terms.append(_step(b, n, tag, Op.MUL, [gate, b.ref(v, n, rank)], shape))
-        elif s != 0.0:
-            terms.append(gate if s == 1.0 else _step(b, n, tag, Op.MUL, [gate], shape, Scalar(s)))
-    if not terms:  # both branches 0
-        _finish(b, n, Op.MUL, [cond], Scalar(0.0), natural=shape)
-    elif len(terms) == 1:
-        _finish(b, n, Op.MUL, [terms[0]], Scalar(1.0), natural=shape)
+    shape = tuple(np.broadcast_shapes(b.shapes[cond], *(b.shapes[b.ref(v, n, rank)] for v, s in ((a, sa), (y, sy))
+                                                          if s is None)))
+    if sa is not None and sy is not None:  # a tensor holding a: c · 0 + a (exact, a may be infinite)
+        zero = _step(b, n, "zero", Op.MUL, [cond], shape, Scalar(0.0))
+        ins, attrs = [cond, _step(b, n, "a", Op.ADD, [zero], shape, Scalar(sa))], Scalar(sy)
+    elif sa is not None:
+        ins, attrs = [cond, b.ref(y, n, rank)], Scalar(sa, reverse=True)
+    elif sy is not None:
+        ins, attrs = [cond, b.ref(a, n, rank)], Scalar(sy)
     else:
-        _finish(b, n, Op.ADD, terms, natural=shape)
+        ins, attrs = [cond, b.ref(a, n, rank), b.ref(y, n, rank)], NoAttrs()
+    _finish(b, n, Op.WHERE, ins, attrs, natural=shape)
 
 
 def _torch_where(b: Builder, n: fx.Node) -> None:

@@ -77,6 +77,7 @@ class Op(str, enum.Enum):
     # two-operand arithmetic beyond ADD/MUL (numpy broadcasting, or a Scalar operand)
     SUB = "sub"
     DIV = "div"
+    WHERE = "where"  # (cond, x, y): x where cond != 0 else y; (cond, x) + Scalar v: y = v (reverse: x = v)
     # normalisation and reductions
     LAYERNORM = "layernorm"  # over the last len(normalized_shape) dims; params gamma, beta (optional)
     GROUPNORM = "groupnorm"  # over groups of channels (dim 1) and all spatial dims; params gamma, beta
@@ -84,8 +85,7 @@ class Op(str, enum.Enum):
     REDUCE_MEAN = "reduce_mean"
     REDUCE_SUM = "reduce_sum"
     REDUCE_MAX = "reduce_max"
-    # data movement
-    PERMUTE = "permute"  # the batch dimension stays first
+    PERMUTE = "permute"  # data movement: the batch dimension stays first
     PAD = "pad"  # constant padding
     CONSTANT = "constant"  # a parameter broadcast over the batch; inputs[0] only gives the batch size
     # products of two activations

@@ -1,12 +1,10 @@
 """ONNX comparisons and boolean masks (Greater, Less, GreaterOrEqual, LessOrEqual, Equal, Not, And, Or, Xor,
 Where) as IR nodes: a bool tensor is held as float 0 / 1, with the exact rules of :mod:`mapping._torch_mask`
-(``ge(a, b) = relu(sign(a - b))``, ``where(c, a, b) = c·a + (1 − c)·b``, a ``±inf`` branch through ``log``).
+(``ge(a, b) = relu(sign(a - b))``, Where a WHERE select).
 A Cast of a mask to float is the mask itself (:mod:`mapping.onnx_moves`); every value is verified against
 onnxruntime at import.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -96,31 +94,20 @@ def logical(imp, n) -> None:
 
 @converts("Where")
 def where(imp, n) -> None:
-    """Where(c, a, b) -> c·a + (1 − c)·b; a ±inf branch -> the other ± log of its gate (module docstring)."""
+    """Where(c, a, b) -> WHERE (a select); a one-element constant branch is its Scalar; two constant branches select
+    between ``c · 0 + a`` and ``b``."""
     cond = _mask(imp, n, n.input[0])
-    (a, b), shape = _operands(imp, n, n.input[1:3])
+    (a, b), shape = _operands(imp, n, n.input[1:3]) if any(_number(imp, v) is None for v in n.input[1:3]) else \
+        ([(None, _number(imp, v)) for v in n.input[1:3]], imp.shapes[cond])
     shape = tuple(np.broadcast_shapes(shape, imp.shapes[cond]))
-    sa, sb = a[1], b[1]
-    if any(s is not None and math.isnan(s) for s in (sa, sb)) or (
-            sa is not None and sb is not None and math.isinf(sa) and math.isinf(sb)):
-        imp.refuse(n, f"branches {sa} and {sb} (a NaN or two infinite branches)")
-    not_c = imp.emit(n, Op.SUB, [cond], _ONE_MINUS, name=imp.fresh(n, "notc"), shape=shape)
-    for inf, (ov, os_), gate in ((sa, b, not_c), (sb, a, cond)):
-        if inf is not None and math.isinf(inf):
-            log = imp.emit(n, Op.LOG, [gate], name=imp.fresh(n, "log"), shape=shape)
-            if inf > 0:
-                log = imp.emit(n, Op.NEG, [log], name=imp.fresh(n, "neglog"), shape=shape)
-            ins, attrs = ([log], Scalar(os_)) if ov is None else ([log, ov], None)
-            imp.emit_as(n, Op.ADD, ins, attrs, shape)
-            return
-    terms = []
-    for (v, s), gate in ((a, cond), (b, not_c)):
-        if v is not None:
-            terms.append(imp.emit(n, Op.MUL, [gate, v], name=imp.fresh(n, "term"), shape=shape))
-        elif s != 0.0:
-            terms.append(gate if s == 1.0 else imp.emit(n, Op.MUL, [gate], Scalar(s), name=imp.fresh(n, "term"),
-                                                        shape=shape))
-    if len(terms) == 2:
-        imp.emit_as(n, Op.ADD, terms, None, shape)
+    (va, sa), (vb, sb) = a, b
+    if va is None and vb is None:
+        zero = imp.emit(n, Op.MUL, [cond], Scalar(0.0), name=imp.fresh(n, "zero"), shape=shape)
+        ins, attrs = [cond, imp.emit(n, Op.ADD, [zero], Scalar(sa), name=imp.fresh(n, "a"), shape=shape)], Scalar(sb)
+    elif va is None:
+        ins, attrs = [cond, vb], Scalar(sa, reverse=True)
+    elif vb is None:
+        ins, attrs = [cond, va], Scalar(sb)
     else:
-        imp.emit_as(n, Op.MUL, terms[:1] or [cond], Scalar(1.0 if terms else 0.0), shape)
+        ins, attrs = [cond, va, vb], None
+    imp.emit_as(n, Op.WHERE, ins, attrs, shape)
