@@ -23,6 +23,7 @@ import numpy as np
 
 from hwsim.errors import ShapeError, UnsupportedOpError
 from hwsim.kernels import fp32 as K
+from hwsim.kernels._deconv import conv_transpose2d_node
 from mapping.graph import Graph, Node, Op
 
 __all__ = ["Kernel", "FP32_KERNELS", "run", "check_input", "check_values", "show_progress", "progress_default",
@@ -156,6 +157,7 @@ def _constant(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
 
 FP32_KERNELS: Mapping[Op, Kernel] = {
     Op.CONV2D: _conv,
+    Op.CONV_TRANSPOSE2D: conv_transpose2d_node,
     Op.LINEAR: _linear,
     Op.BATCHNORM: _bn,
     Op.RELU: _unary(K.relu),
@@ -202,7 +204,7 @@ FP32_KERNELS: Mapping[Op, Kernel] = {
     Op.REDUCE_SUM: _reduce("sum"),
     Op.REDUCE_MAX: _reduce("max"),
     Op.PERMUTE: lambda g, n, xs: K.permute(xs[0], n.attrs.perm),
-    Op.PAD: lambda g, n, xs: K.pad(xs[0], n.attrs.pads, n.attrs.value),
+    Op.PAD: lambda g, n, xs: K.pad(xs[0], n.attrs.pads, n.attrs.value, n.attrs.mode),
     Op.CONSTANT: _constant,
     Op.MATMUL: lambda g, n, xs: K.matmul(xs[0], xs[1]),
     Op.ATTENTION: lambda g, n, xs: K.attention(xs[0], xs[1], xs[2], n.attrs.scale, n.attrs.causal,

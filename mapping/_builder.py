@@ -25,10 +25,10 @@ import torch.fx as fx
 from hwsim.errors import ConversionError, UnsupportedOpError
 from mapping.graph import Concat, Graph, Input, NoAttrs, Node, Op, Reshape, Slice, with_source_shapes
 
-__all__ = ["Builder", "BatchMoved", "module_path", "untuple"]
+__all__ = ["Builder", "BatchMoved", "batch_coincidences", "module_path", "untuple"]
 
 # ops of (N, C, H, W) values, applied window by window to windows merged into the batch (at most _MAX_WINDOWS)
-_IMAGE_OPS = frozenset({Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.UPSAMPLE, Op.GROUPNORM})
+_IMAGE_OPS = frozenset({Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.UPSAMPLE, Op.GROUPNORM})
 _MAX_WINDOWS = 64
 # ops whose value depends on their input's shape only: constants for a traced input shape
 _SHAPE_ONLY = frozenset({"zeros_like", "ones_like", "full_like", "new_zeros", "new_ones", "new_full", "new_tensor"})
@@ -92,6 +92,36 @@ def module_path(n: fx.Node) -> str:
         last = list(stack.values())[-1]
         return last[0] if isinstance(last, tuple) else str(list(stack)[-1])
     return str(n.target) if n.op == "call_module" else ""
+
+
+class _Shapes(fx.Interpreter):
+    """Runs the traced module, keeping only the shape of every tensor value."""
+
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm)
+        self.shapes: dict[str, tuple[int, ...]] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        v = super().run_node(n)
+        if isinstance(v, torch.Tensor):
+            self.shapes[n.name] = tuple(v.shape)
+        return v
+
+
+def batch_coincidences(gm: fx.GraphModule, values: dict[str, Any], x: torch.Tensor) -> frozenset[str]:
+    """The values whose first dimension equals the batch size ``B`` without being the batch (``x.transpose(0, 1)``
+    with as many channels as samples): run once more at batch ``B + 1``, their first dimension stays ``B``. Empty at
+    batch 1, and for a model that cannot run at ``B + 1`` (its batch is fixed)."""
+    batch = int(x.shape[0])
+    if batch == 1:
+        return frozenset()
+    run = _Shapes(gm)
+    try:
+        run.run(torch.cat([x, x[:1]]))
+    except Exception:
+        return frozenset()
+    return frozenset(k for k, v in values.items() if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch
+                     and run.shapes.get(k, (batch + 1,))[0] != batch + 1)
 
 
 class BatchMoved(UnsupportedOpError):

@@ -276,21 +276,27 @@ def _index(b: Builder, n: fx.Node, src: fx.Node, idx) -> None:
 
 
 def _pad(b: Builder, n: fx.Node) -> None:
-    pad = [int(p) for p in arg(n, 1, "pad")]
-    mode = arg(n, 2, "mode", "constant") if n.target is not torch.ops.aten.constant_pad_nd.default else "constant"
-    value = arg(n, 3 if n.target is not torch.ops.aten.constant_pad_nd.default else 2, "value", None)
-    if mode != "constant":
-        raise UnsupportedOpError(f"{b.what(n)}: padding mode {mode!r} (constant padding is supported)")
-    if any(p < 0 for p in pad):
-        raise UnsupportedOpError(f"{b.what(n)} with negative padding (cropping)")
-    x = n.args[0]
-    ir_rank = len(b.ishape(x))
-    pads = [(0, 0)] * ir_rank
-    for j in range(len(pad) // 2):  # F.pad lists (before, after) from the last dimension backwards
-        pads[ir_rank - 1 - j] = (pad[2 * j], pad[2 * j + 1])
-    if pads[0] != (0, 0):
-        raise UnsupportedOpError(f"{b.what(n)} pads the batch dimension")
-    b.emit(n, Op.PAD, [_x(b, n)], Pad(tuple(pads), float(value or 0.0)))
+    """F.pad in every mode (constant, reflect, replicate, circular) -> PAD; a negative amount (a crop) -> a SLICE of
+    that dim, placed as torch crops (hwsim.kernels.fp32.pad_plan)."""
+    from hwsim.kernels._ops_fp32 import pad_plan  # the kernel's rule (imported here: it loads Numba)
+    from mapping._trace_modules import torch_pads
+
+    constant_nd = n.target is torch.ops.aten.constant_pad_nd.default
+    mode = "constant" if constant_nd else arg(n, 2, "mode", "constant")
+    value = arg(n, 2 if constant_nd else 3, "value", None)
+    shape = b.ishape(n.args[0])
+    try:
+        pads = torch_pads(arg(n, 1, "pad"), shape, mode)
+    except UnsupportedOpError as e:
+        raise UnsupportedOpError(f"{b.what(n)}: {e}") from None
+    steps, cur = pad_plan(shape, pads, mode), _x(b, n)
+    if not steps:
+        b.emit(n, Op.PAD, [cur], Pad(tuple(pads), float(value or 0.0), mode))
+    for i, (kind, what, out) in enumerate(steps):
+        attrs = Pad(what, float(value or 0.0), mode) if kind == "pad" else Slice(*what)
+        last = i == len(steps) - 1
+        cur = b.emit(n, Op.PAD if kind == "pad" else Op.SLICE, [cur], attrs, name=None if last else f"{n.name}_{i}",
+                     shape=None if last else out)
 
 
 def _interpolate(b: Builder, n: fx.Node) -> None:

@@ -19,11 +19,13 @@ import torch.nn.functional as F
 
 from hwsim.errors import UnsupportedOpError
 from mapping._builder import Builder
+from mapping._torch_1d import conv1d_function, one_d_functions
 from mapping._torch_composite import composite
 from mapping._torch_einsum import einsum
 from mapping._torch_mask import masks
 from mapping._torch_moves import MISSING as _MISSING
 from mapping._torch_moves import Handler, _first_only, _inplace, _pair, _x, arg, moves
+from mapping._trace_modules import conv_transpose_function
 from mapping.graph import (
     AdaptivePool,
     Attention,
@@ -153,10 +155,12 @@ def _square(b: Builder, n: fx.Node) -> None:
 def _conv(b: Builder, n: fx.Node) -> None:
     from mapping.trace import conv_padding
     if n.target is torch.ops.aten.convolution.default and (arg(n, 6, "transposed") or False):
-        raise UnsupportedOpError(f"{b.what(n)}: transposed convolution is not supported")
+        return conv_transpose_function(b, n)
     w = b.val(arg(n, 1, "weight"))
+    if w.dim() == 3:
+        return conv1d_function(b, n)
     if w.dim() != 4:
-        raise UnsupportedOpError(f"{b.what(n)}: only 2-d convolutions are supported (weight of rank {w.dim()})")
+        raise UnsupportedOpError(f"{b.what(n)}: only 1-d and 2-d convolutions are supported (weight rank {w.dim()})")
     bias = arg(n, 2, "bias", None)
     stride, padding, dilation = (arg(n, 3, "stride", 1), arg(n, 4, "padding", 0), arg(n, 5, "dilation", 1))
     groups = arg(n, 8 if n.target is torch.ops.aten.convolution.default else 6, "groups", 1)
@@ -419,14 +423,13 @@ def _handlers() -> dict[str, Handler]:
         "max": _reduce(Op.REDUCE_MAX),
         "normalize": _normalize, "linalg_vector_norm": _vector_norm, "vector_norm": _vector_norm,
         "norm": _vector_norm, "reciprocal": _reciprocal,
-        "conv1d": _refuse("1-d convolution is not supported (only 2-d)"),
-        "conv_transpose2d": _refuse("transposed convolution is not supported"),
+        "conv_transpose2d": conv_transpose_function,
         "floor_divide": _refuse("integer division is not supported"),
     })
     h.update(moves())
     h.update(composite())
+    h.update(masks() | one_d_functions())
     h["einsum"] = einsum
-    h.update(masks())
     bn_aten = _batch_norm("aten")
     h["_native_batch_norm_legit_no_training"] = _batch_norm("legit")
     return h, bn_aten

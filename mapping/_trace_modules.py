@@ -8,9 +8,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from hwsim.errors import UnsupportedOpError
+from mapping._conv_transpose import conv_transpose_attrs
 from mapping.graph import (
     AdaptivePool,
     BatchNorm,
@@ -24,13 +26,14 @@ from mapping.graph import (
     Linear,
     NoAttrs,
     Op,
+    Pad,
     Pool,
     Softmax,
     Softplus,
     Upsample,
 )
 
-__all__ = ["ModuleConversion", "ModuleConverter", "register_module", "conv_padding", "upsample_attrs"]
+__all__ = ["ModuleConversion", "ModuleConverter", "register_module", "conv_padding", "upsample_attrs", "torch_pads"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,40 @@ def _conv(m: nn.Conv2d, ins, out) -> ModuleConversion:
     return ModuleConversion(Op.CONV2D, attrs, params)
 
 
+def _conv_transpose(m: nn.ConvTranspose2d, ins, out) -> ModuleConversion:
+    """A forward's ``output_size`` (positional; torch's ``_output_padding``) picks the output padding within
+    ``[0, max(stride, dilation))``: it is read off the traced output's size, whose excess over the padding-free size
+    is exactly the output padding torch applied (``m.output_padding`` when no output_size is given)."""
+    if m.padding_mode != "zeros":
+        raise UnsupportedOpError(f"padding_mode={m.padding_mode!r}")
+    k, s, p, d = _pair(m.kernel_size), _pair(m.stride), _pair(m.padding), _pair(m.dilation)
+    base = [(ins[0][-2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + 1 for i in range(2)]
+    extra = tuple(int(out[-2 + i]) - base[i] for i in range(2))
+    attrs = conv_transpose_attrs(tuple(m.weight.shape), s, p, extra, d, m.groups, m.bias is not None,
+                                 int(ins[0][-3]), "output size " + str(tuple(out[-2:])))
+    params = (("weight", "weight"),) + ((("bias", "bias"),) if m.bias is not None else ())
+    return ModuleConversion(Op.CONV_TRANSPOSE2D, attrs, params)
+
+
+def conv_transpose_function(b, n) -> None:
+    """``F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation)`` and ATen's
+    ``convolution(x, weight, bias, stride, padding, dilation, transposed=True, output_padding, groups)`` (a handler of
+    :mod:`mapping._torch_ops`, kept here beside the module converter)."""
+    from mapping._torch_moves import _x, arg
+
+    aten = n.target is torch.ops.aten.convolution.default
+    names = ("stride", "padding", "output_padding", "groups", "dilation")
+    where = (3, 4, 7, 8, 5) if aten else (3, 4, 5, 6, 7)
+    hyper = [arg(n, i, name, default) for i, name, default in zip(where, names, (1, 0, 0, 1, 1))]
+    w, bias = arg(n, 1, "weight"), arg(n, 2, "bias", None)
+    s, p, op, g, d = (b.val(h) for h in hyper)
+    x = _x(b, n)
+    attrs = conv_transpose_attrs(tuple(b.val(w).shape), s, p, op, d, g, bias is not None, int(b.shapes[x][-3]),
+                                 b.what(n))
+    params = {"weight": b.param(w, n, "weight")} | ({"bias": b.param(bias, n, "bias")} if bias is not None else {})
+    b.emit(n, Op.CONV_TRANSPOSE2D, [x], attrs, params)
+
+
 def _linear(m: nn.Linear, ins, out) -> ModuleConversion:
     params = (("weight", "weight"),) + ((("bias", "bias"),) if m.bias is not None else ())
     return ModuleConversion(Op.LINEAR, Linear(m.in_features, m.out_features, m.bias is not None), params)
@@ -108,6 +145,29 @@ def _avgpool(m: nn.AvgPool2d, ins, out) -> ModuleConversion:
     stride = m.stride if m.stride is not None else m.kernel_size
     return ModuleConversion(Op.AVGPOOL, Pool(_pair(m.kernel_size), _pair(stride), _pair(m.padding), (1, 1),
                                              bool(m.ceil_mode), bool(m.count_include_pad)))
+
+
+def torch_pads(pad: Sequence[int], shape: Sequence[int], mode: str) -> tuple[tuple[int, int], ...]:
+    """``F.pad``'s ``pad`` (pairs from the last dim backwards) as the IR's (before, after) pair per dim of ``shape``;
+    refused in one line: a pad of the batch, or what :func:`hwsim.kernels.fp32.pad_problem` names."""
+    from hwsim.kernels._ops_fp32 import pad_problem  # the kernel's rules (imported here: it loads Numba)
+
+    pads = [(0, 0)] * len(shape)
+    for j in range(len(pad) // 2):
+        pads[len(shape) - 1 - j] = (int(pad[2 * j]), int(pad[2 * j + 1]))
+    if pads[0] != (0, 0):
+        raise UnsupportedOpError("pads the batch dimension")
+    problem = pad_problem(shape, pads, mode)
+    if problem is not None:
+        raise UnsupportedOpError(problem)
+    return tuple(pads)
+
+
+def _pad_module(mode: str) -> ModuleConverter:
+    """nn.ReflectionPad*d, ReplicationPad*d, CircularPad*d, ZeroPad / ConstantPad 1d and 3d -> PAD (a negative
+    amount crops inside the PAD, as torch does: hwsim.kernels.fp32.pad)."""
+    return lambda m, ins, out: ModuleConversion(Op.PAD, Pad(torch_pads(m.padding, ins[0], mode),
+                                                            float(getattr(m, "value", 0.0)), mode))
 
 
 def _adaptive(m: nn.AdaptiveAvgPool2d, ins, out) -> ModuleConversion:
@@ -187,7 +247,7 @@ def upsample_attrs(mode: str, align_corners: bool | None, out, ins=None, scale=N
 
 
 for _cls, _fn in [
-    (nn.Conv2d, _conv), (nn.Linear, _linear), (nn.BatchNorm2d, _bn), (nn.BatchNorm1d, _bn),
+    (nn.Conv2d, _conv), (nn.ConvTranspose2d, _conv_transpose), (nn.Linear, _linear), (nn.BatchNorm2d, _bn), (nn.BatchNorm1d, _bn),
     (nn.MaxPool2d, _maxpool), (nn.AvgPool2d, _avgpool), (nn.AdaptiveAvgPool2d, _adaptive),
     (nn.ReLU, _simple(Op.RELU)), (nn.ReLU6, _simple(Op.RELU6)), (nn.Hardswish, _simple(Op.HARDSWISH)),
     (nn.Sigmoid, _simple(Op.SIGMOID)), (nn.Hardsigmoid, _simple(Op.HARDSIGMOID)), (nn.SiLU, _simple(Op.SILU)),
@@ -202,6 +262,9 @@ for _cls, _fn in [
     (nn.InstanceNorm1d, _instancenorm(3)), (nn.InstanceNorm2d, _instancenorm(4)),
     # logsigmoid(x) = -log(1 + exp(-x)): softplus with beta -1 (mapping._torch_composite._logsigmoid)
     (nn.LogSigmoid, _simple(Op.SOFTPLUS, lambda m: Softplus(-1.0, 20.0))),
+    *[(getattr(nn, f"{kind}Pad{d}d"), _pad_module(mode)) for kind, mode in (
+        ("Reflection", "reflect"), ("Replication", "replicate"), ("Circular", "circular")) for d in (1, 2, 3)],
+    *[(getattr(nn, f"{kind}Pad{d}d"), _pad_module("constant")) for kind in ("Zero", "Constant") for d in (1, 3)],
 ]:
     if _fn is not None:
         register_module(_cls, _fn)

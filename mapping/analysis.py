@@ -1,8 +1,9 @@
 """Target-independent counts over a :class:`Graph`: MACs, parameters, activations, liveness.
 
 Conventions (the ones the papers' tables use):
-- MACs count conv2d and linear only: conv ``OH·OW·Cout·(Cin/groups)·kh·kw``, linear ``in·out``,
-  per sample. Batch norm, activations and pooling are not MACs (they are ``elementwise_ops``).
+- MACs count conv2d, conv_transpose2d and linear only: conv ``OH·OW·Cout·(Cin/groups)·kh·kw``, transposed conv
+  ``H·W·Cin·(Cout/groups)·kh·kw`` over its input's H×W (each input pixel times each tap: the GEMM of the
+  GEMM + col2im algorithm, the taps that land in the cropped padding included), linear ``in·out``, per sample. Batch norm, activations and pooling are not MACs (they are ``elementwise_ops``).
 - Products of two activations are MACs too (a transformer's attention is most of its arithmetic):
   MATMUL ``(…, M, K) @ (…, K, P)`` counts ``M·K·P`` per leading (broadcast) element, ATTENTION of
   q ``(…, L, E)``, k ``(…, S, E)``, v ``(…, S, Ev)`` counts ``L·S·E + L·S·Ev`` (q k^T, then the weights
@@ -28,10 +29,10 @@ import numpy as np
 
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["node_macs", "node_params", "elementwise_ops", "function_ops", "FUNCTION_OPS", "PRODUCT_OPS", "MOVE_ONLY",
+__all__ = ["node_macs", "conv_transpose_in_hw", "node_params", "elementwise_ops", "function_ops", "FUNCTION_OPS", "PRODUCT_OPS", "MOVE_ONLY",
            "LayerStats", "layer_table", "Totals", "totals", "peak_live_elements", "reshape_free", "activation_fusions"]
 
-WEIGHT_OPS = frozenset({Op.CONV2D, Op.LINEAR})
+WEIGHT_OPS = frozenset({Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR})
 PRODUCT_OPS = frozenset({Op.MATMUL, Op.ATTENTION})  # products of two (three) activations: MACs without weights
 # ops that move data and compute nothing (CONSTANT reads its parameter; its input only gives the batch size)
 MOVE_ONLY = frozenset({Op.RESHAPE, Op.SLICE, Op.CONCAT, Op.CHANNEL_SHUFFLE, Op.PERMUTE, Op.PAD, Op.CONSTANT})
@@ -104,11 +105,22 @@ def node_macs(node: Node, graph: Graph | None = None) -> int:
     if node.op == Op.CONV2D:
         a = node.attrs
         return int(np.prod(node.shape[2:], dtype=np.int64)) * a.out_channels * a.rows
+    if node.op == Op.CONV_TRANSPOSE2D:
+        a = node.attrs
+        return _prod(conv_transpose_in_hw(node)) * a.in_channels * a.out_channels // a.groups * _prod(a.kernel)
     if node.op == Op.LINEAR:
         a = node.attrs
         rows = int(np.prod(node.shape[1:-1], dtype=np.int64)) if len(node.shape) > 2 else 1
         return rows * a.in_features * a.out_features
     return 0
+
+
+def conv_transpose_in_hw(node: Node) -> tuple[int, int]:
+    """The input (H, W) of a CONV_TRANSPOSE2D node, from its output size: ``OH = (H − 1)·s − 2p + d(k − 1) + op + 1``
+    solved for H."""
+    a = node.attrs
+    return tuple((node.shape[2 + i] + 2 * a.padding[i] - a.dilation[i] * (a.kernel[i] - 1) - a.output_padding[i] - 1)
+                 // a.stride[i] + 1 for i in range(2))
 
 
 def node_params(graph: Graph, node: Node) -> int:

@@ -239,6 +239,9 @@ def same_grid(enc: Encoding, out: Encoding) -> bool:
 
 def no_layer(n: Node) -> UnsupportedOpError:
     """The refusal of an op the engine has no layer for."""
+    if n.op == Op.PAD and n.attrs.mode != "constant":
+        return UnsupportedOpError(f"{n.attrs.mode} pad {n.name!r} (module {n.module!r}): the XNOR engine pads only "
+                                  "with a constant, inside a conv (its FMPadding unit, hwsim.fpga.cost FMPAD)")
     return UnsupportedOpError(f"op {n.op.value!r} (node {n.name!r}, module {n.module!r}) has no XNOR engine layer "
                               "(supported: binary/quantized conv, depthwise conv and linear, batchnorm, scale/bias "
                               "constants, sign, quantize, max / average pool, residual add, concat, flatten)")

@@ -36,6 +36,7 @@ class Op(str, enum.Enum):
     """The closed set of operations of the IR."""
 
     CONV2D = "conv2d"
+    CONV_TRANSPOSE2D = "conv_transpose2d"  # attrs: mapping._conv_transpose.ConvTranspose2d (graph.py is full)
     LINEAR = "linear"
     BATCHNORM = "batchnorm"
     RELU = "relu"
@@ -293,10 +294,15 @@ class Permute:
 
 @dataclass(frozen=True, slots=True)
 class Pad:
-    """Constant padding: ``pads[d] = (before, after)`` for every dimension d of the input (0 for the batch)."""
+    """``F.pad``: ``pads[d] = (before, after)`` per dim (0 for the batch, < 0 crops); modes: ``kernels.fp32.pad``."""
 
     pads: tuple[tuple[int, int], ...]
     value: float = 0.0
+    mode: str = "constant"  # "constant" (fills value) | "reflect" | "replicate" | "circular": torch's names
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("constant", "reflect", "replicate", "circular"):
+            raise ValueError(f"Pad mode {self.mode!r}: one of constant, reflect, replicate, circular")
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +345,6 @@ class MultiThreshold:
 Attrs = (NoAttrs | Conv2d | Linear | BatchNorm | Pool | AdaptivePool | Concat | ChannelShuffle | Reshape
          | Upsample | Slice | Scalar | Quantize | Gelu | LeakyRelu | Elu | Softplus | Clamp | LayerNorm | GroupNorm
          | Softmax | Reduce | Permute | Pad | Attention | Trunc | MultiThreshold)
-
 
 
 # ----------------------------------------------------------------------------- nodes and graphs

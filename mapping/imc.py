@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.errors import MappingError
+from hwsim.errors import MappingError, UnsupportedOpError
 from mapping.graph import Graph, Node, Op
 
 __all__ = ["LayerGeometry", "LayerMapping", "IMCMapping", "layer_geometry", "crossbar_count", "map_graph"]
@@ -68,6 +68,9 @@ def layer_geometry(graph: Graph) -> tuple[LayerGeometry, ...]:
     order: list[str] = []
     info: dict[str, dict[str, Any]] = {}
     for nd in graph.nodes:
+        if nd.op == Op.CONV_TRANSPOSE2D:  # its (Cin, Cout/g·kh·kw) GEMM and col2im scatter: no crossbar mapping
+            raise UnsupportedOpError(f"conv_transpose2d {nd.name!r} ({nd.module or 'no module'}): the IMC target does "
+                                     "not map transposed convolutions onto crossbars")
         if nd.op not in (Op.CONV2D, Op.LINEAR):
             continue
         key = nd.params.get("weight", nd.name)

@@ -354,7 +354,6 @@ class Importer:
 
 
 _WHY = {
-    "ConvTranspose": ": transposed convolution is not in hwsim's IR",
     "LSTM": ": recurrent layers are not in hwsim's IR", "GRU": ": recurrent layers are not in hwsim's IR",
     "RNN": ": recurrent layers are not in hwsim's IR",
     "If": ": control flow is not in hwsim's IR", "Loop": ": control flow is not in hwsim's IR",

@@ -224,11 +224,21 @@ def gather(imp, n) -> None:
     imp.emit_as(n, Op.SLICE, [src], Slice(d, flat[0], flat[-1] + 1, step), tuple(kept))
 
 
+# ONNX Pad's modes as the IR's (torch's names)
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+
+
 @converts("Pad")
 def pad(imp, n) -> None:
-    """Pad in mode constant with constant pads (none on the batch), value and axes -> PAD."""
-    if imp.attr(n, "mode", "constant") != "constant":
-        imp.refuse(n, f"mode {imp.attr(n, 'mode')!r} (constant padding is mapped)")
+    """Pad with constant pads (none on the batch), value and axes -> PAD in mode constant, reflect, edge (the IR's
+    replicate) or wrap (circular); negative pads (crops) -> SLICEs placed as torch crops (onnxruntime's values
+    agree wherever it runs the model, which it does before this converter; the node check compares them)."""
+    from hwsim.kernels._ops_fp32 import pad_plan, pad_problem  # the kernel's rules (imported here: loads Numba)
+
+    mode = imp.attr(n, "mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode not in _PAD_MODES:
+        imp.refuse(n, f"mode {mode!r} (one of {', '.join(_PAD_MODES)})")
     x = n.input[0]
     rank, off = len(imp.shape(x)), imp.offset(x)
     p = [int(v) for v in imp.const_input(n, 1, "pads", required=True).reshape(-1)]
@@ -241,4 +251,12 @@ def pad(imp, n) -> None:
         pads[a + off] = (p[i], p[i + len(axes)])
     if pads[0] != (0, 0):
         imp.refuse(n, "pads the batch dimension")
-    imp.emit(n, Op.PAD, [imp.act(x, n)], Pad(tuple(pads), float(value.reshape(()))))
+    mode, fill = _PAD_MODES[mode], float(value.reshape(()))
+    problem = pad_problem(imp.ishape(x), pads, mode)
+    if problem is not None:
+        imp.refuse(n, problem)
+    steps, cur = pad_plan(imp.ishape(x), pads, mode) or [("pad", tuple(pads), None)], imp.act(x, n)
+    for i, (kind, what, out) in enumerate(steps):
+        last = i == len(steps) - 1
+        cur = imp.emit(n, Op.PAD if kind == "pad" else Op.SLICE, [cur], Pad(what, fill, mode) if kind == "pad"
+                       else Slice(*what), name=None if last else imp.fresh(n, kind), shape=None if last else out)

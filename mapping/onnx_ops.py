@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hwsim.errors import UnsupportedOpError
+from mapping._conv_transpose import conv_transpose_attrs
 from mapping.graph import (
     BatchNorm,
     Clamp,
@@ -32,10 +34,11 @@ from mapping.graph import (
     Softmax,
     Softplus,
 )
+from mapping.onnx_1d import conv1d
 from mapping.onnx_importer import registrar
+from mapping.onnx_masks import CONVERTERS as _MASKS
 from mapping.onnx_moves import CONVERTERS as _MOVES
 from mapping.onnx_pools import CONVERTERS as _POOLS
-from mapping.onnx_masks import CONVERTERS as _MASKS
 from mapping.onnx_pools import pads2d
 from mapping.qonnx import weight_meta
 
@@ -48,10 +51,13 @@ converts = registrar(CONVERTERS)
 # ----------------------------------------------------------------------------- layers with weights
 @converts("Conv")
 def conv(imp, n) -> None:
-    """Conv with a constant 4-D weight -> CONV2D; asymmetric pads -> PAD, then CONV2D without padding."""
+    """Conv with a constant 4-D weight -> CONV2D; asymmetric pads -> PAD, then CONV2D without padding; a 3-D weight
+    -> :func:`mapping.onnx_1d.conv1d`."""
     w = imp.const_input(n, 1, "weight", required=True)
+    if w.ndim == 3:
+        return conv1d(imp, n, w, weight_meta(imp, n.input[1]))
     if w.ndim != 4:
-        imp.refuse(n, f"{w.ndim - 2}-D convolution (hwsim maps 2-D convolutions on NCHW)")
+        imp.refuse(n, f"{w.ndim - 2}-D convolution (hwsim maps 1-D and 2-D convolutions)")
     imp.batched(n, n.input[0])
     x, shape = imp.act(n.input[0], n), imp.shape(n.input[0])
     b = imp.const_input(n, 2, "bias")
@@ -68,6 +74,52 @@ def conv(imp, n) -> None:
         params["bias"] = imp.add_param(n.input[2], b, n, "bias")
     attrs = Conv2d(int(w.shape[1]) * group, int(w.shape[0]), kernel, strides, (t, left), dil, group, b is not None)
     imp.emit(n, Op.CONV2D, [x], attrs, params, weight_meta(imp, n.input[1]))
+
+
+@converts("ConvTranspose")
+def conv_transpose(imp, n) -> None:
+    """ConvTranspose with a constant 4-D weight (Cin, Cout/group, kh, kw) -> CONV_TRANSPOSE2D: ``pads`` crop the output
+    (symmetric only), ``output_padding`` extends it at the end; ``auto_pad`` SAME_* only where its total padding
+    ``s·(H − 1) + op + d·(k − 1) + 1 − s·H`` is even and >= 0 (then UPPER and LOWER agree); ``output_shape`` is
+    refused (an ONNX-computed padding split)."""
+    w = imp.const_input(n, 1, "weight", required=True)
+    if w.ndim != 4:
+        imp.refuse(n, f"{w.ndim - 2}-D transposed convolution (hwsim maps 2-D convolutions on NCHW)")
+    if imp.attr(n, "output_shape", None) is not None:
+        imp.refuse(n, "output_shape (give pads and output_padding instead)")
+    imp.batched(n, n.input[0])
+    x, shape = imp.act(n.input[0], n), imp.shape(n.input[0])
+    kernel = (int(w.shape[2]), int(w.shape[3]))
+    if tuple(int(k) for k in imp.attr(n, "kernel_shape", kernel)) != kernel:
+        imp.refuse(n, f"kernel_shape {imp.attr(n, 'kernel_shape', None)} differs from the weight's {kernel}")
+    strides = tuple(int(s) for s in imp.attr(n, "strides", [1, 1]))
+    dil = tuple(int(d) for d in imp.attr(n, "dilations", [1, 1]))
+    out_pad = tuple(int(p) for p in imp.attr(n, "output_padding", [0, 0]))
+    auto = imp.attr(n, "auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        total = [out_pad[i] + dil[i] * (kernel[i] - 1) + 1 - strides[i] for i in range(2)]
+        if any(t < 0 or t % 2 for t in total):
+            imp.refuse(n, f"auto_pad {auto} with total padding {total} (only an even split is supported)")
+        pads = [total[0] // 2, total[1] // 2] * 2
+    elif auto in ("NOTSET", "", "VALID"):
+        pads = [int(v) for v in imp.attr(n, "pads", [0, 0, 0, 0])] if auto != "VALID" else [0, 0, 0, 0]
+    else:
+        imp.refuse(n, f"auto_pad {auto!r}")
+    if (pads[0], pads[1]) != (pads[2], pads[3]):
+        imp.refuse(n, f"asymmetric pads {pads} (only symmetric output crops)")
+    b = imp.const_input(n, 2, "bias")
+    try:
+        attrs = conv_transpose_attrs(w.shape, strides, pads[:2], out_pad, dil, imp.attr(n, "group", 1), b is not None,
+                                     int(shape[1]), "attributes")
+    except UnsupportedOpError as e:
+        imp.refuse(n, str(e))
+    out = tuple(imp.out_shape(n, n.output[0])[2:])
+    if attrs.out_hw(tuple(shape[2:])) != out:
+        imp.refuse(n, f"output size {out} is not the size {attrs.out_hw(tuple(shape[2:]))} its attributes give")
+    params = {"weight": imp.add_param(n.input[1], w, n, "weight")}
+    if b is not None:
+        params["bias"] = imp.add_param(n.input[2], b, n, "bias")
+    imp.emit(n, Op.CONV_TRANSPOSE2D, [x], attrs, params, weight_meta(imp, n.input[1]))
 
 
 def _pad_node(imp, n, x: str, shape, pads, value: float) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from mapping.graph import AdaptivePool, Op, Pool, Reduce, Scalar, Upsample
+from mapping.onnx_1d import pool1d
 from mapping.onnx_importer import registrar
 
 __all__ = ["CONVERTERS", "pads2d", "window"]
@@ -57,15 +58,19 @@ def _pool(imp, n) -> Pool:
 
 @converts("MaxPool")
 def maxpool(imp, n) -> None:
-    """MaxPool 2-D with symmetric pads -> MAXPOOL (the Indices output is refused)."""
+    """MaxPool 2-D with symmetric pads -> MAXPOOL (the Indices output is refused); 1-D: :mod:`mapping.onnx_1d`."""
     if len(n.output) > 1 and n.output[1] and imp.consumers(n.output[1]):
         imp.refuse(n, "its Indices output is used")
+    if len(imp.attr(n, "kernel_shape", [])) == 1:
+        return pool1d(imp, n, Op.MAXPOOL)
     imp.emit(n, Op.MAXPOOL, [imp.act(n.input[0], n)], _pool(imp, n))
 
 
 @converts("AveragePool")
 def avgpool(imp, n) -> None:
     """AveragePool 2-D with symmetric pads, no dilation -> AVGPOOL (count_include_pad as given)."""
+    if len(imp.attr(n, "kernel_shape", [])) == 1:
+        return pool1d(imp, n, Op.AVGPOOL)
     p = _pool(imp, n)
     if p.dilation != (1, 1):
         imp.refuse(n, "dilated average pooling")

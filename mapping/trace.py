@@ -27,8 +27,9 @@ import torch.fx as fx
 import torch.nn as nn
 
 from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError, first_line
-from mapping._builder import BatchMoved, Builder, module_path
+from mapping._builder import BatchMoved, Builder, batch_coincidences, module_path
 from mapping._model_state import _changed_buffers, _module_state, _restore, copy_module, eval_mode
+from mapping._torch_1d import ONE_D_MODULES, one_d_module
 from mapping._trace_modules import (  # noqa: F401 (the leaf modules' converters; re-exported, as before the split)
     _MODULES,
     ModuleConversion,
@@ -89,7 +90,8 @@ def _converter_for(m: nn.Module) -> ModuleConverter | None:
 
 
 def _leaf_kind(m: nn.Module) -> str | None:
-    """"convert", "pass", "reshape", "mha", "refuse" (an unsupported torch.nn layer), or None (trace through)."""
+    """"convert", "pass", "reshape", "mha", "1d", "refuse" (an unsupported torch.nn layer), or None (trace
+    through)."""
     if isinstance(m, _PASS_THROUGH) and type(m).forward in {c.forward for c in _PASS_THROUGH}:
         return "pass"
     if type(m) in _RESHAPES:
@@ -98,6 +100,8 @@ def _leaf_kind(m: nn.Module) -> str | None:
         return "convert"
     if type(m) is nn.MultiheadAttention:
         return "mha"
+    if type(m) in ONE_D_MODULES:
+        return "1d"
     if _converter_for(m) is not None:
         return "convert"
     if type(m) in _TRACE_THROUGH or isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
@@ -140,6 +144,9 @@ def convert_module(b: Builder, n: fx.Node) -> None:
         return
     if kind == "mha":
         _mha(b, n, m)
+        return
+    if kind == "1d":
+        one_d_module(b, n, m)
         return
     if type(m) is nn.ChannelShuffle:
         b.emit(n, Op.CHANNEL_SHUFFLE, [b.ref(n.args[0], n)], ChannelShuffle(int(m.groups)), module=str(n.target))
@@ -453,38 +460,8 @@ def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | No
                               "were computed (an in-place op such as relu_(), add_(), nn.ReLU(inplace=True) or out= "
                               "whose result is not used); return the in-place op's result instead")
     b = Builder(gm, rec.values, int(x.shape[0]), name or type(model).__name__,
-                not_batch=_batch_coincidences(gm, rec.values, x))
+                not_batch=batch_coincidences(gm, rec.values, x))
     return canonical(b.build(handle)), b
-
-
-class _Shapes(fx.Interpreter):
-    """Runs the traced module, keeping only the shape of every tensor value."""
-
-    def __init__(self, gm: fx.GraphModule):
-        super().__init__(gm)
-        self.shapes: dict[str, tuple[int, ...]] = {}
-
-    def run_node(self, n: fx.Node) -> Any:
-        v = super().run_node(n)
-        if isinstance(v, torch.Tensor):
-            self.shapes[n.name] = tuple(v.shape)
-        return v
-
-
-def _batch_coincidences(gm: fx.GraphModule, values: dict[str, Any], x: torch.Tensor) -> frozenset[str]:
-    """The values whose first dimension equals the batch size ``B`` without being the batch (``x.transpose(0, 1)``
-    with as many channels as samples): run once more at batch ``B + 1``, their first dimension stays ``B``. Empty at
-    batch 1, and for a model that cannot run at ``B + 1`` (its batch is fixed)."""
-    batch = int(x.shape[0])
-    if batch == 1:
-        return frozenset()
-    run = _Shapes(gm)
-    try:
-        run.run(torch.cat([x, x[:1]]))
-    except Exception:
-        return frozenset()
-    return frozenset(k for k, v in values.items() if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch
-                     and run.shapes.get(k, (batch + 1,))[0] != batch + 1)
 
 
 def _check_modules(gm: fx.GraphModule) -> None:

@@ -69,7 +69,7 @@ def _describe(node: Node) -> str:
     return f"node '{node.name}' (op {node.op.value}{where})"
 
 
-_LEARNED = frozenset({Op.CONV2D, Op.LINEAR, Op.BATCHNORM, Op.LAYERNORM, Op.GROUPNORM, Op.PRELU})  # ops whose parameters are trained
+_LEARNED = frozenset({Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR, Op.BATCHNORM, Op.LAYERNORM, Op.GROUPNORM, Op.PRELU})  # ops whose parameters are trained
 
 
 def check_finite_params(graph: Graph) -> None:

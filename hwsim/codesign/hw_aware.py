@@ -340,25 +340,25 @@ def _conv_forward(layer, x):
     import torch.nn.functional as F
 
     spec: IMCSpec = layer._hw_spec
-    if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
-        raise UnsupportedOpError(f"hw_aware: conv padding {layer.padding!r} / mode {layer.padding_mode!r}")
+    if isinstance(layer.padding, str):
+        raise UnsupportedOpError(f"hw_aware: conv padding {layer.padding!r}")
     w, b = _folded(layer, layer._hw_bn)
     qx, sx, signed = _quant_input(x, spec.input_bits, layer._hw_per_sample)
-    sx = sx.view(-1, 1, 1, 1)
+    sx, pad = sx.view(-1, 1, 1, 1), layer.padding if layer.padding_mode == "zeros" else (0, 0)
+    if layer.padding_mode != "zeros":  # the IR's PAD in that mode, then the conv: a copy, so padding the codes is exact
+        qx = F.pad(qx, layer._reversed_padding_repeated_twice, mode=layer.padding_mode)
     qw, sw = _quant_weight(w, spec.weight_bits)
     g, kg = layer.groups, qw[0].numel()
     if _exact(spec, kg):  # the simulator's exact integer conv
         dt = torch.float32 if kg * 2.0**spec.input_bits * 2.0 ** (spec.weight_bits - 1) < 2**24 else torch.float64
-        acc = F.conv2d(qx.to(dt), qw.to(dt), None, layer.stride, layer.padding, layer.dilation, g).double()
+        acc = F.conv2d(qx.to(dt), qw.to(dt), None, layer.stride, pad, layer.dilation, g).double()
         return _dequant(acc.permute(0, 2, 3, 1), sx, sw, b, x.dtype).permute(0, 3, 1, 2)
-    n, _, h, wd = x.shape
-    (kh, kw), (sh, sw_), (ph_, pw), (dh, dw) = layer.kernel_size, layer.stride, layer.padding, layer.dilation
-    oh, ow = (h + 2 * ph_ - dh * (kh - 1) - 1) // sh + 1, (wd + 2 * pw - dw * (kw - 1) - 1) // sw_ + 1
-    cols = F.unfold(qx, layer.kernel_size, layer.dilation, layer.padding, layer.stride)  # [N, C·kh·kw, L]
+    (n, _, h, wd), (kh, kw), (sh, sw_), (dh, dw) = qx.shape, layer.kernel_size, layer.stride, layer.dilation
+    oh, ow = (h + 2 * pad[0] - dh * (kh - 1) - 1) // sh + 1, (wd + 2 * pad[1] - dw * (kw - 1) - 1) // sw_ + 1
+    cols = F.unfold(qx, layer.kernel_size, layer.dilation, pad, layer.stride)  # [N, C·kh·kw, L]
     cols = cols.view(n, g, kg, -1).permute(1, 0, 3, 2).reshape(g, -1, kg)  # [G, N·L, Kg]
-    og = layer.out_channels // g
-    acc = crossbar_acc(cols, qw.reshape(g, og, kg).transpose(1, 2), signed.repeat_interleave(oh * ow), spec)
-    acc = acc.view(g, n, oh, ow, og).permute(1, 2, 3, 0, 4).reshape(n, oh, ow, g * og)
+    acc = crossbar_acc(cols, qw.reshape(g, -1, kg).transpose(1, 2), signed.repeat_interleave(oh * ow), spec)
+    acc = acc.view(g, n, oh, ow, -1).permute(1, 2, 3, 0, 4).reshape(n, oh, ow, layer.out_channels)
     return _dequant(acc, sx, sw, b, x.dtype).permute(0, 3, 1, 2)
 
 
@@ -449,7 +449,7 @@ def _pairs(model, input_shape: Sequence[int] | None) -> tuple[dict[str, str | No
     swap = _classes()["swap"]
     found: dict[str, set] = {}
     for node in graph.nodes:
-        if node.op not in (Op.CONV2D, Op.LINEAR):
+        if node.op not in (Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR):
             continue
         if type(mods.get(node.module)) not in swap:
             raise UnsupportedOpError(f"hw_aware: node {node.name!r} ({node.op}) is not an nn.Conv2d / nn.Linear "

@@ -180,6 +180,6 @@ def flash_bytes(graph: Graph) -> int:
             if key in seen:
                 continue
             seen.add(key)
-            per = 4 if role == "bias" and n.op in (Op.CONV2D, Op.LINEAR) else 1
+            per = 4 if role == "bias" and n.op in (Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR) else 1
             total += int(graph.params[key].size) * per
     return total

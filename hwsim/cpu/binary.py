@@ -43,7 +43,8 @@ def _pm1_values(graph: Graph) -> frozenset[str]:
     for n in graph.nodes:  # topological order: producers first
         if n.op == Op.SIGN or (n.op in _PASS_THROUGH and n.inputs[0] in out) or (
                 n.op == Op.CONCAT and all(i in out for i in n.inputs)) or (
-                n.op == Op.PAD and abs(float(n.attrs.value)) == 1.0 and n.inputs[0] in out):
+                n.op == Op.PAD and n.inputs[0] in out and (  # reflect / replicate / circular copy the ±1 values
+                    n.attrs.mode != "constant" or abs(float(n.attrs.value)) == 1.0)):
             out.add(n.name)
     return frozenset(out)
 

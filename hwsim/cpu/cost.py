@@ -140,7 +140,7 @@ MOVE_OPS = frozenset({Op.CONCAT, Op.CHANNEL_SHUFFLE, Op.PERMUTE, Op.PAD})  # dat
 # a channel slice of an NCHW tensor is a view: dispatch overhead, no data moved; a CONSTANT is a broadcast view of its
 # parameter (torch's expand): dispatch plus the read of its parameter bytes (counted as weights, from their home)
 VIEW_OPS = frozenset({Op.SLICE, Op.CONSTANT})
-PRODUCT_OP_KINDS = {Op.MATMUL: KernelKind.MATMUL, Op.ATTENTION: KernelKind.ATTENTION}  # activation x activation GEMMs
+PRODUCT_OP_KINDS = {Op.MATMUL: KernelKind.MATMUL, Op.ATTENTION: KernelKind.ATTENTION, Op.CONV_TRANSPOSE2D: KernelKind.DECONV}
 FREE_OPS = frozenset({Op.RESHAPE})  # a view: no data moved, no kernel launched
 
 

@@ -22,6 +22,17 @@ Overheads (:func:`product_overhead_s`)
     batched matmul is a loop of GEMM calls); attention runs three kernels, so it pays ``layer_overhead_s`` (and
     ``parallel_overhead_s`` on several cores) twice more than one layer.
 
+CONV_TRANSPOSE2D (kind ``deconv``) as PyTorch's CPU kernel computes it (aten/src/ATen/native/NaiveConvolutionTranspose2d.cpp,
+``slow_conv_transpose2d_out_cpu_template``: per sample one GEMM of the input ``{Cin, H·W}`` by the weights
+``{Cin, Cout·kh·kw}`` into a column matrix, the output filled with the bias, then ``col2im`` adds the columns into it)
+    per sample and group one GEMM call, M = H·W, N = Cout/g·kh·kw, K = Cin/g (:func:`product_gemms`; FLOPs
+    ``2·node_macs``), at ``eff_im2col`` as a MATMUL; the bias fill (Cout·OH·OW) and the col2im adds (Cout·kh·kw·H·W)
+    at the elementwise rate (:func:`col2im_ops`); the column matrix written and read once adds ``2·Cout·kh·kw·H·W``
+    elements of traffic (:func:`score_bytes`); the GEMM packs its weights as a conv does (``PACKING_KINDS``). The
+    node reaches this rule through ``hwsim.cpu.cost.PRODUCT_OP_KINDS``; until that table routes it, the pytorch
+    model refuses it (:func:`ops_per_element`) rather than costing it as an elementwise op. ncnn's rule is
+    :func:`hwsim.cpu.runtime.deconv_work`.
+
 Data movement: PERMUTE and PAD copy their input into a new buffer (kind ``move``); CONSTANT is a broadcast view of its
 parameter (kind ``view``: torch's ``expand``, a runtime's constant tensor): its dispatch plus the read of its parameter
 bytes from their home.
@@ -31,12 +42,13 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from hwsim.errors import UnsupportedOpError
 from hwsim.report import StrEnum
-from mapping.analysis import FUNCTION_OPS, elementwise_ops, function_ops
+from mapping.analysis import FUNCTION_OPS, conv_transpose_in_hw, elementwise_ops, function_ops
 from mapping.graph import Graph, Node, Op
 
 __all__ = ["KernelKind", "DIRECT_CONV_KINDS", "GEMM_CONV_KINDS", "WEIGHT_KINDS", "PACKING_KINDS", "PRODUCT_KINDS",
-           "STREAMING", "SMALL_OPS", "RUNTIME_ALGORITHM_KIND", "NEW_ELEMENTWISE_OPS", "ops_per_element", "Gemm", "product_gemms", "product_compute_s", "score_bytes",
+           "STREAMING", "SMALL_OPS", "RUNTIME_ALGORITHM_KIND", "NEW_ELEMENTWISE_OPS", "ops_per_element", "Gemm", "product_gemms", "product_compute_s", "score_bytes", "col2im_ops",
            "product_overhead_s", "speedup", "lane_util", "valid_taps", "valid_tap_fraction", "unfold_s"]
 
 
@@ -53,6 +65,7 @@ class KernelKind(StrEnum):
     LINEAR = "linear"
     MATMUL = "matmul"  # a GEMM of two activations
     ATTENTION = "attention"  # scaled dot-product attention: two GEMMs of activations and a softmax
+    DECONV = "deconv"  # a transposed conv: one GEMM (input by weights) per sample and group, then col2im
     POOL = "pool"
     RESAMPLE = "resample"  # upsampling
     ELEMENTWISE = "elementwise"  # activations, math, arithmetic, normalisations, softmax, reductions, quantizers
@@ -71,8 +84,10 @@ class KernelKind(StrEnum):
 DIRECT_CONV_KINDS = frozenset({KernelKind.CONV, KernelKind.GROUPED, KernelKind.DEPTHWISE})
 GEMM_CONV_KINDS = frozenset({KernelKind.IM2COL, KernelKind.POINTWISE})
 WEIGHT_KINDS = DIRECT_CONV_KINDS | GEMM_CONV_KINDS | {KernelKind.LINEAR}  # weights × activations
-PACKING_KINDS = WEIGHT_KINDS - {KernelKind.DEPTHWISE, KernelKind.LINEAR}  # they pack (reorder) their weights first
-PRODUCT_KINDS = frozenset({KernelKind.MATMUL, KernelKind.ATTENTION})  # GEMMs of two activations
+# they pack (reorder) their weights first
+PACKING_KINDS = (WEIGHT_KINDS - {KernelKind.DEPTHWISE, KernelKind.LINEAR}) | {KernelKind.DECONV}
+# GEMM calls costed here (product_compute_s, product_overhead_s): of two activations, and a transposed conv's
+PRODUCT_KINDS = frozenset({KernelKind.MATMUL, KernelKind.ATTENTION, KernelKind.DECONV})
 # memory time not overlapped with compute (each activation touched once: too little work per byte to hide misses)
 STREAMING = frozenset({KernelKind.DEPTHWISE, KernelKind.ELEMENTWISE, KernelKind.POOL, KernelKind.RESAMPLE,
                        KernelKind.MOVE})
@@ -82,7 +97,8 @@ SMALL_OPS = frozenset({KernelKind.ELEMENTWISE, KernelKind.POOL, KernelKind.RESAM
 # Winograd convs (absent) count as CONV
 RUNTIME_ALGORITHM_KIND = {"depthwise": KernelKind.DEPTHWISE, "im2col-gemm": KernelKind.IM2COL,
                           "gemm": KernelKind.POINTWISE, "gemv": KernelKind.LINEAR, "pool": KernelKind.POOL,
-                          "copy": KernelKind.MOVE, "elementwise": KernelKind.ELEMENTWISE, "view": KernelKind.VIEW}
+                          "copy": KernelKind.MOVE, "elementwise": KernelKind.ELEMENTWISE, "view": KernelKind.VIEW,
+                          "deconv-gemm": KernelKind.DECONV, "deconv-depthwise": KernelKind.DEPTHWISE}
 
 
 # Vector instructions per element (per op counted by mapping.analysis.elementwise_ops) of the new ops: the ops
@@ -111,6 +127,9 @@ def ops_per_element(node: Node, table: dict) -> float:
     :func:`mapping.analysis.function_ops`)."""
     if node.op == Op.POW:
         return function_ops(node)
+    if node.op == Op.CONV_TRANSPOSE2D:  # a GEMM + col2im, never an elementwise op (module docstring)
+        raise UnsupportedOpError(f"conv_transpose2d {node.name!r} ({node.module or 'no module'}): the pytorch CPU "
+                                 "model needs hwsim.cpu.cost.PRODUCT_OP_KINDS to route it to its GEMM + col2im rule")
     return table.get(node.op, 1)
 
 
@@ -139,7 +158,13 @@ class Gemm(NamedTuple):
 
 
 def product_gemms(graph: Graph, node: Node) -> list[Gemm]:
-    """The GEMMs of a MATMUL (one) or an ATTENTION (q k^T, then scores × v), the whole batch."""
+    """The GEMMs of a MATMUL (one), an ATTENTION (q k^T, then scores × v) or a CONV_TRANSPOSE2D (one per sample and
+    group: the input's H·W × Cin/g by the weights' Cin/g × Cout/g·kh·kw), the whole batch."""
+    if node.op == Op.CONV_TRANSPOSE2D:
+        a, (h, w) = node.attrs, conv_transpose_in_hw(node)
+        calls = node.shape[0] * a.groups
+        return [Gemm(calls, h * w, a.out_channels // a.groups * a.kernel[0] * a.kernel[1], a.in_channels // a.groups,
+                     int(math.prod(graph.shape_of(node.inputs[0]))))]
     groups = int(math.prod(node.shape[:-2]))  # batch × leading (broadcast) dims
     a = graph.shape_of(node.inputs[0])
     if node.op == Op.MATMUL:
@@ -161,29 +186,42 @@ def _gemm_s(spec, g: Gemm, n: int) -> tuple[float, float]:
 
 
 def product_compute_s(graph: Graph, node: Node, spec, n: int, table: dict) -> tuple[float, float]:
-    """(FLOPs + softmax ops, compute seconds) of a MATMUL / ATTENTION for the whole batch on ``n`` cores."""
+    """(FLOPs + softmax / col2im ops, compute seconds) of a MATMUL / ATTENTION / CONV_TRANSPOSE2D for the whole batch on
+    ``n`` cores."""
     flops, t = 0.0, 0.0
     for g in product_gemms(graph, node):
         f, s = _gemm_s(spec, g, n)
         flops, t = flops + f, t + s
-    if node.op == Op.ATTENTION:  # the softmax over the scores, at the elementwise rate
-        ops = float(elementwise_ops(graph, node)) * node.shape[0] * ops_per_element(node, table)
+    if node.op in (Op.ATTENTION, Op.CONV_TRANSPOSE2D):  # the softmax / col2im, at the elementwise rate
+        ops = (float(col2im_ops(node)) if node.op == Op.CONV_TRANSPOSE2D
+               else float(elementwise_ops(graph, node)) * node.shape[0] * ops_per_element(node, table))
         flops += ops
         t += ops / (spec.clock_hz * spec.lanes * spec.fma_per_cycle * speedup(spec, n) * spec.eff_elementwise)
     return flops, t
 
 
+def col2im_ops(node: Node) -> int:
+    """Vector ops of a CONV_TRANSPOSE2D's col2im for the whole batch (PyTorch's): the bias fill of the output
+    (Cout·OH·OW) and one add per element of the column matrix (Cout·kh·kw·H·W)."""
+    a, (h, w) = node.attrs, conv_transpose_in_hw(node)
+    return node.shape[0] * a.out_channels * (node.shape[2] * node.shape[3] + a.kernel[0] * a.kernel[1] * h * w)
+
+
 def score_bytes(graph: Graph, node: Node, bytes_per_element: int) -> int:
-    """Bytes of attention's score traffic: the (…, L, S) scores written, read and written, read (4 passes)."""
+    """Bytes of attention's score traffic: the (…, L, S) scores written, read and written, read (4 passes); of a
+    CONV_TRANSPOSE2D's column matrix (Cout·kh·kw·H·W per sample): written by the GEMM, read by col2im."""
+    if node.op == Op.CONV_TRANSPOSE2D:
+        a, (h, w) = node.attrs, conv_transpose_in_hw(node)
+        return 2 * node.shape[0] * a.out_channels * a.kernel[0] * a.kernel[1] * h * w * bytes_per_element
     if node.op != Op.ATTENTION:
         return 0
     return 4 * int(math.prod(node.shape[:-1])) * graph.shape_of(node.inputs[1])[-2] * bytes_per_element
 
 
 def product_overhead_s(node: Node, spec, n: int) -> float:
-    """Fixed time of a MATMUL / ATTENTION beyond ``layer_overhead_s`` (see the module docstring)."""
+    """Fixed time of a MATMUL / ATTENTION / CONV_TRANSPOSE2D beyond ``layer_overhead_s`` (see the module docstring)."""
     calls = 2 if node.op == Op.ATTENTION else 1
-    groups = int(math.prod(node.shape[:-2]))
+    groups = node.shape[0] * node.attrs.groups if node.op == Op.CONV_TRANSPOSE2D else int(math.prod(node.shape[:-2]))
     t = calls * (spec.overhead_gemm_s + (groups - 1) * spec.overhead_per_group_s)
     if node.op == Op.ATTENTION:  # the softmax and the second GEMM are kernels of their own
         t += 2 * (spec.layer_overhead_s + (spec.parallel_overhead_s if n > 1 else 0.0))

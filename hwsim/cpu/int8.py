@@ -252,8 +252,8 @@ def check_int8(graph: Graph) -> None:
     path cannot run; batch norm must be folded first (:func:`mapping.passes.fold_bn.fold_bn`)."""
     if len(graph.inputs) != 1:
         raise Int8UnsupportedError(f"int8 path takes one graph input, {graph.name!r} has {len(graph.inputs)}")
-    if len(graph.input_shape) not in (2, 4):
-        raise Int8UnsupportedError(f"int8 path takes N x C x H x W or N x F inputs, got {graph.input_shape}")
+    if len(graph.input_shape) not in (2, 3, 4):
+        raise Int8UnsupportedError(f"int8 path takes N x C x H x W, N x C x L or N x F inputs, got {graph.input_shape}")
     outs, readers = set(graph.outputs), graph.consumers()
     for n in graph.nodes:
         _check_node(graph, n, outs, readers)

@@ -268,9 +268,53 @@ def permute(x, perm) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(p))
 
 
-def pad(x, pads, value: float = 0.0) -> np.ndarray:
-    """``F.pad(mode="constant")`` with ``pads[d] = (before, after)`` for every dim d of x, first dim
-    first; negative amounts crop, as in torch."""
+# torch's padding modes -> np.pad's: "reflect" mirrors without repeating the edge in both, "edge" repeats the edge
+# (torch's replicate), "wrap" continues from the far side (torch's circular) (tests/test_pad_modes.py checks them)
+PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def pad_problem(shape, pads, mode: str) -> str | None:
+    """Why ``pads`` (one (before, after) pair per dim, < 0 crops) cannot pad an array of ``shape`` in ``mode``, or
+    None. torch's rules: the output keeps >= 0 elements per dim; reflect pads < the dim's size (one mirror image);
+    replicate needs an element to repeat; circular crops first, then wraps at most once (pad <= what is left)."""
+    if mode not in PAD_MODES:
+        return f"padding mode {mode!r} (one of {', '.join(PAD_MODES)})"
+    for d, (s, (b, a)) in enumerate(zip(shape, pads)):
+        grow, kept = max(b, a, 0), s + min(b, 0) + min(a, 0)
+        if s + b + a < 0:
+            return f"pads {(b, a)} crop more than dim {d} of size {s} holds"
+        if mode == "reflect" and grow and grow >= s:
+            return f"reflect pad {(b, a)} of dim {d} of size {s}: a reflect pad must be smaller than the size"
+        if mode == "replicate" and grow and s == 0:
+            return f"replicate pad {(b, a)} of the empty dim {d}"
+        if mode == "circular" and grow > kept:
+            return f"circular pad {(b, a)} of dim {d} of size {kept} (after crops): it may wrap around at most once"
+    return None
+
+
+def pad_plan(shape, pads, mode: str) -> list[tuple]:
+    """``F.pad`` as steps with amounts >= 0, each ``(kind, what, shape after it)``: ``("pad", pairs, ...)`` and
+    ``("crop", (dim, start, stop), ...)`` for every dim a negative amount cuts. torch crops after padding in
+    constant, reflect and replicate mode (the mirror and the edge are those of the whole input) and before in
+    circular mode (the wrap reads the cropped input). No steps when every amount is 0. ``pad_problem`` first."""
+    grow = tuple((max(b, 0), max(a, 0)) for b, a in pads)
+    padded = tuple(s + b + a for s, (b, a) in zip(shape, grow))
+    first = [("pad", grow, padded)] if mode != "circular" and padded != tuple(shape) else []
+    cur = list(padded if first else shape)
+    for d, (b, a) in enumerate(pads):
+        if min(b, a) < 0:
+            start, stop = max(-b, 0), cur[d] - max(-a, 0)
+            cur[d] = stop - start
+            first.append(("crop", (d, start, stop), tuple(cur)))
+    if mode == "circular" and any(g != (0, 0) for g in grow):
+        first.append(("pad", grow, tuple(s + b + a for s, (b, a) in zip(cur, grow))))
+    return first
+
+
+def pad(x, pads, value: float = 0.0, mode: str = "constant") -> np.ndarray:
+    """``F.pad(mode=mode)`` with ``pads[d] = (before, after)`` for every dim d of x, first dim first; ``value``
+    fills a "constant" pad (ignored by the other modes); negative amounts crop, as in torch (:func:`pad_plan`).
+    Refused (ValueError): :func:`pad_problem`."""
     x = chk.f32("x", x)
     try:
         pairs = [(int(b), int(a)) for b, a in pads]
@@ -278,11 +322,17 @@ def pad(x, pads, value: float = 0.0) -> np.ndarray:
         raise ValueError(f"pads must be one (before, after) pair of ints per dim, got {pads!r}") from None
     if len(pairs) != x.ndim:
         raise ValueError(f"pads has {len(pairs)} pairs, expected one per dim of x {x.shape}")
-    if any(s + b + a < 0 for s, (b, a) in zip(x.shape, pairs)):
-        raise ValueError(f"pads {pairs} crop more than x {x.shape} holds")
-    crop = tuple(slice(max(-b, 0), s - max(-a, 0)) for s, (b, a) in zip(x.shape, pairs))
-    grow = [(max(b, 0), max(a, 0)) for b, a in pairs]
-    return np.ascontiguousarray(np.pad(x[crop], grow, constant_values=np.float32(_real("value", value))))
+    problem = pad_problem(x.shape, pairs, mode)
+    if problem is not None:
+        raise ValueError(f"x {x.shape}: {problem}")
+    fill = {"constant_values": np.float32(_real("value", value))} if mode == "constant" else {}
+    y = x
+    for kind, what, _ in pad_plan(x.shape, pairs, mode):
+        if kind == "pad":
+            y = np.pad(y, what, mode=PAD_MODES[mode], **fill)
+        else:
+            y = y[(slice(None),) * what[0] + (slice(what[1], what[2]),)]
+    return np.ascontiguousarray(y)
 
 
 def matmul(a, b) -> np.ndarray:

@@ -1,10 +1,12 @@
-"""Fold inference-mode batch norm into the preceding conv2d / linear.
+"""Fold inference-mode batch norm into the preceding conv2d / conv_transpose2d / linear.
 
 For y = γ·(Wx + b − μ)/√(σ² + ε) + β:  W' = W·s,  b' = (b − μ)·s + β  with s = γ/√(σ² + ε) per output
-channel. The result equals the unfolded graph up to fp32 rounding.
+channel. The result equals the unfolded graph up to fp32 rounding. A transposed conv's weight is
+(Cin, Cout/groups, kh, kw): output channel ``g·Cout/groups + c`` is ``weight[g·Cin/groups:(g + 1)·Cin/groups, c]``,
+scaled along that second axis.
 
-A batch norm is folded only when its input is a conv/linear read by nothing else, and not when a sign reads
-it: a binary layer's pre-activation is an integer sum that is often exactly the batch norm's mean, where the
+A batch norm is folded only when its input is a conv/linear read by nothing else (or that layer's view adding or
+dropping unit dims after the channels: a 1-d conv run as 2-d), and not when a sign reads it: a binary layer's pre-activation is an integer sum that is often exactly the batch norm's mean, where the
 unfolded batch norm gives exactly 0 (sign +1) and the folded weights give ±(fp32 rounding) — a flipped
 activation, not a rounding difference. Parameter keys
 of folded layers are ``"<weight key>+<bn key>"``: a shared conv followed by the same shared BN at
@@ -29,6 +31,23 @@ def fold_bn_cached(graph: Graph) -> Graph:
     return fold_bn(graph)
 
 
+def _scale_outputs(prod: Node, w: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``w`` with each output channel's weights multiplied by its ``s`` (module docstring)."""
+    if prod.op == Op.CONV_TRANSPOSE2D:
+        g = prod.attrs.groups
+        return (w.reshape((g, -1) + w.shape[1:]) * s.reshape(g, 1, -1, 1, 1)).reshape(w.shape)
+    return w * s.reshape((-1,) + (1,) * (w.ndim - 1))
+
+
+def _unit_view(graph: Graph, node: Node, consumers) -> bool:
+    """``node`` is a RESHAPE read only by the batch norm that only adds or drops unit dims after the channels (the
+    view back of a 1-d conv run as 2-d, :mod:`mapping._torch_1d`): per-channel scaling commutes with it."""
+    if node.op != Op.RESHAPE or len(consumers[node.name]) != 1 or node.name in graph.outputs:
+        return False
+    a, b = graph.shape_of(node.inputs[0]), node.shape
+    return a[:2] == b[:2] and [d for d in a[2:] if d != 1] == [d for d in b[2:] if d != 1]
+
+
 def fold_bn(graph: Graph) -> Graph:
     consumers = graph.consumers()
     params = dict(graph.params)
@@ -38,28 +57,32 @@ def fold_bn(graph: Graph) -> Graph:
     for n in graph.nodes:
         if n.op != Op.BATCHNORM or n.inputs[0] not in by_name:
             continue
-        prod = by_name[n.inputs[0]]
-        if prod.op not in (Op.CONV2D, Op.LINEAR) or len(consumers[prod.name]) != 1 or prod.name in graph.outputs:
+        prod, view = by_name[n.inputs[0]], None
+        if _unit_view(graph, prod, consumers) and prod.inputs[0] in by_name:  # a 1-d conv's (N, C, 1, L) viewed 3-d
+            prod, view = by_name[prod.inputs[0]], prod
+        if prod.op not in (Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR) or len(consumers[prod.name]) != 1 or \
+                prod.name in graph.outputs:
             continue
         if prod.op == Op.LINEAR and len(prod.shape) != 2:
             continue
         if any(c.op == Op.SIGN for c in consumers[n.name]):
             continue  # exact ties at the sign's threshold (module docstring)
         w = graph.param(prod, "weight").astype(np.float64)
-        b = graph.param(prod, "bias").astype(np.float64) if "bias" in prod.params else np.zeros(w.shape[0])
         mean = graph.param(n, "mean").astype(np.float64)
+        b = graph.param(prod, "bias").astype(np.float64) if "bias" in prod.params else np.zeros_like(mean)
         var = graph.param(n, "var").astype(np.float64)
         gamma = graph.param(n, "gamma").astype(np.float64) if "gamma" in n.params else np.ones_like(mean)
         beta = graph.param(n, "beta").astype(np.float64) if "beta" in n.params else np.zeros_like(mean)
         s = gamma / np.sqrt(var + n.attrs.eps)
         wkey = f"{prod.params['weight']}+{n.module or n.name}"
         bkey = f"{wkey}.bias"
-        params[wkey] = (w * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+        params[wkey] = _scale_outputs(prod, w, s).astype(np.float32)
         params[bkey] = ((b - mean) * s + beta).astype(np.float32)
         attrs = prod.attrs.__class__(**{**{f: getattr(prod.attrs, f) for f in prod.attrs.__slots__}, "bias": True})
-        folded[prod.name] = prod.replace(attrs=attrs, params={"weight": wkey, "bias": bkey}, shape=n.shape,
+        folded[prod.name] = prod.replace(attrs=attrs, params={"weight": wkey, "bias": bkey},
+                                         shape=n.shape if view is None else prod.shape,
                                          meta={**prod.meta, "folded_bn": n.module or n.name})
-        drop[n.name] = prod.name
+        drop[n.name] = prod.name if view is None else view.name
     nodes = []
     for n in graph.nodes:
         if n.name in drop:

@@ -13,7 +13,8 @@ Scheme (the one integer accelerators and the IMC target use):
 - the layer's integer result ``acc = Σ q_x·q_w`` is dequantized as ``acc · s_x · s_w[o] + bias``.
 
 The pass never changes parameters or nodes' arithmetic: it annotates each conv/linear node with
-``meta["quant"] = QuantParams(...)`` and returns a new graph. Targets (IMC, CPU int8) read it.
+``meta["quant"] = QuantParams(...)`` and returns a new graph. Targets (IMC, CPU int8) read it. A conv_transpose2d
+is not annotated (it stays float): both of those targets refuse it, naming the node.
 """
 from __future__ import annotations
 

@@ -150,6 +150,10 @@ def analyze(model: nn.Module, input_shape: Sequence[int]) -> DependencyGraph:
     shape = tuple(int(s) for s in input_shape)
     graph = trace(model, shape)
     fx_nodes = {n.name: n for n in fx_trace(model).graph.nodes}
+    missing = next((n for n in graph.nodes if n.name not in fx_nodes), None)
+    if missing is not None:  # mapping.trace went through torch.export (a Conv2d with a padding_mode, control flow)
+        raise UnprunableError(f"{missing.op.value} '{missing.module or missing.name}' was imported through "
+                              "torch.export, not torch.fx: channel surgery follows torch.fx's graph only")
     st = _Classes(graph)
     for i in graph.inputs:
         st.vc[i.name] = st.fresh(i.name, "network input")
@@ -224,6 +228,8 @@ def _node_classes(st: _Classes, n, fx_nodes: Mapping[str, fx.Node]) -> np.ndarra
         if n.op == Op.BATCHNORM:
             for j, cid in enumerate(x):
                 st.keyed(st.bn, (n.module, j), cid)
+        return x.copy()
+    if n.op == Op.PAD and tuple(n.attrs.pads[1]) == (0, 0):  # a pad of the spatial dims, in any mode, per channel
         return x.copy()
     if n.op in (Op.ADD, Op.MUL):
         if len(ins) == 1:

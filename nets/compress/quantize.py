@@ -106,7 +106,8 @@ class PTQResult:
 
 def quantize_ptq(model: nn.Module, calib, input_shape: Sequence[int], weight_bits: int = 8, act_bits: int = 8,
                  per_channel: bool = True) -> PTQResult:
-    """Post-training quantization of every conv2d/linear of a copy of ``model`` (see module doc).
+    """Post-training quantization of every conv2d/linear of a copy of ``model`` (see module doc); a transposed conv
+    stays float (the targets that run quantized layers, IMC and the CPU's int8 path, refuse it).
 
     calib: an (N, C, H, W) array/tensor or a list of them (a few batches are enough).
     """
@@ -233,6 +234,9 @@ def _convert(model: nn.Module, input_shape: Sequence[int], make_layer, make_act,
 
 
 def _geometry(mod: nn.Module) -> dict:
+    if isinstance(mod, nn.Conv2d) and mod.padding_mode != "zeros":  # the binary / quantized convs pad with zeros
+        raise CompressError(f"{type(mod).__name__} with padding_mode={mod.padding_mode!r}: the quantized conv layers "
+                            "pad with zeros only")
     if isinstance(mod, nn.Conv2d):
         return dict(in_channels=mod.in_channels, out_channels=mod.out_channels, kernel_size=mod.kernel_size,
                     stride=mod.stride, padding=mod.padding, dilation=mod.dilation, groups=mod.groups,

@@ -45,10 +45,11 @@ from hwsim.cache import identity_cache
 from hwsim.cpu.arm import ArmCore, core
 from hwsim.cpu.runtime.algorithms import FUSABLE_ACTIVATIONS, Work, readers, work
 from hwsim.cpu.runtime.threads import EVEN, Split, layer_split
-from hwsim.errors import SpecError
+from hwsim.errors import SpecError, UnsupportedOpError
+from mapping.analysis import conv_transpose_in_hw, node_macs
 from mapping.graph import ACTIVATIONS, Graph, Node, Op
 
-__all__ = ["RuntimeParams", "runtime_params", "Terms", "runtime_terms", "compute_s", "fixed_s", "overhead_s", "fused_activations",
+__all__ = ["RuntimeParams", "runtime_params", "Terms", "runtime_terms", "deconv_work", "compute_s", "fixed_s", "overhead_s", "fused_activations",
            "runs_in_place",
            "Work"]
 
@@ -108,7 +109,7 @@ def fused_activations(graph: Graph, runtime: str = "ncnn") -> frozenset[str]:
     (:data:`FUSE_INTO_ADD`) also an add."""
     from mapping.analysis import activation_fusions
 
-    producers = {Op.CONV2D, Op.LINEAR} | ({Op.ADD} if runtime in FUSE_INTO_ADD else set())
+    producers = {Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR} | ({Op.ADD} if runtime in FUSE_INTO_ADD else set())
     return frozenset(a.name for a in activation_fusions(graph, producers, lambda n: n.op in FUSABLE_ACTIVATIONS).values())
 
 
@@ -153,11 +154,39 @@ def _rates(c: ArmCore, spec, w: Work) -> tuple[float, float, float]:
     return f * r_mac, f * r_dw, f * lanes
 
 
+def deconv_work(node: Node, runtime: str, precision: str) -> Work:
+    """The :class:`Work` of a CONV_TRANSPOSE2D node for one sample on ncnn (Tencent/ncnn a4d2ea1; other runtimes and
+    int8: a one-line refusal). A depthwise one (groups = Cin = Cout) is DeconvolutionDepthWise's direct kernel
+    (src/layer/arm/deconvolutiondepthwise_arm.cpp: each output pixel of the bordered map gathers its taps), whose
+    multiply-adds are every input pixel times every tap (``node_macs``) at the depthwise rate. Any other runs one
+    Deconvolution per group (DeconvolutionDepthWise's group_ops), each with ``use_sgemm_convolution`` (on by default,
+    src/option.cpp): src/layer/arm/deconvolution_arm.cpp's Gemm of M = kh·kw·Cout/g, N = H·W, K = Cin/g (the GEMM
+    stream: ``node_macs``), then its col2im, which fills the bordered output of ``((H−1)·s + d·(k−1) + 1 + op)``
+    rows and columns with the bias and adds every element of the product into it (vector ops: Cout·OHb·OWb +
+    Cout·kh·kw·H·W). With padding, both cut the output out of the bordered map (cut_padding: a copy of Cout·OH·OW)."""
+    if runtime != "ncnn" or precision != "fp32":
+        raise UnsupportedOpError(f"conv_transpose2d {node.name!r} ({node.module or 'no module'}): hwsim models "
+                                 f"transposed convolutions on runtime='ncnn' (fp32) and 'pytorch' only, not "
+                                 f"{runtime!r} {precision}")
+    a = node.attrs
+    (h, w), k = conv_transpose_in_hw(node), a.kernel[0] * a.kernel[1]
+    border = [(v - 1) * a.stride[i] + a.dilation[i] * (a.kernel[i] - 1) + 1 + a.output_padding[i]
+              for i, v in enumerate((h, w))]
+    crop = float(a.out_channels * node.shape[2] * node.shape[3]) if any(a.padding) else 0.0
+    macs = float(node_macs(node))
+    if a.depthwise:
+        return Work("deconv-depthwise", 0.0, macs, crop)
+    return Work("deconv-gemm", macs, 0.0, a.out_channels * (border[0] * border[1] + k * h * w) + crop)
+
+
 def runtime_terms(graph: Graph, node: Node, spec, fused: bool) -> Terms:
     """The :class:`Terms` of ``node`` on ``spec``'s core, runtime and precision (``fused``: folded into its
-    producer)."""
+    producer; a transposed conv: :func:`deconv_work`)."""
     c = core(spec.core)
-    w = work(graph, node, spec.runtime, spec.precision, fused)
+    if node.op == Op.CONV_TRANSPOSE2D:
+        w = deconv_work(node, spec.runtime, spec.precision)
+    else:
+        w = work(graph, node, spec.runtime, spec.precision, fused)
     batch = node.shape[0]
     r_mac, r_dw, r_vec = _rates(c, spec, w)
     fp16 = _ncnn_fp16(c, spec)

@@ -109,9 +109,12 @@ def _winograd_work(node: Node, m: int) -> Work:
 
 
 def zero_pad_problem(node: Node) -> str | None:
-    """Why the PAD ``node`` is no plain zero pad of the non-batch dims (a non-zero value, the batch padded, a negative
-    pad: a crop), or None: the one rule of the int8 program's PAD and of :func:`pad_folds_into_conv`."""
+    """Why the PAD ``node`` is no plain zero pad of the non-batch dims (a reflect / replicate / circular pad, a non-zero
+    value, the batch padded, a negative pad: a crop), or None: the one rule of the int8 program's PAD and of
+    :func:`pad_folds_into_conv` (another mode stays its own data-movement layer, costed as a constant PAD)."""
     a = node.attrs
+    if a.mode != "constant":  # the int8 PAD step (hwsim.cpu.functional._pad) fills with the zero point only
+        return f"{a.mode} pad (only a constant zero pad: TFLite's PAD; a {a.mode} pad is not run on int8 here)"
     if float(a.value) != 0.0:
         return f"constant pad with value {a.value!r} (only a zero pad: 0.0 is the input's zero point, exact in int8)"
     if a.pads and tuple(a.pads[0]) != (0, 0):
