@@ -236,7 +236,6 @@ def pad(imp, n) -> None:
     from hwsim.kernels._ops_fp32 import pad_plan, pad_problem  # the kernel's rules (imported here: loads Numba)
 
     mode = imp.attr(n, "mode", "constant")
-    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
     if mode not in _PAD_MODES:
         imp.refuse(n, f"mode {mode!r} (one of {', '.join(_PAD_MODES)})")
     x = n.input[0]

@@ -124,3 +124,16 @@ def test_same_padding_and_a_conv1d_after_a_linear_view():
     torch.manual_seed(0)
     m, x = Same().eval(), torch.randn(2, 12)
     np.testing.assert_allclose(hwsim.simulate(m, "cpu/host", x=x.numpy()).outputs, m(x).detach().numpy(), atol=1e-5)
+
+
+def test_compression_quantizes_1d_convs_and_channel_surgery_names_them():
+    from nets.compress import UnprunableError, analyze, quantize_ptq
+
+    torch.manual_seed(0)
+    m, x = Kws1d().eval(), torch.randn(8, 10, 49)
+    res = quantize_ptq(m, x, (1, 10, 49))
+    convs = [n for n in res.graph().nodes if n.op == Op.CONV2D]
+    assert len(convs) == 3 and all(n.name in res.input_ranges for n in convs)  # every 1-d conv calibrated
+    with pytest.raises(UnprunableError, match="Conv1d 'body.0'") as e:
+        analyze(m, (1, 10, 49))
+    assert "\n" not in str(e.value)

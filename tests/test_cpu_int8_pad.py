@@ -34,6 +34,10 @@ def ref_step_pad(step, xs, shape):
     assert step.out_q == step.in_q[0]
     zp = int(step.in_q[0].zero_point)
     x = xs[0].astype(np.int64)
+    if step.attrs.mode == "reflect":  # MIRROR_PAD (REFLECT): out[i] = x[reflected i], the edge not repeated
+        index = [np.abs(np.arange(d + b + a) - b) for (b, a), d in zip(step.attrs.pads, x.shape)]
+        index = [np.where(i >= d, 2 * (d - 1) - i, i) for i, d in zip(index, x.shape)]
+        return x[np.ix_(*index)]
     out = np.full(shape, zp, np.int64)
     inner = tuple(slice(b, b + d) for (b, _), d in zip(step.attrs.pads, x.shape))
     out[inner] = x
@@ -119,6 +123,36 @@ def test_simulate_tiny_dscnn_int8_on_cortex_m4():
 class _Valued(nn.Module):
     def forward(self, x):
         return nn.functional.pad(x, (1, 1, 1, 1), value=0.5)
+
+
+class _Mirror(nn.Module):
+    """A reflect pad on the input and one after a ReLU (TFLite's MIRROR_PAD), each read by a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(2, 4, 3), nn.Conv2d(4, 3, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.c1(nn.functional.pad(x, (1, 2, 2, 0), mode="reflect")))
+        return self.c2(nn.ReflectionPad2d(1)(x))
+
+
+def test_reflect_pads_run_int8_bit_exactly_as_mirror_pad():
+    g = _graph(_Mirror(), (1, 2, 7, 6))
+    p = quantize_int8(g, _data((16, 2, 7, 6), 1))
+    pads = [s for s in p.steps if s.kind == "pad"]
+    assert len(pads) == 2 and all(s.attrs.mode == "reflect" and s.out_q == s.in_q[0] for s in pads)
+    x = _data((3, 2, 7, 6), 2)
+    outs = assert_bit_exact(p, x)
+    assert rel_rms(outs[0], run(g, x)[0]) < 0.05
+
+
+@pytest.mark.parametrize("mode", ["replicate", "circular"])
+def test_replicate_and_circular_pads_have_no_tflite_op(mode):
+    g = _graph(nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, padding_mode=mode)), (1, 2, 6, 6))
+    with pytest.raises(Int8UnsupportedError, match=f"{mode} pad .*MIRROR_PAD") as e:
+        check_int8(g)
+    assert "\n" not in str(e.value)
 
 
 def test_nonzero_pad_refused_before_work():

@@ -4,12 +4,14 @@
   signs, and numpy's ``np.pad`` modes reflect / edge / wrap against torch's reflect / replicate / circular;
 - the importers: ``F.pad`` (a crop becomes a SLICE), the pad modules (``nn.ReflectionPad1d/2d/3d``,
   ``ReplicationPad*``, ``CircularPad*``, ``ZeroPad/ConstantPad 1d/3d``), hand-built ONNX ``Pad`` in modes
-  constant / reflect / edge / wrap (against onnxruntime) and a dynamo-exported twin, through
-  ``hwsim.simulate`` on the CPU (fp32) and the IMC crossbar (a reflect pad before a conv: the crossbar's output
-  is that of the conv on torch's padded input, bit for bit);
+  constant / reflect / edge / wrap (against onnxruntime), TorchScript- and dynamo-exported twins, and
+  ``nn.Conv2d(padding_mode=...)`` (a PAD, then the conv), through ``hwsim.simulate`` on the CPU (fp32) and the IMC
+  crossbar (a pad before a conv: the crossbar's output is that of the conv on torch's padded input, bit for bit;
+  ``hw_aware``'s emulation of a padding_mode equals the simulator);
 - the refusals, one line each: a reflect pad >= the size, a circular pad wrapping twice, a mode that is not one,
-  a non-constant pad on the int8 CPU path and on the FPGA's XNOR engine;
-- the CPU cost model: only a constant zero pad folds into its conv; the binary CPU: a reflect pad of ±1 is ±1.
+  a replicate / circular pad on the int8 CPU path, a non-constant pad on the FPGA's XNOR engine, binarizing a padding_mode conv;
+- the CPU cost model: only a constant zero pad folds into its conv; the binary CPU: a reflect pad of ±1 is ±1; the
+  IMC pipeline waits for the rows a pad copies; channel pruning goes through a spatial pad and keeps its mode.
 """
 from __future__ import annotations
 
@@ -129,6 +131,15 @@ def test_functional_pad_and_crop_import_and_run(mode, pad, slices):
     assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want))
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dims,pad", [(1, (2, -1)), (3, (1, 0, -1, 2, 2, 1))])
+def test_functional_pad_of_1d_and_3d_values(mode, dims, pad):
+    model, x = Functional(pad, mode, dims=dims), sample(SHAPES[dims])
+    got, want = hwsim_vs_torch(model, x)
+    assert np.array_equal(got, want)
+    assert [n.op for n in mapping.trace(model, x.shape).nodes].count(Op.SLICE) == 1
+
+
 PAD_MODULES = [(nn.ReflectionPad1d((2, 1)), 1), (nn.ReflectionPad2d((1, 0, 2, 3)), 2), (nn.ReflectionPad3d(1), 3),
                (nn.ReplicationPad1d((0, 3)), 1), (nn.ReplicationPad2d(2), 2), (nn.ReplicationPad3d((1, 2, 0, 1, 2, 0)), 3),
                (nn.CircularPad1d((3, 1)), 1), (nn.CircularPad2d((1, 2, 0, 1)), 2), (nn.CircularPad3d(1), 3),
@@ -196,6 +207,15 @@ def test_onnx_pad_modes_match_onnxruntime(mode, ir_mode, pads):
     assert np.array_equal(np.asarray(hwsim.simulate(m, "cpu/host", x).outputs), reference_outputs(m, x)[0])
 
 
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+@pytest.mark.parametrize("dims,pads", [(1, [0, 0, 2, 0, 1, 3]), (3, [0, 0, 1, 0, 2, 0, 0, 1, 2, 1])])
+def test_onnx_pad_of_1d_and_3d_values(mode, dims, pads):
+    from mapping.onnx import reference_outputs
+
+    m, x = pad_model(mode, pads, shape=SHAPES[dims]), sample(SHAPES[dims])
+    assert np.array_equal(run(mapping.from_onnx(m), x)[0], reference_outputs(m, x)[0])
+
+
 def test_onnx_constant_crop_is_a_slice_after_the_pad():
     from mapping.onnx import reference_outputs
 
@@ -230,7 +250,6 @@ def test_torchscript_export_of_a_pad_imports(mode, pad, tmp_path):
     assert np.max(np.abs(got - want)) <= 1e-5 * np.max(np.abs(want))
 
 
-@pytest.mark.slow  # the dynamo exporter: 2-5 s
 def test_dynamo_export_of_the_three_modes_imports(tmp_path):
     class Three(nn.Module):
         def __init__(self):
@@ -383,3 +402,22 @@ def test_hw_aware_emulates_a_conv_padding_mode_as_the_simulator(adc_bits):
     assert np.abs(emu - sim).max() <= 1e-6 * np.abs(sim).max()
     want = model(x).detach().numpy()
     assert np.abs(emu - want).max() <= 0.1 * np.abs(want).max()  # and still the network: not zero padding
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("top,bottom", [(2, 1), (0, 3), (-2, 3)])
+def test_imc_pipeline_waits_for_the_rows_a_pad_copies(mode, top, bottom):
+    """The layer-pipelined IMC schedule: a chunk of a reflect / replicate / circular pad's first k output rows waits
+    for the highest input row they copy (torch's own index of it: a circular pad's top rows are the last input rows);
+    a constant pad keeps the proportional rule of every row-local node."""
+    from hwsim.imc.schedule import _needed
+    from mapping.graph import Node
+
+    hout = 8 + top + bottom
+    node = Node("p", Op.PAD, ("x",), (1, 2, hout, 8), Pad(((0, 0), (0, 0), (top, bottom), (0, 0)), mode=mode))
+    rows = [_needed(node, k, (1, 2, 8, 8)) for k in range(1, hout + 1)]
+    if mode == "constant":
+        assert rows == [min(8, -(-k * 8 // hout)) for k in range(1, hout + 1)]
+        return
+    index = F.pad(torch.arange(8.0).view(1, 1, 8, 1), (0, 0, top, bottom), mode=mode)[0, 0, :, 0]
+    assert rows == [int(index[:k].max()) + 1 for k in range(1, hout + 1)]

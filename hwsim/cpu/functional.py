@@ -81,7 +81,10 @@ def _pool(step: Step, xs: list[np.ndarray], out_shape: tuple[int, ...]) -> np.nd
 
 
 def _pad(step: Step, xs: list[np.ndarray]) -> np.ndarray:
-    """TFLite PAD on int8: the pads filled with the output's zero point (= the input's; the IR pad's value is 0.0)."""
+    """TFLite PAD on int8: the pads filled with the output's zero point (= the input's; the IR pad's value is 0.0);
+    MIRROR_PAD (a reflect pad): the int8 values reflected (numpy's "reflect" is torch's)."""
+    if step.attrs.mode == "reflect":
+        return np.pad(xs[0], step.attrs.pads, mode="reflect")
     return np.pad(xs[0], step.attrs.pads, mode="constant", constant_values=np.int8(step.out_q.zero_point))
 
 

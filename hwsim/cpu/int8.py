@@ -211,9 +211,15 @@ def _check_pool(n: Node) -> None:
 
 
 def _check_pad(n: Node) -> None:
+    """A zero pad is TFLite's PAD; a reflect pad of the non-batch dims its MIRROR_PAD (mode REFLECT: tflite-micro
+    ``kernels/mirror_pad.cc`` copies int8 values); replicate and circular pads have no TFLite op."""
     from hwsim.cpu.runtime.algorithms import zero_pad_problem
 
-    problem = zero_pad_problem(n)
+    a = n.attrs
+    if a.mode == "reflect" and tuple(a.pads[0]) == (0, 0) and min(p for pair in a.pads for p in pair) >= 0:
+        return
+    problem = zero_pad_problem(n) if a.mode in ("constant", "reflect") else \
+        f"{a.mode} pad (TFLite has PAD and MIRROR_PAD: zero, reflect and symmetric pads only)"
     if problem is not None:
         raise _refuse(n, problem)
 

@@ -2,22 +2,20 @@
 
 Layer-by-layer: nodes run one after the other in graph order; a node starts when the previous one
 ends. Layer-pipelined (ISAAC's inter-layer pipeline): every node is a SimPy process that computes
-its output in row chunks (at most ``max_chunks`` per node). Chunk i of a node starts when each of
-its inputs has produced the rows that chunk needs (for a conv or pool the receptive field
-``r·stride - pad + dilation·(k-1) + 1``; for a linear layer or global pooling the whole input, and
-so for every node whose output rows each depend on all rows of an input: attention's keys and values,
-a permute moving the rows, a softmax or reduction over them, a group norm, :func:`_mixes_rows`) and
-its crossbars are free: each weight key's crossbars are one SimPy ``Resource``, so the T
-executions of a shared block queue on the same crossbars, and all spilled layers share one "swap"
-region. Tiles are resources too: a tile shared by several weight keys has one buffer port, which
-each chunk of those layers holds for its share of the activation traffic (its buffer time over its
-tiles) while its crossbars compute, so layers packed on the same tile contend for its buffer. The
-DRAM interface is one more resource: a chunk's share of its node's DRAM time (weight reloads,
-feature maps beyond the buffers) holds it, so off-chip transfers of overlapping layers queue. A
-digital node that is the only reader of its producer (ReLU after a conv) runs fused
-with it. Events are per (node chain, chunk), never per cycle. Finer chunks overlap layers more:
-ResNet-18 on imc/isaac gives 26.7 ms with 8 chunks, 23.8 ms with 16, 21.3 ms with 64 (vs 48.4 ms
-layer-by-layer).
+its output in row chunks (at most ``max_chunks`` per node). Chunk i of a node starts when each of its inputs has
+produced the rows that chunk needs (for a conv or pool the receptive field ``r·stride - pad + dilation·(k-1) + 1``;
+for a linear layer or global pooling the whole input, and so for every node whose output rows each depend on all
+rows of an input: attention's keys and values, a permute moving the rows, a softmax or reduction over them, a group
+norm, :func:`_mixes_rows`; a reflect or replicate pad the rows it copies, a circular pad of the top rows the whole
+input) and its crossbars are free: each weight key's crossbars are one SimPy ``Resource``, so the T executions of a
+shared block queue on the same crossbars, and all spilled layers share one "swap" region. Tiles are resources too:
+a tile shared by several weight keys has one buffer port, which each chunk of those layers holds for its share of
+the activation traffic (its buffer time over its tiles) while its crossbars compute, so layers packed on the same
+tile contend for its buffer. The DRAM interface is one more resource: a chunk's share of its node's DRAM time
+(weight reloads, feature maps beyond the buffers) holds it, so off-chip transfers of overlapping layers queue. A
+digital node that is the only reader of its producer (ReLU after a conv) runs fused with it. Events are per (node
+chain, chunk), never per cycle. Finer chunks overlap layers more: ResNet-18 on imc/isaac gives 26.7 ms with 8
+chunks, 23.8 ms with 16, 21.3 ms with 64 (vs 48.4 ms layer-by-layer).
 """
 from __future__ import annotations
 
@@ -68,6 +66,11 @@ def _needed(node: Node, out_rows_done: int, in_shape: Sequence[int], index: int 
         return max(1, min(hin, r * a.stride[0] - a.padding[0] + a.dilation[0] * (a.kernel[0] - 1) + 1))
     if node.op == Op.ADAPTIVE_AVGPOOL:
         return hin
+    if node.op == Op.PAD and a.mode != "constant":  # output row r copies row r - top, mirrored / clamped / wrapped
+        top = a.pads[2][0]
+        if a.mode == "circular":  # the first `top` rows are the last input rows
+            return min(hin, out_rows_done - top + (hin if top > 0 else 0))
+        return min(hin, max(top + 1, out_rows_done - top) if a.mode == "reflect" else max(1, out_rows_done - top))
     return min(hin, math.ceil(out_rows_done * hin / hout))
 
 

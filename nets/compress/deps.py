@@ -31,6 +31,7 @@ import torch.fx as fx
 from torch import nn
 
 from hwsim.errors import HwsimError
+from mapping._torch_1d import ONE_D_MODULES
 from mapping.graph import ACTIVATIONS, Graph, Op
 from mapping.trace import trace
 from nets.compress.errors import CompressError, UnprunableError
@@ -148,6 +149,10 @@ def _channels(shape: Sequence[int]) -> int | None:
 def analyze(model: nn.Module, input_shape: Sequence[int]) -> DependencyGraph:
     """Trace ``model`` at ``input_shape`` and build its channel classes and prunable groups."""
     shape = tuple(int(s) for s in input_shape)
+    one_d = next((k for k, m in model.named_modules() if isinstance(m, ONE_D_MODULES)), None)
+    if one_d is not None:
+        raise UnprunableError(f"{type(model.get_submodule(one_d)).__name__} '{one_d}': channel surgery follows 2-d "
+                              "convs and linears (a 1-d layer is imported as a 2-d one between views)")
     graph = trace(model, shape)
     fx_nodes = {n.name: n for n in fx_trace(model).graph.nodes}
     missing = next((n for n in graph.nodes if n.name not in fx_nodes), None)

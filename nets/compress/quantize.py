@@ -106,8 +106,8 @@ class PTQResult:
 
 def quantize_ptq(model: nn.Module, calib, input_shape: Sequence[int], weight_bits: int = 8, act_bits: int = 8,
                  per_channel: bool = True) -> PTQResult:
-    """Post-training quantization of every conv2d/linear of a copy of ``model`` (see module doc); a transposed conv
-    stays float (the targets that run quantized layers, IMC and the CPU's int8 path, refuse it).
+    """Post-training quantization of every conv (1-d, 2-d) / linear of a copy of ``model`` (see module doc); a
+    transposed conv stays float (the targets that run quantized layers, IMC and the CPU's int8 path, refuse it).
 
     calib: an (N, C, H, W) array/tensor or a list of them (a few batches are enough).
     """
@@ -116,7 +116,7 @@ def quantize_ptq(model: nn.Module, calib, input_shape: Sequence[int], weight_bit
     shape = tuple(int(s) for s in input_shape)
     batches = as_batches(calib, shape)
     out = copy_module(model).eval()
-    layers = {n: m for n, m in out.named_modules() if type(m) in (nn.Conv2d, nn.Linear)}
+    layers = {n: m for n, m in out.named_modules() if type(m) in (nn.Conv2d, nn.Conv1d, nn.Linear)}
     if not layers:
         raise CompressError(f"{type(model).__name__} has no plain conv2d/linear layer to quantize")
     with torch.no_grad():  # weights first, so that activations are calibrated on the quantized layers
