@@ -5,7 +5,8 @@ A mask is held as float 0.0 / 1.0, the value torch itself gives a bool in arithm
 ``mask.float()``), and each rule below is exact in float32 (no rounding can move a value across a threshold):
 
 * ``ge(a, b) = relu(sign(a - b))``: IEEE subtraction of two finite floats is zero only when they are equal and
-  keeps the sign of the difference (gradual underflow), and the IR's SIGN gives +1 at 0; ``gt(a, b) = 1 - ge(b, a)``,
+  keeps the sign of the difference (gradual underflow), and the IR's SIGN gives +1 at 0 (and -1 at NaN: a NaN
+  compares false); ``gt(a, b) = ge(a, b) · (1 - ge(b, a))`` (not ``1 - ge(b, a)``, true at a NaN),
   ``le(a, b) = ge(b, a)``, ``lt(a, b) = gt(b, a)``, ``eq = ge(a, b) · ge(b, a)``, ``ne = 1 - eq``. A Python number
   is compared in float32, as torch compares it with a float32 tensor.
 * ``where(c, a, b)`` is the IR's WHERE, a select (``0 · inf`` would make a product formula NaN where torch's
@@ -90,8 +91,9 @@ def _compare(b: Builder, n: fx.Node) -> None:
     one_minus = Scalar(1.0, reverse=True)
     if kind == "ge":
         _ge(b, n, x, y, shape, "", last=True)
-    elif kind == "gt":  # x > y  <=>  not (y >= x)
-        _finish(b, n, Op.SUB, [_ge(b, n, y, x, shape, "")], one_minus, natural=shape)
+    elif kind == "gt":  # x > y  <=>  x >= y and not y >= x (a NaN: both 0, so 0, as torch's False)
+        not_le = _step(b, n, "notle", Op.SUB, [_ge(b, n, y, x, shape, "b")], shape, one_minus)
+        _finish(b, n, Op.MUL, [_ge(b, n, x, y, shape, "a"), not_le], natural=shape)
     else:
         ge_xy, ge_yx = _ge(b, n, x, y, shape, "a"), _ge(b, n, y, x, shape, "b")
         if kind == "eq":

@@ -62,8 +62,9 @@ def compare(imp, n) -> None:
         x, y, kind = y, x, {"Less": "Greater", "LessOrEqual": "GreaterOrEqual"}[kind]
     if kind == "GreaterOrEqual":
         _ge(imp, n, x, y, shape, last=True)
-    elif kind == "Greater":
-        imp.emit_as(n, Op.SUB, [_ge(imp, n, y, x, shape)], _ONE_MINUS, shape)
+    elif kind == "Greater":  # ge(x, y) · (1 - ge(y, x)): 0 at a NaN (mapping._torch_mask)
+        not_le = imp.emit(n, Op.SUB, [_ge(imp, n, y, x, shape)], _ONE_MINUS, name=imp.fresh(n, "notle"), shape=shape)
+        imp.emit_as(n, Op.MUL, [_ge(imp, n, x, y, shape), not_le], None, shape)
     else:
         imp.emit_as(n, Op.MUL, [_ge(imp, n, x, y, shape), _ge(imp, n, y, x, shape)], None, shape)
 

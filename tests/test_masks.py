@@ -116,3 +116,16 @@ def test_a_masked_net_is_costed_and_computed_on_cpu_and_imc_presets(hw):
     res = hwsim.simulate(m, hw, x=x.numpy())
     assert res.report.latency_s > 0 and np.all(np.isfinite(res.outputs))
     np.testing.assert_allclose(res.outputs, m(x).detach().numpy(), atol=2e-2 if hw.startswith("imc") else 1e-5)
+
+
+def test_a_nan_compares_false_as_in_torch():
+    """0 / 0 inside the net: every comparison with the NaN is false and != is true, as torch's."""
+    class Nan(nn.Module):
+        def forward(self, x):
+            q = x.relu() / x.relu()  # NaN where x <= 0
+            return ((q > 0.5).float() + 2 * (q < 0.5).float() + 4 * (q >= 0.5).float() + 8 * (q <= 0.5).float()
+                    + 16 * (q == 1.0).float() + 32 * (q != 1.0).float())
+
+    x = torch.tensor([[-1.0, 0.0, 2.0, 0.5]])
+    out = hwsim.simulate(Nan(), "cpu/host", x=x.numpy()).outputs
+    np.testing.assert_array_equal(out, Nan()(x).numpy())
