@@ -149,6 +149,61 @@ def test_conv2d_row_aligned_tiles(parallel, monkeypatch):
         assert np.array_equal(got, refi.astype(np.int64))
 
 
+STRIDE2_PAIRED = [  # (C, O, map side, kernel, padding, groups): stride 2, every phase in a column pair
+    (5, 13, 15, 3, 1, 1), (8, 37, 40, 3, 1, 1), (6, 10, 22, 3, 0, 2), (3, 9, 17, (2, 3), 2, 1),
+    (4, 20, 13, (3, 2), 1, 1), (7, 11, 19, 5, 2, 1), (16, 48, 9, 3, 1, 1),
+]
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_conv2d_stride2_column_phase_pairs(parallel, monkeypatch):
+    """Stride-2 convolutions whose phases all come in column pairs, filled channel by channel with the
+    input prefetched ahead (``_stride2_conv.pack_pairs``): odd and even maps, padding 0-2, kernels
+    3x3 / 2x3 / 3x2 / 5x5, batch 2, channel counts off the tile sizes, groups, bias. The phase workspace
+    is poisoned with NaN first, so a plane row left unfilled would show; the int8 kernels' float64 path,
+    bit-exact."""
+    from hwsim.kernels import _conv, int8
+    monkeypatch.setattr(int8, "USE_VNNI", False)  # the float64 path, not the VNNI one a VNNI host takes
+    rng = np.random.default_rng(31)
+    for c, o, hw, k, p, groups in STRIDE2_PAIRED:
+        kh, kw = (k, k) if isinstance(k, int) else k
+        g = _conv.layout(c, hw, hw, (o, c // groups, kh, kw), (2, 2), (p, p), (1, 1), groups, 4,
+                         _conv.choose_family)
+        assert 2 * len(g.pairs) == len(g.ph_rh)  # every phase filled by the pair path
+        x = rand(rng, 2, c, hw, hw)
+        wt = rand(rng, o, c // groups, kh, kw)
+        b = rand(rng, o)
+        for dt in (np.float32, np.float64):
+            _conv._workspace("planes", 1 << 20, dt)[:] = np.nan
+        ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b), 2, p, 1, groups)
+        assert_close(fp32.conv2d(x, wt, b, 2, p, 1, groups, parallel=parallel), ref)
+        xi = rng.integers(0, 256, x.shape).astype(np.uint8)
+        wi = rng.integers(-128, 128, wt.shape).astype(np.int8)
+        refi = F.conv2d(torch.from_numpy(xi.astype(np.float64) - 7), torch.from_numpy(wi.astype(np.float64)),
+                        None, 2, p, 1, groups).numpy()
+        got = int8.conv2d_int(xi, wi, (2, 2), (p, p), (1, 1), groups, x_zero_point=7, parallel=parallel)
+        assert np.array_equal(got, refi.astype(np.int64))
+
+
+def test_conv2d_layout_cached_per_geometry_dtype_and_family_chooser():
+    """``_conv.layout`` (plan, tap offsets, tile family) is computed once per geometry: the same object
+    again, read-only arrays, a separate entry per element size and per family chooser (so a test forcing
+    a family by monkeypatching ``choose_family`` is not served a cached choice), emptied by
+    ``hwsim.clear_caches()``."""
+    from hwsim.kernels import _conv
+    key = (64, 56, 56, (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1)
+    g = _conv.layout(*key, 4, _conv.choose_family)
+    assert _conv.layout(*key, 4, _conv.choose_family) is g
+    assert not (g.boff.flags.writeable or g.pairs.flags.writeable or g.ph_rh.flags.writeable)
+    assert _conv.layout(*key, 8, _conv.choose_family).nr == g.nr // 2  # float64: 8 lanes a vector
+    forced = _conv.layout(*key, 4, lambda mg, nflat, nl: 2)
+    assert (forced.fam, forced.nr) == (2, 128) and g.fam != 2
+    import hwsim
+    hwsim.clear_caches()  # frees it: the next call computes a new, equal layout
+    again = _conv.layout(*key, 4, _conv.choose_family)
+    assert again is not g and np.array_equal(again.boff, g.boff) and np.array_equal(again.geo, g.geo)
+
+
 def test_conv2d_accepts_ints_and_float64_and_leaves_inputs_alone():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((1, 4, 9, 8))  # float64 on purpose

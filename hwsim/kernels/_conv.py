@@ -9,7 +9,9 @@ Algorithm (one image, one group; O_g = O/groups output channels, C_g input chann
    ``P[ph, c, i, j] = xpad[c, i*sh + rh, j*sw + rw]`` (only the phases some tap needs), each plane
    ``Hq x Wq`` with ``Hq = ceil(Hp/sh)``, ``Wq = ceil(Wp/sw)``. Tap ``(a, b)`` of a dilated, strided
    kernel reads phase ``((a*dh) % sh, (b*dw) % sw)`` at in-phase offset
-   ``((a*dh)//sh, (b*dw)//sw)``, so every tap becomes a *stride-1* read.
+   ``((a*dh)//sh, (b*dw)//sw)``, so every tap becomes a *stride-1* read. With stride 2 the two
+   column phases of a row phase are filled together, channel by channel, with the input prefetched
+   ahead (``_stride2_conv.pack_pairs``; 3x3 / 2: all four phases).
 2. Index outputs by a flat position ``q = oh*Wq + ow`` on the phase grid. For a fixed
    ``k = (c, a, b)`` the needed inputs ``P[ph, c, oh + a', ow + b']`` over consecutive ``q`` are
    consecutive floats starting at ``boff[k] + q``: the convolution is a GEMM
@@ -30,25 +32,38 @@ useful: the last column tile of a row of tiles takes a 1- or 2-vector kernel (``
 instead of a whole 3- or 4-vector one, and stride-1 rows share their padding (``Wq = W + pw``,
 :func:`shared_pad_width`), so the overhead is ``Wq/OW`` (1.8 % at 56x56, 3.6 % at 28x28, 7 % at
 14x14 with 3x3 / pad 1; with the full padded width and whole tiles it was 5.7 %, 10 % and 22 %)
-plus at most 15 columns. Numba caches the compiled functions of this file keyed on this file
-only: after editing ``_microkernel.py``, ``_conv_tiles.py`` or ``_stride2.py``, touch this file.
+plus at most 15 columns. Numba caches the compiled functions of this file keyed on a hash of this
+file's bytes only (numba 0.68; touching it is not enough): after editing ``_microkernel.py``,
+``_conv_tiles.py``, ``_stride2.py`` or ``_stride2_conv.py``, bump :data:`DEPS_REVISION`.
 
 ``conv_serial`` and ``conv_parallel`` are distinct compiled functions (a ``cache=True`` entry is
 keyed on the function, not on ``parallel=``); both call the same per-task functions.
 Scratch buffers (phase planes, tiles) are reused per thread (``_workspace``).
+
+Per-call Python is kept short because a network's layer runs with cold caches, where every interpreted
+step costs several times its warm time: what depends on the shapes alone (plan, tap offsets, tile family,
+the drivers' scalars) is computed once per geometry (:func:`layout`, cached), the drivers take their 16
+scalars as one int64 array (``geo``: Numba's dispatch of the former 28 arguments took 22 us cold, of 8
+arguments 12 us), and the slack zeroing and reshapes happen in compiled code. ``fp32.conv2d`` up to the
+driver call, with every cache flushed: 100 -> 34 us (warm: 18 -> 4 us); on ResNet-18's layers run
+round-robin (``benchmarks/bench_conv.py``) these changes took 50-100 us off every layer
+(docs/targets/kernels.md, "Cold layers").
 """
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numba
 import numpy as np
 from numba import njit, prange
 
-from hwsim.kernels._conv_tiles import _mk_narrow, _mk_rows, lanes_of
+from hwsim.cache import on_clear
+from hwsim.kernels._conv_tiles import _mk_narrow, _mk_rows, _scatter, choose_family, choose_row_family, lanes_of
 from hwsim.kernels._dwconv import depthwise3x3  # noqa: F401  (re-exported: the fused depthwise path)
-from hwsim.kernels._microkernel import FAMILIES, NARROW_ROWS, lanes
-from hwsim.kernels._stride2 import deinterleave2_rows
+from hwsim.kernels._microkernel import FAMILIES
+from hwsim.kernels._stride2_conv import pack_pairs
 
 
 def plan(h: int, w: int, kh: int, kw: int, stride, padding, dilation):
@@ -109,7 +124,7 @@ def _col_range(rw, pw, sw, w, wq):
 def _pack_row(xf, P, row, src, wq, sw, j_lo, j_hi, skip_lo, skip_hi, zero_edges):
     """One phase row: zeros outside ``[j_lo, j_hi)`` (if ``zero_edges``), input
     ``xf[src + (j - j_lo)*sw]`` inside, except ``[skip_lo, skip_hi)`` which the caller fills.
-    Indices are uint64 (see _scatter)."""
+    Indices are uint64 (see ``_conv_tiles._scatter``)."""
     zero = P.dtype.type(0)
     row = np.uint64(row)
     if zero_edges:
@@ -126,55 +141,26 @@ def _pack_row(xf, P, row, src, wq, sw, j_lo, j_hi, skip_lo, skip_hi, zero_edges)
 
 
 @njit(cache=True)
-def _pack_pair(x, P, p, q, sh, ph, pw, hq, wq, rh, rw):
-    """Column phases ``rw`` (plane ``p``) and ``rw + 1`` (plane ``q``) of row phase ``rh`` of a
-    stride-2 convolution, whole rows with their zero padding: one ``deinterleave2_rows`` call per
-    channel over the rows inside the input, the padding rows zeroed."""
-    c_n, h, w = x.shape
-    xf = x.reshape(-1)
-    plane = hq * wq
-    zero = P.dtype.type(0)
-    i_lo = min(hq, max(0, (ph - rh + sh - 1) // sh))  # first phase row inside the input
-    i_hi = max(i_lo, min(hq, (h - 1 + ph - rh) // sh + 1))
-    for c in range(c_n):
-        for pl in (p, q):
-            b = np.uint64((pl * c_n + c) * plane)
-            for j in range(np.uint64(i_lo * wq)):
-                P[b + j] = zero
-            for j in range(np.uint64(i_hi * wq), np.uint64(plane)):
-                P[b + j] = zero
-        src = (c * h + i_lo * sh + rh - ph) * w
-        deinterleave2_rows(xf, src, w, rw - pw, P, (p * c_n + c) * plane + i_lo * wq,
-                           (q * c_n + c) * plane + i_lo * wq, wq, i_hi - i_lo, sh * w, wq)
-
-
-@njit(cache=True)
-def _pack_phases(x, P, sh, sw, ph, pw, hq, wq, ph_rh, ph_rw):
+def _pack_phases(x, P, sh, sw, ph, pw, hq, wq, ph_rh, ph_rw, pairs):
     """Fill ``P[(p*C + c)*hq*wq + i*wq + j]`` from one image ``x[C, H, W]`` (zeros outside).
 
-    With stride 2 the column phases 0 and 1 of the same row phase are filled together
-    (:func:`_pack_pair`: masked vector loads, shuffles and masked stores of whole rows; a lone
-    stride-2 read does not vectorise). Planes with short rows (``wq <= 64``) are zeroed whole first,
-    which costs less than the per-row edge loops.
+    With stride 2 the column phases 0 and 1 of the same row phase (``pairs``, see :class:`Layout`) are
+    filled together (``_stride2_conv.pack_pairs``: masked vector loads, shuffles and masked stores of
+    whole rows; a lone stride-2 read does not vectorise). Planes with short rows (``wq <= 64``) are zeroed
+    whole first, which costs less than the per-row edge loops.
     """
     c_n, h, w = x.shape
     xf = x.reshape(-1)
     plane = hq * wq
-    n_ph = ph_rh.size
-    done = np.zeros(n_ph, dtype=np.bool_)
+    done = np.zeros(ph_rh.size, dtype=np.bool_)
+    for t in range(pairs.shape[0]):
+        done[pairs[t, 0]] = done[pairs[t, 1]] = True
+    if pairs.shape[0]:
+        pack_pairs(x, P, pairs, sh, ph, pw, hq, wq)
     zero = P.dtype.type(0)
-    for p in range(n_ph):
+    for p in range(ph_rh.size):
         if done[p]:
             continue
-        if sw == 2 and ph_rw[p] == 0:
-            partner = -1
-            for q in range(n_ph):
-                if ph_rh[q] == ph_rh[p] and ph_rw[q] == 1:
-                    partner = q
-            if partner >= 0:
-                done[partner] = True
-                _pack_pair(x, P, p, partner, sh, ph, pw, hq, wq, ph_rh[p], 0)
-                continue
         lo0, hi0 = _col_range(ph_rw[p], pw, sw, w, wq)
         short = wq <= 64
         for c in range(c_n):
@@ -193,31 +179,6 @@ def _pack_phases(x, P, sh, sw, ph, pw, hq, wq, ph_rh, ph_rw):
                 src_row = (c * h + hi) * w
                 _pack_row(xf, P, row0, src_row + lo0 * sw + ph_rw[p] - pw, wq, sw, lo0, hi0,
                           lo0, lo0, not short)
-
-
-@njit(cache=True, inline="always")
-def _scatter(tile, t0, out, o, bias_v, q0, ncol, wq, oh_n, ow_n):
-    """Copy ``tile[t0:t0+ncol]`` (flat positions q0..q0+ncol) into ``out[o]`` (flat OH*OW) + bias.
-
-    Walks the output rows covered by the tile. Indices are uint64 so that Numba emits no
-    negative-index wraparound check and the row-segment copy vectorises (slices would do the
-    same but cost two reference-count updates each).
-    """
-    base = o * oh_n * ow_n
-    oh = q0 // wq
-    ow = q0 - oh * wq
-    q = q0
-    end = q0 + ncol
-    while q < end and oh < oh_n:
-        n_seg = min(end - q, ow_n - ow)
-        if n_seg > 0:
-            src = np.uint64(t0 + q - q0)
-            dst = np.uint64(base + oh * ow_n + ow)
-            for j in range(np.uint64(n_seg)):
-                out[dst + j] = tile[src + j] + bias_v
-        q += wq - ow
-        oh += 1
-        ow = 0
 
 
 @njit(cache=True)
@@ -322,20 +283,40 @@ def _task_dw(c, c0, c1, nr, P, w, boff, bias, has_bias, out, tile, b_group, wq, 
     _scatter(tile, 0, out, c, bv, q0, n_out, wq, oh_n, ow_n)
 
 
+@njit(cache=True, inline="always")
+def _zero_slack(P, start):
+    """Zero ``P[start:]``, the slack after the packed planes (see ``conv2d_gemm``)."""
+    for j in range(np.uint64(start), np.uint64(P.size)):
+        P[j] = 0
+
+
+GEO = ("groups", "mg", "k", "cg", "sh", "sw", "ph", "pw", "hq", "wq", "oh", "ow", "fam", "nr", "tpt", "row_tiles")
+
+
+@njit(cache=True, inline="always")
+def _geo(geo):
+    """The scalars of ``geo`` (int64, in the order of :data:`GEO`) as a tuple: one array argument instead of
+    16 integers (Numba's dispatch of a 28-argument call: 22 us with cold caches, 12 us for 8 arguments)."""
+    return (geo[0], geo[1], geo[2], geo[3], geo[4], geo[5], geo[6], geo[7], geo[8], geo[9], geo[10], geo[11],
+            geo[12], geo[13], geo[14], geo[15] != 0)
+
+
 @njit(cache=True)
-def conv_serial(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw, ph, pw, hq, wq,
-                ph_rh, ph_rw, oh_n, ow_n, fam, nr, tpt, tile, row_tiles):
-    """Serial convolution of each image ``x[n]`` into ``out[n]`` (flat ``O*OH*OW``).
+def conv_serial(x, w4, bias, has_bias, out4, P, tile, boff, ph_rh, ph_rw, pairs, geo):
+    """Serial convolution of each image ``x[n]`` into ``out4[n]`` ([N, O, OH, OW]); ``w4`` [O, C_g, kh, kw].
 
     Tasks are (group, run of ``tpt`` column tiles of width ``nr``, micro-kernel family ``fam``);
     ``tile`` (at least ``mg * tpt * nr`` elements) is the caller's scratch buffer.
     """
+    groups, mg, k, cg, sh, sw, ph, pw, hq, wq, oh_n, ow_n, fam, nr, tpt, row_tiles = _geo(geo)
+    w = w4.reshape(-1)
     n_nt = oh_n * ((ow_n + nr - 1) // nr) if row_tiles else (oh_n * wq + nr - 1) // nr
     n_ch = (n_nt + tpt - 1) // tpt
     b_group = cg * hq * wq
+    _zero_slack(P, ph_rh.size * x.shape[1] * hq * wq)
     for n in range(x.shape[0]):
-        _pack_phases(x[n], P, sh, sw, ph, pw, hq, wq, ph_rh, ph_rw)
-        on = out[n]
+        _pack_phases(x[n], P, sh, sw, ph, pw, hq, wq, ph_rh, ph_rw, pairs)
+        on = out4[n].reshape(-1)
         for t in range(groups * n_ch):
             gi = t // n_ch
             c0 = (t - gi * n_ch) * tpt
@@ -351,16 +332,18 @@ def conv_serial(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw, p
 
 
 @njit(cache=True, parallel=True)
-def conv_parallel(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw, ph, pw, hq, wq,
-                  ph_rh, ph_rw, oh_n, ow_n, fam, nr, tpt, tile_unused, row_tiles):
+def conv_parallel(x, w4, bias, has_bias, out4, P, tile_unused, boff, ph_rh, ph_rw, pairs, geo):
     """Same as ``conv_serial`` with the tasks of each image spread over threads by prange
     (each task allocates its own tile)."""
+    groups, mg, k, cg, sh, sw, ph, pw, hq, wq, oh_n, ow_n, fam, nr, tpt, row_tiles = _geo(geo)
+    w = w4.reshape(-1)
     n_nt = oh_n * ((ow_n + nr - 1) // nr) if row_tiles else (oh_n * wq + nr - 1) // nr
     n_ch = (n_nt + tpt - 1) // tpt
     b_group = cg * hq * wq
+    _zero_slack(P, ph_rh.size * x.shape[1] * hq * wq)
     for n in range(x.shape[0]):
-        _pack_phases(x[n], P, sh, sw, ph, pw, hq, wq, ph_rh, ph_rw)
-        on = out[n]
+        _pack_phases(x[n], P, sh, sw, ph, pw, hq, wq, ph_rh, ph_rw, pairs)
+        on = out4[n].reshape(-1)
         for t in prange(groups * n_ch):
             tile = np.empty(mg * tpt * nr, dtype=P.dtype)
             gi = t // n_ch
@@ -376,6 +359,7 @@ def conv_parallel(x, w, bias, has_bias, out, P, boff, groups, mg, k, cg, sh, sw,
                       tile, mg, k, b_group, wq, oh_n, ow_n)
 
 
+DEPS_REVISION = 5  # of the compiled code this file's functions inline from other files (docstring)
 TILE_BYTES = 256 * 1024  # accumulator tile budget per task (L2-resident)
 FAM_DW = len(FAMILIES)  # pseudo-family: depthwise direct loop (``_task_dw``)
 DW_BLOCK_BYTES = 8 * 1024  # flat block of a depthwise task (L1-resident)
@@ -406,56 +390,68 @@ def _workspace(slot: str, size: int, dtype) -> np.ndarray:
     return buf[:size]
 
 
-def _cycles_per_k(mr: int, nv: int) -> float:
-    """Issue model of one micro-kernel k step: 2 FMA/cycle, 4-cycle FMA latency, 2 load slots per
-    cycle of which a 512-bit load takes two (Zen 5: 1 zmm load or 2 broadcasts per cycle, timed by
-    ``benchmarks/_host.py``), so ``mr`` broadcasts and ``nv`` vector loads take ``(mr + 2*nv) / 2`` cycles."""
-    return max(mr * nv / 2, (2 * nv + mr) / 2, 4.0)
+@dataclass(frozen=True, slots=True, eq=False)
+class Layout:
+    """What :func:`conv2d_gemm` derives from the shapes alone (counts are elements or tiles of one image;
+    compared by identity: it holds arrays)."""
+
+    oh: int  # output rows
+    ow: int  # output columns
+    hq: int  # phase plane rows
+    wq: int  # phase plane row stride (elements)
+    ph_rh: np.ndarray  # int64 [phases]: row phase of each plane (read-only)
+    ph_rw: np.ndarray  # int64 [phases]: column phase of each plane (read-only)
+    k: int  # GEMM depth C_g*kh*kw
+    fam: int  # tile family (index into FAMILIES, or FAM_DW)
+    nr: int  # columns per column tile
+    row_tiles: bool  # column tiles aligned to output rows (_task_rows)
+    n_nt: int  # column tiles per group
+    boff: np.ndarray  # int64 [k]: B row offset of each k (read-only)
+    n_packed: int  # elements of the packed phase planes
+    pairs: np.ndarray  # int64 [pairs, 3]: planes of column phases 0 and 1, row phase (stride 2; read-only)
+    tpt: int  # column tiles per task of the serial driver
+    geo: np.ndarray  # int64 [len(GEO)]: the serial driver's scalars (read-only)
 
 
-def _rows_cost(mg: int, nv: int, rows) -> float:
-    """Modelled cycles per k step of ``mg`` rows covered greedily by tiles of ``rows`` x ``nv``."""
-    left, cost = mg, 0.0
-    for r in rows:
-        cost += (left // r) * _cycles_per_k(r, nv)
-        left %= r
-    return cost
+_NO_BIAS: dict = {}  # dtype -> the zero bias array passed when there is none (never written)
 
 
-_NARROW_ROWS = {**NARROW_ROWS, 3: FAMILIES[0][1]}  # the row tiles of _conv_tiles._mk_narrow
+@lru_cache(maxsize=256)
+def layout(c: int, h: int, wd: int, w_shape, stride, padding, dilation, groups: int, itemsize: int,
+           chooser) -> Layout:
+    """The :class:`Layout` of a convolution, cached: plan, tap offsets and family choice cost 15-25 us of
+    Python per call hot, about 80 us when a network's other layers have run in between (measured on
+    ResNet-18's layers). ``chooser`` is :func:`choose_family` (a key, so that a test forcing a family by
+    monkeypatching it gets its own entry)."""
+    o, cg, kh, kw = w_shape
+    nl = 64 // itemsize
+    mg = o // groups
+    oh, ow, hq, wq, phases, ph_rh, ph_rw = plan(h, wd, kh, kw, stride, padding, dilation)
+    wq = shared_pad_width(wd, kw, stride, padding, dilation, wq)
+    if mg == 1 and cg == 1:  # depthwise (multiplier 1)
+        fam, nr = FAM_DW, DW_BLOCK_BYTES // itemsize
+    else:
+        fam = chooser(mg, oh * wq, nl)
+        nr = FAMILIES[fam][0] * nl
+    # row-aligned tiles (_task_rows) where output rows are whole vectors; 3- / 4-vector families only
+    row_tiles = fam in (0, 1) and wq > ow and ow % nl == 0
+    if row_tiles:
+        fam = choose_row_family(mg, ow // nl)
+        nr = FAMILIES[fam][0] * nl
+    n_nt = oh * -(-ow // nr) if row_tiles else -(-(oh * wq) // nr)
+    boff = tap_offsets(cg, kh, kw, hq, wq, stride, dilation, phases, c)
+    pairs = np.array([(i, phases.index((rh, 1)), rh) for i, (rh, rw) in enumerate(phases)
+                      if stride[1] == 2 and rw == 0 and (rh, 1) in phases], dtype=np.int64).reshape(-1, 3)
+    tpt = 1 if fam == FAM_DW else max(1, min(n_nt, TILE_BYTES // (itemsize * mg * nr)))
+    geo = np.array([groups, mg, cg * kh * kw, cg, *stride, *padding, hq, wq, oh, ow, fam, nr, tpt, row_tiles],
+                   dtype=np.int64)
+    for a in (ph_rh, ph_rw, boff, pairs, geo):
+        a.flags.writeable = False
+    return Layout(oh, ow, hq, wq, ph_rh, ph_rw, cg * kh * kw, fam, nr, row_tiles, n_nt, boff,
+                  len(phases) * c * hq * wq, pairs, tpt, geo)
 
 
-def _tiles_cost(mg: int, fam: int, vectors: int) -> float:
-    """Modelled cycles per k step of ``vectors`` column vectors in tiles of family ``fam``: whole
-    tiles, then one narrow tile (1-3 vectors, ``_mk_narrow``) or, in the 8-vector family, one
-    more whole tile for a remainder of 4-7 vectors."""
-    nv, rows = FAMILIES[fam]
-    rem = vectors % nv
-    cost = (vectors // nv) * _rows_cost(mg, nv, rows)
-    if rem and (rem < 3 or (fam == 1 and rem == 3)):
-        cost += _rows_cost(mg, rem, _NARROW_ROWS[rem])
-    elif rem:
-        cost += _rows_cost(mg, nv, rows)
-    return cost
-
-
-def choose_family(mg: int, nflat: int, nl: int) -> int:
-    """Family (index into FAMILIES) with the fewest modelled cycles for an mg x nflat GEMM.
-
-    ``nl``: vector lanes (16 for float32, 8 for float64). Rows are covered greedily (largest
-    tile first), as ``_mk_rows`` does. Wide tiles win for big maps with few output channels per
-    group (depthwise), 4-vector tiles for small maps (a 7x7 map has 56 flat positions: one 4-vector
-    tile rather than 3 vectors and a load-bound 1-vector one).
-    """
-    costs = [_tiles_cost(mg, fam, -(-nflat // nl)) for fam in range(len(FAMILIES))]
-    return costs.index(min(costs))
-
-
-def choose_row_family(mg: int, row_vectors: int) -> int:
-    """Family 0 or 1 for the row-aligned tiles of ``_task_rows``: every output row of ``row_vectors``
-    vectors is covered by whole tiles and one narrow tile; e.g. 7 vectors (OW = 112) as 4 + 3 rather
-    than 3 + 3 + 1 (the 1-vector tile is load-bound)."""
-    return 0 if _tiles_cost(mg, 0, row_vectors) <= _tiles_cost(mg, 1, row_vectors) else 1
+on_clear(layout.cache_clear)  # hwsim.clear_caches() frees it too
 
 
 def conv2d_gemm(x, w, b, stride, padding, dilation, groups, parallel: bool):
@@ -466,34 +462,22 @@ def conv2d_gemm(x, w, b, stride, padding, dilation, groups, parallel: bool):
     mg = o // groups
     if mg == 1 and cg == 1 and (kh, kw) in ((3, 3), (5, 5)) and tuple(dilation) == (1, 1) and max(stride) <= 2:
         return depthwise3x3(x, w, b, stride, padding, parallel)
-    oh, ow, hq, wq, phases, ph_rh, ph_rw = plan(h, wd, kh, kw, stride, padding, dilation)
-    wq = shared_pad_width(wd, kw, stride, padding, dilation, wq)
-    k = cg * kh * kw
-    if mg == 1 and cg == 1:  # depthwise (multiplier 1)
-        fam, nr = FAM_DW, DW_BLOCK_BYTES // dt.itemsize
-    else:
-        fam = choose_family(mg, oh * wq, lanes(dt))
-        nr = FAMILIES[fam][0] * lanes(dt)
-    # row-aligned tiles (_task_rows) where output rows are whole vectors; 3- / 4-vector families only
-    row_tiles = fam in (0, 1) and wq > ow and ow % lanes(dt) == 0
-    if row_tiles:
-        fam = choose_row_family(mg, ow // lanes(dt))
-        nr = FAMILIES[fam][0] * lanes(dt)
-    n_nt = oh * -(-ow // nr) if row_tiles else -(-(oh * wq) // nr)
-    boff = tap_offsets(cg, kh, kw, hq, wq, stride, dilation, phases, c)
+    g = layout(c, h, wd, w.shape, tuple(stride), tuple(padding), tuple(dilation), groups, dt.itemsize,
+               choose_family)
     # B reads reach at most one plane plus one column tile past the last plane's start; the
-    # slack after the packed planes must be finite (it only feeds discarded columns).
-    n_packed = len(phases) * c * hq * wq
-    P = _workspace("planes", n_packed + n_nt * nr + hq * wq, dt)
-    P[n_packed:] = 0
-    out = np.empty((n, o * oh * ow), dtype=dt)
+    # slack after the packed planes must be finite (it only feeds discarded columns): the compiled
+    # drivers zero it (_zero_slack; a numpy slice assignment here cost about 10 us cold).
+    P = _workspace("planes", g.n_packed + g.n_nt * g.nr + g.hq * g.wq, dt)
+    out = np.empty((n, o, g.oh, g.ow), dtype=dt)
     has_bias = b is not None
-    bias = b if has_bias else np.zeros(1, dtype=dt)
-    tpt = 1 if fam == FAM_DW else max(1, min(n_nt, TILE_BYTES // (dt.itemsize * mg * nr)))
+    bias = b if has_bias else _NO_BIAS.get(dt)
+    if bias is None:
+        bias = _NO_BIAS[dt] = np.zeros(1, dtype=dt)
     if parallel:  # leave enough tasks for the threads
-        tpt = max(1, min(tpt, -(-n_nt * groups // (4 * numba.get_num_threads()))))
-    tile = _workspace("tile", 1 if parallel else mg * tpt * nr, dt)
-    fn = conv_parallel if parallel else conv_serial
-    fn(x, w.reshape(-1), bias, has_bias, out, P, boff, groups, mg, k, cg, stride[0], stride[1],
-       padding[0], padding[1], hq, wq, ph_rh, ph_rw, oh, ow, fam, nr, tpt, tile, row_tiles)
-    return out.reshape(n, o, oh, ow)
+        geo = g.geo.copy()
+        geo[GEO.index("tpt")] = max(1, min(g.tpt, -(-g.n_nt * groups // (4 * numba.get_num_threads()))))
+        conv_parallel(x, w, bias, has_bias, out, P, P, g.boff, g.ph_rh, g.ph_rw, g.pairs, geo)
+    else:
+        tile = _workspace("tile", mg * g.tpt * g.nr, dt)
+        conv_serial(x, w, bias, has_bias, out, P, tile, g.boff, g.ph_rh, g.ph_rw, g.pairs, g.geo)
+    return out

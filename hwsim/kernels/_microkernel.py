@@ -9,8 +9,8 @@ bound. Here each accumulator is an explicit ``<16 x float>`` (or ``<8 x double>`
 accumulators; each k step issues 3 vector loads of B, 8 scalar broadcasts of A and 24 FMAs.
 On a CPU without AVX-512 LLVM splits each vector in halves: still correct, slower.
 
-Numba's on-disk cache (``cache=True``) of the functions in ``_conv.py`` is keyed on that file
-only: after editing the code generator here, touch ``_conv.py`` (or delete
+Numba's on-disk cache (``cache=True``) of the functions in ``_conv.py`` is keyed on a hash of that
+file's bytes only: after editing the code generator here, bump ``_conv.DEPS_REVISION`` (or delete
 ``hwsim/kernels/__pycache__``) so that they are recompiled.
 
 The micro-kernel computes, for ``kk`` in ``[k0, k0 + kc)``::

@@ -16,11 +16,6 @@ outside the row are neither read nor faulted: they give the zero padding), two t
 ``deinterleave2_rows16`` is the same with chunks of 16 pairs, for phase rows of at most 16 columns (the
 depthwise kernel's 7x7 to 28x28 maps, ``_dwconv``): half the loads, shuffles and stores of a 32-pair chunk
 whose upper half would be masked off (672 channels 14x14 5x5 stride 2, fill alone: 35 -> 22 us).
-
-``prefetch_l2(a, start, n)``: one ``prefetcht1`` (``llvm.prefetch`` read, locality 2: into L2, not L1) per
-64-byte line of ``a[start:start + n]`` (hints never fault). ``_stride2_conv.task_s2`` brings the next column
-tile's input rows in with it while a GEMM tile runs, whose weight rows fill L1 (8 rows x 1152 x 4 bytes =
-36 KB of 48 at 128 input channels): ``prefetcht0`` there evicted them (layer3.0.conv1 hot 0.573 -> 0.595 ms).
 """
 from __future__ import annotations
 
@@ -117,27 +112,3 @@ def _make_deinterleave(chunk: int):
 
 deinterleave2_rows = _make_deinterleave(CHUNK)
 deinterleave2_rows16 = _make_deinterleave(16)
-
-
-@intrinsic
-def prefetch_l2(typingctx, a, start, n):
-    """See the module docstring."""
-    if not (isinstance(a, types.Array) and a.layout == "C"):
-        return None
-
-    def codegen(context, builder, signature, args):
-        arr, start_, n_ = args
-        i8p, i32, i64 = ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(64)
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0")
-        data = context.make_array(signature.args[0])(context, builder, arr).data
-        base = builder.bitcast(builder.gep(data, [start_]), i8p)
-        size = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
-        lines = builder.sdiv(builder.add(builder.mul(n_, ir.Constant(i64, size)), ir.Constant(i64, 63)),
-                             ir.Constant(i64, 64))
-        with cgutils.for_range(builder, lines) as loop:
-            line = builder.gep(base, [builder.mul(loop.index, ir.Constant(i64, 64))])
-            builder.call(fn, [line, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return types.void(a, types.intp, types.intp), codegen
