@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=REPEATS)
     p.add_argument("--out", default=str(OUT))
     a = p.parse_args(argv)
+    numba.set_num_threads(1)  # first: before hwsim.kernels started Numba's OpenMP layer, that reset torch's count
     torch.set_num_threads(1)
-    numba.set_num_threads(1)
     host = _host.detect()
     load_before = os.getloadavg()[0]
     rows = []
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{r['ratio_hwsim_over_torch']:.2f}x", flush=True)
     res = {"threads": 1, "host": host.as_dict(),
            "load_average_1min": {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()},
+           "torch_threads": torch.get_num_threads(),
            "statistic": f"minimum of {a.repeats} alternating runs each (shared host)", "target_ratio": TARGET,
            "torch": torch.__version__, "numba": numba.__version__, "results": rows}
     out = Path(a.out)

@@ -159,14 +159,14 @@ def conv_row(name: str, cin: int, cout: int, hw: int, s: int, host: _host.Host, 
 
 
 def run() -> dict:
+    numba.set_num_threads(1)  # first: before hwsim.kernels started Numba's OpenMP layer, that reset torch's count
     torch.set_num_threads(1)
-    numba.set_num_threads(1)
     host = _host.detect()
     rng = np.random.default_rng(0)
     load_before = os.getloadavg()[0]
     gemm = [gemm_row(m, n, k, host, rng) for m, n, k in SHAPES]
     conv = [conv_row(*c, host, rng) for c in CONVS]
-    return {"threads": 1, "host": host.as_dict(), "xnor_tile": {"rows": G.MR, "vectors": G.NV},
+    return {"threads": 1, "torch_threads": torch.get_num_threads(), "host": host.as_dict(), "xnor_tile": {"rows": G.MR, "vectors": G.NV},
             "load_average_1min": {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()},
             "statistic": f"minimum of {REPEATS} rounds x {BURST} calls, kernels round-robin (shared host)",
             "torch": torch.__version__, "numba": numba.__version__, "results": gemm, "binary_conv": conv}
@@ -183,8 +183,8 @@ def _check_avx2_build() -> None:
 
 def run_avx2_child(host_json: str, out: str) -> None:
     """Inside the emulated AVX2 process: the GEMM rows on the AVX2 build, written to ``out``."""
+    numba.set_num_threads(1)  # first: before hwsim.kernels started Numba's OpenMP layer, that reset torch's count
     torch.set_num_threads(1)
-    numba.set_num_threads(1)
     d = json.loads(Path(host_json).read_text())
     host = _host.Host(**{**d, "flags": tuple(d["flags"])})
     rng = np.random.default_rng(0)
