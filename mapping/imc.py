@@ -1,7 +1,8 @@
 """Map conv2d/linear weight matrices onto the crossbars of an IMC accelerator.
 
 A conv with ``groups`` g is g matrices of ``K = (Cin/g)·kh·kw`` rows by ``N = Cout/g`` columns
-(a linear: K = in_features, N = out_features, g = 1). A weight occupies ``cpw`` physical columns:
+(a linear: K = in_features, N = out_features, g = 1; a transposed conv: K = Cin/g, N = (Cout/g)·kh·kw, one MVM
+per *input* pixel: :mod:`hwsim.imc.deconv`). A weight occupies ``cpw`` physical columns:
 ``slices = ceil(magnitude_bits / cell_bits)`` cells, x2 for differential signed weights. On
 crossbars of R x C cells:
 
@@ -30,10 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.errors import MappingError, UnsupportedOpError
+from hwsim.errors import MappingError
+from mapping.analysis import conv_transpose_in_hw
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["LayerGeometry", "LayerMapping", "IMCMapping", "layer_geometry", "crossbar_count", "map_graph"]
+__all__ = ["CROSSBAR_OPS", "LayerGeometry", "LayerMapping", "IMCMapping", "layer_geometry", "crossbar_count",
+           "map_graph"]
+
+CROSSBAR_OPS = frozenset({Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR})  # the ops whose weights sit on crossbars
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,23 +60,25 @@ class LayerGeometry:
 
 
 def _matrix(node: Node) -> tuple[int, int, int, int]:
-    """(K, N, groups, MVMs per sample) of a conv2d/linear node."""
+    """(K, N, groups, MVMs per sample) of a conv2d/conv_transpose2d/linear node (module docstring)."""
     a = node.attrs
     if node.op == Op.CONV2D:
         return a.rows, a.out_channels // a.groups, a.groups, int(np.prod(node.shape[2:], dtype=np.int64))
+    if node.op == Op.CONV_TRANSPOSE2D:  # a 1x1 conv of Cout·kh·kw outputs over the input pixels, then col2im
+        kk = a.kernel[0] * a.kernel[1]
+        pix = int(np.prod(conv_transpose_in_hw(node), dtype=np.int64))
+        return a.in_channels // a.groups, a.out_channels // a.groups * kk, a.groups, pix
     pix = int(np.prod(node.shape[1:-1], dtype=np.int64)) if len(node.shape) > 2 else 1
     return a.in_features, a.out_features, 1, pix
 
 
 def layer_geometry(graph: Graph) -> tuple[LayerGeometry, ...]:
-    """One entry per distinct weight key of the graph's conv2d/linear nodes, in order of first use."""
+    """One entry per distinct weight key of the graph's conv2d/conv_transpose2d/linear nodes, in order of first
+    use."""
     order: list[str] = []
     info: dict[str, dict[str, Any]] = {}
     for nd in graph.nodes:
-        if nd.op == Op.CONV_TRANSPOSE2D:  # its (Cin, Cout/g·kh·kw) GEMM and col2im scatter: no crossbar mapping
-            raise UnsupportedOpError(f"conv_transpose2d {nd.name!r} ({nd.module or 'no module'}): the IMC target does "
-                                     "not map transposed convolutions onto crossbars")
-        if nd.op not in (Op.CONV2D, Op.LINEAR):
+        if nd.op not in CROSSBAR_OPS:
             continue
         key = nd.params.get("weight", nd.name)
         k, n, g, pix = _matrix(nd)

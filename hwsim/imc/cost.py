@@ -16,6 +16,12 @@ on a layer with g groups of K x N, row splits rs, column splits cs, ``xb`` cross
   conversion; buffer bits ``P·(g·K + g·N)·input_bits`` (im2col reads, output writes); NoC bits: the
   output once, plus partial sums between tiles when row splits span several tiles; digital ops: the adds
   merging row splits and the dequantization, ``P·g·N·rs``.
+- a transposed conv (:mod:`hwsim.imc.deconv`) is the layer of K = Cin/g rows by N = (Cout/g)·kh·kw columns with
+  P = input pixels x batch MVMs, costed as above, plus its col2im on the digital units (:func:`col2im_adds`):
+  ``adds = batch·(H·W·Cout·kh·kw + Cout·OH·OW)`` (one per crossbar output, one bias add per output element) at
+  ``digital_energy_pj_per_op``; each crossbar output is added into its output accumulator in the buffers (one more
+  read, ``P·g·N·input_bits`` buffer bits); time ``adds / (digital_ops_per_cycle · clock · tiles)``, overlapped with the
+  MVMs (a fourth term of the max; ``bound`` = "digital" when it dominates).
 - weights that did not fit (spilled) are reloaded from DRAM at every execution:
   ``weights·weight_bits`` bits at the DRAM bandwidth and energy, programmed at
   ``write_time_s_per_row`` per row and ``write_energy_pj_per_cell``; they compute on the crossbars
@@ -62,12 +68,19 @@ import numpy as np
 
 from hwsim.imc.spec import IMCSpec
 from hwsim.report import StrEnum
-from mapping.analysis import PRODUCT_OPS, elementwise_ops, function_ops, node_macs, peak_live_elements
+from mapping.analysis import (
+    PRODUCT_OPS,
+    conv_transpose_in_hw,
+    elementwise_ops,
+    function_ops,
+    node_macs,
+    peak_live_elements,
+)
 from mapping.graph import ACTIVATIONS, Graph, Node, Op
-from mapping.imc import IMCMapping, LayerMapping
+from mapping.imc import CROSSBAR_OPS, IMCMapping, LayerMapping
 
-__all__ = ["NodeCost", "CrossbarCost", "DigitalCost", "Activations", "Statics", "statics", "digital_work", "node_costs", "tile_power_w", "tile_area_mm2",
-           "COMPONENTS"]
+__all__ = ["NodeCost", "CrossbarCost", "DigitalCost", "Activations", "Statics", "statics", "digital_work", "col2im_adds",
+           "node_costs", "tile_power_w", "tile_area_mm2", "COMPONENTS"]
 
 SLOPE_OPS = frozenset({Op.LEAKY_RELU, Op.PRELU})  # one multiply by the slope per element
 
@@ -233,14 +246,14 @@ def statics(graph: Graph) -> Statics:
     outputs = set(graph.outputs)
     for node in graph.nodes:
         src = by_name.get(node.inputs[0]) if len(node.inputs) == 1 else None
-        fused.append(node.op in ACTIVATIONS and src is not None and src.op in (Op.CONV2D, Op.LINEAR)
+        fused.append(node.op in ACTIVATIONS and src is not None and src.op in CROSSBAR_OPS
                      and len(consumers.get(src.name, ())) == 1 and src.name not in outputs)
         numel.append(node.numel)
         # a CONSTANT reads its parameter, one value per output element; its input only gives the batch size
         ins.append(node.numel if node.op == Op.CONSTANT else
                    sum(int(np.prod(graph.shape_of(i)[1:], dtype=np.int64)) for i in node.inputs))
         macs.append(node_macs(node, graph))
-        if node.op in (Op.CONV2D, Op.LINEAR, Op.RESHAPE):
+        if node.op in CROSSBAR_OPS or node.op == Op.RESHAPE:
             work = (0, 0, 0, 0)
         else:
             work = digital_work(graph, node)
@@ -248,7 +261,7 @@ def statics(graph: Graph) -> Statics:
         mac_ops.append(work[1])
         fp_ops.append(work[2])
         scores.append(work[3])
-    working = max((i + o for n, i, o in zip(graph.nodes, ins, numel) if n.op in (Op.CONV2D, Op.LINEAR)), default=0)
+    working = max((i + o for n, i, o in zip(graph.nodes, ins, numel) if n.op in CROSSBAR_OPS), default=0)
     return Statics(tuple(numel), tuple(ins), tuple(ops), tuple(macs), peak_live_elements(graph), tuple(fused),
                    working, tuple(mac_ops), tuple(fp_ops), tuple(scores))
 
@@ -265,6 +278,17 @@ def digital_work(graph: Graph, node: Node) -> tuple[int, int, int, int]:
     if node.op in SLOPE_OPS:
         return 0, ew, 0, 0
     return ew, macs, 0, 0
+
+
+def col2im_adds(node: Node) -> int:
+    """Digital ops of a transposed conv's col2im per sample (:mod:`hwsim.imc.deconv`): one add per crossbar output,
+    ``H·W·Cout·kh·kw`` (every input pixel's every column, those cropped by the padding included), plus the bias,
+    one add per output element ``Cout·OH·OW``; 0 for any other node."""
+    if node.op != Op.CONV_TRANSPOSE2D:
+        return 0
+    a = node.attrs
+    h, w = conv_transpose_in_hw(node)
+    return h * w * a.out_channels * a.kernel[0] * a.kernel[1] + (node.numel if "bias" in node.params else 0)
 
 
 def _rows_of(shape: tuple[int, ...]) -> int:
@@ -334,11 +358,13 @@ def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_x
         loads, act_bits, held, px_tiles = _spill_activations(spec, lm, wbits, in_bits, out_bits, psum_store,
                                                              psum_xfer_bits, n_in, cap_bits)
     psum_buf = psum_xfer_bits if "psums" in held else 0
-    buf_bits = P * (ktot * n_in + ntot) * spec.input_bits + psum_buf
+    col2im = col2im_adds(node) * batch  # a transposed conv's scatter-adds (and bias), on the digital units
+    acc_reads = P * ntot * spec.input_bits if col2im else 0  # each add reads its output accumulator back
+    buf_bits = P * (ktot * n_in + ntot) * spec.input_bits + psum_buf + acc_reads
     noc_bits = P * ntot * spec.input_bits + P * ntot * (min(lm.row_splits, tiles) - 1) * psum_bits
     e["buffer"] = buf_bits * spec.buffer_energy_pj_per_bit
     e["noc"] = noc_bits * spec.noc_energy_pj_per_bit
-    e["digital"] = P * ntot * lm.row_splits * spec.digital_energy_pj_per_op
+    e["digital"] = (P * ntot * lm.row_splits + col2im) * spec.digital_energy_pj_per_op
     t_buf = buf_bits / 8 / (spec.buffer_bandwidth_bytes_s * tiles)
     t_noc = noc_bits / 8 / (spec.noc_bandwidth_bytes_s * tiles)
     t_dram = 0.0
@@ -349,6 +375,8 @@ def _weight_node(node: Node, lm: LayerMapping, spec: IMCSpec, batch: int, free_x
     if loads or act_bits:
         e["dram"] = (loads * wbits + act_bits) * spec.dram_energy_pj_per_bit
     times = {"compute": t_comp, "buffer": t_buf, "noc": t_noc}
+    if col2im:  # the digital units scatter-add while the crossbars compute (pipelined per input pixel)
+        times["digital"] = col2im / (spec.digital_ops_per_cycle * spec.clock_hz * tiles)
     bound = max(times, key=times.get)
     lat = times[bound] + t_dram
     if t_dram > times[bound]:
@@ -406,7 +434,7 @@ def node_costs(graph: Graph, mapping: IMCMapping, spec: IMCSpec, st: Statics | N
     tiles_dig = max(1, mapping.tiles_used)
     out = []
     for i, node in enumerate(graph.nodes):
-        if node.op in (Op.CONV2D, Op.LINEAR):
+        if node.op in CROSSBAR_OPS:
             lm = mapping.layer_of(node.name)
             idx = lm.geometry.nodes.index(node.name)
             out.append(_weight_node(node, lm, spec, batch, free, lm.geometry.pixels[idx], st.macs[i] * batch,

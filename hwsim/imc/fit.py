@@ -10,9 +10,9 @@ The report also compares the largest conv/linear working set (input + output fea
 ``input_bits``) with the chip's activation buffers (``tiles · buffer_bytes_per_tile``): a layer
 beyond them streams its feature maps through DRAM (see :mod:`hwsim.imc.cost`).
 
-Only conv/linear weight matrices occupy crossbars. The parameters of the other ops (a ViT's class token
-and positional embedding, CONSTANT; PReLU slopes; layer / group norm scales; MultiThreshold thresholds;
-batch norms left unfolded) are small vectors the digital units read: they are stored in the tile
+Only conv/linear (and transposed conv) weight matrices occupy crossbars. The parameters of the other ops (a
+ViT's class token and positional embedding, CONSTANT; PReLU slopes; layer / group norm scales; MultiThreshold
+thresholds; batch norms left unfolded) are small vectors the digital units read: they are stored in the tile
 buffers, not the crossbars, and are reported apart (``buffer_param_bytes``, at ``input_bits``).
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ from hwsim.cache import IdentityCache
 from hwsim.imc.cost import Statics, statics
 from hwsim.imc.spec import Duplication, IMCSpec
 from hwsim.report import jsonable
-from mapping.graph import Graph, Op
-from mapping.imc import IMCMapping, layer_geometry, map_graph
+from mapping.graph import Graph
+from mapping.imc import CROSSBAR_OPS, IMCMapping, layer_geometry, map_graph
 from mapping.passes.fold_bn import fold_bn_cached
 
 __all__ = ["FitReport", "fit", "fit_from_mapping", "buffer_param_bytes", "prepare"]
@@ -134,5 +134,5 @@ def fit(graph: Graph, spec: IMCSpec) -> FitReport:
 
 def buffer_param_bytes(graph: Graph, spec: IMCSpec) -> int:
     """Bytes (at ``input_bits``) of the distinct parameters of the non-conv/linear nodes: kept in the tile buffers."""
-    keys = {k for n in graph.nodes if n.op not in (Op.CONV2D, Op.LINEAR) for k in n.params.values()}
+    keys = {k for n in graph.nodes if n.op not in CROSSBAR_OPS for k in n.params.values()}
     return int(sum(graph.params[k].size for k in keys)) * spec.input_bits // 8

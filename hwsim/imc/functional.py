@@ -1,4 +1,5 @@
-"""Conv2d/linear kernels of the IMC target for :func:`hwsim.functional.run`.
+"""Conv2d/linear kernels of the IMC target for :func:`hwsim.functional.run` (and, from :mod:`hwsim.imc.deconv`, the
+transposed conv's).
 
 Each kernel quantizes its input (per tensor: the pass's calibrated scale, or max-abs of the
 actual tensor), quantizes the weights (per output channel, from ``meta["quant"]``), computes the
@@ -183,7 +184,8 @@ def linear_acc(graph: Graph, node: Node, xq: np.ndarray, signed: bool, qw: np.nd
 
 
 def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False, read_index: int | None = None) -> dict:
-    """``{Op.CONV2D: ..., Op.LINEAR: ...}`` for ``functional.run`` on a quantize-annotated graph.
+    """``{Op.CONV2D: ..., Op.LINEAR: ..., Op.CONV_TRANSPOSE2D: ...}`` for ``functional.run`` on a quantize-annotated
+    graph (the transposed conv: :mod:`hwsim.imc.deconv`).
 
     ``read_index``: which inference's read noise (``spec.read_sigma``) the run draws; None takes the next index of
     this process for ``seed`` (:func:`next_read_index`): repeated runs read fresh noise, and the same sequence of
@@ -217,4 +219,7 @@ def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False, rea
             y[idx] = dequantize(np.asarray(acc), sx_rows, sw, b, channel_axis=1).reshape(xq.shape[:-1] + (-1,))
         return y
 
-    return {Op.CONV2D: conv, Op.LINEAR: linear}
+    from hwsim.imc import deconv  # it builds on this module's crossbar programs
+
+    return {Op.CONV2D: conv, Op.LINEAR: linear,
+            Op.CONV_TRANSPOSE2D: deconv.make_kernel(spec, seed, force_bitlevel, read_index)}

@@ -4,7 +4,8 @@ Layer-by-layer: nodes run one after the other in graph order; a node starts when
 ends. Layer-pipelined (ISAAC's inter-layer pipeline): every node is a SimPy process that computes
 its output in row chunks (at most ``max_chunks`` per node). Chunk i of a node starts when each of its inputs has
 produced the rows that chunk needs (for a conv or pool the receptive field ``r·stride - pad + dilation·(k-1) + 1``;
-for a linear layer or global pooling the whole input, and so for every node whose output rows each depend on all
+for a transposed conv the input rows up to ``(r + pad) // stride``, those that reach output row r; for a linear
+layer or global pooling the whole input, and so for every node whose output rows each depend on all
 rows of an input: attention's keys and values, a permute moving the rows, a softmax or reduction over them, a group
 norm, :func:`_mixes_rows`; a reflect or replicate pad the rows it copies, a circular pad of the top rows the whole
 input) and its crossbars are free: each weight key's crossbars are one SimPy ``Resource``, so the T executions of a
@@ -64,6 +65,9 @@ def _needed(node: Node, out_rows_done: int, in_shape: Sequence[int], index: int 
     if node.op in (Op.CONV2D, Op.MAXPOOL, Op.AVGPOOL):
         r = out_rows_done - 1
         return max(1, min(hin, r * a.stride[0] - a.padding[0] + a.dilation[0] * (a.kernel[0] - 1) + 1))
+    if node.op == Op.CONV_TRANSPOSE2D:  # input row iy reaches output rows iy·s − p + ky·d, ky >= 0: row r needs
+        r = out_rows_done - 1           # input rows up to (r + p) // s (those with ky = 0 land lowest)
+        return max(1, min(hin, (r + a.padding[0]) // a.stride[0] + 1))
     if node.op == Op.ADAPTIVE_AVGPOOL:
         return hin
     if node.op == Op.PAD and a.mode != "constant":  # output row r copies row r - top, mirrored / clamped / wrapped

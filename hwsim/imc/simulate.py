@@ -88,20 +88,24 @@ _QUANTIZED: IdentityCache[Graph] = IdentityCache("imc quantized graphs", maxsize
 
 def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, progress: bool | None = None) -> Graph:
     """``mapping.passes.quantize.quantize(graph, weight_bits, input_bits)`` (per-channel weight scales; the input
-    scales the graph's nodes were calibrated with, else dynamic), with a progress bar over the weight matrices (VGG-16's take seconds). The integer weights it computes
-    are kept in the crossbar kernels' cache (:func:`hwsim.imc.functional.weights_q`), so the run does not quantize
-    them again."""
+    scales the graph's nodes were calibrated with, else dynamic) on the conv/linear nodes, and likewise on the
+    transposed convs (scales per output channel: :mod:`hwsim.imc.deconv`), with a progress bar over the weight
+    matrices (VGG-16's take seconds). The integer weights it computes are kept in the crossbar kernels' caches
+    (:func:`hwsim.imc.functional.weights_q`, :func:`hwsim.imc.deconv.weights_q`), so the run does not quantize them
+    again."""
     from hwsim.functional import progress_bar
+    from hwsim.imc import deconv
     from hwsim.imc.functional import weights_q
     from mapping.passes.quantize import QuantParams
 
-    layers = (Op.CONV2D, Op.LINEAR)
-    keys = list(dict.fromkeys(n.params["weight"] for n in graph.nodes if n.op in layers))
+    layers = (Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR)
+    keys = {n.params["weight"]: n for n in graph.nodes if n.op in layers}  # first node of each key
     scales: dict[str, tuple[float, ...]] = {}
     with progress_bar(len(keys), f"{graph.name or 'graph'}: quantizing weights", progress, unit="matrix",
                       delay=0.0 if progress else 1.0) as bar:
-        for key in keys:
-            _, sc = weights_q(graph.params[key], weight_bits, True)
+        for key, nd in keys.items():
+            _, sc = (deconv.weights_q(graph.params[key], nd.attrs.groups, weight_bits, True)  # per output channel
+                     if nd.op == Op.CONV_TRANSPOSE2D else weights_q(graph.params[key], weight_bits, True))
             scales[key] = tuple(float(v) for v in sc)
             bar.update()
     producer = {n.name: n for n in graph.nodes}

@@ -22,7 +22,7 @@ import numpy as np
 
 from hwsim.kernels import _checks as chk
 
-__all__ = ["conv_transpose2d", "conv_transpose2d_node"]
+__all__ = ["conv_transpose2d", "conv_transpose2d_node", "col2im"]
 
 
 def conv_transpose2d(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1),
@@ -58,17 +58,25 @@ def conv_transpose2d(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding
         cols = wg[None, :, 0, :, None] * xg[:, :, 0, None, :]
     else:
         cols = np.matmul(wg.transpose(0, 2, 1)[None], xg)
-    cols = cols.reshape(n, cout, kh, kw, h, wd)
-    buf = np.zeros((n, cout, max(full[0], p[0] + out[0]), max(full[1], p[1] + out[1])), np.float32)
-    for ky in range(kh):
-        r0 = ky * d[0]
-        for kx in range(kw):
-            c0 = kx * d[1]
-            buf[:, :, r0:r0 + (h - 1) * s[0] + 1:s[0], c0:c0 + (wd - 1) * s[1] + 1:s[1]] += cols[:, :, ky, kx]
-    y = buf[:, :, p[0]:p[0] + out[0], p[1]:p[1] + out[1]]
+    y = col2im(cols.reshape(n, cout, kh, kw, h, wd), s, p, d, out)
     if b is not None:
         y = y + b[None, :, None, None]
     return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def col2im(cols: np.ndarray, stride, padding, dilation, out_hw) -> np.ndarray:
+    """Scatter-add ``cols`` [N, Cout, kh, kw, H, W] into the [N, Cout, OH, OW] (``out_hw``) output, in ``cols``'
+    dtype (integer-valued float64 sums stay exact): tap (ky, kx) of input pixel (iy, ix) lands on row
+    ``iy·sh + ky·dh`` and column ``ix·sw + kx·dw`` of the bordered map, which is then cropped by the padding (rows
+    past it, from ``output_padding``, stay 0)."""
+    n, cout, kh, kw, h, w = cols.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    full = ((h - 1) * sh + dh * (kh - 1) + 1, (w - 1) * sw + dw * (kw - 1) + 1)
+    buf = np.zeros((n, cout, max(full[0], ph + out_hw[0]), max(full[1], pw + out_hw[1])), cols.dtype)
+    for ky in range(kh):
+        for kx in range(kw):
+            buf[:, :, ky * dh:ky * dh + (h - 1) * sh + 1:sh, kx * dw:kx * dw + (w - 1) * sw + 1:sw] += cols[:, :, ky, kx]
+    return buf[:, :, ph:ph + out_hw[0], pw:pw + out_hw[1]]
 
 
 def conv_transpose2d_node(graph, node, xs) -> np.ndarray:

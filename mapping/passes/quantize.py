@@ -14,7 +14,8 @@ Scheme (the one integer accelerators and the IMC target use):
 
 The pass never changes parameters or nodes' arithmetic: it annotates each conv/linear node with
 ``meta["quant"] = QuantParams(...)`` and returns a new graph. Targets (IMC, CPU int8) read it. A conv_transpose2d
-is not annotated (it stays float): both of those targets refuse it, naming the node.
+is not annotated here (it stays float): the CPU int8 path refuses it, naming the node; the IMC target quantizes it
+per output channel itself (``hwsim.imc.simulate.quantize_with_progress``).
 """
 from __future__ import annotations
 
