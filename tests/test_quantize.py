@@ -90,3 +90,46 @@ def test_pass_rejects_bad_bits():
     g = mapping.trace(nets.get("itnet", iterations=1), (1, 3, 32, 32))
     with pytest.raises(ValueError, match="weight_bits"):
         quantize(g, weight_bits=1)
+
+
+# ----------------------------------------------------------------------------- weights already on a grid
+def test_weights_on_their_own_grid_keep_their_levels_exactly():
+    from mapping.passes.quantize import quantize_weights
+
+    rng = np.random.default_rng(0)
+    k = rng.integers(-3, 4, size=(4, 6)).astype(np.float64)
+    k[2] = 0.0  # a pruned channel
+    g = np.array([0.5, 0.25, 1.0, 0.125])
+    w = (k * g[:, None]).astype(np.float32)
+    q, s = quantize_weights(w, 8, True, tuple(g))
+    m = np.floor(127 / np.maximum(np.abs(k).max(1), 1))
+    np.testing.assert_array_equal(q, k * m[:, None])  # codes k·m: the spec's range, every level exact
+    np.testing.assert_array_equal(q * s[:, None], w.astype(np.float64))
+    assert s[2] == 0.0
+    # off the grid, or more levels than the spec holds: the max-abs scale as before
+    for grid, bits in [(tuple(g * 0.7), 8), (tuple(g), 2)]:
+        q2, s2 = quantize_weights(w, bits, True, grid)
+        np.testing.assert_array_equal(q2, quantize_weights(w, bits, True)[0])
+
+
+def test_a_k_bit_net_runs_exactly_on_an_exact_imc_chip_after_bn_folding():
+    """kws-mlp-w3a3 (3-bit weights, BN after each layer): fold_bn carries the weight grid per channel, so
+    imc/isaac keeps the 3-bit levels and computes torch's outputs (max-abs codes differed by an output level)."""
+    import torch
+
+    import hwsim
+    import nets
+    from mapping.passes.fold_bn import fold_bn
+
+    m = nets.get("kws-mlp-w3a3").eval()
+    shape = (4,) + tuple(nets.info("kws-mlp-w3a3").input_shape[1:])
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    g = hwsim.as_graph(m, shape)
+    folded = fold_bn(g)
+    for n in folded.nodes:
+        if "folded_bn" in n.meta and "weight_scale" in n.meta:
+            grid = np.asarray(n.meta["weight_scale"])
+            k = folded.param(n, "weight") / grid[:, None]
+            assert len(grid) == n.shape[-1] and np.allclose(k, np.rint(k), atol=1e-3)
+    out = hwsim.simulate(g, "imc/isaac", x=x).outputs
+    np.testing.assert_allclose(out, m(torch.from_numpy(x)).detach().numpy(), atol=1e-6)

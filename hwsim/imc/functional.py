@@ -22,7 +22,15 @@ from hwsim.imc import numerics as nm
 from hwsim.imc import physics as ph
 from hwsim.imc.spec import IMCSpec
 from mapping.graph import Graph, Node, Op
-from mapping.passes.quantize import QuantParams, dequantize, input_scale, input_scales, quantize_input, quantize_weights
+from mapping.passes.quantize import (
+    QuantParams,
+    dequantize,
+    input_scale,
+    input_scales,
+    quantize_input,
+    quantize_weights,
+    weight_grid,
+)
 
 __all__ = ["make_kernels", "conv_acc", "linear_acc", "clear_cache", "next_read_index"]
 
@@ -30,19 +38,22 @@ __all__ = ["make_kernels", "conv_acc", "linear_acc", "clear_cache", "next_read_i
 _WEIGHTS: IdentityCache[tuple[np.ndarray, np.ndarray]] = IdentityCache("imc quantized weights", maxsize=512)
 
 
-def weights_q(w: np.ndarray, bits: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Integer weights and scales of ``w``, cached per weight array (the chip programs them once; the last 512
+def weights_q(w: np.ndarray, bits: int, per_channel: bool, grid: tuple[float, ...] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Integer weights and scales of ``w`` (a k-bit layer's on its own ``grid``:
+    :func:`mapping.passes.quantize.weight_grid`), cached per weight array (the chip programs them once; the last 512
     arrays are kept, by identity: :mod:`hwsim.cache`)."""
-    return _WEIGHTS.get(w, bits, per_channel, compute=lambda: _quantize_chunked(w, bits, per_channel))
+    return _WEIGHTS.get(w, bits, per_channel, grid, compute=lambda: _quantize_chunked(w, bits, per_channel, grid))
 
 
-def _quantize_chunked(w: np.ndarray, bits: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``quantize_weights(w, bits, per_channel)`` with the integers in the narrowest dtype, computed over blocks
-    of output channels (per-channel scales are row-wise, so the result is identical) to bound the float64
-    temporaries: VGG-16's 25088 x 4096 matrix would need 2.5 GB at once."""
+def _quantize_chunked(w: np.ndarray, bits: int, per_channel: bool, grid=None) -> tuple[np.ndarray, np.ndarray]:
+    """``quantize_weights(w, bits, per_channel, grid)`` with the integers in the narrowest dtype, computed over
+    blocks of output channels (per-channel scales are row-wise, so the result is identical) to bound the float64
+    temporaries: VGG-16's 25088 x 4096 matrix would need 2.5 GB at once. A ``grid`` (small quantized layers) is
+    applied in one block."""
     rows = max(1, (1 << 22) // max(1, w[0].size))
-    if not per_channel or w.shape[0] <= rows:
-        q, sc = quantize_weights(w, bits, per_channel)
+    if not per_channel or w.shape[0] <= rows or grid is not None:
+        q, sc = quantize_weights(w, bits, per_channel, grid)
         return q.astype(nm.int_dtype(bits, True)), sc
     q = np.empty(w.shape, dtype=nm.int_dtype(bits, True))
     scs = []
@@ -198,7 +209,7 @@ def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False, rea
 
     def conv(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
         qp = n.meta["quant"]
-        qw, sw = weights_q(g.param(n, "weight"), qp.weight_bits, len(qp.weight_scale) > 1)
+        qw, sw = weights_q(g.param(n, "weight"), qp.weight_bits, len(qp.weight_scale) > 1, weight_grid(n))
         b = g.param(n, "bias") if "bias" in n.params else None
         y = np.empty((len(xs[0]),) + tuple(n.shape[1:]), np.float32)
         for idx, xq, sx, signed in _x_groups(qp, xs[0], not g.batch_fixed):
@@ -209,7 +220,7 @@ def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False, rea
     def linear(g: Graph, n: Node, xs: Sequence[np.ndarray]) -> np.ndarray:
         qp = n.meta["quant"]
         x = xs[0]
-        qw, sw = weights_q(g.param(n, "weight"), qp.weight_bits, len(qp.weight_scale) > 1)
+        qw, sw = weights_q(g.param(n, "weight"), qp.weight_bits, len(qp.weight_scale) > 1, weight_grid(n))
         b = g.param(n, "bias") if "bias" in n.params else None
         y = np.empty(x.shape[:-1] + (qw.shape[0],), np.float32)
         rows = x[0].size // x.shape[-1]  # rows of the GEMM per sample

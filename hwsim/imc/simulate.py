@@ -96,7 +96,7 @@ def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, prog
     from hwsim.functional import progress_bar
     from hwsim.imc import deconv
     from hwsim.imc.functional import weights_q
-    from mapping.passes.quantize import QuantParams
+    from mapping.passes.quantize import QuantParams, weight_grid
 
     layers = (Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR)
     keys = {n.params["weight"]: n for n in graph.nodes if n.op in layers}  # first node of each key
@@ -105,7 +105,8 @@ def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, prog
                       delay=0.0 if progress else 1.0) as bar:
         for key, nd in keys.items():
             _, sc = (deconv.weights_q(graph.params[key], nd.attrs.groups, weight_bits, True)  # per output channel
-                     if nd.op == Op.CONV_TRANSPOSE2D else weights_q(graph.params[key], weight_bits, True))
+                     if nd.op == Op.CONV_TRANSPOSE2D else weights_q(graph.params[key], weight_bits, True,
+                                                                    weight_grid(nd)))
             scales[key] = tuple(float(v) for v in sc)
             bar.update()
     producer = {n.name: n for n in graph.nodes}

@@ -11,7 +11,8 @@ unfolded batch norm gives exactly 0 (sign +1) and the folded weights give ±(fp3
 activation, not a rounding difference. Parameter keys
 of folded layers are ``"<weight key>+<bn key>"``: a shared conv followed by the same shared BN at
 every execution keeps one key (memory counted once); followed by distinct BNs it gets one folded
-copy per BN, which is what the hardware would have to store.
+copy per BN, which is what the hardware would have to store. A k-bit layer's ``weight_scale`` annotation becomes one
+scale per output channel (its folded weights' grid).
 """
 from __future__ import annotations
 
@@ -37,6 +38,16 @@ def _scale_outputs(prod: Node, w: np.ndarray, s: np.ndarray) -> np.ndarray:
         g = prod.attrs.groups
         return (w.reshape((g, -1) + w.shape[1:]) * s.reshape(g, 1, -1, 1, 1)).reshape(w.shape)
     return w * s.reshape((-1,) + (1,) * (w.ndim - 1))
+
+
+def _grid(prod: Node, s: np.ndarray) -> dict:
+    """A k-bit layer's weights ``w_int · weight_scale`` (meta) are ``w_int · |weight_scale · s_c|`` once folded: the
+    scale carried per output channel, so the annotation still describes the weights (``mapping.passes.quantize.
+    quantize_weights`` keeps such weights on their own grid)."""
+    if "weight_scale" not in prod.meta or prod.op == Op.CONV_TRANSPOSE2D:
+        return {}
+    ws = np.abs(np.ravel(np.asarray(prod.meta["weight_scale"], dtype=np.float64)) * s)
+    return {"weight_scale": tuple(float(v) for v in ws)}
 
 
 def _unit_view(graph: Graph, node: Node, consumers) -> bool:
@@ -81,7 +92,7 @@ def fold_bn(graph: Graph) -> Graph:
         attrs = prod.attrs.__class__(**{**{f: getattr(prod.attrs, f) for f in prod.attrs.__slots__}, "bias": True})
         folded[prod.name] = prod.replace(attrs=attrs, params={"weight": wkey, "bias": bkey},
                                          shape=n.shape if view is None else prod.shape,
-                                         meta={**prod.meta, "folded_bn": n.module or n.name})
+                                         meta={**prod.meta, "folded_bn": n.module or n.name, **_grid(prod, s)})
         drop[n.name] = prod.name if view is None else view.name
     nodes = []
     for n in graph.nodes:

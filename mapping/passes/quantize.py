@@ -27,7 +27,7 @@ import numpy as np
 from hwsim.errors import ShapeError, SpecError
 from mapping.graph import Graph, Op
 
-__all__ = ["QuantParams", "quantize", "quantize_weights", "input_qmax", "input_scale", "input_scales", "quantize_input", "dequantize"]
+__all__ = ["QuantParams", "quantize", "quantize_weights", "weight_grid", "input_qmax", "input_scale", "input_scales", "quantize_input", "dequantize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +48,51 @@ class QuantParams:
     input_signed: bool | None = None
 
 
-def quantize_weights(w: np.ndarray, bits: int, per_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def weight_grid(node) -> tuple[float, ...] | None:
+    """The grid a k-bit layer's weights lie on (``meta["weight_scale"]`` with ``meta["weight_bits"]``: QONNX and
+    ``nets.layers`` quantized layers; one scale, or one per output channel after BN folding), else None."""
+    if "weight_bits" not in node.meta or "weight_scale" not in node.meta:
+        return None
+    return tuple(float(v) for v in np.ravel(np.asarray(node.meta["weight_scale"], dtype=np.float64)))
+
+
+def _grid_codes(w64: np.ndarray, grid, qmax: int, per_channel: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """Weights on a known grid ``w = k · g_c`` (integers k) as codes ``k · m_c`` with ``m_c = floor(qmax / max|k_c|)``
+    (the spec's range used as fully as the levels allow) and scales ``g_c / m_c``: exact. None when ``w`` is not on
+    the grid (to 1e-3 of a level) or holds more levels than ``qmax``."""
+    g = np.abs(np.asarray(grid, dtype=np.float64))
+    if np.any(g <= 0) or (g.size != 1 and (g.size != w64.shape[0] or not per_channel)):
+        return None
+    gc = g.reshape((-1,) + (1,) * (w64.ndim - 1)) if g.size > 1 else g.reshape(())
+    k = w64 / gc
+    ki = np.rint(k)
+    if not np.all(np.abs(k - ki) <= 1e-3):
+        return None
+    kmax = np.abs(ki.reshape(len(ki), -1)).max(axis=1) if per_channel else np.array([np.abs(ki).max()])
+    if np.any(kmax > qmax):
+        return None
+    m = np.floor(qmax / np.maximum(kmax, 1.0))
+    mc = m.reshape((-1,) + (1,) * (w64.ndim - 1)) if per_channel else m[0]
+    scale = np.broadcast_to(np.ravel(g), m.shape) / m
+    return (ki * mc).astype(np.int64), np.where(kmax > 0, scale, 0.0)
+
+
+def quantize_weights(w: np.ndarray, bits: int, per_channel: bool = True,
+                     grid: tuple[float, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Integer weights (int64, same shape as ``w``) and scales (float64, one per output channel or one). An
     all-zero channel (a pruned filter) gets the integers 0 and the scale 0: whatever the hardware adds to its
     accumulator dequantizes to nothing (a scale of 1 would turn ADC clipping or noise on its offset-encoded cells
-    into outputs of the accumulator's size). Non-finite weights are refused."""
+    into outputs of the accumulator's size). Non-finite weights are refused. ``grid`` (:func:`weight_grid`): weights
+    already quantized keep their own levels, exactly (:func:`_grid_codes`); else the max-abs scale."""
     if bits < 2:
         raise SpecError(f"weight_bits must be >= 2 for symmetric signed quantization, got {bits}")
     qmax = 2 ** (bits - 1) - 1
     w64 = np.asarray(w, dtype=np.float64)
     if not np.isfinite(w64).all():
         raise ShapeError(f"weights of shape {w64.shape} hold NaN/inf values: they cannot be quantized")
+    exact = _grid_codes(w64, grid, qmax, per_channel) if grid is not None else None
+    if exact is not None:
+        return exact
     if per_channel:
         m = np.abs(w64.reshape(w64.shape[0], -1)).max(axis=1)
     else:
