@@ -121,3 +121,22 @@ def test_reshape_as_a_copy_when_asked():
     assert [b.name for b in plan.buffers] == ["x", "relu", "c2", "relu_1", "flatten", "fc"] and not plan.aliases
     _no_overlap(plan)
     assert plan.arena_bytes >= plan_int8_arena(g).arena_bytes
+
+
+def test_a_zero_pad_folded_into_its_conv_has_no_tensor_in_the_arena():
+    """TFLite's converter turns pad + conv into a SAME-padded conv: on cmsis-nn the conv reads the unpadded input
+    (input 8x32x32 + output 16x16x16 = 12,288 B), where a PAD of its own adds an 8x33x33 tensor, live with the input."""
+    class PadConv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(8, 16, 3, stride=2)
+
+        def forward(self, x):
+            return torch.relu(self.c(nn.functional.pad(x, (1, 0, 1, 0))))
+
+    g = fold_bn(mapping.trace(PadConv(), (1, 8, 32, 32)))
+    kept = plan_int8_arena(g).arena_bytes
+    folded = plan_int8_arena(g, runtime="cmsis-nn").arena_bytes
+    assert folded == 8 * 32 * 32 + 16 * 16 * 16
+    assert kept == 8 * 32 * 32 + 8 * 33 * 33 + (-(8 * 33 * 33) % 16)  # the input and the padded tensor (16-B aligned)
+    assert plan_int8_arena(g, runtime="ncnn").arena_bytes == kept  # ncnn keeps its padding layer

@@ -131,9 +131,10 @@ def tensor_buffers(inputs: Sequence[tuple[str, int]], ops: Sequence[tuple[str, S
     return [Buffer(v, size[v], first[v], last[v]) for v in order], alias
 
 
-def _graph_ops(graph: Graph, bytes_per_element: int, inplace_reshape: bool
+def _graph_ops(graph: Graph, bytes_per_element: int, inplace_reshape: bool, runtime: str | None = None
                ) -> list[tuple[str, tuple[str, ...], int, bool]]:
     from hwsim.cpu.int8 import fused_activations
+    from hwsim.cpu.runtime.algorithms import pad_folds_into_conv
 
     fused = fused_activations(graph)
     skip = {a.name for a in fused.values()}
@@ -146,17 +147,21 @@ def _graph_ops(graph: Graph, bytes_per_element: int, inplace_reshape: bool
             ops.append((out, (), 0, False))
             continue
         nbytes = int(np.prod(n.shape, dtype=np.int64)) * bytes_per_element
-        ops.append((out, tuple(n.inputs), nbytes, inplace_reshape and n.op == Op.RESHAPE))
+        folded = runtime is not None and pad_folds_into_conv(graph, n, runtime)  # no padded tensor: its input
+        ops.append((out, tuple(n.inputs), nbytes, inplace_reshape and n.op == Op.RESHAPE or folded))
     return ops
 
 
 def plan_int8_arena(graph: Graph, *, bytes_per_element: int = 1, alignment: int = ALIGNMENT,
-                    inplace_reshape: bool = True) -> ArenaPlan:
+                    inplace_reshape: bool = True, runtime: str | None = None) -> ArenaPlan:
     """The arena of ``graph`` (batch norm already folded) run as int8 tensors with fused ReLUs, at the graph's batch.
     Any graph (no calibration, no check that the int8 functional path can run it); requantizations the converter
-    inserts before a concat are not in it (:func:`plan_program_arena` has them)."""
+    inserts before a concat are not in it (:func:`plan_program_arena` has them). On a ``runtime`` that folds a zero
+    pad into the conv reading it (:func:`hwsim.cpu.runtime.algorithms.pad_folds_into_conv`: the converter's SAME
+    padding) the pad has no tensor: the conv reads the unpadded input's buffer."""
     ins = [(i.name, int(np.prod(i.shape, dtype=np.int64)) * bytes_per_element) for i in graph.inputs]
-    bufs, alias = tensor_buffers(ins, _graph_ops(graph, bytes_per_element, inplace_reshape), graph.outputs)
+    bufs, alias = tensor_buffers(ins, _graph_ops(graph, bytes_per_element, inplace_reshape, runtime),
+                                 graph.outputs)
     return plan_arena(bufs, alignment, alias)
 
 

@@ -108,7 +108,7 @@ def _cores_used(spec: CPUSpec, threads: int | None) -> int:
 def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Report:
     """The cost report of the graph ``g`` as it will run (batch norm already folded when ``folded``)."""
     int8 = precision(spec) == "int8"
-    arena = plan_int8_arena(g).arena_bytes if int8 else 0
+    arena = plan_int8_arena(g, runtime=spec.runtime).arena_bytes if int8 else 0
     flash = flash_bytes(g) if int8 else 0
     act_bytes = arena if int8 else peak_live_elements(g) * g.batch * BYTES_PER_ELEMENT
     place = placement(g, spec, act_bytes, n)
