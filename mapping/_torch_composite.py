@@ -1,8 +1,10 @@
 """torch ops the IR computes with ops it already has (handlers of :class:`mapping._builder.Builder`, dispatched by
 :mod:`mapping._torch_ops`): instance norm, ``addcmul``, ``var``/``std``, ``glu``, ``logsigmoid``, ``min`` along
-dims, the transposing tensor attributes ``.T`` / ``.mT``. Each handler's docstring states its rule; the ONNX importer maps the same ops onto the same IR ops
-(``InstanceNormalization`` -> GROUPNORM, ``ReduceMin`` -> NEG, REDUCE_MAX, NEG, torch's ONNX export of ``var`` ->
-mean, subtract, square, reduce). Every result is verified against torch at import (:mod:`mapping.verify`).
+dims, the transposing tensor attributes ``.T`` / ``.mT``, ``flip``, ``tile``, ATen's nearest-exact upsampling, and
+the activations of :mod:`mapping._torch_activations`. Each handler's docstring states its rule; the ONNX importer
+maps the same ops onto the same IR ops (``InstanceNormalization`` -> GROUPNORM, ``ReduceMin`` -> NEG, REDUCE_MAX,
+NEG, torch's ONNX export of ``var`` -> mean, subtract, square, reduce; :mod:`mapping.onnx_extra`). Every result is
+verified against torch at import (:mod:`mapping.verify`).
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import torch.fx as fx
 
 from hwsim.errors import UnsupportedOpError
 from mapping._builder import Builder
-from mapping._torch_moves import Handler, _first_only, _inplace, _permute, _x, arg
-from mapping.graph import BatchNorm, GroupNorm, NoAttrs, Op, Reduce, Reshape, Scalar, Slice, Softplus
+from mapping._torch_activations import activations
+from mapping._torch_moves import Handler, _first_only, _inplace, _interpolate, _permute, _tile, _x, arg
+from mapping._trace_modules import upsample_attrs
+from mapping.graph import BatchNorm, Concat, GroupNorm, NoAttrs, Op, Reduce, Reshape, Scalar, Slice, Softplus
 
 __all__ = ["composite"]
 
@@ -176,8 +180,75 @@ def _tensor_attribute(b: Builder, n: fx.Node) -> None:
     _permute(b, n)
 
 
+# ---------------------------------------------------------------------------------------------- data movement
+FLIP_MAX = 64  # the longest dim a flip reverses: one unit SLICE per element (each a layer's fixed cost on a CPU)
+
+
+def _reverse(what: str, size: int) -> range:
+    """The unit slices, last first, that reverse a dim of ``size`` elements (``FLIP_MAX`` at most)."""
+    if size > FLIP_MAX:
+        raise UnsupportedOpError(f"{what} reverses a dimension of {size} elements: hwsim's IR has no reversing op and "
+                                 f"builds a flip from one slice per element, up to {FLIP_MAX}")
+    return range(size - 1, -1, -1)
+
+
+def _flip(b: Builder, n: fx.Node) -> None:
+    """``torch.flip(x, dims)`` / ``x.flip(*dims)`` / ``fliplr`` (dim 1) / ``flipud`` (dim 0) along non-batch dims:
+    per flipped dim of size s > 1, s unit SLICEs taken last first and a CONCAT (exact: only copies; s <=
+    ``FLIP_MAX``)."""
+    name = _name(n)
+    x = n.args[0]
+    if name in ("fliplr", "flipud"):
+        dims = [1 if name == "fliplr" else 0]
+    else:
+        dims = arg(n, 1, "dims")
+        dims = list(n.args[1:]) if isinstance(dims, int) else list(dims)
+    todo = sorted({b.dim(x, int(d), n) for d in dims})
+    cur = _x(b, n)
+    todo = [d for d in todo if b.shapes[cur][d] > 1]
+    for j, d in enumerate(todo):
+        shape = b.shapes[cur]
+        one = shape[:d] + (1,) + shape[d + 1:]
+        parts = [b.emit(n, Op.SLICE, [cur], Slice(d, i, i + 1), name=f"{n.name}_{j}_{i}", shape=one)
+                 for i in _reverse(b.what(n), shape[d])]
+        cur = b.emit(n, Op.CONCAT, parts, Concat(d), name=None if j == len(todo) - 1 else f"{n.name}_{j}", shape=shape)
+    if cur != n.name:
+        b.ir[n.name] = cur
+
+
+def _tile_method(b: Builder, n: fx.Node) -> None:
+    """``x.tile(dims)`` / ``torch.tile``: ``x.repeat`` with ``dims`` left-padded with 1s to the rank — per repeated
+    non-batch dim, a CONCAT of that many copies."""
+    dims = arg(n, 1, "dims")
+    reps = [int(r) for r in ([dims] if isinstance(dims, int) else dims)]
+    x, src = n.args[0], _x(b, n)
+    rank, shape = len(b.tshape(x)), b.shapes[src]
+    if len(reps) > rank:
+        raise UnsupportedOpError(f"{b.what(n)} with {len(reps)} repeats for a value of rank {rank} (new leading dims)")
+    _tile(b, n, src, [1] * (len(shape) - len(reps)) + reps)  # refuses a repeat of the batch
+
+
+def _upsample_nearest_exact(b: Builder, n: fx.Node) -> None:
+    """ATen's ``_upsample_nearest_exact2d`` (torch.export's ``F.interpolate(mode="nearest-exact")``): UPSAMPLE
+    nearest when each output size is a whole multiple of the input's (:func:`mapping._trace_modules.upsample_attrs`:
+    the two index rules agree there), else refused."""
+    try:
+        upsample_attrs("nearest-exact", None, b.out_shape(n), b.tshape(n.args[0]))  # refuses other sizes
+    except UnsupportedOpError as e:
+        raise UnsupportedOpError(f"{b.what(n)}: {e}") from None
+    _interpolate(b, n)  # reads the ATen name as nearest's
+
+
+def _name(n: fx.Node) -> str:
+    t = n.target
+    if isinstance(t, torch._ops.OpOverload):
+        return t.overloadpacket.__name__
+    return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+
+
 def composite() -> dict[str, Handler]:
     """The handlers of this module by function, method and ATen name."""
     return {"instance_norm": _instance_norm, "var": _var(False), "std": _var(True), "addcmul": _addcmul,
             "glu": _glu, "log_sigmoid": _logsigmoid, "logsigmoid": _logsigmoid, "min": _min, "amin": _min,
-            "getattr": _tensor_attribute}
+            "getattr": _tensor_attribute, "flip": _flip, "fliplr": _flip, "flipud": _flip,
+            "tile": _tile_method, "_upsample_nearest_exact2d": _upsample_nearest_exact} | activations()

@@ -232,11 +232,18 @@ def _upsample_mod(m: nn.Upsample, ins, out) -> ModuleConversion:
 
 def upsample_attrs(mode: str, align_corners: bool | None, out, ins=None, scale=None) -> Upsample:
     """The IR's resampling maps output pixels to input pixels by the size ratio; torch maps them by
-    ``1/scale_factor`` when one is given (without ``recompute_scale_factor``): refused when the two differ."""
-    if mode not in ("nearest", "bilinear"):
-        raise UnsupportedOpError(f"interpolate mode {mode!r} (nearest and bilinear are supported)")
+    ``1/scale_factor`` when one is given (without ``recompute_scale_factor``): refused when the two differ.
+    ``nearest-exact`` (index floor((i + 0.5)·in/out)) is ``nearest`` (floor(i·in/out)) when each output size is a
+    whole multiple of the input's (i = k·s + r, r < s: both give k); other sizes are refused."""
+    if mode not in ("nearest", "bilinear", "nearest-exact"):
+        raise UnsupportedOpError(f"interpolate mode {mode!r} (nearest, nearest-exact and bilinear are supported)")
     if len(out) != 4:
         raise UnsupportedOpError(f"interpolate of a {len(out)}-d tensor")
+    if mode == "nearest-exact":
+        if ins is None or any(o % i for o, i in zip(out[-2:], ins[-2:])):
+            raise UnsupportedOpError(f"interpolate mode 'nearest-exact' from {None if ins is None else tuple(ins[-2:])} "
+                                     f"to {tuple(out[-2:])}: only whole upscaling factors (where it equals nearest)")
+        mode = "nearest"
     if scale is not None and ins is not None and not (mode == "bilinear" and align_corners):
         s = [float(v) for v in (scale if isinstance(scale, (tuple, list)) else (scale, scale))]
         if any(abs(ins[-2 + i] * s[i] - out[-2 + i]) > 1e-9 * out[-2 + i] for i in range(2)):

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hwsim.cache import identity_cache
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["node_macs", "conv_transpose_in_hw", "node_params", "elementwise_ops", "function_ops", "FUNCTION_OPS", "PRODUCT_OPS", "MOVE_ONLY",
+__all__ = ["layer_share", "node_macs", "conv_transpose_in_hw", "node_params", "elementwise_ops", "function_ops", "FUNCTION_OPS", "PRODUCT_OPS", "MOVE_ONLY",
            "LayerStats", "layer_table", "Totals", "totals", "peak_live_elements", "reshape_free", "activation_fusions"]
 
 WEIGHT_OPS = frozenset({Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR})
@@ -197,6 +198,22 @@ def totals(graph: Graph) -> Totals:
         executions_of_shared_weights=len(keys) - len(set(keys)),
         peak_activation_elements=peak_live_elements(graph),
     )
+
+
+@identity_cache(maxsize=16)
+def _recurrent_heads(graph: Graph) -> frozenset[str]:
+    heads: dict[str, str] = {}
+    for n in graph.nodes:
+        if "recurrent" in n.meta:
+            heads.setdefault(n.meta["recurrent"], n.name)
+    return frozenset(heads.values())
+
+
+def layer_share(graph: Graph, node: Node) -> float:
+    """``node``'s share of its runtime layer's fixed cost: an unrolled recurrent layer (``meta["recurrent"]``) is one
+    fused op on a runtime (ncnn's LSTM / GRU / RNN layers, TFLite's UNIDIRECTIONAL_SEQUENCE_LSTM), so its first node
+    carries it (1) and the others nothing (0); any other node 1."""
+    return 1.0 if "recurrent" not in node.meta or node.name in _recurrent_heads(graph) else 0.0
 
 
 def reshape_free(op: Op) -> bool:

@@ -354,8 +354,6 @@ class Importer:
 
 
 _WHY = {
-    "LSTM": ": recurrent layers are not in hwsim's IR", "GRU": ": recurrent layers are not in hwsim's IR",
-    "RNN": ": recurrent layers are not in hwsim's IR",
     "If": ": control flow is not in hwsim's IR", "Loop": ": control flow is not in hwsim's IR",
     "Scan": ": control flow is not in hwsim's IR",
     "QuantizeLinear": ": integer (QDQ) activations are not in hwsim's IR; export QONNX (Quant nodes) instead",

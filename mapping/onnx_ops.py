@@ -35,11 +35,13 @@ from mapping.graph import (
     Softplus,
 )
 from mapping.onnx_1d import conv1d
+from mapping.onnx_extra import CONVERTERS as _EXTRA
 from mapping.onnx_importer import registrar
 from mapping.onnx_masks import CONVERTERS as _MASKS
 from mapping.onnx_moves import CONVERTERS as _MOVES
 from mapping.onnx_pools import CONVERTERS as _POOLS
 from mapping.onnx_pools import pads2d
+from mapping.onnx_rnn import CONVERTERS as _RNN
 from mapping.qonnx import weight_meta
 
 __all__ = ["CONVERTERS"]
@@ -428,3 +430,5 @@ def groupnorm(imp, n) -> None:
 CONVERTERS.update(_MOVES)
 CONVERTERS.update(_POOLS)
 CONVERTERS.update(_MASKS)
+CONVERTERS.update(_EXTRA)
+CONVERTERS.update(_RNN)

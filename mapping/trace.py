@@ -57,7 +57,8 @@ _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaD
                  nn.Identity)
 _RESHAPES = (nn.Flatten, nn.Unflatten)
 # torch.nn modules whose forward is one supported functional call: traced through rather than converted
-_TRACE_THROUGH = (nn.AdaptiveMaxPool2d, nn.ZeroPad2d, nn.ConstantPad2d, nn.Softmax2d, nn.GLU, nn.InstanceNorm3d)
+_TRACE_THROUGH = (nn.AdaptiveMaxPool2d, nn.ZeroPad2d, nn.ConstantPad2d, nn.Softmax2d, nn.GLU, nn.InstanceNorm3d,
+                  nn.SELU, nn.CELU, nn.Hardshrink, nn.Softshrink, nn.Threshold)
 # methods a subclass may define without changing what the layer computes
 _HARMLESS = frozenset({"__init__", "extra_repr", "reset_parameters", "__repr__", "__setstate__", "_load_from_state_dict",
                        "__constants__", "__annotations__", "__doc__", "__module__", "__qualname__", "__dict__",
@@ -90,7 +91,7 @@ def _converter_for(m: nn.Module) -> ModuleConverter | None:
 
 
 def _leaf_kind(m: nn.Module) -> str | None:
-    """"convert", "pass", "reshape", "mha", "1d", "refuse" (an unsupported torch.nn layer), or None (trace
+    """"convert", "pass", "reshape", "mha", "rnn", "1d", "refuse" (an unsupported torch.nn layer), or None (trace
     through)."""
     if isinstance(m, _PASS_THROUGH) and type(m).forward in {c.forward for c in _PASS_THROUGH}:
         return "pass"
@@ -100,6 +101,8 @@ def _leaf_kind(m: nn.Module) -> str | None:
         return "convert"
     if type(m) is nn.MultiheadAttention:
         return "mha"
+    if type(m) in (nn.LSTM, nn.GRU, nn.RNN):  # unrolled over time (mapping._torch_rnn)
+        return "rnn"
     if type(m) in ONE_D_MODULES:
         return "1d"
     if _converter_for(m) is not None:
@@ -144,6 +147,11 @@ def convert_module(b: Builder, n: fx.Node) -> None:
         return
     if kind == "mha":
         _mha(b, n, m)
+        return
+    if kind == "rnn":
+        from mapping._torch_rnn import rnn_module
+
+        rnn_module(b, n, m)
         return
     if kind == "1d":
         one_d_module(b, n, m)
@@ -338,6 +346,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
                                  "model.float() (the target's own precision is the spec's)")
     if _converter_for(model) is not None:  # a bare layer: trace it as a one-layer network ("0")
         model = nn.Sequential(model)
+    if _leaf_kind(model) == "rnn":  # a bare recurrent layer: its outputs (output, h_n[, c_n]) flattened
+        from mapping._torch_rnn import Flat
+
+        name, model = name or type(model).__name__, Flat(model)
     _warn_if_training(model)
     if sample is None:
         sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

@@ -309,16 +309,17 @@ def test_the_fpga_targets_old_name_still_works_with_a_warning():
 
 # ----------------------------------------------------------------------------- API: layers, sweeps, paths
 class _Rnn(nn.Module):
-    def __init__(self, cls):
+    def __init__(self, cls, **kw):
         super().__init__()
-        self.rnn = cls(8, 8, batch_first=True)
+        self.rnn = cls(8, 8, **({"batch_first": True} | kw))
 
     def forward(self, x):
         return self.rnn(x)[0]
 
 
 @pytest.mark.parametrize("model,words", [
-    (_Rnn(nn.LSTM), ("LSTM", "rnn")), (_Rnn(nn.GRU), ("GRU", "rnn")), (nn.LSTM(8, 8, batch_first=True), ("lstm",)),
+    (_Rnn(nn.LSTM, proj_size=4), ("LSTM", "rnn", "proj_size")), (_Rnn(nn.GRU, batch_first=False), ("GRU", "rnn")),
+    (nn.LSTM(8, 8, batch_first=True, proj_size=4), ("lstm",)),
 ], ids=["LSTM-in-a-module", "GRU-in-a-module", "bare-LSTM"])
 def test_unsupported_layers_are_named(model, words):
     with pytest.raises(UnsupportedOpError) as e:

@@ -306,9 +306,23 @@ def test_bad_files_are_one_line_errors(tmp_path, what):
     assert ("no such ONNX file" if what != "garbage" else "is not an ONNX model") in str(e.value)
 
 
+class _Det(nn.Module):
+    def forward(self, x):
+        return torch.linalg.det(x)
+
+
+class _GridSample(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.grid = nn.Parameter(torch.linspace(-1, 1, 18).reshape(1, 3, 3, 2))
+
+    def forward(self, x):
+        return nn.functional.grid_sample(x, self.grid, align_corners=False)
+
+
 @pytest.mark.parametrize("layer,shape,op", [
-    (nn.GRU(4, 5), (1, 3, 4), "GRU"),
-    (nn.LSTM(4, 5), (1, 3, 4), "LSTM"),
+    (_Det(), (1, 3, 3), "Det"),
+    (_GridSample(), (1, 2, 4, 4), "GridSample"),
 ])
 def test_unsupported_ops_are_named_with_their_node(tmp_path, layer, shape, op):
     x = sample(shape)

@@ -617,7 +617,8 @@ def _mha(batch_first):
 
 
 @pytest.mark.parametrize("layer,fn,shape,words", [
-    (nn.LSTM(8, 8, batch_first=True), lambda layer, x: layer(x)[0], (1, 5, 8), ["LSTM", "'body.layer'"]),
+    (nn.LSTM(8, 8, batch_first=True, proj_size=4), lambda layer, x: layer(x)[0], (1, 5, 8),
+     ["LSTM", "'body.layer'", "proj_size"]),
     (nn.ConvTranspose1d(3, 4, 2, 2), None, (1, 3, 4), ["ConvTranspose1d", "'body.layer'"]),
     (nn.Conv3d(3, 4, 1), None, (1, 3, 2, 4, 4), ["Conv3d", "'body.layer'"]),
     (Cumsum(), None, (1, 3, 4, 4), ["cumsum", "'body.layer'"]),

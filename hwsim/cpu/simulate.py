@@ -140,6 +140,10 @@ def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Repo
     if int8:
         notes.append("int8 as TFLite's post-training quantization computes it; activation arena planned as TFLite "
                      "Micro's GreedyMemoryPlanner")
+    if any("recurrent" in nd.meta for nd in g.nodes):
+        notes.append("recurrent layers unrolled over their steps (weights stored once): " + (
+            "every unrolled op pays torch's dispatch, an upper bound (aten::lstm loops in C++)" if
+            spec.runtime == "pytorch" else f"one fixed {spec.runtime} layer cost per recurrent layer (its fused op)"))
     return Report(
         target="cpu", network=network, spec_name=spec.name, batch=g.batch, layers=tuple(layers),
         latency_s=cum_t, energy_j=cum_e, onchip_weight_bytes=weight_bytes, arena_bytes=arena, flash_bytes=flash,

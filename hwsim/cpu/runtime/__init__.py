@@ -46,7 +46,7 @@ from hwsim.cpu.arm import ArmCore, core
 from hwsim.cpu.runtime.algorithms import FUSABLE_ACTIVATIONS, Work, readers, work
 from hwsim.cpu.runtime.threads import EVEN, Split, layer_split
 from hwsim.errors import SpecError, UnsupportedOpError
-from mapping.analysis import conv_transpose_in_hw, node_macs
+from mapping.analysis import conv_transpose_in_hw, layer_share, node_macs
 from mapping.graph import ACTIVATIONS, Graph, Node, Op
 
 __all__ = ["RuntimeParams", "runtime_params", "Terms", "runtime_terms", "deconv_work", "compute_s", "fixed_s", "overhead_s", "fused_activations",
@@ -94,6 +94,7 @@ class Terms(NamedTuple):
     ops: float
     split: Split = EVEN
     clock_hz: float = 1e9  # the core's clock (the fixed per-layer cycles' rate), Hz
+    share: float = 1.0  # the node's part of its runtime layer's fixed cost (mapping.analysis.layer_share)
 
 
 # runtimes built on TFLite's graph (its ADD carries a fused activation: TFLite's converter folds a following
@@ -193,7 +194,7 @@ def runtime_terms(graph: Graph, node: Node, spec, fused: bool) -> Terms:
     return Terms(w.algo, w.macs * batch / r_mac, w.dw_macs * batch / r_dw, w.vec_ops * batch / r_vec,
                  (w.macs + w.dw_macs + w.vec_ops) * batch,
                  layer_split(node, w.algo, spec.runtime, wide=fp16 or spec.precision == "int8", fp16=fp16),
-                 spec.clock_hz)
+                 spec.clock_hz, layer_share(graph, node))
 
 
 def compute_s(t: Terms, p: RuntimeParams, n: int) -> float:
@@ -209,5 +210,6 @@ def fixed_s(p: RuntimeParams, clock_hz: float, n: int) -> float:
 
 
 def overhead_s(t: Terms, p: RuntimeParams, n: int) -> float:
-    """:func:`fixed_s` of a layer, none for an activation fused into its producer."""
-    return 0.0 if t.algo == "fused" else fixed_s(p, t.clock_hz, n)
+    """:func:`fixed_s` of a layer, none for an activation fused into its producer; a node of an unrolled recurrent
+    layer pays its share (the runtime's fused LSTM / GRU / RNN layer pays one fixed cost)."""
+    return 0.0 if t.algo == "fused" else fixed_s(p, t.clock_hz, n) * t.share
