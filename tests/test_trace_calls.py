@@ -141,3 +141,15 @@ def test_forward_arguments_with_defaults_are_traced_at_their_defaults():
     with torch.no_grad():
         np.testing.assert_allclose(hwsim.simulate(m, "cpu/host", x).outputs, m(torch.from_numpy(x)).numpy(),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_a_transformer_encoder_is_checked_on_the_path_tracing_takes():
+    """nn.TransformerEncoder in eval runs torch's fused fast path when called and the plain path when traced: the
+    same function rounded otherwise (1.5e-5 apart on wide inputs). The call check runs it with the fast path off
+    (and restores the user's setting), so it imports instead of being refused as 'other outputs'."""
+    torch.manual_seed(0)
+    m = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, dropout=0.0), 2).eval()
+    x = torch.randn(1, 10, 32)
+    out = hwsim.simulate(m, "cpu/host", x=x.numpy()).outputs
+    np.testing.assert_allclose(out, m(x).detach().numpy(), atol=1e-5)
+    assert torch.backends.mha.get_fastpath_enabled()
