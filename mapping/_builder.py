@@ -108,18 +108,30 @@ class _Shapes(fx.Interpreter):
         return v
 
 
-def batch_coincidences(gm: fx.GraphModule, values: dict[str, Any], x: torch.Tensor) -> frozenset[str]:
+def batch_coincidences(gm: fx.GraphModule, values: dict[str, Any], x: torch.Tensor,
+                       retrace=None) -> frozenset[str] | None:
     """The values whose first dimension equals the batch size ``B`` without being the batch (``x.transpose(0, 1)``
-    with as many channels as samples): run once more at batch ``B + 1``, their first dimension stays ``B``. Empty at
-    batch 1, and for a model that cannot run at ``B + 1`` (its batch is fixed)."""
+    with as many channels as samples; at batch 1, ``x.reshape(1, -1)``): run once more at batch ``B + 1``, their first
+    dimension stays ``B``. A graph specialised to ``B`` (torch.export's guards) is traced again at ``B + 1`` by
+    ``retrace(x)`` and read by node name. A model that cannot run at ``B + 1``: None at batch 1 (its graph computes
+    one sample: ``batch_fixed``), else empty."""
     batch = int(x.shape[0])
-    if batch == 1:
-        return frozenset()
+    bigger = torch.cat([x, x[:1]])
     run = _Shapes(gm)
     try:
-        run.run(torch.cat([x, x[:1]]))
+        with torch.no_grad():
+            run.run(bigger)
     except Exception:
-        return frozenset()
+        run = _Shapes(gm)
+        try:
+            other = retrace(bigger) if retrace is not None else None
+            if other is None or {n.name for n in other.graph.nodes} != {n.name for n in gm.graph.nodes}:
+                return None if batch == 1 else frozenset()
+            run = _Shapes(other)
+            with torch.no_grad():
+                run.run(bigger)
+        except Exception:
+            return None if batch == 1 else frozenset()
     return frozenset(k for k, v in values.items() if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch
                      and run.shapes.get(k, (batch + 1,))[0] != batch + 1)
 
@@ -132,9 +144,10 @@ class Builder:
     """Converts fx nodes one by one; handlers (``mapping._torch_ops``) call :meth:`emit`, :meth:`ref`, ..."""
 
     def __init__(self, gm: fx.GraphModule, values: dict[str, Any], batch: int, name: str,
-                 not_batch: frozenset[str] = frozenset()):
+                 not_batch: frozenset[str] | None = frozenset()):
         self.gm, self.values, self.batch, self.name = gm, values, batch, name
-        self.not_batch = not_batch  # fx values whose first dim equals the batch size but is not the batch
+        # fx values whose first dim equals the batch size but is not the batch (None: the model runs at this batch only)
+        self.not_batch = frozenset() if not_batch is None else not_batch
         self.modules = dict(gm.named_modules())
         self.nodes: list[Node] = []
         self.params: dict[str, np.ndarray] = {}
@@ -144,7 +157,7 @@ class Builder:
         self.parts: dict[str, Any] = {}  # tuple-valued data nodes: index -> handler of getitem
         self.constants: dict[tuple[str, int], str] = {}  # (const fx node, rank) -> its CONSTANT IR node
         self.input_name = ""
-        self.batch_fixed = False
+        self.batch_fixed = not_batch is None
 
     # ------------------------------------------------------------------ classification and values
     def kind(self, a: Any) -> str:

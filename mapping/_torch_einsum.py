@@ -1,5 +1,10 @@
 """``torch.einsum`` of two activations as one MATMUL between permutes and reshapes (torchvision's MaxViT writes
-its attention this way: ``"B G H I D, B G H J D -> B G H I J"``).
+its attention this way: ``"B G H I D, B G H J D -> B G H I J"``), of one activation as sums and a permutation.
+The equation rules (:func:`letters`, :func:`sum_then_permute`) are ONNX Einsum's too (``mapping.onnx_extra``).
+
+One operand (``"nchw->nhwc"``, ``"bij->b"``): REDUCE_SUM over the letters the output drops, then PERMUTE of the
+rest into the output's order. A repeated letter (a diagonal, ``"bii->bi"``) is refused: the IR has no gather of a
+diagonal, and a mask-and-sum would turn an inf off the diagonal into NaN.
 
 The letters of the equation fall into four groups: batch (in both operands and the output), the free letters of
 each operand (in it and the output only) and the contracted ones (in both operands, not the output). Each operand
@@ -15,9 +20,9 @@ import torch.fx as fx
 
 from hwsim.errors import UnsupportedOpError
 from mapping._builder import Builder
-from mapping.graph import Linear, Op, Permute, Reshape
+from mapping.graph import Linear, Op, Permute, Reduce, Reshape
 
-__all__ = ["einsum"]
+__all__ = ["einsum", "letters", "sum_then_permute"]
 
 
 def _parse(eq: str, ranks: tuple[int, int]) -> tuple[str, str, str]:
@@ -36,6 +41,58 @@ def _parse(eq: str, ranks: tuple[int, int]) -> tuple[str, str, str]:
     if any(ch not in a + b for ch in out) or any(ch not in b + out for ch in a) or any(ch not in a + out for ch in b):
         raise UnsupportedOpError("an index summed within one operand")
     return a, b, out
+
+
+def letters(eq: str, ranks: tuple[int, ...]) -> tuple[list[str], str]:
+    """The operands' letters and the output's for operands of ``ranks`` (one or two operands); an implicit output
+    is the letters seen once, in alphabetical order (torch's and numpy's rule). Raises UnsupportedOpError."""
+    eq = eq.replace(" ", "")
+    lhs = eq.split("->")[0]
+    if lhs.count(",") + 1 != len(ranks):
+        raise UnsupportedOpError(f"{lhs.count(',') + 1} operands in the equation for {len(ranks)} tensors")
+    if len(ranks) != 1:
+        *ops, out = _parse(eq, ranks)
+        return list(ops), out
+    if "..." in eq:
+        raise UnsupportedOpError("an ellipsis ('...')")
+    out = eq.split("->")[1] if "->" in eq else "".join(sorted(ch for ch in set(lhs) if lhs.count(ch) == 1))
+    if len(set(lhs)) != len(lhs) or len(set(out)) != len(out):
+        raise UnsupportedOpError("a repeated index (a diagonal)")
+    if len(lhs) != ranks[0] or any(ch not in lhs for ch in out):
+        raise UnsupportedOpError(f"an operand of rank {ranks[0]} for '{lhs}', or an output index not in it")
+    return [lhs], out
+
+
+def sum_then_permute(la: str, lo: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """One operand of letters ``la`` to output ``lo``: the dims of ``la`` summed (the letters ``lo`` drops), then the
+    permutation taking the remaining dims into ``lo``'s order."""
+    summed = tuple(i for i, ch in enumerate(la) if ch not in lo)
+    kept = [ch for ch in la if ch in lo]
+    return summed, tuple(kept.index(ch) for ch in lo)
+
+
+def _einsum_one(b: Builder, n: fx.Node, x: fx.Node, la: str, lo: str) -> None:
+    """One operand (module docstring); a value behind a leading unit batch dim (batch 1) has its dims shifted."""
+    summed, perm = sum_then_permute(la, lo)
+    src, o = b.ref(x, n), b.offset(x)
+    if o == 0 and (0 in summed or perm[:1] not in ((), (0,))):
+        if b.batch != 1:
+            raise UnsupportedOpError(f"{b.what(n)} sums or moves the batch dimension; trace such a model with batch 1")
+        shape = (1,) + b.tshape(x)
+        src, o, b.batch_fixed = b.emit(n, Op.RESHAPE, [src], Reshape(shape[1:]), name=f"{n.name}_in", shape=shape), 1, True
+    shape = b.shapes[src]
+    if summed:
+        shape = tuple(s for i, s in enumerate(shape) if i - o not in summed)
+        src = b.emit(n, Op.REDUCE_SUM, [src], Reduce(tuple(d + o for d in summed), False), name=f"{n.name}_sum",
+                     shape=shape)
+    ir_perm = tuple(perm) if o == 0 else (0,) + tuple(p + 1 for p in perm)
+    if ir_perm != tuple(range(len(ir_perm))):
+        shape = tuple(shape[i] for i in ir_perm)
+        src = b.emit(n, Op.PERMUTE, [src], Permute(ir_perm), name=f"{n.name}_perm", shape=shape)
+    out = b.out_shape(n)
+    if out != shape or src == b.ref(x, n):  # the IR shape torch's value has, or a node of its own
+        src = b.emit(n, Op.RESHAPE, [src], Reshape(out[1:]), shape=out)
+    b.ir[n.name] = src
 
 
 def _operand(b: Builder, n: fx.Node, src: str, letters: str, order: list[str], o: int, sizes: dict, tag: str,
@@ -68,24 +125,27 @@ def _as_linear(b: Builder, n: fx.Node, xs: list, la: str, lb: str, lo: str) -> b
 def einsum(b: Builder, n: fx.Node) -> None:
     eq, xs = n.args[0], n.args[1:]
     xs = list(xs[0]) if len(xs) == 1 and isinstance(xs[0], (list, tuple)) else list(xs)
-    if len(xs) != 2:
-        raise UnsupportedOpError(f"{b.what(n)}: only the product of two tensors is supported")
+    if len(xs) not in (1, 2) or b.kind(xs[0]) != "data" and len(xs) == 1:
+        raise UnsupportedOpError(f"{b.what(n)}: only one activation or the product of two tensors is supported")
     try:
-        letters = list(_parse(str(eq), (len(b.tshape(xs[0])), len(b.tshape(xs[1])))))
+        ops, lo = letters(str(eq), tuple(len(b.tshape(x)) for x in xs))
     except UnsupportedOpError as e:
         raise UnsupportedOpError(f"{b.what(n)} '{eq}': {e}") from None
-    lo = letters.pop()
-    data = [b.kind(x) == "data" for x in xs]
-    if data == [True, False] and _as_linear(b, n, xs, *letters, lo):
+    if len(xs) == 1:
+        _einsum_one(b, n, xs[0], ops[0], lo)
         return
-    sizes = {ch: s for x, ls in zip(xs, letters) for ch, s in zip(ls, b.tshape(x))}
+    lets = list(ops)
+    data = [b.kind(x) == "data" for x in xs]
+    if data == [True, False] and _as_linear(b, n, xs, *lets, lo):
+        return
+    sizes = {ch: s for x, ls in zip(xs, lets) for ch, s in zip(ls, b.tshape(x))}
     # a weight operand: a CONSTANT of shape (N, *its shape), read as having the output's batch letter first
     srcs = [b.ref(x, n) if d else b.constant(x, None, b.val(x).numpy()[None], "einsum") for x, d in zip(xs, data)]
     offs = [b.offset(x) if d else 1 for x, d in zip(xs, data)]
     keeps_batch = all(o == 0 and ls[0] == lo[0] or not d and lo[0] not in ls
-                      for o, ls, d in zip(offs, letters, data))
+                      for o, ls, d in zip(offs, lets, data))
     if keeps_batch:
-        letters, offs = [ls if d else lo[0] + ls for ls, d in zip(letters, data)], [0, 0]
+        lets, offs = [ls if d else lo[0] + ls for ls, d in zip(lets, data)], [0, 0]
     elif offs != [1, 1]:
         if b.batch != 1:
             raise UnsupportedOpError(f"{b.what(n)} '{eq}' moves or merges the batch dimension; trace such a model "
@@ -95,7 +155,7 @@ def einsum(b: Builder, n: fx.Node) -> None:
                 shape = (1,) + b.tshape(x)
                 srcs[i] = b.emit(n, Op.RESHAPE, [srcs[i]], Reshape(shape[1:]), name=f"{n.name}_in{i}", shape=shape)
         offs, b.batch_fixed = [1, 1], True
-    la, lb = letters
+    la, lb = lets
     o = offs[0]
     batch = [ch for ch in lo if ch in la and ch in lb]
     free_a = [ch for ch in la if ch in lo and ch not in lb]

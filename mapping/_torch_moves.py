@@ -62,6 +62,18 @@ def _alias(b: Builder, n: fx.Node) -> None:
     b.alias(n, n.args[0])
 
 
+def _dropout(b: Builder, n: fx.Node) -> None:
+    """Dropout at inference is its input; a functional dropout called with ``training=True`` (``F.dropout``'s
+    default; ``torch.dropout``'s ``train``) zeroes random values at every call, in eval mode too: refused."""
+    p = arg(n, 1, "p", 0.5)
+    training = arg(n, 2, "training", MISSING)
+    training = arg(n, 2, "train", True) if training is MISSING else training
+    if float(p) > 0 and bool(training):
+        raise UnsupportedOpError(f"{b.what(n)} with training=True (F.dropout's default) zeroes random values at every "
+                                 "call, in eval mode too: pass training=self.training")
+    _alias(b, n)
+
+
 def _expand(b: Builder, n: fx.Node) -> None:
     """x.expand(...): a reshape when no element repeats; left to its readers when they broadcast (arithmetic);
     else copies concatenated along each expanded dim."""
@@ -373,8 +385,8 @@ def moves() -> dict[str, Handler]:
         "pixel_unshuffle": _pixel_shuffle,
         "permute": _permute, "transpose": _permute, "swapaxes": _permute, "t": _permute,
         "contiguous": _alias, "clone": _alias, "detach": _alias, "to": _alias, "float": _alias, "type_as": _alias,
-        "alias": _alias, "_to_copy": _alias, "lift_fresh_copy": _alias, "dropout": _alias, "dropout1d": _alias,
-        "dropout2d": _alias, "dropout3d": _alias, "alpha_dropout": _alias, "feature_alpha_dropout": _alias,
+        "alias": _alias, "_to_copy": _alias, "lift_fresh_copy": _alias, "dropout": _dropout, "dropout1d": _dropout,
+        "dropout2d": _dropout, "dropout3d": _dropout, "alpha_dropout": _dropout, "feature_alpha_dropout": _dropout,
         "feature_dropout": _alias, "stochastic_depth": _alias, "drop_path": _alias,
         "cat": _cat, "concat": _cat, "concatenate": _cat, "stack": _stack,
         "split": _split, "split_with_sizes": _split, "chunk": _split, "unbind": _split, "tensor_split": _split,

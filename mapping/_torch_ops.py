@@ -1,11 +1,10 @@
 """torch functions, tensor methods and ATen ops -> IR nodes (the handlers of :class:`mapping._builder.Builder`).
 
 One handler per operation, shared by its functional form (``F.max_pool2d``), its method form (``x.mean``), its
-operator form (``x @ y``) and its ATen op (``aten.max_pool2d``, from ``torch.export``): their positional
-arguments come in the same order, so :func:`arg` reads them alike. Anything not listed here is refused with
-the op and its module path. Data movement lives in :mod:`mapping._torch_moves`, ``torch.einsum`` in
-:mod:`mapping._torch_einsum`, ops made of several IR ops (instance norm, var, addcmul, ...) in
-:mod:`mapping._torch_composite`.
+operator form (``x @ y``) and its ATen op (``aten.max_pool2d``, from ``torch.export``): their positional arguments
+come in the same order, so :func:`arg` reads them alike. Anything not listed here is refused with the op and its
+module path. Data movement lives in :mod:`mapping._torch_moves`, ``torch.einsum`` in :mod:`mapping._torch_einsum`,
+ops made of several IR ops (instance norm, var, addcmul, ...) in :mod:`mapping._torch_composite`.
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from hwsim.errors import UnsupportedOpError
 from mapping._builder import Builder
 from mapping._torch_1d import conv1d_function, one_d_functions
+from mapping._torch_3d import conv3d_function, three_d_functions
 from mapping._torch_composite import composite
 from mapping._torch_einsum import einsum
 from mapping._torch_mask import masks
@@ -157,10 +157,10 @@ def _conv(b: Builder, n: fx.Node) -> None:
     if n.target is torch.ops.aten.convolution.default and (arg(n, 6, "transposed") or False):
         return conv_transpose_function(b, n)
     w = b.val(arg(n, 1, "weight"))
-    if w.dim() == 3:
-        return conv1d_function(b, n)
+    if w.dim() in (3, 5):  # 1-d (mapping._torch_1d) and 3-d (mapping._torch_3d) convolutions
+        return (conv1d_function if w.dim() == 3 else conv3d_function)(b, n)
     if w.dim() != 4:
-        raise UnsupportedOpError(f"{b.what(n)}: only 1-d and 2-d convolutions are supported (weight rank {w.dim()})")
+        raise UnsupportedOpError(f"{b.what(n)}: only 1-d to 3-d convolutions are supported (weight rank {w.dim()})")
     bias = arg(n, 2, "bias", None)
     stride, padding, dilation = (arg(n, 3, "stride", 1), arg(n, 4, "padding", 0), arg(n, 5, "dilation", 1))
     groups = arg(n, 8 if n.target is torch.ops.aten.convolution.default else 6, "groups", 1)
@@ -428,7 +428,7 @@ def _handlers() -> dict[str, Handler]:
     })
     h.update(moves())
     h.update(composite())
-    h.update(masks() | one_d_functions())
+    h.update(masks() | one_d_functions() | three_d_functions())
     h["einsum"] = einsum
     bn_aten = _batch_norm("aten")
     h["_native_batch_norm_legit_no_training"] = _batch_norm("legit")

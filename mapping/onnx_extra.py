@@ -206,22 +206,15 @@ def tile(imp, n) -> None:
 
 
 def _letters(imp, n, eq: str, ranks: tuple[int, ...]) -> tuple[list[str], str]:
-    """The operands' letters and the output's, by :func:`mapping._torch_einsum._parse`'s rules (imported here: it
+    """The operands' letters and the output's, by :func:`mapping._torch_einsum.letters`'s rules (imported here: it
     loads torch, which only a model with an Einsum needs)."""
     from hwsim.errors import UnsupportedOpError
-    from mapping._torch_einsum import _parse
+    from mapping._torch_einsum import letters
 
-    eq = eq.replace(" ", "")
-    if len(ranks) == 1:  # one operand: a permutation and sums
-        lhs, out = eq.split("->") if "->" in eq else (eq, "".join(sorted(ch for ch in set(eq) if eq.count(ch) == 1)))
-        if "..." in eq or len(lhs) != ranks[0] or len(set(lhs)) != len(lhs) or any(ch not in lhs for ch in out):
-            imp.refuse(n, f"equation '{eq}': an ellipsis, a diagonal or an operand of another rank")
-        return [lhs], out
     try:
-        *ops, out = _parse(eq, ranks)
+        return letters(eq, ranks)
     except UnsupportedOpError as e:
-        imp.refuse(n, f"equation '{eq}': {e}")
-    return ops, out
+        imp.refuse(n, f"equation '{eq.replace(' ', '')}': {e}")
 
 
 def _chain(imp, n, ins: list[str], steps: list) -> None:
@@ -238,17 +231,18 @@ def _chain(imp, n, ins: list[str], steps: list) -> None:
 
 
 def _einsum_one(imp, n, x: str, la: str, lo: str) -> None:
-    """One operand: REDUCE_SUM over the letters the output drops, then PERMUTE into the output's order."""
-    y, steps, cur = imp.act(x, n), [], la
-    summed = tuple(i for i, ch in enumerate(la) if ch not in lo)
+    """One operand: REDUCE_SUM over the letters the output drops, then PERMUTE into the output's order
+    (:func:`mapping._torch_einsum.sum_then_permute`)."""
+    from mapping._torch_einsum import sum_then_permute
+
+    summed, perm = sum_then_permute(la, lo)
+    y, steps = imp.act(x, n), []
     if 0 in summed:
         imp.refuse(n, "sums over the batch dimension")
     shape = imp.shapes[y]
     if summed:
         shape = tuple(s for i, s in enumerate(shape) if i not in summed)
         steps.append((Op.REDUCE_SUM, Reduce(summed, False), shape, "sum"))
-        cur = "".join(ch for ch in la if ch in lo)
-    perm = tuple(cur.index(ch) for ch in lo)
     if perm[0] != 0:
         imp.refuse(n, "moves the batch dimension")
     if perm != tuple(range(len(perm))):

@@ -35,6 +35,7 @@ from mapping.graph import (
     Softplus,
 )
 from mapping.onnx_1d import conv1d
+from mapping.onnx_3d import conv3d
 from mapping.onnx_extra import CONVERTERS as _EXTRA
 from mapping.onnx_importer import registrar
 from mapping.onnx_masks import CONVERTERS as _MASKS
@@ -54,12 +55,12 @@ converts = registrar(CONVERTERS)
 @converts("Conv")
 def conv(imp, n) -> None:
     """Conv with a constant 4-D weight -> CONV2D; asymmetric pads -> PAD, then CONV2D without padding; a 3-D weight
-    -> :func:`mapping.onnx_1d.conv1d`."""
+    -> :func:`mapping.onnx_1d.conv1d`; a 5-D weight -> :func:`mapping.onnx_3d.conv3d`."""
     w = imp.const_input(n, 1, "weight", required=True)
-    if w.ndim == 3:
-        return conv1d(imp, n, w, weight_meta(imp, n.input[1]))
+    if w.ndim in (3, 5):
+        return (conv1d if w.ndim == 3 else conv3d)(imp, n, w, weight_meta(imp, n.input[1]))
     if w.ndim != 4:
-        imp.refuse(n, f"{w.ndim - 2}-D convolution (hwsim maps 1-D and 2-D convolutions)")
+        imp.refuse(n, f"{w.ndim - 2}-D convolution (hwsim maps 1-D, 2-D and 3-D convolutions)")
     imp.batched(n, n.input[0])
     x, shape = imp.act(n.input[0], n), imp.shape(n.input[0])
     b = imp.const_input(n, 2, "bias")

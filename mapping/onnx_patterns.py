@@ -1,11 +1,16 @@
-"""Multi-node ONNX patterns converted as one IR node: the erf-form GELU and torch's thresholded softplus.
+"""Multi-node ONNX patterns converted as one IR node: the erf-form GELU and torch's thresholded softplus; and
+batch-first recurrent layers exported sequence first (:func:`_batch_first_rnns`).
 
 A pattern finder ``find(importer)`` runs before the walk: it marks the pattern's later nodes absorbed and
-installs, for its first node, a converter emitting the fused IR node under the last node's output name.
+installs, for its first node, a converter emitting the fused IR node under the last node's output name (the
+recurrent pattern installs a converter for each of its nodes instead: it decides at its first node, when the IR
+shapes are known, whether it applies, and otherwise converts each node as itself).
 """
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from mapping.graph import Gelu, Op, Softplus
 
@@ -102,4 +107,155 @@ def _softplus_patterns(imp) -> None:
             n, Op.SOFTPLUS, [imp.act(x, n)], Softplus(1.0, t), name=w.output[0])
 
 
-PATTERNS = (_gelu_patterns, _softplus_patterns)
+_RECURRENT = ("LSTM", "GRU", "RNN")
+
+
+def _ints(imp, n, name: str, index: int) -> list[int] | None:
+    """Integer list attribute ``name`` of ``n``, or its constant operand ``index`` (newer opsets)."""
+    if len(n.input) > index and n.input[index]:
+        return [int(v) for v in np.ravel(imp.const(n.input[index]))] if imp.is_const(n.input[index]) else None
+    v = imp.attr(n, name)
+    return None if v is None else [int(a) for a in v]
+
+
+def _readers(imp, name: str) -> list:
+    """The nodes reading ``name`` but those the import folds into constants (a Shape)."""
+    return [u for u in imp.consumers(name) if not all(o in imp.consts for o in u.output if o)]
+
+
+def _sole(imp, name: str, *op_types: str):
+    """The one reader of ``name`` (:func:`_readers`) when it is of ``op_types`` and ``name`` is no graph output, else
+    None."""
+    users = _readers(imp, name)
+    ok = len(users) == 1 and name not in imp.graph_outputs and users[0].op_type in op_types
+    return users[0] if ok and users[0].domain in ("", "ai.onnx") else None
+
+
+def _seq_tail(imp, r) -> list | None:
+    """The nodes turning sequence-first ``r``'s Y ``(L, D, N, H)`` into ``(L, N, D·H)``: a Squeeze of axis 1 (D 1)
+    or Transpose(0, 2, 1, 3) then Reshape, as torch exports them; else None."""
+    y = r.output[0]
+    u = _sole(imp, y, "Squeeze", "Transpose")
+    if u is None:
+        return None
+    steps, dirs, batch, hidden = imp.shape(y)
+    if u.op_type == "Squeeze":
+        return [u] if dirs == 1 and _ints(imp, u, "axes", 1) == [1] else None
+    v = _sole(imp, u.output[0], "Reshape") if _ints(imp, u, "perm", 99) == [0, 2, 1, 3] else None
+    return [u, v] if v is not None and imp.shape(v.output[0]) == (steps, batch, dirs * hidden) else None
+
+
+def _rnn_chain(imp, t0):
+    """The recurrent layers torch exports for a ``batch_first=True`` module, from Transpose ``t0`` (perm 1, 0, 2)
+    on: ``([(layer node, the node reading its batch-first sequence or None)], the nodes between them)``, where the
+    last reader is the Transpose back to batch first (or None: the sequence is not read); else None."""
+    if _ints(imp, t0, "perm", 99) != [1, 0, 2]:
+        return None
+    r = _sole(imp, t0.output[0], *_RECURRENT)
+    chain, between = [], [t0]
+    while r is not None and r.input[0] == between[-1].output[0] and not int(imp.attr(r, "layout", 0)):
+        if not imp.consumers(r.output[0]) and r.output[0] not in imp.graph_outputs:
+            return chain + [(r, None)], between
+        tail = _seq_tail(imp, r)
+        u = None if tail is None else _sole(imp, tail[-1].output[0], "Transpose", *_RECURRENT)
+        if u is None:
+            return None
+        between += tail
+        if u.op_type == "Transpose":
+            return (chain + [(r, u)], between + [u]) if _ints(imp, u, "perm", 99) == [1, 0, 2] else None
+        chain.append((r, u))
+        r = u
+    return None
+
+
+def _state_reads(imp, layers) -> tuple[dict, list]:
+    """The final states read one at a time: Gather(axis 0, a scalar index) of a layer's Y_h / Y_c, or of the
+    Concat(axis 0) of all layers' (torch's ``h_n[-1]``). ``({id(layer): [(output index, direction, name)]}, the
+    nodes read so)``."""
+    reads: dict = {id(r): [] for r in layers}
+    taken: list = []
+
+    def pick(g) -> int | None:
+        idx = imp.const(g.input[1]) if g.op_type == "Gather" and imp.is_const(g.input[1]) else None
+        return int(idx) if idx is not None and np.ndim(idx) == 0 and int(imp.attr(g, "axis", 0)) == 0 else None
+
+    for k in (1, 2):
+        outs = [r.output[k] if len(r.output) > k else "" for r in layers]
+        if not all(outs):
+            continue
+        dirs = imp.shape(outs[0])[0]
+        for r, o in zip(layers, outs):
+            for g in imp.consumers(o):
+                if pick(g) is not None and o not in imp.graph_outputs:
+                    reads[id(r)].append((k, pick(g) % dirs, g.output[0]))
+                    taken.append(g)
+        cat = imp.consumers(outs[0])
+        cat = cat[0] if len(cat) == 1 and cat[0].op_type == "Concat" else None
+        if (cat is None or list(cat.input) != outs or int(imp.attr(cat, "axis", 0)) != 0
+                or cat.output[0] in imp.graph_outputs or any(pick(g) is None for g in imp.consumers(cat.output[0]))):
+            continue
+        for g in imp.consumers(cat.output[0]):
+            i = pick(g) % (dirs * len(layers))
+            reads[id(layers[i // dirs])].append((k, i % dirs, g.output[0]))
+            taken.append(g)
+        taken.append(cat)
+    return reads, taken
+
+
+def _batch_first_rnns(imp) -> None:
+    """torch's export of ``nn.LSTM / GRU / RNN(batch_first=True)``: Transpose(1, 0, 2) -> layers in ONNX's
+    sequence-first layout (between them a Squeeze, or a Transpose and Reshape joining the directions) ->
+    Transpose(1, 0, 2) moves the batch twice; the layers run batch first instead (the module's own layout, at any
+    batch), the transposes between them absorbed, and a final state read by index (``h_n[-1]``) is that state.
+    Other reads of Y_h / Y_c keep ONNX's layout (batch 1 only). The values between layers get fresh names (the
+    source's are sequence first); the last sequence and the states read are verified under their own names. When
+    the input is not batch first in the IR (batch 1, a model that moved the batch before), nothing changes."""
+    from mapping.onnx_ops import CONVERTERS
+    from mapping.onnx_rnn import BatchFirst, rnn
+
+    for t0 in imp.onnx_nodes:
+        if t0.op_type != "Transpose" or t0.domain not in ("", "ai.onnx") or id(t0) in imp.overrides:
+            continue
+        found = _rnn_chain(imp, t0)
+        if found is None:
+            continue
+        chain, between = found
+        reads, taken = _state_reads(imp, [r for r, _ in chain])
+        nodes = between + taken + [r for r, _ in chain]
+        if any(id(m) in imp.overrides for m in nodes):
+            continue
+        state: dict = {}
+
+        def quiet(imp, n, state=state):  # a node the layers compute, or (state["plain"]) converted as itself
+            if state["plain"]:
+                CONVERTERS[n.op_type](imp, n)
+
+        def first(imp, n, state=state):
+            x = n.input[0]
+            state["plain"] = imp.offset(x) != 0 or len(imp.ishape(x)) != 3
+            state["x"] = None if state["plain"] else imp.act(x, n)
+            quiet(imp, n)
+
+        taken_ids = frozenset(id(m) for m in taken)
+
+        def layer(imp, n, nxt, reads, state=state, taken=taken_ids):
+            if state["plain"]:
+                return CONVERTERS[n.op_type](imp, n)
+            outs = frozenset(o for o in n.output[1:] if o and o not in imp.graph_outputs
+                             and all(id(g) in taken for g in _readers(imp, o)))
+            y = nxt.output[0] if nxt is not None and nxt.op_type == "Transpose" else None
+            state["x"] = rnn(imp, n, BatchFirst(state["x"], y, tuple(reads), outs, nxt is not None))
+
+        for m in nodes:
+            imp.overrides[id(m)] = quiet
+        imp.overrides[id(t0)] = first
+        for r, nxt in chain:
+            imp.overrides[id(r)] = _bind(layer, nxt, reads[id(r)])
+
+
+def _bind(fn, *args):
+    """A converter ``(imp, n)`` calling ``fn(imp, n, *args)``."""
+    return lambda imp, n: fn(imp, n, *args)
+
+
+PATTERNS = (_gelu_patterns, _softplus_patterns, _batch_first_rnns)

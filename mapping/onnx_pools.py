@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from mapping.graph import AdaptivePool, Op, Pool, Reduce, Scalar, Upsample
 from mapping.onnx_1d import pool1d
+from mapping.onnx_3d import pool3d
 from mapping.onnx_importer import registrar
 
 __all__ = ["CONVERTERS", "pads2d", "window"]
@@ -58,19 +61,20 @@ def _pool(imp, n) -> Pool:
 
 @converts("MaxPool")
 def maxpool(imp, n) -> None:
-    """MaxPool 2-D with symmetric pads -> MAXPOOL (the Indices output is refused); 1-D: :mod:`mapping.onnx_1d`."""
+    """MaxPool 2-D with symmetric pads -> MAXPOOL (the Indices output is refused); 1-D / 3-D: :mod:`mapping.onnx_1d` /
+    :mod:`mapping.onnx_3d`."""
     if len(n.output) > 1 and n.output[1] and imp.consumers(n.output[1]):
         imp.refuse(n, "its Indices output is used")
-    if len(imp.attr(n, "kernel_shape", [])) == 1:
-        return pool1d(imp, n, Op.MAXPOOL)
+    if len(imp.attr(n, "kernel_shape", [])) in (1, 3):
+        return (pool1d if len(imp.attr(n, "kernel_shape")) == 1 else pool3d)(imp, n, Op.MAXPOOL)
     imp.emit(n, Op.MAXPOOL, [imp.act(n.input[0], n)], _pool(imp, n))
 
 
 @converts("AveragePool")
 def avgpool(imp, n) -> None:
     """AveragePool 2-D with symmetric pads, no dilation -> AVGPOOL (count_include_pad as given)."""
-    if len(imp.attr(n, "kernel_shape", [])) == 1:
-        return pool1d(imp, n, Op.AVGPOOL)
+    if len(imp.attr(n, "kernel_shape", [])) in (1, 3):
+        return (pool1d if len(imp.attr(n, "kernel_shape")) == 1 else pool3d)(imp, n, Op.AVGPOOL)
     p = _pool(imp, n)
     if p.dilation != (1, 1):
         imp.refuse(n, "dilated average pooling")
@@ -134,10 +138,36 @@ def reduce(imp, n) -> None:
     imp.emit_as(n, after, [y], None, natural)
 
 
+# torch's nearest-exact, input index floor((i + 0.5) / s) for output index i and scale s: ONNX's half_pixel
+# coordinates (i + 0.5) / s - 0.5 rounded half up, or tf_half_pixel_for_nn's (i + 0.5) / s floored; rounded half
+# down, half_pixel agrees with it at whole factors (no ties there). half_pixel with floor is neither (onnxruntime:
+# output 2 of a 2x upscale reads input 0).
+_NEAREST_EXACT = {("half_pixel", "round_prefer_ceil"), ("pytorch_half_pixel", "round_prefer_ceil"),
+                  ("half_pixel", "round_prefer_floor"), ("pytorch_half_pixel", "round_prefer_floor"),
+                  ("tf_half_pixel_for_nn", "floor")}
+
+
+def _nearest_exact(imp, n, src: tuple[int, ...], out: tuple[int, ...]) -> Upsample:
+    """A nearest-exact Resize (``_NEAREST_EXACT``) as UPSAMPLE nearest: at whole upscaling factors s (output i = k·s
+    + r, r < s) every form reads input k, as nearest (floor(i / s)) does; other factors are refused. A ``scales``
+    input must be those factors exactly (ONNX maps pixels by it, not by the size ratio)."""
+    factors = [o / i for o, i in zip(out[2:], src[2:])]
+    if any(o % i for o, i in zip(out[2:], src[2:])):
+        imp.refuse(n, f"nearest-exact resizing (coordinate_transformation_mode "
+                      f"{imp.attr(n, 'coordinate_transformation_mode')!r}) by factors {factors[0]:g} x {factors[1]:g} "
+                      f"from {src[2:]} to {out[2:]}: only whole upscaling factors (where it equals nearest)")
+    scales = imp.const_input(n, 2, "scales") if len(n.input) > 2 and n.input[2] else None
+    if scales is not None and np.size(scales) and [float(v) for v in np.ravel(scales)[-2:]] != factors:
+        imp.refuse(n, f"nearest-exact resizing by scales {', '.join(f'{float(v):g}' for v in np.ravel(scales))}: "
+                      f"ONNX maps pixels by them, not by the size ratio {factors[0]:g} x {factors[1]:g}")
+    return Upsample(out[2:], "nearest")
+
+
 @converts("Resize")
 def resize(imp, n) -> None:
     """Resize of H, W of NCHW -> UPSAMPLE to the output's size: mode nearest with coordinates asymmetric and
-    nearest_mode floor (torch's nearest); linear with half_pixel / pytorch_half_pixel (bilinear) or align_corners."""
+    nearest_mode floor (torch's nearest); linear with half_pixel / pytorch_half_pixel (bilinear) or align_corners;
+    torch's nearest-exact (:func:`_nearest_exact`) at whole factors."""
     imp.batched(n, n.input[0])
     src, out = imp.shape(n.input[0]), imp.shape(n.output[0])
     if len(src) != 4 or src[:2] != out[:2]:
@@ -150,6 +180,8 @@ def resize(imp, n) -> None:
         attrs = Upsample(out[2:], "nearest")
     elif mode == "linear" and coords in ("half_pixel", "pytorch_half_pixel", "align_corners"):
         attrs = Upsample(out[2:], "bilinear", coords == "align_corners")
+    elif mode == "nearest" and (coords, imp.attr(n, "nearest_mode", "round_prefer_floor")) in _NEAREST_EXACT:
+        attrs = _nearest_exact(imp, n, src, out)
     elif mode == "nearest" and coords == "asymmetric":
         imp.refuse(n, f"nearest_mode {imp.attr(n, 'nearest_mode', 'round_prefer_floor')!r} (hwsim maps torch's "
                       "nearest: nearest_mode 'floor' with coordinate_transformation_mode 'asymmetric')")

@@ -25,6 +25,8 @@ torch's ifgo and rzn; ``layout`` 0 and 1, directions forward / reverse / bidirec
 Tanh or Relu), GRU ``linear_before_reset`` 1 (torch's cell, the one torch exports) and 0 (ONNX's default: the
 hidden matrix's n rows, ``W_hn``, apply to ``r * h``). Refused in one line: ``clip``, other activations,
 ``input_forget``, peepholes, ``sequence_lens`` shorter than the sequence, initial states computed from the input.
+torch's export of a batch-first layer (Transposes around layout-0 nodes) runs batch first at any batch: the pattern
+in ``mapping.onnx_patterns`` converts each node with a :class:`BatchFirst`.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import numpy as np
 from mapping.graph import Clamp, Concat, Linear, Op, Reshape, Slice
 from mapping.onnx_importer import registrar
 
-__all__ = ["CONVERTERS", "Weights", "GATES", "time_steps", "unroll", "assemble"]
+__all__ = ["CONVERTERS", "BatchFirst", "Weights", "GATES", "time_steps", "unroll", "assemble"]
 
 CONVERTERS: dict = {}
 converts = registrar(CONVERTERS)
@@ -242,25 +244,42 @@ def _direction(imp, n, d: int, hidden: int, layout: int, lead: tuple) -> Weights
                    w_hn=key(2, r[rz:], "weight_hn") if split else None, b_hn=b_hn)
 
 
+@dataclass(frozen=True, slots=True)
+class BatchFirst:
+    """How ``mapping.onnx_patterns`` has a sequence-first (layout 0) node between the Transposes of a batch-first
+    export run batch first: ``x`` the IR value ``(N, L, F)`` it reads (the Transpose's input), ``y`` the name of its
+    ``(N, L, D·H)`` output (the closing Transpose's; None: a fresh one), ``states`` the final states read one at a
+    time, ``(output index 1 = Y_h or 2 = Y_c, index into that output's dim 0, value name)`` each ``(N, H)``;
+    ``taken`` the node's outputs whose every reader the pattern computes (not emitted as ONNX lays them out);
+    ``read`` whether the sequence is read."""
+
+    x: str
+    y: str | None = None
+    states: tuple[tuple[int, int, str], ...] = ()
+    taken: frozenset[str] = frozenset()
+    read: bool = True
+
+
 @converts("LSTM", "GRU", "RNN")
-def rnn(imp, n) -> None:
-    """LSTM / GRU / RNN -> the unrolled cell (module docstring), one set of parameter keys per direction."""
+def rnn(imp, n, bf: BatchFirst | None = None) -> str | None:
+    """LSTM / GRU / RNN -> the unrolled cell (module docstring), one set of parameter keys per direction. With
+    ``bf`` the node runs batch first (:class:`BatchFirst`); returns the IR value of its sequence output."""
     op, mode = n.op_type, _onnx_mode(imp, n)
     hidden, layout = int(imp.attr(n, "hidden_size")), int(imp.attr(n, "layout", 0))
     direction = imp.attr(n, "direction", "forward")
     x = n.input[0]
-    xshape = imp.shape(x)
-    steps = xshape[1 if layout else 0]
+    xshape = imp.shape(x) if bf is None else imp.shapes[bf.x]
+    steps = xshape[1 if layout or bf else 0]
     lens = imp.const_input(n, 4, "sequence_lens")
     if lens is not None and not np.all(lens == steps):
         imp.refuse(n, "sequence_lens shorter than the sequence are not supported")
     if op == "LSTM" and len(n.input) > 7 and n.input[7] and np.any(imp.const_input(n, 7, "peepholes")):
         imp.refuse(n, "peephole weights (P) are not supported")
-    if (1 if layout else 0) + imp.offset(x) == 0:
+    if bf is None and (1 if layout else 0) + imp.offset(x) == 0:
         imp.refuse(n, "its time axis is the first dim of its input, which hwsim takes as the batch: export a "
                    "batch-first model (batch_first=True) with batch 1")
-    tdim = imp.dim(n, x, 1 if layout else 0, "time axis")
-    xv = imp.act(x, n)
+    tdim = 1 if bf else imp.dim(n, x, 1 if layout else 0, "time axis")
+    xv = bf.x if bf else imp.act(x, n)
 
     def emit(o, ins, attrs=None, params=None, *, tag, shape, name=None):
         return imp.emit(n, o, ins, attrs, params, {"recurrent": n.name or n.output[0]}, name=name or imp.fresh(n, tag),
@@ -274,7 +293,16 @@ def rnn(imp, n) -> None:
     outs, hs, cs = unroll(emit, mode, hidden, [dirs], xs, xshape[-1], lead)
     if direction == "reverse":
         outs = outs[::-1]
-    for out, states in zip(n.output, ([s for o in outs for s in o], hs, cs)):
-        if out and (imp.consumers(out) or out in imp.graph_outputs):
+    seq = [s for o in outs for s in o]
+    y = None
+    if bf is not None and bf.read:  # the (N, L, D·H) sequence
+        y = assemble(emit, seq, [imp.shapes[s] for s in seq], lead[:1] + (steps, len(dirs) * hidden), "seq",
+                     name=bf.y)
+    for k, d, name in bf.states if bf is not None else ():  # each final state read alone
+        v = (hs, cs)[k - 1][d]
+        assemble(emit, [v], [imp.shapes[v]], imp.shapes[v], "state", name=name)
+    for i, (out, states) in enumerate(zip(n.output, (seq, hs, cs))):
+        if out and (bf is None or (i and out not in bf.taken)) and (imp.consumers(out) or out in imp.graph_outputs):
             v = assemble(emit, states, [imp.shapes[s] for s in states], imp.out_shape(n, out), "out", name=out)
             imp.ir[out] = v
+    return y

@@ -28,8 +28,10 @@ import torch.nn as nn
 
 from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError, first_line
 from mapping._builder import BatchMoved, Builder, batch_coincidences, module_path
+from mapping._call_check import check_calls
 from mapping._model_state import _changed_buffers, _module_state, _restore, copy_module, eval_mode
 from mapping._torch_1d import ONE_D_MODULES, one_d_module
+from mapping._torch_3d import THREE_D_MODULES, three_d_module
 from mapping._trace_modules import (  # noqa: F401 (the leaf modules' converters; re-exported, as before the split)
     _MODULES,
     ModuleConversion,
@@ -91,7 +93,7 @@ def _converter_for(m: nn.Module) -> ModuleConverter | None:
 
 
 def _leaf_kind(m: nn.Module) -> str | None:
-    """"convert", "pass", "reshape", "mha", "rnn", "1d", "refuse" (an unsupported torch.nn layer), or None (trace
+    """"convert", "pass", "reshape", "mha", "rnn", "1d", "3d", "refuse" (an unsupported torch.nn layer), or None (trace
     through)."""
     if isinstance(m, _PASS_THROUGH) and type(m).forward in {c.forward for c in _PASS_THROUGH}:
         return "pass"
@@ -105,6 +107,8 @@ def _leaf_kind(m: nn.Module) -> str | None:
         return "rnn"
     if type(m) in ONE_D_MODULES:
         return "1d"
+    if type(m) in THREE_D_MODULES:  # unrolled over the depth (mapping._torch_3d)
+        return "3d"
     if _converter_for(m) is not None:
         return "convert"
     if type(m) in _TRACE_THROUGH or isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
@@ -156,6 +160,9 @@ def convert_module(b: Builder, n: fx.Node) -> None:
     if kind == "1d":
         one_d_module(b, n, m)
         return
+    if kind == "3d":
+        three_d_module(b, n, m)
+        return
     if type(m) is nn.ChannelShuffle:
         b.emit(n, Op.CHANNEL_SHUFFLE, [b.ref(n.args[0], n)], ChannelShuffle(int(m.groups)), module=str(n.target))
         return
@@ -163,6 +170,9 @@ def convert_module(b: Builder, n: fx.Node) -> None:
         raise UnsupportedOpError(f"unsupported layer {type(m).__name__} at module '{n.target}'")
     if len([a for a in n.args if isinstance(a, fx.Node)]) != 1 or n.kwargs:
         raise UnsupportedOpError(f"{type(m).__name__} at '{n.target}' called with more than one input")
+    if not isinstance(b.values[n.name], torch.Tensor):
+        raise UnsupportedOpError(f"{type(m).__name__} at '{n.target}' returns a {type(b.values[n.name]).__name__}, "
+                                 "not one tensor (return_indices=True?)")
     x = n.args[0]
     try:
         c = _converter_for(m)(m, (b.ishape(x),), b.out_shape(n))
@@ -360,13 +370,13 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
         with torch.no_grad():
             gm, how = _graph_module(model, x)
             try:
-                graph, b = _build(model, gm, x, name)
+                graph, b = _build(model, gm, x, name, how == "torch.export")
             except UnsupportedOpError as e_fx:  # an op fx leaves opaque may decompose into supported ATen ops
                 if how != "torch.fx" or isinstance(e_fx, BatchMoved):  # a batch move is one in any graph
                     raise
                 try:
                     gm = _export_module(model, x)
-                    graph, b = _build(model, gm, x, name)
+                    graph, b = _build(model, gm, x, name, True)
                 except Exception:
                     raise e_fx from None
         from mapping.verify import check_finite_params
@@ -389,54 +399,11 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
                 raise
             with torch.no_grad():
                 _restore(state)  # the model as the user has it (tracing may have filled its caches with proxies)
-            _check_calls(model, gm, x)
+            check_calls(model, gm, x)
         return graph
     finally:
         with torch.no_grad():
             _restore(state)
-
-
-def _leaves(v: Any) -> list[torch.Tensor]:
-    """The tensors of a model's output (a tensor, or tuples, lists and dicts of them), in order."""
-    if isinstance(v, torch.Tensor):
-        return [v]
-    if isinstance(v, dict):
-        v = list(v.values())
-    return [t for e in v for t in _leaves(e)] if isinstance(v, (list, tuple)) else []
-
-
-def _check_calls(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor) -> None:
-    """The traced graph module ``gm`` (what the IR was converted from, node by node) computes what calling the model
-    computes, on the sample ``x`` and on two other inputs (values in [0, 1), and wide ones; skipped where the model
-    itself raises): a hook on the model itself, a forward replaced on the instance, autocast, or a value computed
-    from the input and frozen by tracing (``.item()``, ``.tolist()``, a Python branch on values) would otherwise give
-    a verified graph of something else. The model runs with torch's fused attention fast path off (the path tracing
-    takes: the same function, other rounding, 1.5e-5 apart on wide inputs to nn.TransformerEncoder)."""
-    rng = np.random.default_rng(1)
-    others = [rng.random(tuple(x.shape)), 30.0 * rng.standard_normal(tuple(x.shape))]  # image-like, wide
-    fast = torch.backends.mha.get_fastpath_enabled()
-    for what, xi in [("the check input", x)] + [("another input", torch.from_numpy(o.astype(np.float32))) for o in others]:
-        try:
-            torch.backends.mha.set_fastpath_enabled(False)
-            with torch.no_grad(), eval_mode(model):  # as traced (the user's train/eval flags come back after)
-                want, got = _leaves(model(xi)), _leaves(gm(xi))
-        except Exception as e:  # a model that refuses such values (a range check): nothing to compare there
-            if what == "another input":
-                continue
-            raise ConversionError(f"{type(model).__name__}: calling the model on the check input fails after "
-                                  f"tracing it: {first_line(e)}") from None
-        finally:
-            torch.backends.mha.set_fastpath_enabled(fast)
-        same = len(want) == len(got) and all(
-            w.numel() == g.numel() and torch.allclose(g.reshape(w.shape).float(), w.float(), rtol=1e-5,
-                                                      atol=1e-6 * float(w.abs().max()) if w.numel() else 0.0,
-                                                      equal_nan=True)
-            for w, g in zip(want, got))
-        if not same:
-            raise ConversionError(f"{type(model).__name__}: its traced graph computes other outputs than calling the "
-                                  f"model on {what}: a hook on the model, a forward replaced on the instance, autocast, "
-                                  "or a value computed from the input that tracing froze (.item(), .tolist(), a branch "
-                                  "on values); hwsim converts the module's own forward only")
 
 
 def _refuse_brevitas(model: nn.Module) -> None:
@@ -461,8 +428,10 @@ def _warn_if_training(model: nn.Module) -> None:
                       stacklevel=4)
 
 
-def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | None) -> tuple[Graph, Builder]:
-    """Record every value of ``gm`` on ``x`` and convert it (see the module docstring, steps 2-3)."""
+def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | None,
+           exported: bool = False) -> tuple[Graph, Builder]:
+    """Record every value of ``gm`` on ``x`` and convert it (see the module docstring, steps 2-3); ``exported``:
+    ``gm`` is torch.export's, specialised to ``x``'s batch."""
     from mapping._torch_ops import handle
     from mapping.passes.canonical import canonical
 
@@ -478,7 +447,8 @@ def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | No
                               "were computed (an in-place op such as relu_(), add_(), nn.ReLU(inplace=True) or out= "
                               "whose result is not used); return the in-place op's result instead")
     b = Builder(gm, rec.values, int(x.shape[0]), name or type(model).__name__,
-                not_batch=batch_coincidences(gm, rec.values, x))
+                not_batch=batch_coincidences(gm, rec.values, x,
+                                             (lambda x2: _export_module(model, x2)) if exported else None))
     return canonical(b.build(handle)), b
 
 

@@ -248,3 +248,24 @@ def test_iterative_pruning_of_a_pruned_network(key):
         _close(twice(x), mask_channels(once, deps, remove)(x))
     n = [sum(p.numel() for p in m.parameters()) for m in (model, once, twice)]
     assert n[0] > n[1] > n[2]
+
+
+class _Between(nn.Module):
+    """Two convs around one functional op: a flip (several IR ops) or a softmin (an ATen softmax after a neg, which
+    mapping.trace imports through torch.export)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.a, self.b, self.fn = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1), fn
+
+    def forward(self, x):
+        return self.b(self.fn(self.a(x)))
+
+
+def test_refusals_name_a_composite_op_apart_from_a_torch_export_import():
+    with pytest.raises(UnprunableError) as e:
+        analyze(_Between(lambda y: torch.flip(y, [3])), (1, 3, 8, 8))
+    msg = str(e.value)
+    assert "'flip' (a flip) is imported as several IR ops" in msg and "torch.export" not in msg, msg
+    with pytest.raises(UnprunableError, match="imported through torch.export"):
+        analyze(_Between(lambda y: torch.nn.functional.softmin(y, 1)), (1, 3, 8, 8))

@@ -117,7 +117,7 @@ def test_unsupported_op_names_op_and_module_path():
 
 
 def test_unsupported_module_is_refused_at_trace_time():
-    m = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Conv3d(3, 3, 1))
+    m = nn.Sequential(nn.Conv2d(3, 3, 1), nn.Unfold(2))
     with pytest.raises(UnsupportedOpError):
         mapping.trace(m, (1, 3, 4, 4))
 

@@ -47,7 +47,7 @@ def _x(shape, seed=0):
 def _torch(model, x):
     with torch.no_grad():
         y = model(torch.from_numpy(x))
-    from mapping.trace import _leaves
+    from mapping._call_check import _leaves
 
     return [t.numpy() for t in _leaves(y)]
 

@@ -70,3 +70,46 @@ def test_an_unknown_tensor_attribute_is_refused_by_name():
 
     with pytest.raises(UnsupportedOpError, match="'real'"):
         trace(Imag(), (1, 3))
+
+
+class _MergeAll(nn.Module):
+    """``reshape(1, -1)`` merges the batch into the features: at batch 1 its leading 1 is not the batch."""
+
+    def forward(self, x):
+        return torch.softmax(x.reshape(1, -1), -1)
+
+
+def test_a_leading_one_that_is_not_the_batch_makes_a_batch_1_graph_batch_fixed():
+    from hwsim.errors import ShapeError
+
+    g = trace(_MergeAll(), (1, 8, 4, 4))
+    assert g.batch_fixed  # found by the shape-only run at batch 2 (it was batch-general: softmax per row at batch 2)
+    x = np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(hwsim.simulate(g, "cpu/host", x=x).outputs, _MergeAll()(torch.from_numpy(x)).numpy(),
+                               rtol=1e-6)
+    with pytest.raises(ShapeError, match="simulate it with batch 1"):
+        hwsim.simulate(g, "cpu/host", x=np.concatenate([x, x]))
+
+
+def test_an_lstm_state_returned_directly_is_batch_fixed_at_batch_1():
+    class State(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.r = nn.LSTM(4, 12, batch_first=True)
+
+        def forward(self, x):
+            return self.r(x)[1][0]  # h_n: (layers, batch, hidden)
+
+    assert trace(State().eval(), (1, 5, 4)).batch_fixed
+    assert not trace(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), (1, 3, 8, 8)).batch_fixed
+
+
+def test_nan_and_inf_outputs_are_compared_not_crashed_on():
+    """The call check's tolerance comes from the finite values (a NaN made it NaN: a RuntimeError; an inf would
+    have made it accept anything)."""
+    class AllMasked(nn.Module):
+        def forward(self, x):
+            return torch.softmax(x.masked_fill(x > -10, float("-inf")), -1)  # every row masked: NaN
+
+    x = np.random.default_rng(0).standard_normal((1, 4, 8)).astype(np.float32)
+    assert np.isnan(hwsim.simulate(AllMasked(), "cpu/host", x=x).outputs).all()

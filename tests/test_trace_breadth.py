@@ -620,14 +620,14 @@ def _mha(batch_first):
     (nn.LSTM(8, 8, batch_first=True, proj_size=4), lambda layer, x: layer(x)[0], (1, 5, 8),
      ["LSTM", "'body.layer'", "proj_size"]),
     (nn.ConvTranspose1d(3, 4, 2, 2), None, (1, 3, 4), ["ConvTranspose1d", "'body.layer'"]),
-    (nn.Conv3d(3, 4, 1), None, (1, 3, 2, 4, 4), ["Conv3d", "'body.layer'"]),
+    (nn.ConvTranspose3d(3, 4, 1), None, (1, 3, 2, 4, 4), ["ConvTranspose3d", "'body.layer'"]),
     (Cumsum(), None, (1, 3, 4, 4), ["cumsum", "'body.layer'"]),
     (_mha(False), lambda layer, x: layer(x, x, x, need_weights=False)[0], (2, 5, 8),
      ["MultiheadAttention", "'body.layer'", "batch_first"]),
     (_mha(True), lambda layer, x: layer(x, x, x)[1], (2, 5, 8),
      ["MultiheadAttention", "'body.layer'", "attention weights"]),
     (nn.Embedding(10, 4), None, (1, 5), ["Embedding", "'body.layer'"]),
-], ids=["lstm", "conv_transpose1d", "conv3d", "cumsum", "mha_seq_first", "mha_weights", "embedding"])
+], ids=["lstm", "conv_transpose1d", "conv_transpose3d", "cumsum", "mha_seq_first", "mha_weights", "embedding"])
 def test_unmappable_layers_are_refused_by_name_and_path(layer, fn, shape, words):
     m = Holder(layer, fn) if fn is not None else Holder(layer)
     with pytest.raises(UnsupportedOpError) as e:
@@ -639,7 +639,7 @@ def test_unmappable_layers_are_refused_by_name_and_path(layer, fn, shape, words)
 
 
 @pytest.mark.parametrize("fn,words", [
-    (lambda x: F.conv3d(x.unsqueeze(2), torch.ones(4, 3, 1, 1, 1)), ["conv3d"]),
+    (lambda x: F.conv_transpose3d(x.unsqueeze(2), torch.ones(3, 4, 1, 1, 1)), ["conv_transpose3d"]),
     (lambda x: F.conv_transpose1d(x.flatten(2), torch.ones(3, 4, 2)), ["conv_transpose1d"]),
     (lambda x: x.cumsum(2), ["cumsum"]),
     (lambda x: x.sort(1)[0], ["sort"]),
@@ -650,7 +650,7 @@ def test_unmappable_layers_are_refused_by_name_and_path(layer, fn, shape, words)
     (lambda x: torch.max(x, x * 2), ["max", "elementwise maximum"]),
     (lambda x: F.interpolate(x, scale_factor=1.3), ["interpolate", "1/scale_factor"]),
     (lambda x: (x > 0).any(1, keepdim=True) * x, ["any", "bool"]),
-], ids=["conv3d", "conv_transpose1d", "cumsum", "sort", "advanced_index", "mean_all", "softmax_batch",
+], ids=["conv_transpose3d", "conv_transpose1d", "cumsum", "sort", "advanced_index", "mean_all", "softmax_batch",
         "floordiv", "max_two_tensors", "interpolate_fractional_scale", "bool_reduction"])
 def test_unmappable_functions_are_refused_by_name_and_path(fn, words):
     m = Holder(Fn(lambda s, x: fn(x)))
@@ -742,7 +742,7 @@ def test_in_place_activations_whose_result_is_used_still_import():
     check(Uses(), (1, 3, 6, 6), [Op.CONV2D, Op.RELU, Op.ADD, Op.RELU])
 
 
-def test_a_pass_through_that_changes_values_is_refused():
+def test_a_dropout_left_in_training_mode_is_refused():
     """F.dropout's default training=True is not the identity the graph would make of it."""
 
     class Drop(nn.Module):
@@ -753,7 +753,7 @@ def test_a_pass_through_that_changes_values_is_refused():
         def forward(self, x):
             return F.dropout(self.c(x), 0.5)
 
-    with pytest.raises(ConversionError, match="pass-through.*training"):
+    with pytest.raises(UnsupportedOpError, match="training=True.*training=self.training"):
         mapping.trace(Drop(), (1, 3, 6, 6))
 
 

@@ -153,3 +153,23 @@ def test_a_transformer_encoder_is_checked_on_the_path_tracing_takes():
     out = hwsim.simulate(m, "cpu/host", x=x.numpy()).outputs
     np.testing.assert_allclose(out, m(x).detach().numpy(), atol=1e-5)
     assert torch.backends.mha.get_fastpath_enabled()
+
+
+def test_a_functional_dropout_left_in_training_mode_is_refused_by_name():
+    """F.dropout(x, p) drops at random even in eval mode (training=True is its default): refused, naming the fix;
+    with training=self.training it is its input."""
+    class Drop(nn.Module):
+        def __init__(self, follow: bool):
+            super().__init__()
+            self.fc, self.follow = nn.Linear(4, 4), follow
+
+        def forward(self, x):
+            return F.dropout(self.fc(x), 0.5, training=self.training) if self.follow else F.dropout(self.fc(x), 0.5)
+
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(UnsupportedOpError, match="training=True .*pass training=self.training") as e:
+        hwsim.simulate(Drop(False).eval(), "cpu/host", x=x)
+    assert "\n" not in str(e.value)
+    m = Drop(True).eval()
+    np.testing.assert_allclose(hwsim.simulate(m, "cpu/host", x=x).outputs, m(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-6)

@@ -156,9 +156,8 @@ def analyze(model: nn.Module, input_shape: Sequence[int]) -> DependencyGraph:
     graph = trace(model, shape)
     fx_nodes = {n.name: n for n in fx_trace(model).graph.nodes}
     missing = next((n for n in graph.nodes if n.name not in fx_nodes), None)
-    if missing is not None:  # mapping.trace went through torch.export (a Conv2d with a padding_mode, control flow)
-        raise UnprunableError(f"{missing.op.value} '{missing.module or missing.name}' was imported through "
-                              "torch.export, not torch.fx: channel surgery follows torch.fx's graph only")
+    if missing is not None:
+        raise UnprunableError(_unfollowed(graph, missing, fx_nodes))
     st = _Classes(graph)
     for i in graph.inputs:
         st.vc[i.name] = st.fresh(i.name, "network input")
@@ -167,6 +166,27 @@ def analyze(model: nn.Module, input_shape: Sequence[int]) -> DependencyGraph:
     for o in graph.outputs:
         st.pin_all(st.vc[o], f"network output '{o}'")
     return _finish(graph, shape, st.uf, st.vc, st.pin, st.prod, st.cons, st.dw, st.bn, graph.consumers())
+
+
+def _unfollowed(graph: Graph, missing, fx_nodes: Mapping[str, fx.Node]) -> str:
+    """Why IR node ``missing`` has no torch.fx node of its name. A torch.fx import names each module call's node by
+    the fx node (a torch.export import, which mapping.trace falls back to when the fx graph has an op it cannot
+    convert, names nodes by ATen ops: no module call's fx name is an IR name); a composite op's helper nodes are
+    named ``<fx node>_<suffix>`` (mapping._torch_composite, _torch_mask, _torch_activations, _torch_rnn)."""
+    names = {n.name for n in graph.nodes}
+    calls = [m.name for m in fx_nodes.values() if m.op == "call_module"]
+    if calls and not any(c in names for c in calls):
+        return (f"{missing.op.value} '{missing.module or missing.name}' was imported through torch.export, not "
+                "torch.fx: channel surgery follows torch.fx's graph only")
+    owner = max((k for k in fx_nodes if missing.name.startswith(k + "_")), key=len, default=None)
+    if owner is None:
+        return (f"{missing.op.value} '{missing.name}' has no torch.fx node of its name: channel surgery follows one "
+                "IR node per torch.fx node")
+    m = fx_nodes[owner]
+    what = type(m.graph.owning_module.get_submodule(m.target)).__name__ if m.op == "call_module" else \
+        getattr(m.target, "__name__", str(m.target))
+    return (f"'{owner}' (a {what}) is imported as several IR ops ('{missing.name}' among them); channel surgery "
+            "follows one IR node per torch.fx node")
 
 
 class _Classes:
