@@ -8,6 +8,7 @@ contract (:class:`hwsim.target.Target`: ``SPEC``, ``simulate(graph, spec, x, *, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -122,6 +123,24 @@ def _shape_arg(shape: Any) -> tuple[int, ...] | None:
     return tuple(int(s) for s in items)
 
 
+def keeps_torch_threads(fn):
+    """``fn`` leaves the thread count set in torch as it found it: Numba's OpenMP threading layer, started by the
+    first parallel kernel after torch's own pool, leaves torch at the machine's count (``torch.set_num_threads(1)``
+    then an IMC simulation: 2). Not at import (a process with OpenMP threads must not fork: the sweep workers
+    fork from a server that imports hwsim)."""
+    @functools.wraps(fn)
+    def kept(*args, **kwargs):
+        torch = sys.modules.get("torch")
+        before = torch.get_num_threads() if torch is not None else None
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if torch is not None and torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+    return kept
+
+
+@keeps_torch_threads
 def simulate(model_or_graph: Any, spec: Any, x: np.ndarray | None = None, input_shape: Sequence[int] | None = None,
              seed: int = 0, *, verify: bool = True, **target_options: Any) -> Result:
     """Map a network onto ``spec``'s hardware and simulate it.

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from hwsim.api import keeps_torch_threads
 from hwsim.errors import HwsimError, ShapeError, first_line
 from hwsim.evaluate_data import (  # noqa: F401 (the data side; re-exported, as before the split)
     Dataset,
@@ -406,6 +407,7 @@ def _check_args(seeds: Any, batch_size: Any, executor: Any, workers: Any, option
     return tuple(int(s) for s in seeds)
 
 
+@keeps_torch_threads
 def evaluate(model: Any, spec: Any, x: Any, y: Any = None, *, seeds: Iterable[int] = (0,), batch_size: int = 256,
              executor: Executor | None = None, workers: int | None = None,
              options: Mapping[str, Any] | None = None, progress: bool | None = None) -> Evaluation:
