@@ -107,7 +107,8 @@ class PTQResult:
 def quantize_ptq(model: nn.Module, calib, input_shape: Sequence[int], weight_bits: int = 8, act_bits: int = 8,
                  per_channel: bool = True) -> PTQResult:
     """Post-training quantization of every conv (1-d, 2-d) / linear of a copy of ``model`` (see module doc); a
-    transposed conv stays float (the targets that run quantized layers, IMC and the CPU's int8 path, refuse it).
+    transposed conv and a 3-d conv stay float (the CPU's int8 path refuses them; the IMC target quantizes a
+    transposed conv itself and runs a 3-d conv's 2-d taps with dynamic scales).
 
     calib: an (N, C, H, W) array/tensor or a list of them (a few batches are enough).
     """
