@@ -4,25 +4,15 @@
 ``(Cout, Cin/group, k)`` is stored as ``(Cout, Cin/group, 1, k)``. Asymmetric pads are refused."""
 from __future__ import annotations
 
-import math
-
 from mapping.graph import Conv2d, Op, Pool, Reshape
+from mapping.onnx_importer import window_pads
 
 __all__ = ["conv1d", "pool1d"]
 
 
 def _pads(imp, n, size: int, k: int, s: int, d: int) -> int:
     """The symmetric pad of a 1-D window op from ``pads`` or ``auto_pad`` (asymmetric: refused)."""
-    auto = imp.attr(n, "auto_pad", "NOTSET")
-    if auto in ("NOTSET", ""):
-        begin, end = (int(v) for v in imp.attr(n, "pads", [0, 0]))
-    elif auto == "VALID":
-        begin = end = 0
-    elif auto in ("SAME_UPPER", "SAME_LOWER"):
-        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        begin, end = total // 2, total - total // 2
-    else:
-        imp.refuse(n, f"auto_pad {auto!r}")
+    ((begin, end),) = window_pads(imp, n, [size], [k], [s], [d])
     if begin != end:
         imp.refuse(n, f"asymmetric pads {(begin, end)} of a 1-D {n.op_type}")
     return begin

@@ -5,36 +5,18 @@ a 2-D pool over (H, W), then one over the depth). Pads must be symmetric in H an
 Conv's depth pads may differ (a PAD node adds them)."""
 from __future__ import annotations
 
-import math
-
 from mapping._torch_3d import Emit, conv3d_nodes, pool3d_nodes
 from mapping.graph import Conv2d, Op, Pool
+from mapping.onnx_importer import window_pads
 
 __all__ = ["conv3d", "pool3d"]
-
-
-def _pads(imp, n, size, kernel, strides, dils) -> list[tuple[int, int]]:
-    """(begin, end) per spatial axis (D, H, W) from ``pads`` or ``auto_pad``."""
-    auto = imp.attr(n, "auto_pad", "NOTSET")
-    if auto in ("NOTSET", ""):
-        p = [int(v) for v in imp.attr(n, "pads", [0] * 6)]
-        return [(p[i], p[i + 3]) for i in range(3)]
-    if auto == "VALID":
-        return [(0, 0)] * 3
-    if auto not in ("SAME_UPPER", "SAME_LOWER"):
-        imp.refuse(n, f"auto_pad {auto!r}")
-    out = []
-    for x, k, s, d in zip(size, kernel, strides, dils):
-        total = max((math.ceil(x / s) - 1) * s + (k - 1) * d + 1 - x, 0)
-        out.append((total // 2, total - total // 2) if auto == "SAME_UPPER" else (total - total // 2, total // 2))
-    return out
 
 
 def _window(imp, n, kernel) -> tuple[tuple, tuple, list[tuple[int, int]]]:
     """strides, dilations, pads of a 3-D window op of ``kernel`` (kd, kh, kw); asymmetric H/W pads refused."""
     s = tuple(int(v) for v in imp.attr(n, "strides", [1, 1, 1]))
     d = tuple(int(v) for v in imp.attr(n, "dilations", [1, 1, 1]))
-    pads = _pads(imp, n, imp.shape(n.input[0])[2:], kernel, s, d)
+    pads = window_pads(imp, n, imp.shape(n.input[0])[2:], kernel, s, d)
     if any(a != b for a, b in pads[1:]):
         imp.refuse(n, f"asymmetric pads {pads} in H or W of a 3-D {n.op_type}")
     return s, d, pads

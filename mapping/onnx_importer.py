@@ -12,6 +12,7 @@ N > 1 such a model is refused: export and import it with batch 1.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -359,3 +360,23 @@ _WHY = {
     "QuantizeLinear": ": integer (QDQ) activations are not in hwsim's IR; export QONNX (Quant nodes) instead",
     "DequantizeLinear": ": integer (QDQ) activations are not in hwsim's IR; export QONNX (Quant nodes) instead",
 }
+
+
+def window_pads(imp, n, sizes, kernels, strides, dilations) -> list[tuple[int, int]]:
+    """(begin, end) per spatial axis of an ONNX window op (Conv, MaxPool, AveragePool; 1-D to 3-D) from ``pads``
+    (all begins, then all ends) or ``auto_pad`` (SAME_UPPER puts an odd total's extra pixel after, SAME_LOWER
+    before)."""
+    k = len(kernels)
+    auto = imp.attr(n, "auto_pad", "NOTSET")
+    if auto in ("NOTSET", ""):
+        p = [int(v) for v in imp.attr(n, "pads", [0] * 2 * k)]
+        return [(p[i], p[i + k]) for i in range(k)]
+    if auto == "VALID":
+        return [(0, 0)] * k
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        imp.refuse(n, f"auto_pad {auto!r}")
+    out = []
+    for x, kk, s, d in zip(sizes, kernels, strides, dilations):
+        total = max((math.ceil(x / s) - 1) * s + (kk - 1) * d + 1 - x, 0)
+        out.append((total // 2, total - total // 2) if auto == "SAME_UPPER" else (total - total // 2, total // 2))
+    return out

@@ -5,14 +5,12 @@ translate their axes by the operand's offset (a value that moved the batch, with
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from mapping.graph import AdaptivePool, Op, Pool, Reduce, Scalar, Upsample
 from mapping.onnx_1d import pool1d
 from mapping.onnx_3d import pool3d
-from mapping.onnx_importer import registrar
+from mapping.onnx_importer import registrar, window_pads
 
 __all__ = ["CONVERTERS", "pads2d", "window"]
 
@@ -21,20 +19,9 @@ converts = registrar(CONVERTERS)
 
 
 def pads2d(imp, n, in_hw, kernel, strides, dilations) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
-    auto = imp.attr(n, "auto_pad", "NOTSET")
-    if auto in ("NOTSET", ""):
-        p = [int(v) for v in imp.attr(n, "pads", [0, 0, 0, 0])]
-        return p[0], p[1], p[2], p[3]
-    if auto == "VALID":
-        return 0, 0, 0, 0
-    if auto not in ("SAME_UPPER", "SAME_LOWER"):
-        imp.refuse(n, f"auto_pad {auto!r}")
-    pads = []
-    for size, k, s, d in zip(in_hw, kernel, strides, dilations):
-        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        pads.append((total // 2, total - total // 2) if auto == "SAME_UPPER" else (total - total // 2, total // 2))
-    return pads[0][0], pads[1][0], pads[0][1], pads[1][1]
+    """(top, left, bottom, right) from ``pads`` or ``auto_pad`` (:func:`mapping.onnx_importer.window_pads`)."""
+    (t, b), (left, r) = window_pads(imp, n, in_hw, kernel, strides, dilations)
+    return t, left, b, r
 
 
 def window(imp, n, what: str):
