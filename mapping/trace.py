@@ -139,6 +139,12 @@ class Tracer(fx.Tracer):
         return _CpuProxy(node, self)
 
 
+def _rnn_module(b: Builder, n: fx.Node, m: nn.Module) -> None:
+    from mapping._torch_rnn import rnn_module
+
+    rnn_module(b, n, m)
+
+
 def convert_module(b: Builder, n: fx.Node) -> None:
     """A call of a leaf module."""
     m = b.modules[n.target]
@@ -149,19 +155,8 @@ def convert_module(b: Builder, n: fx.Node) -> None:
     if kind == "reshape":
         b.emit(n, Op.RESHAPE, [b.ref(n.args[0], n)], Reshape(b.out_shape(n)[1:]))
         return
-    if kind == "mha":
-        _mha(b, n, m)
-        return
-    if kind == "rnn":
-        from mapping._torch_rnn import rnn_module
-
-        rnn_module(b, n, m)
-        return
-    if kind == "1d":
-        one_d_module(b, n, m)
-        return
-    if kind == "3d":
-        three_d_module(b, n, m)
+    if kind in _LAYER_CONVERTERS:  # layers that become several IR nodes
+        _LAYER_CONVERTERS[kind](b, n, m)
         return
     if type(m) is nn.ChannelShuffle:
         b.emit(n, Op.CHANNEL_SHUFFLE, [b.ref(n.args[0], n)], ChannelShuffle(int(m.groups)), module=str(n.target))
@@ -245,6 +240,9 @@ def _mha(b: Builder, n: fx.Node, m: nn.MultiheadAttention) -> None:
         b.ir[g.name] = out
 
     b.parts[n.name] = part
+
+
+_LAYER_CONVERTERS = {"mha": _mha, "rnn": _rnn_module, "1d": one_d_module, "3d": three_d_module}
 
 
 class _Recorder(fx.Interpreter):
