@@ -51,6 +51,22 @@ CACHES = {"cortex-a53": (32768, 524288, False, 0), "cortex-a55": (32768, 131072,
           "cortex-a57": (32768, 2097152, False, 0), "cortex-a72": (32768, 1048576, False, 0),
           "cortex-a73": (65536, 1048576, False, 0), "cortex-a76": (65536, 524288, True, 3145728),
           "cortex-a78": (65536, 262144, True, 2097152)}
+# Where the SoC's own cache configuration is published (the Linux device trees' cache nodes), it replaces the core's
+# usual one: RK3566 / RK3568 (arch/arm64/boot/dts/rockchip/rk356x-base.dtsi: no private L2, "only the L3 cache that
+# appears to the CPU cores as L2", 512 KB shared by the four A55s); RK3588 / RK3588S (rk3588-base.dtsi, formerly
+# rk3588s.dtsi: A55 128 KB and A76 512 KB private L2, 3 MB L3 shared by both clusters).
+SOC_CACHES = {
+    "Rockchip RK3566": {"cortex-a55": (32768, 524288, False, 0)},
+    "Rockchip RK3568": {"cortex-a55": (32768, 524288, False, 0)},
+    "Rockchip RK3588": {"cortex-a55": (32768, 131072, True, 3145728), "cortex-a76": (65536, 524288, True, 3145728)},
+    "Rockchip RK3588S": {"cortex-a55": (32768, 131072, True, 3145728), "cortex-a76": (65536, 524288, True, 3145728)},
+}
+
+
+def caches(soc: str, core: str) -> tuple[int, int, bool, int]:
+    """(L1D, L2, L2 per core, L3) bytes of ``core`` on ``soc``: SOC_CACHES where the SoC's are published, else
+    the core's usual configuration (CACHES)."""
+    return SOC_CACHES.get(soc, {}).get(core, CACHES[core])
 
 
 # Comparability rules, fixed from the data's own columns and ncnn's history before any error was looked at:

@@ -61,6 +61,7 @@ BEFORE = {  # (rows, median, max, over 40 %) of the earlier runs of this bench, 
     "d9ecb79: torchvision/megvii topologies, all rows": (971, 18.0, 152.1, 213),
     "ncnn topologies (layout='ncnn'), all rows": (971, 17.4, 148.4, 213),
     "one Amdahl parallel fraction per core x precision, layer_s in seconds; current-ncnn rows": (256, 19.0, 243.9, 50),
+    "threads split as ncnn's loops + contention, layer_cycles; current-ncnn rows": (256, 18.9, 268.4, 45),
 }
 
 
@@ -74,8 +75,9 @@ def markdown(res: dict) -> str:
           "Written by `benchmarks/bench_arm_boards.py`. Cortex-A rows: ncnn benchncnn, current-ncnn rows only",
           "(comparability rules below; older-ncnn rows are reported apart and never fitted). *Fitted*: the shipped",
           "parameters (fitted on all current boards of the core) on their own rows. *Predicted*: each board from",
-          "parameters fitted without it (leave one board out; a core's only board from the parameters fitted on every",
-          "other physical board of its precision, all cores pooled). Raspberry Pi boards: predicted from their presets",
+          "parameters fitted without it (leave one board out; a core's only int8 board from its fp32 fit times the",
+          "int8/fp32 efficiency ratio of the cores with both, another core's only board from the parameters fitted on",
+          "every other physical board of its precision, all cores pooled). Raspberry Pi boards: predicted from their presets",
           "with the shipped parameters, never fitted. Targets: median |error| <= 15 %, none over 40 % on predicted",
           "boards; Cortex-M energy within 30 %.", "",
           "## Summary", ""]
@@ -85,7 +87,7 @@ def markdown(res: dict) -> str:
            "| run | rows | median_abs_err_pct | max_abs_err_pct | over_40_pct |", "|---|---|---|---|---|"]
     md += [f"| {k} | {' | '.join(str(x) for x in v)} |" for k, v in BEFORE.items()]
     cur = res["summary"]["cortex-a ncnn, predicted (LOBO)"]
-    md += [f"| this run: threads split as ncnn's loops + contention, layer_cycles; current-ncnn rows | {cur['rows']} | "
+    md += [f"| this run: + SoC caches from device trees, a core's only int8 board from its fp32 fit | {cur['rows']} | "
            f"{cur['median_abs_err_pct']} | {cur['max_abs_err_pct']} | {cur['over_40_pct']} |", ""]
     md += ["## Comparability rules (fixed before fitting; see the bench's docstring and DATA_DATE)", "",
            f"1. ncnn version: fp32 rows whose README lines were committed before {KERNELS_SINCE['fp32']}, int8 rows",

@@ -14,8 +14,9 @@ reported apart); unsteady runs (max > 1.5 x min) are excluded and listed.
 Method, per core × runtime × precision: the free parameters of :class:`hwsim.cpu.runtime.RuntimeParams` minimise
 the squared log error over the current-ncnn rows of the fitting boards (scipy least_squares, soft-L1). Validation is
 leave one board out (LOBO): each board is predicted by the parameters fitted on the *other* boards of its core; a
-core with a single board is predicted from the parameters fitted on every other physical board of its precision (all
-cores pooled); a core whose rows have one thread count takes its thread scaling from that pooled fit. The final
+core's only int8 board from its fp32 fit times the int8/fp32 efficiency ratio of the cores with both; another core
+with a single board from the parameters fitted on every other physical board of its precision (all cores pooled); a
+core whose rows have one thread count takes its thread scaling from that pooled fit. The final
 parameters (all boards) go to ``hwsim/cpu/runtime/fitted.py`` (``--write``) with the boards they were fitted on.
 Never fitted: the Raspberry Pi boards (not in the file; their rows in ncnn's benchmark/README.md, PI_BOARDS, check
 the presets' predictions) and every Cortex-M7 board (none in the data).
@@ -38,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 from _arm_board_data import (
-    CACHES,
     CORE_OF,
     KERNELS_SINCE,
     NCNN_NETS,
@@ -47,6 +47,7 @@ from _arm_board_data import (
     ROOT,
     UNSTEADY_MAX_OVER_MIN,
     Row,
+    caches,
     data_date,  # noqa: F401  (re-exported: tests/test_cpu_arm.py)
     ncnn_rows,
     physical,
@@ -70,7 +71,7 @@ FITTED_PY = ROOT / "hwsim" / "cpu" / "runtime" / "fitted.py"
 def board_spec(row: Row, runtime: str = "ncnn") -> CPUSpec:
     """A CPUSpec of the row's board: its core, clock, thread count, the core's caches and the SoC's memory."""
     c = arm_core(row.core)
-    l1, l2, per_core, l3 = CACHES[row.core]
+    l1, l2, per_core, l3 = caches(row.soc, row.core)
     return CPUSpec(name=row.board[:60], clock_hz=row.clock_hz, cores=row.threads, board_cores=row.board_cores,
                    simd_bits=c.simd_bits, fma_per_cycle=c.fp32_fma_per_cycle / (c.simd_bits // 32), l1d_bytes=l1,
                    l2_bytes=l2, l2_per_core=per_core, l3_bytes=l3, dram_bw_bytes_s=row.dram_bw,
@@ -80,9 +81,10 @@ def board_spec(row: Row, runtime: str = "ncnn") -> CPUSpec:
 # ----------------------------------------------------------------------------- Cortex-A: ncnn
 def cortex_a(rows: list[Row]) -> tuple[dict, list[dict]]:
     """Fit every (core, precision) of ncnn on its current-ncnn boards (the shipped parameters) and predict every
-    such board leave-one-board-out; a core × precision with no other board is predicted from the parameters fitted
-    on every other physical board of that precision (all cores pooled: efficiencies are fractions of each core's own
-    peak). Shipped parameters of a core × precision with no current-ncnn board are that pooled fit, marked so.
+    such board leave-one-board-out; a core's only int8 board is predicted from the core's fp32 fit on its other
+    boards (:func:`int8_from_fp32`), any other core × precision with no other board from the parameters fitted on
+    every other physical board of that precision (all cores pooled: efficiencies are fractions of each core's own
+    peak). Shipped parameters of a core × precision with no current-ncnn board come the same way, marked so.
     Older-ncnn rows are predicted by the shipped parameters, never fitted. Returns (params, per-sample records)."""
     samples: dict[tuple[str, str], list] = defaultdict(list)  # (core, precision) -> [(row, terms)] of current rows
     older = []
@@ -102,7 +104,12 @@ def cortex_a(rows: list[Row]) -> tuple[dict, list[dict]]:
     fitted = {(c, "ncnn", p): theta_dict(final[(c, p)], list({r.board for r, _ in v})) for (c, p), v in samples.items()}
     for c in sorted(set(CORE_OF.values())):
         for p in pooled:
-            if (c, "ncnn", p) not in fitted:
+            if (c, "ncnn", p) in fitted:
+                continue
+            via = int8_from_fp32(samples, c, pooled[p]) if p == "int8" else None
+            if via is not None:
+                fitted[(c, "ncnn", p)] = {**theta_dict(via[0], []), "fitted_on": f"no current-ncnn {c} int8 board: {via[1]}"}
+            else:
                 fitted[(c, "ncnn", p)] = {**theta_dict(pooled[p], []), "fitted_on": (
                     f"pooled over cores (no current-ncnn {c} {p} board): "
                     + ", ".join(sorted({r.board for r, _ in pooled_all[p]})))}
@@ -112,8 +119,11 @@ def cortex_a(rows: list[Row]) -> tuple[dict, list[dict]]:
         for b in boards:
             train = [(r, tm) for r, tm in v if r.board != b]
             pool = fit(xy([(r, tm) for r, tm in pooled_all[p] if physical(r.board) != physical(b)]))
+            via = None if train or p != "int8" else int8_from_fp32(samples, c, pool, exclude=physical(b))
             if train:
                 theta, how = fit_core(train, pool), f"LOBO: fitted on the other {len(boards) - 1} {c} boards"
+            elif via is not None:
+                theta, how = via[0], f"only {c} int8 board: {via[1]}"
             else:
                 theta, how = pool, f"only {c} board: pooled fit on the other boards' {p} rows"
             records += [dict(board=b, core=c, precision=p, net=r.net, threads=r.threads, measured_ms=r.ms,
@@ -127,6 +137,31 @@ def cortex_a(rows: list[Row]) -> tuple[dict, list[dict]]:
                             measured_ms=r.ms, fitted_ms=ms, predicted_ms=ms, era=r.era, data_date=r.data_date,
                             predicted_how="older ncnn: shipped (current-kernel) parameters, never fitted on it"))
     return fitted, records
+
+
+EFFICIENCIES = [0, 1, 5]  # eff_gemm, eff_dw, eff_wino in the parameter vector (_arm_model.LO)
+
+
+def int8_from_fp32(samples: dict, core: str, pool: np.ndarray, exclude: str = "") -> tuple[np.ndarray, str] | None:
+    """int8 parameters of a core with no int8 board of its own (none but ``exclude``): the core's fp32 efficiencies
+    (fitted on its fp32 boards but ``exclude``) times the median int8 / fp32 efficiency ratio of the cores that have
+    both (their boards but ``exclude``); fixed costs and thread scaling from ``pool`` (int8, all cores). None when the
+    core has no fp32 board or no core has both. Efficiencies are fractions of each core's own peak (fp32 FMLA, int8
+    SDOT / SMLAL rate), so the ratio says how much of its int8 peak a runtime keeps for the fp32 share it keeps."""
+    def rows(c, p):
+        return [(tm, r.threads, r.ms / 1e3) for r, tm in samples.get((c, p), []) if physical(r.board) != exclude]
+
+    fp = rows(core, "fp32")
+    both = [c for (c, p) in samples if p == "int8" and c != core and rows(c, "int8") and rows(c, "fp32")]
+    if not fp or not both:
+        return None
+    ratio = np.median([fit(rows(c, "int8"), pool[3], pool[4])[EFFICIENCIES]
+                       / fit(rows(c, "fp32"), pool[3], pool[4])[EFFICIENCIES] for c in both], axis=0)
+    theta = pool.copy()
+    theta[EFFICIENCIES] = np.clip(fit(fp, pool[3], pool[4])[EFFICIENCIES] * ratio, 0.02, 1.0)
+    boards = sorted({r.board for r, _ in samples[(core, "fp32")] if physical(r.board) != exclude})
+    return theta, (f"its fp32 fit ({', '.join(boards)}) x the median int8/fp32 efficiency ratio of "
+                   f"{', '.join(sorted(both))}; fixed costs and thread scaling pooled over the int8 boards")
 
 
 # ----------------------------------------------------------------------------- outputs
