@@ -169,7 +169,8 @@ def map_xnor(graph: Graph) -> XnorProgram:
 
 # a sign (BipolarQuant) of a ReLU's output: what a QONNX graph says, and where such graphs come from
 _RELU_SIGN = ("(the graph's output would be constant +1; Brevitas exports QuantReLU(bit_width=1), which computes "
-              "{0, scale}, as Relu + BipolarQuant: use bit_width >= 2 or a signed 1-bit activation)")
+              "{0, scale}, as Relu + BipolarQuant: use bit_width >= 2, or a +-1 activation (brevitas.quant."
+              "SignedBinaryActPerTensorConst) without the ReLU)")
 
 
 class _Pending:

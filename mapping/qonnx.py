@@ -67,6 +67,11 @@ def quant(imp, n) -> None:
 def bipolar_quant(imp, n) -> None:
     """BipolarQuant of an activation -> SIGN (+1 where x >= 0, else -1), then MUL by its one-element scale if not 1."""
     scale = _scalar(imp, n, 1, "scale")
+    src = imp.producer(n.input[0])
+    if src is not None and src.op_type == "Relu":
+        imp.refuse(n, "a BipolarQuant of a Relu's output is the constant +scale (Brevitas exports QuantReLU("
+                      "bit_width=1), which computes {0, scale}, this way): use bit_width >= 2, or a +-1 activation "
+                      "(brevitas.quant.SignedBinaryActPerTensorConst) without the ReLU")
     x = imp.act(n.input[0], n)
     if scale == 1.0:
         imp.emit(n, Op.SIGN, [x])

@@ -410,7 +410,26 @@ def _refuse_brevitas(model: nn.Module) -> None:
     if layer is not None:
         raise UnsupportedOpError(f"{type(model).__name__} has Brevitas layers ({type(layer).__name__}): export it "
                                  "with brevitas.export.export_qonnx(model, input_t=x, export_path='model.onnx') and "
-                                 "simulate 'model.onnx'")
+                                 "simulate 'model.onnx'" + _brevitas_one_bit(model))
+
+
+def _brevitas_one_bit(model: nn.Module) -> str:
+    """A note on the first 1-bit *integer* activation quantizer of a Brevitas model: Brevitas computes {-1, 0} or
+    {0, 1} times the scale but exports a BipolarQuant (+-scale), so the exported file computes another function."""
+    for name, m in model.named_modules():
+        proxy = getattr(getattr(m, "act_quant", None), "fused_activation_quant_proxy", None)
+        tq = getattr(proxy, "tensor_quant", None)
+        if tq is None or "IntQuant" not in type(tq).__name__:
+            continue
+        try:
+            bits = float(m.act_quant.bit_width())
+        except Exception:  # noqa: BLE001 - a quantizer whose width needs an input: nothing to say
+            continue
+        if bits == 1:
+            return (f"; note: {type(m).__name__} {name!r} is a 1-bit integer quantizer, whose QONNX export (a "
+                    "BipolarQuant, +-scale) computes another function than Brevitas's {-1, 0} / {0, 1}: use a "
+                    "binary quantizer (brevitas.quant.SignedBinaryActPerTensorConst) or bit_width >= 2")
+    return ""
 
 
 def _warn_if_training(model: nn.Module) -> None:

@@ -309,7 +309,8 @@ def test_cli_runs_a_brevitas_export(tmp_path, capsys):
 
 def test_a_one_bit_quant_relu_export_is_refused_with_its_cause(tmp_path):
     """Brevitas exports QuantReLU(bit_width=1) (values {0, scale}) as Relu + BipolarQuant (values +-scale, here
-    always +scale): the graph is refused, naming the export as the cause."""
+    always +scale): the graph is refused on every target, naming the export as the cause; a Brevitas model with a
+    1-bit integer quantizer is told so when it is passed to hwsim before its export."""
     torch.manual_seed(0)
     model = nn.Sequential(qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
                           qnn.QuantConv2d(3, 4, 3, bias=False, weight_bit_width=2), nn.BatchNorm2d(4),
@@ -317,5 +318,8 @@ def test_a_one_bit_quant_relu_export_is_refused_with_its_cause(tmp_path):
                           qnn.QuantLinear(4 * 36, 3, bias=False, weight_bit_width=2)).eval()
     x = _inputs("cnn", 2)
     path = export(model, x, tmp_path / "relu1.onnx")
-    with pytest.raises(UnsupportedOpError, match=r"constant \+1.*QuantReLU\(bit_width=1\)"):
-        hwsim.simulate(path, PRESETS[0], x=x)
+    for preset in (PRESETS[0], "imc/isaac", "cpu/cortex-a72"):  # refused at import, on every target
+        with pytest.raises(UnsupportedOpError, match=r"constant \+scale.*QuantReLU\(bit_width=1\)"):
+            hwsim.simulate(path, preset, x=x)
+    with pytest.raises(UnsupportedOpError, match=r"QuantIdentity '0' is a 1-bit integer quantizer"):
+        mapping.trace(nn.Sequential(qnn.QuantIdentity(bit_width=1)), (1, 3, 4, 4))  # told before it exports

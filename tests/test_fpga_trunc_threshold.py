@@ -191,3 +191,23 @@ def test_trunc_not_after_a_pool_refused(tmp_path):
     path = _model(tmp_path, nodes, inits, (1, 3, 4, 4), (1, 2, 4, 4), "trunc_conv")
     with pytest.raises(UnsupportedOpError, match="does not follow an average pool"):
         map_xnor(mapping.from_onnx(path, verify=False))
+
+
+@pytest.mark.parametrize("count", [255, 300, 511])
+def test_multithreshold_codes_above_255_do_not_wrap(tmp_path, count):
+    """A MultiThreshold of more than 255 thresholds per channel (a 9-bit and wider activation) gives codes up to
+    ``count``: the engine's codes are exact (uint8 codes wrapped modulo 256 before)."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-8, 8, (4, 3, 3, 3))
+    thr = np.sort(rng.uniform(-0.5, 0.5, (4, count)), axis=1)
+    nodes = [
+        helper.make_node("Quant", ["x", "s_in", "zp", "b8"], ["xq"], domain=QDOMAIN, signed=1, narrow=0),
+        helper.make_node("Quant", ["w", "s_w", "zp", "b4"], ["wq"], domain=QDOMAIN, signed=1, narrow=0),
+        helper.make_node("Conv", ["xq", "wq"], ["acc"], pads=[1, 1, 1, 1]),
+        helper.make_node("MultiThreshold", ["acc", "thr"], ["y"], domain=QDOMAIN, out_scale=1.0, out_bias=0.0),
+    ]
+    inits = {"s_in": 1 / 64, "zp": 0.0, "b8": 8.0, "w": w, "s_w": 0.01, "b4": 4.0, "thr": thr}
+    path, x = _model(tmp_path, nodes, inits, (2, 3, 6, 6), (2, 4, 6, 6), f"mt{count}"), _x(seed=1)
+    ref = reference_outputs(path, x)[0]
+    assert ref.max() > min(count - 1, 255)  # the data reaches codes a uint8 cannot hold (for count > 255)
+    np.testing.assert_array_equal(hwsim.simulate(path, "fpga/pynq-z1", x=x, folding="auto").outputs, ref)

@@ -379,11 +379,13 @@ def _threshold(acc, thr, out):
 
 def threshold(acc: np.ndarray, thr: np.ndarray) -> np.ndarray:
     """Multi-threshold activation (FINN MultiThreshold, comparator >=): for accumulators ``acc``
-    (N, C, ...) and per-channel integer thresholds ``thr`` (C, T) return uint8 codes
-    ``sum_j [acc >= thr[c, j]]`` (one threshold: a bit, 1 = +1)."""
+    (N, C, ...) and per-channel integer thresholds ``thr`` (C, T) return the codes
+    ``sum_j [acc >= thr[c, j]]`` (one threshold: a bit, 1 = +1), uint8 up to 255 thresholds, wider above
+    (codes 0..T must not wrap: 9-bit and wider activations have 511 and more)."""
     shape = acc.shape
     a = np.ascontiguousarray(acc.reshape(shape[0], shape[1], -1), dtype=np.int64)
-    out = np.empty(a.shape, dtype=np.uint8)
+    nt = thr.shape[1]
+    out = np.empty(a.shape, dtype=np.uint8 if nt <= 255 else np.uint16 if nt <= 65535 else np.int64)
     _threshold(a, np.ascontiguousarray(thr, dtype=np.int64), out)
     return out.reshape(shape)
 
