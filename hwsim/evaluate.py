@@ -80,10 +80,12 @@ def net_graph(model: Any, sample_shape: Sequence[int]):
             return as_graph(model, shape)
     except HwsimError as e:
         if isinstance(e, ShapeError) or "shape" in str(e).lower():
-            raise ShapeError(f"the net cannot take the data's samples of shape {shape[1:]}: {first_line(e)}") from None
+            raise ShapeError(f"the net could not be imported for samples of shape {shape[1:]} at batch 1: "
+                             f"{first_line(e)}") from None
         raise
     except (RuntimeError, ValueError, IndexError) as e:  # torch's own refusal of the shape, while tracing
-        raise ShapeError(f"the net cannot take the data's samples of shape {shape[1:]}: {first_line(e)}") from None
+        raise ShapeError(f"the net could not be imported for samples of shape {shape[1:]} at batch 1: "
+                             f"{first_line(e)}") from None
 
 
 def _classes(graph) -> int | None:

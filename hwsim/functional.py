@@ -260,6 +260,8 @@ def check_input(graph: Graph, x: np.ndarray, what: str = "input") -> np.ndarray:
     if x.ndim != len(want) or tuple(x.shape[1:]) != tuple(want[1:]):
         raise ShapeError(f"{what} of shape {tuple(x.shape)} does not match the network's input "
                          f"(N, {', '.join(map(str, want[1:]))})")
+    if x.shape[0] < 1:
+        raise ShapeError(f"{what} of shape {tuple(x.shape)} holds no sample (a batch of at least 1 is needed)")
     if graph.batch_fixed and x.shape[0] != 1:
         raise ShapeError(f"{graph.name} moves or merges the batch dimension, so its graph computes one sample: "
                          f"run it with batch 1 (got a batch of {x.shape[0]})")

@@ -63,7 +63,9 @@ class LayerReport:
 
 @dataclass(frozen=True, kw_only=True)
 class ExitReport:
-    """Latency and energy from the start of inference to one output of a (multi-exit) network."""
+    """Latency and energy from the start of inference to one output of a (multi-exit) network. IMC (a dataflow
+    schedule): the output's finish time and the energy of the layers it depends on; CPU (one layer after another
+    in graph order): the time and energy of every layer up to the output."""
 
     name: str
     latency_s: float

@@ -306,6 +306,10 @@ class _Walk:
     def _fuse(self, n: Node, fused: list[str], data: list[str], operand) -> None:
         src = fused[0]
         p = self.pending[src]
+        if n.op == Op.RESHAPE and len(data) == 1:  # e.g. the view of a 1-d conv's output lowered to 2-d
+            raise UnsupportedOpError(f"reshape {n.name!r} ({n.module}) of the accumulator of layer {p.node.name!r}: "
+                                     "the XNOR engine streams no reshape between a layer and its quantizer (1-d "
+                                     "convolutions, lowered to 2-d with such reshapes, are not mapped)")
         if len(data) != 1 or n.op not in _FUSED | _ARITH or (n.op in _ARITH and operand is None):
             raise UnsupportedOpError(
                 f"{n.op.value} {n.name!r} ({n.module}) reads the un-quantized output of layer {p.node.name!r} "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 
 import hwsim
 import nets
@@ -279,3 +280,14 @@ def test_a_16_channel_conv_gains_only_2x_on_4_ncnn_threads():
         assert math.isclose(compute_s(t._replace(dw_s=0.0, vec_s=0.0), p, 4),
                             compute_s(t._replace(dw_s=0.0, vec_s=0.0), p, 1) * share * (1 + 3 * p.contention),
                             rel_tol=1e-12)
+
+
+def test_ncnn_fp16_timing_is_said_in_the_notes():
+    """ncnn times "fp32" models in fp16 on the Armv8.2 cores (A55/A76/A78) while hwsim computes the outputs in
+    fp32: the report says both; an Armv8.0 core (A72) runs fp32 and says nothing of fp16."""
+    import hwsim
+
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    fp16 = [n for n in hwsim.simulate(m, "cpu/cortex-a76", input_shape=(1, 3, 8, 8)).report.notes if "fp16" in n]
+    assert len(fp16) == 1 and "outputs are computed in fp32" in fp16[0]
+    assert not [n for n in hwsim.simulate(m, "cpu/cortex-a72", input_shape=(1, 3, 8, 8)).report.notes if "fp16" in n]

@@ -521,3 +521,5 @@ def test_simulate_int8_checks_calib_before_work(int8_m7, monkeypatch):
         simulate(g, int8_m7, _data((1, 3, 16, 16), 2), calib=bad)
     with pytest.raises(ShapeError, match="does not match"):
         simulate(g, int8_m7, _data((1, 3, 16, 16), 2), calib=_data((4, 3, 8, 8), 1))
+    with pytest.raises(ShapeError, match="calib of shape .0, 3, 16, 16. holds no sample"):
+        simulate(g, int8_m7, _data((1, 3, 16, 16), 2), calib=_data((0, 3, 16, 16), 1))

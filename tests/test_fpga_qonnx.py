@@ -323,3 +323,20 @@ def test_a_one_bit_quant_relu_export_is_refused_with_its_cause(tmp_path):
             hwsim.simulate(path, preset, x=x)
     with pytest.raises(UnsupportedOpError, match=r"QuantIdentity '0' is a 1-bit integer quantizer"):
         mapping.trace(nn.Sequential(qnn.QuantIdentity(bit_width=1)), (1, 3, 4, 4))  # told before it exports
+
+
+def test_a_1d_quant_conv_net_is_refused_for_what_it_is(tmp_path):
+    """Every conv of a QuantConv1d net is quantized, but the 1-d -> 2-d lowering puts a reshape between a conv and
+    its quantizer: the XNOR engine refuses the net naming the reshape and 1-d convolutions (it asked for a
+    quantizer that is there), while the CPU target runs it as qonnx does."""
+    torch.manual_seed(0)
+    model = trained_bn(nn.Sequential(qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
+                                     qnn.QuantConv1d(3, 5, 3, padding=1, bias=False, weight_bit_width=4),
+                                     nn.BatchNorm1d(5), qnn.QuantReLU(bit_width=4, return_quant_tensor=True),
+                                     qnn.QuantConv1d(5, 4, 3, bias=True, weight_bit_width=4)), 1)
+    x = np.random.default_rng(12).standard_normal((2, 3, 11)).astype(np.float32)
+    path = export(model, x, tmp_path / "conv1d.onnx")
+    with pytest.raises(UnsupportedOpError, match=r"reshape .*1-d convolutions.*are not mapped"):
+        hwsim.simulate(path, PRESETS[0], x=x)
+    np.testing.assert_allclose(hwsim.simulate(path, "cpu/cortex-a72", x=x).outputs, reference_outputs(path, x)[0],
+                               rtol=1e-5, atol=1e-6)

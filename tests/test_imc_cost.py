@@ -105,7 +105,29 @@ def test_exits_latency_and_energy(mode):
     lat = [e.latency_s for e in r.exits]
     en = [e.energy_j for e in r.exits]
     assert all(a < b for a, b in zip(lat, lat[1:])) and all(a < b for a, b in zip(en, en[1:]))
-    assert lat[-1] == pytest.approx(r.latency_s) and en[-1] == pytest.approx(r.energy_j)
+    assert lat[-1] == pytest.approx(r.latency_s) and en[-1] < r.energy_j  # the last exit skips the earlier heads
+
+
+def test_an_early_exit_pays_for_its_own_ancestors_only():
+    """A deep exit returned first and an early one (reading only the first conv) second: the early exit's energy is
+    that of the layers it depends on, below the deep exit's, as its dataflow finish time already is."""
+    class TwoExits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.Conv2d(16, 16, 3, padding=1)
+            self.h1, self.h2 = torch.nn.Linear(16, 4), torch.nn.Linear(16, 4)
+
+        def forward(self, x):
+            a = torch.relu(self.a(x))
+            b = torch.relu(self.b(a))
+            return self.h2(b.mean((2, 3))), self.h1(a.mean((2, 3)))
+
+    r = hwsim.simulate(TwoExits().eval(), "imc/isaac", input_shape=(1, 3, 16, 16)).report
+    layers = {lr.name: lr.energy_j for lr in r.layers}
+    deep, early = r.exits
+    assert deep.energy_j == pytest.approx(sum(v for k, v in layers.items() if k not in ("mean_1", "h1")))
+    assert early.energy_j == pytest.approx(sum(layers[k] for k in ("a", "relu", "mean_1", "h1")))
+    assert early.energy_j < deep.energy_j and early.latency_s < deep.latency_s
 
 
 def test_simulate_with_input_and_report_export():

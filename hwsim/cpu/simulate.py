@@ -30,9 +30,11 @@ import numpy as np
 
 from hwsim.cache import IdentityCache
 from hwsim.cpu.arena import flash_bytes, plan_int8_arena
+from hwsim.cpu.arm import core as arm_core
 from hwsim.cpu.binary import binary_layer_cost, binary_layers
 from hwsim.cpu.cost import KernelKind, LayerCost, layer_cost, placement
 from hwsim.cpu.int8 import check_int8
+from hwsim.cpu.runtime import ncnn_fp16
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from hwsim.errors import SpecError
 from hwsim.report import ExitReport, LayerReport, Report, Result
@@ -137,6 +139,9 @@ def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Repo
     elif nbin:
         notes.append(f"{nbin} binary layers on the xnor-popcount kernels, costed as an Arm NEON binary GEMM "
                      "(Larq Compute Engine's bgemm: eor, cnt, addp per 128-bit word)")
+    if spec.core and ncnn_fp16(arm_core(spec.core), spec):
+        notes.append("timed as ncnn runs fp32 models on this core, in fp16 storage and arithmetic (benchncnn's "
+                     "default); the outputs are computed in fp32 (fp16 rounding and overflow above 65504 not emulated)")
     if int8:
         notes.append("int8 as TFLite's post-training quantization computes it; activation arena planned as TFLite "
                      "Micro's GreedyMemoryPlanner")

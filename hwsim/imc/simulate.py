@@ -164,6 +164,19 @@ def _outputs(folded: Graph, spec: IMCSpec, x: np.ndarray, seed: int, read_seed: 
     return outs[0] if len(outs) == 1 else outs
 
 
+def _exit_energy(graph: Graph, costs, name: str) -> float:
+    """Energy of the nodes output ``name`` depends on (itself and its ancestors): an early exit does not pay for
+    the branches it does not read, as its dataflow finish time does not wait for them."""
+    nodes, energy = {n.name: n for n in graph.nodes}, {c.name: c.energy_j for c in costs}
+    seen, todo = set(), [name]
+    while todo:
+        v = todo.pop()
+        if v not in seen and v in nodes:
+            seen.add(v)
+            todo.extend(nodes[v].inputs)
+    return float(sum(energy.get(v, 0.0) for v in seen))
+
+
 def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: int = 0, mode: str = "pipelined",
              max_chunks: int = 8, read_seed: int | None = None) -> Result:
     """Map ``graph`` on ``spec``, cost and schedule it; compute the outputs when ``x`` is given.
@@ -199,9 +212,9 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
         energy_breakdown={k: v * 1e-12 for k, v in c.energy_pj.items()},
         weight_bytes=c.weight_bytes, activation_bytes=c.activation_bytes, placement=c.placement, bound=c.bound,
         cost=c.detail, compute_s=c.compute_s, start_s=start[c.name], finish_s=finish[c.name]) for c in costs)
-    order = {n.name: i for i, n in enumerate(folded.nodes)}
     cum = np.cumsum([c.energy_j for c in costs])
-    exits = tuple(ExitReport(name=o, latency_s=finish[o], energy_j=float(cum[order[o]])) for o in folded.outputs)
+    exits = tuple(ExitReport(name=o, latency_s=finish[o], energy_j=_exit_energy(folded, costs, o))
+                  for o in folded.outputs)
     fr = fit_from_mapping(mp, spec, graph.name, st.working_set_bytes(folded.batch, spec),
                           buffer_param_bytes=buffer_param_bytes(folded, spec))
     onchip_w = sum(lm.geometry.weights for lm in mp.layers if lm.onchip) * spec.weight_bits // 8

@@ -133,7 +133,7 @@ def runs_in_place(graph: Graph, node: Node, runtime: str) -> bool:
     return runtime == "ncnn" and node.name in _sole_reader_activations(graph)
 
 
-def _ncnn_fp16(c: ArmCore, spec) -> bool:
+def ncnn_fp16(c: ArmCore, spec) -> bool:
     """ncnn's "fp32" runs in fp16 on a core with fp16 FMA (benchncnn turns fp16 storage and arithmetic on)."""
     return spec.precision == "fp32" and spec.runtime == "ncnn" and c.fp16_fma_per_cycle > 0
 
@@ -143,7 +143,7 @@ def _rates(c: ArmCore, spec, w: Work) -> tuple[float, float, float]:
     f = spec.clock_hz
     int8 = spec.precision == "int8"
     lanes = c.simd_bits / 32  # fp32 lanes: 4 for NEON / Helium, 1 for the scalar Cortex-M registers
-    if _ncnn_fp16(c, spec):
+    if ncnn_fp16(c, spec):
         r_mac = r_dw = c.fp16_fma_per_cycle  # ncnn's fp16 arithmetic (module docstring)
     elif not int8:
         r_mac = r_dw = c.fp32_fma_per_cycle
@@ -190,7 +190,7 @@ def runtime_terms(graph: Graph, node: Node, spec, fused: bool) -> Terms:
         w = work(graph, node, spec.runtime, spec.precision, fused)
     batch = node.shape[0]
     r_mac, r_dw, r_vec = _rates(c, spec, w)
-    fp16 = _ncnn_fp16(c, spec)
+    fp16 = ncnn_fp16(c, spec)
     return Terms(w.algo, w.macs * batch / r_mac, w.dw_macs * batch / r_dw, w.vec_ops * batch / r_vec,
                  (w.macs + w.dw_macs + w.vec_ops) * batch,
                  layer_split(node, w.algo, spec.runtime, wide=fp16 or spec.precision == "int8", fp16=fp16),
