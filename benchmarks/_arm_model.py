@@ -14,8 +14,8 @@ from _arm_board_data import NET_KW
 from scipy.optimize import least_squares
 
 from hwsim.cpu.cost import placement, runtime_layer_terms
-from hwsim.cpu.spec import CPUSpec
-from mapping.analysis import peak_live_elements
+from hwsim.cpu.simulate import fp32_peak_activation_bytes
+from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 
 # ----------------------------------------------------------------------------- graphs and per-layer terms
 _GRAPHS: dict[str, object] = {}
@@ -37,7 +37,7 @@ def terms(spec: CPUSpec, net: str) -> np.ndarray:
     winograd gemm_s, GEMM share and other share of the busiest thread, counted / clock) of
     :func:`hwsim.cpu.cost.runtime_layer_terms` (the parts that do not depend on the fitted parameters)."""
     g = graph(net)
-    act = peak_live_elements(g) * g.batch * spec.bytes_per_element
+    act = fp32_peak_activation_bytes(g, spec.runtime) * spec.bytes_per_element // BYTES_PER_ELEMENT
     place = placement(g, spec, act, spec.cores)
     rows = []
     for node in g.nodes:

@@ -221,14 +221,15 @@ def reshape_free(op: Op) -> bool:
     return op in (Op.RESHAPE,)
 
 
-def peak_live_elements(graph: Graph) -> int:
+def peak_live_elements(graph: Graph, in_place: Collection[str] = ()) -> int:
     """Peak of simultaneously live activation elements per sample over the node order.
 
     A value is live from the node that produces it until its last reader runs (graph outputs until
     the end; the input until its last reader). While a node runs, its inputs and its output are
-    live together. Reshapes alias their input (no extra buffer). A CONSTANT does not read its input (it
+    live together. Reshapes alias their input (no extra buffer), as do the nodes named in ``in_place`` (an
+    activation a runtime fuses into the layer that produces its input). A CONSTANT does not read its input (it
     only gives the batch size). This is the buffer a runtime that frees each tensor after its last use
-    needs, without in-place reuse.
+    needs, without other in-place reuse.
     """
     last_use: dict[str, int] = {}
     for i, n in enumerate(graph.nodes):
@@ -242,14 +243,15 @@ def peak_live_elements(graph: Graph) -> int:
     live: dict[str, int] = {i.name: size[i.name] for i in graph.inputs if i.name in last_use}
     root = lambda v: alias.get(v, v)  # noqa: E731
     # extend an aliased buffer's life to its alias's last use
+    free = {n.name for n in graph.nodes if reshape_free(n.op)} | set(in_place)
     for n in graph.nodes:
-        if reshape_free(n.op):
+        if n.name in free:
             alias[n.name] = root(n.inputs[0])
             r = root(n.inputs[0])
             last_use[r] = max(last_use.get(r, -1), last_use.get(n.name, -1))
     peak = sum(live.values())
     for i, n in enumerate(graph.nodes):
-        if not reshape_free(n.op):
+        if n.name not in free:
             live[n.name] = n.numel
         peak = max(peak, sum(live.values()))
         for v in list(live):

@@ -198,6 +198,12 @@ def _check_conv(n: Node) -> None:
     if a.groups != 1 and not (a.groups == a.in_channels and a.out_channels % a.groups == 0):
         raise _refuse(n, f"grouped conv (groups={a.groups} of {a.in_channels} channels) is neither a dense nor a "
                          "depthwise TFLite kernel")
+    pad_value = float(n.meta.get("pad_value", 0.0))
+    if pad_value != 0.0 and any(a.padding):
+        # TFLite runs it as PADV2 (constant = pad_value, stored as an int8 code of the input's scale and zero point:
+        # kernels/pad.cc requires both to match) then a VALID conv; this program's PAD fills with the zero point only
+        raise _refuse(n, f"conv padded with {pad_value:+g} (pad_value; TFLite's PADV2 then a VALID conv): the int8 "
+                         "program pads with the input's zero point (0.0) only")
 
 
 def _check_pool(n: Node) -> None:

@@ -34,7 +34,7 @@ from hwsim.cpu.arm import core as arm_core
 from hwsim.cpu.binary import binary_layer_cost, binary_layers
 from hwsim.cpu.cost import KernelKind, LayerCost, layer_cost, placement
 from hwsim.cpu.int8 import check_int8
-from hwsim.cpu.runtime import ncnn_fp16
+from hwsim.cpu.runtime import fused_activations, ncnn_fp16
 from hwsim.cpu.spec import BYTES_PER_ELEMENT, CPUSpec
 from hwsim.errors import SpecError
 from hwsim.report import ExitReport, LayerReport, Report, Result
@@ -107,12 +107,19 @@ def _cores_used(spec: CPUSpec, threads: int | None) -> int:
     return spec.cores if threads is None else int(threads)
 
 
+def fp32_peak_activation_bytes(g: Graph, runtime: str) -> int:
+    """Peak bytes of live fp32 activations (whole batch): an activation the runtime fuses into its producer (every
+    runtime but pytorch's eager dispatch) writes into its producer's buffer, no buffer of its own."""
+    fused = fused_activations(g, runtime) if runtime != "pytorch" else ()
+    return peak_live_elements(g, fused) * g.batch * BYTES_PER_ELEMENT
+
+
 def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Report:
     """The cost report of the graph ``g`` as it will run (batch norm already folded when ``folded``)."""
     int8 = precision(spec) == "int8"
     arena = plan_int8_arena(g, runtime=spec.runtime).arena_bytes if int8 else 0
     flash = flash_bytes(g) if int8 else 0
-    act_bytes = arena if int8 else peak_live_elements(g) * g.batch * BYTES_PER_ELEMENT
+    act_bytes = arena if int8 else fp32_peak_activation_bytes(g, spec.runtime)
     place = placement(g, spec, act_bytes, n)
     layers, cum_t, cum_e, at = [], 0.0, 0.0, {}
     dabnn = spec.runtime == "dabnn"  # daBNN runs every layer, float or binary, with its own kernels

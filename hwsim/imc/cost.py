@@ -262,7 +262,8 @@ def statics(graph: Graph) -> Statics:
         fp_ops.append(work[2])
         scores.append(work[3])
     working = max((i + o for n, i, o in zip(graph.nodes, ins, numel) if n.op in CROSSBAR_OPS), default=0)
-    return Statics(tuple(numel), tuple(ins), tuple(ops), tuple(macs), peak_live_elements(graph), tuple(fused),
+    in_place = [n.name for n, f in zip(graph.nodes, fused) if f]  # a fused activation has no buffer of its own
+    return Statics(tuple(numel), tuple(ins), tuple(ops), tuple(macs), peak_live_elements(graph, in_place), tuple(fused),
                    working, tuple(mac_ops), tuple(fp_ops), tuple(scores))
 
 

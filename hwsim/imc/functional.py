@@ -6,6 +6,13 @@ actual tensor), quantizes the weights (per output channel, from ``meta["quant"]`
 integer accumulators as the crossbars do (:mod:`hwsim.imc.numerics`; the exact integer kernels
 when no ADC can clip) and dequantizes: ``acc · s_x · s_w[o] + bias`` (float64, rounded to
 float32). Every other op runs on the fp32 kernels (the chip's digital units).
+
+A conv whose border holds a non-zero value (``meta["pad_value"]`` = ±1: the Larq / daBNN padding of
+``nets.layers.BinaryConv2d``) has its input padded explicitly with that value before it is quantized; the crossbars
+then run a padding-0 conv over the padded input, exactly as with any other input (same MVMs, same rows per MVM as
+a zero-padded conv: the cost model's counts hold). A dynamic input scale covers the pad value (it is part of the
+input); a fixed (calibrated) scale whose grid cannot hold it (a negative value on an unsigned grid, or beyond the
+range) is refused (:func:`check_pad_values`) rather than clipped.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import numba
 import numpy as np
 
 from hwsim.cache import IdentityCache, on_clear
+from hwsim.errors import UnsupportedOpError
 from hwsim.imc import numerics as nm
 from hwsim.imc import physics as ph
 from hwsim.imc.spec import IMCSpec
@@ -25,6 +33,7 @@ from mapping.graph import Graph, Node, Op
 from mapping.passes.quantize import (
     QuantParams,
     dequantize,
+    input_qmax,
     input_scale,
     input_scales,
     quantize_input,
@@ -32,7 +41,8 @@ from mapping.passes.quantize import (
     weight_grid,
 )
 
-__all__ = ["make_kernels", "conv_acc", "linear_acc", "clear_cache", "next_read_index"]
+__all__ = ["make_kernels", "conv_acc", "linear_acc", "clear_cache", "next_read_index", "pad_value",
+           "check_pad_values"]
 
 
 _WEIGHTS: IdentityCache[tuple[np.ndarray, np.ndarray]] = IdentityCache("imc quantized weights", maxsize=512)
@@ -145,6 +155,48 @@ def _x_groups(qp: QuantParams, x: np.ndarray, per_sample: bool) -> list[tuple]:
             for sg in (False, True) for idx in [np.flatnonzero(signed == sg)]]
 
 
+def pad_value(node: Node) -> float:
+    """The value of a conv's padded border: ``meta["pad_value"]`` (0, +1 or -1: :mod:`mapping.binary`), else 0."""
+    return float(node.meta.get("pad_value", 0.0))
+
+
+def _pads_nonzero(node: Node) -> bool:
+    return node.op == Op.CONV2D and pad_value(node) != 0.0 and any(node.attrs.padding)
+
+
+def _check_pad_code(node: Node, qp: QuantParams) -> None:
+    """Refuse a non-zero pad value that the node's fixed input grid (``qp.input_scale``, signedness) would clip; a
+    value inside the range is rounded to the grid like any input value. Nothing to check with a dynamic scale."""
+    if qp.input_scale is None or not _pads_nonzero(node):
+        return
+    v, s, signed = pad_value(node), float(qp.input_scale), bool(qp.input_signed)
+    hi = input_qmax(qp.input_bits, signed)
+    lo = -hi if signed else 0
+    if not lo <= np.rint(v / s) <= hi:
+        raise UnsupportedOpError(
+            f"imc target: conv {node.name!r} (module {node.module!r}) pads with {v:+g} (pad_value), which its fixed "
+            f"{qp.input_bits}-bit {'signed' if signed else 'unsigned'} input grid [{lo * s:g}, {hi * s:g}] cannot "
+            "hold (it would be clipped)")
+
+
+def check_pad_values(graph: Graph) -> None:
+    """Refuse (:class:`UnsupportedOpError`, one line naming the layer and the value) every conv of a quantize-annotated
+    ``graph`` whose non-zero pad value its fixed input grid cannot hold; cheap, to be called before a run."""
+    for n in graph.nodes:
+        if "quant" in n.meta:
+            _check_pad_code(n, n.meta["quant"])
+
+
+def _explicitly_padded(node: Node, x: np.ndarray) -> tuple[Node, np.ndarray]:
+    """``(node, x)`` unchanged, or for a conv with a non-zero pad value: the node with padding (0, 0) and ``x``
+    padded with that value (float32, as torch's ``F.pad``), the input the crossbars then read."""
+    if not _pads_nonzero(node):
+        return node, x
+    ph_, pw = node.attrs.padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph_, ph_), (pw, pw)), constant_values=np.float32(pad_value(node)))
+    return node.replace(attrs=dataclasses.replace(node.attrs, padding=(0, 0))), xp
+
+
 def _read(prog: nm.Program, spec: IMCSpec, seed: int, read_index: int | None, node: Node, gi: int) -> nm.Program:
     if read_index is None or not ph.per_read(spec):
         return prog
@@ -153,7 +205,11 @@ def _read(prog: nm.Program, spec: IMCSpec, seed: int, read_index: int | None, no
 
 def conv_acc(graph: Graph, node: Node, xq: np.ndarray, signed: bool, qw: np.ndarray, spec: IMCSpec, seed: int,
              force_bitlevel: bool = False, read_index: int | None = None) -> np.ndarray:
-    """Integer-valued accumulators [N, O, OH, OW] of a conv node (float64)."""
+    """Integer-valued accumulators [N, O, OH, OW] of a conv node (float64). Padded taps hold the integer 0; a
+    node with a non-zero pad value is refused (its caller pads the float input first: ``make_kernels``)."""
+    if _pads_nonzero(node):
+        raise UnsupportedOpError(f"imc conv_acc: conv {node.name!r} (module {node.module!r}) pads with "
+                                 f"{pad_value(node):+g}; pad its input explicitly and pass a padding-0 node")
     a = node.attrs
     oh, ow = node.shape[2], node.shape[3]
     if not force_bitlevel and nm.exact_matmul_needed(spec, a.rows):
@@ -212,8 +268,10 @@ def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False, rea
         qw, sw = weights_q(g.param(n, "weight"), qp.weight_bits, len(qp.weight_scale) > 1, weight_grid(n))
         b = g.param(n, "bias") if "bias" in n.params else None
         y = np.empty((len(xs[0]),) + tuple(n.shape[1:]), np.float32)
-        for idx, xq, sx, signed in _x_groups(qp, xs[0], not g.batch_fixed):
-            acc = conv_acc(g, n, xq, signed, qw, spec, seed, force_bitlevel, read_index)
+        _check_pad_code(n, qp)
+        run_node, x = _explicitly_padded(n, xs[0])
+        for idx, xq, sx, signed in _x_groups(qp, x, not g.batch_fixed):
+            acc = conv_acc(g, run_node, xq, signed, qw, spec, seed, force_bitlevel, read_index)
             y[idx] = dequantize(np.asarray(acc), sx, sw, b, channel_axis=1)
         return y
 

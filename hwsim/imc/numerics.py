@@ -5,7 +5,8 @@ symmetric, from :mod:`mapping.passes.quantize`), the chip computes ``acc = Σ_k 
 
 1. Encoding (all conductances and DAC levels are non-negative):
    - inputs: ``u = q_x + o_x`` with ``o_x = 2^(b_x-1)`` for signed inputs, 0 for unsigned ones;
-     padded taps hold ``o_x`` (the encoded zero);
+     padded taps hold ``o_x`` (the encoded zero; a conv padded with a non-zero value, ``meta["pad_value"]``, gets
+     its input padded explicitly by :mod:`hwsim.imc.functional` and runs here as a padding-0 conv);
    - weights, OFFSET: one matrix ``U = q_w + o_w``, ``o_w = 2^(b_w-1)``; DIFFERENTIAL: two
      matrices ``U+ = max(q_w, 0)``, ``U- = max(-q_w, 0)`` (b_w - 1 magnitude bits each).
    Then ``acc = Σ u·U - o_w·Σ_k u - o_x·Σ_k U + K·o_x·o_w`` (OFFSET) or

@@ -157,9 +157,10 @@ def _quantized(folded: Graph, weight_bits: int, input_bits: int) -> Graph:
 
 def _outputs(folded: Graph, spec: IMCSpec, x: np.ndarray, seed: int, read_seed: int | None):
     from hwsim import functional
-    from hwsim.imc.functional import make_kernels
+    from hwsim.imc.functional import check_pad_values, make_kernels
 
     gq = _quantized(folded, spec.weight_bits, spec.input_bits)
+    check_pad_values(gq)  # a +-1 border its fixed input grid cannot hold: refused before any layer runs
     outs = functional.run(gq, x, make_kernels(spec, seed, read_index=read_seed))
     return outs[0] if len(outs) == 1 else outs
 
