@@ -98,6 +98,11 @@ def check_data(ds: Dataset, graph, *, need_labels: bool = False) -> None:
     if tuple(ds.x.shape[1:]) != tuple(graph.input_shape[1:]):
         raise ShapeError(f"the data's samples have shape {tuple(ds.x.shape[1:])} but {graph.name} takes "
                          f"{tuple(graph.input_shape[1:])}")
+    shapes = {tuple(graph.shape_of(o)[1:]) for o in graph.outputs}
+    if len(shapes) > 1:  # e.g. (logits, features): which is scored must not be a guess
+        raise EvaluationError(f"{graph.name} returns {len(graph.outputs)} outputs of different shapes "
+                              f"{sorted(shapes)}; hwsim scores a net's last output (the deepest exit of a "
+                              "multi-exit net): wrap the model so that it returns the output to score, or it last")
     if ds.y is None:
         if need_labels:
             raise LabelError("accuracy needs labels: give y (or (x, y) batches)")
@@ -132,6 +137,10 @@ def _rebatched(graph, batch: int):
 
 
 def _last(outputs: Any) -> np.ndarray:
+    """The scored output: the last of a tuple / list / dict of outputs (a dict in its order, as the tracer reads
+    it), or the only one."""
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())
     return np.asarray(outputs[-1] if isinstance(outputs, (list, tuple)) else outputs)
 
 

@@ -228,3 +228,37 @@ def test_a_model_that_runs_one_sample_at_a_time_is_evaluated_one_sample_at_a_tim
     assert hwsim.as_graph(model, (1, 4)).batch_fixed  # found at import: it cannot run a batch of 2
     three, one = (evaluate(model, "cpu/host", x, y, batch_size=b).table for b in (3, 1))
     assert three.equals(one)  # run one sample at a time, whatever batch_size says
+
+
+def test_outputs_of_different_shapes_are_refused_and_a_dict_is_scored():
+    """A net returning (logits, features) would be scored on its features (the last output): refused in one line
+    naming the shapes; a net returning {"logits": ...} is scored on the logits, as torch's argmax says."""
+    from torch import nn
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.f, self.h = nn.Linear(12, 16), nn.Linear(16, 3)
+
+        def forward(self, x):
+            z = torch.relu(self.f(x))
+            return self.h(z), z
+
+    class Dict(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return {"logits": self.m(x)[0]}
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).standard_normal((20, 12)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 3, 20)
+    two = TwoHeads().eval()
+    with pytest.raises(EvaluationError, match=r"2 outputs of different shapes \[\(3,\), \(16,\)\]"):
+        hwsim.evaluate(two, "cpu/host", x, y)
+    ev = hwsim.evaluate(Dict(two).eval(), "cpu/host", x, y, progress=False)
+    with torch.no_grad():
+        want = float((two(torch.from_numpy(x))[0].argmax(1).numpy() == y).mean())
+    assert ev.table["accuracy"].iloc[0] == pytest.approx(want) and ev.reference_accuracy == pytest.approx(want)
