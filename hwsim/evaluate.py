@@ -330,7 +330,9 @@ def _submit_all(ex: Executor, net, spec, seeds, batches, options, parts: dict, b
                 except HwsimError:
                     raise
                 except Exception as e:  # the worker died or the task could not be sent
-                    raise HwsimError(f"evaluate: a worker failed ({type(e).__name__}: {first_line(e)})") from e
+                    from hwsim.codesign.sweep import worker_failure
+
+                    raise HwsimError(worker_failure("evaluate", e)) from e
                 bar.update(j - i)
     except BaseException:
         for f in futures:
@@ -411,8 +413,12 @@ def _check_args(seeds: Any, batch_size: Any, executor: Any, workers: Any, option
         raise EvaluationError(f"batch_size must be a positive integer, got {batch_size!r}")
     if workers is not None and (not is_integer(workers) or workers < 1):
         raise EvaluationError(f"workers must be a positive integer, got {workers!r}")
-    if executor is not None and not callable(getattr(executor, "submit", None)):
-        raise EvaluationError(f"executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+    from hwsim.codesign.sweep import check_executor
+
+    try:
+        check_executor(executor, "evaluate")
+    except HwsimError as e:
+        raise EvaluationError(str(e)) from None
     if options is not None and not (isinstance(options, Mapping) and all(isinstance(k, str) for k in options)):
         raise EvaluationError(f"options (target options) must be a mapping of option names, got {options!r}")
     return tuple(int(s) for s in seeds)

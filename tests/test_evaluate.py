@@ -262,3 +262,25 @@ def test_outputs_of_different_shapes_are_refused_and_a_dict_is_scored():
     with torch.no_grad():
         want = float((two(torch.from_numpy(x))[0].argmax(1).numpy() == y).mean())
     assert ev.table["accuracy"].iloc[0] == pytest.approx(want) and ev.reference_accuracy == pytest.approx(want)
+
+
+def test_a_forking_process_pool_is_refused_before_work_and_a_broken_pool_names_the_main_guard():
+    """Linux's default ProcessPoolExecutor forks this process after torch started its threads (it hung or died):
+    evaluate and sweep refuse it up front; a forkserver pool is taken. A worker pool that broke says the likely
+    cause (a script without the __main__ guard, imported again by each worker)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from hwsim.codesign.sweep import check_executor, worker_failure
+
+    x = np.zeros((2, 12), np.float32)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as fork:
+        with pytest.raises(EvaluationError, match="forks"):
+            hwsim.evaluate("tiny-autoencoder", "cpu/host", x, executor=fork)
+        with pytest.raises(hwsim.HwsimError, match="sweep: a ProcessPoolExecutor that forks"):
+            hwsim.sweep(["tiny-autoencoder"], ["cpu/host"], executor=fork)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as ok:
+        check_executor(ok, "sweep")
+    assert '__name__ == "__main__"' in worker_failure("sweep", BrokenProcessPool("gone"))
+    assert "__main__" not in worker_failure("sweep", ValueError("x"))

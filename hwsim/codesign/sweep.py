@@ -112,6 +112,35 @@ def _target_packages() -> list[str]:
     return [m for m in ("hwsim.cpu", "hwsim.imc", "hwsim.fpga") if importlib.util.find_spec(m) is not None]
 
 
+def check_executor(executor: Any, who: str) -> None:
+    """An executor hwsim can use, checked before any work: it has ``submit``, and a process pool does not fork this
+    process (Linux's default start method: a child forked after torch / Numba started their thread pools deadlocks
+    or dies, as their documentation warns)."""
+    if executor is None:
+        return
+    if not callable(getattr(executor, "submit", None)):
+        raise HwsimError(f"{who}: executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+    from concurrent.futures import ProcessPoolExecutor
+
+    if isinstance(executor, ProcessPoolExecutor):
+        ctx = getattr(executor, "_mp_context", None)
+        method = ctx.get_start_method() if ctx is not None else None
+        if method == "fork":
+            raise HwsimError(f"{who}: a ProcessPoolExecutor that forks (Linux's default start method) hangs or dies "
+                             "once torch has started its threads: pass mp_context=multiprocessing.get_context("
+                             "'forkserver') (or 'spawn'), or leave executor=None for hwsim's own pool")
+
+
+def worker_failure(who: str, e: BaseException) -> str:
+    """The message of a worker that died: a broken pool most often means a script that starts workers without the
+    ``if __name__ == "__main__":`` guard (a forkserver / spawn worker imports the main module again)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    hint = ("; a script that runs hwsim on worker processes must make its calls under `if __name__ == "
+            "\"__main__\":` (each worker imports the script again)") if isinstance(e, BrokenProcessPool) else ""
+    return f"{who}: a worker failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}){hint}"
+
+
 def _default_executor(n_jobs: int, workers: int | None) -> Executor | None:
     n = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if n <= 1 or (workers is None and n_jobs < SERIAL_BELOW):
@@ -287,8 +316,7 @@ def _check_args(*, functional, workers, seed, target_options, chunksize, metrics
         raise HwsimError(f"sweep: metrics must be a list of report figure names (or a mapping), got {metrics!r}")
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise HwsimError(f"sweep: progress must be true, false or None, got {progress!r}")
-    if executor is not None and not callable(getattr(executor, "submit", None)):
-        raise HwsimError(f"sweep: executor must be a concurrent.futures.Executor, got {type(executor).__name__}")
+    check_executor(executor, "sweep")
 
 
 def _record(new_rows: list[dict], store: ResultsStore | None, rows: dict, bar) -> None:
@@ -337,8 +365,8 @@ def _run(jobs: list[_Job], settings: EvalSettings, executor: Executor | None, wo
                 try:
                     result = fut.result()
                 except Exception as e:  # the worker died or the task could not be sent
-                    raise HwsimError(f"sweep worker failed ({type(e).__name__}: {e}); finished points are "
-                                     "kept in the results file, run the sweep again to resume") from e
+                    raise HwsimError(worker_failure("sweep", e) + "; finished points are kept in the results "
+                                     "file, run the sweep again to resume") from e
                 by_key = {r[KEY]: r for r in result}
                 _record([_merge(j, by_key[j.key]) for j in ch], store, rows, bar)
     except BaseException:
