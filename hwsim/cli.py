@@ -185,6 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise HwsimError(f"--seed must be a non-negative integer, got {args.seed}")
     options = _dict([_option(o) for o in args.option or []], "--option")
+    from hwsim.api import _target_module, check_options
+    from hwsim.specs import spec_target
+
+    check_options(_target_module(spec).simulate, spec_target(spec), options)  # a typo before the net is built
     what = args.net or Path(args.model).name
     stages = _Stages(["import", "trace", "simulate"] + (["check"] if args.functional else []), f"hwsim run {what}")
     try:
@@ -296,7 +300,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         headline = [c for c in ("latency_s", "energy_j", "fps", "fits_on_chip", "area_mm2", "accuracy",
                                 "top1_agreement", "rel_rms_error", "error") if c in cols]
         df = df[["net"] + varying + headline]
-    print(df.to_string(max_rows=args.max_rows))
+    print(df.to_string(max_rows=args.max_rows, float_format=lambda v: f"{v:.4g}"))  # 4 significant digits each
     return 0
 
 

@@ -110,3 +110,14 @@ def test_a_calibration_set_that_is_no_batch_is_named(calib, words):
 
     with pytest.raises(ShapeError, match=words):
         hwsim.simulate("resnet20", "cpu/cortex-m4", np.zeros((1, 3, 32, 32), np.float32), calib=calib)
+
+
+def test_the_cli_refuses_an_unknown_option_before_the_net_is_built(monkeypatch, capsys):
+    import hwsim.cli as cli
+
+    def no_net(*a, **k):
+        raise AssertionError("net built before the options were checked")
+
+    monkeypatch.setattr(cli, "_net_and_shape", no_net)
+    assert cli.main(["run", "-q", "--net", "resnet50", "--hw", "imc/isaac", "--option", "max_chunk=4"]) == 2
+    assert "imc target: unknown option 'max_chunk'; it takes mode, max_chunks" in capsys.readouterr().err

@@ -58,6 +58,11 @@ def test_zoo_names_and_onnx_paths_take_data(tmp_path, digits):
     df = hwsim.sweep([str(path)], "cpu/cortex-a72", data=(x, y), metrics=["accuracy", "top1_agreement"])
     assert df["net"].tolist() == ["digits_cnn"] and df["top1_agreement"].iloc[0] == 1.0
     assert df["accuracy"].iloc[0] == hwsim.evaluate(model, "cpu/cortex-a72", x, y).accuracy_mean
+    dyn = tmp_path / "digits_dynamic.onnx"  # a dynamic batch: imported at the data's sample shape, as a module is
+    torch.onnx.export(model.eval(), (torch.from_numpy(x[:1]),), str(dyn), dynamo=False, input_names=["x"],
+                      dynamic_axes={"x": {0: "n"}})
+    d = hwsim.sweep([str(dyn)], "cpu/cortex-a72", data=(x, y), metrics=["accuracy"])
+    assert d["error"].iloc[0] == "" and d["accuracy"].iloc[0] == df["accuracy"].iloc[0]
     xr = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
     z = hwsim.sweep("resnet20", "cpu/cortex-a72", data=xr, metrics=["top1_agreement", "rel_rms_error"])
     assert z["top1_agreement"].iloc[0] == 1.0 and z["rel_rms_error"].iloc[0] < 1e-5

@@ -136,7 +136,7 @@ def _net_ref(net: Any, input_shape: Sequence[int] | None, data_shape: Sequence[i
     if isinstance(net, (ZooNet, GraphNet)):
         return net
     if _is_onnx(net) or (isinstance(net, Mapping) and _is_onnx(net.get("name"))):
-        return _onnx_ref(net, input_shape)
+        return _onnx_ref(net, input_shape if input_shape is not None else data_shape)  # as a torch module
     if isinstance(net, str):
         _check_zoo(net, {})
         return ZooNet(net, (), check_shape(input_shape))
