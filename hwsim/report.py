@@ -89,7 +89,7 @@ class Report:
     arena_bytes: int = 0  # int8 CPU target: the activation arena as TFLite Micro plans it (0: not planned)
     flash_bytes: int = 0  # int8 CPU target: int8 weights + int32 biases in flash (0: not computed)
     exits: tuple[ExitReport, ...] = ()
-    area_mm2: float = 0.0
+    area_mm2: float = float("nan")  # chip area; NaN where the target does not model it (CPU, FPGA)
     notes: tuple[str, ...] = ()
 
     # -- derived figures (never stale)

@@ -84,3 +84,21 @@ def test_non_table_non_numeric_column_and_missing_objectives_are_one_line_errors
             call()
         assert "\n" not in str(e.value)
     assert list(pareto_front(df, ["lat", "mixed"]).index) == [0]  # None is a missing value, not an error
+
+
+def test_area_is_nan_where_a_target_does_not_model_it_and_leaves_the_front():
+    """CPU and FPGA reports model no chip area: NaN (0.0 read as "no area" and won an area front), and a front
+    over area keeps only the rows that have one."""
+    import math
+
+    import pandas as pd
+
+    import hwsim
+    from hwsim.codesign import pareto_front
+
+    cpu = hwsim.simulate("tfc-w1a1", "cpu/host").report
+    fpga = hwsim.simulate("tfc-w1a1", "fpga/pynq-z1").report
+    imc = hwsim.simulate("tfc-w1a1", "imc/isaac").report
+    assert math.isnan(cpu.area_mm2) and math.isnan(fpga.area_mm2) and imc.area_mm2 > 0
+    df = pd.DataFrame([{"t": r.target, "area_mm2": r.area_mm2, "latency_s": r.latency_s} for r in (cpu, fpga, imc)])
+    assert pareto_front(df, {"area_mm2": "min", "latency_s": "min"})["t"].tolist() == ["imc"]
