@@ -399,6 +399,9 @@ class Evaluation:
 
 # ----------------------------------------------------------------------------- the entry point
 def _check_args(seeds: Any, batch_size: Any, executor: Any, workers: Any, options: Any) -> tuple[int, ...]:
+    if is_integer(seeds):  # seeds=5 could mean seed 5 or five seeds: ask
+        raise EvaluationError(f"seeds={seeds!r} is one number: give the seeds, seeds=({seeds},) for seed {seeds} or "
+                              f"seeds=range({seeds}) for {seeds} seeds")
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         seeds = [seeds]
     seeds = list(seeds)

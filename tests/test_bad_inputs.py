@@ -364,6 +364,7 @@ def _evaluate_cases():
         ((x, np.zeros(4, bool)), {}, LabelError, "dtype bool"),
         ((x, np.array([0, 1, 2, 4])), {}, LabelError, "label 4 is not a class"),
         ((x,), {"seeds": ()}, EvaluationError, "seeds=()"),
+        ((x,), {"seeds": 5}, EvaluationError, "seeds=5 is one number: give the seeds, seeds=(5,) for seed 5 or seeds=range(5)"),
         ((x,), {"seeds": ["a"]}, EvaluationError, "seeds must be non-negative integers"),
         ((x,), {"seeds": [0, -1]}, EvaluationError, "seeds must be non-negative integers, got -1"),
         ((x,), {"batch_size": -1}, EvaluationError, "batch_size"),
@@ -377,7 +378,7 @@ def _evaluate_cases():
     ]
 
 
-@pytest.mark.parametrize("case", range(15))
+@pytest.mark.parametrize("case", range(16))
 def test_bad_evaluate_input_is_one_line_before_any_work(case, monkeypatch):
     args, kwargs, exc, words = _evaluate_cases()[case]
     monkeypatch.setattr(importlib.import_module("hwsim.evaluate"), "hardware_outputs", None)  # any inference would fail with a TypeError
