@@ -193,7 +193,10 @@ def read_yaml(path: str | Path, what: str = "spec fields") -> dict:
     except PresetError as e:
         raise PresetError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise PresetError(f"{path}: malformed YAML: {str(e).splitlines()[0]}") from None
+        mark = getattr(e, "problem_mark", None)  # where the parser stopped: line and column, 1-based
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        what_ = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise PresetError(f"{path}: malformed YAML{at}: {what_}") from None
     except OSError as e:
         raise PresetError(f"cannot read {path}: {e.strerror}") from None
     if not isinstance(data, dict):

@@ -49,6 +49,7 @@ def test_yaml_sweep_writes_results_and_plot(tmp_path, monkeypatch):
     ("nets: [resnet20]\nbase: cpu/cortex-m7\ngrid: {clockhz: [1e8]}\n", "clock_hz"),
     ("nets: [resnet20]\nbase: cpu/cortex-m7\ngrid: {clock_hz: [1e8]}\ndask: tcp://127.0.0.1:9\ndask_timeout_s: 1\n", "cannot reach"),
     ("nets: [resnet20\n", "malformed YAML"),
+    ("nets: [resnet20\nbase: imc/isaac\n", r"malformed YAML \(line 2, column 5\): expected ',' or ']'"),
 ])
 def test_yaml_errors_are_clear(tmp_path, text, match, monkeypatch):
     monkeypatch.chdir(tmp_path)
