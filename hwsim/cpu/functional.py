@@ -7,7 +7,8 @@ Per step kind (TFLite reference kernels, tensorflow/lite/kernels/internal/refere
   ``acc + bias[c]``, ``MultiplyByQuantizedMultiplier`` by ``s_in · s_w[c] / s_out``, ``+ zp_out``, clamp to the
   fused activation's range;
 - fc (fully_connected.h, per-channel): the same over ``x`` [N, K] (:func:`hwsim.kernels.int8.gemm_int`);
-- add, maxpool, avgpool, mean, requantize, relu: :mod:`hwsim.kernels._int8_tflite`;
+- add, maxpool, avgpool, mean, requantize, relu: :mod:`hwsim.kernels._int8_tflite` (a mean, TFLite's MEAN over H
+  and W or over L, takes the output shape of its node: N x C x 1 x 1 or N x C from a REDUCE_MEAN without keepdim);
 - concat and reshape move int8 values (the concat's inputs already share its scale); pad (kernels/pad.cc, a zero
   pad) writes the input's zero point, the int8 code of 0.0, around the input; softmax dequantizes its input and
   runs the fp32 kernel.
@@ -96,7 +97,7 @@ def _softmax(step: Step, xs: list[np.ndarray]) -> np.ndarray:
 
 _EXEC: Mapping[str, Callable[[Step, list[np.ndarray]], np.ndarray]] = {
     "conv": _conv, "depthwise": _conv, "fc": _fc, "add": _add, "requantize": _rescale, "relu": _rescale,
-    "mean": _mean, "softmax": _softmax, "pad": _pad,
+    "softmax": _softmax, "pad": _pad,
     "concat": lambda step, xs: np.concatenate(xs, axis=step.attrs.dim),
 }
 
@@ -122,6 +123,8 @@ def run_int8(program: Int8Program, x: np.ndarray, keep: bool = False):
             y = _pool(step, xs, shape)
         elif step.kind == "reshape":
             y = xs[0].reshape(shape)
+        elif step.kind == "mean":  # N x C x 1 x 1 from the kernel; (N, C) or (N, C, 1) for a REDUCE_MEAN
+            y = _mean(step, xs).reshape(shape)
         else:
             y = _EXEC[step.kind](step, xs)
         values[step.output] = y

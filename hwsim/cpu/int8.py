@@ -17,7 +17,9 @@ arithmetic of tensorflow/lite/tools/optimize/quantization_utils.cc, in float32 a
   concat's inputs whose (scale, zero point) differ from the concat's are requantized first (the QUANTIZE int8->int8
   op the converter inserts); ReLU/ReLU6 right after a conv, fully connected or add are fused into it as the clamp
   of its output range (``CalculateActivationRangeQuantized``); a ReLU that cannot be fused is TFLite's RELU kernel
-  (a requantization to its own range, then the clamp); global average pooling is TFLite's MEAN over H and W;
+  (a requantization to its own range, then the clamp); global average pooling (``AdaptiveAvgPool2d(1)``, or a
+  REDUCE_MEAN over exactly the spatial dims: :func:`hwsim.cpu.int8_checks.is_global_mean`) is TFLite's MEAN over H
+  and W;
 - a softmax that ends the network stays in float32 (its int8 input is dequantized); TFLite Micro would run an int8
   softmax whose 1/256 output grid this does not model.
 
@@ -37,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from hwsim.cpu.int8_checks import batchnorm_problem, is_global_mean, range_problem
 from hwsim.errors import HwsimError, UnsupportedOpError
 from hwsim.kernels._int8_tflite import quantize_multiplier
 from mapping.graph import Graph, Node, Op
@@ -57,7 +60,8 @@ class Int8UnsupportedError(UnsupportedOpError):
 
 
 class Int8OverflowError(HwsimError):
-    """An int32 intermediate of the int8 program left int32 (TFLite would wrap): names the node."""
+    """An int32 intermediate of the int8 program left int32 (TFLite would wrap), or a calibrated range, weight or
+    bias has no finite int8 scale (TFLite's float32 parameter arithmetic would give inf or NaN): names the node."""
 
 
 def _refuse(n: Node, why: str) -> Int8UnsupportedError:
@@ -88,8 +92,13 @@ class QParams:
         return (np.asarray(q, np.int32) - self.zero_point).astype(np.float32) * np.float32(self.scale)
 
 
-def asymmetric_qparams(lo: float, hi: float) -> QParams:
-    """TFLite's ``GetAsymmetricQuantizationParams`` for int8 over the range [lo, hi] (widened to include 0)."""
+def asymmetric_qparams(lo: float, hi: float, tensor: str = "") -> QParams:
+    """TFLite's ``GetAsymmetricQuantizationParams`` for int8 over the range [lo, hi] (widened to include 0).
+    A range with a non-finite end, or wider than float32 holds (``max - min`` overflows: the scale would be inf),
+    raises :class:`Int8OverflowError` naming ``tensor`` (a description: its name, op and module)."""
+    problem = range_problem(float(lo), float(hi))
+    if problem is not None:
+        raise Int8OverflowError(f"int8 tensor {tensor}: {problem}")
     lo, hi = np.float32(min(lo, 0.0)), np.float32(max(hi, 0.0))
     scale = np.float32((hi - lo) / np.float32(QMAX - QMIN))
     if scale == 0:  # the tensor is 0 on the whole calibration batch: any scale represents it
@@ -99,13 +108,17 @@ def asymmetric_qparams(lo: float, hi: float) -> QParams:
     return QParams(float(scale), zp)
 
 
-def quantize_weights_tflite(w: np.ndarray, bias: np.ndarray | None = None,
-                            input_scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def quantize_weights_tflite(w: np.ndarray, bias: np.ndarray | None = None, input_scale: float | None = None,
+                            layer: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Per-output-channel symmetric int8 weights (narrow range) and their float32 scales, as TFLite's
     ``SymmetricPerChannelQuantization`` computes them (axis 0 of ``w``). With ``bias`` and ``input_scale``, a channel
     whose bias would not fit in half the int32 range at scale ``input_scale · s_w`` gets its weight range widened
-    first (``AdjustWeightsForBiasScale``: ``max|W| = 2·|b| / (2^31 - 1) · 127 / input_scale``)."""
+    first (``AdjustWeightsForBiasScale``: ``max|W| = 2·|b| / (2^31 - 1) · 127 / input_scale``). Non-finite weights,
+    or a channel so small (0 < max|W| < 127 / 3.4e38) that ``127 / max|W|`` overflows float32, raise
+    :class:`Int8OverflowError` naming ``layer``."""
     w32 = np.asarray(w, np.float32).reshape(w.shape[0], -1)
+    if not np.isfinite(w32).all():
+        raise Int8OverflowError(f"int8 layer {layer!r}: its weights hold inf or NaN")
     half = np.maximum(np.abs(w32.min(axis=1)), np.abs(w32.max(axis=1))).astype(np.float32)
     if bias is not None and input_scale is not None:
         b = np.abs(np.asarray(bias, np.float64))
@@ -113,23 +126,37 @@ def quantize_weights_tflite(w: np.ndarray, bias: np.ndarray | None = None,
         big = b >= 0.5 * input_scale * (half.astype(np.float64) / W_QMAX) * k
         half = np.where(big, (2.0 * b / k * (W_QMAX / input_scale)).astype(np.float32), half)
     safe = np.where(half > 0, half, np.float32(1))
-    inv = np.where(half > 0, np.float32(W_QMAX) / safe, np.float32(0)).astype(np.float32)
+    with np.errstate(over="ignore"):
+        inv = np.where(half > 0, np.float32(W_QMAX) / safe, np.float32(0)).astype(np.float32)
+    if not np.isfinite(inv).all():
+        c = int(np.flatnonzero(~np.isfinite(inv))[0])
+        raise Int8OverflowError(f"int8 layer {layer!r}: output channel {c}'s weights (max |w| = {half[c]:g}) are "
+                                "too small for a float32 int8 scale (127 / max|w| overflows)")
     q = np.clip(round_away(w32 * inv[:, None]), -W_QMAX, W_QMAX).astype(np.int8).reshape(w.shape)
     scale = np.where(half > 0, half / np.float32(W_QMAX), np.float32(1)).astype(np.float32)
     return q, scale
 
 
-def _quantize_bias(b: np.ndarray | None, s_in: float, s_w: np.ndarray) -> np.ndarray:
-    """int32 bias of scale ``s_in · s_w[c]`` (``SymmetricPerChannelBiasQuantize``; zeros when there is no bias)."""
+def _quantize_bias(b: np.ndarray | None, s_in: float, s_w: np.ndarray, layer: str = "") -> np.ndarray:
+    """int32 bias of scale ``s_in · s_w[c]`` (``SymmetricPerChannelBiasQuantize``; zeros when there is no bias). A
+    bias scale that underflows float32 (``1 / scale`` is inf) or a non-finite bias raises
+    :class:`Int8OverflowError` naming ``layer``: TFLite's arithmetic would give NaN codes."""
     if b is None:
         return np.zeros(len(s_w), np.int32)
     scale = (np.float32(s_in) * s_w).astype(np.float32)
-    inv = (1.0 / scale.astype(np.float64)).astype(np.float32)
-    q = round_away(np.asarray(b, np.float32) * inv)
+    with np.errstate(divide="ignore", over="ignore"):
+        inv = (1.0 / scale.astype(np.float64)).astype(np.float32)
+    b32 = np.asarray(b, np.float32)
+    if not (np.isfinite(inv).all() and np.isfinite(b32).all()):
+        raise Int8OverflowError(f"int8 layer {layer!r}: its bias (or its scale s_in · s_w = {scale.min():g}) has no "
+                                "finite int32 code (the scale underflows float32, or the bias is inf/NaN)")
+    q = round_away(b32 * inv)
     return np.clip(q, *_I32).astype(np.int32)
 
 
-def _multipliers(real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _multipliers(real: np.ndarray, node: str = "") -> tuple[np.ndarray, np.ndarray]:
+    if not np.isfinite(real).all():  # a scale ratio beyond float64: no fixed-point multiplier represents it
+        raise Int8OverflowError(f"int8 step {node!r}: its requantization multiplier is not finite")
     qs = [quantize_multiplier(float(m)) for m in np.atleast_1d(real)]
     return np.array([q for q, _ in qs], np.int64), np.array([s for _, s in qs], np.int64)
 
@@ -250,13 +277,15 @@ def _check_node(g: Graph, n: Node, outs: set[str], readers: Mapping[str, list[No
                                  or n.attrs.dim not in (-1, len(n.shape) - 1)):
         raise _refuse(n, "softmax only as the last op of the network, over the last dim (kept in float)")
     elif n.op == Op.BATCHNORM:
-        raise _refuse(n, "batch norm not folded into a preceding conv/linear (int8 needs fold_bn=True and a "
-                         "conv/linear before every batch norm)")
+        raise _refuse(*batchnorm_problem(g, n, outs, readers))
+    elif n.op == Op.REDUCE_MEAN and not is_global_mean(g, n):
+        raise _refuse(n, f"mean over dims {n.attrs.dims} of a {shape_in[0]} tensor (only over the spatial dims, "
+                         "H and W of N x C x H x W or L of N x C x L: TFLite's MEAN as global average pooling)")
     elif n.op not in (Op.CONV2D, Op.LINEAR, Op.ADD, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.CONCAT, Op.PAD,
-                      Op.SOFTMAX, Op.RESHAPE) and activation_kind(n) is None:
+                      Op.SOFTMAX, Op.RESHAPE, Op.REDUCE_MEAN) and activation_kind(n) is None:
         raise _refuse(n, "no int8 kernel for it in this model (supported: conv2d, depthwise, linear, add, relu, "
-                         "relu6 (or a clamp to [0, 6]), max/avg pool, global avg pool, concat, reshape, zero pad, a "
-                         "final softmax)")
+                         "relu6 (or a clamp to [0, 6]), max/avg pool, global avg pool (or a mean over H and W), "
+                         "concat, reshape, zero pad, a final softmax)")
 
 
 def check_int8(graph: Graph) -> None:
@@ -296,7 +325,8 @@ class _Builder:
 
     def __init__(self, g: Graph, ranges: Mapping[str, tuple[float, float]]):
         self.g, self.ranges = g, ranges
-        self.q: dict[str, QParams] = {g.inputs[0].name: asymmetric_qparams(*ranges[g.inputs[0].name])}
+        name = g.inputs[0].name
+        self.q: dict[str, QParams] = {name: asymmetric_qparams(*ranges[name], f"{name!r} (the graph input)")}
         self.shapes: dict[str, tuple[int, ...]] = {g.inputs[0].name: g.input_shape}
         self.steps: list[Step] = []
 
@@ -307,16 +337,18 @@ class _Builder:
         self.steps.append(step)
 
     def own(self, name: str) -> QParams:
-        return asymmetric_qparams(*self.ranges[name])
+        n = self.g[name] if name in self.g else None
+        where = f" (output of {n.op.value}, module {n.module!r})" if n is not None else ""
+        return asymmetric_qparams(*self.ranges[name], f"{name!r}{where}")
 
 
 def _weighted(b: _Builder, n: Node, out: str, act: str) -> Step:
     g, s_in = b.g, b.q[n.inputs[0]]
     b_f = g.param(n, "bias") if "bias" in n.params else None
-    w_q, s_w = quantize_weights_tflite(g.param(n, "weight"), b_f, s_in.scale)
-    bias = _quantize_bias(b_f, s_in.scale, s_w)
+    w_q, s_w = quantize_weights_tflite(g.param(n, "weight"), b_f, s_in.scale, n.name)
+    bias = _quantize_bias(b_f, s_in.scale, s_w, n.name)
     oq = b.own(out)
-    m, sh = _multipliers(np.float64(s_in.scale) * s_w.astype(np.float64) / np.float64(oq.scale))
+    m, sh = _multipliers(np.float64(s_in.scale) * s_w.astype(np.float64) / np.float64(oq.scale), n.name)
     kind = "fc" if n.op == Op.LINEAR else ("conv" if n.attrs.groups == 1 else "depthwise")
     return Step(kind, n.name, n.inputs, out, (s_in,), oq, n.attrs, w_q, s_w, bias, m, sh, act, _act_range(act, oq))
 
@@ -328,14 +360,14 @@ def _add(b: _Builder, n: Node, out: str, act: str) -> Step:
     if not real[2] < 1.0:  # TFLite: QuantizeMultiplierSmallerThanOneExp checks multiplier < 1
         raise Int8OverflowError(f"int8 add {n.name!r}: output scale {oq.scale:g} is too small for TFLite's add "
                                 "(output multiplier >= 1)")
-    m, sh = _multipliers(real)
+    m, sh = _multipliers(real, n.name)
     return Step("add", n.name, n.inputs, out, (qa, qb), oq, None, multiplier=m, shift=sh, act=act,
                 act_range=_act_range(act, oq))
 
 
 def _rescale(b: _Builder, kind: str, node: str, src: str, out: str, oq: QParams, act: str = "none",
              attrs: Any = None) -> Step:
-    m, sh = _multipliers(np.float64(b.q[src].scale) / np.float64(oq.scale))
+    m, sh = _multipliers(np.float64(b.q[src].scale) / np.float64(oq.scale), node or out)
     return Step(kind, node, (src,), out, (b.q[src],), oq, attrs, multiplier=m, shift=sh, act=act,
                 act_range=_act_range(act, oq))
 
@@ -371,7 +403,7 @@ def _build_node(b: _Builder, n: Node, fused: Mapping[str, Node], skip: set[str])
         b.add(_rescale(b, "relu", n.name, n.inputs[0], n.name, b.own(n.name), activation_kind(n)), n.shape)
     elif n.op in (Op.MAXPOOL, Op.AVGPOOL, Op.RESHAPE, Op.PAD):
         _same_scale(b, n, {Op.MAXPOOL: "maxpool", Op.AVGPOOL: "avgpool", Op.RESHAPE: "reshape", Op.PAD: "pad"}[n.op])
-    elif n.op == Op.ADAPTIVE_AVGPOOL:
+    elif n.op in (Op.ADAPTIVE_AVGPOOL, Op.REDUCE_MEAN):  # global pooling: TFLite's MEAN over H and W
         b.add(_rescale(b, "mean", n.name, n.inputs[0], n.name, b.own(n.name), attrs=n.attrs), n.shape)
     elif n.op == Op.CONCAT:
         _concat(b, n)

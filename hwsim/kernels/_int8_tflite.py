@@ -81,6 +81,8 @@ def _mbqm(x, q, shift):
     """``MultiplyByQuantizedMultiplier``; returns (value, 1 if ``x · 2^left_shift`` left int32 else 0)."""
     ls = shift if shift > 0 else 0
     rs = -shift if shift < 0 else 0
+    if ls > 31:  # x · 2^ls leaves int32 for any x != 0 (and a shift past 63 is undefined in int64): never wrap
+        return 0, (0 if x == 0 else 1)
     xs = x << ls
     bad = 1 if (xs < _I32_MIN or xs > _I32_MAX) else 0
     return _rdbpot(_srdhm(xs, q), rs), bad
