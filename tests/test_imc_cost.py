@@ -301,3 +301,11 @@ def test_outputs_that_do_not_depend_on_the_input_are_flagged(monkeypatch):
     assert any("every output value is 0" in n for n in rep.notes)
     monkeypatch.undo()
     assert not any("every output value" in n for n in hwsim.simulate("resnet20", "imc/isaac", x).report.notes)
+
+
+def test_a_report_says_when_the_adc_cannot_represent_every_column_sum():
+    """A 5-bit ADC on 128-row crossbars clips or rounds column sums by design: the report says so (how many weight
+    matrices, the largest sum against the ADC's range); ISAAC's exact ADC says nothing."""
+    note = [n for n in hwsim.simulate("resnet20", "imc/edge-small").report.notes if "ADC cannot" in n]
+    assert len(note) == 1 and "20 of 22 weight matrices" in note[0] and "128 > 31" in note[0]
+    assert not [n for n in hwsim.simulate("resnet20", "imc/isaac").report.notes if "ADC cannot" in n]

@@ -21,6 +21,7 @@ from hwsim.errors import SpecError
 from hwsim.imc import physics as ph
 from hwsim.imc.cost import CrossbarCost, DigitalCost, node_costs, tile_area_mm2, tile_power_w
 from hwsim.imc.fit import buffer_param_bytes, fit_from_mapping, prepare
+from hwsim.imc.numerics import adc_exact
 from hwsim.imc.spec import IMCSpec
 from hwsim.report import ExitReport, LayerReport, Report, Result
 from mapping.graph import Graph, Op
@@ -232,6 +233,13 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
     if last is not None and last.size > 1 and np.ptp(last) == 0:
         notes.append(f"every output value is {float(last.flat[0]):g}: the chip computes nothing that depends on the "
                      "input (every ADC code clipped or zero?); compare rel_rms_error with hwsim.evaluate")
+    inexact = [lm.geometry for lm in mp.layers if not adc_exact(spec, lm.geometry.k)]
+    if inexact:  # by design (the point of a few-bit ADC), but a user reading outputs must know they are approximate
+        worst = max(inexact, key=lambda g: g.k)
+        notes.append(f"{len(inexact)} of {len(mp.layers)} weight matrices have column sums the {spec.adc_bits}-bit ADC "
+                     f"cannot represent exactly (up to {spec.partial_sum_max(worst.k)} > {2**spec.adc_bits - 1} on "
+                     f"{worst.module or worst.key!r}, {min(worst.k, spec.rows)} rows): outputs are clipped or "
+                     "rounded; hwsim.evaluate measures what that costs (rel_rms_error, accuracy)")
     if dram_act:
         n = sum(1 for c in costs if c.detail.dram_activation_bytes)
         notes.append(f"{n} layers' feature maps exceed the {spec.activation_buffer_bytes} B of buffers and "
