@@ -100,7 +100,7 @@ def _finite_params(graph: Graph) -> bool:
 def _rebatch(graph: Graph, batch: int) -> Graph:
     """The same graph for another batch size (every shape's first dimension)."""
     if graph.batch_fixed and batch != 1:
-        raise ShapeError(f"{graph.name} moves or merges the batch dimension, so its graph computes one sample: "
+        raise ShapeError(f"{graph.name} moves or merges the batch dimension (or uses its batch size as a number), so its graph computes one sample: "
                          f"simulate it with batch 1 (got a batch of {batch})")
     inputs = tuple(Input(i.name, (batch,) + i.shape[1:]) for i in graph.inputs)
     nodes = tuple(n.replace(shape=(batch,) + n.shape[1:]) for n in graph.nodes)

@@ -263,7 +263,7 @@ def check_input(graph: Graph, x: np.ndarray, what: str = "input") -> np.ndarray:
     if x.shape[0] < 1:
         raise ShapeError(f"{what} of shape {tuple(x.shape)} holds no sample (a batch of at least 1 is needed)")
     if graph.batch_fixed and x.shape[0] != 1:
-        raise ShapeError(f"{graph.name} moves or merges the batch dimension, so its graph computes one sample: "
+        raise ShapeError(f"{graph.name} moves or merges the batch dimension (or uses its batch size as a number), so its graph computes one sample: "
                          f"run it with batch 1 (got a batch of {x.shape[0]})")
     return check_values(x) if what == "input" else x  # a named array was checked above
 

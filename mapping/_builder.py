@@ -6,26 +6,33 @@ run of it on the sample input (``mapping.trace``). Each fx node is one of three 
 * **data**: a float32 tensor computed from the model's input — becomes IR nodes;
 * **const**: a tensor not computed from the input (parameters, buffers, anything computed from them alone,
   ``torch.zeros(...)``) — folded: it is a parameter of the op that reads it, or a CONSTANT node;
-* **python**: sizes, dims, flags (``x.shape[0]``, ``x.size(1) // 2``) — static for this input shape.
+* **python**: sizes, dims, flags (``x.shape[0]``, ``x.size(1) // 2``) — static for this input shape (handlers write
+  their values into the fx nodes' arguments).
 
 The batch dimension: every IR value's first dimension is the batch N. A torch value whose first dimension is
 not N (a model that moves or merges the batch, as attention code that permutes ``(B, L, 3, H, d)`` to
 ``(3, B, H, L, d)`` does) is kept with a leading unit dimension when N = 1 (its IR dims are the torch dims + 1,
-the same memory layout), and the graph is then marked ``batch_fixed``: it computes one sample per call.
+the same memory layout), and the graph is then marked ``batch_fixed``: it computes one sample per call. The batch
+size used as a number (``y / x.shape[0]``, ``torch.arange(x.size(0))``) is found by building the graph once more from
+a run at batch N + 1 (:func:`batch_checked`): its graph is ``batch_fixed`` at N = 1 and refused at N > 1.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.fx as fx
 
-from hwsim.errors import ConversionError, UnsupportedOpError
+from hwsim.errors import ConversionError, HwsimError, UnsupportedOpError, first_line
 from mapping.graph import Concat, Graph, Input, NoAttrs, Node, Op, Reshape, Slice, with_source_shapes
 
-__all__ = ["Builder", "BatchMoved", "batch_coincidences", "module_path", "untuple"]
+__all__ = ["Builder", "BatchMoved", "Rerun", "batch_rerun", "batch_checked", "graph_difference", "module_path", "untuple"]
 
 # ops of (N, C, H, W) values, applied window by window to windows merged into the batch (at most _MAX_WINDOWS)
 _IMAGE_OPS = frozenset({Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.UPSAMPLE, Op.GROUPNORM})
@@ -54,8 +61,6 @@ def untuple(gm: fx.GraphModule, values: dict[str, Any]) -> None:
     (``torch.cat(x.chunk(2))``, ``return x.split(3)``) gets one getitem node per element in its place, and
     ``t.values`` / ``t.indices`` of a named tuple (``x.max(1).values``) becomes ``getitem``. Rewrites ``gm``'s
     graph in place and records the new nodes' values."""
-    import operator
-
     graph = gm.graph
     for n in list(graph.nodes):
         if n.op == "call_function" and n.target is getattr and isinstance(n.args[0], fx.Node):
@@ -94,46 +99,70 @@ def module_path(n: fx.Node) -> str:
     return str(n.target) if n.op == "call_module" else ""
 
 
-class _Shapes(fx.Interpreter):
-    """Runs the traced module, keeping only the shape of every tensor value."""
+def _kept(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return v.detach().clone()
+    if isinstance(v, (tuple, list)) and not hasattr(v, "_fields"):
+        return type(v)(_kept(t) for t in v)
+    return v
+
+
+class _Values(fx.Interpreter):
+    """Runs the traced module, keeping a copy of every value (in-place ops cannot rewrite it)."""
 
     def __init__(self, gm: fx.GraphModule):
         super().__init__(gm)
-        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.values: dict[str, Any] = {}
 
     def run_node(self, n: fx.Node) -> Any:
         v = super().run_node(n)
-        if isinstance(v, torch.Tensor):
-            self.shapes[n.name] = tuple(v.shape)
+        self.values[n.name] = _kept(v)
         return v
 
 
-def batch_coincidences(gm: fx.GraphModule, values: dict[str, Any], x: torch.Tensor,
-                       retrace=None) -> frozenset[str] | None:
-    """The values whose first dimension equals the batch size ``B`` without being the batch (``x.transpose(0, 1)``
-    with as many channels as samples; at batch 1, ``x.reshape(1, -1)``): run once more at batch ``B + 1``, their first
-    dimension stays ``B``. A graph specialised to ``B`` (torch.export's guards) is traced again at ``B + 1`` by
-    ``retrace(x)`` and read by node name. A model that cannot run at ``B + 1``: None at batch 1 (its graph computes
-    one sample: ``batch_fixed``), else empty."""
+@dataclass(frozen=True)
+class Rerun:
+    """The traced module run once more, on the sample input with its first sample appended (batch ``B + 1``)."""
+
+    gm: fx.GraphModule  # the traced module, or torch.export's graph of it at B + 1 (the same node names)
+    values: dict[str, Any]  # every node's value at B + 1
+    calls: dict[str, tuple]  # every node's (op, target, args, kwargs) before building (handlers rewrite them)
+
+    def restore(self) -> None:
+        for n in self.gm.graph.nodes:
+            if n.name in self.calls:
+                n.op, n.target, n.args, n.kwargs = self.calls[n.name]
+
+
+def batch_rerun(gm: fx.GraphModule, values: dict[str, Any], x: torch.Tensor,
+                retrace=None) -> tuple[frozenset[str] | None, Rerun | None]:
+    """Run ``gm`` (first :func:`untuple`'d) once more at batch ``B + 1``: the values whose first dimension equals the
+    batch size ``B`` without being the batch (``x.transpose(0, 1)`` with as many channels as samples; at batch 1,
+    ``x.reshape(1, -1)``), whose first dimension stays ``B`` there, and the run (for :func:`batch_checked`). A graph
+    specialised to ``B`` (torch.export's guards) is traced again at ``B + 1`` by ``retrace(x)`` and read by node
+    name. A model that cannot run at ``B + 1``: (None, None) at batch 1 (its graph computes one sample:
+    ``batch_fixed``), else (empty, None)."""
     batch = int(x.shape[0])
     bigger = torch.cat([x, x[:1]])
-    run = _Shapes(gm)
+    untuple(gm, values)
+    run = _Values(gm)
     try:
         with torch.no_grad():
             run.run(bigger)
     except Exception:
-        run = _Shapes(gm)
         try:
             other = retrace(bigger) if retrace is not None else None
             if other is None or {n.name for n in other.graph.nodes} != {n.name for n in gm.graph.nodes}:
-                return None if batch == 1 else frozenset()
-            run = _Shapes(other)
+                return (None if batch == 1 else frozenset()), None
+            run = _Values(other)
             with torch.no_grad():
                 run.run(bigger)
+            untuple(other, run.values)
         except Exception:
-            return None if batch == 1 else frozenset()
-    return frozenset(k for k, v in values.items() if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == batch
-                     and run.shapes.get(k, (batch + 1,))[0] != batch + 1)
+            return (None if batch == 1 else frozenset()), None
+    not_batch = frozenset(k for k, v in values.items() if _first(v) == batch and _first(run.values.get(k)) != batch + 1)
+    calls = {n.name: (n.op, n.target, n.args, n.kwargs) for n in run.module.graph.nodes}
+    return not_batch, Rerun(run.module, run.values, calls)
 
 
 class BatchMoved(UnsupportedOpError):
@@ -156,8 +185,10 @@ class Builder:
         self.kinds: dict[str, str] = {}
         self.parts: dict[str, Any] = {}  # tuple-valued data nodes: index -> handler of getitem
         self.constants: dict[tuple[str, int], str] = {}  # (const fx node, rank) -> its CONSTANT IR node
+        self.tensors: dict[tuple, tuple[torch.Tensor, str]] = {}  # a tensor's memory and layout -> (it, its key)
         self.input_name = ""
         self.batch_fixed = not_batch is None
+        self.sources: dict[str, tuple[int, ...]] = {}  # output -> its torch shape
 
     # ------------------------------------------------------------------ classification and values
     def kind(self, a: Any) -> str:
@@ -276,13 +307,25 @@ class Builder:
             raise UnsupportedOpError(f"{self.what(where)}: its {role} is computed from the input; only "
                                      "weights that do not depend on the input are supported")
         v = self.val(a)
-        key = str(a.target) if isinstance(a, fx.Node) and a.op == "get_attr" else f"{where.name}.{role}"
-        return self.add_param(key, v)
+        if isinstance(a, fx.Node) and a.op == "get_attr":  # the module's own tensor (a tied one keeps its first key)
+            live = functools.reduce(getattr, str(a.target).split("."), self.gm)
+            same = isinstance(live, torch.Tensor) and isinstance(v, torch.Tensor) and live.dtype == v.dtype and \
+                live.shape == v.shape and torch.equal(live.detach(), v)
+            return self.add_param(str(a.target), live if same else v)
+        return self.add_param(f"{where.name}.{role}", v)
 
     def add_param(self, key: str, t: Any) -> str:
+        """The parameter ``key`` holding ``t``; a tensor given before (a weight tied between two modules:
+        ``l2.weight = l1.weight``) keeps its first key, so it is stored and counted once."""
+        same = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride(), t.dtype) \
+            if isinstance(t, torch.Tensor) else None
+        if same in self.tensors:
+            return self.tensors[same][1]
         if key not in self.params:
             arr = t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
             self.params[key] = arr.astype(np.float32, copy=True)
+        if same is not None:
+            self.tensors[same] = (t, key)  # t held: its memory holds no other tensor while building
         return key
 
     def emit(self, n: fx.Node, op: Op, inputs: Sequence[str], attrs: Any = NoAttrs(),
@@ -331,7 +374,7 @@ class Builder:
         """Convert every node with ``handle(builder, fx_node)`` (for call_* nodes of kind data)."""
         inputs: list[Input] = []
         outputs: list[str] = []
-        sources: dict[str, tuple[int, ...]] = {}  # output -> its torch shape
+        sources = self.sources
         from mapping._torch_mask import BOOL_RESULTS  # (imports this module)
 
         untuple(self.gm, self.values)
@@ -378,3 +421,73 @@ class Builder:
                                               "values differ (a dropout left in training mode, e.g. "
                                               "F.dropout(x, p) without training=self.training?)")
         return refs
+
+
+def batch_checked(graph: Graph, b: Builder, rerun: Rerun | None, handle) -> Graph:
+    """``graph``, built by ``b`` at batch ``B``, checked against the graph built the same way from the run at batch
+    ``B + 1`` (:func:`batch_rerun`). A forward that uses the batch size as a number (``y / x.shape[0]``,
+    ``y + torch.arange(x.size(0))``) gives attributes or constants that differ between the two: its graph computes
+    the model only at the traced batch. At batch 1 it is then marked ``batch_fixed`` (one sample per call, as
+    :func:`hwsim.evaluate` runs such a graph); at a larger batch it is refused (:class:`BatchMoved`). Sizes used as
+    shapes (``x.view(x.size(0), -1)``, ``torch.zeros(x.size(0), 4)``) give the same graph and pass."""
+    if graph.batch_fixed or rerun is None:
+        return graph
+    values = rerun.values
+    not_batch = frozenset(k for k, v in values.items() if _first(v) == b.batch + 1 and (
+        _first(b.values.get(k)) != b.batch or k in b.not_batch))
+    rerun.restore()  # the sizes and flags as fx nodes again (the build at B wrote their values into the nodes)
+    try:
+        diff = graph_difference(graph, Builder(rerun.gm, values, b.batch + 1, b.name, not_batch).build(handle))
+    except HwsimError as e:
+        diff = f"the model at batch {b.batch + 1} is not converted as at {b.batch} ({first_line(e)})"
+    finally:
+        rerun.restore()
+    if diff is None:
+        return graph
+    if b.batch != 1:
+        raise BatchMoved(f"{diff}: the model computes with its batch size as a number (x.shape[0] or x.size(0) "
+                         f"in arithmetic or in a constant), so its graph holds the batch of {b.batch}; trace such a "
+                         "model with batch 1 (a graph of one sample)")
+    b.batch_fixed = True
+    return with_source_shapes(graph.replace(batch_fixed=True), b.sources)
+
+
+def _first(v: Any) -> int | None:
+    return int(v.shape[0]) if isinstance(v, torch.Tensor) and v.ndim else None
+
+
+def graph_difference(a: Graph, b: Graph) -> str | None:
+    """Where two graphs of one model, built at batches B and B + 1, differ beyond the batch dim (None: nowhere)."""
+    if len(a.nodes) != len(b.nodes) or a.outputs != b.outputs:
+        return f"the model's graph at batch {b.batch} has other nodes than at {a.batch}"
+    for m, n in zip(a.nodes, b.nodes):
+        where = f"node '{m.name}' ({m.op.value}" + (f" in module '{m.module}')" if m.module else ")")
+        meta = ({k: v for k, v in x.meta.items() if k != "source_shape"} for x in (m, n))
+        if (m.name, m.op, m.inputs, m.shape[1:], m.params.keys()) != (n.name, n.op, n.inputs, n.shape[1:],
+                                                                       n.params.keys()) or \
+                not _same(m.attrs, n.attrs) or not _same(*meta):
+            return f"{where} differs between batches {a.batch} and {b.batch}"
+        for role, key in m.params.items():
+            if n.params[role] != key or not _same(a.params[key], b.params[key]):
+                return f"the {role} of {where} differs between batches {a.batch} and {b.batch}"
+    return None
+
+
+def _same(x: Any, y: Any) -> bool:
+    """Equal attributes / meta / parameters (NaN equal to NaN, arrays by value)."""
+    if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+        x, y = np.asarray(x), np.asarray(y)
+        return x.shape == y.shape and x.dtype == y.dtype and bool(np.all((x == y) | ((x != x) & (y != y))))
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return type(x) is type(y) and all(_same(getattr(x, f.name), getattr(y, f.name))
+                                          for f in dataclasses.fields(x))
+    if isinstance(x, (tuple, list)):
+        return type(x) is type(y) and len(x) == len(y) and all(map(_same, x, y))
+    if isinstance(x, dict):
+        return isinstance(y, dict) and x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    if isinstance(x, float) and isinstance(y, float) and x != x and y != y:
+        return True
+    try:
+        return bool(x == y)
+    except Exception:  # noqa: BLE001 - values that do not compare: treated as different (the safe side)
+        return False

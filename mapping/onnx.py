@@ -5,7 +5,11 @@
 1. **Load**: a path to an ``.onnx`` file or an ``onnx.ModelProto``; the default-domain opset must be 13-21; the
    model must have exactly one input that is not an initializer (Brevitas lists its initializers as inputs too).
 2. **Shape**: the input's shape is the model's own, with the batch from ``input_shape`` when given; a model with
-   symbolic dims needs ``input_shape``. The importer works on a copy whose input has exactly that shape.
+   symbolic dims needs ``input_shape``. The importer works on a copy whose input has exactly that shape. A file
+   whose Reshape carries its export batch as a constant (torch.export folds ``x.size(0)``) runs at that batch only:
+   it is imported and verified there, and the graph is then given the batch asked for (refused when it computes
+   one sample). A file with ``Shape`` nodes is imported once more at one more sample: a graph that differs (the batch
+   size used as a number) is ``batch_fixed`` at batch 1 and refused at a larger batch (:func:`_batch_checked`).
 3. **Run the source once** on a seeded sample (standard normal; for a QONNX model whose input feeds a quantizer,
    integers of its range times its scale): onnxruntime for plain ONNX (a copy of the model with every node
    output exposed as a graph output), qonnx's executor for QONNX (``execute_onnx(...,
@@ -59,6 +63,13 @@ def from_onnx(model: Any, input_shape: Any = None, *, verify: bool = True) -> Gr
     proto = _check_opset(proto)
     inp = _graph_input(proto)
     shape = _input_shape(inp, input_shape)
+    own, fixed_batch = _static_dims(inp), _batch_reshapes(proto, inp, shape)
+    if fixed_batch:  # the file runs at its export batch only: import it there, then take the graph to this batch
+        return _rebatched(_import(proto, name, inp, own, verify), shape[0], fixed_batch, own[0])
+    return _import(proto, name, inp, shape, verify)
+
+
+def _import(proto, name: str, inp, shape: tuple[int, ...], verify: bool) -> Graph:
     fixed = _with_input_shape(proto, inp.name, shape)
     qonnx = _is_qonnx(fixed)
     x = _sample(fixed, inp.name, shape, qonnx)
@@ -71,6 +82,8 @@ def from_onnx(model: Any, input_shape: Any = None, *, verify: bool = True) -> Gr
                              "dynamic batch)") from None
         raise
     graph = Importer(fixed, values, inp.name, shape[0], name, qonnx=qonnx).build()
+    graph = _batch_checked(graph, proto, name, inp, {o: np.shape(values[v.name]) for o, v in
+                                                     zip(graph.outputs, fixed.graph.output)})
     from mapping.verify import check_finite_params
 
     check_finite_params(graph)
@@ -82,6 +95,39 @@ def from_onnx(model: Any, input_shape: Any = None, *, verify: bool = True) -> Gr
     return graph
 
 
+def _batch_checked(graph: Graph, proto, name: str, inp, sources: dict[str, tuple[int, ...]]) -> Graph:
+    """``graph`` checked against the graph of the same file imported at one more sample: a model that computes with
+    its batch size (``Shape`` of the input in arithmetic: ``y / x.shape[0]`` exported with a dynamic batch) gives
+    attributes or constants that differ, and its graph is right at this batch only: ``batch_fixed`` at batch 1 (one
+    sample per call), refused at a larger batch (as :func:`mapping._builder.batch_checked` does for torch). Only a
+    file with ``Shape`` / ``Size`` nodes can carry the batch into a constant; one that does not run at the larger
+    batch is left as it is."""
+    if graph.batch_fixed or not any(n.op_type in ("Shape", "Size") for n in proto.graph.node):
+        return graph
+    from mapping._builder import graph_difference
+    from mapping.graph import with_source_shapes
+
+    bigger = (graph.batch + 1,) + tuple(graph.input_shape[1:])
+    fixed = _with_input_shape(proto, inp.name, bigger)
+    qonnx = _is_qonnx(fixed)
+    x = _sample(fixed, inp.name, bigger, qonnx)
+    try:
+        values = _run_qonnx(fixed, inp.name, x) if qonnx else _run_onnxruntime(fixed, inp.name, x, name)
+    except HwsimError:
+        return graph
+    try:
+        diff = graph_difference(graph, Importer(fixed, values, inp.name, bigger[0], name, qonnx=qonnx).build())
+    except HwsimError as e:
+        diff = f"the model at batch {bigger[0]} is not converted as at {graph.batch} ({_first_line(e)})"
+    if diff is None:
+        return graph
+    if graph.batch != 1:
+        raise UnsupportedOpError(f"{diff}: the model computes with its batch size as a number (the Shape of a "
+                                 f"value in arithmetic or in a constant), so its graph holds the batch of "
+                                 f"{graph.batch}; import it with batch 1 (a graph of one sample)")
+    return with_source_shapes(graph.replace(batch_fixed=True), sources)
+
+
 def source_values(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
     """Every tensor's value on ``x`` (batch and dynamic dims from ``x``) as the model's own executor computes it:
     onnxruntime, or qonnx's for a QONNX model."""
@@ -89,9 +135,26 @@ def source_values(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def reference_outputs(model: Any, x: np.ndarray) -> list[np.ndarray]:
-    """The model's outputs on ``x`` as its own executor computes them (onnxruntime, or qonnx's for QONNX)."""
-    proto, values = _source_run(model, x)
-    return [values[o.name] for o in proto.graph.output]
+    """The model's outputs on ``x`` as its own executor computes them (onnxruntime, or qonnx's for QONNX). A model
+    that runs at its export batch only (:func:`_batch_reshapes`) runs on ``x`` in pieces of that batch (the last
+    one filled up with its first sample)."""
+    proto = _check_opset(_load(model)[0])
+    own = _static_dims(_graph_input(proto))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if own is None or not _batch_reshapes(proto, _graph_input(proto), x.shape):
+        proto, values = _source_run(proto, x)
+        return [values[o.name] for o in proto.graph.output]
+    pieces = []
+    for i in range(0, len(x), own[0]):
+        xi = x[i:i + own[0]]
+        xi = np.concatenate([xi, np.repeat(xi[:1], own[0] - len(xi), 0)])
+        fixed, values = _source_run(proto, xi)
+        outs = [values[o.name] for o in fixed.graph.output]
+        if any(np.ndim(y) == 0 or np.shape(y)[0] != own[0] for y in outs):
+            raise ShapeError(f"the ONNX model runs at its export batch {own[0]} only and its outputs "
+                             f"{[np.shape(y) for y in outs]} do not keep the batch first: run it with batch {own[0]}")
+        pieces.append([y[:len(x) - i] for y in outs])
+    return [np.concatenate(ys) for ys in zip(*pieces)]
 
 
 def _source_run(model: Any, x: np.ndarray):
@@ -99,7 +162,11 @@ def _source_run(model: Any, x: np.ndarray):
     proto = _check_opset(proto)
     inp = _graph_input(proto)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    fixed = _with_input_shape(proto, inp.name, _input_shape(inp, x.shape))
+    shape = _input_shape(inp, x.shape)
+    fixed_batch = _batch_reshapes(proto, inp, shape)
+    if fixed_batch:
+        raise ShapeError(_fixed_message(fixed_batch, _static_dims(inp)[0], len(x)))
+    fixed = _with_input_shape(proto, inp.name, shape)
     run = _run_qonnx if _is_qonnx(fixed) else (lambda p, i, v: _run_onnxruntime(p, i, v, name))
     return fixed, run(fixed, inp.name, x)
 
@@ -177,6 +244,46 @@ def _static_dims(inp) -> tuple[int, ...] | None:
     t = inp.type.tensor_type
     dims = tuple(d.dim_value if d.HasField("dim_value") else 0 for d in t.shape.dim) if t.HasField("shape") else ()
     return dims if dims and all(d > 0 for d in dims) else None
+
+
+def _batch_reshapes(proto, inp, shape: tuple[int, ...]) -> list[tuple[str, list[int]]]:
+    """The Reshape nodes (name, target shape) whose target shape is a constant starting with the model's own batch,
+    when ``shape`` asks for another: an exporter that constant-folds ``x.size(0)`` (torch.export, so Brevitas's
+    export_qonnx, of a net with nn.Flatten) writes the export batch there, and the file runs at that batch only."""
+    from onnx import helper, numpy_helper
+
+    own = _static_dims(inp)
+    if own is None or own[0] == shape[0]:
+        return []
+    consts = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name in ("value", "value_ints"):
+            v = helper.get_attribute_value(n.attribute[0])
+            consts[n.output[0]] = numpy_helper.to_array(v) if n.attribute[0].name == "value" else np.asarray(v)
+    found = []
+    for n in proto.graph.node:
+        target = consts.get(n.input[1]) if n.op_type == "Reshape" and len(n.input) > 1 else None
+        if target is not None and target.ndim == 1 and target.size > 1 and int(target[0]) == own[0]:
+            found.append((n.name or n.output[0], [int(v) for v in target]))
+    return found
+
+
+def _fixed_message(reshapes: list[tuple[str, list[int]]], export_batch: int, batch: int) -> str:
+    name, target = reshapes[0]
+    return (f"ONNX Reshape node '{name}' has the constant shape {target}, made for the export batch {export_batch}: "
+            f"the model cannot run a batch of {batch}; run it with batch {export_batch}, or re-export it with a "
+            "dynamic batch (or at batch 1)")
+
+
+def _rebatched(graph: Graph, batch: int, reshapes: list[tuple[str, list[int]]], export_batch: int) -> Graph:
+    """``graph``, imported and verified at the file's export batch, for ``batch`` samples (each shape's first dim,
+    as hwsim rebatches any graph); refused when the graph computes one sample (it moves the batch)."""
+    from mapping.graph import Input
+
+    if graph.batch_fixed:
+        raise ShapeError(_fixed_message(reshapes, export_batch, batch) + ", and it moves or merges the batch")
+    inputs = tuple(Input(i.name, (batch,) + tuple(i.shape[1:])) for i in graph.inputs)
+    return graph.replace(inputs=inputs, nodes=tuple(n.replace(shape=(batch,) + n.shape[1:]) for n in graph.nodes))
 
 
 def _input_shape(inp, input_shape: Any) -> tuple[int, ...]:

@@ -321,7 +321,11 @@ class Importer:
     def add_param(self, tensor: str, value: np.ndarray, n=None, role: str = "value") -> str:
         """A parameter for ONNX tensor ``tensor``, keyed by its name when it is a named initializer, else (an
         exporter's anonymous or a folded tensor) by ``n``'s node name and ``role``; one tensor keeps one key, so a
-        weight read by several nodes is stored once. Another value under a taken key gets a suffix."""
+        weight read by several nodes is stored once (also through an Identity: torch's exporter reads a weight tied
+        between two modules as the initializer and an Identity of it). Another value under a taken key gets a
+        suffix."""
+        while (p := self._producer.get(tensor)) is not None and p.op_type == "Identity" and p.input[0] in self.consts:
+            tensor = p.input[0]
         key = tensor
         if n is not None and (tensor not in self._initializers or _ANONYMOUS.fullmatch(tensor)):
             key = self._keys.setdefault(tensor, f"{self.node_name(n)}.{role}")

@@ -10,7 +10,8 @@
    computed; a returned value that an in-place op changed afterwards (``y.add_(1); return y``) is refused, as is
    a pass-through (dropout, identity, clone) whose value differs from its input (``verify``).
 3. **Build**: every fx node becomes IR nodes (``mapping._builder``, ``mapping._torch_ops``); anything else is
-   refused with the op and its module path, never later inside a kernel.
+   refused with the op and its module path, never later inside a kernel. A tensor shared by several layers (a tied
+   weight) is one parameter; a model that uses its batch size as a number gives a graph of one sample (batch 1).
 4. **Verify** (``verify=True``, the default): every IR node is executed with hwsim's reference fp32 kernels on
    torch's values of its inputs and compared with torch's value (``mapping.verify``); a divergence raises
    :class:`~hwsim.errors.ConversionError` naming the node. The cost is one pass of the kernels.
@@ -27,7 +28,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError, first_line
-from mapping._builder import BatchMoved, Builder, batch_coincidences, module_path
+from mapping._builder import BatchMoved, Builder, batch_checked, batch_rerun, module_path
 from mapping._call_check import check_calls
 from mapping._model_state import _changed_buffers, _module_state, _restore, copy_module, eval_mode
 from mapping._torch_1d import ONE_D_MODULES, one_d_module
@@ -463,10 +464,9 @@ def _build(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor, name: str | No
         raise ConversionError(f"{type(model).__name__} returns value(s) {rec.changed} changed in place after they "
                               "were computed (an in-place op such as relu_(), add_(), nn.ReLU(inplace=True) or out= "
                               "whose result is not used); return the in-place op's result instead")
-    b = Builder(gm, rec.values, int(x.shape[0]), name or type(model).__name__,
-                not_batch=batch_coincidences(gm, rec.values, x,
-                                             (lambda x2: _export_module(model, x2)) if exported else None))
-    return canonical(b.build(handle)), b
+    not_batch, rerun = batch_rerun(gm, rec.values, x, (lambda x2: _export_module(model, x2)) if exported else None)
+    b = Builder(gm, rec.values, int(x.shape[0]), name or type(model).__name__, not_batch=not_batch)
+    return canonical(batch_checked(b.build(handle), b, rerun, handle)), b
 
 
 def _check_modules(gm: fx.GraphModule) -> None:
