@@ -6,8 +6,12 @@ The paper's loop, as implemented here:
 1. **Enumerate TRimmed Networks (TRNs).** The network is read as an ordered list of blocks (its
    top-level children, nested ``nn.Sequential`` stages expanded one level, the classifier tail
    removed). TRN *k* keeps blocks ``0..k`` and adds a new head: global average pool + linear
-   (``head_fn(channels, num_classes)`` to change it). A cut never separates a layer from the
-   batch norm or activation that follows it.
+   (``head_fn(channels, num_classes)`` to change it; each TRN is run once and must give
+   (N, num_classes) logits). A cut never separates a layer from the batch norm or activation that
+   follows it: the default cuts skip such points and an explicit ``cut_points`` entry there is
+   refused. The blocks must reproduce the model's forward pass followed by its classifier tail,
+   where a feature map may reach the first linear layer as is, flattened (``torch.flatten(x, 1)``,
+   VGG/LeNet style) or globally averaged (ResNet style).
 2. **Estimate latency before any training.** Each TRN is traced and costed by the target's
    simulator (``hwsim.simulate`` without an input); with ``measure=True`` its torch forward is also
    timed on this machine (median of repeats), the paper's empirical estimator.
@@ -28,11 +32,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwsim.codesign._netcut_checks import (
+    TrainFnError,
+    as_model,
+    check_decomposition,
+    check_num_classes,
+    check_trn_output,
+    train,
+)
 from hwsim.codesign.points import torch_threads
 from hwsim.errors import HwsimError, ShapeError
 from hwsim.specs import is_integer, is_real
 
-__all__ = ["netcut", "NetCutResult", "trn_blocks", "default_head", "build_trn"]
+__all__ = ["netcut", "NetCutResult", "TrainFnError", "trn_blocks", "default_head", "build_trn"]
 
 _FOLLOWERS = ("BatchNorm", "ReLU", "ReLU6", "Hardswish", "Sigmoid", "Hardsigmoid", "SiLU", "Tanh", "GELU",
               "LeakyReLU", "Dropout", "Identity")
@@ -127,45 +139,6 @@ def _num_classes(model) -> int:
     return linears[-1].out_features
 
 
-def _check_decomposition(model, blocks, input_shape) -> list[tuple[int, ...]]:
-    """Run the blocks one after the other; check that they reproduce the model (blocks + its own
-    tail on the flattened pooled features) and return each block's output shape."""
-    import torch
-    from torch import nn
-
-    from mapping.trace import eval_mode
-
-    x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0))
-    shapes = []
-    with eval_mode(model):
-        with torch.no_grad():
-            y = x
-            for name, m in blocks:
-                try:
-                    y = m(y)
-                except Exception as e:
-                    raise HwsimError(f"{type(model).__name__} is not a plain chain of its children (block {name!r} "
-                                     f"fails on the previous block's output: {e}); pass blocks=[...]") from None
-                shapes.append(tuple(y.shape))
-            names = {n for n, _ in blocks}
-            tail = [m for n, m in model.named_children() if n not in names and not any(b.startswith(n + ".")
-                                                                                       for b in names)]
-            try:
-                z = y
-                for m in tail:  # a classifier on a feature map: global pool (functional in forward) + flatten
-                    if z.dim() == 4 and any(isinstance(c, nn.Linear) for c in m.modules()):
-                        z = torch.flatten(z.mean(dim=(2, 3)) if z.shape[2:] != (1, 1) else z, 1)
-                    z = m(z)
-                ref = model(x)
-                same = isinstance(ref, torch.Tensor) and ref.shape == z.shape and torch.allclose(ref, z, atol=1e-4, rtol=1e-4)
-            except Exception:
-                same = False
-            if not same:
-                raise HwsimError(f"{type(model).__name__}: running its children in order does not reproduce its "
-                                 "forward pass; pass blocks=[(name, module), ...] in execution order")
-    return shapes
-
-
 def _measure_host(model, input_shape, repeats: int) -> tuple[float, float]:
     """(median, minimum) wall time in s of the torch forward pass after 3 warm-up runs; on a shared
     machine the minimum is the least disturbed run, the median the typical one."""
@@ -185,30 +158,21 @@ def _measure_host(model, input_shape, repeats: int) -> tuple[float, float]:
     return times[len(times) // 2], times[0]
 
 
-def _train(train_fn, model, cut: str) -> tuple[float, float]:
-    """(accuracy, wall time in s) of ``train_fn(model)``; the accuracy must be a fraction in [0, 1]."""
-    t0 = time.perf_counter()
-    out = train_fn(model)
-    dt = time.perf_counter() - t0
-    acc = out.get("accuracy") if isinstance(out, dict) else out
-    name = getattr(train_fn, "__qualname__", None) or repr(train_fn)
-    if not is_real(acc) or not 0.0 <= float(acc) <= 1.0:  # NaN fails the range test too
-        raise HwsimError(f"train_fn {name} returned {out!r} for the TRN cut after {cut!r}: it must return an "
-                         "accuracy in [0, 1] (a fraction, not a percentage) or a dict with such an 'accuracy'")
-    return float(acc), dt
-
-
 # ----------------------------------------------------------------------------- the loop
 def netcut(model, spec, deadline_s: float, *, cut_points: Sequence[int | str] | None = None,
            head_fn: Callable[[int, int], Any] | None = None, train_fn: Callable[[Any], Any] | None = None,
            input_shape: Sequence[int] | None = None, measure: bool | None = None, measure_repeats: int = 15,
            num_classes: int | None = None, blocks: Sequence[tuple[str, Any]] | None = None,
            train_all: bool = False, seed: int = 0, **target_options) -> NetCutResult:
-    """Propose trimmed versions of ``model`` that meet ``deadline_s`` (seconds) on ``spec``.
+    """Propose trimmed versions of ``model`` (a torch module or a zoo name) that meet ``deadline_s``
+    (seconds) on ``spec``.
 
-    cut_points: block indices or names to cut after (default: every allowed cut); head_fn:
-    ``(channels, num_classes) -> nn.Module`` (default: pool + linear); train_fn: fine-tunes a TRN
-    in place and returns its accuracy; input_shape: (1, C, H, W) (default: the zoo shape);
+    cut_points: block indices or names to cut after (default: every allowed cut; a cut between a
+    layer and its batch norm or activation is refused); head_fn: ``(channels, num_classes) ->
+    nn.Module`` returning (N, num_classes) logits from an (N, C, H, W) map (default: pool + linear;
+    another output shape is refused); num_classes: an integer >= 1 (default: the last linear
+    layer's outputs); train_fn: fine-tunes a TRN in place and returns its accuracy (an exception in
+    it stops netcut with a :class:`TrainFnError`); input_shape: (1, C, H, W) (default: the zoo shape);
     measure: also time each TRN's torch forward on this machine with the spec's cores as torch
     threads (columns ``measured_latency_s`` = median and ``measured_min_s`` = minimum of
     ``measure_repeats`` runs; None: only for a ``host`` preset, the spec of this machine); blocks: an explicit
@@ -228,11 +192,17 @@ def netcut(model, spec, deadline_s: float, *, cut_points: Sequence[int | str] | 
     spec = as_spec(spec)
     if measure is None:
         measure = str(getattr(spec, "name", "")).rsplit("/", 1)[-1] == "host"
+    model = as_model(model)
+    check_num_classes(num_classes)
+    for fn_arg, fn in (("train_fn", train_fn), ("head_fn", head_fn)):
+        if fn is not None and not callable(fn):
+            raise HwsimError(f"netcut: {fn_arg} must be callable, got {type(fn).__name__}")
     input_shape = tuple(input_shape or getattr(model, "hwsim_input_shape", None) or ())
     if len(input_shape) != 4:
         raise ShapeError(f"netcut needs input_shape=(1, C, H, W) for {type(model).__name__}, got {input_shape or None}")
-    blocks = list(blocks) if blocks is not None else trn_blocks(model)
-    n_cls = num_classes or _num_classes(model)
+    explicit = blocks is not None
+    blocks = list(blocks) if explicit else trn_blocks(model)
+    n_cls = int(num_classes) if num_classes is not None else _num_classes(model)
     head_fn = head_fn or default_head
 
     import torch
@@ -240,8 +210,9 @@ def netcut(model, spec, deadline_s: float, *, cut_points: Sequence[int | str] | 
     threads = int(getattr(spec, "cores", 0) or torch.get_num_threads())  # a measurement uses the spec's cores
     t0 = time.perf_counter()
     with torch_threads(1):  # tiny forward passes (decomposition check, tracing): one thread is fastest
-        shapes, rows, models = _estimate(model, blocks, input_shape, cut_points, head_fn, n_cls, spec, measure,
-                                         measure_repeats, threads, deadline_s, seed, target_options)
+        shapes = check_decomposition(model, blocks, input_shape, explicit)
+        rows, models = _estimate(blocks, shapes, input_shape, cut_points, head_fn, n_cls, spec, measure,
+                                 measure_repeats, threads, deadline_s, seed, target_options)
     estimate_s = time.perf_counter() - t0
     cand = pd.DataFrame(rows)
 
@@ -250,7 +221,7 @@ def netcut(model, spec, deadline_s: float, *, cut_points: Sequence[int | str] | 
         acc, tt = {}, {}
         for r in rows:
             if r["meets_deadline"] or train_all:
-                acc[r["cut"]], tt[r["cut"]] = _train(train_fn, models[r["cut"]], r["cut"])
+                acc[r["cut"]], tt[r["cut"]] = train(train_fn, models[r["cut"]], r["cut"])
         cand["accuracy"] = cand["cut"].map(acc)
         cand["train_s"] = cand["cut"].map(tt)
         train_s = float(sum(tt[c] for c in cand.loc[cand["meets_deadline"], "cut"]))
@@ -268,13 +239,13 @@ def netcut(model, spec, deadline_s: float, *, cut_points: Sequence[int | str] | 
     return NetCutResult(table, cand, float(deadline_s), target, estimate_s, train_s, train_all_s, message, keep)
 
 
-def _estimate(model, blocks, input_shape, cut_points, head_fn, n_cls, spec, measure, measure_repeats, threads,
+def _estimate(blocks, shapes, input_shape, cut_points, head_fn, n_cls, spec, measure, measure_repeats, threads,
               deadline_s, seed, target_options):
+    """(rows, {cut: TRN}): every selected TRN built, its output checked, costed (and timed with ``measure``)."""
     import torch
 
     from hwsim.api import simulate
 
-    shapes = _check_decomposition(model, blocks, input_shape)
     ks = _select_cuts(blocks, shapes, cut_points)
     rows, models = [], {}
     for k in ks:
@@ -283,6 +254,7 @@ def _estimate(model, blocks, input_shape, cut_points, head_fn, n_cls, spec, meas
             torch.manual_seed(seed + k)
             head = head_fn(shapes[k][1], n_cls)
         trn = build_trn(blocks, k, head)
+        check_trn_output(trn, input_shape, n_cls, head_fn, name)
         rep = simulate(trn, spec, input_shape=input_shape, **target_options).report
         row = {"cut": name, "depth": k + 1, "blocks_total": len(blocks), "channels": shapes[k][1],
                "params": sum(p.numel() for p in trn.parameters()), "macs": rep.macs,
@@ -293,7 +265,7 @@ def _estimate(model, blocks, input_shape, cut_points, head_fn, n_cls, spec, meas
         row["meets_deadline"] = rep.latency_s <= deadline_s
         rows.append(row)
         models[name] = trn
-    return shapes, rows, models
+    return rows, models
 
 
 def _select_cuts(blocks, shapes, cut_points) -> list[int]:
@@ -314,6 +286,10 @@ def _select_cuts(blocks, shapes, cut_points) -> list[int]:
                 raise HwsimError(f"cut point {c!r} must be a block index (an integer) or a block name; blocks: {names}")
             if not 0 <= c < len(blocks):
                 raise HwsimError(f"cut point {c!r} out of range 0..{len(blocks) - 1}; blocks: {names}")
+            if not _cut_allowed(blocks, int(c)):
+                raise HwsimError(f"cut point {c!r} (after {names[int(c)]!r}) separates that layer from the "
+                                 f"{type(blocks[int(c) + 1][1]).__name__} {names[int(c) + 1]!r} that follows it: cut "
+                                 f"after the last batch norm / activation of the layer; blocks: {names}")
             ks.append(int(c))
     ks = [k for k in ks if len(shapes[k]) == 4]  # the pool + linear head needs feature maps
     if not ks:

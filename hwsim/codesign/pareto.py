@@ -12,7 +12,7 @@ vectorised blocks. Rows with identical objective values do not dominate each oth
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -25,21 +25,23 @@ MAXIMISED = frozenset({"accuracy", "top1_agreement"})  # objectives named withou
 
 def normalize_objectives(objectives: Mapping[str, str] | Sequence[str] | str) -> dict[str, str]:
     """``{column: "min"|"max"}`` from a mapping, a list of columns or one column name (``min``, or ``max`` for a
-    column of :data:`MAXIMISED`)."""
+    column of :data:`MAXIMISED`). Column names are kept as given: ``[0, 1]`` names a table's int columns."""
     if isinstance(objectives, str):
         objectives = [objectives]
     if not isinstance(objectives, (Mapping, Sequence, set, frozenset)):
         raise HwsimError(f"objectives must be a column name, a list of columns or {{column: 'min'|'max'}}, "
                          f"got {type(objectives).__name__}")
-    if isinstance(objectives, Mapping):
-        out = {}
-        for k, d in objectives.items():
-            d = str(d).lower()
-            if d not in ("min", "max"):
-                raise HwsimError(f"objective {k!r}: direction must be 'min' or 'max', got {d!r}")
-            out[str(k)] = d
-    else:
-        out = {str(k): "max" if str(k) in MAXIMISED else "min" for k in objectives}
+    items = objectives.items() if isinstance(objectives, Mapping) else [(k, None) for k in objectives]
+    out = {}
+    for k, d in items:  # a column name is kept as given (an int column name stays an int)
+        if not isinstance(k, Hashable) or isinstance(k, (list, dict, set)):
+            raise HwsimError(f"objective {k!r} is not a column name")
+        if d is None:
+            d = "max" if k in MAXIMISED else "min"
+        d = str(d).lower()
+        if d not in ("min", "max"):
+            raise HwsimError(f"objective {k!r}: direction must be 'min' or 'max', got {d!r}")
+        out[k] = d
     if not out:
         raise HwsimError("pareto_front needs at least one objective column")
     return out

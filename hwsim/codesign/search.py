@@ -49,6 +49,7 @@ from hwsim.codesign.search_space import (
     _fn_name,
     _suggest,
     fingerprint,
+    range_kind,
 )
 from hwsim.errors import HwsimError, SpecError, first_line
 
@@ -209,7 +210,7 @@ class _Objective:
 
         name = trial.suggest_categorical("net", list(self.nets))
         kw = {k: _suggest(trial, f"{name}.{k}", vs) for k, vs in self.nets[name].items()}
-        changes = {k: _suggest(trial, f"hw.{k}", vs) for k, vs in self.hw.items()}
+        changes = {k: _suggest(trial, f"hw.{k}", vs, range_kind(type(self.base), k, vs)) for k, vs in self.hw.items()}
         try:
             spec = dataclasses.replace(self.base, **{k: _coerce(type(self.base), k, v) for k, v in changes.items()})
             figures = self.figures(name, kw, spec)
@@ -244,7 +245,9 @@ def search(nets: Mapping[str, Mapping[str, Sequence]], base_spec: Any, hw: Mappi
     """Search nets × hardware with NSGA-II; returns every trial and the Pareto front.
 
     nets: ``{zoo name: {builder keyword: [values]}}``. base_spec: a spec or preset name.
-    hw: ``{spec field: [values] | (lo, hi)}``. objectives: ``{figure: "min"|"max"}`` or a list
+    hw: ``{spec field: [values] | (lo, hi)}``: a list is a choice; a (lo, hi) range is searched by the field's
+    type, so ``{"adc_noise_lsb": (0, 2)}`` (a float field) tries reals in [0, 2] and an int field the integers
+    (a net keyword's range is integer when both bounds are ints). objectives: ``{figure: "min"|"max"}`` or a list
     (minimised) of report figures (``latency_s``, ``energy_j``, ``edp_js``, ``area_mm2``, ...),
     ``params`` (distinct parameters of the net) or keys returned by ``score_fn(net, kwargs, graph,
     report) -> {name: value}``, and with ``data`` ``accuracy``, ``top1_agreement``, ``rel_rms_error``
@@ -267,6 +270,9 @@ def search(nets: Mapping[str, Mapping[str, Sequence]], base_spec: Any, hw: Mappi
     if not isinstance(hw or {}, Mapping):
         raise SpecError(f"search: hw must be {{field: [values] | (lo, hi)}}, got {type(hw).__name__}")
     hw = dict(hw or {})
+    if isinstance(objectives, (Mapping, list, tuple, set, frozenset)) and not objectives:
+        raise HwsimError(f"search: objectives must name at least one figure (e.g. ['latency_s', 'energy_j']), "
+                         f"got {objectives!r}")
     obj = normalize_objectives(objectives)
     _check_space(nets, base, hw)
     shape = check_shape(input_shape)

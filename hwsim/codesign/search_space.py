@@ -6,6 +6,8 @@ import dataclasses
 import inspect
 import math
 import numbers
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,7 +15,7 @@ from hwsim.codesign.points import _check_grid_value, json_digest
 from hwsim.errors import HwsimError, SpecError
 from hwsim.specs import is_integer
 
-__all__ = ["fingerprint", "ScoreFnError"]
+__all__ = ["fingerprint", "range_kind", "ScoreFnError"]
 
 
 class ScoreFnError(HwsimError):
@@ -88,12 +90,33 @@ def _check_space(nets: Any, base: Any, hw: Mapping[str, Any]) -> None:
                 raise SpecError(f"search: {e}".replace("grid field", "hardware field", 1)) from None
 
 
-def _suggest(trial, name: str, values: Sequence) -> Any:
-    """A list is a categorical choice; a 2-tuple of numbers is a range (int if both are ints)."""
+def range_kind(cls: type | None, field: str | None, values: Sequence) -> str | None:
+    """``"int"`` or ``"float"``: how a (lo, hi) range is searched (None for a choice). A hardware field's type
+    decides (``IMCSpec.adc_noise_lsb: float`` with ``(0, 2)`` searches the reals in [0, 2]; an int field searches
+    the integers in [ceil(lo), floor(hi)]); elsewhere (a net keyword, a field of another type) the bounds do: int if
+    both are ints."""
+    if not _is_range(values):
+        return None
+    from hwsim.codesign.points import _hints
+
+    tp = _hints(cls).get(field) if cls is not None and field is not None else None
+    args = set(typing.get_args(tp)) - {type(None)} if typing.get_origin(tp) in (typing.Union, types.UnionType) \
+        else {tp}
+    if args == {float}:
+        return "float"
+    if args == {int}:
+        return "int"
+    return "int" if all(is_integer(v) for v in values) else "float"
+
+
+def _suggest(trial, name: str, values: Sequence, kind: str | None = None) -> Any:
+    """A list is a categorical choice; a 2-tuple of numbers is a range of ``kind`` (:func:`range_kind`; None: int
+    if both bounds are ints)."""
     if _is_range(values):
         lo, hi = values
-        if is_integer(lo) and is_integer(hi):
-            return trial.suggest_int(name, int(lo), int(hi))
+        kind = kind or range_kind(None, None, values)
+        if kind == "int":
+            return trial.suggest_int(name, math.ceil(lo), math.floor(hi))
         return trial.suggest_float(name, float(lo), float(hi))
     from hwsim.specs import plain_value
 
@@ -107,10 +130,14 @@ def _first(values: Sequence) -> Any:
 
 
 # ----------------------------------------------------------------------------- fingerprint
-def _space(values: Sequence) -> list:
+def _space(values: Sequence, kind: str | None = None) -> list:
+    """A space's identity; a float range with int bounds (searched as floats since the field's type decides) is
+    marked, so a study stored when such bounds meant integers is not resumed."""
     from hwsim.specs import plain_value
 
-    return ["range" if _is_range(values) else "choice", [plain_value(v) for v in values]]
+    what = "choice" if not _is_range(values) else \
+        "float range" if kind == "float" and all(is_integer(v) for v in values) else "range"
+    return [what, [plain_value(v) for v in values]]
 
 
 def _fn_name(fn: Any) -> str:
@@ -143,7 +170,7 @@ def fingerprint(nets: Mapping[str, Mapping[str, Sequence]], base: Any, hw: Mappi
     target = spec_target(base)
     parts = {
         "base spec": spec_to_dict(base),
-        "hardware space": {k: _space(v) for k, v in hw.items()},
+        "hardware space": {k: _space(v, range_kind(type(base), k, v)) for k, v in hw.items()},
         "nets": {n: [ZooNet(n, (), input_shape).key_identity(), {k: _space(v) for k, v in kw.items()}]
                  for n, kw in nets.items()},
         "data": None if data is None else data.digest,
