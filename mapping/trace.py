@@ -376,6 +376,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], name: str | None = None,
                 try:
                     gm = _export_module(model, x)
                     graph, b = _build(model, gm, x, name, True)
+                except BatchMoved:  # past fx's opaque op, the ATen graph met a batch move: that is the reason
+                    if str(e_fx).startswith("unsupported call_"):  # (a refusal of a named layer says more)
+                        raise
+                    raise e_fx from None
                 except Exception:
                     raise e_fx from None
         from mapping.verify import check_finite_params

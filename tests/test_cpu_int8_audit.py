@@ -225,3 +225,29 @@ def test_other_reductions_are_still_refused(dims):
 
     with pytest.raises(Int8UnsupportedError, match=r"op 'reduce_mean'.*only over the spatial dims"):
         check_int8(_graph(M(), (1, 3, 4, 4)))
+
+
+def test_ceil_mode_average_pool_runs_when_it_adds_no_window():
+    """ceil_mode on an average pool whose windows all fit (timm's ResNet-D downsampling at even sizes) changes
+    nothing: int8 runs it, equal to the same net without ceil_mode; a ceil_mode that adds a partial window is
+    still refused."""
+    import numpy as np
+    import pytest
+    import torch
+    from torch import nn
+
+    import hwsim
+    from hwsim.errors import HwsimError
+
+    def net(ceil):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                             nn.AvgPool2d(2, 2, ceil_mode=ceil, count_include_pad=False), nn.Flatten(),
+                             nn.Linear(4 * 16, 5)).eval()
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    a = hwsim.simulate(net(True), "cpu/cortex-m7", x=x).outputs
+    np.testing.assert_array_equal(a, hwsim.simulate(net(False), "cpu/cortex-m7", x=x).outputs)
+    odd = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AvgPool2d(2, 2, ceil_mode=True)).eval()
+    with pytest.raises(HwsimError, match="ceil_mode average pooling"):
+        hwsim.simulate(odd, "cpu/cortex-m7", x=np.zeros((1, 3, 7, 7), np.float32) + 0.5)

@@ -306,3 +306,34 @@ def test_one_onnx_initializer_read_by_two_nodes_is_one_parameter(name):
     g = mapping.from_onnx(m)
     assert totals(g).params == 64 and len({n.params["weight"] for n in g.nodes if "weight" in n.params}) == 1
     np.testing.assert_allclose(run(g, x)[0], reference_outputs(m, x)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_identity_arithmetic_is_dropped_and_outputs_are_unchanged():
+    """x + 0, x - 0, x * 1, x / 1 of python scalars (timm's MobileOne training-form blocks add a literal 0) leave
+    the graph; a graph output keeps its node; outputs equal torch's."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    import hwsim
+    import mapping
+    from mapping.graph import Op
+
+    class Idle(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = torch.relu(self.c(x) + 0) * 1
+            return (y - 0) / 1 + 1, y.mean((2, 3)) + 0
+
+    m = Idle().eval()
+    g = mapping.trace(m, (2, 3, 8, 8))
+    assert [n.op for n in g.nodes].count(Op.ADD) == 2  # "+ 1" and the output's "+ 0"
+    assert not [n for n in g.nodes if n.op in (Op.MUL, Op.SUB, Op.DIV)]
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = [t.numpy() for t in m(torch.from_numpy(x))]
+    for got, ref in zip(hwsim.simulate(g, "cpu/host", x=x).outputs, want):  # hwsim's conv kernel: float rounding
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)

@@ -233,11 +233,12 @@ def _check_conv(n: Node) -> None:
                          "program pads with the input's zero point (0.0) only")
 
 
-def _check_pool(n: Node) -> None:
+def _check_pool(n: Node, shape_in: tuple[int, ...]) -> None:
     a = n.attrs
     if a.dilation != (1, 1):
         raise _refuse(n, f"dilated pooling {a.dilation} has no TFLite kernel")
-    if n.op == Op.AVGPOOL and a.ceil_mode:
+    floor = tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip(shape_in[2:], a.kernel, a.stride, a.padding))
+    if n.op == Op.AVGPOOL and a.ceil_mode and floor != tuple(n.shape[2:]):  # ceil_mode that adds a partial window
         raise _refuse(n, "ceil_mode average pooling divides by torch's count, not TFLite's")
     if n.op == Op.AVGPOOL and a.count_include_pad and any(a.padding):
         raise _refuse(n, "padded average pooling with count_include_pad=True: TFLite divides by the in-bounds taps")
@@ -266,7 +267,7 @@ def _check_node(g: Graph, n: Node, outs: set[str], readers: Mapping[str, list[No
     elif n.op == Op.ADD and (len(n.inputs) != 2 or shape_in[0] != shape_in[1]):
         raise _refuse(n, "int8 add takes two tensors of one shape (no scalar operand, no broadcasting)")
     elif n.op in (Op.MAXPOOL, Op.AVGPOOL):
-        _check_pool(n)
+        _check_pool(n, shape_in[0])
     elif n.op == Op.PAD:
         _check_pad(n)
     elif n.op == Op.ADAPTIVE_AVGPOOL and tuple(n.attrs.output_size) != (1, 1):
