@@ -88,8 +88,10 @@ _QUANTIZED: IdentityCache[Graph] = IdentityCache("imc quantized graphs", maxsize
 
 
 def quantize_with_progress(graph: Graph, weight_bits: int, input_bits: int, progress: bool | None = None) -> Graph:
-    """``mapping.passes.quantize.quantize(graph, weight_bits, input_bits)`` (per-channel weight scales; the input
-    scales the graph's nodes were calibrated with, else dynamic) on the conv/linear nodes, and likewise on the
+    """``mapping.passes.quantize.quantize(graph, weight_bits, input_bits)`` (per-channel weight scales, or the grid
+    the weights already lie on when the node carries one — a k-bit layer's, or ``quantize_ptq(...).graph()``'s per
+    tensor or per channel, exactly when its levels fit ``weight_bits``: :func:`mapping.passes.quantize.weight_grid`;
+    the input scales the graph's nodes were calibrated with, else dynamic) on the conv/linear nodes, and likewise on the
     transposed convs (scales per output channel: :mod:`hwsim.imc.deconv`), with a progress bar over the weight
     matrices (VGG-16's take seconds). The integer weights it computes are kept in the crossbar kernels' caches
     (:func:`hwsim.imc.functional.weights_q`, :func:`hwsim.imc.deconv.weights_q`), so the run does not quantize them

@@ -49,9 +49,10 @@ class QuantParams:
 
 
 def weight_grid(node) -> tuple[float, ...] | None:
-    """The grid a k-bit layer's weights lie on (``meta["weight_scale"]`` with ``meta["weight_bits"]``: QONNX and
-    ``nets.layers`` quantized layers; one scale, or one per output channel after BN folding), else None."""
-    if "weight_bits" not in node.meta or "weight_scale" not in node.meta:
+    """The grid a layer's weights lie on (``meta["weight_scale"]``: QONNX and ``nets.layers`` k-bit layers, with
+    ``meta["weight_bits"]``; ``nets.compress.quantize_ptq(...).graph()``'s layers, per tensor or per channel; one
+    scale, or one per output channel after BN folding), else None."""
+    if "weight_scale" not in node.meta:
         return None
     return tuple(float(v) for v in np.ravel(np.asarray(node.meta["weight_scale"], dtype=np.float64)))
 
@@ -169,11 +170,15 @@ def quantize(graph: Graph, weight_bits: int = 8, input_bits: int = 8, per_channe
     without a range get a dynamic input scale. Shared weights (several nodes, one key) get the same
     weight scales (they are computed from the same array).
     """
-    if not (isinstance(weight_bits, int) and 2 <= weight_bits <= 16):
-        raise ValueError(f"weight_bits must be an int in [2, 16], got {weight_bits!r}")
-    if not (isinstance(input_bits, int) and 1 <= input_bits <= 16):
-        raise ValueError(f"input_bits must be an int in [1, 16], got {input_bits!r}")
+    if isinstance(weight_bits, bool) or not (isinstance(weight_bits, int) and 2 <= weight_bits <= 16):
+        raise SpecError(f"weight_bits must be an int in [2, 16], got {weight_bits!r}")
+    if isinstance(input_bits, bool) or not (isinstance(input_bits, int) and 1 <= input_bits <= 16):
+        raise SpecError(f"input_bits must be an int in [1, 16], got {input_bits!r}")
     ranges = dict(input_ranges or {})
+    for name, (lo, _) in ranges.items():
+        if lo < 0 and input_qmax(input_bits, True) < 1:
+            raise SpecError(f"input_bits={input_bits} leaves the signed inputs of {name} (input_ranges min {lo:g} < 0) "
+                            "no positive level; use input_bits >= 2")
     cache: dict[str, tuple[float, ...]] = {}
     nodes = []
     for n in graph.nodes:

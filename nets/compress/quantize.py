@@ -11,14 +11,20 @@ be fine-tuned (quantization-aware, straight-through):
   integer hardware does); unsigned ``[0, 2^b - 1]`` when min >= 0, else signed
   ``[-(2^(b-1) - 1), 2^(b-1) - 1]``, ``s_x = max(|min|, |max|) / qmax``; applied in torch by a
   forward pre-hook (straight-through gradient). ``PTQResult.input_ranges`` (IR node name ->
-  (min, max)) hands the same calibration to :func:`mapping.passes.quantize.quantize`.
+  (min, max)) hands the same calibration to :func:`mapping.passes.quantize.quantize`; ``PTQResult.graph()``
+  also carries each layer's weight grid (``meta["weight_scale"]``), which the IMC target keeps the weights on.
 
 :func:`binarize` / :func:`quantize_xnor` — layers for the XNOR engine (``nets.layers``):
 conv2d/linear become ``BinaryConv2d``/``BinaryLinear`` (±1 weights, sign(0) = +1) fed by a
 ``BinarySign`` of their input, or ``QuantConv2d``/``QuantLinear`` (k-bit odd levels) fed by a
 ``QuantAct`` (unsigned k-bit codes). When a layer's input comes from a ReLU/ReLU6 (possibly
-through max pools and flattens, which commute with these monotone maps), the sign / quantizer takes
-the ReLU's input instead (sign after a ReLU would be constant +1; ``QuantAct`` clamps at 0 itself). The first and last layers stay in float by default (FINN / BNN practice:
+through max pools, flattens, identities and dropouts, which commute with these monotone maps), the sign / quantizer takes
+the ReLU's input instead (sign after a ReLU would be constant +1; ``QuantAct`` clamps at 0 itself). For
+``binarize``, concatenations and slices of ReLU outputs commute as well (each ReLU's input gets the sign). A layer whose input is never negative
+otherwise (a ReLU through an average pool, which does not commute with the sign: a squeeze-excitation's reduce conv,
+or ReLU -> global average pool -> fc with ``keep_last=False``) stays in float, as ``quantize_xnor`` keeps every layer
+not fed by a ReLU: ``quantize_xnor`` returns their names, ``binarize`` names them in a warning. The first and last
+layers stay in float by default (FINN / BNN practice:
 Hubara et al., NeurIPS 2016, Sec. 2.5); with ``keep_first=False`` the first layer gets binary/k-bit
 weights but reads the raw network input (no sign/quantizer on it), which is what the XNOR engine
 expects of a first layer (an all-binary/quantized network maps onto it). BatchNorm statistics should be re-estimated afterwards
@@ -27,6 +33,8 @@ expects of a first layer (an all-binary/quantized network maps onto it). BatchNo
 from __future__ import annotations
 
 import math
+import operator
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -101,7 +109,18 @@ class PTQResult:
         """The traced model annotated by :func:`mapping.passes.quantize.quantize` with this calibration."""
         # the model's input-quantizing hooks are what quantize_graph adds to the graph: trace without them
         g = trace(self.model, self.input_shape, verify=False)
-        return quantize_graph(g, self.weight_bits, self.act_bits, self.per_channel, dict(self.input_ranges))
+        g = quantize_graph(g, self.weight_bits, self.act_bits, self.per_channel, dict(self.input_ranges))
+        return g.replace(nodes=tuple(_with_grid(n) for n in g.nodes))
+
+
+def _with_grid(node):
+    """``node`` with ``meta["weight_scale"]``: the grid its weights lie on (the PTQ scale, per tensor or per
+    channel), which ``mapping.passes.fold_bn`` carries through a folded BN and the IMC target keeps its weights on
+    (:func:`mapping.passes.quantize.weight_grid`) instead of re-quantizing them per channel."""
+    qp = node.meta.get("quant")
+    if qp is None or node.op not in (Op.CONV2D, Op.LINEAR):
+        return node
+    return node.replace(meta={**node.meta, "weight_scale": tuple(qp.weight_scale)})
 
 
 def quantize_ptq(model: nn.Module, calib, input_shape: Sequence[int], weight_bits: int = 8, act_bits: int = 8,
@@ -156,14 +175,69 @@ def _is_relu(gm: fx.GraphModule, n) -> bool:
 
 
 def _is_through(gm: fx.GraphModule, n) -> bool:
-    """Max pool or flatten/reshape: ops a sign or an unsigned quantizer commutes with."""
+    """Max pool, flatten/reshape, identity or dropout: ops a sign or an unsigned quantizer commutes with (dropout is
+    the identity at inference; in training it scales the ±1 / k-bit values as it would any activation)."""
     if not isinstance(n, fx.Node):
         return False
     if n.op == "call_module":
-        return isinstance(gm.get_submodule(n.target), (nn.MaxPool2d, nn.Flatten))
+        return isinstance(gm.get_submodule(n.target), (nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout))
     if n.op == "call_function":
-        return n.target in (torch.flatten, F.max_pool2d)
-    return n.op == "call_method" and n.target in ("view", "reshape", "flatten")
+        return n.target in (torch.flatten, F.max_pool2d, F.dropout)
+    return n.op == "call_method" and n.target in ("view", "reshape", "flatten", "contiguous")
+
+
+# ops whose output is >= 0 for every input, and ops whose output is >= 0 when all their tensor inputs are
+_NONNEG_MOD = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Hardsigmoid, nn.Softmax)
+_NONNEG_FN = {F.relu, torch.relu, F.relu6, torch.sigmoid, F.sigmoid, F.hardsigmoid, F.softmax, torch.softmax,
+              torch.abs}
+_KEEPS_SIGN_MOD = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+                   nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
+_KEEPS_SIGN_FN = {torch.flatten, torch.reshape, torch.cat, torch.add, torch.mul, torch.mean, torch.sum,
+                  F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d,
+                  F.adaptive_avg_pool2d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.dropout,
+                  operator.add, operator.mul, operator.getitem}
+_KEEPS_SIGN_METHOD = {"view", "reshape", "flatten", "contiguous", "mean", "sum", "squeeze", "unsqueeze", "permute",
+                      "transpose", "add", "mul"}
+
+
+def _nonneg_source(gm: fx.GraphModule, n) -> str | None:
+    """The name of the non-negative op (ReLU, sigmoid, ...) that makes ``n``'s value >= 0 for every input, through
+    pools (average ones included), flattens, reshapes, identities, dropouts, and sums / products / concatenations of
+    such values; None when ``n`` can be negative (or cannot be told)."""
+    if not isinstance(n, fx.Node):
+        return None
+    if n.op == "call_module":
+        mod = gm.get_submodule(n.target)
+        if isinstance(mod, _NONNEG_MOD):
+            return n.target
+        keeps = isinstance(mod, _KEEPS_SIGN_MOD)
+    elif n.op == "call_function":
+        if n.target in _NONNEG_FN:
+            return n.name
+        keeps = n.target in _KEEPS_SIGN_FN
+    elif n.op == "call_method":
+        if n.target in ("relu", "relu_", "sigmoid", "abs"):
+            return n.name
+        keeps = n.target in _KEEPS_SIGN_METHOD
+    else:
+        return None
+    if not keeps:
+        return None
+    arith = n.op != "call_module" and n.target in (operator.add, operator.mul, torch.add, torch.mul, "add", "mul")
+    if arith and ("alpha" in n.kwargs or any(not isinstance(v, fx.Node) and not (isinstance(v, (int, float))
+                                                                               and v >= 0) for v in n.args)):
+        return None  # a negative constant (or alpha) can make the result negative
+    data = n.args[:1] or [n.kwargs.get("input")]  # the data (not shapes, dims, indices)
+    args = _flat_nodes((n.args, n.kwargs) if arith else data)
+    srcs = [_nonneg_source(gm, v) for v in args]
+    return srcs[0] if srcs and all(srcs) else None
+
+
+def _flat_nodes(tree) -> list:
+    """The fx nodes in a nested args/kwargs structure, in order."""
+    out: list = []
+    fx.node.map_arg(tree, out.append)
+    return out
 
 
 def _not_inplace(gm: fx.GraphModule, n: fx.Node) -> None:
@@ -190,7 +264,7 @@ def _convert(model: nn.Module, input_shape: Sequence[int], make_layer, make_act,
         skip.add(order[-1])
     gm = fx_trace(copy_module(model))
     acts: dict[str, str] = {}
-    kept_float = []
+    kept_float, constant = [], []
     converted = 0
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or node.target not in order or node.target in skip:
@@ -212,19 +286,29 @@ def _convert(model: nn.Module, input_shape: Sequence[int], make_layer, make_act,
             cur = cur.args[0]
         elif reader is not node:  # no ReLU behind the pools: quantize right at the layer's input
             reader, cur = node, node.args[0]
-        if cur.op != "placeholder":  # the network input stays raw (the engine takes e.g. 8-bit pixels)
-            if cur.name not in acts:
-                name = f"xnor_act_{len(acts)}"
-                gm.add_submodule(name, make_act(cur))
-                with gm.graph.inserting_after(cur):
-                    acts[cur.name] = gm.graph.call_module(name, (cur,))
-            reader.args = (acts[cur.name],) + tuple(reader.args[1:])
+        signed = not after_relu and not relu_only and cur.op != "placeholder"
+        if signed and _relus_only(gm, cur):
+            # ReLUs joined by concatenations / slices or read by other layers too: a sign copy of that chain
+            reader, cur = node, _signed_copy(gm, cur, lambda src: _act(gm, src, acts, make_act))
+        elif signed and (src := _nonneg_source(gm, cur)):  # its sign would be +1 for every input: kept float
+            constant.append(f"{node.target} ({src} through {cur.name})")
+            kept_float.append(node.target)
+            continue
+        elif cur.op != "placeholder":  # the network input stays raw (the engine takes e.g. 8-bit pixels)
+            cur = _act(gm, cur, acts, make_act)
+        if cur.op != "placeholder":
+            reader.args = (cur,) + tuple(reader.args[1:])
         parent, _, leaf = node.target.rpartition(".")
         setattr(gm.get_submodule(parent) if parent else gm, leaf, make_layer(mod))
         converted += 1
+    if constant:
+        warnings.warn(f"binarize kept {len(constant)} layer(s) in float: their input is never negative (a ReLU / "
+                      "sigmoid output through an average pool, a product or a sum), so its sign would be +1 for every "
+                      f"input: {'; '.join(constant)}", stacklevel=3)
     if not converted:
+        why = f"; never-negative inputs: {'; '.join(constant)}" if constant else ""
         raise CompressError("no conv2d/linear layer could be converted (all kept in float: "
-                            f"{kept_float or 'first/last only'})")
+                            f"{kept_float or 'first/last only'}{why})")
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()
@@ -232,6 +316,42 @@ def _convert(model: nn.Module, input_shape: Sequence[int], make_layer, make_act,
         if hasattr(model, attr):
             setattr(gm, attr, getattr(model, attr))
     return gm.train(model.training), kept_float
+
+
+def _act(gm: fx.GraphModule, src: fx.Node, acts: dict, make_act) -> fx.Node:
+    """The sign / quantizer node of ``src`` (one per source, inserted right after it)."""
+    if src.name not in acts:
+        name = f"xnor_act_{len(acts)}"
+        gm.add_submodule(name, make_act(src))
+        with gm.graph.inserting_after(src):
+            acts[src.name] = gm.graph.call_module(name, (src,))
+    return acts[src.name]
+
+
+def _is_view(gm: fx.GraphModule, n) -> bool:
+    """An op an elementwise sign commutes with, whatever its other readers: :func:`_is_through`, a concatenation,
+    an indexing (slice) of a tensor."""
+    return _is_through(gm, n) or (n.op == "call_function" and n.target in (torch.cat, operator.getitem))
+
+
+def _relus_only(gm: fx.GraphModule, n) -> bool:
+    """``n`` is ReLUs' outputs seen through :func:`_is_view` ops only (so a sign of it is the same view of the signs
+    of the ReLUs' inputs, moved before them as for a single ReLU)."""
+    if _is_relu(gm, n):
+        return True
+    data = _flat_nodes(n.args[:1]) if isinstance(n, fx.Node) and _is_view(gm, n) else []
+    return bool(data) and all(_relus_only(gm, d) for d in data)
+
+
+def _signed_copy(gm: fx.GraphModule, n: fx.Node, act_of) -> fx.Node:
+    """A copy of the :func:`_relus_only` chain ending at ``n`` that reads ``act_of(ReLU input)`` instead of each
+    ReLU (the original chain is left to its other readers)."""
+    if _is_relu(gm, n):
+        _not_inplace(gm, n)
+        return act_of(n.args[0])
+    copies = {d: _signed_copy(gm, d, act_of) for d in _flat_nodes(n.args[:1])}
+    with gm.graph.inserting_after(n):
+        return gm.graph.node_copy(n, lambda a: copies.get(a, a))
 
 
 def _geometry(mod: nn.Module) -> dict:
@@ -255,7 +375,8 @@ def _copy_params(new: nn.Module, old: nn.Module) -> nn.Module:
 
 def binarize(model: nn.Module, input_shape: Sequence[int], keep_first: bool = True,
              keep_last: bool = True) -> fx.GraphModule:
-    """±1 weights and ±1 inputs for every conv2d/linear except the first/last (see module doc)."""
+    """±1 weights and ±1 inputs for every conv2d/linear except the first/last and those whose input is never negative
+    (kept in float, named in a UserWarning: their sign would be +1 for every input; see module doc)."""
     def layer(mod):
         cls = BinaryConv2d if isinstance(mod, nn.Conv2d) else BinaryLinear
         return _copy_params(cls(**_geometry(mod)), mod)
