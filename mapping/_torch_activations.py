@@ -138,7 +138,19 @@ def _sign(b: Builder, n: fx.Node) -> None:
     _last(b, n, Op.WHERE, [src, _step(b, n, "pm1", Op.SIGN, [src])], Scalar(0.0))
 
 
+def _rounding(op: Op) -> Handler:
+    """``torch.round`` (half to even; ``decimals=0`` only), ``torch.floor``, ``torch.ceil``: the IR's ROUND, FLOOR, CEIL
+    (a fake quantizer ``round(x / s).clamp(lo, hi) * s`` imports as DIV, ROUND, CLAMP, MUL)."""
+    def h(b: Builder, n: fx.Node) -> None:
+        decimals = arg(n, 1, "decimals", 0)
+        if decimals != 0:
+            raise UnsupportedOpError(f"{b.what(n)} with decimals={decimals!r} (rounding to an integer is supported)")
+        _last(b, n, op, [_x(b, n)])
+    return h
+
+
 def activations() -> dict[str, Handler]:
     """The handlers of this module by function, method and ATen name."""
     return {"elu": _elu, "selu": _selu, "celu": _celu, "hardshrink": _hardshrink, "softshrink": _softshrink,
-            "threshold": _threshold, "_threshold": _threshold, "sign": _sign, "sgn": _sign}
+            "threshold": _threshold, "_threshold": _threshold, "sign": _sign, "sgn": _sign,
+            "round": _rounding(Op.ROUND), "floor": _rounding(Op.FLOOR), "ceil": _rounding(Op.CEIL)}

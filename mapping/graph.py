@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "Op", "Node", "Graph", "Input",
-    "Conv2d", "Linear", "BatchNorm", "Pool", "AdaptivePool", "Concat", "ChannelShuffle",
+    "Op", "Node", "Graph", "Input", "Conv2d", "Linear", "BatchNorm", "Pool", "AdaptivePool", "Concat", "ChannelShuffle",
     "Reshape", "Upsample", "Slice", "Scalar", "Quantize", "NoAttrs",
     "Gelu", "LeakyRelu", "Softplus", "Clamp", "Elu", "LayerNorm", "GroupNorm", "Softmax", "Reduce", "Permute",
     "Pad", "Attention", "Trunc", "MultiThreshold", "quant_levels", "ACTIVATIONS", "UNARY_MATH", "ARITHMETIC",
@@ -75,6 +74,7 @@ class Op(str, enum.Enum):
     ABS = "abs"
     NEG = "neg"
     POW = "pow"
+    ROUND, FLOOR, CEIL = "round", "floor", "ceil"  # rounding to an integer value: half to even, down, up
     # two-operand arithmetic beyond ADD/MUL (numpy broadcasting, or a Scalar operand)
     SUB = "sub"
     DIV = "div"
@@ -103,7 +103,7 @@ class Op(str, enum.Enum):
 BUFFER_ROLES = frozenset({"mean", "var"})  # batch-norm running statistics
 ACTIVATIONS = frozenset({Op.RELU, Op.RELU6, Op.HARDSWISH, Op.SIGMOID, Op.HARDSIGMOID, Op.SILU, Op.TANH, Op.GELU,
                          Op.LEAKY_RELU, Op.PRELU, Op.ELU, Op.MISH, Op.SOFTPLUS, Op.CLAMP})
-UNARY_MATH = frozenset({Op.EXP, Op.LOG, Op.SQRT, Op.RSQRT, Op.ERF, Op.ABS, Op.NEG, Op.POW})
+UNARY_MATH = frozenset({Op.EXP, Op.LOG, Op.SQRT, Op.RSQRT, Op.ERF, Op.ABS, Op.NEG, Op.POW, Op.ROUND, Op.FLOOR, Op.CEIL})
 # elementwise ops of two operands: two inputs broadcast as numpy does, or one input and a Scalar attribute
 ARITHMETIC = frozenset({Op.ADD, Op.MUL, Op.SUB, Op.DIV})
 

@@ -238,6 +238,7 @@ def batchnorm(imp, n) -> None:
 _UNARY = {  # ONNX op -> the IR op computing the same function
     "Relu": Op.RELU, "Sigmoid": Op.SIGMOID, "Tanh": Op.TANH, "HardSwish": Op.HARDSWISH, "Mish": Op.MISH,
     "Erf": Op.ERF, "Exp": Op.EXP, "Log": Op.LOG, "Sqrt": Op.SQRT, "Abs": Op.ABS, "Neg": Op.NEG,
+    "Round": Op.ROUND, "Floor": Op.FLOOR, "Ceil": Op.CEIL,  # ONNX Round: half to even, as torch.round
 }
 
 

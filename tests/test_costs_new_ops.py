@@ -98,7 +98,7 @@ def elementwise_zoo() -> Graph:
     chain = [(Op.LEAKY_RELU, LeakyRelu(0.1)), (Op.ELU, Elu()), (Op.MISH, None), (Op.SOFTPLUS, Softplus()),
              (Op.CLAMP, Clamp(-1.0, 1.0)), (Op.ABS, None), (Op.SQRT, None), (Op.RSQRT, None), (Op.LOG, None),
              (Op.EXP, None), (Op.ERF, None), (Op.NEG, None), (Op.POW, Scalar(3.0)), (Op.POW, Scalar(2.5)),
-             (Op.SUB, Scalar(1.0)), (Op.TRUNC, Trunc(8, 4, 0.1))]
+             (Op.SUB, Scalar(1.0)), (Op.TRUNC, Trunc(8, 4, 0.1)), (Op.ROUND, None), (Op.FLOOR, None), (Op.CEIL, None)]
     nodes, prev = [], "x"
     for i, (op, attrs) in enumerate(chain):
         nodes.append(Node(f"n{i}", op, (prev,), s, NoAttrs() if attrs is None else attrs))
@@ -151,7 +151,7 @@ def test_elementwise_ops_and_parameters_of_the_new_ops():
 NEW_OPS = {Op.GELU, Op.LEAKY_RELU, Op.PRELU, Op.ELU, Op.MISH, Op.SOFTPLUS, Op.CLAMP, Op.EXP, Op.LOG, Op.SQRT, Op.RSQRT,
            Op.ERF, Op.ABS, Op.NEG, Op.POW, Op.SUB, Op.DIV, Op.LAYERNORM, Op.GROUPNORM, Op.SOFTMAX, Op.REDUCE_MEAN,
            Op.REDUCE_SUM, Op.REDUCE_MAX, Op.PERMUTE, Op.PAD, Op.CONSTANT, Op.MATMUL, Op.ATTENTION, Op.TRUNC,
-           Op.MULTITHRESHOLD}
+           Op.MULTITHRESHOLD, Op.ROUND, Op.FLOOR, Op.CEIL}
 
 
 def test_the_graphs_cover_every_new_op():

@@ -98,6 +98,9 @@ ACTIVATIONS = [
     (Op.RSQRT, NoAttrs(), torch.rsqrt),
     (Op.ABS, NoAttrs(), torch.abs),
     (Op.NEG, NoAttrs(), torch.neg),
+    (Op.ROUND, NoAttrs(), torch.round),  # half to even
+    (Op.FLOOR, NoAttrs(), torch.floor),
+    (Op.CEIL, NoAttrs(), torch.ceil),
     (Op.POW, Scalar(2.0), lambda t: t.pow(2.0)),
     (Op.POW, Scalar(3.0), lambda t: t.pow(3.0)),
     (Op.POW, Scalar(-1.5), lambda t: t.pow(-1.5)),
@@ -385,3 +388,11 @@ def test_new_kernel_modules_do_not_import_torch():
         mods = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         mods += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not any(m.split(".")[0] in ("torch", "qonnx") for m in mods), f"{name}.py imports torch/qonnx"
+
+
+def test_round_is_half_to_even_and_floor_ceil_follow_torch_at_the_boundaries():
+    x = np.array([-2.5, -1.5, -0.5, -0.0, 0.5, 1.5, 2.5, 3.49999, -3.50001, 1e30, np.inf, -np.inf, np.nan],
+                 dtype=np.float32)
+    t = torch.from_numpy(x)
+    for fn, ref in (("round", torch.round), ("floor", torch.floor), ("ceil", torch.ceil)):
+        np.testing.assert_array_equal(fp32.unary(x, fn), ref(t).numpy())

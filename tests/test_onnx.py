@@ -544,3 +544,18 @@ def test_sweep_takes_onnx_paths(tmp_path):
 
     df2 = sweep_from_yaml(tmp_path / "s.yaml", progress=False)
     assert list(df2["net"]) == ["cnn", "cnn"] and (df2["error"] == "").all()
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_round_floor_ceil_import_as_torch_computes_them(tmp_path, dynamo):
+    """ONNX Round (half to even), Floor and Ceil: a fake quantizer round(x / s).clamp(lo, hi) * s and floor / ceil
+    equal torch's outputs exactly (x.5 ties included)."""
+    class FakeQuant(nn.Module):
+        def forward(self, x):
+            return torch.round(x / 0.25).clamp(-8, 7) * 0.25 + torch.floor(x) - torch.ceil(x)
+
+    x = (sample((2, 3, 4, 4)) * 3).astype(np.float32)
+    x[0, 0, 0] = [0.125, 0.375, -0.125, 2.5]  # ties of x / 0.25
+    g = mapping.from_onnx(export(FakeQuant().eval(), x, tmp_path / "fq.onnx", dynamo))
+    assert {Op.ROUND, Op.FLOOR, Op.CEIL} <= {n.op for n in g.nodes}
+    np.testing.assert_array_equal(run(g, x)[0], torch_out(FakeQuant().eval(), x)[0])

@@ -154,6 +154,9 @@ CASES = {
                        [Op.POW, Op.SQRT, Op.RSQRT]),
     "exp_log_abs_neg": (lambda s, x: torch.exp(-x.abs()) + torch.log(x.abs() + 1) + torch.erf(x), S4,
                         [Op.EXP, Op.LOG, Op.ABS, Op.NEG, Op.ERF]),
+    "fake_quant_round_floor_ceil": (lambda s, x: torch.round(x / 0.1).clamp(-8, 7) * 0.1 + x.floor() + torch.ceil(x)
+                                    + x + (torch.round(x) - x).detach(), S4,
+                                    [Op.DIV, Op.ROUND, Op.CLAMP, Op.MUL, Op.FLOOR, Op.CEIL]),
     # clamps
     "clamp": (lambda s, x: x.clamp(-0.5, 0.7), S4, [Op.CLAMP]),
     "clamp_min_kw": (lambda s, x: torch.clamp(x, min=0.1), S4, [Op.CLAMP]),

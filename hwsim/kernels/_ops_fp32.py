@@ -145,8 +145,8 @@ def clamp(x, lo: float | None = None, hi: float | None = None) -> np.ndarray:
 
 
 def unary(x, fn: str) -> np.ndarray:
-    """Elementwise math named as the IR ops: "exp", "log", "sqrt", "rsqrt", "erf", "abs", "neg"
-    (torch semantics: NaN / inf results, no warnings)."""
+    """Elementwise math named as the IR ops: "exp", "log", "sqrt", "rsqrt", "erf", "abs", "neg", "round" (half to
+    even), "floor", "ceil" (torch semantics: NaN / inf results, no warnings)."""
     libm = {"exp": nn.EXP, "log": nn.LOG, "erf": nn.ERF}  # float64 libm in Numba
     if fn in libm:
         return _pointwise(x, libm[fn])
@@ -161,8 +161,10 @@ def unary(x, fn: str) -> np.ndarray:
             np.abs(x, out=out)
         elif fn == "neg":
             np.negative(x, out=out)
+        elif fn in ("round", "floor", "ceil"):  # torch.round is half to even, as np.rint
+            {"round": np.rint, "floor": np.floor, "ceil": np.ceil}[fn](x, out=out)
         else:
-            raise ValueError(f"fn must be one of exp, log, sqrt, rsqrt, erf, abs, neg; got {fn!r}")
+            raise ValueError(f"fn must be one of exp, log, sqrt, rsqrt, erf, abs, neg, round, floor, ceil; got {fn!r}")
     return out
 
 
