@@ -253,8 +253,10 @@ def test_nonidealities_are_seeded():
     x = np.random.default_rng(6).normal(size=(1, 3, 8, 8)).astype(np.float32)
     spec = IMCSpec(rows=64, cell_bits=2, adc_bits=8, weight_bits=6, input_bits=6, conductance_sigma=0.02,
                    stuck_at_rate=0.001, adc_noise_lsb=0.3, signed_weights=SignedWeights.DIFFERENTIAL)
-    a, b = (functional.run(g, x, make_kernels(spec, seed=1))[0] for _ in range(2))
-    c = functional.run(g, x, make_kernels(spec, seed=2))[0]
+    a, b = (functional.run(g, x, make_kernels(spec, seed=1, read_index=0))[0] for _ in range(2))  # one read: equal
+    c = functional.run(g, x, make_kernels(spec, seed=2, read_index=0))[0]
+    fresh = functional.run(g, x, make_kernels(spec, seed=1, read_index=1))[0]  # ADC noise is drawn again per run
+    assert not np.array_equal(a, fresh)
     ideal = functional.run(g, x, make_kernels(dataclasses.replace(spec, conductance_sigma=0.0, stuck_at_rate=0.0,
                                                                   adc_noise_lsb=0.0)))[0]
     assert np.array_equal(a, b) and not np.array_equal(a, c) and not np.array_equal(a, ideal)

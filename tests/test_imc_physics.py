@@ -259,6 +259,16 @@ def test_read_noise_differs_per_run_programming_noise_only_per_seed():
     assert np.array_equal(c, d) and not np.array_equal(c, e)
 
 
+def test_adc_noise_is_drawn_per_run_not_replayed_per_batch():
+    """ADC noise is temporal: two runs of the same input differ (it was the same draw at every call, so a data set
+    evaluated one sample per batch had one fixed noise vector and its seed-to-seed spread was 30x too large); a
+    pinned read index reproduces a run."""
+    noisy = dataclasses.replace(BASE, adc_noise_lsb=0.7)
+    a, b = _run(noisy, seed=1), _run(noisy, seed=1)
+    assert not np.array_equal(a, b)
+    assert np.array_equal(_run(noisy, 1, read_index=5), _run(noisy, 1, read_index=5))
+
+
 def test_read_noise_sequence_is_reproducible_after_clearing_the_cache():
     read = dataclasses.replace(BASE, read_sigma=0.05)
     ik.clear_cache()
@@ -344,7 +354,7 @@ def test_conv_reads_images_in_place_like_the_patches(cfg, enc):
     got = ik.conv_acc(graph, node, xq, True, qw, spec, 3, force_bitlevel=True)
     a = node.attrs
     og, cg, kg = cout // g, cin // g, a.rows
-    noise = nm.rng_for(3, "adc", node.name)
+    noise = nm.rng_for(3, "adc", "None", node.name)  # conv_acc without a read index (hwsim.imc.physics.adc_noise_rng)
     key = node.params["weight"]
     parts = []
     for gi in range(g):

@@ -87,7 +87,7 @@ def deconv_acc(node: Node, xq: np.ndarray, signed: bool, qm: np.ndarray, spec: I
     rows = xq.reshape(n, g, cin_g, h * w).transpose(1, 0, 3, 2)  # [g, N, H·W, Cin/g]: one MVM per input pixel
     cols = np.empty((n, g, ncols, h * w), np.float64)
     exact = not force_bitlevel and nm.exact_matmul_needed(spec, cin_g)
-    noise = nm.rng_for(seed, "adc", node.name) if spec.adc_noise_lsb > 0 else None
+    noise = ph.adc_noise_rng(spec, seed, read_index, node.name)
     for gi in range(g):
         xr = np.ascontiguousarray(rows[gi]).reshape(n * h * w, cin_g)
         acc = (nm.exact_linear(xr, qm[gi].T) if exact

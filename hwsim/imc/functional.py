@@ -219,7 +219,7 @@ def conv_acc(graph: Graph, node: Node, xq: np.ndarray, signed: bool, qw: np.ndar
     n = xq.shape[0]
     og, kg = a.out_channels // a.groups, a.rows
     key = node.params.get("weight", node.name)
-    noise = nm.rng_for(seed, "adc", node.name) if spec.adc_noise_lsb > 0 else None
+    noise = ph.adc_noise_rng(spec, seed, read_index, node.name)
     progs = [_read(_programmed(qw, gi, qw[gi * og:(gi + 1) * og].reshape(og, kg).T, spec, seed, key), spec, seed,
                    read_index, node, gi) for gi in range(a.groups)]
     out = np.empty((n, oh * ow, a.out_channels), dtype=np.float64)
@@ -237,7 +237,7 @@ def linear_acc(graph: Graph, node: Node, xq: np.ndarray, signed: bool, qw: np.nd
     if not force_bitlevel and nm.exact_matmul_needed(spec, qw.shape[1]):
         return nm.exact_linear(xq, qw)
     key = node.params.get("weight", node.name)
-    noise = nm.rng_for(seed, "adc", node.name) if spec.adc_noise_lsb > 0 else None
+    noise = ph.adc_noise_rng(spec, seed, read_index, node.name)
     if nm.program_bytes(qw.shape[1], qw.shape[0], spec) > STREAM_BYTES:  # program, run, drop one split at a time
         wt = qw.T  # a view: the splits take their rows
         ox = 2 ** (node.meta["quant"].input_bits - 1) if signed else 0
@@ -254,11 +254,12 @@ def make_kernels(spec: IMCSpec, seed: int = 0, force_bitlevel: bool = False, rea
     """``{Op.CONV2D: ..., Op.LINEAR: ..., Op.CONV_TRANSPOSE2D: ...}`` for ``functional.run`` on a quantize-annotated
     graph (the transposed conv: :mod:`hwsim.imc.deconv`).
 
-    ``read_index``: which inference's read noise (``spec.read_sigma``) the run draws; None takes the next index of
+    ``read_index``: which inference's read and ADC noise (``spec.read_sigma``, ``spec.adc_noise_lsb``) the run
+    draws; None takes the next index of
     this process for ``seed`` (:func:`next_read_index`): repeated runs read fresh noise, and the same sequence of
     runs after :func:`clear_cache` (or in a fresh process) gives the same outputs.
     """
-    if read_index is None and ph.per_read(spec):
+    if read_index is None and ph.per_inference(spec):
         read_index = next_read_index(seed)
     with _LOCK:
         _RUN[0] += 1

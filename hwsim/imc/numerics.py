@@ -31,8 +31,8 @@ When ``2^B - 1`` covers the largest partial sum of every row split and there is 
 kernels of :mod:`hwsim.kernels.int8`. Non-idealities (seeded; equations in :mod:`hwsim.imc.physics`): the
 cells' conductances (finite on/off ratio, stuck-at cells, programming noise, PCM drift with optional
 compensation, IR drop, the reference column's subtraction) are drawn once per weight key, row split and seed and
-folded into the programmed conductances; read noise is drawn again per functional run (one batch); ADC noise (Gaussian, ``adc_noise_lsb`` LSB) per
-conversion, fixed per seed and node; the ADC transfer may carry INL/DNL (thresholds instead of rounding).
+folded into the programmed conductances; read noise is drawn again per functional run (one batch); ADC noise
+(Gaussian, ``adc_noise_lsb`` LSB) per conversion, drawn again per run as read noise is (seed, read index, node); the ADC transfer may carry INL/DNL (thresholds instead of rounding).
 
 Implementation (each path computes exactly the arithmetic above; tests check them against explicit
 transcriptions, bit for bit, with every effect on):

@@ -71,8 +71,21 @@ def drifts(spec: IMCSpec) -> bool:
 
 
 def per_read(spec: IMCSpec) -> bool:
-    """Non-idealities drawn again at every functional run."""
+    """Read noise: drawn again at every functional run (one batch)."""
     return spec.read_sigma > 0
+
+
+def per_inference(spec: IMCSpec) -> bool:
+    """Any noise drawn again at every functional run: read noise, or ADC noise (temporal, per conversion)."""
+    return per_read(spec) or spec.adc_noise_lsb > 0
+
+
+def adc_noise_rng(spec: IMCSpec, seed: int, read_index: int | None, node_name: str):
+    """The ADC noise generator of one node in one run (None without ADC noise): keyed by the run's read index as
+    read noise is, so each inference (batch) draws its own noise, never a replay of the previous batch's."""
+    from hwsim.imc.numerics import rng_for
+
+    return rng_for(seed, "adc", str(read_index), node_name) if spec.adc_noise_lsb > 0 else None
 
 
 def analog(spec: IMCSpec) -> bool:

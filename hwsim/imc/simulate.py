@@ -190,8 +190,9 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
     seed: the chip (per-seed device draws: programming noise, stuck-at cells, drift exponents, ADC transfer, ADC
     noise); the crossbars are programmed once per (graph, spec, seed) and cached, so batch after batch reuses them
     (``hwsim.imc.functional.clear_cache`` forgets them).
-    read_seed: which inference's read noise (``spec.read_sigma``) to draw; None: the next one of this process for
-    ``seed`` (every call reads fresh noise; the same sequence of calls in a fresh process repeats it).
+    read_seed: which inference's read and ADC noise (``spec.read_sigma``, ``spec.adc_noise_lsb``) to draw; None:
+    the next one of this process for ``seed`` (every call reads fresh noise; the same sequence of calls in a fresh
+    process repeats it).
     """
     if read_seed is not None and (isinstance(read_seed, bool) or not isinstance(read_seed, (int, np.integer))
                                   or read_seed < 0):

@@ -131,7 +131,7 @@ class IMCSpec:
     # --- non-idealities (all off by default; seeded)
     conductance_sigma: float = 0.0  # relative std of each cell's conductance (multiplicative, fixed per seed)
     stuck_at_rate: float = 0.0  # fraction of cells stuck (half at 0, half at the maximum level)
-    adc_noise_lsb: float = 0.0  # std of Gaussian noise added before ADC rounding, in ADC LSB (fixed per seed and node)
+    adc_noise_lsb: float = 0.0  # std of Gaussian noise added before ADC rounding, in ADC LSB (per conversion, every run)
     # --- device and circuit physics (hwsim/imc/physics.py has the equations; all off by default; seeded)
     # g_max / g_min of a cell, dimensionless; 0 means infinite (g_min = 0, the ideal). NeuroSim V1.4 Param.cpp: RRAM
     # on/off 17 (Ron 100 kOhm); aihwkit's PCM converter maps weights to [0, 25 uS] (g_min 0)
