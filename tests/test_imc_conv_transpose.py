@@ -150,8 +150,8 @@ def test_device_variation_is_seeded():
     spec = IMCSpec(rows=64, cell_bits=2, adc_bits=8, weight_bits=6, input_bits=6, conductance_sigma=0.05,
                    stuck_at_rate=0.001, adc_noise_lsb=0.3, signed_weights=SignedWeights.DIFFERENTIAL)
 
-    def run(sp, seed):
-        return make_kernels(sp, seed=seed)[Op.CONV_TRANSPOSE2D](graph, node, [x])
+    def run(sp, seed):  # one read index: ADC noise is drawn again at every run, as read noise is
+        return make_kernels(sp, seed=seed, read_index=0)[Op.CONV_TRANSPOSE2D](graph, node, [x])
 
     a = run(spec, 1)
     imf.clear_cache()  # reprogrammed from scratch: the same draws
@@ -159,6 +159,8 @@ def test_device_variation_is_seeded():
     ideal = run(dataclasses.replace(spec, conductance_sigma=0.0, stuck_at_rate=0.0, adc_noise_lsb=0.0), 1)
     assert np.array_equal(a, b) and not np.array_equal(a, c) and not np.array_equal(a, ideal)
     assert np.isfinite(a).all()
+    fresh = make_kernels(spec, seed=1, read_index=1)[Op.CONV_TRANSPOSE2D](graph, node, [x])
+    assert not np.array_equal(a, fresh)
 
 
 def test_streamed_program_equals_the_held_one(monkeypatch):

@@ -22,7 +22,8 @@ def test_catalogue_covers_every_category_with_unique_names():
     ("Conv2d grouped (g=4)", "imports", "imports"),
     ("SELU", "imports", "imports"),
     ("causal mask: masked_fill -inf then softmax", "imports", "imports"),
-    ("torch.round", "refused", "refused"),
+    ("torch.round", "imports", "imports"),
+    ("x.half().float() (fp16 rounding)", "refused", "refused"),
     ("cumsum", "refused", "refused"),
 ])
 def test_torch_path_status(name, torch_status, batch2_status):
