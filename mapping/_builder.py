@@ -32,7 +32,8 @@ import torch.fx as fx
 from hwsim.errors import ConversionError, HwsimError, UnsupportedOpError, first_line
 from mapping.graph import Concat, Graph, Input, NoAttrs, Node, Op, Reshape, Slice, with_source_shapes
 
-__all__ = ["Builder", "BatchMoved", "Rerun", "batch_rerun", "batch_checked", "graph_difference", "module_path", "untuple"]
+__all__ = ["Builder", "BatchMoved", "Rerun", "batch_rerun", "batch_checked", "batch_number_verdict", "graph_difference",
+           "module_path", "untuple"]
 
 # ops of (N, C, H, W) values, applied window by window to windows merged into the batch (at most _MAX_WINDOWS)
 _IMAGE_OPS = frozenset({Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.MAXPOOL, Op.AVGPOOL, Op.ADAPTIVE_AVGPOOL, Op.UPSAMPLE, Op.GROUPNORM})
@@ -430,8 +431,9 @@ def batch_checked(graph: Graph, b: Builder, rerun: Rerun | None, handle) -> Grap
     the model only at the traced batch. At batch 1 it is then marked ``batch_fixed`` (one sample per call, as
     :func:`hwsim.evaluate` runs such a graph); at a larger batch it is refused (:class:`BatchMoved`). Sizes used as
     shapes (``x.view(x.size(0), -1)``, ``torch.zeros(x.size(0), 4)``) give the same graph and pass."""
-    if graph.batch_fixed or rerun is None:
-        return graph
+    if graph.batch_fixed or rerun is None or (rerun.gm is b.gm and "python" not in b.kinds.values()):
+        return graph  # the same fx graph with no size or flag read from a tensor: no number can hold the batch
+        # (a graph torch.export traced again at B + 1 may hold the batch as a literal: always rebuilt)
     values = rerun.values
     not_batch = frozenset(k for k, v in values.items() if _first(v) == b.batch + 1 and (
         _first(b.values.get(k)) != b.batch or k in b.not_batch))
@@ -442,14 +444,23 @@ def batch_checked(graph: Graph, b: Builder, rerun: Rerun | None, handle) -> Grap
         diff = f"the model at batch {b.batch + 1} is not converted as at {b.batch} ({first_line(e)})"
     finally:
         rerun.restore()
+    out = batch_number_verdict(graph, diff, b.sources, "x.shape[0] or x.size(0)", "trace such a model")
+    b.batch_fixed = out.batch_fixed
+    return out
+
+
+def batch_number_verdict(graph: Graph, diff: str | None, sources: dict[str, tuple[int, ...]], how: str,
+                         redo: str) -> Graph:
+    """The graph of a model whose graphs at batches B and B + 1 differ by ``diff`` (None: they do not): computed at
+    batch 1 it is one sample's graph (``batch_fixed``, its outputs in their ``sources`` shapes); at a larger batch it
+    holds that batch as a number and is refused (:class:`BatchMoved`). Torch's tracer and the ONNX importer share it."""
     if diff is None:
         return graph
-    if b.batch != 1:
-        raise BatchMoved(f"{diff}: the model computes with its batch size as a number (x.shape[0] or x.size(0) "
-                         f"in arithmetic or in a constant), so its graph holds the batch of {b.batch}; trace such a "
-                         "model with batch 1 (a graph of one sample)")
-    b.batch_fixed = True
-    return with_source_shapes(graph.replace(batch_fixed=True), b.sources)
+    if graph.batch != 1:
+        raise BatchMoved(f"{diff}: the model computes with its batch size as a number ({how} in arithmetic or in a "
+                         f"constant), so its graph holds the batch of {graph.batch}; {redo} with batch 1 (a graph of "
+                         "one sample)")
+    return with_source_shapes(graph.replace(batch_fixed=True), sources)
 
 
 def _first(v: Any) -> int | None:

@@ -104,8 +104,7 @@ def _batch_checked(graph: Graph, proto, name: str, inp, sources: dict[str, tuple
     batch is left as it is."""
     if graph.batch_fixed or not any(n.op_type in ("Shape", "Size") for n in proto.graph.node):
         return graph
-    from mapping._builder import graph_difference
-    from mapping.graph import with_source_shapes
+    from mapping._builder import batch_number_verdict, graph_difference
 
     bigger = (graph.batch + 1,) + tuple(graph.input_shape[1:])
     fixed = _with_input_shape(proto, inp.name, bigger)
@@ -119,13 +118,7 @@ def _batch_checked(graph: Graph, proto, name: str, inp, sources: dict[str, tuple
         diff = graph_difference(graph, Importer(fixed, values, inp.name, bigger[0], name, qonnx=qonnx).build())
     except HwsimError as e:
         diff = f"the model at batch {bigger[0]} is not converted as at {graph.batch} ({_first_line(e)})"
-    if diff is None:
-        return graph
-    if graph.batch != 1:
-        raise UnsupportedOpError(f"{diff}: the model computes with its batch size as a number (the Shape of a "
-                                 f"value in arithmetic or in a constant), so its graph holds the batch of "
-                                 f"{graph.batch}; import it with batch 1 (a graph of one sample)")
-    return with_source_shapes(graph.replace(batch_fixed=True), sources)
+    return batch_number_verdict(graph, diff, sources, "the Shape of a value", "import it")
 
 
 def source_values(model: Any, x: np.ndarray) -> dict[str, np.ndarray]:

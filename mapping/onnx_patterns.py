@@ -68,13 +68,17 @@ def _match_gelu(imp, erf):
     return None
 
 
+def _unclaimed(imp, op_type: str):
+    """The standard-domain ``op_type`` nodes of the file that no pattern has claimed yet, in file order."""
+    return (n for n in imp.onnx_nodes
+            if n.op_type == op_type and n.domain in ("", "ai.onnx") and id(n) not in imp.overrides)
+
+
 def _gelu_patterns(imp) -> None:
     """Erf-form GELU, ``x * 0.5 * (1 + Erf(x / sqrt 2))`` (torch's export before opset 20) -> one GELU node, named by
     the last product, emitted where the pattern's first node was."""
     order = {id(m): k for k, m in enumerate(imp.onnx_nodes)}
-    for erf in imp.onnx_nodes:
-        if erf.op_type != "Erf" or erf.domain not in ("", "ai.onnx") or id(erf) in imp.overrides:
-            continue
+    for erf in _unclaimed(imp, "Erf"):
         m = _match_gelu(imp, erf)
         if m is None:
             continue
@@ -89,8 +93,8 @@ def _softplus_patterns(imp) -> None:
     """torch's thresholded softplus, ``Where(Greater(x, t), x, Softplus(x))`` (the dynamo export of F.softplus) ->
     one SOFTPLUS(beta 1, threshold t), named by the Where."""
     order = {id(m): k for k, m in enumerate(imp.onnx_nodes)}
-    for w in imp.onnx_nodes:
-        if w.op_type != "Where" or w.domain not in ("", "ai.onnx") or len(w.input) != 3:
+    for w in _unclaimed(imp, "Where"):
+        if len(w.input) != 3:
             continue
         gt, sp = imp.producer(w.input[0]), imp.producer(w.input[2])
         if gt is None or sp is None or gt.op_type != "Greater" or sp.op_type != "Softplus":
@@ -213,9 +217,7 @@ def _batch_first_rnns(imp) -> None:
     from mapping.onnx_ops import CONVERTERS
     from mapping.onnx_rnn import BatchFirst, rnn
 
-    for t0 in imp.onnx_nodes:
-        if t0.op_type != "Transpose" or t0.domain not in ("", "ai.onnx") or id(t0) in imp.overrides:
-            continue
+    for t0 in _unclaimed(imp, "Transpose"):
         found = _rnn_chain(imp, t0)
         if found is None:
             continue
