@@ -104,7 +104,7 @@ def _batch_checked(graph: Graph, proto, name: str, inp, sources: dict[str, tuple
     batch is left as it is."""
     if graph.batch_fixed or not any(n.op_type in ("Shape", "Size") for n in proto.graph.node):
         return graph
-    from mapping._builder import batch_number_verdict, graph_difference
+    from mapping._batch_check import batch_number_verdict, graph_difference
 
     bigger = (graph.batch + 1,) + tuple(graph.input_shape[1:])
     fixed = _with_input_shape(proto, inp.name, bigger)

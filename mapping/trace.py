@@ -28,7 +28,8 @@ import torch.fx as fx
 import torch.nn as nn
 
 from hwsim.errors import ConversionError, HwsimError, ShapeError, UnsupportedOpError, first_line
-from mapping._builder import BatchMoved, Builder, batch_checked, batch_rerun, module_path
+from mapping._batch_check import batch_checked
+from mapping._builder import BatchMoved, Builder, batch_rerun, module_path
 from mapping._call_check import check_calls
 from mapping._model_state import _changed_buffers, _module_state, _restore, copy_module, eval_mode
 from mapping._torch_1d import ONE_D_MODULES, one_d_module
