@@ -278,7 +278,7 @@ def _check_node(g: Graph, n: Node, outs: set[str], readers: Mapping[str, list[No
                                  or n.attrs.dim not in (-1, len(n.shape) - 1)):
         raise _refuse(n, "softmax only as the last op of the network, over the last dim (kept in float)")
     elif n.op == Op.BATCHNORM:
-        raise _refuse(*batchnorm_problem(g, n, outs, readers))
+        raise _refuse(*batchnorm_problem(g, n, readers))
     elif n.op == Op.REDUCE_MEAN and not is_global_mean(g, n):
         raise _refuse(n, f"mean over dims {n.attrs.dims} of a {shape_in[0]} tensor (only over the spatial dims, "
                          "H and W of N x C x H x W or L of N x C x L: TFLite's MEAN as global average pooling)")

@@ -21,7 +21,7 @@ import numpy as np
 from hwsim.cache import identity_cache
 from mapping.graph import Graph, Node, Op
 
-__all__ = ["fold_bn", "fold_bn_cached"]
+__all__ = ["fold_bn", "fold_bn_cached", "fold_target"]
 
 
 @identity_cache(maxsize=16)
@@ -59,25 +59,39 @@ def _unit_view(graph: Graph, node: Node, consumers) -> bool:
     return a[:2] == b[:2] and [d for d in a[2:] if d != 1] == [d for d in b[2:] if d != 1]
 
 
+def fold_target(graph: Graph, n: Node, consumers) -> tuple[Node, Node | None] | str:
+    """The layer the batch norm ``n`` folds into and the 1-d conv's unit view between them (or None), or, as a
+    string, why it is not folded (the module docstring's conditions, in this order)."""
+    if n.inputs[0] not in graph:
+        return "batch norm of the graph input: no conv/linear before it to fold into"
+    prod, view = graph[n.inputs[0]], None
+    if _unit_view(graph, prod, consumers) and prod.inputs[0] in graph:  # a 1-d conv's (N, C, 1, L) viewed 3-d
+        prod, view = graph[prod.inputs[0]], prod
+    if prod.op not in (Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR):
+        return f"its input is {prod.op.value} {prod.name!r}, not a conv/linear to fold into"
+    others = [c.name for c in consumers[prod.name] if c.name not in (n.name, getattr(view, "name", None))]
+    if prod.name in graph.outputs or others:
+        users = ", ".join(repr(o) for o in others[:3]) + (" and more" if len(others) > 3 else "")
+        what = ("is also a graph output" + (f" and read by {users}" if others else "")) if prod.name in \
+            graph.outputs else f"is also read by {users}"
+        return f"the output of {prod.op.value} {prod.name!r} before this batch norm {what}, so it cannot be folded"
+    if prod.op == Op.LINEAR and len(prod.shape) != 2:
+        return f"after a fully connected over a rank-{len(prod.shape)} tensor, which does not fold"
+    if any(c.op == Op.SIGN for c in consumers[n.name]):
+        return "a sign reads it (exact ties at the sign's threshold: the module docstring)"
+    return prod, view
+
+
 def fold_bn(graph: Graph) -> Graph:
     consumers = graph.consumers()
     params = dict(graph.params)
-    by_name = {n.name: n for n in graph.nodes}
     folded: dict[str, Node] = {}  # producer name -> folded replacement
     drop: dict[str, str] = {}  # bn name -> producer name
     for n in graph.nodes:
-        if n.op != Op.BATCHNORM or n.inputs[0] not in by_name:
+        target = fold_target(graph, n, consumers) if n.op == Op.BATCHNORM else "not a batch norm"
+        if isinstance(target, str):
             continue
-        prod, view = by_name[n.inputs[0]], None
-        if _unit_view(graph, prod, consumers) and prod.inputs[0] in by_name:  # a 1-d conv's (N, C, 1, L) viewed 3-d
-            prod, view = by_name[prod.inputs[0]], prod
-        if prod.op not in (Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR) or len(consumers[prod.name]) != 1 or \
-                prod.name in graph.outputs:
-            continue
-        if prod.op == Op.LINEAR and len(prod.shape) != 2:
-            continue
-        if any(c.op == Op.SIGN for c in consumers[n.name]):
-            continue  # exact ties at the sign's threshold (module docstring)
+        prod, view = target
         w = graph.param(prod, "weight").astype(np.float64)
         mean = graph.param(n, "mean").astype(np.float64)
         b = graph.param(prod, "bias").astype(np.float64) if "bias" in prod.params else np.zeros_like(mean)
