@@ -259,8 +259,7 @@ def placement(graph: Graph, spec: CPUSpec, peak_activation_bytes: int, cores: in
             if name != "reg" and wbytes + peak_activation_bytes <= cap:
                 home = name
                 break
-    fused = fused_activations(graph, spec.runtime) if spec.runtime != "pytorch" else frozenset()
-    return Placement(home, wbytes, peak_activation_bytes, fused)
+    return Placement(home, wbytes, peak_activation_bytes, fused_activations(graph, spec.runtime))
 
 
 def _in_hw(node: Node) -> int:

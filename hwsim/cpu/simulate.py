@@ -110,8 +110,7 @@ def _cores_used(spec: CPUSpec, threads: int | None) -> int:
 def fp32_peak_activation_bytes(g: Graph, runtime: str) -> int:
     """Peak bytes of live fp32 activations (whole batch): an activation the runtime fuses into its producer (every
     runtime but pytorch's eager dispatch) writes into its producer's buffer, no buffer of its own."""
-    fused = fused_activations(g, runtime) if runtime != "pytorch" else ()
-    return peak_live_elements(g, fused) * g.batch * BYTES_PER_ELEMENT
+    return peak_live_elements(g, fused_activations(g, runtime)) * g.batch * BYTES_PER_ELEMENT
 
 
 def _report(network: str, g: Graph, spec: CPUSpec, n: int, folded: bool) -> Report:

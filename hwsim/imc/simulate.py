@@ -187,8 +187,8 @@ def simulate(graph: Graph, spec: IMCSpec, x: np.ndarray | None = None, *, seed: 
 
     mode: "pipelined" (layers overlap, row chunks, SimPy) or "layer" (one layer at a time).
     max_chunks: row chunks per node in pipelined mode.
-    seed: the chip (per-seed device draws: programming noise, stuck-at cells, drift exponents, ADC transfer, ADC
-    noise); the crossbars are programmed once per (graph, spec, seed) and cached, so batch after batch reuses them
+    seed: the chip (per-seed device draws: programming noise, stuck-at cells, drift exponents, ADC transfer; with
+    the run's read index, read and ADC noise); the crossbars are programmed once per (graph, spec, seed) and cached, so batch after batch reuses them
     (``hwsim.imc.functional.clear_cache`` forgets them).
     read_seed: which inference's read and ADC noise (``spec.read_sigma``, ``spec.adc_noise_lsb``) to draw; None:
     the next one of this process for ``seed`` (every call reads fresh noise; the same sequence of calls in a fresh

@@ -107,8 +107,11 @@ FUSE_INTO_ADD = frozenset({"xnnpack", "cmsis-nn", "x-cube-ai"})
 def fused_activations(graph: Graph, runtime: str = "ncnn") -> frozenset[str]:
     """Names of activation nodes a runtime fuses into the layer that feeds them (their only input is that layer's
     output and that output has no other reader): a conv or fully connected layer, and for the TFLite runtimes
-    (:data:`FUSE_INTO_ADD`) also an add."""
+    (:data:`FUSE_INTO_ADD`) also an add; none for the pytorch runtime."""
     from mapping.analysis import activation_fusions
+
+    if runtime == "pytorch":  # eager dispatch: every op writes its own tensor, nothing is fused
+        return frozenset()
 
     producers = {Op.CONV2D, Op.CONV_TRANSPOSE2D, Op.LINEAR} | ({Op.ADD} if runtime in FUSE_INTO_ADD else set())
     return frozenset(a.name for a in activation_fusions(graph, producers, lambda n: n.op in FUSABLE_ACTIVATIONS).values())
