@@ -21,7 +21,8 @@ from hwsim.errors import ConversionError, HwsimError, ShapeError, SpecError
 from hwsim.report import Result
 from hwsim.specs import is_integer, is_real, load_preset, spec_target
 from hwsim.target import Target, load_target
-from mapping.graph import Graph, Input
+from mapping._batch_check import rebatch
+from mapping.graph import Graph
 
 __all__ = ["as_graph", "as_spec", "simulate", "fit", "is_onnx"]
 
@@ -102,9 +103,7 @@ def _rebatch(graph: Graph, batch: int) -> Graph:
     if graph.batch_fixed and batch != 1:
         raise ShapeError(f"{graph.name} moves or merges the batch dimension (or uses its batch size as a number), so its graph computes one sample: "
                          f"simulate it with batch 1 (got a batch of {batch})")
-    inputs = tuple(Input(i.name, (batch,) + i.shape[1:]) for i in graph.inputs)
-    nodes = tuple(n.replace(shape=(batch,) + n.shape[1:]) for n in graph.nodes)
-    return graph.replace(inputs=inputs, nodes=nodes)
+    return rebatch(graph, batch)
 
 
 def _target_module(spec: Any) -> Target:

@@ -185,10 +185,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise HwsimError(f"--seed must be a non-negative integer, got {args.seed}")
     options = _dict([_option(o) for o in args.option or []], "--option")
-    from hwsim.api import _target_module, check_options
+    from hwsim.api import check_options
     from hwsim.specs import spec_target
+    from hwsim.target import load_target
 
-    check_options(_target_module(spec).simulate, spec_target(spec), options)  # a typo before the net is built
+    check_options(load_target(spec_target(spec)).simulate, spec_target(spec), options)  # before the net is built
     what = args.net or Path(args.model).name
     stages = _Stages(["import", "trace", "simulate"] + (["check"] if args.functional else []), f"hwsim run {what}")
     try:

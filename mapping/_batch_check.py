@@ -4,15 +4,17 @@ run at batch B + 1 must differ from the one at B in the batch dim only (:func:`b
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hwsim.errors import HwsimError, first_line
-from mapping._builder import BatchMoved, Builder, Rerun, _first
-from mapping.graph import Graph, with_source_shapes
+from mapping.graph import Graph, Input, with_source_shapes
 
-__all__ = ["batch_checked", "batch_number_verdict", "graph_difference"]
+if TYPE_CHECKING:  # mapping._builder imports torch: this module stays importable without it (hwsim.api's rebatch)
+    from mapping._builder import Builder, Rerun
+
+__all__ = ["batch_checked", "batch_number_verdict", "graph_difference", "rebatch"]
 
 
 def batch_checked(graph: Graph, b: Builder, rerun: Rerun | None, handle) -> Graph:
@@ -22,6 +24,8 @@ def batch_checked(graph: Graph, b: Builder, rerun: Rerun | None, handle) -> Grap
     the model only at the traced batch. At batch 1 it is then marked ``batch_fixed`` (one sample per call, as
     :func:`hwsim.evaluate` runs such a graph); at a larger batch it is refused (:class:`BatchMoved`). Sizes used as
     shapes (``x.view(x.size(0), -1)``, ``torch.zeros(x.size(0), 4)``) give the same graph and pass."""
+    from mapping._builder import Builder, _first
+
     if graph.batch_fixed or rerun is None or (rerun.gm is b.gm and "python" not in b.kinds.values()):
         return graph  # the same fx graph with no size or flag read from a tensor: no number can hold the batch
         # (a graph torch.export traced again at B + 1 may hold the batch as a literal: always rebuilt)
@@ -45,6 +49,8 @@ def batch_number_verdict(graph: Graph, diff: str | None, sources: dict[str, tupl
     """The graph of a model whose graphs at batches B and B + 1 differ by ``diff`` (None: they do not): computed at
     batch 1 it is one sample's graph (``batch_fixed``, its outputs in their ``sources`` shapes); at a larger batch it
     holds that batch as a number and is refused (:class:`BatchMoved`). Torch's tracer and the ONNX importer share it."""
+    from mapping._builder import BatchMoved
+
     if diff is None:
         return graph
     if graph.batch != 1:
@@ -89,3 +95,10 @@ def _same(x: Any, y: Any) -> bool:
         return bool(x == y)
     except Exception:  # noqa: BLE001 - values that do not compare: treated as different (the safe side)
         return False
+
+
+def rebatch(graph: Graph, batch: int) -> Graph:
+    """The same graph for ``batch`` samples: every input's and node's first dimension (callers refuse a
+    ``batch_fixed`` graph first: it computes one sample)."""
+    inputs = tuple(Input(i.name, (batch,) + tuple(i.shape[1:])) for i in graph.inputs)
+    return graph.replace(inputs=inputs, nodes=tuple(n.replace(shape=(batch,) + tuple(n.shape[1:])) for n in graph.nodes))

@@ -271,12 +271,11 @@ def _fixed_message(reshapes: list[tuple[str, list[int]]], export_batch: int, bat
 def _rebatched(graph: Graph, batch: int, reshapes: list[tuple[str, list[int]]], export_batch: int) -> Graph:
     """``graph``, imported and verified at the file's export batch, for ``batch`` samples (each shape's first dim,
     as hwsim rebatches any graph); refused when the graph computes one sample (it moves the batch)."""
-    from mapping.graph import Input
+    from mapping._batch_check import rebatch
 
     if graph.batch_fixed:
         raise ShapeError(_fixed_message(reshapes, export_batch, batch) + ", and it moves or merges the batch")
-    inputs = tuple(Input(i.name, (batch,) + tuple(i.shape[1:])) for i in graph.inputs)
-    return graph.replace(inputs=inputs, nodes=tuple(n.replace(shape=(batch,) + n.shape[1:]) for n in graph.nodes))
+    return rebatch(graph, batch)
 
 
 def _input_shape(inp, input_shape: Any) -> tuple[int, ...]:
